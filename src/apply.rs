@@ -1,0 +1,471 @@
+//! The executor: one attempt to realise a plan. Deletes run first (AMIs before the snapshots
+//! behind them), then creates and updates in topological order; independent nodes run
+//! concurrently, bounded per region. A failure stops only the nodes that depend on it; every
+//! node's outcome is reported.
+//!
+//! Invariant: never two operations on the same node at once (each node is one future, awaited
+//! by its dependents through a shared handle).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared, join_all};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
+use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
+use crate::graph::{DesiredGraph, Node, NodeKind, Work};
+use crate::plan::{Action, Change, Plan};
+use crate::tags;
+
+/// How long each kind of resource may take to become ready. Defaults follow what AWS needs in
+/// practice (cross-region copies of large images take well over half an hour) rather than the
+/// short waits users of other tools keep raising.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    pub snapshot: Duration,
+    pub image: Duration,
+    pub copy: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            snapshot: Duration::from_secs(60 * 60),
+            image: Duration::from_secs(40 * 60),
+            copy: Duration::from_secs(90 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Operations in flight per region (AWS allows 5 concurrent copies into one region).
+    pub parallelism: usize,
+    pub deadlines: Deadlines,
+    pub policy: RetryPolicy,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { parallelism: 4, deadlines: Deadlines::default(), policy: RetryPolicy::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome", content = "detail")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Deleted,
+    Unchanged,
+    Failed(String),
+    /// Not attempted: a dependency failed, or the run was interrupted.
+    Skipped(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub stack: String,
+    pub node: String,
+    pub region: String,
+    pub action: Action,
+    pub resource: Option<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub nodes: Vec<NodeReport>,
+    pub interrupted: bool,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        !self.interrupted && self.nodes.iter().all(|n| !matches!(n.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
+    }
+}
+
+type NodeResult = Result<String, ()>;
+
+struct Executor<'a, C> {
+    cloud: &'a C,
+    plan: &'a Plan,
+    graph: &'a DesiredGraph,
+    options: &'a ApplyOptions,
+    slots: HashMap<String, Arc<Semaphore>>,
+    reports: Mutex<Vec<NodeReport>>,
+    interrupted: &'a AtomicBool,
+}
+
+/// Executes `plan` (made from `graph`). `interrupted` is polled before each node starts: once it
+/// is set, no new work begins, in-flight work finishes, and the report says what was not done.
+pub async fn apply<C: Cloud>(
+    cloud: &C,
+    plan: &Plan,
+    graph: &DesiredGraph,
+    options: &ApplyOptions,
+    interrupted: &AtomicBool,
+) -> Report {
+    let mut regions: Vec<&str> = plan.changes.iter().map(|c| c.region.as_str()).collect();
+    regions.sort();
+    regions.dedup();
+    let slots = regions.iter().map(|r| (r.to_string(), Arc::new(Semaphore::new(options.parallelism.max(1))))).collect();
+    let executor = Executor { cloud, plan, graph, options, slots, reports: Mutex::default(), interrupted };
+    let failed_deletes = executor.delete_phase().await;
+    executor.create_phase(&failed_deletes).await;
+    let mut nodes = executor.reports.into_inner().expect("report lock");
+    nodes.sort_by(|a, b| (&a.stack, &a.node, &a.resource).cmp(&(&b.stack, &b.node, &b.resource)));
+    Report { nodes, interrupted: interrupted.load(Ordering::SeqCst) }
+}
+
+impl<'a, C: Cloud> Executor<'a, C> {
+    fn record(&self, change: &Change, resource: Option<String>, outcome: Outcome, started: Instant) {
+        let report = NodeReport {
+            stack: change.stack.clone(),
+            node: change.node.clone(),
+            region: change.region.clone(),
+            action: change.action,
+            resource,
+            outcome,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        match &report.outcome {
+            Outcome::Failed(error) => tracing::error!(node = %report.node, %error, "failed"),
+            outcome => tracing::info!(node = %report.node, resource = ?report.resource, ?outcome, "done"),
+        }
+        self.reports.lock().expect("report lock").push(report);
+    }
+
+    async fn slot(&self, region: &str) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.slots[region]).acquire_owned().await.expect("semaphores are never closed")
+    }
+
+    fn stopping(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Deletes and the delete half of replaces: every AMI first, then the snapshots. Returns the
+    /// nodes whose delete failed, so their re-creation is not attempted.
+    async fn delete_phase(&self) -> Vec<String> {
+        let removing = |c: &&Change| matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some();
+        let mut failed = Vec::new();
+        for images in [true, false] {
+            let batch = self.plan.changes.iter().filter(removing).filter(|c| c.kind.is_image() == images);
+            let results = join_all(batch.map(|change| async move { (change, self.delete(change).await) })).await;
+            for (change, ok) in results {
+                if !ok {
+                    failed.push(change.node.clone());
+                }
+            }
+        }
+        failed
+    }
+
+    async fn delete(&self, change: &Change) -> bool {
+        let started = Instant::now();
+        let id = change.live_id.clone().expect("deletes have a live resource");
+        if self.stopping() {
+            self.record(change, Some(id), Outcome::Skipped("interrupted before it started".into()), started);
+            return false;
+        }
+        let _slot = self.slot(&change.region).await;
+        let result = if change.kind.is_image() {
+            self.delete_image(change, &id).await
+        } else {
+            self.delete_snapshot_after_images(&change.region, &id).await
+        };
+        match result {
+            // A replace reports once, after its create half.
+            Ok(()) if change.action == Action::Replace => true,
+            Ok(()) => {
+                self.record(change, Some(id), Outcome::Deleted, started);
+                true
+            }
+            Err(error) => {
+                self.record(change, Some(id), Outcome::Failed(error.to_string()), started);
+                false
+            }
+        }
+    }
+
+    async fn delete_image(&self, change: &Change, id: &str) -> Result<(), CloudError> {
+        self.cloud.deregister_image(&change.region, id).await?;
+        for snapshot in &change.with_snapshots {
+            self.delete_snapshot_after_images(&change.region, snapshot).await?;
+        }
+        Ok(())
+    }
+
+    /// Right after DeregisterImage, EBS may still count the snapshot as in use for a moment.
+    async fn delete_snapshot_after_images(&self, region: &str, id: &str) -> Result<(), CloudError> {
+        self.options
+            .policy
+            .run(false, || async {
+                self.cloud.delete_snapshot(region, id).await.map_err(|e| {
+                    if e.code.as_deref() == Some("InvalidSnapshot.InUse") { e.with_class(ErrorClass::Transient) } else { e }
+                })
+            })
+            .await
+    }
+
+    /// Creates, updates and the create half of replaces, in dependency order.
+    async fn create_phase(&self, failed_deletes: &[String]) {
+        let changes: HashMap<&str, &Change> = self
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::Delete && self.graph.get(&c.node).is_some())
+            .map(|c| (c.node.as_str(), c))
+            .collect();
+        let mut handles: HashMap<&str, Shared<BoxFuture<'_, NodeResult>>> = HashMap::new();
+        for node in self.graph.topological() {
+            let Some(&change) = changes.get(node.id.as_str()) else { continue };
+            let dependencies: Vec<_> = self.graph.dependencies(&node.id).iter().filter_map(|d| handles.get(d).cloned()).collect();
+            let delete_failed = failed_deletes.contains(&node.id);
+            let handle = self.run_node(node, change, dependencies, delete_failed).boxed().shared();
+            handles.insert(node.id.as_str(), handle);
+        }
+        join_all(handles.into_values()).await;
+    }
+
+    async fn run_node(
+        &self,
+        node: &Node,
+        change: &Change,
+        dependencies: Vec<Shared<BoxFuture<'_, NodeResult>>>,
+        delete_failed: bool,
+    ) -> NodeResult {
+        let started = Instant::now();
+        let live = change.live_id.clone();
+        match change.action {
+            Action::NoOp => return live.ok_or(()),
+            Action::Delete => return Err(()),
+            Action::Create | Action::Replace | Action::Update => {}
+        }
+        if delete_failed {
+            self.record(change, live, Outcome::Skipped("deleting the old resource failed".into()), started);
+            return Err(());
+        }
+        let mut inputs = Vec::new();
+        if change.action != Action::Update {
+            for dependency in dependencies {
+                match dependency.await {
+                    Ok(id) => inputs.push(id),
+                    Err(()) => {
+                        self.record(change, None, Outcome::Skipped("a dependency failed or was skipped".into()), started);
+                        return Err(());
+                    }
+                }
+            }
+        }
+        if self.stopping() {
+            self.record(change, live, Outcome::Skipped("interrupted before it started".into()), started);
+            return Err(());
+        }
+        let _slot = self.slot(&node.region).await;
+        let result = match (change.action, live) {
+            (Action::Update, Some(id)) => self.update(node, change, &id).await.map(|_| (id, Outcome::Updated)),
+            _ => self.create(node, &inputs).await.map(|id| (id, Outcome::Created)),
+        };
+        match result {
+            Ok((id, outcome)) => {
+                self.record(change, Some(id.clone()), outcome, started);
+                Ok(id)
+            }
+            Err(error) => {
+                self.record(change, error.resource.clone(), Outcome::Failed(error.message.clone()), started);
+                Err(())
+            }
+        }
+    }
+
+    /// A deterministic client token: the same plan retried after a crash asks AWS for the same
+    /// resource, while a plan made after AWS state changed asks for a new one.
+    fn client_token(&self, node: &Node) -> String {
+        let digest = Sha256::digest(format!("{}\0{}\0{}", self.plan.observed, node.id, node.spec_hash()).as_bytes());
+        hex::encode(&digest[..16])
+    }
+
+    async fn create(&self, node: &Node, inputs: &[String]) -> Result<String, StepError> {
+        let region = node.region.as_str();
+        let tags = node.desired_tags();
+        match &node.work {
+            Work::Upload { source, size_bytes, volume_size_gib, encrypted, kms_key } => {
+                let upload = SnapshotUpload {
+                    source: source.clone(),
+                    size_bytes: *size_bytes,
+                    volume_size_gib: *volume_size_gib,
+                    encrypted: *encrypted,
+                    kms_key: kms_key.clone(),
+                    tags,
+                    client_token: self.client_token(node),
+                    description: format!("amiplan {}", node.id),
+                };
+                let id = self.cloud.upload_snapshot(region, &upload).await?;
+                let done = BTreeMap::from([(tags::UPLOADED.to_string(), "true".to_string())]);
+                self.cloud.set_tags(region, std::slice::from_ref(&id), &done).await.map_err(|e| StepError::from(e).on(&id))?;
+                self.wait_snapshot(region, &id).await?;
+                Ok(id)
+            }
+            Work::Register { attrs, volume_size_gib } => {
+                let registration = ImageRegistration {
+                    name: node.name.clone().unwrap_or_default(),
+                    description: node.description.clone(),
+                    attrs: attrs.clone(),
+                    snapshot_id: input(inputs, node)?,
+                    volume_size_gib: *volume_size_gib,
+                    tags,
+                };
+                let id = self.cloud.register_image(region, &registration).await?;
+                self.wait_image(region, &id, self.options.deadlines.image).await?;
+                self.publish(node, &id).await?;
+                Ok(id)
+            }
+            Work::Copy { source_region, encrypted, kms_key } => {
+                let copy = ImageCopy {
+                    name: node.name.clone().unwrap_or_default(),
+                    description: node.description.clone(),
+                    source_region: source_region.clone(),
+                    source_image_id: input(inputs, node)?,
+                    encrypted: *encrypted,
+                    kms_key: kms_key.clone(),
+                    tags: tags.clone(),
+                    client_token: self.client_token(node),
+                };
+                let id = self.cloud.copy_image(region, &copy).await?;
+                let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
+                self.tag_copy_snapshots(region, &status, &tags).await;
+                self.publish(node, &id).await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// CopyImage's TagSpecifications should tag the new snapshots; where the API ignores them
+    /// (the emulator does), tag them here. A snapshot that cannot be tagged is not worth failing
+    /// the copy for: it is found and deleted through its AMI.
+    async fn tag_copy_snapshots(&self, region: &str, status: &ResourceStatus, tags: &BTreeMap<String, String>) {
+        for snapshot in &status.snapshot_ids {
+            let snapshot_tags = tags.iter().filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS);
+            let snapshot_tags: BTreeMap<String, String> = snapshot_tags.map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Err(error) = self.cloud.set_tags(region, std::slice::from_ref(snapshot), &snapshot_tags).await {
+                tracing::warn!(%error, snapshot, "could not tag the snapshot of a copied AMI");
+            }
+        }
+    }
+
+    async fn publish(&self, node: &Node, id: &str) -> Result<(), StepError> {
+        if node.public {
+            self.cloud.set_image_public(&node.region, id, true).await.map_err(|e| StepError::from(e).on(id))?;
+        }
+        Ok(())
+    }
+
+    async fn update(&self, node: &Node, change: &Change, id: &str) -> Result<(), StepError> {
+        let region = node.region.as_str();
+        if node.kind == NodeKind::Snapshot {
+            self.wait_snapshot(region, id).await?;
+        } else {
+            self.wait_image(region, id, self.options.deadlines.copy).await?;
+        }
+        let ids = [id.to_string()];
+        let mut set = BTreeMap::new();
+        let mut remove = Vec::new();
+        for diff in &change.diffs {
+            let fail = |e: CloudError| StepError::from(e).on(id);
+            match (diff.attribute.strip_prefix("tags."), &diff.after) {
+                (Some(key), Some(value)) => {
+                    set.insert(key.to_string(), value.clone());
+                }
+                (Some(key), None) => remove.push(key.to_string()),
+                (None, after) if diff.attribute == "description" => {
+                    let description = after.clone().unwrap_or_default();
+                    self.cloud.set_image_description(region, id, &description).await.map_err(fail)?;
+                }
+                (None, _) if diff.attribute == "launch_permission" => {
+                    self.cloud.set_image_public(region, id, node.public).await.map_err(fail)?;
+                }
+                (None, _) => {}
+            }
+        }
+        self.cloud.set_tags(region, &ids, &set).await.map_err(|e| StepError::from(e).on(id))?;
+        self.cloud.remove_tags(region, &ids, &remove).await.map_err(|e| StepError::from(e).on(id))?;
+        Ok(())
+    }
+
+    async fn wait_snapshot(&self, region: &str, id: &str) -> Result<ResourceStatus, StepError> {
+        let what = format!("snapshot {id} in {region}");
+        let deadline = self.options.deadlines.snapshot;
+        let result = wait_until(&self.options.policy, deadline, &what, || async {
+            let status = self.cloud.snapshot_status(region, id).await?;
+            Ok(match status.state.as_str() {
+                "completed" => Poll::Ready(Ok(status)),
+                "error" => Poll::Ready(Err(status)),
+                other => Poll::Pending(other.to_string()),
+            })
+        })
+        .await;
+        settle(result, id, &what)
+    }
+
+    async fn wait_image(&self, region: &str, id: &str, deadline: Duration) -> Result<ResourceStatus, StepError> {
+        let what = format!("AMI {id} in {region}");
+        let result = wait_until(&self.options.policy, deadline, &what, || async {
+            let status = self.cloud.image_status(region, id).await?;
+            Ok(match status.state.as_str() {
+                "available" => Poll::Ready(Ok(status)),
+                "pending" => Poll::Pending("pending".into()),
+                _ => Poll::Ready(Err(status)),
+            })
+        })
+        .await;
+        settle(result, id, &what)
+    }
+}
+
+fn settle(result: Result<Result<ResourceStatus, ResourceStatus>, WaitError>, id: &str, what: &str) -> Result<ResourceStatus, StepError> {
+    match result {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(status)) => {
+            let reason = status.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            Err(StepError { resource: Some(id.to_string()), message: format!("{what} ended in state `{}`{reason}", status.state) })
+        }
+        Err(error) => Err(StepError { resource: Some(id.to_string()), message: error.to_string() }),
+    }
+}
+
+fn input(inputs: &[String], node: &Node) -> Result<String, StepError> {
+    inputs
+        .first()
+        .cloned()
+        .ok_or_else(|| StepError { resource: None, message: format!("{} has no resolved dependency", node.id) })
+}
+
+/// A failed step: the message, and the resource it left behind (if one was made).
+#[derive(Debug)]
+struct StepError {
+    resource: Option<String>,
+    message: String,
+}
+
+impl StepError {
+    fn on(mut self, id: &str) -> StepError {
+        self.resource.get_or_insert_with(|| id.to_string());
+        self
+    }
+}
+
+impl From<CloudError> for StepError {
+    fn from(error: CloudError) -> Self {
+        StepError { resource: error.resource.clone(), message: error.to_string() }
+    }
+}

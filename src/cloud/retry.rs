@@ -1,0 +1,200 @@
+//! Retry and wait policy: exponential backoff with full jitter, bounded by attempts or deadlines.
+//! The decision to retry is a pure function of the error class and the situation.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{CloudError, ErrorClass};
+
+/// How persistent calls and waits are.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per call for throttling and transient faults.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// How long a resource may stay invisible (`*.NotFound`) after amiplan created it.
+    pub consistency_window: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // Eight attempts over about a minute rides out the throttling bursts AWS documents for
+        // EC2's per-account token buckets without hiding a real outage for long.
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(20),
+            consistency_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy for tests against an emulator: same logic, millisecond delays.
+    pub fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(100),
+            consistency_window: Duration::from_secs(10),
+        }
+    }
+
+    /// Delay before retry number `attempt` (1-based): full jitter over an exponential ceiling.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        ceiling.mul_f64(fastrand::f64()).max(self.base_delay / 2)
+    }
+
+    /// Whether a failure on `attempt` deserves another try. `just_created` allows `NotFound`.
+    pub fn should_retry(&self, error: &CloudError, attempt: u32, just_created: bool) -> bool {
+        attempt < self.max_attempts
+            && match error.class {
+                ErrorClass::Throttling | ErrorClass::Transient => true,
+                ErrorClass::NotFound => just_created,
+                ErrorClass::Fatal => false,
+            }
+    }
+
+    /// Runs `call` until it succeeds or `should_retry` says stop.
+    pub async fn run<T, F, Fut>(&self, just_created: bool, mut call: F) -> Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(error) if self.should_retry(&error, attempt, just_created) => {
+                    tracing::debug!(%error, attempt, "retrying");
+                    tokio::time::sleep(self.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// What a poll saw.
+pub enum Poll<T> {
+    Ready(T),
+    Pending(String),
+}
+
+/// Polls `check` with backoff until it is ready, fails, or `deadline` passes. `NotFound` counts as
+/// pending for the policy's consistency window; throttling and transient faults are pending too.
+pub async fn wait_until<T, F, Fut>(policy: &RetryPolicy, deadline: Duration, what: &str, mut check: F) -> Result<T, WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>, CloudError>>,
+{
+    let start = Instant::now();
+    let mut attempt = 1;
+    let mut last: String;
+    loop {
+        match check().await {
+            Ok(Poll::Ready(value)) => return Ok(value),
+            Ok(Poll::Pending(state)) => last = state,
+            Err(error) => match error.class {
+                ErrorClass::Throttling | ErrorClass::Transient => last = error.to_string(),
+                ErrorClass::NotFound if start.elapsed() < policy.consistency_window => last = error.to_string(),
+                _ => return Err(WaitError::Failed(error)),
+            },
+        }
+        if start.elapsed() >= deadline {
+            return Err(WaitError::Timeout { what: what.to_string(), after: deadline, last });
+        }
+        // Waits poll less eagerly than calls retry: state changes take seconds to minutes.
+        let delay = policy.delay(attempt).max(policy.base_delay * 2);
+        tokio::time::sleep(delay.min(deadline.saturating_sub(start.elapsed()))).await;
+        attempt = (attempt + 1).min(16);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("{what} was still not ready after {after:?} (last seen: {last}); AWS may still finish it: a re-run adopts it")]
+    Timeout { what: String, after: Duration, last: String },
+    #[error(transparent)]
+    Failed(CloudError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn error(code: &str) -> CloudError {
+        CloudError::new("DescribeImages", "us-east-1", Some(code.to_string()), "x")
+    }
+
+    #[test]
+    fn fatal_errors_are_never_retried() {
+        let policy = RetryPolicy::default();
+        assert!(!policy.should_retry(&error("AccessDenied"), 1, true));
+        assert!(!policy.should_retry(&error("InvalidParameterValue"), 1, true));
+        assert!(policy.should_retry(&error("RequestLimitExceeded"), 1, false));
+        assert!(!policy.should_retry(&error("RequestLimitExceeded"), policy.max_attempts, false));
+        assert!(policy.should_retry(&error("InvalidAMIID.NotFound"), 1, true));
+        assert!(!policy.should_retry(&error("InvalidAMIID.NotFound"), 1, false));
+    }
+
+    #[test]
+    fn delays_grow_but_stay_bounded() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..30 {
+            let delay = policy.delay(attempt);
+            assert!(delay <= policy.max_delay && delay >= policy.base_delay / 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn run_retries_throttling_then_succeeds_and_stops_on_access_denied() {
+        let calls = AtomicU32::new(0);
+        let result = RetryPolicy::fast()
+            .run(false, || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 | 1 => Err(error("Throttling")),
+                    _ => Ok(7),
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = RetryPolicy::fast()
+            .run(true, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(error("AccessDenied"))
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn waits_treat_early_not_found_as_pending_and_time_out() {
+        let calls = AtomicU32::new(0);
+        let ready = wait_until(&RetryPolicy::fast(), Duration::from_secs(5), "ami-1", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(error("InvalidAMIID.NotFound")),
+                1 => Ok(Poll::Pending("pending".into())),
+                _ => Ok(Poll::Ready("available")),
+            }
+        })
+        .await;
+        assert_eq!(ready.unwrap(), "available");
+
+        let timeout = wait_until(&RetryPolicy::fast(), Duration::from_millis(50), "ami-2", || async {
+            Ok::<Poll<()>, CloudError>(Poll::Pending("pending".into()))
+        })
+        .await;
+        assert!(matches!(timeout, Err(WaitError::Timeout { .. })));
+    }
+}

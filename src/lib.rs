@@ -1,0 +1,14 @@
+//! amiplan: declarative AMI builds. The pipeline reads off the module tree:
+//! `manifest` → `model` → `graph` → `observe` → `plan` → `apply`, over one `cloud` trait.
+
+pub mod apply;
+pub mod cli;
+pub mod cloud;
+pub mod graph;
+pub mod manifest;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod render;
+pub mod source;
+pub mod tags;

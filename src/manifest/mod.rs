@@ -1,0 +1,178 @@
+//! Reading manifests: files and directories in, raw manifests with their text positions out, or
+//! every problem as `file:line:col: message`. Nothing here talks to AWS.
+
+pub mod locate;
+pub mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use locate::{Position, PositionIndex};
+pub use raw::Manifest;
+
+/// Manifests larger than this are refused before parsing; real ones are a few KiB.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// One problem in one manifest, at a position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub position: Position,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Position { line, column } = self.position;
+        write!(f, "{}:{line}:{column}: {}", self.file.display(), self.message)
+    }
+}
+
+/// Every problem found in a set of manifests; the whole set is refused if there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem(s) in the manifests:\n{}", .0.len(), render(.0))]
+pub struct Invalid(pub Vec<Diagnostic>);
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// A manifest that parsed, with what is needed to point at its parts later.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    pub positions: PositionIndex,
+}
+
+impl Loaded {
+    /// A diagnostic about the value at `path` (see [`PositionIndex::find`]).
+    pub fn at(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: self.path.clone(), position: self.positions.find(path), message: message.into() }
+    }
+
+    /// The directory that relative file references are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Expands `paths` (files, or directories searched for `*.yaml`/`*.yml`, not recursively) in a
+/// stable order and parses every file. Returns all problems of all files at once.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Invalid> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        match manifest_files(path) {
+            Ok(found) if found.is_empty() => problems.push(whole_file(path, "no manifests (*.yaml, *.yml) here")),
+            Ok(found) => files.extend(found),
+            Err(message) => problems.push(whole_file(path, message)),
+        }
+    }
+    files.sort();
+    files.dedup();
+    let mut loaded = Vec::new();
+    for file in files {
+        match load_file(&file) {
+            Ok(manifest) => loaded.push(manifest),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if problems.is_empty() { Ok(loaded) } else { Err(Invalid(problems)) }
+}
+
+fn whole_file(path: &Path, message: impl Into<String>) -> Diagnostic {
+    Diagnostic { file: path.to_path_buf(), position: Position::START, message: message.into() }
+}
+
+fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| format!("cannot list directory: {e}"))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list directory: {e}"))?;
+        let file = entry.path();
+        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        if is_yaml && file.is_file() {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    let size = std::fs::metadata(path).map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?.len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(vec![whole_file(path, format!("manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}"))]);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?;
+    parse(path, &text)
+}
+
+/// Parses one manifest's text; `path` is used for positions only.
+pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    let positions = PositionIndex::new(text);
+    if let Some((key, pos)) = positions.first_duplicate_key() {
+        let message = format!("duplicate key `{key}`");
+        return Err(vec![Diagnostic { file: path.to_path_buf(), position: pos, message }]);
+    }
+    match serde_yaml_ng::from_str::<Manifest>(text) {
+        Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions }),
+        Err(err) => {
+            let position = err
+                .location()
+                .map(|l| Position { line: l.line(), column: l.column() })
+                .unwrap_or(Position::START);
+            let message = strip_location(&err.to_string());
+            Err(vec![Diagnostic { file: path.to_path_buf(), position, message }])
+        }
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C" to messages; the diagnostic already says where.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(Path::new("m.yaml"), text).err().unwrap().iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn unknown_field_points_at_its_line() {
+        let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1 }\nimage:\n  name: n\n  architecture: x86_64\n  colour: blue\nregions: [us-east-1]\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].starts_with("m.yaml:7:3: image: unknown field `colour`"), "{found:?}");
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value() {
+        let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1 }\nimage: { name: n, architecture: sparc }\nregions: [us-east-1]\n";
+        let found = problems(text);
+        assert!(found[0].starts_with("m.yaml:4:"), "{found:?}");
+        assert!(found[0].contains("unknown variant `sparc`"), "{found:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let found = problems("stack: a\nstack: b\n");
+        assert_eq!(found, vec!["m.yaml:2:1: duplicate key `stack`"]);
+    }
+
+    #[test]
+    fn bad_yaml_has_a_position() {
+        let found = problems("stack: [unclosed\n");
+        assert!(found[0].starts_with("m.yaml:2:1:") || found[0].starts_with("m.yaml:1:"), "{found:?}");
+    }
+}

@@ -1,0 +1,321 @@
+//! The planner: a pure function of (desired graph, observed state) → an ordered list of changes,
+//! each with its reasons. No client, no clock, no randomness: the same inputs give the same plan.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{DesiredGraph, Node, NodeKind};
+use crate::observe::{LiveResource, Observed, ResourceKind};
+use crate::tags;
+
+/// Version of the saved-plan format; a plan file of another version is refused.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    /// Change tags, description or launch permissions in place (or wait for a pending resource).
+    Update,
+    /// Delete the live resource and create it again: something AWS cannot change differs.
+    Replace,
+    Delete,
+}
+
+/// One attribute that differs between live and desired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrDiff {
+    pub attribute: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What happens to one node (or one owned resource no node wants).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub stack: String,
+    pub node: String,
+    pub kind: NodeKind,
+    pub region: String,
+    pub action: Action,
+    /// The live resource acted on (absent for creates).
+    pub live_id: Option<String>,
+    pub reasons: Vec<String>,
+    pub diffs: Vec<AttrDiff>,
+    /// With AMI deletes: the snapshots behind the AMI that go with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_snapshots: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub account: String,
+    pub destroy: bool,
+    /// Digest of the desired graph the plan was made for.
+    pub desired: String,
+    /// Fingerprint of the live state the plan was made against.
+    pub observed: String,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.changes {
+            match change.action {
+                Action::NoOp => summary.unchanged += 1,
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Replace => summary.replace += 1,
+                Action::Delete => summary.delete += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+}
+
+/// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
+/// towards nothing at all when `destroy` is set.
+pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool) -> Plan {
+    let claims = claim(desired, observed, stacks);
+    let mut changes = Vec::new();
+    for node in desired.topological() {
+        let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
+        candidates.sort_by_key(|live| preference(node, live));
+        if destroy {
+            changes.extend(candidates.iter().map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, "destroy")));
+            continue;
+        }
+        let mut candidates = candidates.into_iter();
+        changes.push(match candidates.next() {
+            None => Change {
+                stack: node.stack.clone(),
+                node: node.id.clone(),
+                kind: node.kind,
+                region: node.region.clone(),
+                action: Action::Create,
+                live_id: None,
+                reasons: vec![],
+                diffs: vec![],
+                with_snapshots: vec![],
+            },
+            Some(live) => compare(node, live),
+        });
+        for duplicate in candidates {
+            let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
+            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
+        }
+    }
+    for live in claims.orphans {
+        let reason = if destroy { "destroy" } else { "no longer in the manifests" };
+        let kind = if live.kind == ResourceKind::Image { NodeKind::Image } else { NodeKind::Snapshot };
+        let node = live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
+        changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
+    }
+    assign_snapshots(&mut changes, observed);
+    Plan {
+        format: PLAN_FORMAT,
+        account: observed.account.clone(),
+        destroy,
+        desired: desired.digest(),
+        observed: observed.fingerprint(),
+        changes,
+    }
+}
+
+struct Claims<'a> {
+    by_node: HashMap<&'a str, Vec<&'a LiveResource>>,
+    orphans: Vec<&'a LiveResource>,
+}
+
+/// Decides which live resources belong to which desired node: by `amiplan:node` tag, or for AMIs
+/// carrying no amiplan tags at all, by their deterministic name (adoption after a crash).
+fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSet<String>) -> Claims<'a> {
+    let mut claims = Claims { by_node: HashMap::new(), orphans: Vec::new() };
+    // Snapshots made by CopyImage carry their AMI's tags; they live and die with that AMI.
+    let behind_images: HashSet<(&str, &str)> = observed
+        .resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Image)
+        .flat_map(|image| image.snapshot_ids.iter().map(|s| (image.region.as_str(), s.as_str())))
+        .collect();
+    for live in &observed.resources {
+        let owned = live.stack().is_some_and(|s| stacks.contains(s));
+        let tagged_node = live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region);
+        let expected_kind = |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
+        if owned {
+            match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
+                Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),
+                None if live.kind == ResourceKind::Snapshot && behind_images.contains(&(&live.region, &live.id)) => {}
+                None => claims.orphans.push(live),
+            }
+        } else if live.stack().is_none() && live.kind == ResourceKind::Image {
+            let named = live.name.as_deref().and_then(|name| desired.image_named(&live.region, name));
+            if let Some(node) = named {
+                claims.by_node.entry(node.id.as_str()).or_default().push(live);
+            }
+        }
+    }
+    claims
+}
+
+/// Sort key among several live resources for one node: the healthiest, matching, oldest first.
+fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
+    let broken = failed_state(live).is_some();
+    let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash());
+    let untagged = live.node().is_none();
+    (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
+}
+
+fn failed_state(live: &LiveResource) -> Option<&str> {
+    match live.state.as_str() {
+        "available" | "completed" | "pending" => None,
+        other => Some(other),
+    }
+}
+
+fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
+    Change {
+        stack,
+        node,
+        kind,
+        region: live.region.clone(),
+        action: Action::Delete,
+        live_id: Some(live.id.clone()),
+        reasons: vec![reason.to_string()],
+        diffs: vec![],
+        with_snapshots: vec![],
+    }
+}
+
+/// The change that takes `live` to `node`.
+fn compare(node: &Node, live: &LiveResource) -> Change {
+    let mut change = Change {
+        stack: node.stack.clone(),
+        node: node.id.clone(),
+        kind: node.kind,
+        region: node.region.clone(),
+        action: Action::NoOp,
+        live_id: Some(live.id.clone()),
+        reasons: vec![],
+        diffs: vec![],
+        with_snapshots: vec![],
+    };
+    if let Some(state) = failed_state(live) {
+        change.action = Action::Replace;
+        change.reasons.push(format!("{} is in state `{state}`", live.id));
+        return change;
+    }
+    if node.kind == NodeKind::Snapshot && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
+        change.action = Action::Replace;
+        change.reasons.push(format!("{} is an upload that never completed", live.id));
+        return change;
+    }
+    if let Some(live_hash) = live.tags.get(tags::SPEC)
+        && *live_hash != node.spec_hash()
+    {
+        change.action = Action::Replace;
+        change.diffs = spec_diffs(node, live);
+        change.reasons.push(if change.diffs.is_empty() {
+            format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
+        } else {
+            let names: Vec<&str> = change.diffs.iter().map(|d| d.attribute.as_str()).collect();
+            format!("{} cannot change in place", names.join(", "))
+        });
+        return change;
+    }
+    if live.node().is_none() {
+        change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
+    }
+    if live.state == "pending" {
+        change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
+    }
+    change.diffs = in_place_diffs(node, live);
+    if !change.diffs.is_empty() || !change.reasons.is_empty() {
+        change.action = Action::Update;
+    }
+    change
+}
+
+fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
+    let mut diffs = Vec::new();
+    for (key, after) in &node.spec {
+        let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
+        if before.is_some_and(|b| b != after) {
+            diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
+        }
+    }
+    diffs
+}
+
+fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    let mut diffs = Vec::new();
+    if node.kind.is_image() {
+        if node.description.is_some() && node.description != live.description {
+            diffs.push(AttrDiff { attribute: "description".into(), before: live.description.clone(), after: node.description.clone() });
+        }
+        if node.public != live.public {
+            let text = |public: bool| Some(if public { "public" } else { "private" }.to_string());
+            diffs.push(AttrDiff { attribute: "launch_permission".into(), before: text(live.public), after: text(node.public) });
+        }
+    }
+    let desired: BTreeMap<String, String> = node.desired_tags();
+    let keys: BTreeSet<&String> = desired.keys().chain(live.tags.keys()).collect();
+    for key in keys {
+        let (before, after) = (live.tags.get(key), desired.get(key));
+        // amiplan's status tags and AWS's own tags are not the manifest's to remove.
+        if after.is_none() && tags::is_reserved(key) {
+            continue;
+        }
+        if before != after {
+            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
+        }
+    }
+    diffs
+}
+
+/// Gives each AMI delete (or replace) the snapshots behind it that nothing else keeps or deletes:
+/// not a snapshot node that stays, not one another remaining AMI uses, not one deleted on its own.
+fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
+    let live: HashMap<(&str, &str), &LiveResource> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
+    let mut keep: HashSet<(String, String)> = HashSet::new();
+    for change in changes.iter() {
+        let Some(id) = &change.live_id else { continue };
+        let key = (change.region.clone(), id.clone());
+        if change.kind == NodeKind::Snapshot {
+            // Kept snapshots stay; removed ones are deleted by their own change.
+            keep.insert(key);
+        } else if !removed(change)
+            && let Some(image) = live.get(&(change.region.as_str(), id.as_str()))
+        {
+            keep.extend(image.snapshot_ids.iter().map(|s| (change.region.clone(), s.clone())));
+        }
+    }
+    for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
+        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else { continue };
+        for snapshot in &image.snapshot_ids {
+            if keep.insert((change.region.clone(), snapshot.clone())) {
+                change.with_snapshots.push(snapshot.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Human rendering of plans and results. JSON comes from the same values through serde.
+
+use std::fmt::Write;
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::plan::{Action, AttrDiff, Change, Plan};
+
+/// ANSI styling, off when the output is not a terminal or the user said so.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+    pub fn green(&self, text: &str) -> String {
+        self.paint("32", text)
+    }
+    pub fn yellow(&self, text: &str) -> String {
+        self.paint("33", text)
+    }
+    pub fn red(&self, text: &str) -> String {
+        self.paint("31", text)
+    }
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+fn marker(action: Action, style: Style) -> String {
+    match action {
+        Action::Create => style.green("  +"),
+        Action::Update => style.yellow("  ~"),
+        Action::Replace => style.red("-/+"),
+        Action::Delete => style.red("  -"),
+        Action::NoOp => style.dim("   "),
+    }
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update in place",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
+        Action::NoOp => "no change",
+    }
+}
+
+/// The plan as a person reads it: changes grouped by stack, unchanged nodes only when `verbose`.
+pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
+    let mut out = String::new();
+    let mut stacks: Vec<&str> = plan.changes.iter().map(|c| c.stack.as_str()).collect();
+    stacks.sort();
+    stacks.dedup();
+    for stack in stacks {
+        let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.stack == stack).collect();
+        let shown: Vec<&&Change> = changes.iter().filter(|c| verbose || c.action != Action::NoOp).collect();
+        let label = if stack.is_empty() { "(no stack tag)" } else { stack };
+        let _ = writeln!(out, "{}", style.bold(&format!("stack {label}")));
+        if shown.is_empty() {
+            let _ = writeln!(out, "    {}", style.dim("no changes"));
+        }
+        for change in shown {
+            render_change(&mut out, change, style);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", summary_line(plan));
+    out
+}
+
+fn render_change(out: &mut String, change: &Change, style: Style) {
+    let live = change.live_id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default();
+    let reasons = if change.reasons.is_empty() { String::new() } else { format!(": {}", change.reasons.join("; ")) };
+    let _ = writeln!(out, "{} {}{} {}{}", marker(change.action, style), change.node, style.dim(&live), verb(change.action), reasons);
+    if !change.diffs.is_empty() {
+        out.push_str(&render_diffs(&change.diffs, style));
+    }
+    if !change.with_snapshots.is_empty() {
+        let _ = writeln!(out, "        with snapshot(s) {}", change.with_snapshots.join(", "));
+    }
+}
+
+/// Attribute changes as a line diff of `name = value` listings, so additions, removals and
+/// modifications read the same way for tags and attributes.
+fn render_diffs(diffs: &[AttrDiff], style: Style) -> String {
+    let listing = |pick: fn(&AttrDiff) -> Option<&String>| {
+        diffs
+            .iter()
+            .filter_map(|d| pick(d).map(|v| format!("{} = {:?}\n", d.attribute, v)))
+            .collect::<String>()
+    };
+    let before = listing(|d| d.before.as_ref());
+    let after = listing(|d| d.after.as_ref());
+    let mut out = String::new();
+    for change in TextDiff::from_lines(&before, &after).iter_all_changes() {
+        let line = change.value().trim_end();
+        let _ = match change.tag() {
+            ChangeTag::Delete => writeln!(out, "        {}", style.red(&format!("- {line}"))),
+            ChangeTag::Insert => writeln!(out, "        {}", style.green(&format!("+ {line}"))),
+            ChangeTag::Equal => writeln!(out, "          {line}"),
+        };
+    }
+    out
+}
+
+pub fn summary_line(plan: &Plan) -> String {
+    let s = plan.summary();
+    if !plan.has_changes() {
+        return format!("No changes. {} resource(s) match the manifests.", s.unchanged);
+    }
+    format!(
+        "Plan: {} to create, {} to update in place, {} to replace, {} to delete ({} unchanged).",
+        s.create, s.update, s.replace, s.delete, s.unchanged
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::NodeKind;
+
+    fn change(action: Action, node: &str, live: Option<&str>) -> Change {
+        Change {
+            stack: "demo".into(),
+            node: node.into(),
+            kind: NodeKind::Image,
+            region: "us-east-1".into(),
+            action,
+            live_id: live.map(str::to_string),
+            reasons: vec![],
+            diffs: vec![],
+            with_snapshots: vec![],
+        }
+    }
+
+    #[test]
+    fn renders_markers_diffs_and_summary() {
+        let mut update = change(Action::Update, "image/a@us-east-1", Some("ami-1"));
+        update.diffs = vec![
+            AttrDiff { attribute: "description".into(), before: Some("old".into()), after: Some("new".into()) },
+            AttrDiff { attribute: "tags.team".into(), before: None, after: Some("os".into()) },
+        ];
+        let mut replace = change(Action::Replace, "image/b@eu-west-1", Some("ami-2"));
+        replace.reasons = vec!["volume_type cannot change in place".into()];
+        replace.diffs = vec![AttrDiff { attribute: "volume_type".into(), before: Some("gp2".into()), after: Some("gp3".into()) }];
+        let plan = Plan {
+            format: 1,
+            account: "123".into(),
+            destroy: false,
+            desired: "d".into(),
+            observed: "o".into(),
+            changes: vec![change(Action::Create, "snapshot/demo-root@us-east-1", None), update, replace, change(Action::NoOp, "image/c@us-east-1", Some("ami-3"))],
+        };
+        let expected = "\
+stack demo
+  + snapshot/demo-root@us-east-1 create
+  ~ image/a@us-east-1 (ami-1) update in place
+        - description = \"old\"
+        + description = \"new\"
+        + tags.team = \"os\"
+-/+ image/b@eu-west-1 (ami-2) replace: volume_type cannot change in place
+        - volume_type = \"gp2\"
+        + volume_type = \"gp3\"
+
+Plan: 1 to create, 1 to update in place, 1 to replace, 0 to delete (1 unchanged).
+";
+        assert_eq!(super::plan(&plan, Style { color: false }, false), expected);
+    }
+}
