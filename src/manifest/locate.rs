@@ -105,6 +105,20 @@ impl IndexBuilder {
 
     fn record(&mut self, path: &str, mark: Marker) {
         let pos = Position { line: mark.line(), column: mark.col() + 1 };
+        self.record_at(path, pos);
+    }
+
+    /// Block collections are marked where the parser first sees their structure (the first
+    /// key's indicator), which reads oddly in a message: point at their key instead.
+    fn record_container(&mut self, path: &str, mark: Marker) {
+        match self.index.keys.get(path) {
+            Some(key) => self.record_at(path, *key),
+            None if path.is_empty() => self.record_at(path, Position::START),
+            None => self.record(path, mark),
+        }
+    }
+
+    fn record_at(&mut self, path: &str, pos: Position) {
         // The first document wins; a duplicate key keeps its first position.
         self.index.values.entry(path.to_string()).or_insert(pos);
     }
@@ -132,12 +146,12 @@ impl MarkedEventReceiver for IndexBuilder {
             }
             Event::MappingStart(..) => {
                 let path = self.next_node_path(None, mark).unwrap_or_default();
-                self.record(&path, mark);
+                self.record_container(&path, mark);
                 self.stack.push(Frame::Mapping { path, pending_key: None });
             }
             Event::SequenceStart(..) => {
                 let path = self.next_node_path(None, mark).unwrap_or_default();
-                self.record(&path, mark);
+                self.record_container(&path, mark);
                 self.stack.push(Frame::Sequence { path, next: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {

@@ -1,0 +1,187 @@
+//! Test support: a real moto server per test on a free loopback port, the amiplan binary run
+//! against it, and SDK clients for checking results. Nothing here mocks an AWS response.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::types::Filter;
+
+pub const BLOCK: usize = 512 * 1024;
+
+/// A moto server that lives as long as this value.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = moto_server();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
+            let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+            if moto.wait_ready(port) {
+                return moto;
+            }
+            let _ = moto.child.kill();
+        }
+        panic!("moto did not start");
+    }
+
+    fn wait_ready(&mut self, port: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false; // exited: most likely the port was taken meanwhile
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Runs the amiplan binary against this server with throwaway credentials.
+    pub fn amiplan(&self, dir: &Path, args: &[&str]) -> Output {
+        amiplan_at(&self.endpoint, dir, args)
+    }
+
+    pub async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config(region).await)
+    }
+
+    pub async fn ebs(&self, region: &str) -> aws_sdk_ebs::Client {
+        aws_sdk_ebs::Client::new(&self.config(region).await)
+    }
+
+    async fn config(&self, region: &str) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    /// AMIs owned by the account and tagged with `stack`.
+    pub async fn stack_images(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Image> {
+        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
+        out.images().to_vec()
+    }
+
+    /// Snapshots owned by the account and tagged with `stack`.
+    pub async fn stack_snapshots(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let out = self.ec2(region).await.describe_snapshots().owner_ids("self").filters(filter).send().await.unwrap();
+        out.snapshots().to_vec()
+    }
+
+    /// AMIs owned by the account with this exact name.
+    pub async fn images_named(&self, region: &str, name: &str) -> Vec<aws_sdk_ec2::types::Image> {
+        let filter = Filter::builder().name("name").values(name).build();
+        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
+        out.images().to_vec()
+    }
+}
+
+/// Runs the amiplan binary in `dir` with `endpoint` as the AWS endpoint and throwaway credentials.
+pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_amiplan"))
+            .args(args)
+            .current_dir(dir)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("amiplan runs");
+        output
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn moto_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("AMIPLAN_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(root.join("scripts/moto-env")).output().expect("scripts/moto-env runs");
+    assert!(output.status.success(), "scripts/moto-env failed: {}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+/// A fresh directory under target/ for one test.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A raw image of `blocks` 512 KiB blocks (every third one random, the rest zeros) plus a short
+/// tail, so uploads exercise zero-block skipping and tail padding.
+pub fn sample_image(path: &Path, blocks: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut data = Vec::with_capacity(blocks * BLOCK + 1000);
+    for i in 0..blocks {
+        if i % 3 == 0 {
+            data.extend((0..BLOCK).map(|_| rng.u8(..)));
+        } else {
+            data.extend(std::iter::repeat_n(0u8, BLOCK));
+        }
+    }
+    data.extend((0..1000).map(|_| rng.u8(1..)));
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, printing both streams when it differs.
+#[track_caller]
+pub fn expect_code(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
