@@ -36,7 +36,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "amiplan", version, about = "Declarative AMI builds: plan, apply and destroy AMIs from manifests")]
+#[command(
+    name = "amiplan",
+    version,
+    about = "Declarative AMI builds: plan, apply and destroy AMIs from manifests"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -185,7 +189,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     init_logging(cli.verbose);
@@ -197,7 +205,10 @@ pub fn main() -> ExitCode {
                 for diagnostic in &invalid.0 {
                     eprintln!("{diagnostic}");
                 }
-                eprintln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
+                eprintln!(
+                    "error: {} problem(s) found; nothing was sent to AWS",
+                    invalid.0.len()
+                );
             } else {
                 eprintln!("error: {error:#}");
             }
@@ -212,8 +223,13 @@ fn init_logging(verbose: u8) {
         1 => "amiplan=info",
         _ => "amiplan=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -221,13 +237,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         color: match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         },
     };
     let connection = |stacks: &[Stack]| Connection {
         endpoint_url: cli.endpoint_url.clone(),
         profile: cli.profile.clone(),
-        home_region: stacks.first().map(|s| s.build_region.clone()).unwrap_or_else(|| "us-east-1".into()),
+        home_region: stacks
+            .first()
+            .map(|s| s.build_region.clone())
+            .unwrap_or_else(|| "us-east-1".into()),
     };
     match &cli.command {
         Command::Schema => {
@@ -236,8 +257,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Validate(paths) => {
             let stacks = load_stacks(&paths.paths)?;
-            let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
-            println!("{} manifest(s) valid: {} stack(s), {variants} AMI(s) across regions", stacks.len(), stacks.len());
+            let variants: usize = stacks
+                .iter()
+                .map(|s| s.variants.len() * s.regions.len())
+                .sum();
+            println!(
+                "{} manifest(s) valid: {} stack(s), {variants} AMI(s) across regions",
+                stacks.len(),
+                stacks.len()
+            );
             Ok(exit::OK)
         }
         Command::Plan(args) => {
@@ -246,16 +274,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan(&observed, args.destroy);
             if let Some(out) = &args.out {
-                let saved = SavedPlan { paths: args.paths.paths.clone(), regions: format!("{:?}", args.discovery.regions), plan: plan.clone() };
+                let saved = SavedPlan {
+                    paths: args.paths.paths.clone(),
+                    regions: format!("{:?}", args.discovery.regions),
+                    plan: plan.clone(),
+                };
                 let text = serde_json::to_string_pretty(&saved)?;
-                std::fs::write(out, text).with_context(|| format!("writing the plan to {}", out.display()))?;
+                std::fs::write(out, text)
+                    .with_context(|| format!("writing the plan to {}", out.display()))?;
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
                 print!("{}", render::plan(&plan, style, args.show_unchanged));
             }
-            Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })
+            Ok(if args.detailed_exitcode && plan.has_changes() {
+                exit::CHANGES
+            } else {
+                exit::OK
+            })
         }
         Command::Apply(args) => {
             let (paths, saved) = match &args.plan {
@@ -320,9 +357,12 @@ impl Workspace {
         let mut sources = HashMap::new();
         for stack in &stacks {
             let (path, expected) = (stack.source.clone(), stack.source_sha256.clone());
-            let info: SourceInfo = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
-                .await?
-                .with_context(|| format!("stack {} ({})", stack.name, stack.manifest.display()))?;
+            let info: SourceInfo =
+                tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
+                    .await?
+                    .with_context(|| {
+                        format!("stack {} ({})", stack.name, stack.manifest.display())
+                    })?;
             sources.insert(stack.name.clone(), info);
         }
         let graph = DesiredGraph::build(&stacks, &sources);
@@ -335,8 +375,14 @@ impl Workspace {
 
     async fn observe(&self, cloud: &AwsCloud, scope: RegionScope) -> anyhow::Result<Observed> {
         let names: Vec<String> = self.stack_names().into_iter().collect();
-        let via = self.stacks.first().map(|s| s.build_region.as_str()).unwrap_or("us-east-1");
-        Ok(observe::observe(cloud, &self.graph, &names, scope, via).await.context("reading live state")?)
+        let via = self
+            .stacks
+            .first()
+            .map(|s| s.build_region.as_str())
+            .unwrap_or("us-east-1");
+        observe::observe(cloud, &self.graph, &names, scope, via)
+            .await
+            .context("reading live state")
     }
 
     fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
@@ -345,13 +391,22 @@ impl Workspace {
 }
 
 fn read_saved_plan(file: &PathBuf) -> anyhow::Result<SavedPlan> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading the plan {}", file.display()))?;
-    let saved: SavedPlan = serde_json::from_str(&text).with_context(|| format!("{} is not a saved amiplan plan", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the plan {}", file.display()))?;
+    let saved: SavedPlan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a saved amiplan plan", file.display()))?;
     if saved.plan.format != PLAN_FORMAT {
-        bail!("{} has plan format {}, this amiplan reads {PLAN_FORMAT}", file.display(), saved.plan.format);
+        bail!(
+            "{} has plan format {}, this amiplan reads {PLAN_FORMAT}",
+            file.display(),
+            saved.plan.format
+        );
     }
     if saved.plan.destroy {
-        bail!("{} is a destroy plan; run `amiplan destroy` instead", file.display());
+        bail!(
+            "{} is a destroy plan; run `amiplan destroy` instead",
+            file.display()
+        );
     }
     Ok(saved)
 }
@@ -359,7 +414,9 @@ fn read_saved_plan(file: &PathBuf) -> anyhow::Result<SavedPlan> {
 /// A saved plan is applied only if it is exactly what planning now would produce.
 fn check_saved(saved: &Plan, now: &Plan) -> anyhow::Result<()> {
     if saved.desired != now.desired {
-        bail!("the manifests or source images changed since the plan was made; run `amiplan plan` again");
+        bail!(
+            "the manifests or source images changed since the plan was made; run `amiplan plan` again"
+        );
     }
     if saved.observed != now.observed || saved.changes != now.changes {
         bail!("live state changed since the plan was made; run `amiplan plan` again");
@@ -367,7 +424,14 @@ fn check_saved(saved: &Plan, now: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn execute(cloud: &AwsCloud, workspace: &Workspace, plan: &Plan, args: &Execution, style: Style, verb: &str) -> anyhow::Result<u8> {
+async fn execute(
+    cloud: &AwsCloud,
+    workspace: &Workspace,
+    plan: &Plan,
+    args: &Execution,
+    style: Style,
+    verb: &str,
+) -> anyhow::Result<u8> {
     if !plan.has_changes() {
         println!("{}", render::summary_line(plan));
         return Ok(exit::OK);
@@ -380,13 +444,19 @@ async fn execute(cloud: &AwsCloud, workspace: &Workspace, plan: &Plan, args: &Ex
     }
     let options = ApplyOptions {
         parallelism: args.parallelism,
-        deadlines: Deadlines { snapshot: args.snapshot_timeout, image: args.image_timeout, copy: args.copy_timeout },
+        deadlines: Deadlines {
+            snapshot: args.snapshot_timeout,
+            image: args.image_timeout,
+            copy: args.copy_timeout,
+        },
         policy: RetryPolicy::default(),
     };
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             INTERRUPTED.store(true, Ordering::SeqCst);
-            eprintln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
+            eprintln!(
+                "interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)"
+            );
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
@@ -409,7 +479,9 @@ async fn execute(cloud: &AwsCloud, workspace: &Workspace, plan: &Plan, args: &Ex
 
 fn confirm(verb: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        bail!("stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve");
+        bail!(
+            "stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve"
+        );
     }
     print!("\nDo you want to {verb} these changes? Only 'yes' is accepted: ");
     std::io::stdout().flush()?;
@@ -443,7 +515,10 @@ fn render_report(report: &Report, style: Style) -> String {
             Outcome::Skipped(_) => "skipped",
         };
         *counts.entry(key).or_default() += 1;
-        out.push_str(&format!("  {label} {} {id} ({:.1}s){detail}\n", node.node, node.seconds));
+        out.push_str(&format!(
+            "  {label} {} {id} ({:.1}s){detail}\n",
+            node.node, node.seconds
+        ));
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if report.interrupted {
@@ -473,20 +548,52 @@ struct AmiOutput {
 }
 
 fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
-    let live: HashMap<(&str, &str), _> = observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
-    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> = BTreeMap::new();
+    let live: HashMap<(&str, &str), _> = observed
+        .resources
+        .iter()
+        .map(|r| ((r.region.as_str(), r.id.as_str()), r))
+        .collect();
+    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> =
+        BTreeMap::new();
     for stack in &workspace.stacks {
         stacks.entry(stack.name.clone()).or_default();
     }
     for change in &plan.changes {
-        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else { continue };
-        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else { continue };
-        let Some(resource) = live.get(&(change.region.as_str(), id)) else { continue };
-        let ami = AmiOutput { image_id: id.to_string(), state: resource.state.clone(), public: resource.public, current: change.action != Action::Replace };
+        let Some(node) = workspace
+            .graph
+            .get(&change.node)
+            .filter(|n| n.kind.is_image())
+        else {
+            continue;
+        };
+        let Some(id) = change
+            .live_id
+            .as_deref()
+            .filter(|_| change.action != Action::Delete)
+        else {
+            continue;
+        };
+        let Some(resource) = live.get(&(change.region.as_str(), id)) else {
+            continue;
+        };
+        let ami = AmiOutput {
+            image_id: id.to_string(),
+            state: resource.state.clone(),
+            public: resource.public,
+            current: change.action != Action::Replace,
+        };
         let name = node.name.clone().unwrap_or_default();
-        stacks.entry(node.stack.clone()).or_default().entry(name).or_default().insert(node.region.clone(), ami);
+        stacks
+            .entry(node.stack.clone())
+            .or_default()
+            .entry(name)
+            .or_default()
+            .insert(node.region.clone(), ami);
     }
-    Outputs { account: observed.account.clone(), stacks }
+    Outputs {
+        account: observed.account.clone(),
+        stacks,
+    }
 }
 
 /// `90s`, `30m`, `2h`, or plain seconds.
@@ -495,7 +602,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(split) => text.split_at(split),
         None => (text, "s"),
     };
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
     let seconds = match unit {
         "s" => value,
         "m" => value * 60,

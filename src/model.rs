@@ -58,16 +58,54 @@ impl Stack {
 /// Regions amiplan accepts in manifests. A typo here would otherwise surface as a connection
 /// error halfway through an apply.
 pub const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1",
-    "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-north-1",
-    "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1",
-    "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
-    "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
 ];
 
-const PLACEHOLDERS: &[&str] = &["stack", "arch", "virtualization", "volume_type", "encryption", "boot_mode"];
+const PLACEHOLDERS: &[&str] = &[
+    "stack",
+    "arch",
+    "virtualization",
+    "volume_type",
+    "encryption",
+    "boot_mode",
+];
 
 /// Validates every loaded manifest, and the set as a whole (stack names and AMI names must not
 /// collide). All problems are reported together.
@@ -85,7 +123,11 @@ pub fn validate(loaded: &[Loaded]) -> Result<Vec<Stack>, Invalid> {
     check_across(&stacks, &mut problems);
     problems.sort();
     problems.dedup();
-    if problems.is_empty() { Ok(stacks.into_iter().map(|(_, s)| s).collect()) } else { Err(Invalid(problems)) }
+    if problems.is_empty() {
+        Ok(stacks.into_iter().map(|(_, s)| s).collect())
+    } else {
+        Err(Invalid(problems))
+    }
 }
 
 fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
@@ -93,7 +135,13 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     let mut report = |path: &str, message: String| problems.push(loaded.at(path, message));
 
     if !is_valid_stack_name(&m.stack) {
-        report("stack", format!("stack name `{}` must be 1-64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or digit", m.stack));
+        report(
+            "stack",
+            format!(
+                "stack name `{}` must be 1-64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or digit",
+                m.stack
+            ),
+        );
     }
     check_region(&m.build.region, "build.region", &mut report);
     let mut regions = vec![m.build.region.clone()];
@@ -110,45 +158,85 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         let path = format!("image.kms_keys.{region}");
         check_region(region, &path, &mut report);
         if !regions.contains(region) {
-            report(&path, format!("a KMS key for `{region}`, which is not one of the stack's regions"));
+            report(
+                &path,
+                format!("a KMS key for `{region}`, which is not one of the stack's regions"),
+            );
         }
     }
     if let Some(size) = m.build.volume_size
         && !(1..=16384).contains(&size)
     {
-        report("build.volume_size", format!("volume_size {size} GiB is outside 1..=16384"));
+        report(
+            "build.volume_size",
+            format!("volume_size {size} GiB is outside 1..=16384"),
+        );
     }
 
     let source = loaded.base_dir().join(&m.source.file);
     if !source.is_file() {
-        report("source.file", format!("source file `{}` does not exist or is not a file", source.display()));
+        report(
+            "source.file",
+            format!(
+                "source file `{}` does not exist or is not a file",
+                source.display()
+            ),
+        );
     }
     if let Some(digest) = &m.source.sha256
         && (digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        report("source.sha256", "sha256 must be 64 hexadecimal characters".to_string());
+        report(
+            "source.sha256",
+            "sha256 must be 64 hexadecimal characters".to_string(),
+        );
     }
     for key in m.image.tags.keys() {
         if key.starts_with("amiplan:") || key.starts_with("aws:") {
-            report(&format!("image.tags.{key}"), format!("tag key `{key}` is reserved (amiplan: and aws: prefixes)"));
+            report(
+                &format!("image.tags.{key}"),
+                format!("tag key `{key}` is reserved (amiplan: and aws: prefixes)"),
+            );
         } else if key.is_empty() || key.len() > 128 {
-            report(&format!("image.tags.{key}"), "tag keys must be 1-128 characters".to_string());
+            report(
+                &format!("image.tags.{key}"),
+                "tag keys must be 1-128 characters".to_string(),
+            );
         }
     }
     for (key, value) in &m.image.tags {
         if value.len() > 256 {
-            report(&format!("image.tags.{key}"), "tag values must be at most 256 characters".to_string());
+            report(
+                &format!("image.tags.{key}"),
+                "tag values must be at most 256 characters".to_string(),
+            );
         }
     }
     if m.image.tags.len() > 40 {
-        report("image.tags", "at most 40 tags: AWS allows 50 and amiplan needs some".to_string());
+        report(
+            "image.tags",
+            "at most 40 tags: AWS allows 50 and amiplan needs some".to_string(),
+        );
     }
-    check_id_prefix(m.image.kernel_id.as_deref(), "aki-", "image.kernel_id", &mut report);
-    check_id_prefix(m.image.ramdisk_id.as_deref(), "ari-", "image.ramdisk_id", &mut report);
+    check_id_prefix(
+        m.image.kernel_id.as_deref(),
+        "aki-",
+        "image.kernel_id",
+        &mut report,
+    );
+    check_id_prefix(
+        m.image.ramdisk_id.as_deref(),
+        "ari-",
+        "image.ramdisk_id",
+        &mut report,
+    );
     if let Some(description) = &m.image.description
         && description.len() > 255
     {
-        report("image.description", "description must be at most 255 characters".to_string());
+        report(
+            "image.description",
+            "description must be at most 255 characters".to_string(),
+        );
     }
 
     let variants = expand(loaded, &mut report);
@@ -174,11 +262,19 @@ fn check_region(region: &str, path: &str, report: &mut impl FnMut(&str, String))
     }
 }
 
-fn check_id_prefix(id: Option<&str>, prefix: &str, path: &str, report: &mut impl FnMut(&str, String)) {
+fn check_id_prefix(
+    id: Option<&str>,
+    prefix: &str,
+    path: &str,
+    report: &mut impl FnMut(&str, String),
+) {
     if let Some(id) = id
         && !id.starts_with(prefix)
     {
-        report(path, format!("`{id}` is not an id starting with `{prefix}`"));
+        report(
+            path,
+            format!("`{id}` is not an id starting with `{prefix}`"),
+        );
     }
 }
 
@@ -194,11 +290,18 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     let m = &loaded.manifest;
     let image = &m.image;
     let axis_problem = |values: usize, unique: usize| values == 0 || unique != values;
-    let volume_types = m.variants.volume_type.clone().unwrap_or(vec![VolumeType::Gp3]);
+    let volume_types = m
+        .variants
+        .volume_type
+        .clone()
+        .unwrap_or(vec![VolumeType::Gp3]);
     let encrypted = m.variants.encrypted.clone().unwrap_or(vec![false]);
     let virtualizations = match (&image.virtualization, &m.variants.virtualization) {
         (Some(_), Some(_)) => {
-            report("variants.virtualization", "virtualization is set in both `image` and `variants`; keep one".to_string());
+            report(
+                "variants.virtualization",
+                "virtualization is set in both `image` and `variants`; keep one".to_string(),
+            );
             vec![]
         }
         (Some(one), None) => vec![*one],
@@ -206,38 +309,84 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
         (None, None) => vec![Virtualization::Hvm],
     };
     for (axis, values, unique) in [
-        ("volume_type", volume_types.len(), volume_types.iter().collect::<BTreeSet<_>>().len()),
-        ("encrypted", encrypted.len(), encrypted.iter().collect::<BTreeSet<_>>().len()),
-        ("virtualization", virtualizations.len(), virtualizations.iter().collect::<BTreeSet<_>>().len()),
+        (
+            "volume_type",
+            volume_types.len(),
+            volume_types.iter().collect::<BTreeSet<_>>().len(),
+        ),
+        (
+            "encrypted",
+            encrypted.len(),
+            encrypted.iter().collect::<BTreeSet<_>>().len(),
+        ),
+        (
+            "virtualization",
+            virtualizations.len(),
+            virtualizations.iter().collect::<BTreeSet<_>>().len(),
+        ),
     ] {
         if axis_problem(values, unique) && !(axis == "virtualization" && values == 0) {
-            report(&format!("variants.{axis}"), format!("variants.{axis} must list at least one value, each once"));
+            report(
+                &format!("variants.{axis}"),
+                format!("variants.{axis} must list at least one value, each once"),
+            );
         }
     }
     if let Some(unknown) = unknown_placeholder(&image.name) {
-        report("image.name", format!("unknown placeholder `{{{unknown}}}` in name; known: {}", PLACEHOLDERS.join(", ")));
+        report(
+            "image.name",
+            format!(
+                "unknown placeholder `{{{unknown}}}` in name; known: {}",
+                PLACEHOLDERS.join(", ")
+            ),
+        );
         return vec![];
     }
-    if image.tpm && !matches!(image.boot_mode, Some(BootMode::Uefi | BootMode::UefiPreferred)) {
-        report("image.tpm", "tpm needs boot_mode uefi or uefi-preferred".to_string());
+    if image.tpm
+        && !matches!(
+            image.boot_mode,
+            Some(BootMode::Uefi | BootMode::UefiPreferred)
+        )
+    {
+        report(
+            "image.tpm",
+            "tpm needs boot_mode uefi or uefi-preferred".to_string(),
+        );
     }
     if image.root_device.is_empty() || !image.root_device.starts_with("/dev/") {
-        report("image.root_device", format!("root_device `{}` must be a device path like /dev/xvda", image.root_device));
+        report(
+            "image.root_device",
+            format!(
+                "root_device `{}` must be a device path like /dev/xvda",
+                image.root_device
+            ),
+        );
     }
 
     let mut variants = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for &virtualization in &virtualizations {
         if virtualization == Virtualization::Paravirtual {
-            let path = if image.virtualization.is_some() { "image.virtualization" } else { "variants.virtualization" };
+            let path = if image.virtualization.is_some() {
+                "image.virtualization"
+            } else {
+                "variants.virtualization"
+            };
             if image.kernel_id.is_none() {
                 report(path, "paravirtual needs image.kernel_id".to_string());
             }
             if image.architecture != Architecture::X86_64 {
                 report(path, "paravirtual is x86_64 only".to_string());
             }
-            if image.boot_mode.is_some_and(|mode| mode != BootMode::LegacyBios) || image.tpm {
-                report(path, "paravirtual cannot boot UEFI or use a TPM".to_string());
+            if image
+                .boot_mode
+                .is_some_and(|mode| mode != BootMode::LegacyBios)
+                || image.tpm
+            {
+                report(
+                    path,
+                    "paravirtual cannot boot UEFI or use a TPM".to_string(),
+                );
             }
         }
         for &volume_type in &volume_types {
@@ -255,8 +404,14 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
                     imds: image.imds,
                     tpm: image.tpm,
                     root_device: image.root_device.clone(),
-                    kernel_id: image.kernel_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
-                    ramdisk_id: image.ramdisk_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
+                    kernel_id: image
+                        .kernel_id
+                        .clone()
+                        .filter(|_| virtualization == Virtualization::Paravirtual),
+                    ramdisk_id: image
+                        .ramdisk_id
+                        .clone()
+                        .filter(|_| virtualization == Virtualization::Paravirtual),
                 };
                 let name = render_name(&image.name, &m.stack, &attrs);
                 if let Some(problem) = ami_name_problem(&name) {
@@ -269,7 +424,12 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     }
     for (name, count) in seen {
         if count > 1 {
-            report("image.name", format!("{count} variants expand to the AMI name `{name}`; add placeholders (e.g. {{volume_type}}) so every variant has its own name"));
+            report(
+                "image.name",
+                format!(
+                    "{count} variants expand to the AMI name `{name}`; add placeholders (e.g. {{volume_type}}) so every variant has its own name"
+                ),
+            );
         }
     }
     variants
@@ -279,7 +439,9 @@ fn unknown_placeholder(template: &str) -> Option<String> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else { return Some(after.to_string()) };
+        let Some(close) = after.find('}') else {
+            return Some(after.to_string());
+        };
         let name = &after[..close];
         if !PLACEHOLDERS.contains(&name) {
             return Some(name.to_string());
@@ -295,8 +457,18 @@ fn render_name(template: &str, stack: &str, attrs: &ImageAttrs) -> String {
         .replace("{arch}", attrs.architecture.as_str())
         .replace("{virtualization}", attrs.virtualization.as_str())
         .replace("{volume_type}", attrs.volume_type.as_str())
-        .replace("{encryption}", if attrs.encrypted { "encrypted" } else { "unencrypted" })
-        .replace("{boot_mode}", attrs.boot_mode.map_or("default", BootMode::as_str))
+        .replace(
+            "{encryption}",
+            if attrs.encrypted {
+                "encrypted"
+            } else {
+                "unencrypted"
+            },
+        )
+        .replace(
+            "{boot_mode}",
+            attrs.boot_mode.map_or("default", BootMode::as_str),
+        )
 }
 
 /// AWS: 3-128 characters of letters, digits, ( ) [ ] space . / - ' @ _
@@ -305,7 +477,11 @@ fn ami_name_problem(name: &str) -> Option<&'static str> {
         return Some("must be 3-128 characters long");
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
-    if !name.chars().all(allowed) { Some("has characters AWS does not allow in AMI names") } else { None }
+    if !name.chars().all(allowed) {
+        Some("has characters AWS does not allow in AMI names")
+    } else {
+        None
+    }
 }
 
 fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
@@ -314,14 +490,20 @@ fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
     for (loaded, stack) in stacks {
         if let Some(first) = stack_names.insert(&stack.name, loaded) {
             let other = first.path.display();
-            problems.push(loaded.at("stack", format!("stack `{}` is also defined in {other}", stack.name)));
+            problems.push(loaded.at(
+                "stack",
+                format!("stack `{}` is also defined in {other}", stack.name),
+            ));
         }
         for variant in &stack.variants {
             for region in &stack.regions {
                 if let Some(other) = ami_names.insert((region, &variant.name), &stack.name)
                     && other != stack.name
                 {
-                    let message = format!("AMI name `{}` in {region} is also produced by stack `{other}`", variant.name);
+                    let message = format!(
+                        "AMI name `{}` in {region} is also produced by stack `{other}`",
+                        variant.name
+                    );
                     problems.push(loaded.at("image.name", message));
                 }
             }

@@ -92,14 +92,36 @@ impl Plan {
 
 /// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
 /// towards nothing at all when `destroy` is set.
-pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool) -> Plan {
+pub fn plan(
+    desired: &DesiredGraph,
+    observed: &Observed,
+    stacks: &BTreeSet<String>,
+    destroy: bool,
+) -> Plan {
     let claims = claim(desired, observed, stacks);
     let mut changes = Vec::new();
-    for node in desired.topological() {
-        let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
+    // Destroy lists (and runs) dependents before what they depend on.
+    let mut order = desired.topological();
+    if destroy {
+        order.reverse();
+    }
+    for node in order {
+        let mut candidates = claims
+            .by_node
+            .get(node.id.as_str())
+            .cloned()
+            .unwrap_or_default();
         candidates.sort_by_key(|live| preference(node, live));
         if destroy {
-            changes.extend(candidates.iter().map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, "destroy")));
+            changes.extend(candidates.iter().map(|live| {
+                delete(
+                    node.stack.clone(),
+                    node.id.clone(),
+                    node.kind,
+                    live,
+                    "destroy",
+                )
+            }));
             continue;
         }
         let mut candidates = candidates.into_iter();
@@ -118,15 +140,44 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             Some(live) => compare(node, live),
         });
         for duplicate in candidates {
-            let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
-            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
+            let reason = format!(
+                "duplicate of {}",
+                changes
+                    .last()
+                    .and_then(|c| c.live_id.clone())
+                    .unwrap_or_default()
+            );
+            changes.push(delete(
+                node.stack.clone(),
+                node.id.clone(),
+                node.kind,
+                duplicate,
+                &reason,
+            ));
         }
     }
     for live in claims.orphans {
-        let reason = if destroy { "destroy" } else { "no longer in the manifests" };
-        let kind = if live.kind == ResourceKind::Image { NodeKind::Image } else { NodeKind::Snapshot };
-        let node = live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
-        changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
+        let reason = if destroy {
+            "destroy"
+        } else {
+            "no longer in the manifests"
+        };
+        let kind = if live.kind == ResourceKind::Image {
+            NodeKind::Image
+        } else {
+            NodeKind::Snapshot
+        };
+        let node = live
+            .node()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
+        changes.push(delete(
+            live.stack().unwrap_or_default().to_string(),
+            node,
+            kind,
+            live,
+            reason,
+        ));
     }
     assign_snapshots(&mut changes, observed);
     Plan {
@@ -146,29 +197,58 @@ struct Claims<'a> {
 
 /// Decides which live resources belong to which desired node: by `amiplan:node` tag, or for AMIs
 /// carrying no amiplan tags at all, by their deterministic name (adoption after a crash).
-fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSet<String>) -> Claims<'a> {
-    let mut claims = Claims { by_node: HashMap::new(), orphans: Vec::new() };
+fn claim<'a>(
+    desired: &'a DesiredGraph,
+    observed: &'a Observed,
+    stacks: &BTreeSet<String>,
+) -> Claims<'a> {
+    let mut claims = Claims {
+        by_node: HashMap::new(),
+        orphans: Vec::new(),
+    };
     // Snapshots made by CopyImage carry their AMI's tags; they live and die with that AMI.
     let behind_images: HashSet<(&str, &str)> = observed
         .resources
         .iter()
         .filter(|r| r.kind == ResourceKind::Image)
-        .flat_map(|image| image.snapshot_ids.iter().map(|s| (image.region.as_str(), s.as_str())))
+        .flat_map(|image| {
+            image
+                .snapshot_ids
+                .iter()
+                .map(|s| (image.region.as_str(), s.as_str()))
+        })
         .collect();
     for live in &observed.resources {
         let owned = live.stack().is_some_and(|s| stacks.contains(s));
-        let tagged_node = live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region);
-        let expected_kind = |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
+        let tagged_node = live
+            .node()
+            .and_then(|id| desired.get(id))
+            .filter(|n| n.region == live.region);
+        let expected_kind =
+            |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
         if owned {
-            match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
-                Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),
-                None if live.kind == ResourceKind::Snapshot && behind_images.contains(&(&live.region, &live.id)) => {}
+            match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack())
+            {
+                Some(node) => claims
+                    .by_node
+                    .entry(node.id.as_str())
+                    .or_default()
+                    .push(live),
+                None if live.kind == ResourceKind::Snapshot
+                    && behind_images.contains(&(&live.region, &live.id)) => {}
                 None => claims.orphans.push(live),
             }
         } else if live.stack().is_none() && live.kind == ResourceKind::Image {
-            let named = live.name.as_deref().and_then(|name| desired.image_named(&live.region, name));
+            let named = live
+                .name
+                .as_deref()
+                .and_then(|name| desired.image_named(&live.region, name));
             if let Some(node) = named {
-                claims.by_node.entry(node.id.as_str()).or_default().push(live);
+                claims
+                    .by_node
+                    .entry(node.id.as_str())
+                    .or_default()
+                    .push(live);
             }
         }
     }
@@ -176,11 +256,23 @@ fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSe
 }
 
 /// Sort key among several live resources for one node: the healthiest, matching, oldest first.
-fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
+fn preference<'a>(
+    node: &Node,
+    live: &'a LiveResource,
+) -> (bool, bool, bool, Option<&'a str>, &'a str) {
     let broken = failed_state(live).is_some();
-    let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash());
+    let mismatch = live
+        .tags
+        .get(tags::SPEC)
+        .is_some_and(|h| *h != node.spec_hash());
     let untagged = live.node().is_none();
-    (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
+    (
+        broken,
+        mismatch,
+        untagged,
+        live.created.as_deref(),
+        live.id.as_str(),
+    )
 }
 
 fn failed_state(live: &LiveResource) -> Option<&str> {
@@ -190,7 +282,13 @@ fn failed_state(live: &LiveResource) -> Option<&str> {
     }
 }
 
-fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
+fn delete(
+    stack: String,
+    node: String,
+    kind: NodeKind,
+    live: &LiveResource,
+    reason: &str,
+) -> Change {
     Change {
         stack,
         node,
@@ -219,12 +317,19 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     };
     if let Some(state) = failed_state(live) {
         change.action = Action::Replace;
-        change.reasons.push(format!("{} is in state `{state}`", live.id));
+        change
+            .reasons
+            .push(format!("{} is in state `{state}`", live.id));
         return change;
     }
-    if node.kind == NodeKind::Snapshot && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
+    if node.kind == NodeKind::Snapshot
+        && live.state == "pending"
+        && !live.tags.contains_key(tags::UPLOADED)
+    {
         change.action = Action::Replace;
-        change.reasons.push(format!("{} is an upload that never completed", live.id));
+        change
+            .reasons
+            .push(format!("{} is an upload that never completed", live.id));
         return change;
     }
     if let Some(live_hash) = live.tags.get(tags::SPEC)
@@ -233,7 +338,10 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         change.action = Action::Replace;
         change.diffs = spec_diffs(node, live);
         change.reasons.push(if change.diffs.is_empty() {
-            format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
+            format!(
+                "attributes changed (spec {live_hash} → {})",
+                node.spec_hash()
+            )
         } else {
             let names: Vec<&str> = change.diffs.iter().map(|d| d.attribute.as_str()).collect();
             format!("{} cannot change in place", names.join(", "))
@@ -241,10 +349,15 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         return change;
     }
     if live.node().is_none() {
-        change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
+        change.reasons.push(format!(
+            "adopt {} found by its name without amiplan tags",
+            live.id
+        ));
     }
     if live.state == "pending" {
-        change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
+        change
+            .reasons
+            .push(format!("{} is still pending: apply waits for it", live.id));
     }
     change.diffs = in_place_diffs(node, live);
     if !change.diffs.is_empty() || !change.reasons.is_empty() {
@@ -254,12 +367,24 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
 }
 
 fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
-    let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
+    let before = live
+        .tags
+        .get(tags::ATTRS)
+        .map(|t| tags::decode_spec(t))
+        .unwrap_or_default();
     let mut diffs = Vec::new();
     for (key, after) in &node.spec {
-        let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
+        let before = if key == "source_sha256" {
+            live.tags.get(tags::SOURCE)
+        } else {
+            before.get(key)
+        };
         if before.is_some_and(|b| b != after) {
-            diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
+            diffs.push(AttrDiff {
+                attribute: key.clone(),
+                before: before.cloned(),
+                after: Some(after.clone()),
+            });
         }
     }
     diffs
@@ -269,11 +394,19 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
     let mut diffs = Vec::new();
     if node.kind.is_image() {
         if node.description.is_some() && node.description != live.description {
-            diffs.push(AttrDiff { attribute: "description".into(), before: live.description.clone(), after: node.description.clone() });
+            diffs.push(AttrDiff {
+                attribute: "description".into(),
+                before: live.description.clone(),
+                after: node.description.clone(),
+            });
         }
         if node.public != live.public {
             let text = |public: bool| Some(if public { "public" } else { "private" }.to_string());
-            diffs.push(AttrDiff { attribute: "launch_permission".into(), before: text(live.public), after: text(node.public) });
+            diffs.push(AttrDiff {
+                attribute: "launch_permission".into(),
+                before: text(live.public),
+                after: text(node.public),
+            });
         }
     }
     let desired: BTreeMap<String, String> = node.desired_tags();
@@ -285,7 +418,11 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
             continue;
         }
         if before != after {
-            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
+            diffs.push(AttrDiff {
+                attribute: format!("tags.{key}"),
+                before: before.cloned(),
+                after: after.cloned(),
+            });
         }
     }
     diffs
@@ -294,8 +431,11 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
 /// Gives each AMI delete (or replace) the snapshots behind it that nothing else keeps or deletes:
 /// not a snapshot node that stays, not one another remaining AMI uses, not one deleted on its own.
 fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
-    let live: HashMap<(&str, &str), &LiveResource> =
-        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let live: HashMap<(&str, &str), &LiveResource> = observed
+        .resources
+        .iter()
+        .map(|r| ((r.region.as_str(), r.id.as_str()), r))
+        .collect();
     let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
     let mut keep: HashSet<(String, String)> = HashSet::new();
     for change in changes.iter() {
@@ -307,11 +447,25 @@ fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
         } else if !removed(change)
             && let Some(image) = live.get(&(change.region.as_str(), id.as_str()))
         {
-            keep.extend(image.snapshot_ids.iter().map(|s| (change.region.clone(), s.clone())));
+            keep.extend(
+                image
+                    .snapshot_ids
+                    .iter()
+                    .map(|s| (change.region.clone(), s.clone())),
+            );
         }
     }
-    for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
-        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else { continue };
+    for change in changes
+        .iter_mut()
+        .filter(|c| c.kind.is_image() && removed(c))
+    {
+        let Some(image) = change
+            .live_id
+            .as_deref()
+            .and_then(|id| live.get(&(change.region.as_str(), id)))
+        else {
+            continue;
+        };
         for snapshot in &image.snapshot_ids {
             if keep.insert((change.region.clone(), snapshot.clone())) {
                 change.with_snapshots.push(snapshot.clone());

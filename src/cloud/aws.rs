@@ -7,15 +7,18 @@ use std::sync::Mutex;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
-    ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter, Image,
-    ImdsSupportValues, LaunchPermission, LaunchPermissionModifications, PermissionGroup, ResourceType, Snapshot, Tag,
-    TagSpecification, TpmSupportValues, VolumeType,
+    ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter,
+    Image, ImdsSupportValues, LaunchPermission, LaunchPermissionModifications, PermissionGroup,
+    ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
 };
 use aws_smithy_types::date_time::Format;
 
 use super::error::classify;
 use super::retry::RetryPolicy;
-use super::{Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload, upload};
+use super::{
+    Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus,
+    SnapshotUpload, upload,
+};
 use crate::observe::{LiveResource, ResourceKind};
 use crate::tags;
 
@@ -41,7 +44,10 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { retry: RetryPolicy::default(), upload_concurrency: 16 }
+        Tuning {
+            retry: RetryPolicy::default(),
+            upload_concurrency: 16,
+        }
     }
 }
 
@@ -54,7 +60,8 @@ pub struct AwsCloud {
 
 impl AwsCloud {
     pub async fn connect(connection: &Connection, tuning: Tuning) -> AwsCloud {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(connection.home_region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(connection.home_region.clone()));
         if let Some(url) = &connection.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -62,7 +69,12 @@ impl AwsCloud {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default() }
+        AwsCloud {
+            config,
+            tuning,
+            ec2: Mutex::default(),
+            ebs: Mutex::default(),
+        }
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -70,7 +82,9 @@ impl AwsCloud {
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
-                let config = aws_sdk_ec2::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
+                let config = aws_sdk_ec2::config::Builder::from(&self.config)
+                    .region(Region::new(region.to_string()))
+                    .build();
                 aws_sdk_ec2::Client::from_conf(config)
             })
             .clone()
@@ -81,7 +95,9 @@ impl AwsCloud {
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
-                let config = aws_sdk_ebs::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
+                let config = aws_sdk_ebs::config::Builder::from(&self.config)
+                    .region(Region::new(region.to_string()))
+                    .build();
                 aws_sdk_ebs::Client::from_conf(config)
             })
             .clone()
@@ -91,22 +107,48 @@ impl AwsCloud {
         &self.tuning.retry
     }
 
-    async fn describe_images(&self, region: &str, filter: Filter) -> Result<Vec<Image>, CloudError> {
+    async fn describe_images(
+        &self,
+        region: &str,
+        filter: Filter,
+    ) -> Result<Vec<Image>, CloudError> {
         let ec2 = self.ec2(region);
         self.policy()
             .run(false, || async {
-                let pages = ec2.describe_images().owners("self").filters(filter.clone()).into_paginator().items().send();
-                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeImages", region, e))
+                let pages = ec2
+                    .describe_images()
+                    .owners("self")
+                    .filters(filter.clone())
+                    .into_paginator()
+                    .items()
+                    .send();
+                pages
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| sdk_error("DescribeImages", region, e))
             })
             .await
     }
 
-    async fn describe_snapshots(&self, region: &str, filter: Filter) -> Result<Vec<Snapshot>, CloudError> {
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        filter: Filter,
+    ) -> Result<Vec<Snapshot>, CloudError> {
         let ec2 = self.ec2(region);
         self.policy()
             .run(false, || async {
-                let pages = ec2.describe_snapshots().owner_ids("self").filters(filter.clone()).into_paginator().items().send();
-                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeSnapshots", region, e))
+                let pages = ec2
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .filters(filter.clone())
+                    .into_paginator()
+                    .items()
+                    .send();
+                pages
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| sdk_error("DescribeSnapshots", region, e))
             })
             .await
     }
@@ -114,7 +156,11 @@ impl AwsCloud {
 
 /// Converts any SDK error into a classified [`CloudError`]. Messages come from AWS's answer or the
 /// SDK's error chain, neither of which carries credentials.
-pub(super) fn sdk_error<E, R>(operation: &'static str, region: &str, error: SdkError<E, R>) -> CloudError
+pub(super) fn sdk_error<E, R>(
+    operation: &'static str,
+    region: &str,
+    error: SdkError<E, R>,
+) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + HasStatus,
@@ -125,7 +171,10 @@ where
         _ => None,
     };
     let code = error.code().map(str::to_string);
-    let message = error.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+    let message = error
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
     let class = classify(code.as_deref(), status);
     CloudError::new(operation, region, code, message).with_class(class)
 }
@@ -142,15 +191,22 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
 }
 
 fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
-    TagSpecification::builder().resource_type(kind).set_tags(Some(ec2_tags(tags))).build()
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter().filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default()))).collect()
+    tags.iter()
+        .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
+        .collect()
 }
 
 fn live_image(region: &str, image: &Image) -> LiveResource {
@@ -159,7 +215,11 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
         kind: ResourceKind::Image,
         id: image.image_id.clone().unwrap_or_default(),
         name: image.name.clone(),
-        state: image.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: image
+            .state
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         description: image.description.clone().filter(|d| !d.is_empty()),
         tags: tag_map(image.tags()),
         public: image.public.unwrap_or(false),
@@ -169,7 +229,11 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
 }
 
 fn image_snapshots(image: &Image) -> Vec<String> {
-    image.block_device_mappings().iter().filter_map(|m| m.ebs.as_ref()?.snapshot_id.clone()).collect()
+    image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs.as_ref()?.snapshot_id.clone())
+        .collect()
 }
 
 fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
@@ -178,26 +242,47 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         kind: ResourceKind::Snapshot,
         id: snapshot.snapshot_id.clone().unwrap_or_default(),
         name: None,
-        state: snapshot.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: snapshot
+            .state
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         description: snapshot.description.clone().filter(|d| !d.is_empty()),
         tags: tag_map(snapshot.tags()),
         public: false,
         snapshot_ids: vec![],
-        created: snapshot.start_time.and_then(|t| t.fmt(Format::DateTime).ok()),
+        created: snapshot
+            .start_time
+            .and_then(|t| t.fmt(Format::DateTime).ok()),
     }
 }
 
 fn not_found(operation: &'static str, region: &str, code: &str, id: &str) -> CloudError {
-    CloudError::new(operation, region, Some(code.to_string()), format!("{id} does not exist")).on(id)
+    CloudError::new(
+        operation,
+        region,
+        Some(code.to_string()),
+        format!("{id} does not exist"),
+    )
+    .on(id)
 }
 
 impl Cloud for AwsCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
-        let region = self.config.region().map(|r| r.to_string()).unwrap_or_default();
+        let region = self
+            .config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         let sts = aws_sdk_sts::Client::new(&self.config);
         let identity = self
             .policy()
-            .run(false, || async { sts.get_caller_identity().send().await.map_err(|e| sdk_error("GetCallerIdentity", &region, e)) })
+            .run(false, || async {
+                sts.get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetCallerIdentity", &region, e))
+            })
             .await?;
         Ok(identity.account.unwrap_or_default())
     }
@@ -206,15 +291,31 @@ impl Cloud for AwsCloud {
         let ec2 = self.ec2(via);
         let out = self
             .policy()
-            .run(false, || async { ec2.describe_regions().send().await.map_err(|e| sdk_error("DescribeRegions", via, e)) })
+            .run(false, || async {
+                ec2.describe_regions()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeRegions", via, e))
+            })
             .await?;
-        Ok(out.regions().iter().filter_map(|r| r.region_name.clone()).collect())
+        Ok(out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name.clone())
+            .collect())
     }
 
-    async fn discover(&self, region: &str, query: &DiscoveryQuery) -> Result<Vec<LiveResource>, CloudError> {
+    async fn discover(
+        &self,
+        region: &str,
+        query: &DiscoveryQuery,
+    ) -> Result<Vec<LiveResource>, CloudError> {
         let mut found = Vec::new();
         if !query.stacks.is_empty() {
-            let by_stack = Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(query.stacks.clone())).build();
+            let by_stack = Filter::builder()
+                .name(format!("tag:{}", tags::STACK))
+                .set_values(Some(query.stacks.clone()))
+                .build();
             let (images, snapshots) = futures::try_join!(
                 self.describe_images(region, by_stack.clone()),
                 self.describe_snapshots(region, by_stack)
@@ -224,14 +325,33 @@ impl Cloud for AwsCloud {
         }
         // EC2 accepts up to 200 values per filter.
         for names in query.image_names.chunks(200) {
-            let by_name = Filter::builder().name("name").set_values(Some(names.to_vec())).build();
-            found.extend(self.describe_images(region, by_name).await?.iter().map(|i| live_image(region, i)));
+            let by_name = Filter::builder()
+                .name("name")
+                .set_values(Some(names.to_vec()))
+                .build();
+            found.extend(
+                self.describe_images(region, by_name)
+                    .await?
+                    .iter()
+                    .map(|i| live_image(region, i)),
+            );
         }
         Ok(found)
     }
 
-    async fn upload_snapshot(&self, region: &str, request: &SnapshotUpload) -> Result<String, CloudError> {
-        upload::upload(&self.ebs(region), region, request, self.policy(), self.tuning.upload_concurrency).await
+    async fn upload_snapshot(
+        &self,
+        region: &str,
+        request: &SnapshotUpload,
+    ) -> Result<String, CloudError> {
+        upload::upload(
+            &self.ebs(region),
+            region,
+            request,
+            self.policy(),
+            self.tuning.upload_concurrency,
+        )
+        .await
     }
 
     async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
@@ -242,9 +362,15 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeSnapshots", region, e).on(id))?;
-        let snapshot = out.snapshots().first().ok_or_else(|| not_found("DescribeSnapshots", region, "InvalidSnapshot.NotFound", id))?;
+        let snapshot = out.snapshots().first().ok_or_else(|| {
+            not_found("DescribeSnapshots", region, "InvalidSnapshot.NotFound", id)
+        })?;
         Ok(ResourceStatus {
-            state: snapshot.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            state: snapshot
+                .state
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             reason: snapshot.state_message.clone(),
             snapshot_ids: vec![],
         })
@@ -254,7 +380,13 @@ impl Cloud for AwsCloud {
         let ec2 = self.ec2(region);
         let result = self
             .policy()
-            .run(false, || async { ec2.delete_snapshot().snapshot_id(id).send().await.map_err(|e| sdk_error("DeleteSnapshot", region, e).on(id)) })
+            .run(false, || async {
+                ec2.delete_snapshot()
+                    .snapshot_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeleteSnapshot", region, e).on(id))
+            })
             .await;
         match result {
             Err(e) if e.is_not_found() => Ok(()),
@@ -262,7 +394,11 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn register_image(&self, region: &str, image: &ImageRegistration) -> Result<String, CloudError> {
+    async fn register_image(
+        &self,
+        region: &str,
+        image: &ImageRegistration,
+    ) -> Result<String, CloudError> {
         let attrs = &image.attrs;
         let root = BlockDeviceMapping::builder()
             .device_name(&attrs.root_device)
@@ -299,16 +435,27 @@ impl Cloud for AwsCloud {
         }
         // RegisterImage takes no client token: a retry after a lost answer meets
         // InvalidAMIName.Duplicate, and the image with that name is the one just made.
-        let registered = self.policy().run(false, || async { request.clone().send().await.map_err(|e| sdk_error("RegisterImage", region, e)) }).await;
+        let registered = self
+            .policy()
+            .run(false, || async {
+                request
+                    .clone()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("RegisterImage", region, e))
+            })
+            .await;
         let id = match registered {
             Ok(out) => out.image_id.unwrap_or_default(),
-            Err(e) if e.code.as_deref() == Some("InvalidAMIName.Duplicate") => {
-                self.find_image_by_name(region, &image.name).await?.ok_or(e)?
-            }
+            Err(e) if e.code.as_deref() == Some("InvalidAMIName.Duplicate") => self
+                .find_image_by_name(region, &image.name)
+                .await?
+                .ok_or(e)?,
             Err(e) => return Err(e),
         };
         // Some implementations (the emulator among them) drop TagSpecifications on RegisterImage.
-        self.set_tags(region, std::slice::from_ref(&id), &image.tags).await?;
+        self.set_tags(region, std::slice::from_ref(&id), &image.tags)
+            .await?;
         Ok(id)
     }
 
@@ -326,9 +473,19 @@ impl Cloud for AwsCloud {
         if copy.encrypted {
             request = request.encrypted(true).set_kms_key_id(copy.kms_key.clone());
         }
-        let out = self.policy().run(false, || async { request.clone().send().await.map_err(|e| sdk_error("CopyImage", region, e)) }).await?;
+        let out = self
+            .policy()
+            .run(false, || async {
+                request
+                    .clone()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("CopyImage", region, e))
+            })
+            .await?;
         let id = out.image_id.unwrap_or_default();
-        self.set_tags(region, std::slice::from_ref(&id), &copy.tags).await?;
+        self.set_tags(region, std::slice::from_ref(&id), &copy.tags)
+            .await?;
         Ok(id)
     }
 
@@ -340,21 +497,37 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeImages", region, e).on(id))?;
-        let image = out.images().first().ok_or_else(|| not_found("DescribeImages", region, "InvalidAMIID.NotFound", id))?;
+        let image = out
+            .images()
+            .first()
+            .ok_or_else(|| not_found("DescribeImages", region, "InvalidAMIID.NotFound", id))?;
         Ok(ResourceStatus {
-            state: image.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            state: image
+                .state
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             reason: image.state_reason.as_ref().and_then(|r| r.message.clone()),
             snapshot_ids: image_snapshots(image),
         })
     }
 
-    async fn find_image_by_name(&self, region: &str, name: &str) -> Result<Option<String>, CloudError> {
+    async fn find_image_by_name(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<String>, CloudError> {
         let by_name = Filter::builder().name("name").values(name).build();
         let images = self.describe_images(region, by_name).await?;
         Ok(images.iter().filter_map(|i| i.image_id.clone()).min())
     }
 
-    async fn set_image_description(&self, region: &str, id: &str, description: &str) -> Result<(), CloudError> {
+    async fn set_image_description(
+        &self,
+        region: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
         let value = AttributeValue::builder().value(description).build();
         self.policy()
@@ -370,13 +543,24 @@ impl Cloud for AwsCloud {
             .map(|_| ())
     }
 
-    async fn set_image_public(&self, region: &str, id: &str, public: bool) -> Result<(), CloudError> {
+    async fn set_image_public(
+        &self,
+        region: &str,
+        id: &str,
+        public: bool,
+    ) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
-        let everyone = LaunchPermission::builder().group(PermissionGroup::All).build();
+        let everyone = LaunchPermission::builder()
+            .group(PermissionGroup::All)
+            .build();
         let change = if public {
-            LaunchPermissionModifications::builder().add(everyone).build()
+            LaunchPermissionModifications::builder()
+                .add(everyone)
+                .build()
         } else {
-            LaunchPermissionModifications::builder().remove(everyone).build()
+            LaunchPermissionModifications::builder()
+                .remove(everyone)
+                .build()
         };
         self.policy()
             .run(true, || async {
@@ -395,15 +579,28 @@ impl Cloud for AwsCloud {
         let ec2 = self.ec2(region);
         let result = self
             .policy()
-            .run(false, || async { ec2.deregister_image().image_id(id).send().await.map_err(|e| sdk_error("DeregisterImage", region, e).on(id)) })
+            .run(false, || async {
+                ec2.deregister_image()
+                    .image_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeregisterImage", region, e).on(id))
+            })
             .await;
         match result {
-            Err(e) if e.is_not_found() || e.code.as_deref() == Some("InvalidAMIID.Unavailable") => Ok(()),
+            Err(e) if e.is_not_found() || e.code.as_deref() == Some("InvalidAMIID.Unavailable") => {
+                Ok(())
+            }
             other => other.map(|_| ()),
         }
     }
 
-    async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
+    async fn set_tags(
+        &self,
+        region: &str,
+        ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
         if ids.is_empty() || tags.is_empty() {
             return Ok(());
         }
@@ -422,7 +619,12 @@ impl Cloud for AwsCloud {
             .map(|_| ())
     }
 
-    async fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> Result<(), CloudError> {
+    async fn remove_tags(
+        &self,
+        region: &str,
+        ids: &[String],
+        keys: &[String],
+    ) -> Result<(), CloudError> {
         if ids.is_empty() || keys.is_empty() {
             return Ok(());
         }

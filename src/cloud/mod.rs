@@ -87,18 +87,60 @@ pub trait Cloud: Sync {
 
     /// Uploads a local raw image into a new snapshot; returns its ID once the upload is complete
     /// (the snapshot may still be `pending`).
-    fn upload_snapshot(&self, region: &str, upload: &SnapshotUpload) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn snapshot_status(&self, region: &str, id: &str) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
-    fn delete_snapshot(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn upload_snapshot(
+        &self,
+        region: &str,
+        upload: &SnapshotUpload,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn snapshot_status(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
+    fn delete_snapshot(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
-    fn register_image(&self, region: &str, image: &ImageRegistration) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn copy_image(&self, region: &str, copy: &ImageCopy) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn image_status(&self, region: &str, id: &str) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
+    fn register_image(
+        &self,
+        region: &str,
+        image: &ImageRegistration,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn copy_image(
+        &self,
+        region: &str,
+        copy: &ImageCopy,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn image_status(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
     /// The ID of the AMI with this name owned by the account, if any (used on name conflicts).
-    fn find_image_by_name(&self, region: &str, name: &str) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
-    fn set_image_description(&self, region: &str, id: &str, description: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn set_image_public(&self, region: &str, id: &str, public: bool) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn deregister_image(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn find_image_by_name(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    fn set_image_description(
+        &self,
+        region: &str,
+        id: &str,
+        description: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn set_image_public(
+        &self,
+        region: &str,
+        id: &str,
+        public: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn deregister_image(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Adds or overwrites tags on any resources of the region.
     fn set_tags(
@@ -107,5 +149,10 @@ pub trait Cloud: Sync {
         ids: &[String],
         tags: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn remove_tags(
+        &self,
+        region: &str,
+        ids: &[String],
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

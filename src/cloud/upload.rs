@@ -26,6 +26,9 @@ pub const BLOCK_SIZE: usize = 512 * 1024;
 /// mid-upload therefore leaves a snapshot that fails on its own, and the next plan replaces it.
 const START_SNAPSHOT_TIMEOUT_MINUTES: i32 = 60;
 
+/// A written block's index and digest, `None` for a skipped zero block, or the failed index.
+type BlockResult = Result<Option<(u64, [u8; 32])>, (u64, CloudError)>;
+
 pub(super) async fn upload(
     ebs: &aws_sdk_ebs::Client,
     region: &str,
@@ -43,17 +46,35 @@ pub(super) async fn upload(
                 .client_token(&upload.client_token)
                 .description(&upload.description)
                 .timeout(START_SNAPSHOT_TIMEOUT_MINUTES)
-                .set_tags(Some(upload.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
+                .set_tags(Some(
+                    upload
+                        .tags
+                        .iter()
+                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ));
             if upload.encrypted {
-                start = start.encrypted(true).set_kms_key_arn(upload.kms_key.clone());
+                start = start
+                    .encrypted(true)
+                    .set_kms_key_arn(upload.kms_key.clone());
             }
-            let out = start.send().await.map_err(|e| sdk_error("StartSnapshot", region, e))?;
-            out.snapshot_id.ok_or_else(|| CloudError::new("StartSnapshot", region, None, "no snapshot id in the answer"))
+            let out = start
+                .send()
+                .await
+                .map_err(|e| sdk_error("StartSnapshot", region, e))?;
+            out.snapshot_id.ok_or_else(|| {
+                CloudError::new(
+                    "StartSnapshot",
+                    region,
+                    None,
+                    "no snapshot id in the answer",
+                )
+            })
         })
         .await?;
 
     let block_count = upload.size_bytes.div_ceil(BLOCK_SIZE as u64);
-    let results: Vec<Result<Option<(u64, [u8; 32])>, (u64, CloudError)>> = futures::stream::iter(0..block_count)
+    let results: Vec<BlockResult> = futures::stream::iter(0..block_count)
         .map(|index| {
             let file = Arc::clone(&file);
             let snapshot_id = snapshot_id.clone();
@@ -99,8 +120,15 @@ pub(super) async fn upload(
     }
     if let Some((_, first)) = failed.first() {
         let blocks: Vec<String> = failed.iter().take(10).map(|(i, _)| i.to_string()).collect();
-        let message = format!("{} block(s) failed (blocks {}…); first error: {first}", failed.len(), blocks.join(", "));
-        return Err(CloudError::new("PutSnapshotBlock", region, first.code.clone(), message).on(&snapshot_id));
+        let message = format!(
+            "{} block(s) failed (blocks {}…); first error: {first}",
+            failed.len(),
+            blocks.join(", ")
+        );
+        return Err(
+            CloudError::new("PutSnapshotBlock", region, first.code.clone(), message)
+                .on(&snapshot_id),
+        );
     }
 
     let checksum = linear_checksum(digests.values());
@@ -148,8 +176,13 @@ pub fn linear_checksum<'a>(digests: impl Iterator<Item = &'a [u8; 32]>) -> Strin
 }
 
 fn local_error(region: &str, path: &std::path::Path, error: std::io::Error) -> CloudError {
-    CloudError::new("PutSnapshotBlock", region, None, format!("reading {}: {error}", path.display()))
-        .with_class(super::ErrorClass::Fatal)
+    CloudError::new(
+        "PutSnapshotBlock",
+        region,
+        None,
+        format!("reading {}: {error}", path.display()),
+    )
+    .with_class(super::ErrorClass::Fatal)
 }
 
 #[cfg(test)]
@@ -163,8 +196,14 @@ mod tests {
         let mut concatenated = Vec::new();
         concatenated.extend_from_slice(&a);
         concatenated.extend_from_slice(&b);
-        assert_eq!(linear_checksum([&a, &b].into_iter()), BASE64.encode(Sha256::digest(&concatenated)));
-        assert_ne!(linear_checksum([&a, &b].into_iter()), linear_checksum([&b, &a].into_iter()));
+        assert_eq!(
+            linear_checksum([&a, &b].into_iter()),
+            BASE64.encode(Sha256::digest(&concatenated))
+        );
+        assert_ne!(
+            linear_checksum([&a, &b].into_iter()),
+            linear_checksum([&b, &a].into_iter())
+        );
     }
 
     #[tokio::test]
@@ -177,6 +216,9 @@ mod tests {
         let size = data.len() as u64;
         assert_eq!(read_block(Arc::clone(&file), 0, size).await.unwrap(), None);
         let tail = read_block(file, 1, size).await.unwrap().unwrap();
-        assert_eq!((tail.len(), &tail[..4], is_zero(&tail[4..])), (BLOCK_SIZE, &b"tail"[..], true));
+        assert_eq!(
+            (tail.len(), &tail[..4], is_zero(&tail[4..])),
+            (BLOCK_SIZE, &b"tail"[..], true)
+        );
     }
 }

@@ -28,7 +28,10 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
-            let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
             if moto.wait_ready(port) {
                 return moto;
             }
@@ -37,6 +40,8 @@ impl Moto {
         panic!("moto did not start");
     }
 
+    // Runs once at test setup, before the test awaits anything: blocking here stalls no task.
+    #[allow(clippy::disallowed_methods)]
     fn wait_ready(&mut self, port: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -65,7 +70,8 @@ impl Moto {
     }
 
     async fn config(&self, region: &str) -> aws_config::SdkConfig {
-        let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+        let credentials =
+            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
@@ -76,44 +82,80 @@ impl Moto {
 
     /// AMIs owned by the account and tagged with `stack`.
     pub async fn stack_images(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Image> {
-        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
-        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
+        let filter = Filter::builder()
+            .name("tag:amiplan:stack")
+            .values(stack)
+            .build();
+        let out = self
+            .ec2(region)
+            .await
+            .describe_images()
+            .owners("self")
+            .filters(filter)
+            .send()
+            .await
+            .unwrap();
         out.images().to_vec()
     }
 
     /// Snapshots owned by the account and tagged with `stack`.
-    pub async fn stack_snapshots(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
-        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
-        let out = self.ec2(region).await.describe_snapshots().owner_ids("self").filters(filter).send().await.unwrap();
+    pub async fn stack_snapshots(
+        &self,
+        region: &str,
+        stack: &str,
+    ) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = Filter::builder()
+            .name("tag:amiplan:stack")
+            .values(stack)
+            .build();
+        let out = self
+            .ec2(region)
+            .await
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter)
+            .send()
+            .await
+            .unwrap();
         out.snapshots().to_vec()
     }
 
     /// AMIs owned by the account with this exact name.
     pub async fn images_named(&self, region: &str, name: &str) -> Vec<aws_sdk_ec2::types::Image> {
         let filter = Filter::builder().name("name").values(name).build();
-        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
+        let out = self
+            .ec2(region)
+            .await
+            .describe_images()
+            .owners("self")
+            .filters(filter)
+            .send()
+            .await
+            .unwrap();
         out.images().to_vec()
     }
 }
 
 /// Runs the amiplan binary in `dir` with `endpoint` as the AWS endpoint and throwaway credentials.
 pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_amiplan"))
-            .args(args)
-            .current_dir(dir)
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("amiplan runs");
-        output
+    Command::new(env!("CARGO_BIN_EXE_amiplan"))
+        .args(args)
+        .current_dir(dir)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("amiplan runs")
 }
 
 impl Drop for Moto {
@@ -124,7 +166,11 @@ impl Drop for Moto {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn moto_server() -> PathBuf {
@@ -132,8 +178,14 @@ fn moto_server() -> PathBuf {
         return PathBuf::from(path);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(root.join("scripts/moto-env")).output().expect("scripts/moto-env runs");
-    assert!(output.status.success(), "scripts/moto-env failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(root.join("scripts/moto-env"))
+        .output()
+        .expect("scripts/moto-env runs");
+    assert!(
+        output.status.success(),
+        "scripts/moto-env failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
@@ -183,5 +235,7 @@ pub fn expect_code(output: &Output, code: i32) {
 }
 
 pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
