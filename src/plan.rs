@@ -473,3 +473,286 @@ fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
+    use crate::model::{ImageAttrs, Stack, Variant};
+    use crate::source::SourceInfo;
+
+    fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
+        let variants = volume_types
+            .iter()
+            .map(|&volume_type| Variant {
+                name: format!("demo-{}", volume_type.as_str()),
+                attrs: ImageAttrs {
+                    architecture: Architecture::X86_64,
+                    virtualization: Virtualization::Hvm,
+                    volume_type,
+                    encrypted: false,
+                    boot_mode: Some(BootMode::Uefi),
+                    ena: true,
+                    imds: None,
+                    tpm: false,
+                    root_device: "/dev/xvda".into(),
+                    kernel_id: None,
+                    ramdisk_id: None,
+                },
+            })
+            .collect();
+        Stack {
+            name: "demo".into(),
+            manifest: PathBuf::from("demo.yaml"),
+            source: PathBuf::from("demo.raw"),
+            source_sha256: None,
+            build_region: regions[0].into(),
+            volume_size_gib: None,
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            variants,
+            description: Some("Demo".into()),
+            tags: BTreeMap::from([("team".into(), "os".into())]),
+            kms_keys: BTreeMap::new(),
+            public: false,
+        }
+    }
+
+    fn graph(stack: &Stack, sha: &str) -> DesiredGraph {
+        let sources = HashMap::from([(
+            stack.name.clone(),
+            SourceInfo {
+                sha256: sha.into(),
+                size_bytes: 10,
+            },
+        )]);
+        DesiredGraph::build(std::slice::from_ref(stack), &sources)
+    }
+
+    /// What amiplan would have left in AWS after creating every node of `graph`.
+    fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
+        let mut snapshots: HashMap<String, String> = HashMap::new();
+        let mut resources = Vec::new();
+        for (i, node) in graph.topological().into_iter().enumerate() {
+            let is_image = node.kind.is_image();
+            let id = format!("{}-{i:03}", if is_image { "ami" } else { "snap" });
+            let mut tags = node.desired_tags();
+            if !is_image {
+                snapshots.insert(node.region.clone(), id.clone());
+                tags.insert(tags::UPLOADED.into(), "true".into());
+            }
+            resources.push(LiveResource {
+                region: node.region.clone(),
+                kind: if is_image {
+                    ResourceKind::Image
+                } else {
+                    ResourceKind::Snapshot
+                },
+                id: id.clone(),
+                name: node.name.clone(),
+                state: if is_image { "available" } else { "completed" }.into(),
+                description: node.description.clone(),
+                tags,
+                public: false,
+                snapshot_ids: if is_image {
+                    vec![format!("snap-of-{id}")]
+                } else {
+                    vec![]
+                },
+                created: Some(format!("2026-01-01T00:00:{i:02}Z")),
+            });
+        }
+        resources
+    }
+
+    fn observed(resources: Vec<LiveResource>) -> Observed {
+        Observed {
+            account: "1".into(),
+            regions: vec![],
+            resources,
+        }
+    }
+
+    fn stacks() -> BTreeSet<String> {
+        BTreeSet::from(["demo".to_string()])
+    }
+
+    fn action_of<'a>(plan: &'a Plan, node: &str) -> Vec<&'a Change> {
+        plan.changes.iter().filter(|c| c.node == node).collect()
+    }
+
+    #[test]
+    fn nothing_live_means_create_everything_in_dependency_order() {
+        let desired = graph(
+            &stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]),
+            "aa",
+        );
+        let plan = plan(&desired, &observed(vec![]), &stacks(), false);
+        let order: Vec<(&str, Action)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.node.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("snapshot/demo-root@us-east-1", Action::Create),
+                ("image/demo-gp3@us-east-1", Action::Create),
+                ("image/demo-gp3@eu-west-1", Action::Create),
+            ]
+        );
+    }
+
+    #[test]
+    fn applied_state_plans_no_changes_deterministically() {
+        let desired = graph(
+            &stack(
+                &[VolumeType::Gp3, VolumeType::Standard],
+                &["us-east-1", "eu-west-1"],
+            ),
+            "aa",
+        );
+        let live = observed(applied(&desired));
+        let first = plan(&desired, &live, &stacks(), false);
+        assert!(!first.has_changes(), "{first:#?}");
+        assert_eq!(first, plan(&desired, &live, &stacks(), false));
+    }
+
+    #[test]
+    fn immutable_changes_replace_with_reasons_and_mutable_ones_update() {
+        let before = stack(&[VolumeType::Gp3], &["us-east-1"]);
+        let live = observed(applied(&graph(&before, "aa")));
+        let mut after = before.clone();
+        after.variants[0].attrs.boot_mode = Some(BootMode::LegacyBios);
+        after.description = Some("New".into());
+        let plan = plan(&graph(&after, "aa"), &live, &stacks(), false);
+        let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+        assert_eq!(image.action, Action::Replace);
+        assert_eq!(image.reasons, vec!["boot_mode cannot change in place"]);
+        assert_eq!(image.diffs[0].before.as_deref(), Some("uefi"));
+        assert_eq!(
+            image.with_snapshots,
+            vec!["snap-of-ami-001"],
+            "the replaced AMI's own snapshot goes too"
+        );
+
+        let mut described = before.clone();
+        described.description = Some("New".into());
+        let plan = super::plan(&graph(&described, "aa"), &live, &stacks(), false);
+        let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+        assert_eq!(image.action, Action::Update);
+        assert_eq!(image.diffs[0].attribute, "description");
+    }
+
+    #[test]
+    fn a_new_source_digest_replaces_snapshot_and_image() {
+        let desired = stack(&[VolumeType::Gp3], &["us-east-1"]);
+        let live = observed(applied(&graph(&desired, "aa")));
+        let plan = plan(&graph(&desired, "bb"), &live, &stacks(), false);
+        assert!(
+            plan.changes.iter().all(|c| c.action == Action::Replace),
+            "{plan:#?}"
+        );
+        assert!(
+            plan.changes[0]
+                .diffs
+                .iter()
+                .any(|d| d.attribute == "source_sha256")
+        );
+    }
+
+    #[test]
+    fn untagged_ami_with_the_desired_name_is_adopted() {
+        let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+        let mut live = applied(&desired);
+        live[1].tags.clear();
+        let plan = plan(&desired, &observed(live), &stacks(), false);
+        let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+        assert_eq!(image.action, Action::Update);
+        assert!(image.reasons[0].starts_with("adopt ami-001"));
+        assert!(
+            image
+                .diffs
+                .iter()
+                .any(|d| d.attribute == "tags.amiplan:node")
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_oldest_and_delete_the_rest() {
+        let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+        let mut live = applied(&desired);
+        let mut twin = live[1].clone();
+        twin.id = "ami-999".into();
+        twin.created = Some("2026-02-01T00:00:00Z".into());
+        live.push(twin);
+        let plan = plan(&desired, &observed(live), &stacks(), false);
+        let changes = action_of(&plan, "image/demo-gp3@us-east-1");
+        assert_eq!(
+            (changes[0].action, changes[0].live_id.as_deref()),
+            (Action::NoOp, Some("ami-001"))
+        );
+        assert_eq!(
+            (changes[1].action, changes[1].live_id.as_deref()),
+            (Action::Delete, Some("ami-999"))
+        );
+        assert_eq!(changes[1].reasons, vec!["duplicate of ami-001"]);
+    }
+
+    #[test]
+    fn removed_variants_are_deleted_and_foreign_resources_ignored() {
+        let both = graph(
+            &stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1"]),
+            "aa",
+        );
+        let mut live = applied(&both);
+        let mut foreign = live[1].clone();
+        foreign.id = "ami-other".into();
+        foreign.name = Some("someone-else".into());
+        foreign.tags = BTreeMap::from([(tags::STACK.into(), "other-stack".into())]);
+        live.push(foreign);
+        let only_gp3 = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+        let plan = plan(&only_gp3, &observed(live), &stacks(), false);
+        let deletes: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .collect();
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].node, "image/demo-standard@us-east-1");
+        assert_eq!(deletes[0].reasons, vec!["no longer in the manifests"]);
+    }
+
+    #[test]
+    fn destroy_deletes_everything_owned_dependents_first() {
+        let desired = graph(
+            &stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]),
+            "aa",
+        );
+        let plan = plan(&desired, &observed(applied(&desired)), &stacks(), true);
+        let order: Vec<&str> = plan.changes.iter().map(|c| c.node.as_str()).collect();
+        assert_eq!(
+            order,
+            vec![
+                "image/demo-gp3@eu-west-1",
+                "image/demo-gp3@us-east-1",
+                "snapshot/demo-root@us-east-1"
+            ]
+        );
+        assert!(plan.changes.iter().all(|c| c.action == Action::Delete));
+    }
+
+    #[test]
+    fn an_interrupted_upload_is_replaced_but_a_finished_pending_one_is_awaited() {
+        let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+        let mut live = applied(&desired);
+        live[0].state = "pending".into();
+        let awaited = plan(&desired, &observed(live.clone()), &stacks(), false);
+        assert_eq!(awaited.changes[0].action, Action::Update);
+        live[0].tags.remove(tags::UPLOADED);
+        let replaced = plan(&desired, &observed(live), &stacks(), false);
+        assert_eq!(replaced.changes[0].action, Action::Replace);
+    }
+}
