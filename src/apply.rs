@@ -324,7 +324,10 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let started = Instant::now();
         let live = change.live_id.clone();
         match change.action {
-            Action::NoOp => return live.ok_or(()),
+            Action::NoOp => {
+                self.record(change, live.clone(), Outcome::Unchanged, started);
+                return live.ok_or(());
+            }
             Action::Delete => return Err(()),
             Action::Create | Action::Replace | Action::Update => {}
         }

@@ -515,6 +515,9 @@ fn render_report(report: &Report, style: Style) -> String {
             Outcome::Skipped(_) => "skipped",
         };
         *counts.entry(key).or_default() += 1;
+        if node.outcome == Outcome::Unchanged {
+            continue;
+        }
         out.push_str(&format!(
             "  {label} {} {id} ({:.1}s){detail}\n",
             node.node, node.seconds

@@ -55,9 +55,14 @@ async fn plan_for(cloud: &FakeCloud, graph: &DesiredGraph) -> Plan {
 }
 
 async fn run(cloud: &FakeCloud, graph: &DesiredGraph) -> Report {
+    run_with(cloud, graph, ApplyOptions::default().parallelism).await
+}
+
+async fn run_with(cloud: &FakeCloud, graph: &DesiredGraph, parallelism: usize) -> Report {
     let plan = plan_for(cloud, graph).await;
     let options = ApplyOptions {
         policy: RetryPolicy::fast(),
+        parallelism,
         ..ApplyOptions::default()
     };
     apply(cloud, &plan, graph, &options, &AtomicBool::new(false)).await
@@ -225,4 +230,55 @@ async fn removing_a_region_deletes_only_its_copies_and_their_snapshots() {
     assert!(run(&cloud, &graph).await.succeeded());
     assert!(cloud.images("ap-southeast-2").is_empty());
     assert_eq!(cloud.images("eu-west-1").len(), 4);
+}
+
+#[tokio::test]
+async fn copies_run_concurrently_but_within_the_per_region_bound() {
+    let dir = setup("fake-parallel");
+    let graph = desired(&dir, MANIFEST);
+    for parallelism in [1, 2, 4] {
+        let cloud = FakeCloud::with_copy_latency(std::time::Duration::from_millis(50));
+        assert!(run_with(&cloud, &graph, parallelism).await.succeeded());
+        for region in ["eu-west-1", "ap-southeast-2"] {
+            assert_eq!(
+                cloud.most_concurrent_copies(region),
+                parallelism,
+                "{region} with --parallelism {parallelism}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_report_names_every_node_including_unchanged_ones() {
+    let dir = setup("fake-report");
+    let graph = desired(&dir, MANIFEST);
+    let cloud = FakeCloud::default();
+    assert!(run(&cloud, &graph).await.succeeded());
+    let graph = desired(
+        &dir,
+        &MANIFEST.replace("description: First", "description: Again"),
+    );
+    let report = run(&cloud, &graph).await;
+    let outcomes: Vec<_> = report
+        .nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.outcome.clone()))
+        .collect();
+    assert_eq!(outcomes.len(), 14, "{outcomes:#?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Unchanged)
+            .count(),
+        2,
+        "the snapshots"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Updated)
+            .count(),
+        12
+    );
 }

@@ -29,6 +29,9 @@ struct State {
     calls: Vec<(String, &'static str)>,
     /// (operation, region) → error code to answer with, for every such call.
     failures: HashMap<(&'static str, String), String>,
+    /// Copies in flight per region now, and the most ever seen at once.
+    copying: HashMap<String, usize>,
+    most_copying: HashMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -36,14 +39,34 @@ pub struct FakeCloud {
     state: Mutex<State>,
     /// Polls a new resource answers NotFound, then pending, before it is ready.
     pub lag: u32,
+    /// How long CopyImage takes to answer, so that concurrent copies overlap.
+    pub copy_latency: std::time::Duration,
 }
 
 impl FakeCloud {
+    pub fn with_copy_latency(copy_latency: std::time::Duration) -> FakeCloud {
+        FakeCloud {
+            copy_latency,
+            ..FakeCloud::default()
+        }
+    }
+
     pub fn with_lag(lag: u32) -> FakeCloud {
         FakeCloud {
             lag,
             ..FakeCloud::default()
         }
+    }
+
+    /// The most CopyImage calls seen in flight at once in `region`.
+    pub fn most_concurrent_copies(&self, region: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .most_copying
+            .get(region)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn fail(&self, operation: &'static str, region: &str, code: &str) {
@@ -308,6 +331,16 @@ impl Cloud for FakeCloud {
 
     async fn copy_image(&self, region: &str, copy: &ImageCopy) -> Result<String, CloudError> {
         self.call("CopyImage", region)?;
+        {
+            let mut state = self.state.lock().unwrap();
+            let now = state.copying.entry(region.to_string()).or_default();
+            *now += 1;
+            let now = *now;
+            let most = state.most_copying.entry(region.to_string()).or_default();
+            *most = (*most).max(now);
+        }
+        tokio::time::sleep(self.copy_latency).await;
+        *self.state.lock().unwrap().copying.get_mut(region).unwrap() -= 1;
         if self
             .images(region)
             .iter()

@@ -108,6 +108,25 @@ fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
 }
 
 #[test]
+fn a_source_that_does_not_match_its_digest_stops_before_aws() {
+    let dir = workdir("digest");
+    std::fs::write(dir.join("disk.raw"), b"not the published image").unwrap();
+    let text = VALID.replace(
+        "file: disk.raw",
+        &format!("file: disk.raw, sha256: \"{}\"", "ab".repeat(32)),
+    );
+    std::fs::write(dir.join("m.yaml"), text).unwrap();
+    let output = amiplan_at(NO_AWS, &dir, &["plan", "m.yaml"]);
+    expect_code(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains("but the manifest expects abab"), "{err}");
+    assert!(
+        !err.contains("dispatch failure") && !err.contains("reading live state"),
+        "{err}"
+    );
+}
+
+#[test]
 fn validate_reports_every_problem_at_once() {
     let dir = workdir("validate-all");
     std::fs::write(dir.join("disk.raw"), b"x").unwrap();
