@@ -224,5 +224,14 @@ stack demo
 Plan: 1 to create, 1 to update in place, 1 to replace, 0 to delete (1 unchanged).
 ";
         assert_eq!(super::plan(&plan, Style { color: false }, false), expected);
+        let colored = super::plan(&plan, Style { color: true }, false);
+        assert!(
+            colored.contains("\x1b[32m  +\x1b[0m snapshot/demo-root@us-east-1"),
+            "{colored:?}"
+        );
+        assert!(
+            colored.contains("\x1b[31m-/+\x1b[0m image/b@eu-west-1"),
+            "{colored:?}"
+        );
     }
 }

@@ -280,3 +280,63 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
         .count();
     assert_eq!(deletes, 7, "{json}");
 }
+
+/// Runs amiplan under a pseudo-terminal (util-linux `script`) and types `answer` at its prompt.
+fn on_terminal(
+    moto: &Moto,
+    dir: &std::path::Path,
+    args: &str,
+    answer: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_amiplan"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_is_asked_and_only_yes_applies() {
+    let moto = Moto::start();
+    let dir = workdir("terminal");
+    sample_image(&dir.join("disk.raw"), 2, 4);
+    std::fs::write(dir.join("stack.yaml"), manifest("tty")).unwrap();
+
+    let declined = on_terminal(&moto, &dir, "apply stack.yaml", "no\n");
+    assert!(
+        stdout(&declined).contains("Only 'yes' is accepted"),
+        "{}",
+        stdout(&declined)
+    );
+    assert!(
+        stdout(&declined).contains("cancelled; nothing was changed"),
+        "{}",
+        stdout(&declined)
+    );
+    assert!(moto.stack_snapshots("us-east-1", "tty").await.is_empty());
+
+    let accepted = on_terminal(&moto, &dir, "apply stack.yaml", "yes\n");
+    assert!(
+        stdout(&accepted).contains("Done: 7 created."),
+        "{}",
+        stdout(&accepted)
+    );
+    assert_eq!(moto.stack_images("eu-west-1", "tty").await.len(), 2);
+}
