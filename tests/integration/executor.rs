@@ -237,7 +237,7 @@ async fn copies_run_concurrently_but_within_the_per_region_bound() {
     let dir = setup("fake-parallel");
     let graph = desired(&dir, MANIFEST);
     for parallelism in [1, 2, 4] {
-        let cloud = FakeCloud::with_copy_latency(std::time::Duration::from_millis(50));
+        let cloud = FakeCloud::with_copy_latency(std::time::Duration::from_millis(200));
         assert!(run_with(&cloud, &graph, parallelism).await.succeeded());
         for region in ["eu-west-1", "ap-southeast-2"] {
             assert_eq!(
