@@ -74,7 +74,7 @@ fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
         (
             "missing-file",
             VALID.replace("file: disk.raw", "file: nowhere.raw"),
-            "m.yaml:2:18: source file",
+            "m.yaml:2:17: source file",
         ),
         (
             "unknown-field",
