@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Deadlines, Outcome, Report};
+use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
+use crate::lock::{self, LockSite};
 use crate::cloud::retry::RetryPolicy;
 use crate::graph::DesiredGraph;
 use crate::manifest::{self, Invalid};
@@ -77,6 +79,8 @@ enum Command {
     Destroy(DestroyArgs),
     /// AMI IDs per stack, variant and region.
     Output(OutputArgs),
+    /// Break the locks of the manifests' stacks (left behind by a killed run).
+    Unlock(Paths),
     /// Print the manifest JSON Schema.
     Schema,
 }
@@ -139,6 +143,9 @@ struct Execution {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// How long to wait for another run's lock on a stack (0s: fail at once).
+    #[arg(long, value_parser = parse_wait, default_value = "0s")]
+    lock_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -223,8 +230,13 @@ fn init_logging(verbose: u8) {
         1 => "amiplan=info",
         _ => "amiplan=debug",
     };
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    // The SDK's signing and transport logs print canonical requests and headers, which carry the
+    // session token: they stay off whatever RUST_LOG says.
+    for quiet in ["aws_sigv4=off", "aws_smithy_runtime=info", "aws_smithy_http_client=info", "hyper=info", "hyper_util=info"] {
+        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -304,19 +316,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let workspace = Workspace::load(&paths).await?;
             let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
-            let observed = workspace.observe(&cloud, args.discovery.regions).await?;
-            let plan = workspace.plan(&observed, false);
-            if let Some(saved) = saved {
-                check_saved(&saved.plan, &plan)?;
-            }
-            execute(&cloud, &workspace, &plan, &args.execution, style, "apply").await
+            let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: false };
+            converge(&cloud, &workspace, run, saved.map(|s| s.plan)).await
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
             let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
-            let observed = workspace.observe(&cloud, args.discovery.regions).await?;
-            let plan = workspace.plan(&observed, true);
-            execute(&cloud, &workspace, &plan, &args.execution, style, "destroy").await
+            let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: true };
+            converge(&cloud, &workspace, run, None).await
+        }
+        Command::Unlock(paths) => {
+            let stacks = load_stacks(&paths.paths)?;
+            let cloud = AwsCloud::connect(&connection(&stacks), Tuning::default()).await;
+            for site in lock_sites(&stacks) {
+                cloud.unlock(&site.region, &site.name()).await.with_context(|| format!("unlocking stack {}", site.stack))?;
+                println!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
+            }
+            Ok(exit::OK)
         }
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
@@ -369,6 +385,10 @@ impl Workspace {
         Ok(Workspace { stacks, graph })
     }
 
+    fn lock_sites(&self) -> Vec<LockSite> {
+        lock_sites(&self.stacks)
+    }
+
     fn stack_names(&self) -> BTreeSet<String> {
         self.stacks.iter().map(|s| s.name.clone()).collect()
     }
@@ -388,6 +408,10 @@ impl Workspace {
     fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
         plan::plan(&self.graph, observed, &self.stack_names(), destroy)
     }
+}
+
+fn lock_sites(stacks: &[Stack]) -> Vec<LockSite> {
+    stacks.iter().map(|s| LockSite { stack: s.name.clone(), region: s.build_region.clone() }).collect()
 }
 
 fn read_saved_plan(file: &PathBuf) -> anyhow::Result<SavedPlan> {
@@ -424,6 +448,32 @@ fn check_saved(saved: &Plan, now: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How one apply or destroy runs.
+struct Run<'a> {
+    regions: RegionScope,
+    execution: &'a Execution,
+    style: Style,
+    destroy: bool,
+}
+
+/// Apply or destroy under the stacks' locks: observe, plan (checked against a saved plan when
+/// given), confirm and execute; the locks are released whatever happens.
+async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: Option<Plan>) -> anyhow::Result<u8> {
+    let locks = lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout).await?;
+    let result = async {
+        let observed = workspace.observe(cloud, run.regions).await?;
+        let plan = workspace.plan(&observed, run.destroy);
+        if let Some(saved) = saved {
+            check_saved(&saved, &plan)?;
+        }
+        let verb = if run.destroy { "destroy" } else { "apply" };
+        execute(cloud, workspace, &plan, run.execution, run.style, verb).await
+    }
+    .await;
+    locks.release(cloud).await;
+    result
+}
+
 async fn execute(
     cloud: &AwsCloud,
     workspace: &Workspace,
@@ -451,17 +501,7 @@ async fn execute(
         },
         policy: RetryPolicy::default(),
     };
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            eprintln!(
-                "interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)"
-            );
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(i32::from(exit::INTERRUPTED));
-            }
-        }
-    });
+    tokio::spawn(watch_for_interrupts());
     let report = apply::apply(cloud, plan, &workspace.graph, &options, &INTERRUPTED).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -475,6 +515,27 @@ async fn execute(
     } else {
         exit::ERROR
     })
+}
+
+/// SIGINT or SIGTERM: stop starting work, let work in flight finish (so that nothing is left
+/// half-made and untracked), then report. A second signal quits at once.
+async fn watch_for_interrupts() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    eprintln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it");
+    std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
 fn confirm(verb: &str) -> anyhow::Result<()> {
@@ -599,6 +660,14 @@ fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
     }
 }
 
+/// Like [`parse_duration`], but zero is allowed (do not wait at all).
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    if !text.is_empty() && text.trim_end_matches(['s', 'm', 'h']).chars().all(|c| c == '0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 /// `90s`, `30m`, `2h`, or plain seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -632,5 +701,7 @@ mod tests {
         assert!(parse_duration("2d").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
     }
 }

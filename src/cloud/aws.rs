@@ -8,7 +8,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter,
-    Image, ImdsSupportValues, LaunchPermission, LaunchPermissionModifications, PermissionGroup,
+    Image, ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications, PermissionGroup,
     ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
 };
 use aws_smithy_types::date_time::Format;
@@ -641,5 +641,56 @@ impl Cloud for AwsCloud {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn try_lock(
+        &self,
+        region: &str,
+        name: &str,
+        holder: &BTreeMap<String, String>,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
+        let ec2 = self.ec2(region);
+        // Key pair names are unique per region, so creating one is an atomic test-and-set. The
+        // private key in the answer is dropped unread: nobody can ever use this key pair.
+        let created = self
+            .policy()
+            .run(false, || async {
+                ec2.create_key_pair()
+                    .key_name(name)
+                    .key_type(KeyType::Ed25519)
+                    .tag_specifications(tag_spec(ResourceType::KeyPair, holder))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("CreateKeyPair", region, e).on(name))
+            })
+            .await;
+        match created {
+            Ok(_) => Ok(None),
+            Err(e) if e.code.as_deref() == Some("InvalidKeyPair.Duplicate") => {
+                let out = ec2
+                    .describe_key_pairs()
+                    .key_names(name)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeKeyPairs", region, e).on(name))?;
+                let tags = out.key_pairs().first().map(|k| tag_map(k.tags())).unwrap_or_default();
+                Ok(Some(tags))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let result = self
+            .policy()
+            .run(false, || async {
+                ec2.delete_key_pair().key_name(name).send().await.map_err(|e| sdk_error("DeleteKeyPair", region, e).on(name))
+            })
+            .await;
+        match result {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 }

@@ -155,4 +155,15 @@ pub trait Cloud: Sync {
         ids: &[String],
         keys: &[String],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when
+    /// this call took it, or the current holder's labels when someone else holds it.
+    fn try_lock(
+        &self,
+        region: &str,
+        name: &str,
+        holder: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
+    /// Removes the lock `name`; removing a lock that does not exist succeeds.
+    fn unlock(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

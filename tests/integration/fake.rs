@@ -32,6 +32,7 @@ struct State {
     /// Copies in flight per region now, and the most ever seen at once.
     copying: HashMap<String, usize>,
     most_copying: HashMap<String, usize>,
+    locks: HashMap<(String, String), BTreeMap<String, String>>,
 }
 
 #[derive(Default)]
@@ -436,6 +437,28 @@ impl Cloud for FakeCloud {
                 live.tags.retain(|k, _| !keys.contains(k))
             })?;
         }
+        Ok(())
+    }
+
+    async fn try_lock(
+        &self,
+        region: &str,
+        name: &str,
+        holder: &BTreeMap<String, String>,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
+        self.call("CreateKeyPair", region)?;
+        let mut state = self.state.lock().unwrap();
+        let key = (region.to_string(), name.to_string());
+        if let Some(other) = state.locks.get(&key) {
+            return Ok(Some(other.clone()));
+        }
+        state.locks.insert(key, holder.clone());
+        Ok(None)
+    }
+
+    async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {
+        self.call("DeleteKeyPair", region)?;
+        self.state.lock().unwrap().locks.remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
 }

@@ -3,6 +3,8 @@
 mod changes;
 mod executor;
 mod fake;
+mod faults;
 mod lifecycle;
 mod manifests;
+mod proxy;
 mod support;

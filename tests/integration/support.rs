@@ -138,7 +138,13 @@ impl Moto {
 
 /// Runs the amiplan binary in `dir` with `endpoint` as the AWS endpoint and throwaway credentials.
 pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amiplan"))
+    amiplan_command(endpoint, dir, args).output().expect("amiplan runs")
+}
+
+/// The amiplan command, not yet started: throwaway credentials, no profile, no metadata service.
+pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_amiplan"));
+    command
         .args(args)
         .current_dir(dir)
         .env("AWS_ENDPOINT_URL", endpoint)
@@ -146,16 +152,20 @@ pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("RUST_LOG")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .output()
-        .expect("amiplan runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs amiplan without blocking the runtime (for tests that serve a proxy on it meanwhile).
+pub async fn amiplan_async(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::from(amiplan_command(endpoint, dir, args)).output().await.expect("amiplan runs")
 }
 
 impl Drop for Moto {

@@ -1,0 +1,323 @@
+//! A fault-injecting HTTP proxy between amiplan and moto, for the failures moto never shows:
+//! throttling, server errors, dropped connections, latency, eventual consistency (new IDs answer
+//! `*.NotFound`, new AMIs and snapshots report `pending`), and a kill switch after the k-th
+//! mutating call. Faults are drawn from a seeded generator, so a failing run can be replayed;
+//! every call is recorded (operation, region, parameters).
+//!
+//! Faults are decided before a request is forwarded: a throttled or failed request never reaches
+//! moto, as with AWS, which does no work for a request it refuses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::oneshot;
+
+/// What to inject. Rates are probabilities per call.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub throttle: f64,
+    pub server_error: f64,
+    pub drop: f64,
+    pub latency: Duration,
+    /// How long a new AMI or snapshot ID answers `*.NotFound` to direct references.
+    pub not_found_for: Duration,
+    /// How long a new AMI or snapshot reports `pending` when described by ID.
+    pub pending_for: Duration,
+}
+
+/// One call amiplan made.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub service: String,
+    pub operation: String,
+    pub region: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl Call {
+    /// Anything but Describe/Get/List changes something.
+    pub fn is_mutating(&self) -> bool {
+        !["Describe", "Get", "List"].iter().any(|p| self.operation.starts_with(p))
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Injected {
+    pub throttled: usize,
+    pub server_errors: usize,
+    pub dropped: usize,
+    pub not_found: usize,
+    pub pending: usize,
+}
+
+struct State {
+    faults: Faults,
+    rng: fastrand::Rng,
+    calls: Vec<Call>,
+    created: HashMap<String, Instant>,
+    injected: Injected,
+    mutating: usize,
+    kill_after: Option<(usize, oneshot::Sender<()>)>,
+}
+
+struct Shared {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    state: Mutex<State>,
+}
+
+pub struct Proxy {
+    pub endpoint: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str, faults: Faults, seed: u64) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = State {
+            faults,
+            rng: fastrand::Rng::with_seed(seed),
+            calls: Vec::new(),
+            created: HashMap::new(),
+            injected: Injected::default(),
+            mutating: 0,
+            kill_after: None,
+        };
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
+        let server_shared = Arc::clone(&shared);
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let shared = Arc::clone(&server_shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Proxy { endpoint, shared, server }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn injected(&self) -> Injected {
+        self.shared.state.lock().unwrap().injected
+    }
+
+    pub fn clear_calls(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.calls.clear();
+        state.mutating = 0;
+    }
+
+    /// After the `k`-th mutating call (1-based) has reached moto, its answer is held back forever
+    /// and the returned receiver fires: the caller then kills the client.
+    pub fn kill_after(&self, k: usize) -> oneshot::Receiver<()> {
+        let (sender, receiver) = oneshot::channel();
+        let mut state = self.shared.state.lock().unwrap();
+        state.mutating = 0;
+        state.kill_after = Some((k, sender));
+        receiver
+    }
+}
+
+enum Verdict {
+    Forward { pending_for: Option<String> },
+    Answer(Response<Full<Bytes>>),
+    Drop,
+}
+
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let call = identify(&parts, &body);
+    let (verdict, latency, kill) = judge(&shared, &call);
+    tokio::time::sleep(latency).await;
+    let pending_id = match verdict {
+        Verdict::Answer(response) => return Ok(response),
+        Verdict::Drop => return Err(std::io::Error::other("connection dropped on purpose")),
+        Verdict::Forward { pending_for } => pending_for,
+    };
+
+    let uri = format!("{}{}", shared.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
+    for (name, value) in &parts.headers {
+        forward = forward.header(name, value);
+    }
+    let answer = shared.client.request(forward.body(Full::new(body)).unwrap()).await.map_err(std::io::Error::other)?;
+    let (mut answer_parts, answer_body) = answer.into_parts();
+    let mut bytes = answer_body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+
+    remember_created(&shared, &call, &bytes);
+    if pending_id.is_some() {
+        let text = String::from_utf8_lossy(&bytes);
+        let rewritten = text
+            .replace("<imageState>available</imageState>", "<imageState>pending</imageState>")
+            .replace("<status>completed</status>", "<status>pending</status>");
+        if rewritten != text {
+            shared.state.lock().unwrap().injected.pending += 1;
+            bytes = Bytes::from(rewritten);
+        }
+    }
+    answer_parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    answer_parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    if let Some(signal) = kill {
+        let _ = signal.send(());
+        std::future::pending::<()>().await;
+    }
+    Ok(Response::from_parts(answer_parts, Full::new(bytes)))
+}
+
+/// Decides the fate of one call; returns the latency to add and, for the k-th mutating call,
+/// the kill signal to fire once moto has done the work.
+fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Sender<()>>) {
+    let mut state = shared.state.lock().unwrap();
+    state.calls.push(call.clone());
+    let faults = state.faults.clone();
+    let roll = state.rng.f64();
+    if roll < faults.throttle {
+        state.injected.throttled += 1;
+        let code = if call.service == "ebs" { "ThrottlingException" } else { "RequestLimitExceeded" };
+        return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), faults.latency, None);
+    }
+    if roll < faults.throttle + faults.server_error {
+        state.injected.server_errors += 1;
+        let code = if call.service == "ebs" { "InternalServerException" } else { "InternalError" };
+        return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), faults.latency, None);
+    }
+    if roll < faults.throttle + faults.server_error + faults.drop {
+        state.injected.dropped += 1;
+        return (Verdict::Drop, faults.latency, None);
+    }
+    let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
+    let referenced = referenced_ids(call);
+    let may_be_unseen = call.operation.starts_with("Describe")
+        || matches!(
+            call.operation.as_str(),
+            "CreateTags" | "DeleteTags" | "ModifyImageAttribute" | "PutSnapshotBlock" | "CompleteSnapshot"
+        );
+    if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for)) {
+        state.injected.not_found += 1;
+        let code = match id.split('-').next() {
+            Some("ami") => "InvalidAMIID.NotFound",
+            Some("snap") if call.service == "ebs" => "ResourceNotFoundException",
+            Some("snap") => "InvalidSnapshot.NotFound",
+            _ => "InvalidGroup.NotFound",
+        };
+        let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        return (Verdict::Answer(error(call, status, code)), faults.latency, None);
+    }
+    let pending_for = match call.operation.as_str() {
+        "DescribeImages" | "DescribeSnapshots" => {
+            referenced.iter().find(|id| fresh(id, faults.pending_for)).cloned()
+        }
+        _ => None,
+    };
+    let mut kill = None;
+    if call.is_mutating() {
+        state.mutating += 1;
+        let due = state.kill_after.as_ref().is_some_and(|(k, _)| *k == state.mutating);
+        if due {
+            kill = state.kill_after.take().map(|(_, sender)| sender);
+        }
+    }
+    (Verdict::Forward { pending_for }, faults.latency, kill)
+}
+
+/// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
+fn referenced_ids(call: &Call) -> Vec<String> {
+    let looks_like_id = |v: &str| v.starts_with("ami-") || v.starts_with("snap-");
+    call.params.iter().map(|(_, v)| v.clone()).filter(|v| looks_like_id(v)).collect()
+}
+
+fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
+    let text = String::from_utf8_lossy(body);
+    let id = match call.operation.as_str() {
+        "RegisterImage" | "CopyImage" => between(&text, "<imageId>", "</imageId>"),
+        "StartSnapshot" => serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["SnapshotId"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    if let Some(id) = id {
+        shared.state.lock().unwrap().created.insert(id, Instant::now());
+    }
+}
+
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(text[start..end].to_string())
+}
+
+/// An error answer in the wire format of the call's service.
+fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
+    let message = format!("injected by the test proxy into {}", call.operation);
+    if call.service == "ebs" {
+        let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("x-amzn-errortype", code)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+    );
+    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
+}
+
+/// Service, region (from the SigV4 credential scope), operation and parameters of a request.
+fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
+    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split('/').collect();
+    let region = scope.get(2).unwrap_or(&"").to_string();
+    let service = scope.get(3).unwrap_or(&"").to_string();
+    if service == "ebs" {
+        let path = parts.uri.path();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let operation = match (parts.method.as_str(), segments.as_slice()) {
+            ("POST", ["snapshots"]) => "StartSnapshot",
+            ("PUT", ["snapshots", _, "blocks", _]) => "PutSnapshotBlock",
+            ("POST", ["snapshots", "completion", _]) => "CompleteSnapshot",
+            ("GET", ["snapshots", _, "blocks"]) => "ListSnapshotBlocks",
+            ("GET", ["snapshots", _, "blocks", _]) => "GetSnapshotBlock",
+            ("GET", ["snapshots", _, "changedblocks"]) => "ListChangedBlocks",
+            _ => "UnknownEbs",
+        };
+        let params = segments.iter().filter(|s| s.starts_with("snap-")).map(|s| ("SnapshotId".to_string(), s.to_string())).collect();
+        return Call { service, operation: operation.to_string(), region, params };
+    }
+    let mut operation = String::new();
+    let mut params = Vec::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        match key.as_ref() {
+            "Action" => operation = value.into_owned(),
+            "Version" => {}
+            _ => params.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    Call { service, operation, region, params }
+}
