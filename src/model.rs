@@ -2,7 +2,7 @@
 //! so later stages never re-validate. Checks are local: no AWS call, only the file system.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use crate::manifest::raw::{Architecture, BootMode, Imds, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
@@ -174,14 +174,8 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     }
 
     let source = loaded.base_dir().join(&m.source.file);
-    if !source.is_file() {
-        report(
-            "source.file",
-            format!(
-                "source file `{}` does not exist or is not a file",
-                source.display()
-            ),
-        );
+    if let Some(problem) = source_problem(loaded.base_dir(), &m.source.file, &source) {
+        report("source.file", problem);
     }
     if let Some(digest) = &m.source.sha256
         && (digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
@@ -253,6 +247,38 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         tags: m.image.tags.clone(),
         kms_keys: m.image.kms_keys.clone(),
         public: m.publish.public,
+    }
+}
+
+/// A manifest may only name files inside its own directory: one arriving in a pull request must
+/// not be able to upload an arbitrary file of the machine it runs on (say `/etc/shadow`) into a
+/// snapshot. Symbolic links are resolved before the check.
+fn source_problem(base: &Path, reference: &str, source: &Path) -> Option<String> {
+    let relative = Path::new(reference);
+    let escapes = relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if reference.is_empty() || escapes {
+        return Some(format!(
+            "source.file `{reference}` must be a relative path inside the manifest's directory (no `..`, not absolute)"
+        ));
+    }
+    if !source.is_file() {
+        return Some(format!(
+            "source file `{}` does not exist or is not a file",
+            source.display()
+        ));
+    }
+    let base = base.canonicalize().ok()?;
+    match source.canonicalize() {
+        Ok(real) if real.starts_with(&base) => None,
+        Ok(real) => Some(format!(
+            "source.file `{reference}` leads outside the manifest's directory (to {})",
+            real.display()
+        )),
+        Err(error) => Some(format!(
+            "source file `{reference}` cannot be resolved: {error}"
+        )),
     }
 }
 
@@ -332,14 +358,8 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
             );
         }
     }
-    if let Some(unknown) = unknown_placeholder(&image.name) {
-        report(
-            "image.name",
-            format!(
-                "unknown placeholder `{{{unknown}}}` in name; known: {}",
-                PLACEHOLDERS.join(", ")
-            ),
-        );
+    if let Some(problem) = placeholder_problem(&image.name) {
+        report("image.name", problem);
         return vec![];
     }
     if image.tpm
@@ -435,16 +455,22 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     variants
 }
 
-fn unknown_placeholder(template: &str) -> Option<String> {
+/// What is wrong with the placeholders of a name template, if anything.
+fn placeholder_problem(template: &str) -> Option<String> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            return Some(after.to_string());
+            return Some(format!(
+                "placeholder `{{{after}` in name is never closed with `}}`"
+            ));
         };
         let name = &after[..close];
         if !PLACEHOLDERS.contains(&name) {
-            return Some(name.to_string());
+            return Some(format!(
+                "unknown placeholder `{{{name}}}` in name; known: {}",
+                PLACEHOLDERS.join(", ")
+            ));
         }
         rest = &after[close + 1..];
     }

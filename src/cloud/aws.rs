@@ -8,8 +8,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter,
-    Image, ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications, PermissionGroup,
-    ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
+    Image, ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications,
+    PermissionGroup, ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
 };
 use aws_smithy_types::date_time::Format;
 
@@ -673,7 +673,11 @@ impl Cloud for AwsCloud {
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeKeyPairs", region, e).on(name))?;
-                let tags = out.key_pairs().first().map(|k| tag_map(k.tags())).unwrap_or_default();
+                let tags = out
+                    .key_pairs()
+                    .first()
+                    .map(|k| tag_map(k.tags()))
+                    .unwrap_or_default();
                 Ok(Some(tags))
             }
             Err(e) => Err(e),
@@ -685,7 +689,11 @@ impl Cloud for AwsCloud {
         let result = self
             .policy()
             .run(false, || async {
-                ec2.delete_key_pair().key_name(name).send().await.map_err(|e| sdk_error("DeleteKeyPair", region, e).on(name))
+                ec2.delete_key_pair()
+                    .key_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeleteKeyPair", region, e).on(name))
             })
             .await;
         match result {

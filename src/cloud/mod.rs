@@ -165,5 +165,9 @@ pub trait Cloud: Sync {
         holder: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
     /// Removes the lock `name`; removing a lock that does not exist succeeds.
-    fn unlock(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn unlock(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

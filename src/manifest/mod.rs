@@ -66,7 +66,11 @@ impl Loaded {
 
     /// The directory that relative file references are resolved against.
     pub fn base_dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        // `m.yaml` has the empty path as parent, which the file system cannot resolve.
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     }
 }
 
@@ -144,8 +148,20 @@ fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     parse(path, &text)
 }
 
+/// Flow collections (`[…]`, `{…}`) nested deeper than this are refused before parsing: YAML
+/// parsers spend time quadratic in the nesting depth, and real manifests nest two levels.
+const MAX_FLOW_DEPTH: usize = 32;
+
 /// Parses one manifest's text; `path` is used for positions only.
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    if let Some(position) = too_deep(text) {
+        let message = format!("collections nested deeper than {MAX_FLOW_DEPTH} levels");
+        return Err(vec![Diagnostic {
+            file: path.to_path_buf(),
+            position,
+            message,
+        }]);
+    }
     let positions = PositionIndex::new(text);
     if let Some((key, pos)) = positions.first_duplicate_key() {
         let message = format!("duplicate key `{key}`");
@@ -177,6 +193,42 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
             }])
         }
     }
+}
+
+/// Where flow nesting first exceeds [`MAX_FLOW_DEPTH`], in one linear pass that skips quoted
+/// strings and comments.
+fn too_deep(text: &str) -> Option<Position> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for c in text.chars() {
+        column += 1;
+        if c == '\n' {
+            (line, column, comment) = (line + 1, 0, false);
+            // A quoted scalar may span lines, so `quote` stays as it is.
+        } else if comment {
+        } else if let Some(open) = quote {
+            if c == open {
+                quote = None;
+            }
+        } else {
+            match c {
+                '"' | '\'' => quote = Some(c),
+                '#' if previous.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(Position { line, column });
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        previous = c;
+    }
+    None
 }
 
 /// serde_yaml_ng appends " at line L column C" to messages; the diagnostic already says where.
@@ -223,6 +275,18 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let found = problems("stack: a\nstack: b\n");
         assert_eq!(found, vec!["m.yaml:2:1: duplicate key `stack`"]);
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let text = format!("stack: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            problems(&text),
+            vec!["m.yaml:1:40: collections nested deeper than 32 levels"]
+        );
+        // Brackets inside quotes and comments do not count.
+        let quoted = format!("stack: \"{}\" # {}\n", "[".repeat(40), "{".repeat(40));
+        assert!(!problems(&quoted)[0].contains("nested deeper"));
     }
 
     #[test]

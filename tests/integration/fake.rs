@@ -458,7 +458,11 @@ impl Cloud for FakeCloud {
 
     async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {
         self.call("DeleteKeyPair", region)?;
-        self.state.lock().unwrap().locks.remove(&(region.to_string(), name.to_string()));
+        self.state
+            .lock()
+            .unwrap()
+            .locks
+            .remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ mod changes;
 mod executor;
 mod fake;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod manifests;
 mod proxy;

@@ -166,9 +166,14 @@ fn checked_in_schema_is_current() {
 fn examples_and_shipped_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = workdir("examples");
-    // Examples refer to ../out/sample.raw, which the quick start generates.
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    std::fs::write(dir.join("out/sample.raw"), b"x").unwrap();
+    // Their images are generated (the quick start makes manifests/images/quickstart.raw).
+    for image in [
+        "examples/images/sample.raw",
+        "manifests/images/quickstart.raw",
+    ] {
+        std::fs::create_dir_all(dir.join(image).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(image), b"x").unwrap();
+    }
     for folder in ["examples", "manifests"] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         for entry in std::fs::read_dir(root.join(folder)).unwrap() {

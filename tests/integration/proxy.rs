@@ -47,7 +47,9 @@ pub struct Call {
 impl Call {
     /// Anything but Describe/Get/List changes something.
     pub fn is_mutating(&self) -> bool {
-        !["Describe", "Get", "List"].iter().any(|p| self.operation.starts_with(p))
+        !["Describe", "Get", "List"]
+            .iter()
+            .any(|p| self.operation.starts_with(p))
     }
 }
 
@@ -102,19 +104,31 @@ impl Proxy {
             kill_after: None,
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            client,
+            state: Mutex::new(state),
+        });
         let server_shared = Arc::clone(&shared);
         let server = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let shared = Arc::clone(&server_shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| handle(Arc::clone(&shared), request));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        Proxy { endpoint, shared, server }
+        Proxy {
+            endpoint,
+            shared,
+            server,
+        }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -148,9 +162,16 @@ enum Verdict {
     Drop,
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let call = identify(&parts, &body);
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
@@ -160,20 +181,39 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Verdict::Forward { pending_for } => pending_for,
     };
 
-    let uri = format!("{}{}", shared.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let uri = format!(
+        "{}{}",
+        shared.upstream,
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
     let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
     for (name, value) in &parts.headers {
         forward = forward.header(name, value);
     }
-    let answer = shared.client.request(forward.body(Full::new(body)).unwrap()).await.map_err(std::io::Error::other)?;
+    let answer = shared
+        .client
+        .request(forward.body(Full::new(body)).unwrap())
+        .await
+        .map_err(std::io::Error::other)?;
     let (mut answer_parts, answer_body) = answer.into_parts();
-    let mut bytes = answer_body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let mut bytes = answer_body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
 
     remember_created(&shared, &call, &bytes);
     if pending_id.is_some() {
         let text = String::from_utf8_lossy(&bytes);
         let rewritten = text
-            .replace("<imageState>available</imageState>", "<imageState>pending</imageState>")
+            .replace(
+                "<imageState>available</imageState>",
+                "<imageState>pending</imageState>",
+            )
             .replace("<status>completed</status>", "<status>pending</status>");
         if rewritten != text {
             shared.state.lock().unwrap().injected.pending += 1;
@@ -181,7 +221,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         }
     }
     answer_parts.headers.remove(hyper::header::CONTENT_LENGTH);
-    answer_parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    answer_parts
+        .headers
+        .remove(hyper::header::TRANSFER_ENCODING);
     if let Some(signal) = kill {
         let _ = signal.send(());
         std::future::pending::<()>().await;
@@ -198,26 +240,48 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let roll = state.rng.f64();
     if roll < faults.throttle {
         state.injected.throttled += 1;
-        let code = if call.service == "ebs" { "ThrottlingException" } else { "RequestLimitExceeded" };
-        return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), faults.latency, None);
+        let code = if call.service == "ebs" {
+            "ThrottlingException"
+        } else {
+            "RequestLimitExceeded"
+        };
+        return (
+            Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)),
+            faults.latency,
+            None,
+        );
     }
     if roll < faults.throttle + faults.server_error {
         state.injected.server_errors += 1;
-        let code = if call.service == "ebs" { "InternalServerException" } else { "InternalError" };
-        return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), faults.latency, None);
+        let code = if call.service == "ebs" {
+            "InternalServerException"
+        } else {
+            "InternalError"
+        };
+        return (
+            Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)),
+            faults.latency,
+            None,
+        );
     }
     if roll < faults.throttle + faults.server_error + faults.drop {
         state.injected.dropped += 1;
         return (Verdict::Drop, faults.latency, None);
     }
-    let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
+    let fresh =
+        |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
     let may_be_unseen = call.operation.starts_with("Describe")
         || matches!(
             call.operation.as_str(),
-            "CreateTags" | "DeleteTags" | "ModifyImageAttribute" | "PutSnapshotBlock" | "CompleteSnapshot"
+            "CreateTags"
+                | "DeleteTags"
+                | "ModifyImageAttribute"
+                | "PutSnapshotBlock"
+                | "CompleteSnapshot"
         );
-    if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for)) {
+    if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for))
+    {
         state.injected.not_found += 1;
         let code = match id.split('-').next() {
             Some("ami") => "InvalidAMIID.NotFound",
@@ -225,19 +289,31 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             Some("snap") => "InvalidSnapshot.NotFound",
             _ => "InvalidGroup.NotFound",
         };
-        let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
-        return (Verdict::Answer(error(call, status, code)), faults.latency, None);
+        let status = if call.service == "ebs" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return (
+            Verdict::Answer(error(call, status, code)),
+            faults.latency,
+            None,
+        );
     }
     let pending_for = match call.operation.as_str() {
-        "DescribeImages" | "DescribeSnapshots" => {
-            referenced.iter().find(|id| fresh(id, faults.pending_for)).cloned()
-        }
+        "DescribeImages" | "DescribeSnapshots" => referenced
+            .iter()
+            .find(|id| fresh(id, faults.pending_for))
+            .cloned(),
         _ => None,
     };
     let mut kill = None;
     if call.is_mutating() {
         state.mutating += 1;
-        let due = state.kill_after.as_ref().is_some_and(|(k, _)| *k == state.mutating);
+        let due = state
+            .kill_after
+            .as_ref()
+            .is_some_and(|(k, _)| *k == state.mutating);
         if due {
             kill = state.kill_after.take().map(|(_, sender)| sender);
         }
@@ -248,7 +324,11 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
 /// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
 fn referenced_ids(call: &Call) -> Vec<String> {
     let looks_like_id = |v: &str| v.starts_with("ami-") || v.starts_with("snap-");
-    call.params.iter().map(|(_, v)| v.clone()).filter(|v| looks_like_id(v)).collect()
+    call.params
+        .iter()
+        .map(|(_, v)| v.clone())
+        .filter(|v| looks_like_id(v))
+        .collect()
 }
 
 fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
@@ -261,7 +341,12 @@ fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
         _ => None,
     };
     if let Some(id) = id {
-        shared.state.lock().unwrap().created.insert(id, Instant::now());
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .created
+            .insert(id, Instant::now());
     }
 }
 
@@ -286,13 +371,26 @@ fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
     );
-    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 /// Service, region (from the SigV4 credential scope), operation and parameters of a request.
 fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
-    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split('/').collect();
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let scope: Vec<&str> = auth
+        .split("Credential=")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .collect();
     let region = scope.get(2).unwrap_or(&"").to_string();
     let service = scope.get(3).unwrap_or(&"").to_string();
     if service == "ebs" {
@@ -307,8 +405,17 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             ("GET", ["snapshots", _, "changedblocks"]) => "ListChangedBlocks",
             _ => "UnknownEbs",
         };
-        let params = segments.iter().filter(|s| s.starts_with("snap-")).map(|s| ("SnapshotId".to_string(), s.to_string())).collect();
-        return Call { service, operation: operation.to_string(), region, params };
+        let params = segments
+            .iter()
+            .filter(|s| s.starts_with("snap-"))
+            .map(|s| ("SnapshotId".to_string(), s.to_string()))
+            .collect();
+        return Call {
+            service,
+            operation: operation.to_string(),
+            region,
+            params,
+        };
     }
     let mut operation = String::new();
     let mut params = Vec::new();
@@ -319,5 +426,10 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             _ => params.push((key.into_owned(), value.into_owned())),
         }
     }
-    Call { service, operation, region, params }
+    Call {
+        service,
+        operation,
+        region,
+        params,
+    }
 }

@@ -138,7 +138,9 @@ impl Moto {
 
 /// Runs the amiplan binary in `dir` with `endpoint` as the AWS endpoint and throwaway credentials.
 pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-    amiplan_command(endpoint, dir, args).output().expect("amiplan runs")
+    amiplan_command(endpoint, dir, args)
+        .output()
+        .expect("amiplan runs")
 }
 
 /// The amiplan command, not yet started: throwaway credentials, no profile, no metadata service.
@@ -154,7 +156,10 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("RUST_LOG")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -165,7 +170,10 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
 
 /// Runs amiplan without blocking the runtime (for tests that serve a proxy on it meanwhile).
 pub async fn amiplan_async(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::from(amiplan_command(endpoint, dir, args)).output().await.expect("amiplan runs")
+    tokio::process::Command::from(amiplan_command(endpoint, dir, args))
+        .output()
+        .await
+        .expect("amiplan runs")
 }
 
 impl Drop for Moto {
