@@ -19,9 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
-use crate::cloud::{
-    Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload,
-};
+use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::plan::{Action, Change, Plan};
 use crate::tags;
@@ -56,11 +54,7 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions {
-            parallelism: 4,
-            deadlines: Deadlines::default(),
-            policy: RetryPolicy::default(),
-        }
+        ApplyOptions { parallelism: 4, deadlines: Deadlines::default(), policy: RetryPolicy::default() }
     }
 }
 
@@ -96,11 +90,7 @@ pub struct Report {
 
 impl Report {
     pub fn succeeded(&self) -> bool {
-        !self.interrupted
-            && self
-                .nodes
-                .iter()
-                .all(|n| !matches!(n.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
+        !self.interrupted && self.nodes.iter().all(|n| !matches!(n.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
     }
 }
 
@@ -128,42 +118,17 @@ pub async fn apply<C: Cloud>(
     let mut regions: Vec<&str> = plan.changes.iter().map(|c| c.region.as_str()).collect();
     regions.sort();
     regions.dedup();
-    let slots = regions
-        .iter()
-        .map(|r| {
-            (
-                r.to_string(),
-                Arc::new(Semaphore::new(options.parallelism.max(1))),
-            )
-        })
-        .collect();
-    let executor = Executor {
-        cloud,
-        plan,
-        graph,
-        options,
-        slots,
-        reports: Mutex::default(),
-        interrupted,
-    };
+    let slots = regions.iter().map(|r| (r.to_string(), Arc::new(Semaphore::new(options.parallelism.max(1))))).collect();
+    let executor = Executor { cloud, plan, graph, options, slots, reports: Mutex::default(), interrupted };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
     let mut nodes = executor.reports.into_inner().expect("report lock");
     nodes.sort_by(|a, b| (&a.stack, &a.node, &a.resource).cmp(&(&b.stack, &b.node, &b.resource)));
-    Report {
-        nodes,
-        interrupted: interrupted.load(Ordering::SeqCst),
-    }
+    Report { nodes, interrupted: interrupted.load(Ordering::SeqCst) }
 }
 
 impl<'a, C: Cloud> Executor<'a, C> {
-    fn record(
-        &self,
-        change: &Change,
-        resource: Option<String>,
-        outcome: Outcome,
-        started: Instant,
-    ) {
+    fn record(&self, change: &Change, resource: Option<String>, outcome: Outcome, started: Instant) {
         let report = NodeReport {
             stack: change.stack.clone(),
             node: change.node.clone(),
@@ -183,10 +148,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
     }
 
     async fn slot(&self, region: &str) -> tokio::sync::OwnedSemaphorePermit {
-        Arc::clone(&self.slots[region])
-            .acquire_owned()
-            .await
-            .expect("semaphores are never closed")
+        Arc::clone(&self.slots[region]).acquire_owned().await.expect("semaphores are never closed")
     }
 
     fn stopping(&self) -> bool {
@@ -196,20 +158,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// Deletes and the delete half of replaces: every AMI first, then the snapshots. Returns the
     /// nodes whose delete failed, so their re-creation is not attempted.
     async fn delete_phase(&self) -> Vec<String> {
-        let removing = |c: &&Change| {
-            matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some()
-        };
+        let removing = |c: &&Change| matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some();
         let mut failed = Vec::new();
         for images in [true, false] {
-            let batch = self
-                .plan
-                .changes
-                .iter()
-                .filter(removing)
-                .filter(|c| c.kind.is_image() == images);
-            let results =
-                join_all(batch.map(|change| async move { (change, self.delete(change).await) }))
-                    .await;
+            let batch = self.plan.changes.iter().filter(removing).filter(|c| c.kind.is_image() == images);
+            let results = join_all(batch.map(|change| async move { (change, self.delete(change).await) })).await;
             for (change, ok) in results {
                 if !ok {
                     failed.push(change.node.clone());
@@ -221,20 +174,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
 
     async fn delete(&self, change: &Change) -> bool {
         let started = Instant::now();
-        let id = change
-            .live_id
-            .clone()
-            .expect("deletes have a live resource");
+        let id = change.live_id.clone().expect("deletes have a live resource");
         if self.stopping() {
-            self.record(
-                change,
-                Some(id),
-                Outcome::Skipped("interrupted before it started".into()),
-                started,
-            );
+            self.record(change, Some(id), Outcome::Skipped("interrupted before it started".into()), started);
             return false;
         }
         let _slot = self.slot(&change.region).await;
+        let started = Instant::now();
         let result = if change.kind.is_image() {
             self.delete_image(change, &id).await
         } else {
@@ -248,12 +194,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 true
             }
             Err(error) => {
-                self.record(
-                    change,
-                    Some(id),
-                    Outcome::Failed(error.to_string()),
-                    started,
-                );
+                self.record(change, Some(id), Outcome::Failed(error.to_string()), started);
                 false
             }
         }
@@ -262,8 +203,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
     async fn delete_image(&self, change: &Change, id: &str) -> Result<(), CloudError> {
         self.cloud.deregister_image(&change.region, id).await?;
         for snapshot in &change.with_snapshots {
-            self.delete_snapshot_after_images(&change.region, snapshot)
-                .await?;
+            self.delete_snapshot_after_images(&change.region, snapshot).await?;
         }
         Ok(())
     }
@@ -298,17 +238,10 @@ impl<'a, C: Cloud> Executor<'a, C> {
             let Some(&change) = changes.get(node.id.as_str()) else {
                 continue;
             };
-            let dependencies: Vec<_> = self
-                .graph
-                .dependencies(&node.id)
-                .iter()
-                .filter_map(|d| handles.get(d).cloned())
-                .collect();
+            let dependencies: Vec<_> =
+                self.graph.dependencies(&node.id).iter().filter_map(|d| handles.get(d).cloned()).collect();
             let delete_failed = failed_deletes.contains(&node.id);
-            let handle = self
-                .run_node(node, change, dependencies, delete_failed)
-                .boxed()
-                .shared();
+            let handle = self.run_node(node, change, dependencies, delete_failed).boxed().shared();
             handles.insert(node.id.as_str(), handle);
         }
         join_all(handles.into_values()).await;
@@ -332,12 +265,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             Action::Create | Action::Replace | Action::Update => {}
         }
         if delete_failed {
-            self.record(
-                change,
-                live,
-                Outcome::Skipped("deleting the old resource failed".into()),
-                started,
-            );
+            self.record(change, live, Outcome::Skipped("deleting the old resource failed".into()), started);
             return Err(());
         }
         let mut inputs = Vec::new();
@@ -358,24 +286,15 @@ impl<'a, C: Cloud> Executor<'a, C> {
             }
         }
         if self.stopping() {
-            self.record(
-                change,
-                live,
-                Outcome::Skipped("interrupted before it started".into()),
-                started,
-            );
+            self.record(change, live, Outcome::Skipped("interrupted before it started".into()), started);
             return Err(());
         }
         let _slot = self.slot(&node.region).await;
+        // A node's time is its own work, not the wait for its dependencies or a slot.
+        let started = Instant::now();
         let result = match (change.action, live) {
-            (Action::Update, Some(id)) => self
-                .update(node, change, &id)
-                .await
-                .map(|_| (id, Outcome::Updated)),
-            _ => self
-                .create(node, &inputs)
-                .await
-                .map(|id| (id, Outcome::Created)),
+            (Action::Update, Some(id)) => self.update(node, change, &id).await.map(|_| (id, Outcome::Updated)),
+            _ => self.create(node, &inputs).await.map(|id| (id, Outcome::Created)),
         };
         match result {
             Ok((id, outcome)) => {
@@ -383,12 +302,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 Ok(id)
             }
             Err(error) => {
-                self.record(
-                    change,
-                    error.resource.clone(),
-                    Outcome::Failed(error.message.clone()),
-                    started,
-                );
+                self.record(change, error.resource.clone(), Outcome::Failed(error.message.clone()), started);
                 Err(())
             }
         }
@@ -397,9 +311,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// A deterministic client token: the same plan retried after a crash asks AWS for the same
     /// resource, while a plan made after AWS state changed asks for a new one.
     fn client_token(&self, node: &Node) -> String {
-        let digest = Sha256::digest(
-            format!("{}\0{}\0{}", self.plan.observed, node.id, node.spec_hash()).as_bytes(),
-        );
+        let digest = Sha256::digest(format!("{}\0{}\0{}", self.plan.observed, node.id, node.spec_hash()).as_bytes());
         hex::encode(&digest[..16])
     }
 
@@ -407,13 +319,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let region = node.region.as_str();
         let tags = node.desired_tags();
         match &node.work {
-            Work::Upload {
-                source,
-                size_bytes,
-                volume_size_gib,
-                encrypted,
-                kms_key,
-            } => {
+            Work::Upload { source, size_bytes, volume_size_gib, encrypted, kms_key } => {
                 let upload = SnapshotUpload {
                     source: source.clone(),
                     size_bytes: *size_bytes,
@@ -433,10 +339,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 self.wait_snapshot(region, &id).await?;
                 Ok(id)
             }
-            Work::Register {
-                attrs,
-                volume_size_gib,
-            } => {
+            Work::Register { attrs, volume_size_gib } => {
                 let registration = ImageRegistration {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
@@ -446,16 +349,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     tags,
                 };
                 let id = self.cloud.register_image(region, &registration).await?;
-                self.wait_image(region, &id, self.options.deadlines.image)
-                    .await?;
+                self.wait_image(region, &id, self.options.deadlines.image).await?;
                 self.publish(node, &id).await?;
                 Ok(id)
             }
-            Work::Copy {
-                source_region,
-                encrypted,
-                kms_key,
-            } => {
+            Work::Copy { source_region, encrypted, kms_key } => {
                 let copy = ImageCopy {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
@@ -467,9 +365,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     client_token: self.client_token(node),
                 };
                 let id = self.cloud.copy_image(region, &copy).await?;
-                let status = self
-                    .wait_image(region, &id, self.options.deadlines.copy)
-                    .await?;
+                let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
                 self.tag_copy_snapshots(region, &status, &tags).await;
                 self.publish(node, &id).await?;
                 Ok(id)
@@ -480,23 +376,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// CopyImage's TagSpecifications should tag the new snapshots; where the API ignores them
     /// (the emulator does), tag them here. A snapshot that cannot be tagged is not worth failing
     /// the copy for: it is found and deleted through its AMI.
-    async fn tag_copy_snapshots(
-        &self,
-        region: &str,
-        status: &ResourceStatus,
-        tags: &BTreeMap<String, String>,
-    ) {
+    async fn tag_copy_snapshots(&self, region: &str, status: &ResourceStatus, tags: &BTreeMap<String, String>) {
         for snapshot in &status.snapshot_ids {
-            let snapshot_tags = tags
-                .iter()
-                .filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS);
-            let snapshot_tags: BTreeMap<String, String> =
-                snapshot_tags.map(|(k, v)| (k.clone(), v.clone())).collect();
-            if let Err(error) = self
-                .cloud
-                .set_tags(region, std::slice::from_ref(snapshot), &snapshot_tags)
-                .await
-            {
+            let snapshot_tags = tags.iter().filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS);
+            let snapshot_tags: BTreeMap<String, String> = snapshot_tags.map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Err(error) = self.cloud.set_tags(region, std::slice::from_ref(snapshot), &snapshot_tags).await {
                 tracing::warn!(%error, snapshot, "could not tag the snapshot of a copied AMI");
             }
         }
@@ -504,10 +388,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
 
     async fn publish(&self, node: &Node, id: &str) -> Result<(), StepError> {
         if node.public {
-            self.cloud
-                .set_image_public(&node.region, id, true)
-                .await
-                .map_err(|e| StepError::from(e).on(id))?;
+            self.cloud.set_image_public(&node.region, id, true).await.map_err(|e| StepError::from(e).on(id))?;
         }
         Ok(())
     }
@@ -517,8 +398,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         if node.kind == NodeKind::Snapshot {
             self.wait_snapshot(region, id).await?;
         } else {
-            self.wait_image(region, id, self.options.deadlines.copy)
-                .await?;
+            self.wait_image(region, id, self.options.deadlines.copy).await?;
         }
         let ids = [id.to_string()];
         let mut set = BTreeMap::new();
@@ -532,28 +412,16 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 (Some(key), None) => remove.push(key.to_string()),
                 (None, after) if diff.attribute == "description" => {
                     let description = after.clone().unwrap_or_default();
-                    self.cloud
-                        .set_image_description(region, id, &description)
-                        .await
-                        .map_err(fail)?;
+                    self.cloud.set_image_description(region, id, &description).await.map_err(fail)?;
                 }
                 (None, _) if diff.attribute == "launch_permission" => {
-                    self.cloud
-                        .set_image_public(region, id, node.public)
-                        .await
-                        .map_err(fail)?;
+                    self.cloud.set_image_public(region, id, node.public).await.map_err(fail)?;
                 }
                 (None, _) => {}
             }
         }
-        self.cloud
-            .set_tags(region, &ids, &set)
-            .await
-            .map_err(|e| StepError::from(e).on(id))?;
-        self.cloud
-            .remove_tags(region, &ids, &remove)
-            .await
-            .map_err(|e| StepError::from(e).on(id))?;
+        self.cloud.set_tags(region, &ids, &set).await.map_err(|e| StepError::from(e).on(id))?;
+        self.cloud.remove_tags(region, &ids, &remove).await.map_err(|e| StepError::from(e).on(id))?;
         Ok(())
     }
 
@@ -572,12 +440,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         settle(result, id, &what)
     }
 
-    async fn wait_image(
-        &self,
-        region: &str,
-        id: &str,
-        deadline: Duration,
-    ) -> Result<ResourceStatus, StepError> {
+    async fn wait_image(&self, region: &str, id: &str, deadline: Duration) -> Result<ResourceStatus, StepError> {
         let what = format!("AMI {id} in {region}");
         let result = wait_until(&self.options.policy, deadline, &what, || async {
             let status = self.cloud.image_status(region, id).await?;
@@ -606,18 +469,15 @@ fn settle(
                 message: format!("{what} ended in state `{}`{reason}", status.state),
             })
         }
-        Err(error) => Err(StepError {
-            resource: Some(id.to_string()),
-            message: error.to_string(),
-        }),
+        Err(error) => Err(StepError { resource: Some(id.to_string()), message: error.to_string() }),
     }
 }
 
 fn input(inputs: &[String], node: &Node) -> Result<String, StepError> {
-    inputs.first().cloned().ok_or_else(|| StepError {
-        resource: None,
-        message: format!("{} has no resolved dependency", node.id),
-    })
+    inputs
+        .first()
+        .cloned()
+        .ok_or_else(|| StepError { resource: None, message: format!("{} has no resolved dependency", node.id) })
 }
 
 /// A failed step: the message, and the resource it left behind (if one was made).
@@ -636,9 +496,6 @@ impl StepError {
 
 impl From<CloudError> for StepError {
     fn from(error: CloudError) -> Self {
-        StepError {
-            resource: error.resource.clone(),
-            message: error.to_string(),
-        }
+        StepError { resource: error.resource.clone(), message: error.to_string() }
     }
 }

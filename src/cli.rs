@@ -38,11 +38,7 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "amiplan",
-    version,
-    about = "Declarative AMI builds: plan, apply and destroy AMIs from manifests"
-)]
+#[command(name = "amiplan", version, about = "Declarative AMI builds: plan, apply and destroy AMIs from manifests")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -196,11 +192,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
     init_logging(cli.verbose);
@@ -212,10 +204,7 @@ pub fn main() -> ExitCode {
                 for diagnostic in &invalid.0 {
                     eprintln!("{diagnostic}");
                 }
-                eprintln!(
-                    "error: {} problem(s) found; nothing was sent to AWS",
-                    invalid.0.len()
-                );
+                eprintln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
             } else {
                 eprintln!("error: {error:#}");
             }
@@ -230,16 +219,11 @@ fn init_logging(verbose: u8) {
         1 => "amiplan=info",
         _ => "amiplan=debug",
     };
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     // Defence in depth: the SDK redacts credentials in its own logs (the secrets test checks
     // this at RUST_LOG=trace), and its request-signing internals are never worth showing anyway.
     filter = filter.add_directive("aws_sigv4=off".parse().expect("a valid directive"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -247,18 +231,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         color: match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         },
     };
     let connection = |stacks: &[Stack]| Connection {
         endpoint_url: cli.endpoint_url.clone(),
         profile: cli.profile.clone(),
-        home_region: stacks
-            .first()
-            .map(|s| s.build_region.clone())
-            .unwrap_or_else(|| "us-east-1".into()),
+        home_region: stacks.first().map(|s| s.build_region.clone()).unwrap_or_else(|| "us-east-1".into()),
     };
     match &cli.command {
         Command::Schema => {
@@ -267,15 +246,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Validate(paths) => {
             let stacks = load_stacks(&paths.paths)?;
-            let variants: usize = stacks
-                .iter()
-                .map(|s| s.variants.len() * s.regions.len())
-                .sum();
-            println!(
-                "{} manifest(s) valid: {} stack(s), {variants} AMI(s) across regions",
-                stacks.len(),
-                stacks.len()
-            );
+            let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
+            println!("{} manifest(s) valid: {} stack(s), {variants} AMI(s) across regions", stacks.len(), stacks.len());
             Ok(exit::OK)
         }
         Command::Plan(args) => {
@@ -290,19 +262,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     plan: plan.clone(),
                 };
                 let text = serde_json::to_string_pretty(&saved)?;
-                std::fs::write(out, text)
-                    .with_context(|| format!("writing the plan to {}", out.display()))?;
+                std::fs::write(out, text).with_context(|| format!("writing the plan to {}", out.display()))?;
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
                 print!("{}", render::plan(&plan, style, args.show_unchanged));
             }
-            Ok(if args.detailed_exitcode && plan.has_changes() {
-                exit::CHANGES
-            } else {
-                exit::OK
-            })
+            Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })
         }
         Command::Apply(args) => {
             let (paths, saved) = match &args.plan {
@@ -314,23 +281,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let workspace = Workspace::load(&paths).await?;
             let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
-            let run = Run {
-                regions: args.discovery.regions,
-                execution: &args.execution,
-                style,
-                destroy: false,
-            };
+            let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: false };
             converge(&cloud, &workspace, run, saved.map(|s| s.plan)).await
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
             let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
-            let run = Run {
-                regions: args.discovery.regions,
-                execution: &args.execution,
-                style,
-                destroy: true,
-            };
+            let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: true };
             converge(&cloud, &workspace, run, None).await
         }
         Command::Unlock(paths) => {
@@ -341,12 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .unlock(&site.region, &site.name())
                     .await
                     .with_context(|| format!("unlocking stack {}", site.stack))?;
-                println!(
-                    "stack {} is unlocked ({} in {})",
-                    site.stack,
-                    site.name(),
-                    site.region
-                );
+                println!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
             }
             Ok(exit::OK)
         }
@@ -389,12 +341,9 @@ impl Workspace {
         let mut sources = HashMap::new();
         for stack in &stacks {
             let (path, expected) = (stack.source.clone(), stack.source_sha256.clone());
-            let info: SourceInfo =
-                tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
-                    .await?
-                    .with_context(|| {
-                        format!("stack {} ({})", stack.name, stack.manifest.display())
-                    })?;
+            let info: SourceInfo = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
+                .await?
+                .with_context(|| format!("stack {} ({})", stack.name, stack.manifest.display()))?;
             sources.insert(stack.name.clone(), info);
         }
         let graph = DesiredGraph::build(&stacks, &sources);
@@ -411,14 +360,8 @@ impl Workspace {
 
     async fn observe(&self, cloud: &AwsCloud, scope: RegionScope) -> anyhow::Result<Observed> {
         let names: Vec<String> = self.stack_names().into_iter().collect();
-        let via = self
-            .stacks
-            .first()
-            .map(|s| s.build_region.as_str())
-            .unwrap_or("us-east-1");
-        observe::observe(cloud, &self.graph, &names, scope, via)
-            .await
-            .context("reading live state")
+        let via = self.stacks.first().map(|s| s.build_region.as_str()).unwrap_or("us-east-1");
+        observe::observe(cloud, &self.graph, &names, scope, via).await.context("reading live state")
     }
 
     fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
@@ -427,32 +370,18 @@ impl Workspace {
 }
 
 fn lock_sites(stacks: &[Stack]) -> Vec<LockSite> {
-    stacks
-        .iter()
-        .map(|s| LockSite {
-            stack: s.name.clone(),
-            region: s.build_region.clone(),
-        })
-        .collect()
+    stacks.iter().map(|s| LockSite { stack: s.name.clone(), region: s.build_region.clone() }).collect()
 }
 
 fn read_saved_plan(file: &PathBuf) -> anyhow::Result<SavedPlan> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the plan {}", file.display()))?;
-    let saved: SavedPlan = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a saved amiplan plan", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading the plan {}", file.display()))?;
+    let saved: SavedPlan =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a saved amiplan plan", file.display()))?;
     if saved.plan.format != PLAN_FORMAT {
-        bail!(
-            "{} has plan format {}, this amiplan reads {PLAN_FORMAT}",
-            file.display(),
-            saved.plan.format
-        );
+        bail!("{} has plan format {}, this amiplan reads {PLAN_FORMAT}", file.display(), saved.plan.format);
     }
     if saved.plan.destroy {
-        bail!(
-            "{} is a destroy plan; run `amiplan destroy` instead",
-            file.display()
-        );
+        bail!("{} is a destroy plan; run `amiplan destroy` instead", file.display());
     }
     Ok(saved)
 }
@@ -460,9 +389,7 @@ fn read_saved_plan(file: &PathBuf) -> anyhow::Result<SavedPlan> {
 /// A saved plan is applied only if it is exactly what planning now would produce.
 fn check_saved(saved: &Plan, now: &Plan) -> anyhow::Result<()> {
     if saved.desired != now.desired {
-        bail!(
-            "the manifests or source images changed since the plan was made; run `amiplan plan` again"
-        );
+        bail!("the manifests or source images changed since the plan was made; run `amiplan plan` again");
     }
     if saved.observed != now.observed || saved.changes != now.changes {
         bail!("live state changed since the plan was made; run `amiplan plan` again");
@@ -480,12 +407,7 @@ struct Run<'a> {
 
 /// Apply or destroy under the stacks' locks: observe, plan (checked against a saved plan when
 /// given), confirm and execute; the locks are released whatever happens.
-async fn converge(
-    cloud: &AwsCloud,
-    workspace: &Workspace,
-    run: Run<'_>,
-    saved: Option<Plan>,
-) -> anyhow::Result<u8> {
+async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: Option<Plan>) -> anyhow::Result<u8> {
     let locks = lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout).await?;
     let result = async {
         let observed = workspace.observe(cloud, run.regions).await?;
@@ -521,11 +443,7 @@ async fn execute(
     }
     let options = ApplyOptions {
         parallelism: args.parallelism,
-        deadlines: Deadlines {
-            snapshot: args.snapshot_timeout,
-            image: args.image_timeout,
-            copy: args.copy_timeout,
-        },
+        deadlines: Deadlines { snapshot: args.snapshot_timeout, image: args.image_timeout, copy: args.copy_timeout },
         policy: RetryPolicy::default(),
     };
     tokio::spawn(watch_for_interrupts());
@@ -548,10 +466,8 @@ async fn execute(
 /// half-made and untracked), then report. A second signal quits at once.
 async fn watch_for_interrupts() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         return;
     };
     tokio::select! {
@@ -559,24 +475,18 @@ async fn watch_for_interrupts() {
         _ = terminate.recv() => {}
     }
     INTERRUPTED.store(true, Ordering::SeqCst);
-    eprintln!(
-        "interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)"
-    );
+    eprintln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    eprintln!(
-        "quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it"
-    );
+    eprintln!("quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it");
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
 fn confirm(verb: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve"
-        );
+        bail!("stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve");
     }
     print!("\nDo you want to {verb} these changes? Only 'yes' is accepted: ");
     std::io::stdout().flush()?;
@@ -613,10 +523,7 @@ fn render_report(report: &Report, style: Style) -> String {
         if node.outcome == Outcome::Unchanged {
             continue;
         }
-        out.push_str(&format!(
-            "  {label} {} {id} ({:.1}s){detail}\n",
-            node.node, node.seconds
-        ));
+        out.push_str(&format!("  {label} {} {id} ({:.1}s){detail}\n", node.node, node.seconds));
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if report.interrupted {
@@ -624,7 +531,10 @@ fn render_report(report: &Report, style: Style) -> String {
     } else if report.succeeded() {
         out.push_str(&format!("\nDone: {}.\n", counts.join(", ")));
     } else {
-        out.push_str(&format!("\nFinished with failures: {}. Everything made is tagged; fix the cause and run again.\n", counts.join(", ")));
+        out.push_str(&format!(
+            "\nFinished with failures: {}. Everything made is tagged; fix the cause and run again.\n",
+            counts.join(", ")
+        ));
     }
     out
 }
@@ -646,29 +556,17 @@ struct AmiOutput {
 }
 
 fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
-    let live: HashMap<(&str, &str), _> = observed
-        .resources
-        .iter()
-        .map(|r| ((r.region.as_str(), r.id.as_str()), r))
-        .collect();
-    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> =
-        BTreeMap::new();
+    let live: HashMap<(&str, &str), _> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> = BTreeMap::new();
     for stack in &workspace.stacks {
         stacks.entry(stack.name.clone()).or_default();
     }
     for change in &plan.changes {
-        let Some(node) = workspace
-            .graph
-            .get(&change.node)
-            .filter(|n| n.kind.is_image())
-        else {
+        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else {
             continue;
         };
-        let Some(id) = change
-            .live_id
-            .as_deref()
-            .filter(|_| change.action != Action::Delete)
-        else {
+        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {
             continue;
         };
         let Some(resource) = live.get(&(change.region.as_str(), id)) else {
@@ -681,27 +579,14 @@ fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
             current: change.action != Action::Replace,
         };
         let name = node.name.clone().unwrap_or_default();
-        stacks
-            .entry(node.stack.clone())
-            .or_default()
-            .entry(name)
-            .or_default()
-            .insert(node.region.clone(), ami);
+        stacks.entry(node.stack.clone()).or_default().entry(name).or_default().insert(node.region.clone(), ami);
     }
-    Outputs {
-        account: observed.account.clone(),
-        stacks,
-    }
+    Outputs { account: observed.account.clone(), stacks }
 }
 
 /// Like [`parse_duration`], but zero is allowed (do not wait at all).
 fn parse_wait(text: &str) -> Result<Duration, String> {
-    if !text.is_empty()
-        && text
-            .trim_end_matches(['s', 'm', 'h'])
-            .chars()
-            .all(|c| c == '0')
-    {
+    if !text.is_empty() && text.trim_end_matches(['s', 'm', 'h']).chars().all(|c| c == '0') {
         return Ok(Duration::ZERO);
     }
     parse_duration(text)
@@ -713,9 +598,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(split) => text.split_at(split),
         None => (text, "s"),
     };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
     let seconds = match unit {
         "s" => value,
         "m" => value * 60,

@@ -43,22 +43,9 @@ impl NodeKind {
 /// How a node is created; carries what the executor needs and nothing it could choose itself.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Upload {
-        source: PathBuf,
-        size_bytes: u64,
-        volume_size_gib: u32,
-        encrypted: bool,
-        kms_key: Option<String>,
-    },
-    Register {
-        attrs: ImageAttrs,
-        volume_size_gib: u32,
-    },
-    Copy {
-        source_region: String,
-        encrypted: bool,
-        kms_key: Option<String>,
-    },
+    Upload { source: PathBuf, size_bytes: u64, volume_size_gib: u32, encrypted: bool, kms_key: Option<String> },
+    Register { attrs: ImageAttrs, volume_size_gib: u32 },
+    Copy { source_region: String, encrypted: bool, kms_key: Option<String> },
 }
 
 /// One desired resource.
@@ -132,18 +119,13 @@ impl DesiredGraph {
     }
 
     fn add_stack(&mut self, stack: &Stack, source: &SourceInfo) {
-        let volume_size_gib = stack
-            .volume_size_gib
-            .unwrap_or_else(|| source.min_volume_gib());
+        let volume_size_gib = stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib());
         let build = &stack.build_region;
         let mut snapshots: BTreeMap<bool, NodeIndex> = BTreeMap::new();
         for variant in &stack.variants {
             let encrypted = variant.attrs.encrypted;
             let snapshot = *snapshots.entry(encrypted).or_insert_with(|| {
-                let kms_key = stack
-                    .kms_key(build)
-                    .filter(|_| encrypted)
-                    .map(str::to_string);
+                let kms_key = stack.kms_key(build).filter(|_| encrypted).map(str::to_string);
                 let suffix = if encrypted { "-encrypted" } else { "" };
                 let mut spec = BTreeMap::new();
                 spec.insert("source_sha256".to_string(), source.sha256.clone());
@@ -151,9 +133,7 @@ impl DesiredGraph {
                 spec.insert("encrypted".to_string(), encrypted.to_string());
                 spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
                 let mut node_tags = stack.tags.clone();
-                node_tags
-                    .entry("Name".into())
-                    .or_insert_with(|| format!("{} root", stack.name));
+                node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
                 self.add(Node {
                     id: format!("snapshot/{}-root{suffix}@{build}", stack.name),
                     stack: stack.name.clone(),
@@ -174,31 +154,16 @@ impl DesiredGraph {
                 })
             });
             let mut image_tags = stack.tags.clone();
-            image_tags
-                .entry("Name".into())
-                .or_insert_with(|| variant.name.clone());
+            image_tags.entry("Name".into()).or_insert_with(|| variant.name.clone());
             let mut primary = None;
             for region in &stack.regions {
-                let kms_key = stack
-                    .kms_key(region)
-                    .filter(|_| encrypted)
-                    .map(str::to_string);
+                let kms_key = stack.kms_key(region).filter(|_| encrypted).map(str::to_string);
                 let mut spec = image_spec(&variant.attrs, volume_size_gib, &source.sha256);
                 spec.insert("kms_key".into(), kms_key.clone().unwrap_or_default());
                 let (kind, work) = if region == build {
-                    (
-                        NodeKind::Image,
-                        Work::Register {
-                            attrs: variant.attrs.clone(),
-                            volume_size_gib,
-                        },
-                    )
+                    (NodeKind::Image, Work::Register { attrs: variant.attrs.clone(), volume_size_gib })
                 } else {
-                    let work = Work::Copy {
-                        source_region: build.clone(),
-                        encrypted,
-                        kms_key,
-                    };
+                    let work = Work::Copy { source_region: build.clone(), encrypted, kms_key };
                     (NodeKind::ImageCopy, work)
                 };
                 let index = self.add(Node {
@@ -243,12 +208,8 @@ impl DesiredGraph {
         let order = toposort(&self.graph, None).expect("the desired graph is built acyclic");
         let mut rank: HashMap<NodeIndex, usize> = HashMap::new();
         for index in &order {
-            let depth = self
-                .graph
-                .neighbors_directed(*index, petgraph::Incoming)
-                .map(|d| rank[&d] + 1)
-                .max()
-                .unwrap_or(0);
+            let depth =
+                self.graph.neighbors_directed(*index, petgraph::Incoming).map(|d| rank[&d] + 1).max().unwrap_or(0);
             rank.insert(*index, depth);
         }
         let mut nodes: Vec<_> = order.into_iter().collect();
@@ -261,10 +222,7 @@ impl DesiredGraph {
         let Some(&index) = self.by_id.get(id) else {
             return vec![];
         };
-        self.graph
-            .neighbors_directed(index, petgraph::Incoming)
-            .map(|d| self.graph[d].id.as_str())
-            .collect()
+        self.graph.neighbors_directed(index, petgraph::Incoming).map(|d| self.graph[d].id.as_str()).collect()
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
@@ -273,8 +231,7 @@ impl DesiredGraph {
 
     /// The desired image node with this AMI name in this region, if any.
     pub fn image_named(&self, region: &str, name: &str) -> Option<&Node> {
-        self.nodes()
-            .find(|n| n.kind.is_image() && n.region == region && n.name.as_deref() == Some(name))
+        self.nodes().find(|n| n.kind.is_image() && n.region == region && n.name.as_deref() == Some(name))
     }
 
     /// Every region any node lives in.
@@ -304,17 +261,11 @@ fn image_spec(attrs: &ImageAttrs, volume_size_gib: u32, sha256: &str) -> BTreeMa
     let optional = |value: Option<&str>| value.unwrap_or("").to_string();
     BTreeMap::from([
         ("architecture".into(), attrs.architecture.as_str().into()),
-        (
-            "virtualization".into(),
-            attrs.virtualization.as_str().into(),
-        ),
+        ("virtualization".into(), attrs.virtualization.as_str().into()),
         ("volume_type".into(), attrs.volume_type.as_str().into()),
         ("volume_size_gib".into(), volume_size_gib.to_string()),
         ("encrypted".into(), attrs.encrypted.to_string()),
-        (
-            "boot_mode".into(),
-            optional(attrs.boot_mode.map(|m| m.as_str())),
-        ),
+        ("boot_mode".into(), optional(attrs.boot_mode.map(|m| m.as_str()))),
         ("ena".into(), attrs.ena.to_string()),
         ("imds".into(), optional(attrs.imds.map(|_| "v2.0"))),
         ("tpm".into(), attrs.tpm.to_string()),

@@ -30,13 +30,7 @@ pub enum LockError {
     #[error(
         "stack `{stack}` is locked by {holder} (since {since}; key pair {key} in {region}); wait with --lock-timeout, or if that run is dead, break the lock with `amiplan unlock`"
     )]
-    Held {
-        stack: String,
-        holder: String,
-        since: String,
-        key: String,
-        region: String,
-    },
+    Held { stack: String, holder: String, since: String, key: String, region: String },
     #[error("taking the lock of stack `{stack}`: {source}")]
     Cloud { stack: String, source: CloudError },
 }
@@ -53,26 +47,16 @@ pub fn this_holder() -> BTreeMap<String, String> {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into());
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     BTreeMap::from([
-        (
-            HOLDER.to_string(),
-            format!("{user}@{host} pid {}", std::process::id()),
-        ),
+        (HOLDER.to_string(), format!("{user}@{host} pid {}", std::process::id())),
         (SINCE.to_string(), format!("unix time {since}")),
     ])
 }
 
 /// Takes every lock in a fixed order (so two runs over overlapping stacks cannot deadlock),
 /// waiting up to `timeout` for each. On failure, the locks already taken are released.
-pub async fn acquire<C: Cloud>(
-    cloud: &C,
-    sites: &[LockSite],
-    timeout: Duration,
-) -> Result<Locks, LockError> {
+pub async fn acquire<C: Cloud>(cloud: &C, sites: &[LockSite], timeout: Duration) -> Result<Locks, LockError> {
     let mut sites = sites.to_vec();
     sites.sort();
     sites.dedup();
@@ -89,20 +73,13 @@ pub async fn acquire<C: Cloud>(
     Ok(locks)
 }
 
-async fn acquire_one<C: Cloud>(
-    cloud: &C,
-    site: &LockSite,
-    timeout: Duration,
-) -> Result<(), LockError> {
+async fn acquire_one<C: Cloud>(cloud: &C, site: &LockSite, timeout: Duration) -> Result<(), LockError> {
     let started = tokio::time::Instant::now();
     let mut holder = this_holder();
     holder.insert(LOCK_OF.to_string(), site.stack.clone());
     loop {
         let attempt = cloud.try_lock(&site.region, &site.name(), &holder).await;
-        let held_by = attempt.map_err(|source| LockError::Cloud {
-            stack: site.stack.clone(),
-            source,
-        })?;
+        let held_by = attempt.map_err(|source| LockError::Cloud { stack: site.stack.clone(), source })?;
         let Some(other) = held_by else { return Ok(()) };
         if started.elapsed() >= timeout {
             let label = |key: &str| other.get(key).cloned().unwrap_or_else(|| "unknown".into());
@@ -116,9 +93,7 @@ async fn acquire_one<C: Cloud>(
         }
         tracing::info!(stack = %site.stack, "waiting for the stack lock");
         tokio::time::sleep(
-            Duration::from_secs(2)
-                .min(timeout.saturating_sub(started.elapsed()))
-                .max(Duration::from_millis(100)),
+            Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(100)),
         )
         .await;
     }

@@ -98,14 +98,7 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
-const PLACEHOLDERS: &[&str] = &[
-    "stack",
-    "arch",
-    "virtualization",
-    "volume_type",
-    "encryption",
-    "boot_mode",
-];
+const PLACEHOLDERS: &[&str] = &["stack", "arch", "virtualization", "volume_type", "encryption", "boot_mode"];
 
 /// Validates every loaded manifest, and the set as a whole (stack names and AMI names must not
 /// collide). All problems are reported together.
@@ -123,11 +116,7 @@ pub fn validate(loaded: &[Loaded]) -> Result<Vec<Stack>, Invalid> {
     check_across(&stacks, &mut problems);
     problems.sort();
     problems.dedup();
-    if problems.is_empty() {
-        Ok(stacks.into_iter().map(|(_, s)| s).collect())
-    } else {
-        Err(Invalid(problems))
-    }
+    if problems.is_empty() { Ok(stacks.into_iter().map(|(_, s)| s).collect()) } else { Err(Invalid(problems)) }
 }
 
 fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
@@ -158,19 +147,13 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         let path = format!("image.kms_keys.{region}");
         check_region(region, &path, &mut report);
         if !regions.contains(region) {
-            report(
-                &path,
-                format!("a KMS key for `{region}`, which is not one of the stack's regions"),
-            );
+            report(&path, format!("a KMS key for `{region}`, which is not one of the stack's regions"));
         }
     }
     if let Some(size) = m.build.volume_size
         && !(1..=16384).contains(&size)
     {
-        report(
-            "build.volume_size",
-            format!("volume_size {size} GiB is outside 1..=16384"),
-        );
+        report("build.volume_size", format!("volume_size {size} GiB is outside 1..=16384"));
     }
 
     let source = loaded.base_dir().join(&m.source.file);
@@ -180,57 +163,29 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     if let Some(digest) = &m.source.sha256
         && (digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        report(
-            "source.sha256",
-            "sha256 must be 64 hexadecimal characters".to_string(),
-        );
+        report("source.sha256", "sha256 must be 64 hexadecimal characters".to_string());
     }
     for key in m.image.tags.keys() {
         if key.starts_with("amiplan:") || key.starts_with("aws:") {
-            report(
-                &format!("image.tags.{key}"),
-                format!("tag key `{key}` is reserved (amiplan: and aws: prefixes)"),
-            );
+            report(&format!("image.tags.{key}"), format!("tag key `{key}` is reserved (amiplan: and aws: prefixes)"));
         } else if key.is_empty() || key.len() > 128 {
-            report(
-                &format!("image.tags.{key}"),
-                "tag keys must be 1-128 characters".to_string(),
-            );
+            report(&format!("image.tags.{key}"), "tag keys must be 1-128 characters".to_string());
         }
     }
     for (key, value) in &m.image.tags {
         if value.len() > 256 {
-            report(
-                &format!("image.tags.{key}"),
-                "tag values must be at most 256 characters".to_string(),
-            );
+            report(&format!("image.tags.{key}"), "tag values must be at most 256 characters".to_string());
         }
     }
     if m.image.tags.len() > 40 {
-        report(
-            "image.tags",
-            "at most 40 tags: AWS allows 50 and amiplan needs some".to_string(),
-        );
+        report("image.tags", "at most 40 tags: AWS allows 50 and amiplan needs some".to_string());
     }
-    check_id_prefix(
-        m.image.kernel_id.as_deref(),
-        "aki-",
-        "image.kernel_id",
-        &mut report,
-    );
-    check_id_prefix(
-        m.image.ramdisk_id.as_deref(),
-        "ari-",
-        "image.ramdisk_id",
-        &mut report,
-    );
+    check_id_prefix(m.image.kernel_id.as_deref(), "aki-", "image.kernel_id", &mut report);
+    check_id_prefix(m.image.ramdisk_id.as_deref(), "ari-", "image.ramdisk_id", &mut report);
     if let Some(description) = &m.image.description
         && description.len() > 255
     {
-        report(
-            "image.description",
-            "description must be at most 255 characters".to_string(),
-        );
+        report("image.description", "description must be at most 255 characters".to_string());
     }
 
     let variants = expand(loaded, &mut report);
@@ -255,30 +210,22 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
 /// snapshot. Symbolic links are resolved before the check.
 fn source_problem(base: &Path, reference: &str, source: &Path) -> Option<String> {
     let relative = Path::new(reference);
-    let escapes = relative
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if reference.is_empty() || escapes {
         return Some(format!(
             "source.file `{reference}` must be a relative path inside the manifest's directory (no `..`, not absolute)"
         ));
     }
     if !source.is_file() {
-        return Some(format!(
-            "source file `{}` does not exist or is not a file",
-            source.display()
-        ));
+        return Some(format!("source file `{}` does not exist or is not a file", source.display()));
     }
     let base = base.canonicalize().ok()?;
     match source.canonicalize() {
         Ok(real) if real.starts_with(&base) => None,
-        Ok(real) => Some(format!(
-            "source.file `{reference}` leads outside the manifest's directory (to {})",
-            real.display()
-        )),
-        Err(error) => Some(format!(
-            "source file `{reference}` cannot be resolved: {error}"
-        )),
+        Ok(real) => {
+            Some(format!("source.file `{reference}` leads outside the manifest's directory (to {})", real.display()))
+        }
+        Err(error) => Some(format!("source file `{reference}` cannot be resolved: {error}")),
     }
 }
 
@@ -288,19 +235,11 @@ fn check_region(region: &str, path: &str, report: &mut impl FnMut(&str, String))
     }
 }
 
-fn check_id_prefix(
-    id: Option<&str>,
-    prefix: &str,
-    path: &str,
-    report: &mut impl FnMut(&str, String),
-) {
+fn check_id_prefix(id: Option<&str>, prefix: &str, path: &str, report: &mut impl FnMut(&str, String)) {
     if let Some(id) = id
         && !id.starts_with(prefix)
     {
-        report(
-            path,
-            format!("`{id}` is not an id starting with `{prefix}`"),
-        );
+        report(path, format!("`{id}` is not an id starting with `{prefix}`"));
     }
 }
 
@@ -316,11 +255,7 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     let m = &loaded.manifest;
     let image = &m.image;
     let axis_problem = |values: usize, unique: usize| values == 0 || unique != values;
-    let volume_types = m
-        .variants
-        .volume_type
-        .clone()
-        .unwrap_or(vec![VolumeType::Gp3]);
+    let volume_types = m.variants.volume_type.clone().unwrap_or(vec![VolumeType::Gp3]);
     let encrypted = m.variants.encrypted.clone().unwrap_or(vec![false]);
     let virtualizations = match (&image.virtualization, &m.variants.virtualization) {
         (Some(_), Some(_)) => {
@@ -335,51 +270,25 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
         (None, None) => vec![Virtualization::Hvm],
     };
     for (axis, values, unique) in [
-        (
-            "volume_type",
-            volume_types.len(),
-            volume_types.iter().collect::<BTreeSet<_>>().len(),
-        ),
-        (
-            "encrypted",
-            encrypted.len(),
-            encrypted.iter().collect::<BTreeSet<_>>().len(),
-        ),
-        (
-            "virtualization",
-            virtualizations.len(),
-            virtualizations.iter().collect::<BTreeSet<_>>().len(),
-        ),
+        ("volume_type", volume_types.len(), volume_types.iter().collect::<BTreeSet<_>>().len()),
+        ("encrypted", encrypted.len(), encrypted.iter().collect::<BTreeSet<_>>().len()),
+        ("virtualization", virtualizations.len(), virtualizations.iter().collect::<BTreeSet<_>>().len()),
     ] {
         if axis_problem(values, unique) && !(axis == "virtualization" && values == 0) {
-            report(
-                &format!("variants.{axis}"),
-                format!("variants.{axis} must list at least one value, each once"),
-            );
+            report(&format!("variants.{axis}"), format!("variants.{axis} must list at least one value, each once"));
         }
     }
     if let Some(problem) = placeholder_problem(&image.name) {
         report("image.name", problem);
         return vec![];
     }
-    if image.tpm
-        && !matches!(
-            image.boot_mode,
-            Some(BootMode::Uefi | BootMode::UefiPreferred)
-        )
-    {
-        report(
-            "image.tpm",
-            "tpm needs boot_mode uefi or uefi-preferred".to_string(),
-        );
+    if image.tpm && !matches!(image.boot_mode, Some(BootMode::Uefi | BootMode::UefiPreferred)) {
+        report("image.tpm", "tpm needs boot_mode uefi or uefi-preferred".to_string());
     }
     if image.root_device.is_empty() || !image.root_device.starts_with("/dev/") {
         report(
             "image.root_device",
-            format!(
-                "root_device `{}` must be a device path like /dev/xvda",
-                image.root_device
-            ),
+            format!("root_device `{}` must be a device path like /dev/xvda", image.root_device),
         );
     }
 
@@ -387,26 +296,15 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for &virtualization in &virtualizations {
         if virtualization == Virtualization::Paravirtual {
-            let path = if image.virtualization.is_some() {
-                "image.virtualization"
-            } else {
-                "variants.virtualization"
-            };
+            let path = if image.virtualization.is_some() { "image.virtualization" } else { "variants.virtualization" };
             if image.kernel_id.is_none() {
                 report(path, "paravirtual needs image.kernel_id".to_string());
             }
             if image.architecture != Architecture::X86_64 {
                 report(path, "paravirtual is x86_64 only".to_string());
             }
-            if image
-                .boot_mode
-                .is_some_and(|mode| mode != BootMode::LegacyBios)
-                || image.tpm
-            {
-                report(
-                    path,
-                    "paravirtual cannot boot UEFI or use a TPM".to_string(),
-                );
+            if image.boot_mode.is_some_and(|mode| mode != BootMode::LegacyBios) || image.tpm {
+                report(path, "paravirtual cannot boot UEFI or use a TPM".to_string());
             }
         }
         for &volume_type in &volume_types {
@@ -424,14 +322,8 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
                     imds: image.imds,
                     tpm: image.tpm,
                     root_device: image.root_device.clone(),
-                    kernel_id: image
-                        .kernel_id
-                        .clone()
-                        .filter(|_| virtualization == Virtualization::Paravirtual),
-                    ramdisk_id: image
-                        .ramdisk_id
-                        .clone()
-                        .filter(|_| virtualization == Virtualization::Paravirtual),
+                    kernel_id: image.kernel_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
+                    ramdisk_id: image.ramdisk_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
                 };
                 let name = render_name(&image.name, &m.stack, &attrs);
                 if let Some(problem) = ami_name_problem(&name) {
@@ -461,16 +353,11 @@ fn placeholder_problem(template: &str) -> Option<String> {
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            return Some(format!(
-                "placeholder `{{{after}` in name is never closed with `}}`"
-            ));
+            return Some(format!("placeholder `{{{after}` in name is never closed with `}}`"));
         };
         let name = &after[..close];
         if !PLACEHOLDERS.contains(&name) {
-            return Some(format!(
-                "unknown placeholder `{{{name}}}` in name; known: {}",
-                PLACEHOLDERS.join(", ")
-            ));
+            return Some(format!("unknown placeholder `{{{name}}}` in name; known: {}", PLACEHOLDERS.join(", ")));
         }
         rest = &after[close + 1..];
     }
@@ -483,18 +370,8 @@ fn render_name(template: &str, stack: &str, attrs: &ImageAttrs) -> String {
         .replace("{arch}", attrs.architecture.as_str())
         .replace("{virtualization}", attrs.virtualization.as_str())
         .replace("{volume_type}", attrs.volume_type.as_str())
-        .replace(
-            "{encryption}",
-            if attrs.encrypted {
-                "encrypted"
-            } else {
-                "unencrypted"
-            },
-        )
-        .replace(
-            "{boot_mode}",
-            attrs.boot_mode.map_or("default", BootMode::as_str),
-        )
+        .replace("{encryption}", if attrs.encrypted { "encrypted" } else { "unencrypted" })
+        .replace("{boot_mode}", attrs.boot_mode.map_or("default", BootMode::as_str))
 }
 
 /// AWS: 3-128 characters of letters, digits, ( ) [ ] space . / - ' @ _
@@ -503,11 +380,7 @@ fn ami_name_problem(name: &str) -> Option<&'static str> {
         return Some("must be 3-128 characters long");
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
-    if !name.chars().all(allowed) {
-        Some("has characters AWS does not allow in AMI names")
-    } else {
-        None
-    }
+    if !name.chars().all(allowed) { Some("has characters AWS does not allow in AMI names") } else { None }
 }
 
 fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
@@ -516,20 +389,15 @@ fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
     for (loaded, stack) in stacks {
         if let Some(first) = stack_names.insert(&stack.name, loaded) {
             let other = first.path.display();
-            problems.push(loaded.at(
-                "stack",
-                format!("stack `{}` is also defined in {other}", stack.name),
-            ));
+            problems.push(loaded.at("stack", format!("stack `{}` is also defined in {other}", stack.name)));
         }
         for variant in &stack.variants {
             for region in &stack.regions {
                 if let Some(other) = ami_names.insert((region, &variant.name), &stack.name)
                     && other != stack.name
                 {
-                    let message = format!(
-                        "AMI name `{}` in {region} is also produced by stack `{other}`",
-                        variant.name
-                    );
+                    let message =
+                        format!("AMI name `{}` in {region} is also produced by stack `{other}`", variant.name);
                     problems.push(loaded.at("image.name", message));
                 }
             }

@@ -86,26 +86,15 @@ pub async fn observe<C: Cloud>(
         regions.dedup();
     }
     let queries = regions.iter().map(|region| {
-        let mut image_names: Vec<String> = graph
-            .nodes()
-            .filter(|n| &n.region == region)
-            .filter_map(|n| n.name.clone())
-            .collect();
+        let mut image_names: Vec<String> =
+            graph.nodes().filter(|n| &n.region == region).filter_map(|n| n.name.clone()).collect();
         image_names.sort();
         image_names.dedup();
-        let query = DiscoveryQuery {
-            stacks: stacks.to_vec(),
-            image_names,
-        };
+        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names };
         async move { cloud.discover(region, &query).await }
     });
-    let mut resources: Vec<LiveResource> =
-        try_join_all(queries).await?.into_iter().flatten().collect();
+    let mut resources: Vec<LiveResource> = try_join_all(queries).await?.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
-    Ok(Observed {
-        account,
-        regions,
-        resources,
-    })
+    Ok(Observed { account, regions, resources })
 }

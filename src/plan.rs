@@ -92,12 +92,7 @@ impl Plan {
 
 /// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
 /// towards nothing at all when `destroy` is set.
-pub fn plan(
-    desired: &DesiredGraph,
-    observed: &Observed,
-    stacks: &BTreeSet<String>,
-    destroy: bool,
-) -> Plan {
+pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool) -> Plan {
     let claims = claim(desired, observed, stacks);
     let mut changes = Vec::new();
     // Destroy lists (and runs) dependents before what they depend on.
@@ -106,22 +101,12 @@ pub fn plan(
         order.reverse();
     }
     for node in order {
-        let mut candidates = claims
-            .by_node
-            .get(node.id.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
         candidates.sort_by_key(|live| preference(node, live));
         if destroy {
-            changes.extend(candidates.iter().map(|live| {
-                delete(
-                    node.stack.clone(),
-                    node.id.clone(),
-                    node.kind,
-                    live,
-                    "destroy",
-                )
-            }));
+            changes.extend(
+                candidates.iter().map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, "destroy")),
+            );
             continue;
         }
         let mut candidates = candidates.into_iter();
@@ -140,44 +125,16 @@ pub fn plan(
             Some(live) => compare(node, live),
         });
         for duplicate in candidates {
-            let reason = format!(
-                "duplicate of {}",
-                changes
-                    .last()
-                    .and_then(|c| c.live_id.clone())
-                    .unwrap_or_default()
-            );
-            changes.push(delete(
-                node.stack.clone(),
-                node.id.clone(),
-                node.kind,
-                duplicate,
-                &reason,
-            ));
+            let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
+            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
         }
     }
     for live in claims.orphans {
-        let reason = if destroy {
-            "destroy"
-        } else {
-            "no longer in the manifests"
-        };
-        let kind = if live.kind == ResourceKind::Image {
-            NodeKind::Image
-        } else {
-            NodeKind::Snapshot
-        };
-        let node = live
-            .node()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
-        changes.push(delete(
-            live.stack().unwrap_or_default().to_string(),
-            node,
-            kind,
-            live,
-            reason,
-        ));
+        let reason = if destroy { "destroy" } else { "no longer in the manifests" };
+        let kind = if live.kind == ResourceKind::Image { NodeKind::Image } else { NodeKind::Snapshot };
+        let node =
+            live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
+        changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
     }
     assign_snapshots(&mut changes, observed);
     Plan {
@@ -197,58 +154,29 @@ struct Claims<'a> {
 
 /// Decides which live resources belong to which desired node: by `amiplan:node` tag, or for AMIs
 /// carrying no amiplan tags at all, by their deterministic name (adoption after a crash).
-fn claim<'a>(
-    desired: &'a DesiredGraph,
-    observed: &'a Observed,
-    stacks: &BTreeSet<String>,
-) -> Claims<'a> {
-    let mut claims = Claims {
-        by_node: HashMap::new(),
-        orphans: Vec::new(),
-    };
+fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSet<String>) -> Claims<'a> {
+    let mut claims = Claims { by_node: HashMap::new(), orphans: Vec::new() };
     // Snapshots made by CopyImage carry their AMI's tags; they live and die with that AMI.
     let behind_images: HashSet<(&str, &str)> = observed
         .resources
         .iter()
         .filter(|r| r.kind == ResourceKind::Image)
-        .flat_map(|image| {
-            image
-                .snapshot_ids
-                .iter()
-                .map(|s| (image.region.as_str(), s.as_str()))
-        })
+        .flat_map(|image| image.snapshot_ids.iter().map(|s| (image.region.as_str(), s.as_str())))
         .collect();
     for live in &observed.resources {
         let owned = live.stack().is_some_and(|s| stacks.contains(s));
-        let tagged_node = live
-            .node()
-            .and_then(|id| desired.get(id))
-            .filter(|n| n.region == live.region);
-        let expected_kind =
-            |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
+        let tagged_node = live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region);
+        let expected_kind = |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
         if owned {
-            match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack())
-            {
-                Some(node) => claims
-                    .by_node
-                    .entry(node.id.as_str())
-                    .or_default()
-                    .push(live),
-                None if live.kind == ResourceKind::Snapshot
-                    && behind_images.contains(&(&live.region, &live.id)) => {}
+            match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
+                Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),
+                None if live.kind == ResourceKind::Snapshot && behind_images.contains(&(&live.region, &live.id)) => {}
                 None => claims.orphans.push(live),
             }
         } else if live.stack().is_none() && live.kind == ResourceKind::Image {
-            let named = live
-                .name
-                .as_deref()
-                .and_then(|name| desired.image_named(&live.region, name));
+            let named = live.name.as_deref().and_then(|name| desired.image_named(&live.region, name));
             if let Some(node) = named {
-                claims
-                    .by_node
-                    .entry(node.id.as_str())
-                    .or_default()
-                    .push(live);
+                claims.by_node.entry(node.id.as_str()).or_default().push(live);
             }
         }
     }
@@ -256,23 +184,11 @@ fn claim<'a>(
 }
 
 /// Sort key among several live resources for one node: the healthiest, matching, oldest first.
-fn preference<'a>(
-    node: &Node,
-    live: &'a LiveResource,
-) -> (bool, bool, bool, Option<&'a str>, &'a str) {
+fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
     let broken = failed_state(live).is_some();
-    let mismatch = live
-        .tags
-        .get(tags::SPEC)
-        .is_some_and(|h| *h != node.spec_hash());
+    let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash());
     let untagged = live.node().is_none();
-    (
-        broken,
-        mismatch,
-        untagged,
-        live.created.as_deref(),
-        live.id.as_str(),
-    )
+    (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
 }
 
 fn failed_state(live: &LiveResource) -> Option<&str> {
@@ -282,13 +198,7 @@ fn failed_state(live: &LiveResource) -> Option<&str> {
     }
 }
 
-fn delete(
-    stack: String,
-    node: String,
-    kind: NodeKind,
-    live: &LiveResource,
-    reason: &str,
-) -> Change {
+fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
     Change {
         stack,
         node,
@@ -317,19 +227,12 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     };
     if let Some(state) = failed_state(live) {
         change.action = Action::Replace;
-        change
-            .reasons
-            .push(format!("{} is in state `{state}`", live.id));
+        change.reasons.push(format!("{} is in state `{state}`", live.id));
         return change;
     }
-    if node.kind == NodeKind::Snapshot
-        && live.state == "pending"
-        && !live.tags.contains_key(tags::UPLOADED)
-    {
+    if node.kind == NodeKind::Snapshot && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
         change.action = Action::Replace;
-        change
-            .reasons
-            .push(format!("{} is an upload that never completed", live.id));
+        change.reasons.push(format!("{} is an upload that never completed", live.id));
         return change;
     }
     if let Some(live_hash) = live.tags.get(tags::SPEC)
@@ -338,10 +241,7 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         change.action = Action::Replace;
         change.diffs = spec_diffs(node, live);
         change.reasons.push(if change.diffs.is_empty() {
-            format!(
-                "attributes changed (spec {live_hash} → {})",
-                node.spec_hash()
-            )
+            format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
         } else {
             let names: Vec<&str> = change.diffs.iter().map(|d| d.attribute.as_str()).collect();
             format!("{} cannot change in place", names.join(", "))
@@ -349,15 +249,10 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         return change;
     }
     if live.node().is_none() {
-        change.reasons.push(format!(
-            "adopt {} found by its name without amiplan tags",
-            live.id
-        ));
+        change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
     }
     if live.state == "pending" {
-        change
-            .reasons
-            .push(format!("{} is still pending: apply waits for it", live.id));
+        change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
     }
     change.diffs = in_place_diffs(node, live);
     if !change.diffs.is_empty() || !change.reasons.is_empty() {
@@ -367,24 +262,12 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
 }
 
 fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
-    let before = live
-        .tags
-        .get(tags::ATTRS)
-        .map(|t| tags::decode_spec(t))
-        .unwrap_or_default();
+    let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
     let mut diffs = Vec::new();
     for (key, after) in &node.spec {
-        let before = if key == "source_sha256" {
-            live.tags.get(tags::SOURCE)
-        } else {
-            before.get(key)
-        };
+        let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
         if before.is_some_and(|b| b != after) {
-            diffs.push(AttrDiff {
-                attribute: key.clone(),
-                before: before.cloned(),
-                after: Some(after.clone()),
-            });
+            diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
         }
     }
     diffs
@@ -418,11 +301,7 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
             continue;
         }
         if before != after {
-            diffs.push(AttrDiff {
-                attribute: format!("tags.{key}"),
-                before: before.cloned(),
-                after: after.cloned(),
-            });
+            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
         }
     }
     diffs
@@ -431,11 +310,8 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
 /// Gives each AMI delete (or replace) the snapshots behind it that nothing else keeps or deletes:
 /// not a snapshot node that stays, not one another remaining AMI uses, not one deleted on its own.
 fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
-    let live: HashMap<(&str, &str), &LiveResource> = observed
-        .resources
-        .iter()
-        .map(|r| ((r.region.as_str(), r.id.as_str()), r))
-        .collect();
+    let live: HashMap<(&str, &str), &LiveResource> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
     let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
     let mut keep: HashSet<(String, String)> = HashSet::new();
     for change in changes.iter() {
@@ -447,23 +323,11 @@ fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
         } else if !removed(change)
             && let Some(image) = live.get(&(change.region.as_str(), id.as_str()))
         {
-            keep.extend(
-                image
-                    .snapshot_ids
-                    .iter()
-                    .map(|s| (change.region.clone(), s.clone())),
-            );
+            keep.extend(image.snapshot_ids.iter().map(|s| (change.region.clone(), s.clone())));
         }
     }
-    for change in changes
-        .iter_mut()
-        .filter(|c| c.kind.is_image() && removed(c))
-    {
-        let Some(image) = change
-            .live_id
-            .as_deref()
-            .and_then(|id| live.get(&(change.region.as_str(), id)))
-        else {
+    for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
+        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
             continue;
         };
         for snapshot in &image.snapshot_ids {
@@ -521,13 +385,7 @@ mod tests {
     }
 
     fn graph(stack: &Stack, sha: &str) -> DesiredGraph {
-        let sources = HashMap::from([(
-            stack.name.clone(),
-            SourceInfo {
-                sha256: sha.into(),
-                size_bytes: 10,
-            },
-        )]);
+        let sources = HashMap::from([(stack.name.clone(), SourceInfo { sha256: sha.into(), size_bytes: 10 })]);
         DesiredGraph::build(std::slice::from_ref(stack), &sources)
     }
 
@@ -545,22 +403,14 @@ mod tests {
             }
             resources.push(LiveResource {
                 region: node.region.clone(),
-                kind: if is_image {
-                    ResourceKind::Image
-                } else {
-                    ResourceKind::Snapshot
-                },
+                kind: if is_image { ResourceKind::Image } else { ResourceKind::Snapshot },
                 id: id.clone(),
                 name: node.name.clone(),
                 state: if is_image { "available" } else { "completed" }.into(),
                 description: node.description.clone(),
                 tags,
                 public: false,
-                snapshot_ids: if is_image {
-                    vec![format!("snap-of-{id}")]
-                } else {
-                    vec![]
-                },
+                snapshot_ids: if is_image { vec![format!("snap-of-{id}")] } else { vec![] },
                 created: Some(format!("2026-01-01T00:00:{i:02}Z")),
             });
         }
@@ -568,11 +418,7 @@ mod tests {
     }
 
     fn observed(resources: Vec<LiveResource>) -> Observed {
-        Observed {
-            account: "1".into(),
-            regions: vec![],
-            resources,
-        }
+        Observed { account: "1".into(), regions: vec![], resources }
     }
 
     fn stacks() -> BTreeSet<String> {
@@ -585,16 +431,9 @@ mod tests {
 
     #[test]
     fn nothing_live_means_create_everything_in_dependency_order() {
-        let desired = graph(
-            &stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]),
-            "aa",
-        );
+        let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
         let plan = plan(&desired, &observed(vec![]), &stacks(), false);
-        let order: Vec<(&str, Action)> = plan
-            .changes
-            .iter()
-            .map(|c| (c.node.as_str(), c.action))
-            .collect();
+        let order: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.node.as_str(), c.action)).collect();
         assert_eq!(
             order,
             vec![
@@ -607,13 +446,7 @@ mod tests {
 
     #[test]
     fn applied_state_plans_no_changes_deterministically() {
-        let desired = graph(
-            &stack(
-                &[VolumeType::Gp3, VolumeType::Standard],
-                &["us-east-1", "eu-west-1"],
-            ),
-            "aa",
-        );
+        let desired = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]), "aa");
         let live = observed(applied(&desired));
         let first = plan(&desired, &live, &stacks(), false);
         assert!(!first.has_changes(), "{first:#?}");
@@ -632,11 +465,7 @@ mod tests {
         assert_eq!(image.action, Action::Replace);
         assert_eq!(image.reasons, vec!["boot_mode cannot change in place"]);
         assert_eq!(image.diffs[0].before.as_deref(), Some("uefi"));
-        assert_eq!(
-            image.with_snapshots,
-            vec!["snap-of-ami-001"],
-            "the replaced AMI's own snapshot goes too"
-        );
+        assert_eq!(image.with_snapshots, vec!["snap-of-ami-001"], "the replaced AMI's own snapshot goes too");
 
         let mut described = before.clone();
         described.description = Some("New".into());
@@ -651,16 +480,8 @@ mod tests {
         let desired = stack(&[VolumeType::Gp3], &["us-east-1"]);
         let live = observed(applied(&graph(&desired, "aa")));
         let plan = plan(&graph(&desired, "bb"), &live, &stacks(), false);
-        assert!(
-            plan.changes.iter().all(|c| c.action == Action::Replace),
-            "{plan:#?}"
-        );
-        assert!(
-            plan.changes[0]
-                .diffs
-                .iter()
-                .any(|d| d.attribute == "source_sha256")
-        );
+        assert!(plan.changes.iter().all(|c| c.action == Action::Replace), "{plan:#?}");
+        assert!(plan.changes[0].diffs.iter().any(|d| d.attribute == "source_sha256"));
     }
 
     #[test]
@@ -672,12 +493,7 @@ mod tests {
         let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
         assert_eq!(image.action, Action::Update);
         assert!(image.reasons[0].starts_with("adopt ami-001"));
-        assert!(
-            image
-                .diffs
-                .iter()
-                .any(|d| d.attribute == "tags.amiplan:node")
-        );
+        assert!(image.diffs.iter().any(|d| d.attribute == "tags.amiplan:node"));
     }
 
     #[test]
@@ -690,23 +506,14 @@ mod tests {
         live.push(twin);
         let plan = plan(&desired, &observed(live), &stacks(), false);
         let changes = action_of(&plan, "image/demo-gp3@us-east-1");
-        assert_eq!(
-            (changes[0].action, changes[0].live_id.as_deref()),
-            (Action::NoOp, Some("ami-001"))
-        );
-        assert_eq!(
-            (changes[1].action, changes[1].live_id.as_deref()),
-            (Action::Delete, Some("ami-999"))
-        );
+        assert_eq!((changes[0].action, changes[0].live_id.as_deref()), (Action::NoOp, Some("ami-001")));
+        assert_eq!((changes[1].action, changes[1].live_id.as_deref()), (Action::Delete, Some("ami-999")));
         assert_eq!(changes[1].reasons, vec!["duplicate of ami-001"]);
     }
 
     #[test]
     fn removed_variants_are_deleted_and_foreign_resources_ignored() {
-        let both = graph(
-            &stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1"]),
-            "aa",
-        );
+        let both = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1"]), "aa");
         let mut live = applied(&both);
         let mut foreign = live[1].clone();
         foreign.id = "ami-other".into();
@@ -715,11 +522,7 @@ mod tests {
         live.push(foreign);
         let only_gp3 = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
         let plan = plan(&only_gp3, &observed(live), &stacks(), false);
-        let deletes: Vec<_> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Delete)
-            .collect();
+        let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
         assert_eq!(deletes.len(), 1);
         assert_eq!(deletes[0].node, "image/demo-standard@us-east-1");
         assert_eq!(deletes[0].reasons, vec!["no longer in the manifests"]);
@@ -727,20 +530,10 @@ mod tests {
 
     #[test]
     fn destroy_deletes_everything_owned_dependents_first() {
-        let desired = graph(
-            &stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]),
-            "aa",
-        );
+        let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
         let plan = plan(&desired, &observed(applied(&desired)), &stacks(), true);
         let order: Vec<&str> = plan.changes.iter().map(|c| c.node.as_str()).collect();
-        assert_eq!(
-            order,
-            vec![
-                "image/demo-gp3@eu-west-1",
-                "image/demo-gp3@us-east-1",
-                "snapshot/demo-root@us-east-1"
-            ]
-        );
+        assert_eq!(order, vec!["image/demo-gp3@eu-west-1", "image/demo-gp3@us-east-1", "snapshot/demo-root@us-east-1"]);
         assert!(plan.changes.iter().all(|c| c.action == Action::Delete));
     }
 

@@ -14,11 +14,7 @@ pub struct Style {
 
 impl Style {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
     pub fn green(&self, text: &str) -> String {
         self.paint("32", text)
@@ -65,15 +61,8 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
     stacks.dedup();
     for stack in stacks {
         let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.stack == stack).collect();
-        let shown: Vec<&&Change> = changes
-            .iter()
-            .filter(|c| verbose || c.action != Action::NoOp)
-            .collect();
-        let label = if stack.is_empty() {
-            "(no stack tag)"
-        } else {
-            stack
-        };
+        let shown: Vec<&&Change> = changes.iter().filter(|c| verbose || c.action != Action::NoOp).collect();
+        let label = if stack.is_empty() { "(no stack tag)" } else { stack };
         let _ = writeln!(out, "{}", style.bold(&format!("stack {label}")));
         if shown.is_empty() {
             let _ = writeln!(out, "    {}", style.dim("no changes"));
@@ -88,16 +77,8 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
 }
 
 fn render_change(out: &mut String, change: &Change, style: Style) {
-    let live = change
-        .live_id
-        .as_deref()
-        .map(|id| format!(" ({id})"))
-        .unwrap_or_default();
-    let reasons = if change.reasons.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", change.reasons.join("; "))
-    };
+    let live = change.live_id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default();
+    let reasons = if change.reasons.is_empty() { String::new() } else { format!(": {}", change.reasons.join("; ")) };
     let _ = writeln!(
         out,
         "{} {}{} {}{}",
@@ -111,11 +92,7 @@ fn render_change(out: &mut String, change: &Change, style: Style) {
         out.push_str(&render_diffs(&change.diffs, style));
     }
     if !change.with_snapshots.is_empty() {
-        let _ = writeln!(
-            out,
-            "        with snapshot(s) {}",
-            change.with_snapshots.join(", ")
-        );
+        let _ = writeln!(out, "        with snapshot(s) {}", change.with_snapshots.join(", "));
     }
 }
 
@@ -123,10 +100,7 @@ fn render_change(out: &mut String, change: &Change, style: Style) {
 /// modifications read the same way for tags and attributes.
 fn render_diffs(diffs: &[AttrDiff], style: Style) -> String {
     let listing = |pick: fn(&AttrDiff) -> Option<&String>| {
-        diffs
-            .iter()
-            .filter_map(|d| pick(d).map(|v| format!("{} = {:?}\n", d.attribute, v)))
-            .collect::<String>()
+        diffs.iter().filter_map(|d| pick(d).map(|v| format!("{} = {:?}\n", d.attribute, v))).collect::<String>()
     };
     let before = listing(|d| d.before.as_ref());
     let after = listing(|d| d.after.as_ref());
@@ -145,10 +119,7 @@ fn render_diffs(diffs: &[AttrDiff], style: Style) -> String {
 pub fn summary_line(plan: &Plan) -> String {
     let s = plan.summary();
     if !plan.has_changes() {
-        return format!(
-            "No changes. {} resource(s) match the manifests.",
-            s.unchanged
-        );
+        return format!("No changes. {} resource(s) match the manifests.", s.unchanged);
     }
     format!(
         "Plan: {} to create, {} to update in place, {} to replace, {} to delete ({} unchanged).",
@@ -179,24 +150,13 @@ mod tests {
     fn renders_markers_diffs_and_summary() {
         let mut update = change(Action::Update, "image/a@us-east-1", Some("ami-1"));
         update.diffs = vec![
-            AttrDiff {
-                attribute: "description".into(),
-                before: Some("old".into()),
-                after: Some("new".into()),
-            },
-            AttrDiff {
-                attribute: "tags.team".into(),
-                before: None,
-                after: Some("os".into()),
-            },
+            AttrDiff { attribute: "description".into(), before: Some("old".into()), after: Some("new".into()) },
+            AttrDiff { attribute: "tags.team".into(), before: None, after: Some("os".into()) },
         ];
         let mut replace = change(Action::Replace, "image/b@eu-west-1", Some("ami-2"));
         replace.reasons = vec!["volume_type cannot change in place".into()];
-        replace.diffs = vec![AttrDiff {
-            attribute: "volume_type".into(),
-            before: Some("gp2".into()),
-            after: Some("gp3".into()),
-        }];
+        replace.diffs =
+            vec![AttrDiff { attribute: "volume_type".into(), before: Some("gp2".into()), after: Some("gp3".into()) }];
         let plan = Plan {
             format: 1,
             account: "123".into(),
@@ -225,13 +185,7 @@ Plan: 1 to create, 1 to update in place, 1 to replace, 0 to delete (1 unchanged)
 ";
         assert_eq!(super::plan(&plan, Style { color: false }, false), expected);
         let colored = super::plan(&plan, Style { color: true }, false);
-        assert!(
-            colored.contains("\x1b[32m  +\x1b[0m snapshot/demo-root@us-east-1"),
-            "{colored:?}"
-        );
-        assert!(
-            colored.contains("\x1b[31m-/+\x1b[0m image/b@eu-west-1"),
-            "{colored:?}"
-        );
+        assert!(colored.contains("\x1b[32m  +\x1b[0m snapshot/demo-root@us-east-1"), "{colored:?}");
+        assert!(colored.contains("\x1b[31m-/+\x1b[0m image/b@eu-west-1"), "{colored:?}");
     }
 }

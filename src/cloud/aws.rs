@@ -7,18 +7,15 @@ use std::sync::Mutex;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
-    ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter,
-    Image, ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications,
-    PermissionGroup, ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
+    ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter, Image,
+    ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications, PermissionGroup, ResourceType,
+    Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
 };
 use aws_smithy_types::date_time::Format;
 
 use super::error::classify;
 use super::retry::RetryPolicy;
-use super::{
-    Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus,
-    SnapshotUpload, upload,
-};
+use super::{Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload, upload};
 use crate::observe::{LiveResource, ResourceKind};
 use crate::tags;
 
@@ -44,10 +41,7 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning {
-            retry: RetryPolicy::default(),
-            upload_concurrency: 16,
-        }
+        Tuning { retry: RetryPolicy::default(), upload_concurrency: 16 }
     }
 }
 
@@ -60,8 +54,8 @@ pub struct AwsCloud {
 
 impl AwsCloud {
     pub async fn connect(connection: &Connection, tuning: Tuning) -> AwsCloud {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(connection.home_region.clone()));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(connection.home_region.clone()));
         if let Some(url) = &connection.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -69,12 +63,7 @@ impl AwsCloud {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        AwsCloud {
-            config,
-            tuning,
-            ec2: Mutex::default(),
-            ebs: Mutex::default(),
-        }
+        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default() }
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -82,9 +71,8 @@ impl AwsCloud {
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
-                let config = aws_sdk_ec2::config::Builder::from(&self.config)
-                    .region(Region::new(region.to_string()))
-                    .build();
+                let config =
+                    aws_sdk_ec2::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
                 aws_sdk_ec2::Client::from_conf(config)
             })
             .clone()
@@ -95,9 +83,8 @@ impl AwsCloud {
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
-                let config = aws_sdk_ebs::config::Builder::from(&self.config)
-                    .region(Region::new(region.to_string()))
-                    .build();
+                let config =
+                    aws_sdk_ebs::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
                 aws_sdk_ebs::Client::from_conf(config)
             })
             .clone()
@@ -107,48 +94,24 @@ impl AwsCloud {
         &self.tuning.retry
     }
 
-    async fn describe_images(
-        &self,
-        region: &str,
-        filter: Filter,
-    ) -> Result<Vec<Image>, CloudError> {
+    async fn describe_images(&self, region: &str, filter: Filter) -> Result<Vec<Image>, CloudError> {
         let ec2 = self.ec2(region);
         self.policy()
             .run(false, || async {
-                let pages = ec2
-                    .describe_images()
-                    .owners("self")
-                    .filters(filter.clone())
-                    .into_paginator()
-                    .items()
-                    .send();
-                pages
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(|e| sdk_error("DescribeImages", region, e))
+                let pages =
+                    ec2.describe_images().owners("self").filters(filter.clone()).into_paginator().items().send();
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeImages", region, e))
             })
             .await
     }
 
-    async fn describe_snapshots(
-        &self,
-        region: &str,
-        filter: Filter,
-    ) -> Result<Vec<Snapshot>, CloudError> {
+    async fn describe_snapshots(&self, region: &str, filter: Filter) -> Result<Vec<Snapshot>, CloudError> {
         let ec2 = self.ec2(region);
         self.policy()
             .run(false, || async {
-                let pages = ec2
-                    .describe_snapshots()
-                    .owner_ids("self")
-                    .filters(filter.clone())
-                    .into_paginator()
-                    .items()
-                    .send();
-                pages
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(|e| sdk_error("DescribeSnapshots", region, e))
+                let pages =
+                    ec2.describe_snapshots().owner_ids("self").filters(filter.clone()).into_paginator().items().send();
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeSnapshots", region, e))
             })
             .await
     }
@@ -156,11 +119,7 @@ impl AwsCloud {
 
 /// Converts any SDK error into a classified [`CloudError`]. Messages come from AWS's answer or the
 /// SDK's error chain, neither of which carries credentials.
-pub(super) fn sdk_error<E, R>(
-    operation: &'static str,
-    region: &str,
-    error: SdkError<E, R>,
-) -> CloudError
+pub(super) fn sdk_error<E, R>(operation: &'static str, region: &str, error: SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + HasStatus,
@@ -171,10 +130,7 @@ where
         _ => None,
     };
     let code = error.code().map(str::to_string);
-    let message = error
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+    let message = error.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
     let class = classify(code.as_deref(), status);
     CloudError::new(operation, region, code, message).with_class(class)
 }
@@ -191,22 +147,15 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
 }
 
 fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(ec2_tags(tags)))
-        .build()
+    TagSpecification::builder().resource_type(kind).set_tags(Some(ec2_tags(tags))).build()
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
-        .collect()
+    tags.iter().filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default()))).collect()
 }
 
 fn live_image(region: &str, image: &Image) -> LiveResource {
@@ -215,11 +164,7 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
         kind: ResourceKind::Image,
         id: image.image_id.clone().unwrap_or_default(),
         name: image.name.clone(),
-        state: image
-            .state
-            .as_ref()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        state: image.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
         description: image.description.clone().filter(|d| !d.is_empty()),
         tags: tag_map(image.tags()),
         public: image.public.unwrap_or(false),
@@ -229,11 +174,7 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
 }
 
 fn image_snapshots(image: &Image) -> Vec<String> {
-    image
-        .block_device_mappings()
-        .iter()
-        .filter_map(|m| m.ebs.as_ref()?.snapshot_id.clone())
-        .collect()
+    image.block_device_mappings().iter().filter_map(|m| m.ebs.as_ref()?.snapshot_id.clone()).collect()
 }
 
 fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
@@ -242,46 +183,27 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         kind: ResourceKind::Snapshot,
         id: snapshot.snapshot_id.clone().unwrap_or_default(),
         name: None,
-        state: snapshot
-            .state
-            .as_ref()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        state: snapshot.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
         description: snapshot.description.clone().filter(|d| !d.is_empty()),
         tags: tag_map(snapshot.tags()),
         public: false,
         snapshot_ids: vec![],
-        created: snapshot
-            .start_time
-            .and_then(|t| t.fmt(Format::DateTime).ok()),
+        created: snapshot.start_time.and_then(|t| t.fmt(Format::DateTime).ok()),
     }
 }
 
 fn not_found(operation: &'static str, region: &str, code: &str, id: &str) -> CloudError {
-    CloudError::new(
-        operation,
-        region,
-        Some(code.to_string()),
-        format!("{id} does not exist"),
-    )
-    .on(id)
+    CloudError::new(operation, region, Some(code.to_string()), format!("{id} does not exist")).on(id)
 }
 
 impl Cloud for AwsCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
-        let region = self
-            .config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let region = self.config.region().map(|r| r.to_string()).unwrap_or_default();
         let sts = aws_sdk_sts::Client::new(&self.config);
         let identity = self
             .policy()
             .run(false, || async {
-                sts.get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("GetCallerIdentity", &region, e))
+                sts.get_caller_identity().send().await.map_err(|e| sdk_error("GetCallerIdentity", &region, e))
             })
             .await?;
         Ok(identity.account.unwrap_or_default())
@@ -292,66 +214,36 @@ impl Cloud for AwsCloud {
         let out = self
             .policy()
             .run(false, || async {
-                ec2.describe_regions()
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DescribeRegions", via, e))
+                ec2.describe_regions().send().await.map_err(|e| sdk_error("DescribeRegions", via, e))
             })
             .await?;
-        Ok(out
-            .regions()
-            .iter()
-            .filter_map(|r| r.region_name.clone())
-            .collect())
+        Ok(out.regions().iter().filter_map(|r| r.region_name.clone()).collect())
     }
 
-    async fn discover(
-        &self,
-        region: &str,
-        query: &DiscoveryQuery,
-    ) -> Result<Vec<LiveResource>, CloudError> {
-        let mut found = Vec::new();
-        if !query.stacks.is_empty() {
-            let by_stack = Filter::builder()
-                .name(format!("tag:{}", tags::STACK))
-                .set_values(Some(query.stacks.clone()))
-                .build();
-            let (images, snapshots) = futures::try_join!(
-                self.describe_images(region, by_stack.clone()),
-                self.describe_snapshots(region, by_stack)
-            )?;
-            found.extend(images.iter().map(|i| live_image(region, i)));
-            found.extend(snapshots.iter().map(|s| live_snapshot(region, s)));
-        }
+    async fn discover(&self, region: &str, query: &DiscoveryQuery) -> Result<Vec<LiveResource>, CloudError> {
+        // All three listings are independent: one round trip per region, not three.
+        let by_stack =
+            Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(query.stacks.clone())).build();
+        let tagged_images = async {
+            if query.stacks.is_empty() { Ok(vec![]) } else { self.describe_images(region, by_stack.clone()).await }
+        };
+        let tagged_snapshots = async {
+            if query.stacks.is_empty() { Ok(vec![]) } else { self.describe_snapshots(region, by_stack.clone()).await }
+        };
         // EC2 accepts up to 200 values per filter.
-        for names in query.image_names.chunks(200) {
-            let by_name = Filter::builder()
-                .name("name")
-                .set_values(Some(names.to_vec()))
-                .build();
-            found.extend(
-                self.describe_images(region, by_name)
-                    .await?
-                    .iter()
-                    .map(|i| live_image(region, i)),
-            );
-        }
+        let named_images = futures::future::try_join_all(query.image_names.chunks(200).map(|names| {
+            let by_name = Filter::builder().name("name").set_values(Some(names.to_vec())).build();
+            self.describe_images(region, by_name)
+        }));
+        let (images, snapshots, named) = futures::try_join!(tagged_images, tagged_snapshots, named_images)?;
+        let mut found: Vec<LiveResource> =
+            images.iter().chain(named.iter().flatten()).map(|i| live_image(region, i)).collect();
+        found.extend(snapshots.iter().map(|s| live_snapshot(region, s)));
         Ok(found)
     }
 
-    async fn upload_snapshot(
-        &self,
-        region: &str,
-        request: &SnapshotUpload,
-    ) -> Result<String, CloudError> {
-        upload::upload(
-            &self.ebs(region),
-            region,
-            request,
-            self.policy(),
-            self.tuning.upload_concurrency,
-        )
-        .await
+    async fn upload_snapshot(&self, region: &str, request: &SnapshotUpload) -> Result<String, CloudError> {
+        upload::upload(&self.ebs(region), region, request, self.policy(), self.tuning.upload_concurrency).await
     }
 
     async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
@@ -362,15 +254,12 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeSnapshots", region, e).on(id))?;
-        let snapshot = out.snapshots().first().ok_or_else(|| {
-            not_found("DescribeSnapshots", region, "InvalidSnapshot.NotFound", id)
-        })?;
+        let snapshot = out
+            .snapshots()
+            .first()
+            .ok_or_else(|| not_found("DescribeSnapshots", region, "InvalidSnapshot.NotFound", id))?;
         Ok(ResourceStatus {
-            state: snapshot
-                .state
-                .as_ref()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
+            state: snapshot.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
             reason: snapshot.state_message.clone(),
             snapshot_ids: vec![],
         })
@@ -394,11 +283,7 @@ impl Cloud for AwsCloud {
         }
     }
 
-    async fn register_image(
-        &self,
-        region: &str,
-        image: &ImageRegistration,
-    ) -> Result<String, CloudError> {
+    async fn register_image(&self, region: &str, image: &ImageRegistration) -> Result<String, CloudError> {
         let attrs = &image.attrs;
         let root = BlockDeviceMapping::builder()
             .device_name(&attrs.root_device)
@@ -437,25 +322,17 @@ impl Cloud for AwsCloud {
         // InvalidAMIName.Duplicate, and the image with that name is the one just made.
         let registered = self
             .policy()
-            .run(false, || async {
-                request
-                    .clone()
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("RegisterImage", region, e))
-            })
+            .run(false, || async { request.clone().send().await.map_err(|e| sdk_error("RegisterImage", region, e)) })
             .await;
         let id = match registered {
             Ok(out) => out.image_id.unwrap_or_default(),
-            Err(e) if e.code.as_deref() == Some("InvalidAMIName.Duplicate") => self
-                .find_image_by_name(region, &image.name)
-                .await?
-                .ok_or(e)?,
+            Err(e) if e.code.as_deref() == Some("InvalidAMIName.Duplicate") => {
+                self.find_image_by_name(region, &image.name).await?.ok_or(e)?
+            }
             Err(e) => return Err(e),
         };
         // Some implementations (the emulator among them) drop TagSpecifications on RegisterImage.
-        self.set_tags(region, std::slice::from_ref(&id), &image.tags)
-            .await?;
+        self.set_tags(region, std::slice::from_ref(&id), &image.tags).await?;
         Ok(id)
     }
 
@@ -475,17 +352,10 @@ impl Cloud for AwsCloud {
         }
         let out = self
             .policy()
-            .run(false, || async {
-                request
-                    .clone()
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("CopyImage", region, e))
-            })
+            .run(false, || async { request.clone().send().await.map_err(|e| sdk_error("CopyImage", region, e)) })
             .await?;
         let id = out.image_id.unwrap_or_default();
-        self.set_tags(region, std::slice::from_ref(&id), &copy.tags)
-            .await?;
+        self.set_tags(region, std::slice::from_ref(&id), &copy.tags).await?;
         Ok(id)
     }
 
@@ -497,37 +367,22 @@ impl Cloud for AwsCloud {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeImages", region, e).on(id))?;
-        let image = out
-            .images()
-            .first()
-            .ok_or_else(|| not_found("DescribeImages", region, "InvalidAMIID.NotFound", id))?;
+        let image =
+            out.images().first().ok_or_else(|| not_found("DescribeImages", region, "InvalidAMIID.NotFound", id))?;
         Ok(ResourceStatus {
-            state: image
-                .state
-                .as_ref()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
+            state: image.state.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
             reason: image.state_reason.as_ref().and_then(|r| r.message.clone()),
             snapshot_ids: image_snapshots(image),
         })
     }
 
-    async fn find_image_by_name(
-        &self,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<String>, CloudError> {
+    async fn find_image_by_name(&self, region: &str, name: &str) -> Result<Option<String>, CloudError> {
         let by_name = Filter::builder().name("name").values(name).build();
         let images = self.describe_images(region, by_name).await?;
         Ok(images.iter().filter_map(|i| i.image_id.clone()).min())
     }
 
-    async fn set_image_description(
-        &self,
-        region: &str,
-        id: &str,
-        description: &str,
-    ) -> Result<(), CloudError> {
+    async fn set_image_description(&self, region: &str, id: &str, description: &str) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
         let value = AttributeValue::builder().value(description).build();
         self.policy()
@@ -543,24 +398,13 @@ impl Cloud for AwsCloud {
             .map(|_| ())
     }
 
-    async fn set_image_public(
-        &self,
-        region: &str,
-        id: &str,
-        public: bool,
-    ) -> Result<(), CloudError> {
+    async fn set_image_public(&self, region: &str, id: &str, public: bool) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
-        let everyone = LaunchPermission::builder()
-            .group(PermissionGroup::All)
-            .build();
+        let everyone = LaunchPermission::builder().group(PermissionGroup::All).build();
         let change = if public {
-            LaunchPermissionModifications::builder()
-                .add(everyone)
-                .build()
+            LaunchPermissionModifications::builder().add(everyone).build()
         } else {
-            LaunchPermissionModifications::builder()
-                .remove(everyone)
-                .build()
+            LaunchPermissionModifications::builder().remove(everyone).build()
         };
         self.policy()
             .run(true, || async {
@@ -588,19 +432,12 @@ impl Cloud for AwsCloud {
             })
             .await;
         match result {
-            Err(e) if e.is_not_found() || e.code.as_deref() == Some("InvalidAMIID.Unavailable") => {
-                Ok(())
-            }
+            Err(e) if e.is_not_found() || e.code.as_deref() == Some("InvalidAMIID.Unavailable") => Ok(()),
             other => other.map(|_| ()),
         }
     }
 
-    async fn set_tags(
-        &self,
-        region: &str,
-        ids: &[String],
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), CloudError> {
+    async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
         if ids.is_empty() || tags.is_empty() {
             return Ok(());
         }
@@ -619,12 +456,7 @@ impl Cloud for AwsCloud {
             .map(|_| ())
     }
 
-    async fn remove_tags(
-        &self,
-        region: &str,
-        ids: &[String],
-        keys: &[String],
-    ) -> Result<(), CloudError> {
+    async fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> Result<(), CloudError> {
         if ids.is_empty() || keys.is_empty() {
             return Ok(());
         }
@@ -673,11 +505,7 @@ impl Cloud for AwsCloud {
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeKeyPairs", region, e).on(name))?;
-                let tags = out
-                    .key_pairs()
-                    .first()
-                    .map(|k| tag_map(k.tags()))
-                    .unwrap_or_default();
+                let tags = out.key_pairs().first().map(|k| tag_map(k.tags())).unwrap_or_default();
                 Ok(Some(tags))
             }
             Err(e) => Err(e),

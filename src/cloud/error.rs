@@ -41,21 +41,9 @@ impl fmt::Display for CloudError {
 }
 
 impl CloudError {
-    pub fn new(
-        operation: &'static str,
-        region: &str,
-        code: Option<String>,
-        message: impl Into<String>,
-    ) -> CloudError {
+    pub fn new(operation: &'static str, region: &str, code: Option<String>, message: impl Into<String>) -> CloudError {
         let class = classify(code.as_deref(), None);
-        CloudError {
-            operation,
-            region: region.to_string(),
-            resource: None,
-            code,
-            message: message.into(),
-            class,
-        }
+        CloudError { operation, region: region.to_string(), resource: None, code, message: message.into(), class }
     }
 
     pub fn on(mut self, resource: impl Into<String>) -> CloudError {
@@ -96,9 +84,7 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "RequestTimeoutException",
         ) => ErrorClass::Transient,
         Some(code)
-            if code.ends_with(".NotFound")
-                || code.ends_with("NotFound")
-                || code == "ResourceNotFoundException" =>
+            if code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "ResourceNotFoundException" =>
         {
             ErrorClass::NotFound
         }
@@ -120,31 +106,13 @@ mod tests {
 
     #[test]
     fn codes_are_classified() {
-        assert_eq!(
-            classify(Some("RequestLimitExceeded"), Some(503)),
-            ErrorClass::Throttling
-        );
-        assert_eq!(
-            classify(Some("InvalidAMIID.NotFound"), Some(400)),
-            ErrorClass::NotFound
-        );
-        assert_eq!(
-            classify(Some("InvalidSnapshot.NotFound"), Some(400)),
-            ErrorClass::NotFound
-        );
+        assert_eq!(classify(Some("RequestLimitExceeded"), Some(503)), ErrorClass::Throttling);
+        assert_eq!(classify(Some("InvalidAMIID.NotFound"), Some(400)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("InvalidSnapshot.NotFound"), Some(400)), ErrorClass::NotFound);
         assert_eq!(classify(Some("AccessDenied"), Some(403)), ErrorClass::Fatal);
-        assert_eq!(
-            classify(Some("UnauthorizedOperation"), Some(403)),
-            ErrorClass::Fatal
-        );
-        assert_eq!(
-            classify(Some("InvalidParameterValue"), Some(400)),
-            ErrorClass::Fatal
-        );
-        assert_eq!(
-            classify(Some("ValidationException"), Some(400)),
-            ErrorClass::Fatal
-        );
+        assert_eq!(classify(Some("UnauthorizedOperation"), Some(403)), ErrorClass::Fatal);
+        assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
+        assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
         assert_eq!(classify(None, None), ErrorClass::Transient);
     }

@@ -97,27 +97,15 @@ pub trait Cloud: Sync {
         region: &str,
         id: &str,
     ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
-    fn delete_snapshot(
-        &self,
-        region: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn delete_snapshot(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     fn register_image(
         &self,
         region: &str,
         image: &ImageRegistration,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn copy_image(
-        &self,
-        region: &str,
-        copy: &ImageCopy,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn image_status(
-        &self,
-        region: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
+    fn copy_image(&self, region: &str, copy: &ImageCopy) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn image_status(&self, region: &str, id: &str) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
     /// The ID of the AMI with this name owned by the account, if any (used on name conflicts).
     fn find_image_by_name(
         &self,
@@ -136,11 +124,7 @@ pub trait Cloud: Sync {
         id: &str,
         public: bool,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn deregister_image(
-        &self,
-        region: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn deregister_image(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Adds or overwrites tags on any resources of the region.
     fn set_tags(
@@ -165,9 +149,5 @@ pub trait Cloud: Sync {
         holder: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
     /// Removes the lock `name`; removing a lock that does not exist succeeds.
-    fn unlock(
-        &self,
-        region: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn unlock(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

@@ -45,10 +45,7 @@ impl RetryPolicy {
 
     /// Delay before retry number `attempt` (1-based): full jitter over an exponential ceiling.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
         ceiling.mul_f64(fastrand::f64()).max(self.base_delay / 2)
     }
 
@@ -110,18 +107,12 @@ where
             Ok(Poll::Pending(state)) => last = state,
             Err(error) => match error.class {
                 ErrorClass::Throttling | ErrorClass::Transient => last = error.to_string(),
-                ErrorClass::NotFound if start.elapsed() < policy.consistency_window => {
-                    last = error.to_string()
-                }
+                ErrorClass::NotFound if start.elapsed() < policy.consistency_window => last = error.to_string(),
                 _ => return Err(WaitError::Failed(error)),
             },
         }
         if start.elapsed() >= deadline {
-            return Err(WaitError::Timeout {
-                what: what.to_string(),
-                after: deadline,
-                last,
-            });
+            return Err(WaitError::Timeout { what: what.to_string(), after: deadline, last });
         }
         // Waits poll less eagerly than calls retry: state changes take seconds to minutes.
         let delay = policy.delay(attempt).max(policy.base_delay * 2);
@@ -135,11 +126,7 @@ pub enum WaitError {
     #[error(
         "{what} was still not ready after {after:?} (last seen: {last}); AWS may still finish it: a re-run adopts it"
     )]
-    Timeout {
-        what: String,
-        after: Duration,
-        last: String,
-    },
+    Timeout { what: String, after: Duration, last: String },
     #[error(transparent)]
     Failed(CloudError),
 }
@@ -201,27 +188,19 @@ mod tests {
     #[tokio::test]
     async fn waits_treat_early_not_found_as_pending_and_time_out() {
         let calls = AtomicU32::new(0);
-        let ready = wait_until(
-            &RetryPolicy::fast(),
-            Duration::from_secs(5),
-            "ami-1",
-            || async {
-                match calls.fetch_add(1, Ordering::SeqCst) {
-                    0 => Err(error("InvalidAMIID.NotFound")),
-                    1 => Ok(Poll::Pending("pending".into())),
-                    _ => Ok(Poll::Ready("available")),
-                }
-            },
-        )
+        let ready = wait_until(&RetryPolicy::fast(), Duration::from_secs(5), "ami-1", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(error("InvalidAMIID.NotFound")),
+                1 => Ok(Poll::Pending("pending".into())),
+                _ => Ok(Poll::Ready("available")),
+            }
+        })
         .await;
         assert_eq!(ready.unwrap(), "available");
 
-        let timeout = wait_until(
-            &RetryPolicy::fast(),
-            Duration::from_millis(50),
-            "ami-2",
-            || async { Ok::<Poll<()>, CloudError>(Poll::Pending("pending".into())) },
-        )
+        let timeout = wait_until(&RetryPolicy::fast(), Duration::from_millis(50), "ami-2", || async {
+            Ok::<Poll<()>, CloudError>(Poll::Pending("pending".into()))
+        })
         .await;
         assert!(matches!(timeout, Err(WaitError::Timeout { .. })));
     }

@@ -46,30 +46,13 @@ pub(super) async fn upload(
                 .client_token(&upload.client_token)
                 .description(&upload.description)
                 .timeout(START_SNAPSHOT_TIMEOUT_MINUTES)
-                .set_tags(Some(
-                    upload
-                        .tags
-                        .iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect(),
-                ));
+                .set_tags(Some(upload.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()));
             if upload.encrypted {
-                start = start
-                    .encrypted(true)
-                    .set_kms_key_arn(upload.kms_key.clone());
+                start = start.encrypted(true).set_kms_key_arn(upload.kms_key.clone());
             }
-            let out = start
-                .send()
-                .await
-                .map_err(|e| sdk_error("StartSnapshot", region, e))?;
-            out.snapshot_id.ok_or_else(|| {
-                CloudError::new(
-                    "StartSnapshot",
-                    region,
-                    None,
-                    "no snapshot id in the answer",
-                )
-            })
+            let out = start.send().await.map_err(|e| sdk_error("StartSnapshot", region, e))?;
+            out.snapshot_id
+                .ok_or_else(|| CloudError::new("StartSnapshot", region, None, "no snapshot id in the answer"))
         })
         .await?;
 
@@ -120,15 +103,8 @@ pub(super) async fn upload(
     }
     if let Some((_, first)) = failed.first() {
         let blocks: Vec<String> = failed.iter().take(10).map(|(i, _)| i.to_string()).collect();
-        let message = format!(
-            "{} block(s) failed (blocks {}…); first error: {first}",
-            failed.len(),
-            blocks.join(", ")
-        );
-        return Err(
-            CloudError::new("PutSnapshotBlock", region, first.code.clone(), message)
-                .on(&snapshot_id),
-        );
+        let message = format!("{} block(s) failed (blocks {}…); first error: {first}", failed.len(), blocks.join(", "));
+        return Err(CloudError::new("PutSnapshotBlock", region, first.code.clone(), message).on(&snapshot_id));
     }
 
     let checksum = linear_checksum(digests.values());
@@ -176,13 +152,8 @@ pub fn linear_checksum<'a>(digests: impl Iterator<Item = &'a [u8; 32]>) -> Strin
 }
 
 fn local_error(region: &str, path: &std::path::Path, error: std::io::Error) -> CloudError {
-    CloudError::new(
-        "PutSnapshotBlock",
-        region,
-        None,
-        format!("reading {}: {error}", path.display()),
-    )
-    .with_class(super::ErrorClass::Fatal)
+    CloudError::new("PutSnapshotBlock", region, None, format!("reading {}: {error}", path.display()))
+        .with_class(super::ErrorClass::Fatal)
 }
 
 #[cfg(test)]
@@ -196,14 +167,8 @@ mod tests {
         let mut concatenated = Vec::new();
         concatenated.extend_from_slice(&a);
         concatenated.extend_from_slice(&b);
-        assert_eq!(
-            linear_checksum([&a, &b].into_iter()),
-            BASE64.encode(Sha256::digest(&concatenated))
-        );
-        assert_ne!(
-            linear_checksum([&a, &b].into_iter()),
-            linear_checksum([&b, &a].into_iter())
-        );
+        assert_eq!(linear_checksum([&a, &b].into_iter()), BASE64.encode(Sha256::digest(&concatenated)));
+        assert_ne!(linear_checksum([&a, &b].into_iter()), linear_checksum([&b, &a].into_iter()));
     }
 
     #[tokio::test]
@@ -216,9 +181,6 @@ mod tests {
         let size = data.len() as u64;
         assert_eq!(read_block(Arc::clone(&file), 0, size).await.unwrap(), None);
         let tail = read_block(file, 1, size).await.unwrap().unwrap();
-        assert_eq!(
-            (tail.len(), &tail[..4], is_zero(&tail[4..])),
-            (BLOCK_SIZE, &b"tail"[..], true)
-        );
+        assert_eq!((tail.len(), &tail[..4], is_zero(&tail[4..])), (BLOCK_SIZE, &b"tail"[..], true));
     }
 }

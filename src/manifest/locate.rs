@@ -54,30 +54,18 @@ impl PositionIndex {
 
     /// The first key (in document order) that appears twice in one mapping, at its second place.
     pub fn first_duplicate_key(&self) -> Option<(String, Position)> {
-        self.duplicate_keys
-            .iter()
-            .min_by_key(|(_, pos)| *pos)
-            .cloned()
+        self.duplicate_keys.iter().min_by_key(|(_, pos)| *pos).cloned()
     }
 
     /// Position of the key at `path` (for "unknown" or "duplicate" complaints about the key itself).
     pub fn find_key(&self, path: &str) -> Position {
-        self.keys
-            .get(path)
-            .copied()
-            .unwrap_or_else(|| self.find(path))
+        self.keys.get(path).copied().unwrap_or_else(|| self.find(path))
     }
 }
 
 enum Frame {
-    Mapping {
-        path: String,
-        pending_key: Option<String>,
-    },
-    Sequence {
-        path: String,
-        next: usize,
-    },
+    Mapping { path: String, pending_key: Option<String> },
+    Sequence { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -90,10 +78,7 @@ struct IndexBuilder {
 impl IndexBuilder {
     /// Path of the node that starts now, or `None` when the node is a mapping key.
     fn next_node_path(&mut self, key_text: Option<&str>, mark: Marker) -> Option<String> {
-        let pos = Position {
-            line: mark.line(),
-            column: mark.col() + 1,
-        };
+        let pos = Position { line: mark.line(), column: mark.col() + 1 };
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Sequence { path, next }) => {
@@ -108,9 +93,7 @@ impl IndexBuilder {
                     let key = key_text.unwrap_or("").to_string();
                     let full = join(path, &key);
                     match self.index.keys.entry(full) {
-                        Entry::Occupied(seen) => {
-                            self.index.duplicate_keys.push((seen.key().clone(), pos))
-                        }
+                        Entry::Occupied(seen) => self.index.duplicate_keys.push((seen.key().clone(), pos)),
                         Entry::Vacant(new) => {
                             new.insert(pos);
                         }
@@ -123,10 +106,7 @@ impl IndexBuilder {
     }
 
     fn record(&mut self, path: &str, mark: Marker) {
-        let pos = Position {
-            line: mark.line(),
-            column: mark.col() + 1,
-        };
+        let pos = Position { line: mark.line(), column: mark.col() + 1 };
         self.record_at(path, pos);
     }
 
@@ -147,11 +127,7 @@ impl IndexBuilder {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 impl MarkedEventReceiver for IndexBuilder {
@@ -173,10 +149,7 @@ impl MarkedEventReceiver for IndexBuilder {
             Event::MappingStart(..) => {
                 let path = self.next_node_path(None, mark).unwrap_or_default();
                 self.record_container(&path, mark);
-                self.stack.push(Frame::Mapping {
-                    path,
-                    pending_key: None,
-                });
+                self.stack.push(Frame::Mapping { path, pending_key: None });
             }
             Event::SequenceStart(..) => {
                 let path = self.next_node_path(None, mark).unwrap_or_default();
@@ -196,34 +169,23 @@ impl MarkedEventReceiver for IndexBuilder {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "stack: demo\nimage:\n  name: \"x-{arch}\"\n  tags: { a: b }\nregions:\n  - us-east-1\n  - mars-1\n";
+    const TEXT: &str =
+        "stack: demo\nimage:\n  name: \"x-{arch}\"\n  tags: { a: b }\nregions:\n  - us-east-1\n  - mars-1\n";
 
     #[test]
     fn finds_nested_values_and_sequence_items() {
         let index = PositionIndex::new(TEXT);
         assert_eq!(index.find("stack"), Position { line: 1, column: 8 });
         assert_eq!(index.find("image.name"), Position { line: 3, column: 9 });
-        assert_eq!(
-            index.find("image.tags.a"),
-            Position {
-                line: 4,
-                column: 14
-            }
-        );
+        assert_eq!(index.find("image.tags.a"), Position { line: 4, column: 14 });
         assert_eq!(index.find("regions[1]"), Position { line: 7, column: 5 });
-        assert_eq!(
-            index.find_key("image.name"),
-            Position { line: 3, column: 3 }
-        );
+        assert_eq!(index.find_key("image.name"), Position { line: 3, column: 3 });
     }
 
     #[test]
     fn missing_paths_fall_back_to_the_nearest_ancestor() {
         let index = PositionIndex::new(TEXT);
         assert_eq!(index.find("image.description"), index.find("image"));
-        assert_eq!(
-            index.find("nothing.at.all"),
-            Position { line: 1, column: 1 }
-        );
+        assert_eq!(index.find("nothing.at.all"), Position { line: 1, column: 1 });
     }
 }

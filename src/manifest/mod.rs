@@ -24,12 +24,7 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Position { line, column } = self.position;
-        write!(
-            f,
-            "{}:{line}:{column}: {}",
-            self.file.display(),
-            self.message
-        )
+        write!(f, "{}:{line}:{column}: {}", self.file.display(), self.message)
     }
 }
 
@@ -39,11 +34,7 @@ impl fmt::Display for Diagnostic {
 pub struct Invalid(pub Vec<Diagnostic>);
 
 fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 /// A manifest that parsed, with what is needed to point at its parts later.
@@ -57,20 +48,13 @@ pub struct Loaded {
 impl Loaded {
     /// A diagnostic about the value at `path` (see [`PositionIndex::find`]).
     pub fn at(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            file: self.path.clone(),
-            position: self.positions.find(path),
-            message: message.into(),
-        }
+        Diagnostic { file: self.path.clone(), position: self.positions.find(path), message: message.into() }
     }
 
     /// The directory that relative file references are resolved against.
     pub fn base_dir(&self) -> &Path {
         // `m.yaml` has the empty path as parent, which the file system cannot resolve.
-        self.path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
+        self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
     }
 }
 
@@ -81,9 +65,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Invalid> {
     let mut files = Vec::new();
     for path in paths {
         match manifest_files(path) {
-            Ok(found) if found.is_empty() => {
-                problems.push(whole_file(path, "no manifests (*.yaml, *.yml) here"))
-            }
+            Ok(found) if found.is_empty() => problems.push(whole_file(path, "no manifests (*.yaml, *.yml) here")),
             Ok(found) => files.extend(found),
             Err(message) => problems.push(whole_file(path, message)),
         }
@@ -97,19 +79,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, Invalid> {
             Err(mut found) => problems.append(&mut found),
         }
     }
-    if problems.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(Invalid(problems))
-    }
+    if problems.is_empty() { Ok(loaded) } else { Err(Invalid(problems)) }
 }
 
 fn whole_file(path: &Path, message: impl Into<String>) -> Diagnostic {
-    Diagnostic {
-        file: path.to_path_buf(),
-        position: Position::START,
-        message: message.into(),
-    }
+    Diagnostic { file: path.to_path_buf(), position: Position::START, message: message.into() }
 }
 
 fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
@@ -122,10 +96,7 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list directory: {e}"))?;
         let file = entry.path();
-        let is_yaml = matches!(
-            file.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
+        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
         if is_yaml && file.is_file() {
             files.push(file);
         }
@@ -134,17 +105,11 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?
-        .len();
+    let size = std::fs::metadata(path).map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?.len();
     if size > MAX_MANIFEST_BYTES {
-        return Err(vec![whole_file(
-            path,
-            format!("manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}"),
-        )]);
+        return Err(vec![whole_file(path, format!("manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}"))]);
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| vec![whole_file(path, format!("cannot read: {e}"))])?;
     parse(path, &text)
 }
 
@@ -156,41 +121,20 @@ const MAX_FLOW_DEPTH: usize = 32;
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     if let Some(position) = too_deep(text) {
         let message = format!("collections nested deeper than {MAX_FLOW_DEPTH} levels");
-        return Err(vec![Diagnostic {
-            file: path.to_path_buf(),
-            position,
-            message,
-        }]);
+        return Err(vec![Diagnostic { file: path.to_path_buf(), position, message }]);
     }
     let positions = PositionIndex::new(text);
     if let Some((key, pos)) = positions.first_duplicate_key() {
         let message = format!("duplicate key `{key}`");
-        return Err(vec![Diagnostic {
-            file: path.to_path_buf(),
-            position: pos,
-            message,
-        }]);
+        return Err(vec![Diagnostic { file: path.to_path_buf(), position: pos, message }]);
     }
     match serde_yaml_ng::from_str::<Manifest>(text) {
-        Ok(manifest) => Ok(Loaded {
-            path: path.to_path_buf(),
-            manifest,
-            positions,
-        }),
+        Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions }),
         Err(err) => {
-            let position = err
-                .location()
-                .map(|l| Position {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or(Position::START);
+            let position =
+                err.location().map(|l| Position { line: l.line(), column: l.column() }).unwrap_or(Position::START);
             let message = strip_location(&err.to_string());
-            Err(vec![Diagnostic {
-                file: path.to_path_buf(),
-                position,
-                message,
-            }])
+            Err(vec![Diagnostic { file: path.to_path_buf(), position, message }])
         }
     }
 }
@@ -244,12 +188,7 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> Vec<String> {
-        parse(Path::new("m.yaml"), text)
-            .err()
-            .unwrap()
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
+        parse(Path::new("m.yaml"), text).err().unwrap().iter().map(|d| d.to_string()).collect()
     }
 
     #[test]
@@ -257,10 +196,7 @@ mod tests {
         let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1 }\nimage:\n  name: n\n  architecture: x86_64\n  colour: blue\nregions: [us-east-1]\n";
         let found = problems(text);
         assert_eq!(found.len(), 1);
-        assert!(
-            found[0].starts_with("m.yaml:7:3: image: unknown field `colour`"),
-            "{found:?}"
-        );
+        assert!(found[0].starts_with("m.yaml:7:3: image: unknown field `colour`"), "{found:?}");
     }
 
     #[test]
@@ -280,10 +216,7 @@ mod tests {
     #[test]
     fn deep_flow_nesting_is_refused_before_parsing() {
         let text = format!("stack: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(
-            problems(&text),
-            vec!["m.yaml:1:40: collections nested deeper than 32 levels"]
-        );
+        assert_eq!(problems(&text), vec!["m.yaml:1:40: collections nested deeper than 32 levels"]);
         // Brackets inside quotes and comments do not count.
         let quoted = format!("stack: \"{}\" # {}\n", "[".repeat(40), "{".repeat(40));
         assert!(!problems(&quoted)[0].contains("nested deeper"));
@@ -292,9 +225,6 @@ mod tests {
     #[test]
     fn bad_yaml_has_a_position() {
         let found = problems("stack: [unclosed\n");
-        assert!(
-            found[0].starts_with("m.yaml:2:1:") || found[0].starts_with("m.yaml:1:"),
-            "{found:?}"
-        );
+        assert!(found[0].starts_with("m.yaml:2:1:") || found[0].starts_with("m.yaml:1:"), "{found:?}");
     }
 }

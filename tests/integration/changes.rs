@@ -11,10 +11,7 @@ fn setup(name: &str, stack: &str) -> (Moto, std::path::PathBuf) {
     let dir = workdir(name);
     sample_image(&dir.join("disk.raw"), 4, 2);
     std::fs::write(dir.join("stack.yaml"), manifest(stack)).unwrap();
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     (moto, dir)
 }
 
@@ -35,18 +32,9 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
     expect_code(&plan, 2);
     let text = stdout(&plan);
-    assert!(
-        text.contains("Plan: 0 to create, 7 to update in place, 0 to replace, 0 to delete"),
-        "{text}"
-    );
-    assert!(
-        text.contains("- tags.distro = \"test\"") && text.contains("+ tags.distro = \"second\""),
-        "{text}"
-    );
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    assert!(text.contains("Plan: 0 to create, 7 to update in place, 0 to replace, 0 to delete"), "{text}");
+    assert!(text.contains("- tags.distro = \"test\"") && text.contains("+ tags.distro = \"second\""), "{text}");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     for region in REGIONS {
         for image in moto.stack_images(region, "chg").await {
             assert_eq!(tag(image.tags(), "distro"), Some("second"), "{region}");
@@ -55,16 +43,8 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
 
     // Drift: a tag added by hand and a launch permission opened by hand are both reverted.
     let ec2 = moto.ec2("eu-west-1").await;
-    let copy = moto.images_named("eu-west-1", "chg-x86_64-gp3").await[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.create_tags()
-        .resources(&copy)
-        .tags(Tag::builder().key("rogue").value("1").build())
-        .send()
-        .await
-        .unwrap();
+    let copy = moto.images_named("eu-west-1", "chg-x86_64-gp3").await[0].image_id().unwrap().to_string();
+    ec2.create_tags().resources(&copy).tags(Tag::builder().key("rogue").value("1").build()).send().await.unwrap();
     ec2.modify_image_attribute()
         .image_id(&copy)
         .attribute("launchPermission")
@@ -78,10 +58,7 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
     assert!(text.contains("~ image/chg-x86_64-gp3@eu-west-1"), "{text}");
     assert!(text.contains("- tags.rogue = \"1\""), "{text}");
     assert!(text.contains("- launch_permission = \"public\""), "{text}");
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let fixed = &moto.images_named("eu-west-1", "chg-x86_64-gp3").await[0];
     assert_eq!(tag(fixed.tags(), "rogue"), None);
     assert_eq!(fixed.public(), Some(false));
@@ -90,66 +67,29 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
     edit(&dir, "volume_type: [gp3, standard]", "volume_type: [gp3]");
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
-    assert!(
-        text.contains("Plan: 0 to create, 0 to update in place, 0 to replace, 3 to delete"),
-        "{text}"
-    );
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    assert!(text.contains("Plan: 0 to create, 0 to update in place, 0 to replace, 3 to delete"), "{text}");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     for region in REGIONS {
-        assert!(
-            moto.images_named(region, "chg-x86_64-standard")
-                .await
-                .is_empty(),
-            "{region}"
-        );
-        assert_eq!(
-            moto.images_named(region, "chg-x86_64-gp3").await.len(),
-            1,
-            "{region}"
-        );
+        assert!(moto.images_named(region, "chg-x86_64-standard").await.is_empty(), "{region}");
+        assert_eq!(moto.images_named(region, "chg-x86_64-gp3").await.len(), 1, "{region}");
     }
 
     // An attribute AWS cannot change: replacement, with the reason.
     edit(&dir, "boot_mode: uefi-preferred", "boot_mode: uefi");
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
-    assert!(
-        text.contains("-/+ image/chg-x86_64-gp3@us-east-1"),
-        "{text}"
-    );
+    assert!(text.contains("-/+ image/chg-x86_64-gp3@us-east-1"), "{text}");
     assert!(text.contains("boot_mode cannot change in place"), "{text}");
-    assert!(
-        text.contains("Plan: 0 to create, 0 to update in place, 3 to replace, 0 to delete"),
-        "{text}"
-    );
-    let old = moto.images_named("us-east-1", "chg-x86_64-gp3").await[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    assert!(text.contains("Plan: 0 to create, 0 to update in place, 3 to replace, 0 to delete"), "{text}");
+    let old = moto.images_named("us-east-1", "chg-x86_64-gp3").await[0].image_id().unwrap().to_string();
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     for region in REGIONS {
         let images = moto.images_named(region, "chg-x86_64-gp3").await;
-        assert_eq!(
-            images.len(),
-            1,
-            "{region}: exactly one AMI per name after a replace"
-        );
+        assert_eq!(images.len(), 1, "{region}: exactly one AMI per name after a replace");
         assert_ne!(images[0].image_id(), Some(old.as_str()));
     }
-    expect_code(
-        &moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]),
-        0,
-    );
-    expect_code(
-        &moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,25 +99,13 @@ async fn crash_leftovers_are_adopted_and_snapshots_reused() {
 
     // As if amiplan died between RegisterImage and tagging: the AMI has its name, no tags.
     let image = moto.images_named("us-east-1", "adp-x86_64-gp3").await[0].clone();
-    let keys: Vec<Tag> = image
-        .tags()
-        .iter()
-        .map(|t| Tag::builder().key(t.key().unwrap()).build())
-        .collect();
-    ec2.delete_tags()
-        .resources(image.image_id().unwrap())
-        .set_tags(Some(keys))
-        .send()
-        .await
-        .unwrap();
+    let keys: Vec<Tag> = image.tags().iter().map(|t| Tag::builder().key(t.key().unwrap()).build()).collect();
+    ec2.delete_tags().resources(image.image_id().unwrap()).set_tags(Some(keys)).send().await.unwrap();
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
     assert!(text.contains("adopt"), "{text}");
     assert!(text.contains("0 to create"), "{text}");
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let after = moto.images_named("us-east-1", "adp-x86_64-gp3").await;
     assert_eq!(after.len(), 1, "adopted, not duplicated");
     assert_eq!(tag(after[0].tags(), "amiplan:stack"), Some("adp"));
@@ -189,26 +117,13 @@ async fn crash_leftovers_are_adopted_and_snapshots_reused() {
         .iter()
         .filter_map(|s| s.snapshot_id().map(str::to_string))
         .collect();
-    let standard = moto.images_named("us-east-1", "adp-x86_64-standard").await[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.deregister_image()
-        .image_id(&standard)
-        .send()
-        .await
-        .unwrap();
+    let standard = moto.images_named("us-east-1", "adp-x86_64-standard").await[0].image_id().unwrap().to_string();
+    ec2.deregister_image().image_id(&standard).send().await.unwrap();
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
-    assert!(
-        text.contains("Plan: 1 to create, 0 to update in place, 0 to replace, 0 to delete"),
-        "{text}"
-    );
+    assert!(text.contains("Plan: 1 to create, 0 to update in place, 0 to replace, 0 to delete"), "{text}");
     assert!(!text.contains("+ snapshot/"), "{text}");
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let snapshot_after: Vec<_> = moto
         .stack_snapshots("us-east-1", "adp")
         .await
@@ -216,10 +131,7 @@ async fn crash_leftovers_are_adopted_and_snapshots_reused() {
         .filter_map(|s| s.snapshot_id().map(str::to_string))
         .collect();
     assert_eq!(snapshot_before, snapshot_after, "no second upload");
-    expect_code(
-        &moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,62 +144,31 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     // Not a terminal and no --auto-approve: refuse, change nothing.
     let refused = moto.amiplan(&dir, &["apply", "stack.yaml"]);
     expect_code(&refused, 1);
-    assert!(
-        stderr(&refused).contains("--auto-approve"),
-        "{}",
-        stderr(&refused)
-    );
+    assert!(stderr(&refused).contains("--auto-approve"), "{}", stderr(&refused));
     assert!(moto.stack_snapshots("us-east-1", "svd").await.is_empty());
 
-    expect_code(
-        &moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "old.json"]),
-        0,
-    );
-    expect_code(
-        &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "old.json"]), 0);
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let stale = moto.amiplan(&dir, &["apply", "--plan", "old.json", "--auto-approve"]);
     expect_code(&stale, 1);
-    assert!(
-        stderr(&stale).contains("live state changed since the plan was made"),
-        "{}",
-        stderr(&stale)
-    );
+    assert!(stderr(&stale).contains("live state changed since the plan was made"), "{}", stderr(&stale));
 
-    expect_code(
-        &moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "new.json"]),
-        0,
-    );
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "new.json"]), 0);
     edit(&dir, "tags: { distro: test }", "tags: { distro: edited }");
     let edited = moto.amiplan(&dir, &["apply", "--plan", "new.json", "--auto-approve"]);
     expect_code(&edited, 1);
-    assert!(
-        stderr(&edited).contains("manifests or source images changed"),
-        "{}",
-        stderr(&edited)
-    );
+    assert!(stderr(&edited).contains("manifests or source images changed"), "{}", stderr(&edited));
 
     // A destroy plan shows every owned resource before destroy runs.
     let preview = moto.amiplan(&dir, &["plan", "stack.yaml", "--destroy", "--json"]);
     expect_code(&preview, 0);
     let json: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
-    let deletes = json["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["action"] == "delete")
-        .count();
+    let deletes = json["changes"].as_array().unwrap().iter().filter(|c| c["action"] == "delete").count();
     assert_eq!(deletes, 7, "{json}");
 }
 
 /// Runs amiplan under a pseudo-terminal (util-linux `script`) and types `answer` at its prompt.
-fn on_terminal(
-    moto: &Moto,
-    dir: &std::path::Path,
-    args: &str,
-    answer: &str,
-) -> std::process::Output {
+fn on_terminal(moto: &Moto, dir: &std::path::Path, args: &str, answer: &str) -> std::process::Output {
     use std::io::Write;
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_amiplan"));
     let mut child = std::process::Command::new("script")
@@ -303,12 +184,7 @@ fn on_terminal(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("util-linux `script` runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -320,23 +196,11 @@ async fn a_terminal_is_asked_and_only_yes_applies() {
     std::fs::write(dir.join("stack.yaml"), manifest("tty")).unwrap();
 
     let declined = on_terminal(&moto, &dir, "apply stack.yaml", "no\n");
-    assert!(
-        stdout(&declined).contains("Only 'yes' is accepted"),
-        "{}",
-        stdout(&declined)
-    );
-    assert!(
-        stdout(&declined).contains("cancelled; nothing was changed"),
-        "{}",
-        stdout(&declined)
-    );
+    assert!(stdout(&declined).contains("Only 'yes' is accepted"), "{}", stdout(&declined));
+    assert!(stdout(&declined).contains("cancelled; nothing was changed"), "{}", stdout(&declined));
     assert!(moto.stack_snapshots("us-east-1", "tty").await.is_empty());
 
     let accepted = on_terminal(&moto, &dir, "apply stack.yaml", "yes\n");
-    assert!(
-        stdout(&accepted).contains("Done: 7 created."),
-        "{}",
-        stdout(&accepted)
-    );
+    assert!(stdout(&accepted).contains("Done: 7 created."), "{}", stdout(&accepted));
     assert_eq!(moto.stack_images("eu-west-1", "tty").await.len(), 2);
 }

@@ -38,19 +38,14 @@ fn desired(dir: &Path, text: &str) -> DesiredGraph {
     let stacks = amiplan::model::validate(&[loaded]).unwrap();
     let mut sources = HashMap::new();
     for stack in &stacks {
-        sources.insert(
-            stack.name.clone(),
-            amiplan::source::inspect(&stack.source, None).unwrap(),
-        );
+        sources.insert(stack.name.clone(), amiplan::source::inspect(&stack.source, None).unwrap());
     }
     DesiredGraph::build(&stacks, &sources)
 }
 
 async fn plan_for(cloud: &FakeCloud, graph: &DesiredGraph) -> Plan {
     let stacks = vec!["fk".to_string()];
-    let observed = observe(cloud, graph, &stacks, RegionScope::All, "us-east-1")
-        .await
-        .unwrap();
+    let observed = observe(cloud, graph, &stacks, RegionScope::All, "us-east-1").await.unwrap();
     plan(graph, &observed, &BTreeSet::from(["fk".to_string()]), false)
 }
 
@@ -60,11 +55,7 @@ async fn run(cloud: &FakeCloud, graph: &DesiredGraph) -> Report {
 
 async fn run_with(cloud: &FakeCloud, graph: &DesiredGraph, parallelism: usize) -> Report {
     let plan = plan_for(cloud, graph).await;
-    let options = ApplyOptions {
-        policy: RetryPolicy::fast(),
-        parallelism,
-        ..ApplyOptions::default()
-    };
+    let options = ApplyOptions { policy: RetryPolicy::fast(), parallelism, ..ApplyOptions::default() };
     apply(cloud, &plan, graph, &options, &AtomicBool::new(false)).await
 }
 
@@ -84,37 +75,24 @@ async fn every_attribute_reaches_the_calls_and_a_second_plan_is_empty() {
     assert!(report.succeeded(), "{report:#?}");
 
     let made = cloud.made();
-    let uploads: Vec<_> = made
-        .iter()
-        .filter_map(|(_, id, m)| matches!(m, Made::Uploaded(_)).then_some(id))
-        .collect();
+    let uploads: Vec<_> = made.iter().filter_map(|(_, id, m)| matches!(m, Made::Uploaded(_)).then_some(id)).collect();
     assert_eq!(uploads.len(), 2, "one snapshot per encryption setting");
     for (region, _, made) in &made {
         match made {
             Made::Registered(r) => {
                 assert_eq!(region, "us-east-1");
                 let a = &r.attrs;
-                assert_eq!(
-                    (a.architecture.as_str(), a.virtualization.as_str()),
-                    ("arm64", "hvm")
-                );
+                assert_eq!((a.architecture.as_str(), a.virtualization.as_str()), ("arm64", "hvm"));
                 assert_eq!(a.boot_mode.map(|m| m.as_str()), Some("uefi"));
                 assert!(a.tpm && a.ena && a.imds.is_some());
-                assert!(
-                    uploads.contains(&&r.snapshot_id),
-                    "registered from an uploaded snapshot"
-                );
+                assert!(uploads.contains(&&r.snapshot_id), "registered from an uploaded snapshot");
                 assert_eq!(r.volume_size_gib, 1);
-                assert_eq!(
-                    r.tags["amiplan:node"],
-                    format!("image/{}@us-east-1", r.name)
-                );
+                assert_eq!(r.tags["amiplan:node"], format!("image/{}@us-east-1", r.name));
             }
             Made::Copied(c) => {
                 assert_eq!(c.source_region, "us-east-1");
                 assert_eq!(c.encrypted, c.name.ends_with("-encrypted"));
-                let expected_key =
-                    (c.encrypted && region == "eu-west-1").then(|| "alias/eu-key".to_string());
+                let expected_key = (c.encrypted && region == "eu-west-1").then(|| "alias/eu-key".to_string());
                 assert_eq!(c.kms_key, expected_key, "{region} {}", c.name);
                 assert_eq!(c.client_token.len(), 32);
             }
@@ -131,24 +109,13 @@ async fn description_changes_converge_in_place() {
     let dir = setup("fake-description");
     let cloud = FakeCloud::default();
     assert!(run(&cloud, &desired(&dir, MANIFEST)).await.succeeded());
-    let graph = desired(
-        &dir,
-        &MANIFEST.replace("description: First", "description: Second"),
-    );
+    let graph = desired(&dir, &MANIFEST.replace("description: First", "description: Second"));
     let plan = plan_for(&cloud, &graph).await;
     assert_eq!(plan.summary().update, 12, "{plan:#?}");
-    assert_eq!(
-        plan.summary().create + plan.summary().replace + plan.summary().delete,
-        0
-    );
+    assert_eq!(plan.summary().create + plan.summary().replace + plan.summary().delete, 0);
     assert!(run(&cloud, &graph).await.succeeded());
     for region in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
-        assert!(
-            cloud
-                .images(region)
-                .iter()
-                .all(|i| i.description.as_deref() == Some("Second"))
-        );
+        assert!(cloud.images(region).iter().all(|i| i.description.as_deref() == Some("Second")));
     }
     assert!(!plan_for(&cloud, &graph).await.has_changes());
 }
@@ -161,23 +128,11 @@ async fn a_failing_region_does_not_stop_the_others_and_a_rerun_finishes_the_job(
     cloud.fail("CopyImage", "ap-southeast-2", "InternalError");
     let report = run(&cloud, &graph).await;
     assert!(!report.succeeded());
-    let failed: Vec<_> = report
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.outcome, Outcome::Failed(_)))
-        .collect();
+    let failed: Vec<_> = report.nodes.iter().filter(|n| matches!(n.outcome, Outcome::Failed(_))).collect();
     assert_eq!(failed.len(), 4);
     assert!(failed.iter().all(|n| n.region == "ap-southeast-2"));
-    let created = report
-        .nodes
-        .iter()
-        .filter(|n| n.outcome == Outcome::Created)
-        .count();
-    assert_eq!(
-        created,
-        2 + 4 + 4,
-        "everything outside the failing region was made"
-    );
+    let created = report.nodes.iter().filter(|n| n.outcome == Outcome::Created).count();
+    assert_eq!(created, 2 + 4 + 4, "everything outside the failing region was made");
 
     cloud.heal();
     let plan = plan_for(&cloud, &graph).await;
@@ -194,17 +149,9 @@ async fn access_denied_fails_fast_and_skips_dependents() {
     cloud.fail("RegisterImage", "us-east-1", "UnauthorizedOperation");
     let report = run(&cloud, &graph).await;
     assert!(!report.succeeded());
-    assert_eq!(
-        cloud.calls("RegisterImage"),
-        4,
-        "one attempt per image, no retries"
-    );
+    assert_eq!(cloud.calls("RegisterImage"), 4, "one attempt per image, no retries");
     assert_eq!(cloud.calls("CopyImage"), 0);
-    let skipped = report
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.outcome, Outcome::Skipped(_)))
-        .count();
+    let skipped = report.nodes.iter().filter(|n| matches!(n.outcome, Outcome::Skipped(_))).count();
     assert_eq!(skipped, 8, "every copy depends on a failed image");
 }
 
@@ -215,17 +162,9 @@ async fn removing_a_region_deletes_only_its_copies_and_their_snapshots() {
     assert!(run(&cloud, &desired(&dir, MANIFEST)).await.succeeded());
     let graph = desired(&dir, &MANIFEST.replace(", ap-southeast-2]", "]"));
     let plan = plan_for(&cloud, &graph).await;
-    let deletes: Vec<_> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .collect();
+    let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
     assert_eq!(deletes.len(), 4, "{plan:#?}");
-    assert!(
-        deletes
-            .iter()
-            .all(|c| c.region == "ap-southeast-2" && c.with_snapshots.len() == 1)
-    );
+    assert!(deletes.iter().all(|c| c.region == "ap-southeast-2" && c.with_snapshots.len() == 1));
     assert_eq!(plan.summary().create, 0);
     assert!(run(&cloud, &graph).await.succeeded());
     assert!(cloud.images("ap-southeast-2").is_empty());
@@ -240,11 +179,7 @@ async fn copies_run_concurrently_but_within_the_per_region_bound() {
         let cloud = FakeCloud::with_copy_latency(std::time::Duration::from_millis(200));
         assert!(run_with(&cloud, &graph, parallelism).await.succeeded());
         for region in ["eu-west-1", "ap-southeast-2"] {
-            assert_eq!(
-                cloud.most_concurrent_copies(region),
-                parallelism,
-                "{region} with --parallelism {parallelism}"
-            );
+            assert_eq!(cloud.most_concurrent_copies(region), parallelism, "{region} with --parallelism {parallelism}");
         }
     }
 }
@@ -255,30 +190,10 @@ async fn the_report_names_every_node_including_unchanged_ones() {
     let graph = desired(&dir, MANIFEST);
     let cloud = FakeCloud::default();
     assert!(run(&cloud, &graph).await.succeeded());
-    let graph = desired(
-        &dir,
-        &MANIFEST.replace("description: First", "description: Again"),
-    );
+    let graph = desired(&dir, &MANIFEST.replace("description: First", "description: Again"));
     let report = run(&cloud, &graph).await;
-    let outcomes: Vec<_> = report
-        .nodes
-        .iter()
-        .map(|n| (n.node.as_str(), n.outcome.clone()))
-        .collect();
+    let outcomes: Vec<_> = report.nodes.iter().map(|n| (n.node.as_str(), n.outcome.clone())).collect();
     assert_eq!(outcomes.len(), 14, "{outcomes:#?}");
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Unchanged)
-            .count(),
-        2,
-        "the snapshots"
-    );
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Updated)
-            .count(),
-        12
-    );
+    assert_eq!(outcomes.iter().filter(|(_, o)| *o == Outcome::Unchanged).count(), 2, "the snapshots");
+    assert_eq!(outcomes.iter().filter(|(_, o)| *o == Outcome::Updated).count(), 12);
 }

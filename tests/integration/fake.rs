@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use amiplan::cloud::{
-    Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload,
-};
+use amiplan::cloud::{Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
 use amiplan::observe::{LiveResource, ResourceKind};
 
 #[derive(Debug, Clone)]
@@ -46,36 +44,20 @@ pub struct FakeCloud {
 
 impl FakeCloud {
     pub fn with_copy_latency(copy_latency: std::time::Duration) -> FakeCloud {
-        FakeCloud {
-            copy_latency,
-            ..FakeCloud::default()
-        }
+        FakeCloud { copy_latency, ..FakeCloud::default() }
     }
 
     pub fn with_lag(lag: u32) -> FakeCloud {
-        FakeCloud {
-            lag,
-            ..FakeCloud::default()
-        }
+        FakeCloud { lag, ..FakeCloud::default() }
     }
 
     /// The most CopyImage calls seen in flight at once in `region`.
     pub fn most_concurrent_copies(&self, region: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .most_copying
-            .get(region)
-            .copied()
-            .unwrap_or(0)
+        self.state.lock().unwrap().most_copying.get(region).copied().unwrap_or(0)
     }
 
     pub fn fail(&self, operation: &'static str, region: &str, code: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .failures
-            .insert((operation, region.to_string()), code.to_string());
+        self.state.lock().unwrap().failures.insert((operation, region.to_string()), code.to_string());
     }
 
     pub fn heal(&self) {
@@ -87,35 +69,19 @@ impl FakeCloud {
     }
 
     pub fn calls(&self, operation: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .calls
-            .iter()
-            .filter(|(_, op)| *op == operation)
-            .count()
+        self.state.lock().unwrap().calls.iter().filter(|(_, op)| *op == operation).count()
     }
 
     pub fn images(&self, region: &str) -> Vec<LiveResource> {
         let state = self.state.lock().unwrap();
-        state
-            .resources
-            .values()
-            .filter(|r| r.region == region && r.kind == ResourceKind::Image)
-            .cloned()
-            .collect()
+        state.resources.values().filter(|r| r.region == region && r.kind == ResourceKind::Image).cloned().collect()
     }
 
     fn call(&self, operation: &'static str, region: &str) -> Result<(), CloudError> {
         let mut state = self.state.lock().unwrap();
         state.calls.push((region.to_string(), operation));
         match state.failures.get(&(operation, region.to_string())) {
-            Some(code) => Err(CloudError::new(
-                operation,
-                region,
-                Some(code.clone()),
-                "injected failure",
-            )),
+            Some(code) => Err(CloudError::new(operation, region, Some(code.clone()), "injected failure")),
             None => Ok(()),
         }
     }
@@ -130,11 +96,7 @@ impl FakeCloud {
     ) -> String {
         let mut state = self.state.lock().unwrap();
         state.next_id += 1;
-        let prefix = if kind == ResourceKind::Image {
-            "ami"
-        } else {
-            "snap"
-        };
+        let prefix = if kind == ResourceKind::Image { "ami" } else { "snap" };
         let id = format!("{prefix}-{:08}", state.next_id);
         let mut snapshot_ids = Vec::new();
         if kind == ResourceKind::Image {
@@ -155,21 +117,14 @@ impl FakeCloud {
             kind,
             id: id.clone(),
             name,
-            state: if kind == ResourceKind::Image {
-                "available"
-            } else {
-                "completed"
-            }
-            .into(),
+            state: if kind == ResourceKind::Image { "available" } else { "completed" }.into(),
             description,
             tags: tags.clone(),
             public: false,
             snapshot_ids,
             created: Some(format!("{:08}", state.next_id)),
         };
-        state
-            .resources
-            .insert((region.to_string(), id.clone()), live);
+        state.resources.insert((region.to_string(), id.clone()), live);
         state.invisible.insert(id.clone(), self.lag);
         state.pending.insert(id.clone(), self.lag);
         state.made.push((region.to_string(), id.clone(), made));
@@ -190,49 +145,20 @@ impl FakeCloud {
             *left -= 1;
             return Err(gone());
         }
-        let still_pending = state
-            .pending
-            .get_mut(id)
-            .filter(|l| **l > 0)
-            .map(|left| *left -= 1)
-            .is_some();
-        let live = state
-            .resources
-            .get(&(region.to_string(), id.to_string()))
-            .ok_or_else(gone)?;
-        let state_name = if still_pending {
-            "pending".to_string()
-        } else {
-            live.state.clone()
-        };
-        Ok(ResourceStatus {
-            state: state_name,
-            reason: None,
-            snapshot_ids: live.snapshot_ids.clone(),
-        })
+        let still_pending = state.pending.get_mut(id).filter(|l| **l > 0).map(|left| *left -= 1).is_some();
+        let live = state.resources.get(&(region.to_string(), id.to_string())).ok_or_else(gone)?;
+        let state_name = if still_pending { "pending".to_string() } else { live.state.clone() };
+        Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids: live.snapshot_ids.clone() })
     }
 
-    fn modify(
-        &self,
-        region: &str,
-        id: &str,
-        change: impl FnOnce(&mut LiveResource),
-    ) -> Result<(), CloudError> {
+    fn modify(&self, region: &str, id: &str, change: impl FnOnce(&mut LiveResource)) -> Result<(), CloudError> {
         let mut state = self.state.lock().unwrap();
-        match state
-            .resources
-            .get_mut(&(region.to_string(), id.to_string()))
-        {
+        match state.resources.get_mut(&(region.to_string(), id.to_string())) {
             Some(live) => {
                 change(live);
                 Ok(())
             }
-            None => Err(CloudError::new(
-                "Modify",
-                region,
-                Some("InvalidID.NotFound".into()),
-                "not found",
-            )),
+            None => Err(CloudError::new("Modify", region, Some("InvalidID.NotFound".into()), "not found")),
         }
     }
 }
@@ -243,16 +169,10 @@ impl Cloud for FakeCloud {
     }
 
     async fn regions(&self, _via: &str) -> Result<Vec<String>, CloudError> {
-        Ok(["us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1"]
-            .map(String::from)
-            .to_vec())
+        Ok(["us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1"].map(String::from).to_vec())
     }
 
-    async fn discover(
-        &self,
-        region: &str,
-        query: &DiscoveryQuery,
-    ) -> Result<Vec<LiveResource>, CloudError> {
+    async fn discover(&self, region: &str, query: &DiscoveryQuery) -> Result<Vec<LiveResource>, CloudError> {
         self.call("Discover", region)?;
         let state = self.state.lock().unwrap();
         Ok(state
@@ -260,33 +180,18 @@ impl Cloud for FakeCloud {
             .values()
             .filter(|r| r.region == region)
             .filter(|r| {
-                let by_stack = r
-                    .tags
-                    .get("amiplan:stack")
-                    .is_some_and(|s| query.stacks.contains(s));
-                let by_name = r.kind == ResourceKind::Image
-                    && r.name
-                        .as_ref()
-                        .is_some_and(|n| query.image_names.contains(n));
+                let by_stack = r.tags.get("amiplan:stack").is_some_and(|s| query.stacks.contains(s));
+                let by_name =
+                    r.kind == ResourceKind::Image && r.name.as_ref().is_some_and(|n| query.image_names.contains(n));
                 by_stack || by_name
             })
             .cloned()
             .collect())
     }
 
-    async fn upload_snapshot(
-        &self,
-        region: &str,
-        upload: &SnapshotUpload,
-    ) -> Result<String, CloudError> {
+    async fn upload_snapshot(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
         self.call("UploadSnapshot", region)?;
-        Ok(self.create(
-            region,
-            ResourceKind::Snapshot,
-            None,
-            &upload.tags,
-            Made::Uploaded(upload.clone()),
-        ))
+        Ok(self.create(region, ResourceKind::Snapshot, None, &upload.tags, Made::Uploaded(upload.clone())))
     }
 
     async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
@@ -295,25 +200,13 @@ impl Cloud for FakeCloud {
 
     async fn delete_snapshot(&self, region: &str, id: &str) -> Result<(), CloudError> {
         self.call("DeleteSnapshot", region)?;
-        self.state
-            .lock()
-            .unwrap()
-            .resources
-            .remove(&(region.to_string(), id.to_string()));
+        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
         Ok(())
     }
 
-    async fn register_image(
-        &self,
-        region: &str,
-        image: &ImageRegistration,
-    ) -> Result<String, CloudError> {
+    async fn register_image(&self, region: &str, image: &ImageRegistration) -> Result<String, CloudError> {
         self.call("RegisterImage", region)?;
-        if self
-            .images(region)
-            .iter()
-            .any(|i| i.name.as_deref() == Some(&image.name))
-        {
+        if self.images(region).iter().any(|i| i.name.as_deref() == Some(&image.name)) {
             return Err(CloudError::new(
                 "RegisterImage",
                 region,
@@ -342,81 +235,37 @@ impl Cloud for FakeCloud {
         }
         tokio::time::sleep(self.copy_latency).await;
         *self.state.lock().unwrap().copying.get_mut(region).unwrap() -= 1;
-        if self
-            .images(region)
-            .iter()
-            .any(|i| i.name.as_deref() == Some(&copy.name))
-        {
-            return Err(CloudError::new(
-                "CopyImage",
-                region,
-                Some("InvalidAMIName.Duplicate".into()),
-                "name in use",
-            ));
+        if self.images(region).iter().any(|i| i.name.as_deref() == Some(&copy.name)) {
+            return Err(CloudError::new("CopyImage", region, Some("InvalidAMIName.Duplicate".into()), "name in use"));
         }
-        Ok(self.create(
-            region,
-            ResourceKind::Image,
-            Some(copy.name.clone()),
-            &copy.tags,
-            Made::Copied(copy.clone()),
-        ))
+        Ok(self.create(region, ResourceKind::Image, Some(copy.name.clone()), &copy.tags, Made::Copied(copy.clone())))
     }
 
     async fn image_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
         self.status("DescribeImages", region, id, "InvalidAMIID.NotFound")
     }
 
-    async fn find_image_by_name(
-        &self,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<String>, CloudError> {
-        Ok(self
-            .images(region)
-            .into_iter()
-            .find(|i| i.name.as_deref() == Some(name))
-            .map(|i| i.id))
+    async fn find_image_by_name(&self, region: &str, name: &str) -> Result<Option<String>, CloudError> {
+        Ok(self.images(region).into_iter().find(|i| i.name.as_deref() == Some(name)).map(|i| i.id))
     }
 
-    async fn set_image_description(
-        &self,
-        region: &str,
-        id: &str,
-        description: &str,
-    ) -> Result<(), CloudError> {
+    async fn set_image_description(&self, region: &str, id: &str, description: &str) -> Result<(), CloudError> {
         self.call("ModifyImageAttribute", region)?;
-        self.modify(region, id, |live| {
-            live.description = Some(description.to_string())
-        })
+        self.modify(region, id, |live| live.description = Some(description.to_string()))
     }
 
-    async fn set_image_public(
-        &self,
-        region: &str,
-        id: &str,
-        public: bool,
-    ) -> Result<(), CloudError> {
+    async fn set_image_public(&self, region: &str, id: &str, public: bool) -> Result<(), CloudError> {
         self.call("ModifyImageAttribute", region)?;
         self.modify(region, id, |live| live.public = public)
     }
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
         self.call("DeregisterImage", region)?;
-        self.state
-            .lock()
-            .unwrap()
-            .resources
-            .remove(&(region.to_string(), id.to_string()));
+        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
         Ok(())
     }
 
-    async fn set_tags(
-        &self,
-        region: &str,
-        ids: &[String],
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), CloudError> {
+    async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
         self.call("CreateTags", region)?;
         for id in ids {
             // The fake does not track the snapshots behind copies: tagging them changes nothing.
@@ -425,17 +274,10 @@ impl Cloud for FakeCloud {
         Ok(())
     }
 
-    async fn remove_tags(
-        &self,
-        region: &str,
-        ids: &[String],
-        keys: &[String],
-    ) -> Result<(), CloudError> {
+    async fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> Result<(), CloudError> {
         self.call("DeleteTags", region)?;
         for id in ids {
-            self.modify(region, id, |live| {
-                live.tags.retain(|k, _| !keys.contains(k))
-            })?;
+            self.modify(region, id, |live| live.tags.retain(|k, _| !keys.contains(k)))?;
         }
         Ok(())
     }
@@ -458,11 +300,7 @@ impl Cloud for FakeCloud {
 
     async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {
         self.call("DeleteKeyPair", region)?;
-        self.state
-            .lock()
-            .unwrap()
-            .locks
-            .remove(&(region.to_string(), name.to_string()));
+        self.state.lock().unwrap().locks.remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
 }

@@ -9,17 +9,12 @@ use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
 fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// One variant in two regions: the smallest stack with every kind of node.
 fn small_manifest(stack: &str) -> String {
-    manifest(stack)
-        .replace("[gp3, standard]", "[gp3]")
-        .replace(", ap-southeast-2]", "]")
+    manifest(stack).replace("[gp3, standard]", "[gp3]").replace(", ap-southeast-2]", "]")
 }
 
 fn stack_dir(name: &str, text: &str, seed: u64) -> std::path::PathBuf {
@@ -36,19 +31,9 @@ async fn assert_converged(moto: &Moto, stack: &str, names: &[&str], regions: &[&
         let mut behind_images = Vec::new();
         for name in names {
             let images = moto.images_named(region, name).await;
-            assert_eq!(
-                images.len(),
-                1,
-                "{stack}: {name} in {region}: {} AMIs",
-                images.len()
-            );
+            assert_eq!(images.len(), 1, "{stack}: {name} in {region}: {} AMIs", images.len());
             for mapping in images[0].block_device_mappings() {
-                behind_images.extend(
-                    mapping
-                        .ebs()
-                        .and_then(|e| e.snapshot_id())
-                        .map(str::to_string),
-                );
+                behind_images.extend(mapping.ebs().and_then(|e| e.snapshot_id()).map(str::to_string));
             }
         }
         for snapshot in moto.stack_snapshots(region, stack).await {
@@ -65,14 +50,8 @@ async fn assert_converged(moto: &Moto, stack: &str, names: &[&str], regions: &[&
 
 async fn assert_gone(moto: &Moto, stack: &str, regions: &[&str]) {
     for region in regions {
-        assert!(
-            moto.stack_images(region, stack).await.is_empty(),
-            "{stack}: AMIs left in {region}"
-        );
-        assert!(
-            moto.stack_snapshots(region, stack).await.is_empty(),
-            "{stack}: snapshots left in {region}"
-        );
+        assert!(moto.stack_images(region, stack).await.is_empty(), "{stack}: AMIs left in {region}");
+        assert!(moto.stack_snapshots(region, stack).await.is_empty(), "{stack}: snapshots left in {region}");
     }
 }
 
@@ -81,57 +60,28 @@ async fn plan_is_read_only_and_discovery_is_one_call_per_kind_per_region() {
     let moto = Moto::start();
     let small = stack_dir("batched-small", &manifest("few"), 11);
     let large_text = manifest("many")
-        .replace(
-            "[gp3, standard]",
-            "[gp3, gp2, standard]\n  encrypted: [false, true]",
-        )
+        .replace("[gp3, standard]", "[gp3, gp2, standard]\n  encrypted: [false, true]")
         .replace("{volume_type}", "{volume_type}-{encryption}");
     let large = stack_dir("batched-large", &large_text, 12);
     for dir in [&small, &large] {
-        expect_code(
-            &moto.amiplan(dir, &["apply", "stack.yaml", "--auto-approve"]),
-            0,
-        );
+        expect_code(&moto.amiplan(dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     }
     let mut per_region = Vec::new();
     for dir in [&small, &large] {
         let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1).await;
-        let plan = amiplan_async(
-            &proxy.endpoint,
-            dir,
-            &["plan", "stack.yaml", "--regions", "manifest"],
-        )
-        .await;
+        let plan = amiplan_async(&proxy.endpoint, dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
         expect_code(&plan, 0);
         let calls = proxy.calls();
-        let mutating: Vec<_> = calls
-            .iter()
-            .filter(|c| c.is_mutating())
-            .map(|c| &c.operation)
-            .collect();
-        assert!(
-            mutating.is_empty(),
-            "plan made mutating calls: {mutating:?}"
-        );
+        let mutating: Vec<_> = calls.iter().filter(|c| c.is_mutating()).map(|c| &c.operation).collect();
+        assert!(mutating.is_empty(), "plan made mutating calls: {mutating:?}");
         let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
         for call in calls.iter().filter(|c| c.service == "ec2") {
-            *counts
-                .entry((call.region.clone(), call.operation.clone()))
-                .or_default() += 1;
+            *counts.entry((call.region.clone(), call.operation.clone())).or_default() += 1;
         }
         for region in REGIONS {
-            let count = |op: &str| {
-                counts
-                    .get(&(region.to_string(), op.to_string()))
-                    .copied()
-                    .unwrap_or(0)
-            };
+            let count = |op: &str| counts.get(&(region.to_string(), op.to_string())).copied().unwrap_or(0);
             // One by the stack tag, one by the desired names (AMIs adopted after a crash).
-            assert_eq!(
-                (count("DescribeImages"), count("DescribeSnapshots")),
-                (2, 1),
-                "{region}: {counts:?}"
-            );
+            assert_eq!((count("DescribeImages"), count("DescribeSnapshots")), (2, 1), "{region}: {counts:?}");
         }
         per_region.push(counts);
     }
@@ -142,15 +92,7 @@ async fn plan_is_read_only_and_discovery_is_one_call_per_kind_per_region() {
 
     // The same holds for a plan that also scans every other enabled region, and for --destroy.
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 2).await;
-    expect_code(
-        &amiplan_async(
-            &proxy.endpoint,
-            &large,
-            &["plan", "stack.yaml", "--destroy"],
-        )
-        .await,
-        0,
-    );
+    expect_code(&amiplan_async(&proxy.endpoint, &large, &["plan", "stack.yaml", "--destroy"]).await, 0);
     assert!(proxy.calls().iter().all(|c| !c.is_mutating()));
 }
 
@@ -162,44 +104,22 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
         throttle: 0.20,
         server_error: 0.05,
         drop: 0.02,
-        latency: Duration::ZERO,
         not_found_for: Duration::from_secs(1),
         pending_for: Duration::from_secs(2),
+        ..Faults::default()
     };
     let mut totals = crate::proxy::Injected::default();
     for seed in 0..runs {
         let stack = format!("soak{seed}");
         let dir = stack_dir(&format!("soak-{seed}"), &manifest(&stack), seed);
         let proxy = Proxy::start(&moto.endpoint, faults.clone(), seed).await;
-        let apply = amiplan_async(
-            &proxy.endpoint,
-            &dir,
-            &["apply", "stack.yaml", "--auto-approve"],
-        )
-        .await;
-        assert_eq!(
-            apply.status.code(),
-            Some(0),
-            "seed {seed}: apply failed\n{}\n{}",
-            stdout(&apply),
-            stderr(&apply)
-        );
-        let names = [
-            format!("{stack}-x86_64-gp3"),
-            format!("{stack}-x86_64-standard"),
-        ];
+        let apply = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
+        assert_eq!(apply.status.code(), Some(0), "seed {seed}: apply failed\n{}\n{}", stdout(&apply), stderr(&apply));
+        let names = [format!("{stack}-x86_64-gp3"), format!("{stack}-x86_64-standard")];
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         assert_converged(&moto, &stack, &names, &REGIONS).await;
-        expect_code(
-            &moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]),
-            0,
-        );
-        let destroy = amiplan_async(
-            &proxy.endpoint,
-            &dir,
-            &["destroy", "stack.yaml", "--auto-approve"],
-        )
-        .await;
+        expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
+        let destroy = amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve"]).await;
         assert_eq!(
             destroy.status.code(),
             Some(0),
@@ -214,14 +134,8 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
         totals.not_found += injected.not_found;
         totals.pending += injected.pending;
     }
-    assert!(
-        totals.throttled > 0 && totals.server_errors > 0,
-        "{totals:?}"
-    );
-    assert!(
-        totals.not_found > 0 && totals.pending > 0,
-        "the consistency windows were never hit: {totals:?}"
-    );
+    assert!(totals.throttled > 0 && totals.server_errors > 0, "{totals:?}");
+    assert!(totals.not_found > 0 && totals.pending > 0, "the consistency windows were never hit: {totals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,20 +144,9 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
     // A clean apply through the proxy counts the mutating calls a full apply makes.
     let probe = stack_dir("crash-probe", &small_manifest("probe"), 20);
     let proxy = Proxy::start(&moto.endpoint, Faults::default(), 0).await;
-    expect_code(
-        &amiplan_async(
-            &proxy.endpoint,
-            &probe,
-            &["apply", "stack.yaml", "--auto-approve"],
-        )
-        .await,
-        0,
-    );
+    expect_code(&amiplan_async(&proxy.endpoint, &probe, &["apply", "stack.yaml", "--auto-approve"]).await, 0);
     let total = proxy.calls().iter().filter(|c| c.is_mutating()).count();
-    assert!(
-        total >= 8,
-        "a full apply makes at least 8 mutating calls, saw {total}"
-    );
+    assert!(total >= 8, "a full apply makes at least 8 mutating calls, saw {total}");
     let stride = env_count("AMIPLAN_CRASH_STRIDE", 1).max(1) as usize;
 
     for k in (1..=total).step_by(stride) {
@@ -266,20 +169,14 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
             status = child.wait() => panic!("k={k}: apply ended ({status:?}) before its mutating call {k}"),
         }
         let calls = proxy.calls();
-        let killed_at = calls
-            .iter()
-            .filter(|c| c.is_mutating())
-            .nth(k - 1)
-            .map(|c| c.operation.clone())
-            .unwrap();
+        let killed_at = calls.iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap();
 
         if k == 1 {
             // The lock is the first mutating call: a killed run leaves it, and it names its holder.
             let blocked = moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]);
             expect_code(&blocked, 1);
             assert!(
-                stderr(&blocked).contains("is locked by")
-                    && stderr(&blocked).contains("amiplan unlock"),
+                stderr(&blocked).contains("is locked by") && stderr(&blocked).contains("amiplan unlock"),
                 "{}",
                 stderr(&blocked)
             );
@@ -295,14 +192,8 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
         );
         let name = format!("{stack}-x86_64-gp3");
         assert_converged(&moto, &stack, &[&name], &["us-east-1", "eu-west-1"]).await;
-        expect_code(
-            &moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]),
-            0,
-        );
-        expect_code(
-            &moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]),
-            0,
-        );
+        expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
+        expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
         assert_gone(&moto, &stack, &["us-east-1", "eu-west-1"]).await;
     }
 }
@@ -313,10 +204,7 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
     for signal in ["INT", "TERM"] {
         let stack = format!("sig{}", signal.to_lowercase());
         let dir = stack_dir(&format!("signal-{signal}"), &manifest(&stack), 30);
-        let slow = Faults {
-            latency: Duration::from_millis(150),
-            ..Faults::default()
-        };
+        let slow = Faults { latency: Duration::from_millis(150), ..Faults::default() };
         let proxy = Proxy::start(&moto.endpoint, slow, 3).await;
         let child = tokio::process::Command::from(amiplan_command(
             &proxy.endpoint,
@@ -330,46 +218,19 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
         while !proxy.calls().iter().any(|c| c.operation == "StartSnapshot") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .unwrap();
+        std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
         let output = child.wait_with_output().await.unwrap();
         expect_code(&output, 130);
-        assert!(
-            stderr(&output).contains("finishing work in flight"),
-            "{}",
-            stderr(&output)
-        );
-        assert!(
-            stdout(&output).contains("run apply again to resume"),
-            "{}",
-            stdout(&output)
-        );
-        assert!(
-            stdout(&output).contains("created snapshot/"),
-            "the upload in flight finished: {}",
-            stdout(&output)
-        );
-        assert!(
-            !proxy.calls().iter().any(|c| c.operation == "CopyImage"),
-            "no new work after the signal"
-        );
+        assert!(stderr(&output).contains("finishing work in flight"), "{}", stderr(&output));
+        assert!(stdout(&output).contains("run apply again to resume"), "{}", stdout(&output));
+        assert!(stdout(&output).contains("created snapshot/"), "the upload in flight finished: {}", stdout(&output));
+        assert!(!proxy.calls().iter().any(|c| c.operation == "CopyImage"), "no new work after the signal");
 
         // The interrupted run released its lock; a plain re-run finishes the job.
-        expect_code(
-            &moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]),
-            0,
-        );
-        let names = [
-            format!("{stack}-x86_64-gp3"),
-            format!("{stack}-x86_64-standard"),
-        ];
+        expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
+        let names = [format!("{stack}-x86_64-gp3"), format!("{stack}-x86_64-standard")];
         assert_converged(&moto, &stack, &[&names[0], &names[1]], &REGIONS).await;
-        expect_code(
-            &moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]),
-            0,
-        );
+        expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
     }
 }
 
@@ -377,10 +238,7 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
 async fn concurrent_runs_on_one_stack_are_serialised_by_the_lock() {
     let moto = Moto::start();
     let dir = stack_dir("locking", &manifest("lck"), 40);
-    let slow = Faults {
-        latency: Duration::from_millis(100),
-        ..Faults::default()
-    };
+    let slow = Faults { latency: Duration::from_millis(100), ..Faults::default() };
     let proxy = Proxy::start(&moto.endpoint, slow, 4).await;
     let first = tokio::process::Command::from(amiplan_command(
         &proxy.endpoint,
@@ -393,47 +251,19 @@ async fn concurrent_runs_on_one_stack_are_serialised_by_the_lock() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A second run fails fast, naming the holder.
-    let second = amiplan_async(
-        &moto.endpoint,
-        &dir,
-        &["apply", "stack.yaml", "--auto-approve"],
-    )
-    .await;
+    let second = amiplan_async(&moto.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
     expect_code(&second, 1);
     let err = stderr(&second);
-    assert!(
-        err.contains("stack `lck` is locked by")
-            && err.contains(&format!("pid {}", first.id().unwrap())),
-        "{err}"
-    );
+    assert!(err.contains("stack `lck` is locked by") && err.contains(&format!("pid {}", first.id().unwrap())), "{err}");
     // A third waits for it, then finds nothing left to do.
-    let third = amiplan_async(
-        &moto.endpoint,
-        &dir,
-        &[
-            "apply",
-            "stack.yaml",
-            "--auto-approve",
-            "--lock-timeout",
-            "5m",
-        ],
-    );
+    let third = amiplan_async(&moto.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve", "--lock-timeout", "5m"]);
     let (first, third) = tokio::join!(first.wait_with_output(), third);
     expect_code(&first.unwrap(), 0);
     expect_code(&third, 0);
     assert!(stdout(&third).contains("No changes."), "{}", stdout(&third));
-    let pairs = moto
-        .ec2("us-east-1")
-        .await
-        .describe_key_pairs()
-        .send()
-        .await
-        .unwrap();
+    let pairs = moto.ec2("us-east-1").await.describe_key_pairs().send().await.unwrap();
     assert!(
-        pairs
-            .key_pairs()
-            .iter()
-            .all(|k| !k.key_name().unwrap_or("").starts_with("amiplan-lock-")),
+        pairs.key_pairs().iter().all(|k| !k.key_name().unwrap_or("").starts_with("amiplan-lock-")),
         "locks left behind"
     );
 }
@@ -446,41 +276,19 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
     let dir = stack_dir("secrets", &manifest("sec"), 50);
     let run = |endpoint: &str, args: &[&str], rust_log: Option<&str>| {
         let mut command = amiplan_command(endpoint, &dir, args);
-        command
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_SESSION_TOKEN", TOKEN);
+        command.env("AWS_SECRET_ACCESS_KEY", SECRET).env("AWS_SESSION_TOKEN", TOKEN);
         if let Some(filter) = rust_log {
             command.env("RUST_LOG", filter);
         }
         command.output().unwrap()
     };
     let outputs = [
-        run(
-            &moto.endpoint,
-            &["plan", "stack.yaml", "-vv", "--json", "--out", "plan.json"],
-            None,
-        ),
-        run(
-            &moto.endpoint,
-            &["apply", "--plan", "plan.json", "--auto-approve", "-vv"],
-            Some("trace"),
-        ),
-        run(
-            &moto.endpoint,
-            &["output", "stack.yaml", "--json", "-vv"],
-            None,
-        ),
-        run(
-            &moto.endpoint,
-            &["destroy", "stack.yaml", "--auto-approve", "-vv", "--json"],
-            Some("debug"),
-        ),
+        run(&moto.endpoint, &["plan", "stack.yaml", "-vv", "--json", "--out", "plan.json"], None),
+        run(&moto.endpoint, &["apply", "--plan", "plan.json", "--auto-approve", "-vv"], Some("trace")),
+        run(&moto.endpoint, &["output", "stack.yaml", "--json", "-vv"], None),
+        run(&moto.endpoint, &["destroy", "stack.yaml", "--auto-approve", "-vv", "--json"], Some("debug")),
         // An error path: nothing listens there.
-        run(
-            "http://127.0.0.1:9",
-            &["plan", "stack.yaml", "-vv"],
-            Some("trace"),
-        ),
+        run("http://127.0.0.1:9", &["plan", "stack.yaml", "-vv"], Some("trace")),
     ];
     let mut everything = std::fs::read_to_string(dir.join("plan.json")).unwrap();
     for output in &outputs {
@@ -489,10 +297,7 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
     }
     assert_eq!(outputs[1].status.code(), Some(0), "{}", stderr(&outputs[1]));
     assert_eq!(outputs[4].status.code(), Some(1));
-    assert!(
-        everything.len() > 10_000,
-        "the runs were verbose enough to mean something"
-    );
+    assert!(everything.len() > 10_000, "the runs were verbose enough to mean something");
     assert!(!everything.contains(SECRET), "the secret key leaked");
     assert!(!everything.contains(TOKEN), "the session token leaked");
 }

@@ -29,11 +29,7 @@ fn corpus_dir() -> (std::path::PathBuf, Vec<String>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_hostile_manifest_is_refused_precisely_without_touching_aws() {
     let (dir, names) = corpus_dir();
-    assert!(
-        names.len() >= 40,
-        "the corpus has {} manifests",
-        names.len()
-    );
+    assert!(names.len() >= 40, "the corpus has {} manifests", names.len());
     // The proxy records any call; nothing listens behind it.
     let proxy = Proxy::start("http://127.0.0.1:9", Faults::default(), 0).await;
     for name in &names {
@@ -46,16 +42,9 @@ async fn every_hostile_manifest_is_refused_precisely_without_touching_aws() {
         let output = amiplan_async(&proxy.endpoint, &dir, &["plan", name]).await;
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{name}: {err}");
-        assert!(
-            err.contains(&format!("{name}:{expected}")),
-            "{name}: expected `{name}:{expected}` in\n{err}"
-        );
+        assert!(err.contains(&format!("{name}:{expected}")), "{name}: expected `{name}:{expected}` in\n{err}");
     }
-    assert!(
-        proxy.calls().is_empty(),
-        "hostile manifests reached AWS: {:?}",
-        proxy.calls()
-    );
+    assert!(proxy.calls().is_empty(), "hostile manifests reached AWS: {:?}", proxy.calls());
 }
 
 #[test]
@@ -67,8 +56,7 @@ fn a_symbolic_link_out_of_the_manifest_directory_is_refused() {
     let output = amiplan_at("http://127.0.0.1:9", &dir, &["validate", "m.yaml"]);
     expect_code(&output, 1);
     assert!(
-        stderr(&output)
-            .contains("m.yaml:2:17: source.file `disk.raw` leads outside the manifest's directory"),
+        stderr(&output).contains("m.yaml:2:17: source.file `disk.raw` leads outside the manifest's directory"),
         "{}",
         stderr(&output)
     );
@@ -127,13 +115,8 @@ fn mangled() -> impl Strategy<Value = String> {
         "? ",
     ]);
     (0..VALID.len(), 0..8usize, pieces).prop_map(|(at, cut, piece)| {
-        let at = (0..=at)
-            .rev()
-            .find(|i| VALID.is_char_boundary(*i))
-            .unwrap_or(0);
-        let end = (at + cut..=VALID.len())
-            .find(|i| VALID.is_char_boundary(*i))
-            .unwrap_or(VALID.len());
+        let at = (0..=at).rev().find(|i| VALID.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + cut..=VALID.len()).find(|i| VALID.is_char_boundary(*i)).unwrap_or(VALID.len());
         format!("{}{}{}", &VALID[..at], piece, &VALID[end..])
     })
 }

@@ -37,64 +37,29 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     let validate = moto.amiplan(&dir, &["validate", "stack.yaml"]);
     expect_code(&validate, 0);
 
-    let plan = moto.amiplan(
-        &dir,
-        &[
-            "plan",
-            "stack.yaml",
-            "--detailed-exitcode",
-            "--out",
-            "saved.json",
-        ],
-    );
+    let plan = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode", "--out", "saved.json"]);
     expect_code(&plan, 2);
-    assert!(
-        stdout(&plan).contains("Plan: 7 to create"),
-        "{}",
-        stdout(&plan)
-    );
-    assert!(
-        stdout(&plan).contains("+ image/life-x86_64-gp3@eu-west-1 create"),
-        "{}",
-        stdout(&plan)
-    );
-    assert!(
-        moto.stack_images("us-east-1", "life").await.is_empty(),
-        "plan must not create anything"
-    );
+    assert!(stdout(&plan).contains("Plan: 7 to create"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("+ image/life-x86_64-gp3@eu-west-1 create"), "{}", stdout(&plan));
+    assert!(moto.stack_images("us-east-1", "life").await.is_empty(), "plan must not create anything");
 
     let apply = moto.amiplan(&dir, &["apply", "--plan", "saved.json", "--auto-approve"]);
     expect_code(&apply, 0);
-    assert!(
-        stdout(&apply).contains("Done: 7 created."),
-        "{}",
-        stdout(&apply)
-    );
+    assert!(stdout(&apply).contains("Done: 7 created."), "{}", stdout(&apply));
 
     // Every variant in every region, with the declared attributes and the ownership tags.
     for region in REGIONS {
         let images = moto.stack_images(region, "life").await;
         let names: BTreeSet<_> = images.iter().filter_map(|i| i.name()).collect();
-        assert_eq!(
-            names,
-            BTreeSet::from(["life-x86_64-gp3", "life-x86_64-standard"]),
-            "{region}"
-        );
+        assert_eq!(names, BTreeSet::from(["life-x86_64-gp3", "life-x86_64-standard"]), "{region}");
         for image in &images {
             let name = image.name().unwrap();
             // moto keeps only the name and description of RegisterImage; the other attributes
             // are checked on the call itself by the fake-cloud tests (executor.rs).
             assert_eq!(image.description(), Some("Integration test image"));
             assert_eq!(image.state().map(|s| s.as_str()), Some("available"));
-            assert_eq!(
-                image.public(),
-                Some(false),
-                "nothing is public unless the manifest says so"
-            );
-            assert_eq!(
-                tag(image.tags(), "amiplan:node"),
-                Some(format!("image/{name}@{region}").as_str())
-            );
+            assert_eq!(image.public(), Some(false), "nothing is public unless the manifest says so");
+            assert_eq!(tag(image.tags(), "amiplan:node"), Some(format!("image/{name}@{region}").as_str()));
             assert_eq!(tag(image.tags(), "distro"), Some("test"));
             assert_eq!(tag(image.tags(), "Name"), Some(name));
             assert!(tag(image.tags(), "amiplan:spec").is_some());
@@ -103,23 +68,13 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
 
     // The uploaded snapshot holds the image byte for byte, read back through the EBS direct API.
     let snapshots = moto.stack_snapshots("us-east-1", "life").await;
-    let uploaded: Vec<_> = snapshots
-        .iter()
-        .filter(|s| tag(s.tags(), "amiplan:node") == Some("snapshot/life-root@us-east-1"))
-        .collect();
+    let uploaded: Vec<_> =
+        snapshots.iter().filter(|s| tag(s.tags(), "amiplan:node") == Some("snapshot/life-root@us-east-1")).collect();
     assert_eq!(uploaded.len(), 1);
     let digest = tag(uploaded[0].tags(), "amiplan:source").unwrap();
-    assert_eq!(
-        digest,
-        amiplan::source::inspect(&dir.join("disk.raw"), None)
-            .unwrap()
-            .sha256
-    );
+    assert_eq!(digest, amiplan::source::inspect(&dir.join("disk.raw"), None).unwrap().sha256);
     let read_back = read_snapshot(&moto, uploaded[0].snapshot_id().unwrap(), image.len()).await;
-    assert!(
-        read_back == image,
-        "snapshot content differs from the source image"
-    );
+    assert!(read_back == image, "snapshot content differs from the source image");
 
     // Converged: a second plan has nothing to do.
     let again = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
@@ -145,45 +100,20 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     let destroy = moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]);
     expect_code(&destroy, 0);
     for region in REGIONS {
-        assert!(
-            moto.stack_images(region, "life").await.is_empty(),
-            "AMIs left in {region}"
-        );
-        assert!(
-            moto.stack_snapshots(region, "life").await.is_empty(),
-            "snapshots left in {region}"
-        );
+        assert!(moto.stack_images(region, "life").await.is_empty(), "AMIs left in {region}");
+        assert!(moto.stack_snapshots(region, "life").await.is_empty(), "snapshots left in {region}");
     }
-    let survivor = moto
-        .ec2("us-east-1")
-        .await
-        .describe_images()
-        .image_ids(&bystander)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        survivor.images().len(),
-        1,
-        "destroy touched an AMI it does not own"
-    );
+    let survivor = moto.ec2("us-east-1").await.describe_images().image_ids(&bystander).send().await.unwrap();
+    assert_eq!(survivor.images().len(), 1, "destroy touched an AMI it does not own");
 
-    let after = moto.amiplan(
-        &dir,
-        &["plan", "stack.yaml", "--destroy", "--detailed-exitcode"],
-    );
+    let after = moto.amiplan(&dir, &["plan", "stack.yaml", "--destroy", "--detailed-exitcode"]);
     expect_code(&after, 0);
 }
 
 /// Reassembles the first `len` bytes of a snapshot from its blocks (absent blocks read as zeros).
 pub async fn read_snapshot(moto: &Moto, snapshot_id: &str, len: usize) -> Vec<u8> {
     let ebs = moto.ebs("us-east-1").await;
-    let listing = ebs
-        .list_snapshot_blocks()
-        .snapshot_id(snapshot_id)
-        .send()
-        .await
-        .unwrap();
+    let listing = ebs.list_snapshot_blocks().snapshot_id(snapshot_id).send().await.unwrap();
     let mut data = vec![0u8; len.div_ceil(BLOCK) * BLOCK];
     for block in listing.blocks() {
         let index = block.block_index().unwrap() as usize;
@@ -205,26 +135,11 @@ pub async fn read_snapshot(moto: &Moto, snapshot_id: &str, len: usize) -> Vec<u8
 /// Registers an untagged AMI with an unrelated name, as another tool would.
 pub async fn register_bystander(moto: &Moto, region: &str) -> String {
     let ec2 = moto.ec2(region).await;
-    let volume = ec2
-        .create_volume()
-        .availability_zone(format!("{region}a"))
-        .size(1)
-        .send()
-        .await
-        .unwrap();
-    let snapshot = ec2
-        .create_snapshot()
-        .volume_id(volume.volume_id().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let volume = ec2.create_volume().availability_zone(format!("{region}a")).size(1).send().await.unwrap();
+    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
     let mapping = BlockDeviceMapping::builder()
         .device_name("/dev/xvda")
-        .ebs(
-            EbsBlockDevice::builder()
-                .snapshot_id(snapshot.snapshot_id().unwrap())
-                .build(),
-        )
+        .ebs(EbsBlockDevice::builder().snapshot_id(snapshot.snapshot_id().unwrap()).build())
         .build();
     let image = ec2
         .register_image()

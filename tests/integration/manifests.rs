@@ -32,35 +32,21 @@ fn problems(case: &str, text: &str) -> (std::process::Output, String) {
 #[test]
 fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
     let cases: &[(&str, String, &str)] = &[
-        (
-            "unknown-region",
-            VALID.replace("eu-west-1]", "mars-west-1]"),
-            "m.yaml:9:22: unknown region `mars-west-1`",
-        ),
+        ("unknown-region", VALID.replace("eu-west-1]", "mars-west-1]"), "m.yaml:9:22: unknown region `mars-west-1`"),
         (
             "name-collision",
             VALID.replace("ok-{volume_type}", "ok-fixed"),
             "m.yaml:5:9: 2 variants expand to the AMI name `ok-fixed`",
         ),
-        (
-            "placeholder",
-            VALID.replace("ok-{volume_type}", "ok-{colour}"),
-            "m.yaml:5:9: unknown placeholder `{colour}`",
-        ),
+        ("placeholder", VALID.replace("ok-{volume_type}", "ok-{colour}"), "m.yaml:5:9: unknown placeholder `{colour}`"),
         (
             "tpm-bios",
-            VALID.replace(
-                "  architecture: x86_64\n",
-                "  architecture: x86_64\n  tpm: true\n",
-            ),
+            VALID.replace("  architecture: x86_64\n", "  architecture: x86_64\n  tpm: true\n"),
             "m.yaml:7:8: tpm needs boot_mode uefi",
         ),
         (
             "paravirtual-kernel",
-            VALID.replace(
-                "  architecture: x86_64\n",
-                "  architecture: x86_64\n  virtualization: paravirtual\n",
-            ),
+            VALID.replace("  architecture: x86_64\n", "  architecture: x86_64\n  virtualization: paravirtual\n"),
             "m.yaml:7:19: paravirtual needs image.kernel_id",
         ),
         (
@@ -71,38 +57,20 @@ fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
             ),
             "m.yaml:11:20: encrypted AMIs cannot be made public",
         ),
-        (
-            "missing-file",
-            VALID.replace("file: disk.raw", "file: nowhere.raw"),
-            "m.yaml:2:17: source file",
-        ),
+        ("missing-file", VALID.replace("file: disk.raw", "file: nowhere.raw"), "m.yaml:2:17: source file"),
         (
             "unknown-field",
-            VALID.replace(
-                "  architecture: x86_64\n",
-                "  architecture: x86_64\n  colour: blue\n",
-            ),
+            VALID.replace("  architecture: x86_64\n", "  architecture: x86_64\n  colour: blue\n"),
             "m.yaml:7:3: image: unknown field `colour`",
         ),
-        (
-            "wrong-type",
-            VALID.replace("[gp3, standard]", "gp3"),
-            "m.yaml:8:16: ",
-        ),
-        (
-            "duplicate-key",
-            format!("{VALID}stack: again\n"),
-            "m.yaml:10:1: duplicate key `stack`",
-        ),
+        ("wrong-type", VALID.replace("[gp3, standard]", "gp3"), "m.yaml:8:16: "),
+        ("duplicate-key", format!("{VALID}stack: again\n"), "m.yaml:10:1: duplicate key `stack`"),
         ("bad-yaml", "stack: [unclosed\n".to_string(), "m.yaml:"),
     ];
     for (case, text, expected) in cases {
         let (output, err) = problems(case, text);
         expect_code(&output, 1);
-        assert!(
-            err.contains(expected),
-            "{case}: expected `{expected}` in:\n{err}"
-        );
+        assert!(err.contains(expected), "{case}: expected `{expected}` in:\n{err}");
         assert!(err.contains("nothing was sent to AWS"), "{case}: {err}");
     }
 }
@@ -111,37 +79,25 @@ fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
 fn a_source_that_does_not_match_its_digest_stops_before_aws() {
     let dir = workdir("digest");
     std::fs::write(dir.join("disk.raw"), b"not the published image").unwrap();
-    let text = VALID.replace(
-        "file: disk.raw",
-        &format!("file: disk.raw, sha256: \"{}\"", "ab".repeat(32)),
-    );
+    let text = VALID.replace("file: disk.raw", &format!("file: disk.raw, sha256: \"{}\"", "ab".repeat(32)));
     std::fs::write(dir.join("m.yaml"), text).unwrap();
     let output = amiplan_at(NO_AWS, &dir, &["plan", "m.yaml"]);
     expect_code(&output, 1);
     let err = stderr(&output);
     assert!(err.contains("but the manifest expects abab"), "{err}");
-    assert!(
-        !err.contains("dispatch failure") && !err.contains("reading live state"),
-        "{err}"
-    );
+    assert!(!err.contains("dispatch failure") && !err.contains("reading live state"), "{err}");
 }
 
 #[test]
 fn validate_reports_every_problem_at_once() {
     let dir = workdir("validate-all");
     std::fs::write(dir.join("disk.raw"), b"x").unwrap();
-    let text = VALID
-        .replace("ok-{volume_type}", "ok-{colour}")
-        .replace("eu-west-1]", "nowhere-1]");
+    let text = VALID.replace("ok-{volume_type}", "ok-{colour}").replace("eu-west-1]", "nowhere-1]");
     std::fs::write(dir.join("m.yaml"), text).unwrap();
     let output = amiplan_at(NO_AWS, &dir, &["validate", "m.yaml"]);
     expect_code(&output, 1);
     let err = stderr(&output);
-    assert!(
-        err.contains("m.yaml:5:9: unknown placeholder")
-            && err.contains("m.yaml:9:22: unknown region"),
-        "{err}"
-    );
+    assert!(err.contains("m.yaml:5:9: unknown placeholder") && err.contains("m.yaml:9:22: unknown region"), "{err}");
 }
 
 #[test]
@@ -154,8 +110,7 @@ fn usage_errors_have_their_own_exit_code() {
 #[test]
 fn checked_in_schema_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let checked_in =
-        std::fs::read_to_string(root.join("schema/amiplan.schema.json")).unwrap_or_default();
+    let checked_in = std::fs::read_to_string(root.join("schema/amiplan.schema.json")).unwrap_or_default();
     assert!(
         checked_in == amiplan::manifest::raw::json_schema(),
         "schema/amiplan.schema.json is stale: run `cargo run -- schema > schema/amiplan.schema.json`"
@@ -167,10 +122,7 @@ fn examples_and_shipped_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = workdir("examples");
     // Their images are generated (the quick start makes manifests/images/quickstart.raw).
-    for image in [
-        "examples/images/sample.raw",
-        "manifests/images/quickstart.raw",
-    ] {
+    for image in ["examples/images/sample.raw", "manifests/images/quickstart.raw"] {
         std::fs::create_dir_all(dir.join(image).parent().unwrap()).unwrap();
         std::fs::write(dir.join(image), b"x").unwrap();
     }

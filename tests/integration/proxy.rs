@@ -33,6 +33,9 @@ pub struct Faults {
     pub not_found_for: Duration,
     /// How long a new AMI or snapshot reports `pending` when described by ID.
     pub pending_for: Duration,
+    /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
+    /// which trust the field (coldsnap) can be compared fairly.
+    pub aws_block_size: bool,
 }
 
 /// One call amiplan made.
@@ -42,14 +45,14 @@ pub struct Call {
     pub operation: String,
     pub region: String,
     pub params: Vec<(String, String)>,
+    /// When the proxy received it.
+    pub at: Instant,
 }
 
 impl Call {
     /// Anything but Describe/Get/List changes something.
     pub fn is_mutating(&self) -> bool {
-        !["Describe", "Get", "List"]
-            .iter()
-            .any(|p| self.operation.starts_with(p))
+        !["Describe", "Get", "List"].iter().any(|p| self.operation.starts_with(p))
     }
 }
 
@@ -70,6 +73,9 @@ struct State {
     injected: Injected,
     mutating: usize,
     kill_after: Option<(usize, oneshot::Sender<()>)>,
+    /// Calls in flight now, and the most at once, per (operation, region).
+    in_flight: HashMap<(String, String), usize>,
+    most_in_flight: HashMap<(String, String), usize>,
 }
 
 struct Shared {
@@ -102,13 +108,11 @@ impl Proxy {
             injected: Injected::default(),
             mutating: 0,
             kill_after: None,
+            in_flight: HashMap::new(),
+            most_in_flight: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let shared = Arc::new(Shared {
-            upstream: upstream.to_string(),
-            client,
-            state: Mutex::new(state),
-        });
+        let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
         let server_shared = Arc::clone(&shared);
         let server = tokio::spawn(async move {
             loop {
@@ -118,17 +122,11 @@ impl Proxy {
                 let shared = Arc::clone(&server_shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| handle(Arc::clone(&shared), request));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        Proxy {
-            endpoint,
-            shared,
-            server,
-        }
+        Proxy { endpoint, shared, server }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -137,6 +135,14 @@ impl Proxy {
 
     pub fn injected(&self) -> Injected {
         self.shared.state.lock().unwrap().injected
+    }
+
+    /// The most `operation` calls that were in flight at once in `region` (the fan-out benchmark
+    /// checks the per-region copy limit with it).
+    #[allow(dead_code)]
+    pub fn most_in_flight(&self, operation: &str, region: &str) -> usize {
+        let state = self.shared.state.lock().unwrap();
+        state.most_in_flight.get(&(operation.to_string(), region.to_string())).copied().unwrap_or(0)
     }
 
     pub fn clear_calls(&self) {
@@ -162,16 +168,9 @@ enum Verdict {
     Drop,
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let call = identify(&parts, &body);
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
@@ -181,39 +180,26 @@ async fn handle(
         Verdict::Forward { pending_for } => pending_for,
     };
 
-    let uri = format!(
-        "{}{}",
-        shared.upstream,
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-    );
-    let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
-    for (name, value) in &parts.headers {
-        forward = forward.header(name, value);
+    let key = (call.operation.clone(), call.region.clone());
+    {
+        let mut state = shared.state.lock().unwrap();
+        let now = *state.in_flight.entry(key.clone()).and_modify(|n| *n += 1).or_insert(1);
+        let most = state.most_in_flight.entry(key.clone()).or_default();
+        *most = (*most).max(now);
     }
-    let answer = shared
-        .client
-        .request(forward.body(Full::new(body)).unwrap())
-        .await
-        .map_err(std::io::Error::other)?;
-    let (mut answer_parts, answer_body) = answer.into_parts();
-    let mut bytes = answer_body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let forwarded = forward(&shared, &parts, body).await;
+    *shared.state.lock().unwrap().in_flight.get_mut(&key).unwrap() -= 1;
+    let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
+    if call.operation == "StartSnapshot" && shared.state.lock().unwrap().faults.aws_block_size {
+        let text = String::from_utf8_lossy(&bytes).replace("\"BlockSize\": 512,", "\"BlockSize\": 524288,");
+        bytes = Bytes::from(text.replace("\"BlockSize\":512,", "\"BlockSize\":524288,"));
+    }
     if pending_id.is_some() {
         let text = String::from_utf8_lossy(&bytes);
         let rewritten = text
-            .replace(
-                "<imageState>available</imageState>",
-                "<imageState>pending</imageState>",
-            )
+            .replace("<imageState>available</imageState>", "<imageState>pending</imageState>")
             .replace("<status>completed</status>", "<status>pending</status>");
         if rewritten != text {
             shared.state.lock().unwrap().injected.pending += 1;
@@ -221,14 +207,29 @@ async fn handle(
         }
     }
     answer_parts.headers.remove(hyper::header::CONTENT_LENGTH);
-    answer_parts
-        .headers
-        .remove(hyper::header::TRANSFER_ENCODING);
+    answer_parts.headers.remove(hyper::header::TRANSFER_ENCODING);
     if let Some(signal) = kill {
         let _ = signal.send(());
         std::future::pending::<()>().await;
     }
     Ok(Response::from_parts(answer_parts, Full::new(bytes)))
+}
+
+async fn forward(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<(hyper::http::response::Parts, Bytes), std::io::Error> {
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = Request::builder().method(parts.method.clone()).uri(format!("{}{path}", shared.upstream));
+    for (name, value) in &parts.headers {
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(body)).unwrap();
+    let answer = shared.client.request(request).await.map_err(std::io::Error::other)?;
+    let (answer_parts, answer_body) = answer.into_parts();
+    let bytes = answer_body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    Ok((answer_parts, bytes))
 }
 
 /// Decides the fate of one call; returns the latency to add and, for the k-th mutating call,
@@ -240,48 +241,26 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let roll = state.rng.f64();
     if roll < faults.throttle {
         state.injected.throttled += 1;
-        let code = if call.service == "ebs" {
-            "ThrottlingException"
-        } else {
-            "RequestLimitExceeded"
-        };
-        return (
-            Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)),
-            faults.latency,
-            None,
-        );
+        let code = if call.service == "ebs" { "ThrottlingException" } else { "RequestLimitExceeded" };
+        return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), faults.latency, None);
     }
     if roll < faults.throttle + faults.server_error {
         state.injected.server_errors += 1;
-        let code = if call.service == "ebs" {
-            "InternalServerException"
-        } else {
-            "InternalError"
-        };
-        return (
-            Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)),
-            faults.latency,
-            None,
-        );
+        let code = if call.service == "ebs" { "InternalServerException" } else { "InternalError" };
+        return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), faults.latency, None);
     }
     if roll < faults.throttle + faults.server_error + faults.drop {
         state.injected.dropped += 1;
         return (Verdict::Drop, faults.latency, None);
     }
-    let fresh =
-        |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
+    let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
     let may_be_unseen = call.operation.starts_with("Describe")
         || matches!(
             call.operation.as_str(),
-            "CreateTags"
-                | "DeleteTags"
-                | "ModifyImageAttribute"
-                | "PutSnapshotBlock"
-                | "CompleteSnapshot"
+            "CreateTags" | "DeleteTags" | "ModifyImageAttribute" | "PutSnapshotBlock" | "CompleteSnapshot"
         );
-    if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for))
-    {
+    if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for)) {
         state.injected.not_found += 1;
         let code = match id.split('-').next() {
             Some("ami") => "InvalidAMIID.NotFound",
@@ -289,31 +268,17 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             Some("snap") => "InvalidSnapshot.NotFound",
             _ => "InvalidGroup.NotFound",
         };
-        let status = if call.service == "ebs" {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        return (
-            Verdict::Answer(error(call, status, code)),
-            faults.latency,
-            None,
-        );
+        let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        return (Verdict::Answer(error(call, status, code)), faults.latency, None);
     }
     let pending_for = match call.operation.as_str() {
-        "DescribeImages" | "DescribeSnapshots" => referenced
-            .iter()
-            .find(|id| fresh(id, faults.pending_for))
-            .cloned(),
+        "DescribeImages" | "DescribeSnapshots" => referenced.iter().find(|id| fresh(id, faults.pending_for)).cloned(),
         _ => None,
     };
     let mut kill = None;
     if call.is_mutating() {
         state.mutating += 1;
-        let due = state
-            .kill_after
-            .as_ref()
-            .is_some_and(|(k, _)| *k == state.mutating);
+        let due = state.kill_after.as_ref().is_some_and(|(k, _)| *k == state.mutating);
         if due {
             kill = state.kill_after.take().map(|(_, sender)| sender);
         }
@@ -324,11 +289,7 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
 /// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
 fn referenced_ids(call: &Call) -> Vec<String> {
     let looks_like_id = |v: &str| v.starts_with("ami-") || v.starts_with("snap-");
-    call.params
-        .iter()
-        .map(|(_, v)| v.clone())
-        .filter(|v| looks_like_id(v))
-        .collect()
+    call.params.iter().map(|(_, v)| v.clone()).filter(|v| looks_like_id(v)).collect()
 }
 
 fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
@@ -341,12 +302,7 @@ fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
         _ => None,
     };
     if let Some(id) = id {
-        shared
-            .state
-            .lock()
-            .unwrap()
-            .created
-            .insert(id, Instant::now());
+        shared.state.lock().unwrap().created.insert(id, Instant::now());
     }
 }
 
@@ -371,26 +327,13 @@ fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
     );
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
 }
 
 /// Service, region (from the SigV4 credential scope), operation and parameters of a request.
 fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
-    let auth = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let scope: Vec<&str> = auth
-        .split("Credential=")
-        .nth(1)
-        .unwrap_or("")
-        .split('/')
-        .collect();
+    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split('/').collect();
     let region = scope.get(2).unwrap_or(&"").to_string();
     let service = scope.get(3).unwrap_or(&"").to_string();
     if service == "ebs" {
@@ -410,12 +353,7 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             .filter(|s| s.starts_with("snap-"))
             .map(|s| ("SnapshotId".to_string(), s.to_string()))
             .collect();
-        return Call {
-            service,
-            operation: operation.to_string(),
-            region,
-            params,
-        };
+        return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
     }
     let mut operation = String::new();
     let mut params = Vec::new();
@@ -426,10 +364,5 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             _ => params.push((key.into_owned(), value.into_owned())),
         }
     }
-    Call {
-        service,
-        operation,
-        region,
-        params,
-    }
+    Call { service, operation, region, params, at: Instant::now() }
 }

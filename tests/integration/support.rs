@@ -28,10 +28,7 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
-            let mut moto = Moto {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-            };
+            let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
             if moto.wait_ready(port) {
                 return moto;
             }
@@ -70,8 +67,7 @@ impl Moto {
     }
 
     async fn config(&self, region: &str) -> aws_config::SdkConfig {
-        let credentials =
-            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+        let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
@@ -82,65 +78,29 @@ impl Moto {
 
     /// AMIs owned by the account and tagged with `stack`.
     pub async fn stack_images(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Image> {
-        let filter = Filter::builder()
-            .name("tag:amiplan:stack")
-            .values(stack)
-            .build();
-        let out = self
-            .ec2(region)
-            .await
-            .describe_images()
-            .owners("self")
-            .filters(filter)
-            .send()
-            .await
-            .unwrap();
+        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
         out.images().to_vec()
     }
 
     /// Snapshots owned by the account and tagged with `stack`.
-    pub async fn stack_snapshots(
-        &self,
-        region: &str,
-        stack: &str,
-    ) -> Vec<aws_sdk_ec2::types::Snapshot> {
-        let filter = Filter::builder()
-            .name("tag:amiplan:stack")
-            .values(stack)
-            .build();
-        let out = self
-            .ec2(region)
-            .await
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(filter)
-            .send()
-            .await
-            .unwrap();
+    pub async fn stack_snapshots(&self, region: &str, stack: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let out = self.ec2(region).await.describe_snapshots().owner_ids("self").filters(filter).send().await.unwrap();
         out.snapshots().to_vec()
     }
 
     /// AMIs owned by the account with this exact name.
     pub async fn images_named(&self, region: &str, name: &str) -> Vec<aws_sdk_ec2::types::Image> {
         let filter = Filter::builder().name("name").values(name).build();
-        let out = self
-            .ec2(region)
-            .await
-            .describe_images()
-            .owners("self")
-            .filters(filter)
-            .send()
-            .await
-            .unwrap();
+        let out = self.ec2(region).await.describe_images().owners("self").filters(filter).send().await.unwrap();
         out.images().to_vec()
     }
 }
 
 /// Runs the amiplan binary in `dir` with `endpoint` as the AWS endpoint and throwaway credentials.
 pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-    amiplan_command(endpoint, dir, args)
-        .output()
-        .expect("amiplan runs")
+    amiplan_command(endpoint, dir, args).output().expect("amiplan runs")
 }
 
 /// The amiplan command, not yet started: throwaway credentials, no profile, no metadata service.
@@ -156,10 +116,7 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("RUST_LOG")
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -170,10 +127,7 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
 
 /// Runs amiplan without blocking the runtime (for tests that serve a proxy on it meanwhile).
 pub async fn amiplan_async(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::from(amiplan_command(endpoint, dir, args))
-        .output()
-        .await
-        .expect("amiplan runs")
+    tokio::process::Command::from(amiplan_command(endpoint, dir, args)).output().await.expect("amiplan runs")
 }
 
 impl Drop for Moto {
@@ -184,11 +138,7 @@ impl Drop for Moto {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn moto_server() -> PathBuf {
@@ -196,14 +146,8 @@ fn moto_server() -> PathBuf {
         return PathBuf::from(path);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(root.join("scripts/moto-env"))
-        .output()
-        .expect("scripts/moto-env runs");
-    assert!(
-        output.status.success(),
-        "scripts/moto-env failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new(root.join("scripts/moto-env")).output().expect("scripts/moto-env runs");
+    assert!(output.status.success(), "scripts/moto-env failed: {}", String::from_utf8_lossy(&output.stderr));
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
@@ -253,7 +197,5 @@ pub fn expect_code(output: &Output, code: i32) {
 }
 
 pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
