@@ -408,6 +408,8 @@ struct Run<'a> {
 /// Apply or destroy under the stacks' locks: observe, plan (checked against a saved plan when
 /// given), confirm and execute; the locks are released whatever happens.
 async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: Option<Plan>) -> anyhow::Result<u8> {
+    // Watch from here on: an interrupt while planning or confirming must still release the lock.
+    tokio::spawn(watch_for_interrupts());
     let locks = lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout).await?;
     let result = async {
         let observed = workspace.observe(cloud, run.regions).await?;
@@ -446,7 +448,6 @@ async fn execute(
         deadlines: Deadlines { snapshot: args.snapshot_timeout, image: args.image_timeout, copy: args.copy_timeout },
         policy: RetryPolicy::default(),
     };
-    tokio::spawn(watch_for_interrupts());
     let report = apply::apply(cloud, plan, &workspace.graph, &options, &INTERRUPTED).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

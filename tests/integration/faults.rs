@@ -48,6 +48,16 @@ async fn assert_converged(moto: &Moto, stack: &str, names: &[&str], regions: &[&
     }
 }
 
+/// Starts `amiplan apply` through `proxy` and returns once it has made a call to `operation`.
+async fn apply_until(proxy: &Proxy, dir: &std::path::Path, operation: &str) -> tokio::process::Child {
+    let command = amiplan_command(&proxy.endpoint, dir, &["apply", "stack.yaml", "--auto-approve"]);
+    let child = tokio::process::Command::from(command).spawn().unwrap();
+    while !proxy.calls().iter().any(|c| c.operation == operation) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
 async fn assert_gone(moto: &Moto, stack: &str, regions: &[&str]) {
     for region in regions {
         assert!(moto.stack_images(region, stack).await.is_empty(), "{stack}: AMIs left in {region}");
@@ -206,18 +216,9 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
         let dir = stack_dir(&format!("signal-{signal}"), &manifest(&stack), 30);
         let slow = Faults { latency: Duration::from_millis(150), ..Faults::default() };
         let proxy = Proxy::start(&moto.endpoint, slow, 3).await;
-        let child = tokio::process::Command::from(amiplan_command(
-            &proxy.endpoint,
-            &dir,
-            &["apply", "stack.yaml", "--auto-approve"],
-        ))
-        .spawn()
-        .unwrap();
-        let pid = child.id().unwrap();
         // Interrupt once the upload has started: the upload finishes, nothing after it starts.
-        while !proxy.calls().iter().any(|c| c.operation == "StartSnapshot") {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = apply_until(&proxy, &dir, "StartSnapshot").await;
+        let pid = child.id().unwrap();
         std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap();
         let output = child.wait_with_output().await.unwrap();
         expect_code(&output, 130);
@@ -240,16 +241,7 @@ async fn concurrent_runs_on_one_stack_are_serialised_by_the_lock() {
     let dir = stack_dir("locking", &manifest("lck"), 40);
     let slow = Faults { latency: Duration::from_millis(100), ..Faults::default() };
     let proxy = Proxy::start(&moto.endpoint, slow, 4).await;
-    let first = tokio::process::Command::from(amiplan_command(
-        &proxy.endpoint,
-        &dir,
-        &["apply", "stack.yaml", "--auto-approve"],
-    ))
-    .spawn()
-    .unwrap();
-    while !proxy.calls().iter().any(|c| c.operation == "StartSnapshot") {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let first = apply_until(&proxy, &dir, "StartSnapshot").await;
     // A second run fails fast, naming the holder.
     let second = amiplan_async(&moto.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
     expect_code(&second, 1);
@@ -300,4 +292,19 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
     assert!(everything.len() > 10_000, "the runs were verbose enough to mean something");
     assert!(!everything.contains(SECRET), "the secret key leaked");
     assert!(!everything.contains(TOKEN), "the session token leaked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
+    let moto = Moto::start();
+    let dir = stack_dir("early-signal", &manifest("early"), 60);
+    let slow = Faults { latency: Duration::from_millis(300), ..Faults::default() };
+    let proxy = Proxy::start(&moto.endpoint, slow, 6).await;
+    let child = apply_until(&proxy, &dir, "DescribeSnapshots").await;
+    std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    expect_code(&output, 130);
+    assert!(!proxy.calls().iter().any(|c| c.operation == "StartSnapshot"), "work started after the interrupt");
+    assert!(proxy.calls().iter().any(|c| c.operation == "DeleteKeyPair"), "the lock was not released");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
 }
