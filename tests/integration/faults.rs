@@ -122,7 +122,9 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
     for seed in 0..runs {
         let stack = format!("soak{seed}");
         let dir = stack_dir(&format!("soak-{seed}"), &manifest(&stack), seed);
-        let proxy = Proxy::start(&moto.endpoint, faults.clone(), seed).await;
+        // Odd seeds add throttling bursts: 6 calls in a row out of every 40.
+        let burst = (seed % 2 == 1).then_some(crate::proxy::Burst { every: 40, length: 6 });
+        let proxy = Proxy::start(&moto.endpoint, Faults { burst, ..faults.clone() }, seed).await;
         let apply = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
         assert_eq!(apply.status.code(), Some(0), "seed {seed}: apply failed\n{}\n{}", stdout(&apply), stderr(&apply));
         let names = [format!("{stack}-x86_64-gp3"), format!("{stack}-x86_64-standard")];
@@ -298,8 +300,10 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
 async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
     let moto = Moto::start();
     let dir = stack_dir("early-signal", &manifest("early"), 60);
-    let slow = Faults { latency: Duration::from_millis(300), ..Faults::default() };
-    let proxy = Proxy::start(&moto.endpoint, slow, 6).await;
+    // Only discovery is slow, so the interrupt lands while planning.
+    let slow_discovery = ["DescribeImages", "DescribeSnapshots"].map(|op| (op.to_string(), Duration::from_millis(300)));
+    let faults = Faults { latency_by_operation: slow_discovery.into_iter().collect(), ..Faults::default() };
+    let proxy = Proxy::start(&moto.endpoint, faults, 6).await;
     let child = apply_until(&proxy, &dir, "DescribeSnapshots").await;
     std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
     let output = child.wait_with_output().await.unwrap();

@@ -33,9 +33,19 @@ pub struct Faults {
     pub not_found_for: Duration,
     /// How long a new AMI or snapshot reports `pending` when described by ID.
     pub pending_for: Duration,
+    /// Throttle in bursts: of every `every` calls, the first `length` are throttled.
+    pub burst: Option<Burst>,
+    /// Latency for particular operations, instead of `latency`.
+    pub latency_by_operation: HashMap<String, Duration>,
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    pub every: usize,
+    pub length: usize,
 }
 
 /// One call amiplan made.
@@ -239,20 +249,22 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let mut state = shared.state.lock().unwrap();
     state.calls.push(call.clone());
     let faults = state.faults.clone();
+    let latency = faults.latency_by_operation.get(&call.operation).copied().unwrap_or(faults.latency);
+    let in_burst = faults.burst.is_some_and(|b| (state.calls.len() - 1) % b.every < b.length);
     let roll = state.rng.f64();
-    if roll < faults.throttle {
+    if in_burst || roll < faults.throttle {
         state.injected.throttled += 1;
         let code = if call.service == "ebs" { "ThrottlingException" } else { "RequestLimitExceeded" };
-        return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), faults.latency, None);
+        return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), latency, None);
     }
     if roll < faults.throttle + faults.server_error {
         state.injected.server_errors += 1;
         let code = if call.service == "ebs" { "InternalServerException" } else { "InternalError" };
-        return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), faults.latency, None);
+        return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), latency, None);
     }
     if roll < faults.throttle + faults.server_error + faults.drop {
         state.injected.dropped += 1;
-        return (Verdict::Drop, faults.latency, None);
+        return (Verdict::Drop, latency, None);
     }
     let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
@@ -270,7 +282,7 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             _ => "InvalidGroup.NotFound",
         };
         let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
-        return (Verdict::Answer(error(call, status, code)), faults.latency, None);
+        return (Verdict::Answer(error(call, status, code)), latency, None);
     }
     let pending_for = match call.operation.as_str() {
         "DescribeImages" | "DescribeSnapshots" => referenced.iter().find(|id| fresh(id, faults.pending_for)).cloned(),
@@ -284,7 +296,7 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             kill = state.kill_after.take().map(|(_, sender)| sender);
         }
     }
-    (Verdict::Forward { pending_for }, faults.latency, kill)
+    (Verdict::Forward { pending_for }, latency, kill)
 }
 
 /// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
