@@ -208,17 +208,19 @@ impl<'a, C: Cloud> Executor<'a, C> {
         Ok(())
     }
 
-    /// Right after DeregisterImage, EBS may still count the snapshot as in use for a moment.
+    /// Right after DeregisterImage, EBS may still count the snapshot as in use for a moment. The
+    /// cloud already retries throttling and transient faults; this layer retries only that.
     async fn delete_snapshot_after_images(&self, region: &str, id: &str) -> Result<(), CloudError> {
         self.options
             .policy
             .run(false, || async {
                 self.cloud.delete_snapshot(region, id).await.map_err(|e| {
-                    if e.code.as_deref() == Some("InvalidSnapshot.InUse") {
-                        e.with_class(ErrorClass::Transient)
+                    let class = if e.code.as_deref() == Some("InvalidSnapshot.InUse") {
+                        ErrorClass::Transient
                     } else {
-                        e
-                    }
+                        ErrorClass::Fatal
+                    };
+                    e.with_class(class)
                 })
             })
             .await
@@ -377,9 +379,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// (the emulator does), tag them here. A snapshot that cannot be tagged is not worth failing
     /// the copy for: it is found and deleted through its AMI.
     async fn tag_copy_snapshots(&self, region: &str, status: &ResourceStatus, tags: &BTreeMap<String, String>) {
+        // The spec tags describe the AMI; on its snapshots they would only confuse the planner.
+        let snapshot_tags: BTreeMap<String, String> = tags
+            .iter()
+            .filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for snapshot in &status.snapshot_ids {
-            let snapshot_tags = tags.iter().filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS);
-            let snapshot_tags: BTreeMap<String, String> = snapshot_tags.map(|(k, v)| (k.clone(), v.clone())).collect();
             if let Err(error) = self.cloud.set_tags(region, std::slice::from_ref(snapshot), &snapshot_tags).await {
                 tracing::warn!(%error, snapshot, "could not tag the snapshot of a copied AMI");
             }

@@ -179,7 +179,8 @@ struct OutputArgs {
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedPlan {
     paths: Vec<PathBuf>,
-    regions: String,
+    /// The discovery scope the plan was made with; applying it observes the same regions.
+    regions: RegionScope,
     plan: Plan,
 }
 
@@ -247,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(paths) => {
             let stacks = load_stacks(&paths.paths)?;
             let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
-            println!("{} manifest(s) valid: {} stack(s), {variants} AMI(s) across regions", stacks.len(), stacks.len());
+            println!("{} stack(s) valid, {variants} AMI(s) across regions", stacks.len());
             Ok(exit::OK)
         }
         Command::Plan(args) => {
@@ -256,11 +257,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan(&observed, args.destroy);
             if let Some(out) = &args.out {
-                let saved = SavedPlan {
-                    paths: args.paths.paths.clone(),
-                    regions: format!("{:?}", args.discovery.regions),
-                    plan: plan.clone(),
-                };
+                let saved =
+                    SavedPlan { paths: args.paths.paths.clone(), regions: args.discovery.regions, plan: plan.clone() };
                 let text = serde_json::to_string_pretty(&saved)?;
                 std::fs::write(out, text).with_context(|| format!("writing the plan to {}", out.display()))?;
             }
@@ -281,7 +279,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let workspace = Workspace::load(&paths).await?;
             let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
-            let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: false };
+            // A saved plan is checked against the regions it was made from, not this run's flag.
+            let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
+            let run = Run { regions, execution: &args.execution, style, destroy: false };
             converge(&cloud, &workspace, run, saved.map(|s| s.plan)).await
         }
         Command::Destroy(args) => {

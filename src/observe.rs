@@ -62,7 +62,8 @@ impl Observed {
 }
 
 /// Which regions to look in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RegionScope {
     /// Every region the account has enabled: finds copies in regions removed from a manifest.
     All,

@@ -165,6 +165,15 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     let json: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
     let deletes = json["changes"].as_array().unwrap().iter().filter(|c| c["action"] == "delete").count();
     assert_eq!(deletes, 7, "{json}");
+
+    // A plan saved with a narrower discovery scope is applied within that same scope: with a
+    // region dropped from the manifest, the copy left there is outside it, and the saved plan
+    // (which never saw it) is still exactly what applying it does.
+    edit(&dir, ", ap-southeast-2]", "]");
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest", "--out", "scoped.json"]), 0);
+    let scoped = moto.amiplan(&dir, &["apply", "--plan", "scoped.json", "--auto-approve"]);
+    expect_code(&scoped, 0);
+    assert_eq!(moto.stack_images("ap-southeast-2", "svd").await.len(), 2, "outside the saved scope");
 }
 
 /// Runs amiplan under a pseudo-terminal (util-linux `script`) and types `answer` at its prompt.

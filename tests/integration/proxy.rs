@@ -174,7 +174,10 @@ impl Proxy {
 }
 
 enum Verdict {
-    Forward { pending_for: Option<String> },
+    /// Forward to moto; `pending` rewrites ready states in the answer to `pending`.
+    Forward {
+        pending: bool,
+    },
     Answer(Response<Full<Bytes>>),
     Drop,
 }
@@ -185,10 +188,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let call = identify(&parts, &body);
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
-    let pending_id = match verdict {
+    let pending = match verdict {
         Verdict::Answer(response) => return Ok(response),
         Verdict::Drop => return Err(std::io::Error::other("connection dropped on purpose")),
-        Verdict::Forward { pending_for } => pending_for,
+        Verdict::Forward { pending } => pending,
     };
 
     let key = (call.operation.clone(), call.region.clone());
@@ -207,7 +210,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         let text = String::from_utf8_lossy(&bytes).replace("\"BlockSize\": 512,", "\"BlockSize\": 524288,");
         bytes = Bytes::from(text.replace("\"BlockSize\":512,", "\"BlockSize\":524288,"));
     }
-    if pending_id.is_some() {
+    if pending {
         let text = String::from_utf8_lossy(&bytes);
         let rewritten = text
             .replace("<imageState>available</imageState>", "<imageState>pending</imageState>")
@@ -284,10 +287,8 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
         let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
         return (Verdict::Answer(error(call, status, code)), latency, None);
     }
-    let pending_for = match call.operation.as_str() {
-        "DescribeImages" | "DescribeSnapshots" => referenced.iter().find(|id| fresh(id, faults.pending_for)).cloned(),
-        _ => None,
-    };
+    let pending = matches!(call.operation.as_str(), "DescribeImages" | "DescribeSnapshots")
+        && referenced.iter().any(|id| fresh(id, faults.pending_for));
     let mut kill = None;
     if call.is_mutating() {
         state.mutating += 1;
@@ -296,7 +297,7 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             kill = state.kill_after.take().map(|(_, sender)| sender);
         }
     }
-    (Verdict::Forward { pending_for }, latency, kill)
+    (Verdict::Forward { pending }, latency, kill)
 }
 
 /// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
