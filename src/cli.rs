@@ -17,13 +17,14 @@ use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
 use crate::graph::DesiredGraph;
+use crate::job;
 use crate::lock::{self, LockSite};
 use crate::manifest::{self, Invalid};
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::render::{self, Style};
-use crate::source::{self, SourceInfo};
+use crate::source::{self, Prepared};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -139,6 +140,10 @@ struct Execution {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Keep a failed helper build's instance, volume and network to debug it (`destroy` removes
+    /// them later, as does the next apply).
+    #[arg(long)]
+    keep_on_failure: bool,
     /// How long to wait for another run's lock on a stack (0s: fail at once).
     #[arg(long, value_parser = parse_wait, default_value = "0s")]
     lock_timeout: Duration,
@@ -338,15 +343,22 @@ struct Workspace {
 impl Workspace {
     async fn load(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
         let stacks = load_stacks(paths)?;
-        let mut sources = HashMap::new();
+        let mut prepared = HashMap::new();
         for stack in &stacks {
-            let (path, expected) = (stack.source.clone(), stack.source_sha256.clone());
-            let info: SourceInfo = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
-                .await?
-                .with_context(|| format!("stack {} ({})", stack.name, stack.manifest.display()))?;
-            sources.insert(stack.name.clone(), info);
+            let context = || format!("stack {} ({})", stack.name, stack.manifest.display());
+            let ready = match stack.local_source() {
+                Some((path, expected)) => {
+                    let (path, expected) = (path.to_path_buf(), expected.map(str::to_string));
+                    let info = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
+                        .await?
+                        .with_context(context)?;
+                    Prepared::Upload(info)
+                }
+                None => Prepared::Helper(job::prepare(&stack.name, &stack.source).with_context(context)?),
+            };
+            prepared.insert(stack.name.clone(), ready);
         }
-        let graph = DesiredGraph::build(&stacks, &sources);
+        let graph = DesiredGraph::build(&stacks, &prepared);
         Ok(Workspace { stacks, graph })
     }
 
@@ -445,8 +457,14 @@ async fn execute(
     }
     let options = ApplyOptions {
         parallelism: args.parallelism,
-        deadlines: Deadlines { snapshot: args.snapshot_timeout, image: args.image_timeout, copy: args.copy_timeout },
+        deadlines: Deadlines {
+            snapshot: args.snapshot_timeout,
+            image: args.image_timeout,
+            copy: args.copy_timeout,
+            ..Deadlines::default()
+        },
         policy: RetryPolicy::default(),
+        keep_on_failure: args.keep_on_failure,
     };
     let report = apply::apply(cloud, plan, &workspace.graph, &options, &INTERRUPTED).await;
     if args.json {

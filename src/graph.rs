@@ -3,26 +3,40 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{ImageAttrs, Stack};
-use crate::source::SourceInfo;
+use crate::job::Job;
+use crate::manifest::raw::{HelperAmi, VolumeType};
+use crate::model::{HelperSpec, ImageAttrs, Origin, Stack};
+use crate::observe::ResourceKind;
+use crate::source::Prepared;
 use crate::tags;
 
 /// What kind of AWS resource a node becomes, and how it is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeKind {
-    /// An EBS snapshot uploaded from the source image.
+    /// An EBS snapshot: uploaded from the source image, or taken of a helper's target volume.
     Snapshot,
     /// An AMI registered from a snapshot in the build region.
     Image,
     /// An AMI copied from the build region's image.
     ImageCopy,
+    // The transient resources of a helper build, created for it and removed after it.
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    SecurityGroup,
+    /// The target volume the helper writes the image to.
+    Volume,
+    /// The helper instance.
+    Helper,
 }
 
 impl NodeKind {
@@ -31,6 +45,13 @@ impl NodeKind {
             NodeKind::Snapshot => "snapshot",
             NodeKind::Image => "image",
             NodeKind::ImageCopy => "image-copy",
+            NodeKind::Vpc => "vpc",
+            NodeKind::Subnet => "subnet",
+            NodeKind::InternetGateway => "internet-gateway",
+            NodeKind::RouteTable => "route-table",
+            NodeKind::SecurityGroup => "security-group",
+            NodeKind::Volume => "volume",
+            NodeKind::Helper => "helper",
         }
     }
 
@@ -38,14 +59,108 @@ impl NodeKind {
     pub fn is_image(self) -> bool {
         matches!(self, NodeKind::Image | NodeKind::ImageCopy)
     }
+
+    /// Created for a build and removed once its snapshot exists.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, NodeKind::Snapshot | NodeKind::Image | NodeKind::ImageCopy)
+    }
+
+    /// The kind of live resource that realises nodes of this kind.
+    pub fn resource_kind(self) -> ResourceKind {
+        match self {
+            NodeKind::Snapshot => ResourceKind::Snapshot,
+            NodeKind::Image | NodeKind::ImageCopy => ResourceKind::Image,
+            NodeKind::Vpc => ResourceKind::Vpc,
+            NodeKind::Subnet => ResourceKind::Subnet,
+            NodeKind::InternetGateway => ResourceKind::InternetGateway,
+            NodeKind::RouteTable => ResourceKind::RouteTable,
+            NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
+            NodeKind::Volume => ResourceKind::Volume,
+            NodeKind::Helper => ResourceKind::Instance,
+        }
+    }
+
+    /// The node kind of a live resource no node claims (for deletes of orphans).
+    pub fn of_resource(kind: ResourceKind) -> NodeKind {
+        match kind {
+            ResourceKind::Image => NodeKind::Image,
+            ResourceKind::Snapshot => NodeKind::Snapshot,
+            ResourceKind::Vpc => NodeKind::Vpc,
+            ResourceKind::Subnet => NodeKind::Subnet,
+            ResourceKind::InternetGateway => NodeKind::InternetGateway,
+            ResourceKind::RouteTable => NodeKind::RouteTable,
+            ResourceKind::SecurityGroup => NodeKind::SecurityGroup,
+            ResourceKind::Volume => NodeKind::Volume,
+            ResourceKind::Instance => NodeKind::Helper,
+        }
+    }
+
+    /// Deletes run in this order (lowest first): what depends on something goes before it.
+    pub fn delete_rank(self) -> u8 {
+        match self {
+            NodeKind::Image | NodeKind::ImageCopy => 0,
+            NodeKind::Snapshot => 1,
+            NodeKind::Helper => 2,
+            NodeKind::Volume => 3,
+            NodeKind::SecurityGroup => 4,
+            NodeKind::RouteTable => 5,
+            NodeKind::InternetGateway => 6,
+            NodeKind::Subnet => 7,
+            NodeKind::Vpc => 8,
+        }
+    }
 }
 
 /// How a node is created; carries what the executor needs and nothing it could choose itself.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Upload { source: PathBuf, size_bytes: u64, volume_size_gib: u32, encrypted: bool, kms_key: Option<String> },
-    Register { attrs: ImageAttrs, volume_size_gib: u32 },
-    Copy { source_region: String, encrypted: bool, kms_key: Option<String> },
+    Upload {
+        source: PathBuf,
+        size_bytes: u64,
+        volume_size_gib: u32,
+        encrypted: bool,
+        kms_key: Option<String>,
+    },
+    Register {
+        attrs: ImageAttrs,
+        volume_size_gib: u32,
+    },
+    Copy {
+        source_region: String,
+        encrypted: bool,
+        kms_key: Option<String>,
+    },
+    Vpc {
+        cidr: String,
+    },
+    /// Without a `Subnet` dependency, `existing` names the subnet to use.
+    Subnet {
+        cidr: String,
+    },
+    InternetGateway,
+    RouteTable,
+    SecurityGroup {
+        existing_subnet: Option<String>,
+    },
+    Volume {
+        size_gib: u32,
+        volume_type: VolumeType,
+        encrypted: bool,
+        kms_key: Option<String>,
+        existing_subnet: Option<String>,
+    },
+    Helper {
+        ami: HelperAmi,
+        instance_type: String,
+        spot: bool,
+        job: Job,
+        existing_subnet: Option<String>,
+    },
+    /// Wait for the helper's job, then snapshot the target volume.
+    Capture {
+        job_id: String,
+        timeout: Duration,
+    },
 }
 
 /// One desired resource.
@@ -108,18 +223,22 @@ pub struct DesiredGraph {
 }
 
 impl DesiredGraph {
-    /// Expands stacks into nodes. `sources` holds each stack's inspected source image.
-    pub fn build(stacks: &[Stack], sources: &HashMap<String, SourceInfo>) -> DesiredGraph {
+    /// Expands stacks into nodes. `prepared` holds each stack's inspected source or helper job.
+    pub fn build(stacks: &[Stack], prepared: &HashMap<String, Prepared>) -> DesiredGraph {
         let mut graph = DesiredGraph::default();
         for stack in stacks {
-            let source = &sources[&stack.name];
-            graph.add_stack(stack, source);
+            graph.add_stack(stack, &prepared[&stack.name]);
         }
         graph
     }
 
-    fn add_stack(&mut self, stack: &Stack, source: &SourceInfo) {
-        let volume_size_gib = stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib());
+    fn add_stack(&mut self, stack: &Stack, prepared: &Prepared) {
+        let (volume_size_gib, digest) = match (prepared, &stack.source) {
+            (Prepared::Upload(source), _) => {
+                (stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib()), source.sha256.clone())
+            }
+            (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job)),
+        };
         let build = &stack.build_region;
         let mut snapshots: BTreeMap<bool, NodeIndex> = BTreeMap::new();
         for variant in &stack.variants {
@@ -128,13 +247,27 @@ impl DesiredGraph {
                 let kms_key = stack.kms_key(build).filter(|_| encrypted).map(str::to_string);
                 let suffix = if encrypted { "-encrypted" } else { "" };
                 let mut spec = BTreeMap::new();
-                spec.insert("source_sha256".to_string(), source.sha256.clone());
+                spec.insert("source_sha256".to_string(), digest.clone());
                 spec.insert("volume_size_gib".to_string(), volume_size_gib.to_string());
                 spec.insert("encrypted".to_string(), encrypted.to_string());
                 spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
                 let mut node_tags = stack.tags.clone();
                 node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
-                self.add(Node {
+                let work = match (prepared, &stack.source, &stack.helper) {
+                    (Prepared::Upload(source), Origin::File { path, .. }, _) => Work::Upload {
+                        source: path.clone(),
+                        size_bytes: source.size_bytes,
+                        volume_size_gib,
+                        encrypted,
+                        kms_key: kms_key.clone(),
+                    },
+                    (Prepared::Helper(job), _, Some(helper)) => {
+                        spec.insert("method".into(), "helper".into());
+                        Work::Capture { job_id: job.id.clone(), timeout: helper.timeout }
+                    }
+                    _ => unreachable!("validation pairs helper jobs with helper settings"),
+                };
+                let snapshot = self.add(Node {
                     id: format!("snapshot/{}-root{suffix}@{build}", stack.name),
                     stack: stack.name.clone(),
                     region: build.clone(),
@@ -144,21 +277,20 @@ impl DesiredGraph {
                     description: None,
                     tags: node_tags,
                     public: false,
-                    work: Work::Upload {
-                        source: stack.source.clone(),
-                        size_bytes: source.size_bytes,
-                        volume_size_gib,
-                        encrypted,
-                        kms_key,
-                    },
-                })
+                    work,
+                });
+                if let (Prepared::Helper(job), Some(helper)) = (prepared, &stack.helper) {
+                    let target = TargetVolume { size_gib: volume_size_gib, encrypted, kms_key };
+                    self.add_helper_build(stack, helper, job, target, snapshot);
+                }
+                snapshot
             });
             let mut image_tags = stack.tags.clone();
             image_tags.entry("Name".into()).or_insert_with(|| variant.name.clone());
             let mut primary = None;
             for region in &stack.regions {
                 let kms_key = stack.kms_key(region).filter(|_| encrypted).map(str::to_string);
-                let mut spec = image_spec(&variant.attrs, volume_size_gib, &source.sha256);
+                let mut spec = image_spec(&variant.attrs, volume_size_gib, &digest);
                 spec.insert("kms_key".into(), kms_key.clone().unwrap_or_default());
                 let (kind, work) = if region == build {
                     (NodeKind::Image, Work::Register { attrs: variant.attrs.clone(), volume_size_gib })
@@ -189,6 +321,117 @@ impl DesiredGraph {
                 }
             }
         }
+    }
+
+    /// The transient nodes of a helper build, feeding `snapshot`: network (unless an existing
+    /// subnet is used) → security group → target volume → helper.
+    fn add_helper_build(
+        &mut self,
+        stack: &Stack,
+        helper: &HelperSpec,
+        job: &Job,
+        target: TargetVolume,
+        snapshot: NodeIndex,
+    ) {
+        let region = stack.build_region.clone();
+        let node = |kind: NodeKind, spec: BTreeMap<String, String>, work: Work| {
+            let mut tags = stack.tags.clone();
+            tags.insert("Name".into(), format!("amiplan {} {}", stack.name, kind.as_str()));
+            Node {
+                id: format!("{}/{}@{region}", kind.as_str(), stack.name),
+                stack: stack.name.clone(),
+                region: region.clone(),
+                kind,
+                name: None,
+                spec,
+                description: None,
+                tags,
+                public: false,
+                work,
+            }
+        };
+        let existing = helper.subnet.clone();
+        let network = match &existing {
+            Some(subnet) => {
+                let spec = BTreeMap::from([("subnet".to_string(), subnet.clone())]);
+                let group = self.add(node(
+                    NodeKind::SecurityGroup,
+                    spec,
+                    Work::SecurityGroup { existing_subnet: existing.clone() },
+                ));
+                vec![group]
+            }
+            None => {
+                let cidr = |c: &str| BTreeMap::from([("cidr".to_string(), c.to_string())]);
+                let vpc = self.add(node(NodeKind::Vpc, cidr(VPC_CIDR), Work::Vpc { cidr: VPC_CIDR.into() }));
+                let subnet =
+                    self.add(node(NodeKind::Subnet, cidr(SUBNET_CIDR), Work::Subnet { cidr: SUBNET_CIDR.into() }));
+                let gateway = self.add(node(NodeKind::InternetGateway, BTreeMap::new(), Work::InternetGateway));
+                let routes = self.add(node(NodeKind::RouteTable, cidr("0.0.0.0/0"), Work::RouteTable));
+                let group = self.add(node(
+                    NodeKind::SecurityGroup,
+                    BTreeMap::new(),
+                    Work::SecurityGroup { existing_subnet: None },
+                ));
+                self.graph.add_edge(vpc, subnet, ());
+                self.graph.add_edge(vpc, gateway, ());
+                self.graph.add_edge(subnet, routes, ());
+                self.graph.add_edge(gateway, routes, ());
+                self.graph.add_edge(subnet, group, ());
+                vec![subnet, routes, group]
+            }
+        };
+        let volume_spec = BTreeMap::from([
+            ("size_gib".to_string(), target.size_gib.to_string()),
+            ("volume_type".to_string(), helper.volume_type.as_str().to_string()),
+            ("encrypted".to_string(), target.encrypted.to_string()),
+            ("kms_key".to_string(), target.kms_key.clone().unwrap_or_default()),
+        ]);
+        let volume = self.add(node(
+            NodeKind::Volume,
+            volume_spec,
+            Work::Volume {
+                size_gib: target.size_gib,
+                volume_type: helper.volume_type,
+                encrypted: target.encrypted,
+                kms_key: target.kms_key,
+                existing_subnet: existing.clone(),
+            },
+        ));
+        let ami = match &helper.ami {
+            HelperAmi::Id(id) => id.clone(),
+            HelperAmi::Filter(filter) => format!("owner={} name={}", filter.owner, filter.name),
+        };
+        let helper_spec = BTreeMap::from([
+            ("ami".to_string(), ami),
+            ("instance_type".to_string(), helper.instance_type.clone()),
+            ("spot".to_string(), helper.spot.to_string()),
+            ("job".to_string(), job.id.clone()),
+        ]);
+        let instance = self.add(node(
+            NodeKind::Helper,
+            helper_spec,
+            Work::Helper {
+                ami: helper.ami.clone(),
+                instance_type: helper.instance_type.clone(),
+                spot: helper.spot,
+                job: job.clone(),
+                existing_subnet: existing,
+            },
+        ));
+        // The subnet (or, for an existing one, the security group) places the volume.
+        self.graph.add_edge(network[0], volume, ());
+        for index in network {
+            self.graph.add_edge(index, instance, ());
+        }
+        self.graph.add_edge(volume, instance, ());
+        self.graph.add_edge(instance, snapshot, ());
+        self.graph.add_edge(volume, snapshot, ());
+    }
+
+    /// The ID of this node's dependency of `kind`, if it has one.
+    pub fn dependency_of_kind(&self, id: &str, kind: NodeKind) -> Option<&Node> {
+        self.dependencies(id).into_iter().filter_map(|d| self.get(d)).find(|n| n.kind == kind)
     }
 
     fn add(&mut self, node: Node) -> NodeIndex {
@@ -254,6 +497,29 @@ impl DesiredGraph {
             hasher.update(format!("\0{:?}\0{}\n", node.description, node.public).as_bytes());
         }
         hex::encode(&hasher.finalize()[..16])
+    }
+}
+
+/// The temporary network's address ranges: private, and the same for every build (each build
+/// has its own VPC).
+const VPC_CIDR: &str = "10.213.0.0/16";
+const SUBNET_CIDR: &str = "10.213.0.0/24";
+
+struct TargetVolume {
+    size_gib: u32,
+    encrypted: bool,
+    kms_key: Option<String>,
+}
+
+/// What identifies a helper build's output: the image's digest, or for a bootstrap, the tarball's
+/// digest together with the job (which embeds the scripts and files).
+fn helper_digest(origin: &Origin, job: &Job) -> String {
+    match origin {
+        Origin::Url { sha256, .. } => sha256.clone(),
+        Origin::Bootstrap(bootstrap) => {
+            hex::encode(Sha256::digest(format!("{}\0{}", bootstrap.sha256, job.id).as_bytes()))
+        }
+        Origin::File { sha256, .. } => sha256.clone().unwrap_or_default(),
     }
 }
 

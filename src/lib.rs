@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cli;
 pub mod cloud;
 pub mod graph;
+pub mod job;
 pub mod lock;
 pub mod manifest;
 pub mod model;

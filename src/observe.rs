@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery};
-use crate::graph::DesiredGraph;
+use crate::graph::{DesiredGraph, Work};
+use crate::manifest::raw::HelperAmi;
 use crate::tags;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -16,9 +17,16 @@ use crate::tags;
 pub enum ResourceKind {
     Image,
     Snapshot,
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    SecurityGroup,
+    Volume,
+    Instance,
 }
 
-/// An AMI or snapshot as AWS reports it.
+/// An AMI, snapshot or transient build resource as AWS reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LiveResource {
     pub region: String,
@@ -51,12 +59,20 @@ pub struct Observed {
     pub account: String,
     pub regions: Vec<String>,
     pub resources: Vec<LiveResource>,
+    /// Helper AMI filters resolved to the newest match: `owner=… name=…@region` → AMI ID.
+    #[serde(default)]
+    pub helper_amis: BTreeMap<String, String>,
+}
+
+/// The key of a helper AMI selector in [`Observed::helper_amis`].
+pub fn helper_ami_key(selector: &str, region: &str) -> String {
+    format!("{selector}@{region}")
 }
 
 impl Observed {
     /// A digest of everything observed; a saved plan is refused when it changed.
     pub fn fingerprint(&self) -> String {
-        let text = serde_json::to_string(&self.resources).expect("live resources serialize");
+        let text = serde_json::to_string(&(&self.resources, &self.helper_amis)).expect("live resources serialize");
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
     }
 }
@@ -91,11 +107,23 @@ pub async fn observe<C: Cloud>(
             graph.nodes().filter(|n| &n.region == region).filter_map(|n| n.name.clone()).collect();
         image_names.sort();
         image_names.dedup();
-        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names };
+        let build_resources = graph.nodes().any(|n| &n.region == region && n.kind.is_transient());
+        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources };
         async move { cloud.discover(region, &query).await }
     });
-    let mut resources: Vec<LiveResource> = try_join_all(queries).await?.into_iter().flatten().collect();
+    let filters = graph.nodes().filter_map(|node| match &node.work {
+        Work::Helper { ami: HelperAmi::Filter(filter), .. } => Some((node.region.clone(), filter.clone())),
+        _ => None,
+    });
+    let resolutions = filters.map(|(region, filter)| async move {
+        let found = cloud.newest_image(&region, &filter.owner, &filter.name).await?;
+        let selector = format!("owner={} name={}", filter.owner, filter.name);
+        Ok::<_, CloudError>(found.map(|id| (helper_ami_key(&selector, &region), id)))
+    });
+    let (found, resolved) = futures::future::try_join(try_join_all(queries), try_join_all(resolutions)).await?;
+    let mut resources: Vec<LiveResource> = found.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
-    Ok(Observed { account, regions, resources })
+    let helper_amis = resolved.into_iter().flatten().collect();
+    Ok(Observed { account, regions, resources, helper_amis })
 }

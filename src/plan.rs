@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{DesiredGraph, Node, NodeKind};
-use crate::observe::{LiveResource, Observed, ResourceKind};
+use crate::graph::{DesiredGraph, Node, NodeKind, Work};
+use crate::manifest::raw::HelperAmi;
+use crate::observe::{LiveResource, Observed, ResourceKind, helper_ami_key};
 use crate::tags;
 
 /// Version of the saved-plan format; a plan file of another version is refused.
@@ -47,7 +48,35 @@ pub struct Change {
     /// With AMI deletes: the snapshots behind the AMI that go with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub with_snapshots: Vec<String>,
+    /// A resource created for a build and removed after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
+    /// Values looked up while planning that apply must use as they were shown (e.g. the helper's
+    /// base AMI resolved from a name filter).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved: BTreeMap<String, String>,
 }
+
+impl Change {
+    fn new(stack: &str, node: &str, kind: NodeKind, region: &str, action: Action, live_id: Option<&str>) -> Change {
+        Change {
+            stack: stack.to_string(),
+            node: node.to_string(),
+            kind,
+            region: region.to_string(),
+            action,
+            live_id: live_id.map(str::to_string),
+            reasons: vec![],
+            diffs: vec![],
+            with_snapshots: vec![],
+            transient: kind.is_transient(),
+            resolved: BTreeMap::new(),
+        }
+    }
+}
+
+/// The resolved base AMI of a helper, under this key of [`Change::resolved`].
+pub const RESOLVED_AMI: &str = "ami";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -94,6 +123,7 @@ impl Plan {
 /// towards nothing at all when `destroy` is set.
 pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool) -> Plan {
     let claims = claim(desired, observed, stacks);
+    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims) };
     let mut changes = Vec::new();
     // Destroy lists (and runs) dependents before what they depend on.
     let mut order = desired.topological();
@@ -109,21 +139,29 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             );
             continue;
         }
+        if node.kind.is_transient() && !building.contains(&node.stack) {
+            // The snapshot exists: the build's leftovers go, and nothing is built.
+            changes.extend(candidates.iter().map(|live| {
+                delete(
+                    node.stack.clone(),
+                    node.id.clone(),
+                    node.kind,
+                    live,
+                    "transient: the build it served is finished",
+                )
+            }));
+            continue;
+        }
         let mut candidates = candidates.into_iter();
-        changes.push(match candidates.next() {
-            None => Change {
-                stack: node.stack.clone(),
-                node: node.id.clone(),
-                kind: node.kind,
-                region: node.region.clone(),
-                action: Action::Create,
-                live_id: None,
-                reasons: vec![],
-                diffs: vec![],
-                with_snapshots: vec![],
-            },
+        let mut change = match candidates.next() {
+            None => Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None),
             Some(live) => compare(node, live),
-        });
+        };
+        if node.kind.is_transient() {
+            change.reasons.insert(0, "transient: created for the build, removed after".into());
+        }
+        resolve_helper_ami(node, observed, &mut change);
+        changes.push(change);
         for duplicate in candidates {
             let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
             changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
@@ -131,7 +169,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     }
     for live in claims.orphans {
         let reason = if destroy { "destroy" } else { "no longer in the manifests" };
-        let kind = if live.kind == ResourceKind::Image { NodeKind::Image } else { NodeKind::Snapshot };
+        let kind = NodeKind::of_resource(live.kind);
         let node =
             live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
         changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
@@ -144,6 +182,45 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         desired: desired.digest(),
         observed: observed.fingerprint(),
         changes,
+    }
+}
+
+/// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
+fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>) -> BTreeSet<String> {
+    desired
+        .nodes()
+        .filter(|node| matches!(node.work, Work::Capture { .. }))
+        .filter(|node| {
+            let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
+            candidates.sort_by_key(|live| preference(node, live));
+            candidates.first().is_none_or(|live| matches!(compare(node, live).action, Action::Create | Action::Replace))
+        })
+        .map(|node| node.stack.clone())
+        .collect()
+}
+
+/// Shows (and pins for apply) the AMI a helper will boot.
+fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
+    let Work::Helper { ami, .. } = &node.work else { return };
+    let resolved = match ami {
+        HelperAmi::Id(id) => Some(id.clone()),
+        HelperAmi::Filter(filter) => {
+            let selector = format!("owner={} name={}", filter.owner, filter.name);
+            let found = observed.helper_amis.get(&helper_ami_key(&selector, &node.region)).cloned();
+            if found.is_none() {
+                change.reasons.push(format!(
+                    "no AMI owned by {} matches `{}` in {}: the helper cannot start",
+                    filter.owner, filter.name, node.region
+                ));
+            }
+            found
+        }
+    };
+    if let Some(id) = resolved {
+        if change.action != Action::NoOp {
+            change.reasons.push(format!("boots {id}"));
+        }
+        change.resolved.insert(RESOLVED_AMI.into(), id);
     }
 }
 
@@ -166,7 +243,7 @@ fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSe
     for live in &observed.resources {
         let owned = live.stack().is_some_and(|s| stacks.contains(s));
         let tagged_node = live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region);
-        let expected_kind = |node: &Node| node.kind.is_image() == (live.kind == ResourceKind::Image);
+        let expected_kind = |node: &Node| node.kind.resource_kind() == live.kind;
         if owned {
             match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
                 Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),
@@ -199,38 +276,21 @@ fn failed_state(live: &LiveResource) -> Option<&str> {
 }
 
 fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
-    Change {
-        stack,
-        node,
-        kind,
-        region: live.region.clone(),
-        action: Action::Delete,
-        live_id: Some(live.id.clone()),
-        reasons: vec![reason.to_string()],
-        diffs: vec![],
-        with_snapshots: vec![],
-    }
+    let mut change = Change::new(&stack, &node, kind, &live.region, Action::Delete, Some(&live.id));
+    change.reasons.push(reason.to_string());
+    change
 }
 
 /// The change that takes `live` to `node`.
 fn compare(node: &Node, live: &LiveResource) -> Change {
-    let mut change = Change {
-        stack: node.stack.clone(),
-        node: node.id.clone(),
-        kind: node.kind,
-        region: node.region.clone(),
-        action: Action::NoOp,
-        live_id: Some(live.id.clone()),
-        reasons: vec![],
-        diffs: vec![],
-        with_snapshots: vec![],
-    };
+    let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
     if let Some(state) = failed_state(live) {
         change.action = Action::Replace;
         change.reasons.push(format!("{} is in state `{state}`", live.id));
         return change;
     }
-    if node.kind == NodeKind::Snapshot && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
+    let uploaded = matches!(node.work, Work::Upload { .. });
+    if uploaded && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
         change.action = Action::Replace;
         change.reasons.push(format!("{} is an upload that never completed", live.id));
         return change;
@@ -246,6 +306,15 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
             let names: Vec<&str> = change.diffs.iter().map(|d| d.attribute.as_str()).collect();
             format!("{} cannot change in place", names.join(", "))
         });
+        return change;
+    }
+    if node.kind.is_transient() {
+        // Never updated in place: adopted as they are (a running helper keeps running).
+        // A helper that stopped has run its job already: a new one builds again.
+        if node.kind == NodeKind::Helper && live.state != "running" && live.state != "pending" {
+            change.action = Action::Replace;
+            change.reasons.push(format!("{} is {}: its job already ended", live.id, live.state));
+        }
         return change;
     }
     if live.node().is_none() {
@@ -345,8 +414,8 @@ mod tests {
 
     use super::*;
     use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
-    use crate::model::{ImageAttrs, Stack, Variant};
-    use crate::source::SourceInfo;
+    use crate::model::{ImageAttrs, Origin, Stack, Variant};
+    use crate::source::{Prepared, SourceInfo};
 
     fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         let variants = volume_types
@@ -371,8 +440,8 @@ mod tests {
         Stack {
             name: "demo".into(),
             manifest: PathBuf::from("demo.yaml"),
-            source: PathBuf::from("demo.raw"),
-            source_sha256: None,
+            source: Origin::File { path: PathBuf::from("demo.raw"), sha256: None },
+            helper: None,
             build_region: regions[0].into(),
             volume_size_gib: None,
             regions: regions.iter().map(|r| r.to_string()).collect(),
@@ -385,7 +454,8 @@ mod tests {
     }
 
     fn graph(stack: &Stack, sha: &str) -> DesiredGraph {
-        let sources = HashMap::from([(stack.name.clone(), SourceInfo { sha256: sha.into(), size_bytes: 10 })]);
+        let sources =
+            HashMap::from([(stack.name.clone(), Prepared::Upload(SourceInfo { sha256: sha.into(), size_bytes: 10 }))]);
         DesiredGraph::build(std::slice::from_ref(stack), &sources)
     }
 
@@ -418,7 +488,7 @@ mod tests {
     }
 
     fn observed(resources: Vec<LiveResource>) -> Observed {
-        Observed { account: "1".into(), regions: vec![], resources }
+        Observed { account: "1".into(), regions: vec![], resources, helper_amis: BTreeMap::new() }
     }
 
     fn stacks() -> BTreeSet<String> {

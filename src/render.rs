@@ -143,6 +143,8 @@ mod tests {
             reasons: vec![],
             diffs: vec![],
             with_snapshots: vec![],
+            transient: false,
+            resolved: Default::default(),
         }
     }
 

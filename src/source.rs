@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::job::Job;
+
 const GIB: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,13 @@ impl SourceInfo {
     pub fn min_volume_gib(&self) -> u32 {
         self.size_bytes.div_ceil(GIB).max(1) as u32
     }
+}
+
+/// A stack's source, read before planning: an inspected local image, or the helper's job.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Upload(SourceInfo),
+    Helper(Job),
 }
 
 #[derive(Debug, thiserror::Error)]

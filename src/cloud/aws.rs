@@ -15,7 +15,10 @@ use aws_smithy_types::date_time::Format;
 
 use super::error::classify;
 use super::retry::RetryPolicy;
-use super::{Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload, upload};
+use super::{
+    BuildResource, Cloud, CloudError, DiscoveryQuery, HelperLaunch, ImageCopy, ImageRegistration, Placement,
+    ResourceStatus, SnapshotUpload, upload,
+};
 use crate::observe::{LiveResource, ResourceKind};
 use crate::tags;
 
@@ -66,7 +69,7 @@ impl AwsCloud {
         AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default() }
     }
 
-    fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+    pub(super) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         let mut clients = self.ec2.lock().expect("client cache lock");
         clients
             .entry(region.to_string())
@@ -90,7 +93,7 @@ impl AwsCloud {
             .clone()
     }
 
-    fn policy(&self) -> &RetryPolicy {
+    pub(super) fn policy(&self) -> &RetryPolicy {
         &self.tuning.retry
     }
 
@@ -150,11 +153,11 @@ fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+pub(super) fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
     TagSpecification::builder().resource_type(kind).set_tags(Some(ec2_tags(tags))).build()
 }
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(super) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter().filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default()))).collect()
 }
 
@@ -235,9 +238,12 @@ impl Cloud for AwsCloud {
             let by_name = Filter::builder().name("name").set_values(Some(names.to_vec())).build();
             self.describe_images(region, by_name)
         }));
-        let (images, snapshots, named) = futures::try_join!(tagged_images, tagged_snapshots, named_images)?;
-        let mut found: Vec<LiveResource> =
-            images.iter().chain(named.iter().flatten()).map(|i| live_image(region, i)).collect();
+        let build_resources = async {
+            if query.build_resources { self.discover_build_resources(region, &query.stacks).await } else { Ok(vec![]) }
+        };
+        let (images, snapshots, named, mut found) =
+            futures::try_join!(tagged_images, tagged_snapshots, named_images, build_resources)?;
+        found.extend(images.iter().chain(named.iter().flatten()).map(|i| live_image(region, i)));
         found.extend(snapshots.iter().map(|s| live_snapshot(region, s)));
         Ok(found)
     }
@@ -473,6 +479,53 @@ impl Cloud for AwsCloud {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn newest_image(&self, region: &str, owner: &str, name_pattern: &str) -> Result<Option<String>, CloudError> {
+        self.newest_image_by_name(region, owner, name_pattern).await
+    }
+
+    async fn subnet_placement(&self, region: &str, subnet: &str) -> Result<Placement, CloudError> {
+        self.placement_of(region, subnet).await
+    }
+
+    async fn create_build_resource(
+        &self,
+        region: &str,
+        resource: &BuildResource,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        self.create_transient(region, resource, tags).await
+    }
+
+    async fn launch_helper(&self, region: &str, launch: &HelperLaunch) -> Result<String, CloudError> {
+        self.run_helper(region, launch).await
+    }
+
+    async fn attach_volume(&self, region: &str, volume: &str, instance: &str, device: &str) -> Result<(), CloudError> {
+        self.attach(region, volume, instance, device).await
+    }
+
+    async fn instance_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
+        self.instance_state(region, id).await
+    }
+
+    async fn console_output(&self, region: &str, id: &str) -> Result<String, CloudError> {
+        self.console(region, id).await
+    }
+
+    async fn snapshot_volume(
+        &self,
+        region: &str,
+        volume: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        self.snapshot_of(region, volume, description, tags).await
+    }
+
+    async fn delete_build_resource(&self, region: &str, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
+        self.delete_transient(region, kind, id).await
     }
 
     async fn try_lock(

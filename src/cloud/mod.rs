@@ -2,6 +2,7 @@
 //! `aws` implements it with the AWS SDK; nothing else in the crate imports `aws_sdk_*`.
 
 pub mod aws;
+mod aws_build;
 mod error;
 pub mod retry;
 mod upload;
@@ -12,8 +13,9 @@ use std::path::PathBuf;
 
 pub use error::{CloudError, ErrorClass};
 
+use crate::manifest::raw::VolumeType;
 use crate::model::ImageAttrs;
-use crate::observe::LiveResource;
+use crate::observe::{LiveResource, ResourceKind};
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
 /// `image_names` (an AMI registered just before a crash may carry no tags yet).
@@ -21,6 +23,8 @@ use crate::observe::LiveResource;
 pub struct DiscoveryQuery {
     pub stacks: Vec<String>,
     pub image_names: Vec<String>,
+    /// Also look for the transient resources of helper builds (network, volume, instance).
+    pub build_resources: bool,
 }
 
 /// State of an AMI or snapshot as a wait sees it.
@@ -64,6 +68,60 @@ pub struct ImageCopy {
     pub source_image_id: String,
     pub encrypted: bool,
     pub kms_key: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub client_token: String,
+}
+
+/// A transient resource of a helper build. Each is created tagged; a route table comes with its
+/// default route and subnet association, an internet gateway attached to its VPC.
+#[derive(Debug, Clone)]
+pub enum BuildResource {
+    Vpc {
+        cidr: String,
+    },
+    Subnet {
+        vpc: String,
+        cidr: String,
+    },
+    InternetGateway {
+        vpc: String,
+    },
+    RouteTable {
+        vpc: String,
+        subnet: String,
+        gateway: String,
+    },
+    /// No inbound rules at all; AWS's default egress rule only.
+    SecurityGroup {
+        vpc: String,
+        name: String,
+        description: String,
+    },
+    Volume {
+        availability_zone: String,
+        size_gib: u32,
+        volume_type: VolumeType,
+        encrypted: bool,
+        kms_key: Option<String>,
+    },
+}
+
+/// Where a subnet is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub vpc: String,
+    pub availability_zone: String,
+}
+
+/// A helper instance to launch: IMDSv2 only, no key pair, user-data carrying the job.
+#[derive(Debug, Clone)]
+pub struct HelperLaunch {
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet: String,
+    pub security_group: String,
+    pub user_data: String,
+    pub spot: bool,
     pub tags: BTreeMap<String, String>,
     pub client_token: String,
 }
@@ -138,6 +196,62 @@ pub trait Cloud: Sync {
         region: &str,
         ids: &[String],
         keys: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// The newest AMI owned by `owner` (an account, `self` or `amazon`) whose name matches
+    /// `name_pattern`, if any.
+    fn newest_image(
+        &self,
+        region: &str,
+        owner: &str,
+        name_pattern: &str,
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    fn subnet_placement(
+        &self,
+        region: &str,
+        subnet: &str,
+    ) -> impl Future<Output = Result<Placement, CloudError>> + Send;
+    fn create_build_resource(
+        &self,
+        region: &str,
+        resource: &BuildResource,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn launch_helper(
+        &self,
+        region: &str,
+        launch: &HelperLaunch,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn attach_volume(
+        &self,
+        region: &str,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// State of an instance (`pending`, `running`, `stopped`, `terminated`, …) with AWS's reason.
+    fn instance_status(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
+    fn console_output(&self, region: &str, id: &str) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Snapshots a volume, tagged at creation; returns the snapshot's ID.
+    fn snapshot_volume(
+        &self,
+        region: &str,
+        volume: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Deletes a transient resource (an instance is terminated; a gateway detached first; a route
+    /// table disassociated first). Deleting something already gone succeeds; a resource still in
+    /// use fails with AWS's code (`DependencyViolation`, `VolumeInUse`) for the caller to retry.
+    fn delete_build_resource(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        id: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when

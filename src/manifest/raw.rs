@@ -25,15 +25,63 @@ pub struct Manifest {
     pub publish: Publish,
 }
 
-/// Where the disk image comes from.
+/// Where the disk image comes from: exactly one of `file`, `url` and `bootstrap`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// A local raw disk image, relative to the manifest's directory.
-    pub file: String,
-    /// Expected SHA-256 of the file (hex). Checked before anything is uploaded.
+    /// A local raw disk image, relative to the manifest's directory (`build.method: direct`).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// An http(s) URL of a disk image the helper instance downloads (`build.method: helper`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Format of `url`; by default taken from its suffix (.raw/.img, .raw.xz, .raw.zst, .qcow2).
+    #[serde(default)]
+    pub format: Option<ImageFormat>,
+    /// Expected SHA-256 (hex) of `file` or of the downloaded `url` (required for URLs). Checked
+    /// before a single byte is written.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Build a system from a root file system tarball on the helper (`build.method: helper`).
+    #[serde(default)]
+    pub bootstrap: Option<Bootstrap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ImageFormat {
+    #[serde(rename = "raw")]
+    Raw,
+    #[serde(rename = "raw.xz")]
+    RawXz,
+    #[serde(rename = "raw.zst")]
+    RawZst,
+    #[serde(rename = "qcow2")]
+    Qcow2,
+}
+
+/// A stage3 (or any root file system) tarball, unpacked and provisioned on the helper, then
+/// written to the target volume as one ext4 file system covering the whole volume.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    /// http(s) URL of the tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2).
+    pub tarball: String,
+    /// Expected SHA-256 (hex) of the tarball.
+    pub sha256: String,
+    /// Local script (relative to the manifest) run on the helper with the unpacked root in
+    /// `$AMIPLAN_ROOT`, before anything is written: hostname, networking, kernel, fstab.
+    pub script: String,
+    /// Optional local script run after the file system is written, with the target device in
+    /// `$AMIPLAN_DEVICE` and the file system mounted at `$AMIPLAN_ROOT` (e.g. to install a
+    /// boot loader).
+    #[serde(default)]
+    pub finalize: Option<String>,
+    /// Extra local files copied into the root before the script runs: target path → file.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// Label of the ext4 file system.
+    #[serde(default = "default_label")]
+    pub label: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -43,9 +91,73 @@ pub struct Build {
     pub region: String,
     #[serde(default)]
     pub method: BuildMethod,
-    /// Root volume size in GiB; defaults to the image size rounded up.
+    /// Root volume size in GiB; defaults to the image size rounded up (required for helper
+    /// builds, which cannot see the image before they run).
     #[serde(default)]
     pub volume_size: Option<u32>,
+    /// Where the helper instance runs (`method: helper`): `create` (default) makes a temporary
+    /// VPC, subnet, internet gateway and route table, removed after the build; `{ subnet: … }`
+    /// uses an existing subnet, never modified or deleted.
+    #[serde(default)]
+    pub network: Option<Network>,
+    /// The helper instance (`method: helper`).
+    #[serde(default)]
+    pub helper: Option<Helper>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Network {
+    /// `create`: a temporary network for the build.
+    Create(NetworkCreate),
+    Existing(ExistingNetwork),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkCreate {
+    Create,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExistingNetwork {
+    /// An existing subnet with a route to the internet (or to the image's host).
+    pub subnet: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Helper {
+    /// The helper's own AMI: an ID, or `{ owner, name }` resolved to the newest match at plan time.
+    pub ami: HelperAmi,
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+    /// Type of the target volume the image is written to.
+    #[serde(default)]
+    pub volume_type: Option<VolumeType>,
+    /// Run the helper as a one-time spot instance.
+    #[serde(default)]
+    pub spot: bool,
+    /// How long the helper's job may take, e.g. `45m`, `2h` (default 60m).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HelperAmi {
+    Id(String),
+    Filter(AmiFilter),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmiFilter {
+    /// Account ID, `self` or `amazon`.
+    pub owner: String,
+    /// Name pattern (`*` and `?` wildcards); the newest match wins.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -54,6 +166,8 @@ pub enum BuildMethod {
     /// Upload the raw image into a snapshot with the EBS direct APIs; no instance at all.
     #[default]
     Direct,
+    /// A helper instance writes the image to a volume, which is snapshotted.
+    Helper,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -150,6 +264,14 @@ pub enum Imds {
 
 fn default_root_device() -> String {
     "/dev/xvda".to_string()
+}
+
+fn default_label() -> String {
+    "root".to_string()
+}
+
+fn default_instance_type() -> String {
+    "t3.small".to_string()
 }
 
 fn default_true() -> bool {

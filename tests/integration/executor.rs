@@ -9,6 +9,7 @@ use amiplan::cloud::retry::RetryPolicy;
 use amiplan::graph::DesiredGraph;
 use amiplan::observe::{RegionScope, observe};
 use amiplan::plan::{Action, Plan, plan};
+use amiplan::source::Prepared;
 
 use crate::fake::{FakeCloud, Made};
 use crate::support::*;
@@ -38,7 +39,8 @@ fn desired(dir: &Path, text: &str) -> DesiredGraph {
     let stacks = amiplan::model::validate(&[loaded]).unwrap();
     let mut sources = HashMap::new();
     for stack in &stacks {
-        sources.insert(stack.name.clone(), amiplan::source::inspect(&stack.source, None).unwrap());
+        let (path, _) = stack.local_source().unwrap();
+        sources.insert(stack.name.clone(), Prepared::Upload(amiplan::source::inspect(path, None).unwrap()));
     }
     DesiredGraph::build(&stacks, &sources)
 }

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use amiplan::cloud::{Cloud, CloudError, DiscoveryQuery, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
+use amiplan::cloud::{
+    BuildResource, Cloud, CloudError, DiscoveryQuery, HelperLaunch, ImageCopy, ImageRegistration, Placement,
+    ResourceStatus, SnapshotUpload,
+};
 use amiplan::observe::{LiveResource, ResourceKind};
 
 #[derive(Debug, Clone)]
@@ -303,4 +306,63 @@ impl Cloud for FakeCloud {
         self.state.lock().unwrap().locks.remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
+
+    // Helper builds are verified against moto behind the fault proxy (tests/integration/helper.rs),
+    // not here: the fake answers them with an error so that a test reaching them by mistake fails.
+    async fn newest_image(&self, region: &str, _owner: &str, _name: &str) -> Result<Option<String>, CloudError> {
+        Err(no_builds("DescribeImages", region))
+    }
+
+    async fn subnet_placement(&self, region: &str, _subnet: &str) -> Result<Placement, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
+    }
+
+    async fn create_build_resource(
+        &self,
+        region: &str,
+        _resource: &BuildResource,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("Create", region))
+    }
+
+    async fn launch_helper(&self, region: &str, _launch: &HelperLaunch) -> Result<String, CloudError> {
+        Err(no_builds("RunInstances", region))
+    }
+
+    async fn attach_volume(
+        &self,
+        region: &str,
+        _volume: &str,
+        _instance: &str,
+        _device: &str,
+    ) -> Result<(), CloudError> {
+        Err(no_builds("AttachVolume", region))
+    }
+
+    async fn instance_status(&self, region: &str, _id: &str) -> Result<ResourceStatus, CloudError> {
+        Err(no_builds("DescribeInstances", region))
+    }
+
+    async fn console_output(&self, region: &str, _id: &str) -> Result<String, CloudError> {
+        Err(no_builds("GetConsoleOutput", region))
+    }
+
+    async fn snapshot_volume(
+        &self,
+        region: &str,
+        _volume: &str,
+        _description: &str,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("CreateSnapshot", region))
+    }
+
+    async fn delete_build_resource(&self, region: &str, _kind: ResourceKind, _id: &str) -> Result<(), CloudError> {
+        Err(no_builds("Delete", region))
+    }
+}
+
+fn no_builds(operation: &'static str, region: &str) -> CloudError {
+    CloudError::new(operation, region, None, "the in-process fake does not model helper builds")
 }

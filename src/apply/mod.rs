@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+mod build;
+
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
 use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
@@ -32,6 +34,8 @@ pub struct Deadlines {
     pub snapshot: Duration,
     pub image: Duration,
     pub copy: Duration,
+    /// Starting a helper, and removing a transient resource still held by another.
+    pub transient: Duration,
 }
 
 impl Default for Deadlines {
@@ -40,6 +44,7 @@ impl Default for Deadlines {
             snapshot: Duration::from_secs(60 * 60),
             image: Duration::from_secs(40 * 60),
             copy: Duration::from_secs(90 * 60),
+            transient: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -50,11 +55,18 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     pub deadlines: Deadlines,
     pub policy: RetryPolicy,
+    /// Keep a failed build's helper, volume and network for debugging.
+    pub keep_on_failure: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 4, deadlines: Deadlines::default(), policy: RetryPolicy::default() }
+        ApplyOptions {
+            parallelism: 4,
+            deadlines: Deadlines::default(),
+            policy: RetryPolicy::default(),
+            keep_on_failure: false,
+        }
     }
 }
 
@@ -95,6 +107,7 @@ impl Report {
 }
 
 type NodeResult = Result<String, ()>;
+type Handle<'f> = Shared<BoxFuture<'f, NodeResult>>;
 
 struct Executor<'a, C> {
     cloud: &'a C,
@@ -103,6 +116,8 @@ struct Executor<'a, C> {
     options: &'a ApplyOptions,
     slots: HashMap<String, Arc<Semaphore>>,
     reports: Mutex<Vec<NodeReport>>,
+    /// Resource of every node that has one after this run (created, adopted, or left by a failure).
+    resources: Mutex<HashMap<String, String>>,
     interrupted: &'a AtomicBool,
 }
 
@@ -119,7 +134,16 @@ pub async fn apply<C: Cloud>(
     regions.sort();
     regions.dedup();
     let slots = regions.iter().map(|r| (r.to_string(), Arc::new(Semaphore::new(options.parallelism.max(1))))).collect();
-    let executor = Executor { cloud, plan, graph, options, slots, reports: Mutex::default(), interrupted };
+    let executor = Executor {
+        cloud,
+        plan,
+        graph,
+        options,
+        slots,
+        reports: Mutex::default(),
+        resources: Mutex::default(),
+        interrupted,
+    };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
     let mut nodes = executor.reports.into_inner().expect("report lock");
@@ -129,6 +153,11 @@ pub async fn apply<C: Cloud>(
 
 impl<'a, C: Cloud> Executor<'a, C> {
     fn record(&self, change: &Change, resource: Option<String>, outcome: Outcome, started: Instant) {
+        if let Some(id) = &resource
+            && change.action != Action::Delete
+        {
+            self.resources.lock().expect("resource lock").insert(change.node.clone(), id.clone());
+        }
         let report = NodeReport {
             stack: change.stack.clone(),
             node: change.node.clone(),
@@ -160,8 +189,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
     async fn delete_phase(&self) -> Vec<String> {
         let removing = |c: &&Change| matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some();
         let mut failed = Vec::new();
-        for images in [true, false] {
-            let batch = self.plan.changes.iter().filter(removing).filter(|c| c.kind.is_image() == images);
+        let mut ranks: Vec<u8> = self.plan.changes.iter().filter(removing).map(|c| c.kind.delete_rank()).collect();
+        ranks.sort();
+        ranks.dedup();
+        for rank in ranks {
+            let batch = self.plan.changes.iter().filter(removing).filter(|c| c.kind.delete_rank() == rank);
             let results = join_all(batch.map(|change| async move { (change, self.delete(change).await) })).await;
             for (change, ok) in results {
                 if !ok {
@@ -183,8 +215,10 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let started = Instant::now();
         let result = if change.kind.is_image() {
             self.delete_image(change, &id).await
-        } else {
+        } else if change.kind == NodeKind::Snapshot {
             self.delete_snapshot_after_images(&change.region, &id).await
+        } else {
+            self.delete_transient(&change.region, change.kind, &id).await
         };
         match result {
             // A replace reports once, after its create half.
@@ -235,25 +269,30 @@ impl<'a, C: Cloud> Executor<'a, C> {
             .filter(|c| c.action != Action::Delete && self.graph.get(&c.node).is_some())
             .map(|c| (c.node.as_str(), c))
             .collect();
-        let mut handles: HashMap<&str, Shared<BoxFuture<'_, NodeResult>>> = HashMap::new();
+        let mut handles: HashMap<&str, Handle<'_>> = HashMap::new();
         for node in self.graph.topological() {
             let Some(&change) = changes.get(node.id.as_str()) else {
                 continue;
             };
-            let dependencies: Vec<_> =
-                self.graph.dependencies(&node.id).iter().filter_map(|d| handles.get(d).cloned()).collect();
+            let dependencies: Vec<_> = self
+                .graph
+                .dependencies(&node.id)
+                .iter()
+                .filter_map(|d| Some((self.graph.get(d)?.kind, handles.get(d)?.clone())))
+                .collect();
             let delete_failed = failed_deletes.contains(&node.id);
             let handle = self.run_node(node, change, dependencies, delete_failed).boxed().shared();
             handles.insert(node.id.as_str(), handle);
         }
-        join_all(handles.into_values()).await;
+        let teardowns = self.teardowns(&handles);
+        futures::future::join(join_all(handles.into_values()), join_all(teardowns)).await;
     }
 
     async fn run_node(
         &self,
         node: &Node,
         change: &Change,
-        dependencies: Vec<Shared<BoxFuture<'_, NodeResult>>>,
+        dependencies: Vec<(NodeKind, Handle<'_>)>,
         delete_failed: bool,
     ) -> NodeResult {
         let started = Instant::now();
@@ -270,11 +309,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
             self.record(change, live, Outcome::Skipped("deleting the old resource failed".into()), started);
             return Err(());
         }
-        let mut inputs = Vec::new();
+        let mut inputs = Inputs::new();
         if change.action != Action::Update {
-            for dependency in dependencies {
+            for (kind, dependency) in dependencies {
                 match dependency.await {
-                    Ok(id) => inputs.push(id),
+                    Ok(id) => {
+                        inputs.insert(kind, id);
+                    }
                     Err(()) => {
                         self.record(
                             change,
@@ -296,7 +337,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let started = Instant::now();
         let result = match (change.action, live) {
             (Action::Update, Some(id)) => self.update(node, change, &id).await.map(|_| (id, Outcome::Updated)),
-            _ => self.create(node, &inputs).await.map(|id| (id, Outcome::Created)),
+            _ => self.create(node, change, &inputs).await.map(|id| (id, Outcome::Created)),
         };
         match result {
             Ok((id, outcome)) => {
@@ -317,7 +358,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         hex::encode(&digest[..16])
     }
 
-    async fn create(&self, node: &Node, inputs: &[String]) -> Result<String, StepError> {
+    async fn create(&self, node: &Node, change: &Change, inputs: &Inputs) -> Result<String, StepError> {
         let region = node.region.as_str();
         let tags = node.desired_tags();
         match &node.work {
@@ -346,7 +387,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
                     attrs: attrs.clone(),
-                    snapshot_id: input(inputs, node)?,
+                    snapshot_id: input(inputs, NodeKind::Snapshot, node)?,
                     volume_size_gib: *volume_size_gib,
                     tags,
                 };
@@ -360,7 +401,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
                     source_region: source_region.clone(),
-                    source_image_id: input(inputs, node)?,
+                    source_image_id: input(inputs, NodeKind::Image, node)?,
                     encrypted: *encrypted,
                     kms_key: kms_key.clone(),
                     tags: tags.clone(),
@@ -372,6 +413,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 self.publish(node, &id).await?;
                 Ok(id)
             }
+            _ => self.create_for_build(node, change, inputs).await,
         }
     }
 
@@ -401,6 +443,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
 
     async fn update(&self, node: &Node, change: &Change, id: &str) -> Result<(), StepError> {
         let region = node.region.as_str();
+        if node.kind.is_transient() {
+            return Ok(());
+        }
         if node.kind == NodeKind::Snapshot {
             self.wait_snapshot(region, id).await?;
         } else {
@@ -479,11 +524,14 @@ fn settle(
     }
 }
 
-fn input(inputs: &[String], node: &Node) -> Result<String, StepError> {
-    inputs
-        .first()
-        .cloned()
-        .ok_or_else(|| StepError { resource: None, message: format!("{} has no resolved dependency", node.id) })
+/// The resources a node's dependencies resolved to, by kind (a node has at most one of each).
+type Inputs = BTreeMap<NodeKind, String>;
+
+fn input(inputs: &Inputs, kind: NodeKind, node: &Node) -> Result<String, StepError> {
+    inputs.get(&kind).cloned().ok_or_else(|| StepError {
+        resource: None,
+        message: format!("{} has no resolved {} dependency", node.id, kind.as_str()),
+    })
 }
 
 /// A failed step: the message, and the resource it left behind (if one was made).

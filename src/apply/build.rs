@@ -1,0 +1,307 @@
+//! The executor's part of helper builds: creating the temporary network, target volume and helper,
+//! waiting for the helper's job and snapshotting its volume, then tearing the transient resources
+//! down in reverse dependency order as soon as the build is over.
+
+use std::collections::HashMap;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::{Executor, Handle, Inputs, Outcome, StepError, input};
+use crate::cloud::retry::{Poll, WaitError, wait_until};
+use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch};
+use crate::graph::{Node, NodeKind, Work};
+use crate::job::{self, JobResult};
+use crate::observe::ResourceKind;
+use crate::plan::{Action, Change, RESOLVED_AMI};
+
+/// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
+const HELPER_DEVICE: &str = "/dev/sdf";
+/// Console lines shown when a helper fails.
+const LOG_LINES: usize = 40;
+/// Codes AWS answers while a resource is still held by one being deleted: worth waiting out.
+const STILL_IN_USE: &[&str] = &["DependencyViolation", "VolumeInUse", "IncorrectState", "InvalidVolume.InUse"];
+
+impl<'a, C: Cloud> Executor<'a, C> {
+    pub(super) async fn create_for_build(
+        &self,
+        node: &Node,
+        change: &Change,
+        inputs: &Inputs,
+    ) -> Result<String, StepError> {
+        let region = node.region.as_str();
+        let tags = node.desired_tags();
+        let resource = match &node.work {
+            Work::Vpc { cidr } => BuildResource::Vpc { cidr: cidr.clone() },
+            Work::Subnet { cidr } => {
+                BuildResource::Subnet { vpc: input(inputs, NodeKind::Vpc, node)?, cidr: cidr.clone() }
+            }
+            Work::InternetGateway => BuildResource::InternetGateway { vpc: input(inputs, NodeKind::Vpc, node)? },
+            Work::RouteTable => {
+                let subnet = input(inputs, NodeKind::Subnet, node)?;
+                let vpc = self.placement(region, &subnet).await?.vpc;
+                BuildResource::RouteTable { vpc, subnet, gateway: input(inputs, NodeKind::InternetGateway, node)? }
+            }
+            Work::SecurityGroup { existing_subnet } => {
+                let subnet = subnet_of(inputs, existing_subnet, node)?;
+                BuildResource::SecurityGroup {
+                    vpc: self.placement(region, &subnet).await?.vpc,
+                    name: format!("amiplan-{}-helper", node.stack),
+                    description: format!("amiplan helper of stack {}: no inbound rules", node.stack),
+                }
+            }
+            Work::Volume { size_gib, volume_type, encrypted, kms_key, existing_subnet } => {
+                let subnet = subnet_of(inputs, existing_subnet, node)?;
+                BuildResource::Volume {
+                    availability_zone: self.placement(region, &subnet).await?.availability_zone,
+                    size_gib: *size_gib,
+                    volume_type: *volume_type,
+                    encrypted: *encrypted,
+                    kms_key: kms_key.clone(),
+                }
+            }
+            Work::Helper { instance_type, spot, job, existing_subnet, .. } => {
+                let Some(image_id) = change.resolved.get(RESOLVED_AMI) else {
+                    let why = change.reasons.last().cloned().unwrap_or_default();
+                    return Err(StepError { resource: None, message: format!("no AMI for the helper: {why}") });
+                };
+                let volume = input(inputs, NodeKind::Volume, node)?;
+                let launch = HelperLaunch {
+                    image_id: image_id.clone(),
+                    instance_type: instance_type.clone(),
+                    subnet: subnet_of(inputs, existing_subnet, node)?,
+                    security_group: input(inputs, NodeKind::SecurityGroup, node)?,
+                    user_data: job.script(&volume),
+                    spot: *spot,
+                    tags,
+                    client_token: self.client_token(node),
+                };
+                let id = self.cloud.launch_helper(region, &launch).await?;
+                self.wait_started(region, &id).await?;
+                return Ok(id);
+            }
+            Work::Capture { job_id, timeout } => return self.capture(node, inputs, job_id, *timeout).await,
+            Work::Upload { .. } | Work::Register { .. } | Work::Copy { .. } => {
+                unreachable!("image and snapshot work is not build work")
+            }
+        };
+        Ok(self.cloud.create_build_resource(region, &resource, &tags).await?)
+    }
+
+    async fn placement(&self, region: &str, subnet: &str) -> Result<crate::cloud::Placement, StepError> {
+        Ok(self.cloud.subnet_placement(region, subnet).await?)
+    }
+
+    /// Waits until the helper runs (an adopted one may still be `pending`).
+    async fn wait_started(&self, region: &str, id: &str) -> Result<(), StepError> {
+        let what = format!("helper {id} in {region}");
+        let result = wait_until(&self.options.policy, self.options.deadlines.transient, &what, || async {
+            let status = self.cloud.instance_status(region, id).await?;
+            Ok(match status.state.as_str() {
+                "pending" => Poll::Pending(status.state),
+                "running" => Poll::Ready(Ok(())),
+                _ => Poll::Ready(Err(status)),
+            })
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(status)) => {
+                let reason = status.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                Err(StepError {
+                    resource: Some(id.to_string()),
+                    message: format!("{what} is {}{reason}", status.state),
+                })
+            }
+            Err(error) => Err(StepError { resource: Some(id.to_string()), message: error.to_string() }),
+        }
+    }
+
+    /// Attaches the target volume, waits for the job's result, and snapshots the volume.
+    async fn capture(
+        &self,
+        node: &Node,
+        inputs: &Inputs,
+        job_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<String, StepError> {
+        let region = node.region.as_str();
+        let helper = input(inputs, NodeKind::Helper, node)?;
+        let volume = input(inputs, NodeKind::Volume, node)?;
+        self.wait_started(region, &helper).await?;
+        self.cloud.attach_volume(region, &volume, &helper, HELPER_DEVICE).await?;
+        tracing::info!(%helper, %volume, job = job_id, "waiting for the helper's job");
+        self.wait_for_job(region, &helper, job_id, timeout).await?;
+        let description = format!("amiplan {}", node.id);
+        let id = self.cloud.snapshot_volume(region, &volume, &description, &node.desired_tags()).await?;
+        self.wait_snapshot(region, &id).await?;
+        Ok(id)
+    }
+
+    /// The helper reports on its console and powers off; both are needed for a consistent volume.
+    async fn wait_for_job(
+        &self,
+        region: &str,
+        helper: &str,
+        job_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), StepError> {
+        let what = format!("the job of helper {helper}");
+        let result = wait_until(&self.options.policy, timeout, &what, || async {
+            let status = self.cloud.instance_status(region, helper).await?;
+            let console = self.cloud.console_output(region, helper).await?;
+            let ended = matches!(status.state.as_str(), "stopped" | "terminated" | "shutting-down");
+            Ok(match job::read_result(&console, job_id) {
+                Some(JobResult::Failed(reason)) => {
+                    Poll::Ready(Err(format!("the helper's job failed: {reason}\n{}", log(&console))))
+                }
+                Some(JobResult::Succeeded) if ended => Poll::Ready(Ok(())),
+                Some(JobResult::Succeeded) => Poll::Pending("job done, waiting for the helper to power off".into()),
+                None if ended => Poll::Ready(Err(format!(
+                    "helper {helper} is {} without reporting a result{}\n{}",
+                    status.state,
+                    status.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                    log(&console)
+                ))),
+                None => Poll::Pending(format!("helper {}", status.state)),
+            })
+        })
+        .await;
+        let message = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(message)) => message,
+            Err(WaitError::Timeout { .. }) => {
+                let console = self.cloud.console_output(region, helper).await.unwrap_or_default();
+                format!("the helper's job did not finish within {}\n{}", humanize(timeout), log(&console))
+            }
+            Err(WaitError::Failed(error)) => error.to_string(),
+        };
+        Err(StepError { resource: Some(helper.to_string()), message })
+    }
+
+    /// Deletes one transient resource, waiting out what still holds it (a volume is attached
+    /// until its instance has terminated; a security group is in use until then too).
+    pub(super) async fn delete_transient(&self, region: &str, kind: NodeKind, id: &str) -> Result<(), CloudError> {
+        let resource = kind.resource_kind();
+        let what = format!("{} {id} in {region}", kind.as_str());
+        let deadline = self.options.deadlines.transient;
+        let result = wait_until(&self.options.policy, deadline, &what, || async {
+            match self.cloud.delete_build_resource(region, resource, id).await {
+                Ok(()) => Ok(Poll::Ready(())),
+                Err(e) if e.code.as_deref().is_some_and(|c| STILL_IN_USE.contains(&c)) => {
+                    Ok(Poll::Pending(e.to_string()))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+        let as_cloud = |error: WaitError| match error {
+            WaitError::Failed(error) => error,
+            timeout => CloudError::new("Delete", region, None, timeout.to_string()).on(id),
+        };
+        result.map_err(as_cloud)?;
+        if resource == ResourceKind::Instance {
+            let terminated = wait_until(&self.options.policy, deadline, &what, || async {
+                match self.cloud.instance_status(region, id).await {
+                    Ok(status) if status.state == "terminated" => Ok(Poll::Ready(())),
+                    Ok(status) => Ok(Poll::Pending(status.state)),
+                    Err(e) if e.is_not_found() => Ok(Poll::Ready(())),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+            terminated.map_err(as_cloud)?;
+        }
+        Ok(())
+    }
+
+    /// One future per build in this plan: once its snapshot node has finished, either way, the
+    /// transient resources go, dependents first.
+    pub(super) fn teardowns<'h>(&'h self, handles: &HashMap<&str, Handle<'h>>) -> Vec<BoxFuture<'h, ()>> {
+        let mut teardowns = Vec::new();
+        for capture in self.graph.nodes().filter(|n| matches!(n.work, Work::Capture { .. })) {
+            let Some(capture_handle) = handles.get(capture.id.as_str()).cloned() else { continue };
+            let transient: Vec<(&Change, Handle<'h>)> = self
+                .plan
+                .changes
+                .iter()
+                .filter(|c| c.transient && c.stack == capture.stack && c.action != Action::Delete)
+                .filter_map(|c| Some((c, handles.get(c.node.as_str())?.clone())))
+                .collect();
+            if transient.is_empty() {
+                continue;
+            }
+            teardowns.push(
+                async move {
+                    let built = capture_handle.await.is_ok();
+                    let mut ranked = Vec::new();
+                    for (change, handle) in transient {
+                        let _ = handle.await;
+                        ranked.push(change);
+                    }
+                    ranked.sort_by_key(|c| c.kind.delete_rank());
+                    self.tear_down(&ranked, built).await;
+                }
+                .boxed(),
+            );
+        }
+        teardowns
+    }
+
+    async fn tear_down(&self, changes: &[&Change], built: bool) {
+        let resources = self.resources.lock().expect("resource lock").clone();
+        let keep = if self.stopping() {
+            Some("interrupted: the next apply or destroy removes it".to_string())
+        } else if !built && self.options.keep_on_failure {
+            Some("kept for debugging (--keep-on-failure); `amiplan destroy` or the next apply removes it".to_string())
+        } else {
+            None
+        };
+        let mut failed = false;
+        for change in changes {
+            let Some(id) = resources.get(&change.node) else { continue };
+            let mut teardown = (*change).clone();
+            teardown.action = Action::Delete;
+            teardown.live_id = Some(id.clone());
+            let started = Instant::now();
+            if let Some(why) = &keep {
+                self.record(&teardown, Some(id.clone()), Outcome::Skipped(why.clone()), started);
+                continue;
+            }
+            if failed {
+                self.record(
+                    &teardown,
+                    Some(id.clone()),
+                    Outcome::Skipped("an earlier teardown failed".into()),
+                    started,
+                );
+                continue;
+            }
+            let _slot = self.slot(&change.region).await;
+            match self.delete_transient(&change.region, change.kind, id).await {
+                Ok(()) => self.record(&teardown, Some(id.clone()), Outcome::Deleted, started),
+                Err(error) => {
+                    failed = true;
+                    self.record(&teardown, Some(id.clone()), Outcome::Failed(error.to_string()), started);
+                }
+            }
+        }
+    }
+}
+
+fn subnet_of(inputs: &Inputs, existing: &Option<String>, node: &Node) -> Result<String, StepError> {
+    match existing {
+        Some(subnet) => Ok(subnet.clone()),
+        None => input(inputs, NodeKind::Subnet, node),
+    }
+}
+
+fn log(console: &str) -> String {
+    format!("--- helper console, last lines ---\n{}", job::log_tail(console, LOG_LINES))
+}
+
+fn humanize(duration: std::time::Duration) -> String {
+    let minutes = duration.as_secs() / 60;
+    if minutes > 0 { format!("{minutes}m") } else { format!("{}s", duration.as_secs()) }
+}

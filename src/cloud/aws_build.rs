@@ -1,0 +1,615 @@
+//! The AWS calls of helper builds: the temporary network, the target volume, the helper instance
+//! and their teardown. Kept apart from `aws.rs`, which holds the image and snapshot calls.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
+    SpotMarketOptions, VolumeType,
+};
+use base64::Engine as _;
+
+use super::aws::{AwsCloud, sdk_error, tag_map, tag_spec};
+use super::{BuildResource, CloudError, HelperLaunch, Placement, ResourceStatus};
+use crate::observe::{LiveResource, ResourceKind};
+use crate::tags;
+
+/// States in which an instance still exists for planning purposes: a terminated helper is gone.
+const LIVE_INSTANCE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
+
+fn kind_of(resource_type: &str) -> Option<ResourceKind> {
+    Some(match resource_type {
+        "vpc" => ResourceKind::Vpc,
+        "subnet" => ResourceKind::Subnet,
+        "internet-gateway" => ResourceKind::InternetGateway,
+        "route-table" => ResourceKind::RouteTable,
+        "security-group" => ResourceKind::SecurityGroup,
+        "volume" => ResourceKind::Volume,
+        _ => return None,
+    })
+}
+
+fn ignore_not_found(result: Result<(), CloudError>) -> Result<(), CloudError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+impl AwsCloud {
+    /// Helper instances (one Describe, filtered by stack tag and live state) and the other
+    /// transient resources (one DescribeTags over every kind), of the given stacks.
+    pub(super) async fn discover_build_resources(
+        &self,
+        region: &str,
+        stacks: &[String],
+    ) -> Result<Vec<LiveResource>, CloudError> {
+        if stacks.is_empty() {
+            return Ok(vec![]);
+        }
+        let ec2 = self.ec2(region);
+        let instances = self.policy().run(false, || async {
+            let by_stack =
+                Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(stacks.to_vec())).build();
+            let states = Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_INSTANCE_STATES.iter().map(|s| s.to_string()).collect()))
+                .build();
+            let pages = ec2.describe_instances().filters(by_stack).filters(states).into_paginator().items().send();
+            pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeInstances", region, e))
+        });
+        let tagged = self.policy().run(false, || async {
+            let keys = Filter::builder()
+                .name("key")
+                .set_values(Some(vec![tags::STACK.into(), tags::NODE.into(), tags::SPEC.into()]))
+                .build();
+            let kinds = Filter::builder()
+                .name("resource-type")
+                .set_values(Some(
+                    ["vpc", "subnet", "internet-gateway", "route-table", "security-group", "volume"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build();
+            let pages = ec2.describe_tags().filters(keys).filters(kinds).into_paginator().items().send();
+            pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeTags", region, e))
+        });
+        let (reservations, tagged) = futures::try_join!(instances, tagged)?;
+        let mut found = Vec::new();
+        for instance in reservations.iter().flat_map(|r| r.instances()) {
+            found.push(LiveResource {
+                region: region.to_string(),
+                kind: ResourceKind::Instance,
+                id: instance.instance_id.clone().unwrap_or_default(),
+                name: None,
+                state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+                description: None,
+                tags: tag_map(instance.tags()),
+                public: false,
+                snapshot_ids: vec![],
+                created: instance.launch_time().map(|t| t.to_string()),
+            });
+        }
+        let mut by_id: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+        for tag in &tagged {
+            let kind = tag.resource_type().map(|t| t.as_str().to_string()).unwrap_or_default();
+            let (Some(id), Some(key)) = (tag.resource_id(), tag.key()) else { continue };
+            by_id
+                .entry((kind, id.to_string()))
+                .or_default()
+                .insert(key.to_string(), tag.value().unwrap_or_default().to_string());
+        }
+        for ((resource_type, id), tags) in by_id {
+            let (Some(kind), Some(stack)) = (kind_of(&resource_type), tags.get(tags::STACK)) else { continue };
+            if !stacks.contains(stack) {
+                continue;
+            }
+            found.push(LiveResource {
+                region: region.to_string(),
+                kind,
+                id,
+                name: None,
+                state: "present".into(),
+                description: None,
+                tags,
+                public: false,
+                snapshot_ids: vec![],
+                created: None,
+            });
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn newest_image_by_name(
+        &self,
+        region: &str,
+        owner: &str,
+        pattern: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let images = self
+            .policy()
+            .run(false, || async {
+                let by_name = Filter::builder().name("name").values(pattern).build();
+                let pages = ec2.describe_images().owners(owner).filters(by_name).into_paginator().items().send();
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeImages", region, e))
+            })
+            .await?;
+        let newest =
+            images.iter().max_by(|a, b| (a.creation_date(), a.image_id()).cmp(&(b.creation_date(), b.image_id())));
+        Ok(newest.and_then(|image| image.image_id.clone()))
+    }
+
+    pub(super) async fn placement_of(&self, region: &str, subnet: &str) -> Result<Placement, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.describe_subnets()
+                    .subnet_ids(subnet)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeSubnets", region, e).on(subnet))
+            })
+            .await?;
+        let found = out.subnets().first().ok_or_else(|| {
+            CloudError::new(
+                "DescribeSubnets",
+                region,
+                Some("InvalidSubnetID.NotFound".into()),
+                format!("subnet {subnet} does not exist"),
+            )
+            .on(subnet)
+        })?;
+        Ok(Placement {
+            vpc: found.vpc_id.clone().unwrap_or_default(),
+            availability_zone: found.availability_zone.clone().unwrap_or_default(),
+        })
+    }
+
+    pub(super) async fn create_transient(
+        &self,
+        region: &str,
+        resource: &BuildResource,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        let ec2 = self.ec2(region);
+        let policy = self.policy();
+        match resource {
+            BuildResource::Vpc { cidr } => {
+                let out = policy
+                    .run(false, || async {
+                        ec2.create_vpc()
+                            .cidr_block(cidr)
+                            .tag_specifications(tag_spec(ResourceType::Vpc, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateVpc", region, e))
+                    })
+                    .await?;
+                Ok(out.vpc().and_then(|v| v.vpc_id.clone()).unwrap_or_default())
+            }
+            BuildResource::Subnet { vpc, cidr } => {
+                let out = policy
+                    .run(true, || async {
+                        ec2.create_subnet()
+                            .vpc_id(vpc)
+                            .cidr_block(cidr)
+                            .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateSubnet", region, e).on(vpc))
+                    })
+                    .await?;
+                Ok(out.subnet().and_then(|s| s.subnet_id.clone()).unwrap_or_default())
+            }
+            BuildResource::InternetGateway { vpc } => {
+                let out = policy
+                    .run(false, || async {
+                        ec2.create_internet_gateway()
+                            .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateInternetGateway", region, e))
+                    })
+                    .await?;
+                let id = out.internet_gateway().and_then(|g| g.internet_gateway_id.clone()).unwrap_or_default();
+                policy
+                    .run(true, || async {
+                        ec2.attach_internet_gateway()
+                            .internet_gateway_id(&id)
+                            .vpc_id(vpc)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("AttachInternetGateway", region, e).on(&id))
+                    })
+                    .await?;
+                Ok(id)
+            }
+            BuildResource::RouteTable { vpc, subnet, gateway } => {
+                let out = policy
+                    .run(true, || async {
+                        ec2.create_route_table()
+                            .vpc_id(vpc)
+                            .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateRouteTable", region, e).on(vpc))
+                    })
+                    .await?;
+                let id = out.route_table().and_then(|t| t.route_table_id.clone()).unwrap_or_default();
+                policy
+                    .run(true, || async {
+                        ec2.create_route()
+                            .route_table_id(&id)
+                            .destination_cidr_block("0.0.0.0/0")
+                            .gateway_id(gateway)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateRoute", region, e).on(&id))
+                    })
+                    .await?;
+                policy
+                    .run(true, || async {
+                        ec2.associate_route_table()
+                            .route_table_id(&id)
+                            .subnet_id(subnet)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("AssociateRouteTable", region, e).on(&id))
+                    })
+                    .await?;
+                Ok(id)
+            }
+            BuildResource::SecurityGroup { vpc, name, description } => {
+                let out = policy
+                    .run(true, || async {
+                        ec2.create_security_group()
+                            .group_name(name)
+                            .description(description)
+                            .vpc_id(vpc)
+                            .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateSecurityGroup", region, e).on(vpc))
+                    })
+                    .await?;
+                Ok(out.group_id.unwrap_or_default())
+            }
+            BuildResource::Volume { availability_zone, size_gib, volume_type, encrypted, kms_key } => {
+                let out = policy
+                    .run(false, || async {
+                        ec2.create_volume()
+                            .availability_zone(availability_zone)
+                            .size(*size_gib as i32)
+                            .volume_type(VolumeType::from(volume_type.as_str()))
+                            .encrypted(*encrypted)
+                            .set_kms_key_id(kms_key.clone())
+                            .tag_specifications(tag_spec(ResourceType::Volume, tags))
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CreateVolume", region, e))
+                    })
+                    .await?;
+                Ok(out.volume_id.unwrap_or_default())
+            }
+        }
+    }
+
+    pub(super) async fn run_helper(&self, region: &str, launch: &HelperLaunch) -> Result<String, CloudError> {
+        let ec2 = self.ec2(region);
+        let user_data = base64::engine::general_purpose::STANDARD.encode(launch.user_data.as_bytes());
+        // IMDSv2 only; no key pair and a group without inbound rules, so nothing can log in.
+        let metadata = InstanceMetadataOptionsRequest::builder()
+            .http_tokens(HttpTokensState::Required)
+            .http_endpoint(InstanceMetadataEndpointState::Enabled)
+            .http_put_response_hop_limit(1)
+            .build();
+        // The job powers the helper off when done: `stop` keeps it (and its console) visible.
+        // One-time spot instances cannot stop, so they terminate; the result is read either way.
+        let (shutdown, market) = if launch.spot {
+            let spot = SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                .build();
+            let market =
+                InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).spot_options(spot).build();
+            (ShutdownBehavior::Terminate, Some(market))
+        } else {
+            (ShutdownBehavior::Stop, None)
+        };
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.run_instances()
+                    .image_id(&launch.image_id)
+                    .instance_type(InstanceType::from(launch.instance_type.as_str()))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(&launch.subnet)
+                    .security_group_ids(&launch.security_group)
+                    .user_data(&user_data)
+                    .metadata_options(metadata.clone())
+                    .instance_initiated_shutdown_behavior(shutdown.clone())
+                    .set_instance_market_options(market.clone())
+                    .tag_specifications(tag_spec(ResourceType::Instance, &launch.tags))
+                    .client_token(&launch.client_token)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("RunInstances", region, e))
+            })
+            .await?;
+        Ok(out.instances().first().and_then(|i| i.instance_id.clone()).unwrap_or_default())
+    }
+
+    pub(super) async fn attach(
+        &self,
+        region: &str,
+        volume: &str,
+        instance: &str,
+        device: &str,
+    ) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let result = self
+            .policy()
+            .run(true, || async {
+                ec2.attach_volume()
+                    .volume_id(volume)
+                    .instance_id(instance)
+                    .device(device)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("AttachVolume", region, e).on(volume))
+            })
+            .await;
+        match result {
+            // Already attached to this helper: a re-run after a crash.
+            Err(e)
+                if e.code.as_deref() == Some("VolumeInUse")
+                    && self.attached_to(region, volume).await? == Some(instance.to_string()) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn attached_to(&self, region: &str, volume: &str) -> Result<Option<String>, CloudError> {
+        let out = self
+            .ec2(region)
+            .describe_volumes()
+            .volume_ids(volume)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeVolumes", region, e).on(volume))?;
+        Ok(out.volumes().first().and_then(|v| v.attachments().first()).and_then(|a| a.instance_id.clone()))
+    }
+
+    pub(super) async fn instance_state(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.describe_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeInstances", region, e).on(id))
+            })
+            .await?;
+        let instance = out.reservations().iter().flat_map(|r| r.instances()).next().ok_or_else(|| {
+            CloudError::new(
+                "DescribeInstances",
+                region,
+                Some("InvalidInstanceID.NotFound".into()),
+                format!("{id} does not exist"),
+            )
+            .on(id)
+        })?;
+        Ok(ResourceStatus {
+            state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+            reason: instance.state_reason().and_then(|r| r.message.clone()),
+            snapshot_ids: vec![],
+        })
+    }
+
+    pub(super) async fn console(&self, region: &str, id: &str) -> Result<String, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.get_console_output()
+                    .instance_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetConsoleOutput", region, e).on(id))
+            })
+            .await?;
+        let encoded = out.output().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub(super) async fn snapshot_of(
+        &self,
+        region: &str,
+        volume: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(false, || async {
+                ec2.create_snapshot()
+                    .volume_id(volume)
+                    .description(description)
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("CreateSnapshot", region, e).on(volume))
+            })
+            .await?;
+        Ok(out.snapshot_id.unwrap_or_default())
+    }
+
+    pub(super) async fn delete_transient(&self, region: &str, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let policy = self.policy();
+        let result = match kind {
+            ResourceKind::Instance => {
+                policy
+                    .run(false, || async {
+                        ec2.terminate_instances()
+                            .instance_ids(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("TerminateInstances", region, e).on(id))
+                    })
+                    .await
+            }
+            ResourceKind::Volume => {
+                policy
+                    .run(false, || async {
+                        ec2.delete_volume()
+                            .volume_id(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DeleteVolume", region, e).on(id))
+                    })
+                    .await
+            }
+            ResourceKind::SecurityGroup => {
+                policy
+                    .run(false, || async {
+                        ec2.delete_security_group()
+                            .group_id(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DeleteSecurityGroup", region, e).on(id))
+                    })
+                    .await
+            }
+            ResourceKind::RouteTable => self.delete_route_table(region, id).await,
+            ResourceKind::InternetGateway => self.delete_gateway(region, id).await,
+            ResourceKind::Subnet => {
+                policy
+                    .run(false, || async {
+                        ec2.delete_subnet()
+                            .subnet_id(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DeleteSubnet", region, e).on(id))
+                    })
+                    .await
+            }
+            ResourceKind::Vpc => {
+                policy
+                    .run(false, || async {
+                        ec2.delete_vpc()
+                            .vpc_id(id)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DeleteVpc", region, e).on(id))
+                    })
+                    .await
+            }
+            ResourceKind::Image | ResourceKind::Snapshot => {
+                return Err(CloudError::new("Delete", region, None, format!("{id} is not a build resource")));
+            }
+        };
+        ignore_not_found(result)
+    }
+
+    async fn delete_route_table(&self, region: &str, id: &str) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let policy = self.policy();
+        let out = policy
+            .run(false, || async {
+                ec2.describe_route_tables()
+                    .route_table_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeRouteTables", region, e).on(id))
+            })
+            .await?;
+        let associations: Vec<String> = out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| a.main != Some(true))
+            .filter_map(|a| a.route_table_association_id.clone())
+            .collect();
+        for association in &associations {
+            ignore_not_found(
+                policy
+                    .run(false, || async {
+                        ec2.disassociate_route_table()
+                            .association_id(association)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DisassociateRouteTable", region, e).on(id))
+                    })
+                    .await,
+            )?;
+        }
+        policy
+            .run(false, || async {
+                ec2.delete_route_table()
+                    .route_table_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| sdk_error("DeleteRouteTable", region, e).on(id))
+            })
+            .await
+    }
+
+    async fn delete_gateway(&self, region: &str, id: &str) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let policy = self.policy();
+        let out = policy
+            .run(false, || async {
+                ec2.describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeInternetGateways", region, e).on(id))
+            })
+            .await?;
+        let vpcs: Vec<String> =
+            out.internet_gateways().iter().flat_map(|g| g.attachments()).filter_map(|a| a.vpc_id.clone()).collect();
+        for vpc in &vpcs {
+            ignore_not_found(
+                policy
+                    .run(false, || async {
+                        ec2.detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| sdk_error("DetachInternetGateway", region, e).on(id))
+                    })
+                    .await,
+            )?;
+        }
+        policy
+            .run(false, || async {
+                ec2.delete_internet_gateway()
+                    .internet_gateway_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| sdk_error("DeleteInternetGateway", region, e).on(id))
+            })
+            .await
+    }
+}
