@@ -5,6 +5,7 @@ mod executor;
 mod fake;
 mod faults;
 mod hostile;
+mod job;
 mod lifecycle;
 mod manifests;
 mod proxy;
