@@ -572,7 +572,8 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
                     volume_type,
                     encrypted,
                     boot_mode: image.boot_mode,
-                    ena: image.ena,
+                    // ENA needs HVM; a paravirtual AMI registered with it is refused.
+                    ena: image.ena && virtualization == Virtualization::Hvm,
                     imds: image.imds,
                     tpm: image.tpm,
                     root_device: image.root_device.clone(),

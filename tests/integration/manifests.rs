@@ -130,6 +130,15 @@ fn examples_and_shipped_manifests_validate() {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         for entry in std::fs::read_dir(root.join(folder)).unwrap() {
             let path = entry.unwrap().path();
+            // Scripts and files a bootstrap embeds live in subfolders.
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "images") {
+                let target = dir.join(folder).join(path.file_name().unwrap());
+                std::fs::create_dir_all(&target).unwrap();
+                for file in std::fs::read_dir(&path).unwrap() {
+                    let file = file.unwrap().path();
+                    std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+                }
+            }
             if path.extension().is_some_and(|e| e == "yaml") {
                 let text = std::fs::read_to_string(&path).unwrap();
                 assert!(

@@ -87,6 +87,8 @@ struct State {
     /// Calls in flight now, and the most at once, per (operation, region).
     in_flight: HashMap<(String, String), usize>,
     most_in_flight: HashMap<(String, String), usize>,
+    /// What GetConsoleOutput answers per instance, instead of moto's canned boot log.
+    consoles: HashMap<String, String>,
 }
 
 struct Shared {
@@ -121,6 +123,7 @@ impl Proxy {
             kill_after: None,
             in_flight: HashMap::new(),
             most_in_flight: HashMap::new(),
+            consoles: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
@@ -154,6 +157,12 @@ impl Proxy {
     pub fn most_in_flight(&self, operation: &str, region: &str) -> usize {
         let state = self.shared.state.lock().unwrap();
         state.most_in_flight.get(&(operation.to_string(), region.to_string())).copied().unwrap_or(0)
+    }
+
+    /// From now on, GetConsoleOutput for `instance` answers `text` (what its helper printed).
+    #[allow(dead_code)] // the benchmarks include this file and play no helper
+    pub fn set_console(&self, instance: &str, text: &str) {
+        self.shared.state.lock().unwrap().consoles.insert(instance.to_string(), text.to_string());
     }
 
     pub fn clear_calls(&self) {
@@ -269,6 +278,12 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
         state.injected.dropped += 1;
         return (Verdict::Drop, latency, None);
     }
+    if call.operation == "GetConsoleOutput"
+        && let Some((_, instance)) = call.params.iter().find(|(k, _)| k == "InstanceId")
+        && let Some(text) = state.consoles.get(instance)
+    {
+        return (Verdict::Answer(console_answer(instance, text)), latency, None);
+    }
     let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
     let may_be_unseen = call.operation.starts_with("Describe")
@@ -324,6 +339,20 @@ fn between(text: &str, open: &str, close: &str) -> Option<String> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(text[start..end].to_string())
+}
+
+/// GetConsoleOutput's answer, base64 as EC2 sends it.
+fn console_answer(instance: &str, text: &str) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
+    let output = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy</requestId><instanceId>{instance}</instanceId><timestamp>2026-11-23T00:00:00.000Z</timestamp><output>{output}</output></GetConsoleOutputResponse>"
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 /// An error answer in the wire format of the call's service.
