@@ -268,11 +268,16 @@ fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Opt
     (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
 }
 
+/// The state of a live resource that can never become usable, if it is in one.
 fn failed_state(live: &LiveResource) -> Option<&str> {
-    match live.state.as_str() {
-        "available" | "completed" | "pending" => None,
-        other => Some(other),
-    }
+    let state = live.state.as_str();
+    let failed = match live.kind {
+        ResourceKind::Image | ResourceKind::Snapshot => !matches!(state, "available" | "completed" | "pending"),
+        ResourceKind::Volume => matches!(state, "error" | "deleting" | "deleted"),
+        // A stopped helper is replaced in `compare`; terminated ones are not even discovered.
+        _ => false,
+    };
+    failed.then_some(state)
 }
 
 fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {

@@ -18,16 +18,9 @@ use crate::tags;
 /// States in which an instance still exists for planning purposes: a terminated helper is gone.
 const LIVE_INSTANCE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
 
-fn kind_of(resource_type: &str) -> Option<ResourceKind> {
-    Some(match resource_type {
-        "vpc" => ResourceKind::Vpc,
-        "subnet" => ResourceKind::Subnet,
-        "internet-gateway" => ResourceKind::InternetGateway,
-        "route-table" => ResourceKind::RouteTable,
-        "security-group" => ResourceKind::SecurityGroup,
-        "volume" => ResourceKind::Volume,
-        _ => return None,
-    })
+/// AWS's state word of a resource, or `present` for kinds without one.
+fn state<S: AsRef<str>>(state: Option<&S>) -> String {
+    state.map_or_else(|| "present".to_string(), |s| s.as_ref().to_string())
 }
 
 fn ignore_not_found(result: Result<(), CloudError>) -> Result<(), CloudError> {
@@ -59,23 +52,77 @@ impl AwsCloud {
             let pages = ec2.describe_instances().filters(by_stack).filters(states).into_paginator().items().send();
             pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeInstances", region, e))
         });
-        let tagged = self.policy().run(false, || async {
-            let keys = Filter::builder()
-                .name("key")
-                .set_values(Some(vec![tags::STACK.into(), tags::NODE.into(), tags::SPEC.into()]))
-                .build();
-            let kinds = Filter::builder()
-                .name("resource-type")
-                .set_values(Some(
-                    ["vpc", "subnet", "internet-gateway", "route-table", "security-group", "volume"]
-                        .map(String::from)
-                        .to_vec(),
-                ))
-                .build();
-            let pages = ec2.describe_tags().filters(keys).filters(kinds).into_paginator().items().send();
-            pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeTags", region, e))
+        // One tag-filtered Describe per kind, all at once. (DescribeTags would be one call, but
+        // it may still list resources that were deleted, which would make them look alive.)
+        let by_stack =
+            || Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(stacks.to_vec())).build();
+        let policy = self.policy();
+        let vpcs = policy.run(false, || async {
+            let pages = ec2.describe_vpcs().filters(by_stack()).into_paginator().items().send();
+            let found = pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeVpcs", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| (ResourceKind::Vpc, v.vpc_id.clone(), v.tags().to_vec(), state(v.state())))
+                .collect::<Vec<_>>())
         });
-        let (reservations, tagged) = futures::try_join!(instances, tagged)?;
+        let subnets = policy.run(false, || async {
+            let pages = ec2.describe_subnets().filters(by_stack()).into_paginator().items().send();
+            let found =
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeSubnets", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| (ResourceKind::Subnet, v.subnet_id.clone(), v.tags().to_vec(), state(v.state())))
+                .collect::<Vec<_>>())
+        });
+        let gateways = policy.run(false, || async {
+            let pages = ec2.describe_internet_gateways().filters(by_stack()).into_paginator().items().send();
+            let found = pages
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| sdk_error("DescribeInternetGateways", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| {
+                    (
+                        ResourceKind::InternetGateway,
+                        v.internet_gateway_id.clone(),
+                        v.tags().to_vec(),
+                        "present".to_string(),
+                    )
+                })
+                .collect::<Vec<_>>())
+        });
+        let route_tables = policy.run(false, || async {
+            let pages = ec2.describe_route_tables().filters(by_stack()).into_paginator().items().send();
+            let found =
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeRouteTables", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| (ResourceKind::RouteTable, v.route_table_id.clone(), v.tags().to_vec(), "present".to_string()))
+                .collect::<Vec<_>>())
+        });
+        let groups = policy.run(false, || async {
+            let pages = ec2.describe_security_groups().filters(by_stack()).into_paginator().items().send();
+            let found = pages
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| sdk_error("DescribeSecurityGroups", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| (ResourceKind::SecurityGroup, v.group_id.clone(), v.tags().to_vec(), "present".to_string()))
+                .collect::<Vec<_>>())
+        });
+        let volumes = policy.run(false, || async {
+            let pages = ec2.describe_volumes().filters(by_stack()).into_paginator().items().send();
+            let found =
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeVolumes", region, e))?;
+            Ok(found
+                .iter()
+                .map(|v| (ResourceKind::Volume, v.volume_id.clone(), v.tags().to_vec(), state(v.state())))
+                .collect::<Vec<_>>())
+        });
+        let (reservations, vpcs, subnets, gateways, route_tables, groups, volumes) =
+            futures::try_join!(instances, vpcs, subnets, gateways, route_tables, groups, volumes)?;
         let mut found = Vec::new();
         for instance in reservations.iter().flat_map(|r| r.instances()) {
             found.push(LiveResource {
@@ -91,28 +138,15 @@ impl AwsCloud {
                 created: instance.launch_time().map(|t| t.to_string()),
             });
         }
-        let mut by_id: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
-        for tag in &tagged {
-            let kind = tag.resource_type().map(|t| t.as_str().to_string()).unwrap_or_default();
-            let (Some(id), Some(key)) = (tag.resource_id(), tag.key()) else { continue };
-            by_id
-                .entry((kind, id.to_string()))
-                .or_default()
-                .insert(key.to_string(), tag.value().unwrap_or_default().to_string());
-        }
-        for ((resource_type, id), tags) in by_id {
-            let (Some(kind), Some(stack)) = (kind_of(&resource_type), tags.get(tags::STACK)) else { continue };
-            if !stacks.contains(stack) {
-                continue;
-            }
+        for (kind, id, tags, state) in [vpcs, subnets, gateways, route_tables, groups, volumes].into_iter().flatten() {
             found.push(LiveResource {
                 region: region.to_string(),
                 kind,
-                id,
+                id: id.unwrap_or_default(),
                 name: None,
-                state: "present".into(),
+                state,
                 description: None,
-                tags,
+                tags: tag_map(&tags),
                 public: false,
                 snapshot_ids: vec![],
                 created: None,

@@ -4,6 +4,7 @@ mod changes;
 mod executor;
 mod fake;
 mod faults;
+mod helper;
 mod hostile;
 mod job;
 mod lifecycle;

@@ -1,0 +1,370 @@
+//! Helper builds against moto. moto does not boot instances, so each test plays the helper from
+//! outside: it waits for the helper instance, checks what amiplan launched (user-data, IMDSv2, no
+//! key, no inbound rules), then answers as a real helper would: its result on the console (served
+//! by the fault proxy) and a power-off.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
+use base64::Engine as _;
+
+use crate::proxy::{Faults, Proxy};
+use crate::support::*;
+
+const REGION: &str = "us-east-1";
+const DIGEST: &str = "6205ae0c524b4d1816dbd3573ce29b5c44ed26c9fbc874fbe48c41c89dd0bac2";
+
+fn small_helper_manifest(stack: &str) -> String {
+    format!(
+        "# yaml-language-server: $schema=x
+stack: {stack}
+source:
+  url: https://images.example.org/{stack}.raw.zst
+  sha256: {DIGEST}
+build:
+  region: {REGION}
+  method: helper
+  volume_size: 2
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m }}
+image:
+  name: \"{stack}-{{volume_type}}\"
+  architecture: x86_64
+variants:
+  volume_type: [gp3]
+regions: [{REGION}]
+"
+    )
+}
+
+fn write_manifest(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = workdir(name);
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    dir
+}
+
+async fn user_data(moto: &Moto, instance: &str) -> String {
+    let ec2 = moto.ec2(REGION).await;
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = out.user_data().and_then(|v| v.value()).unwrap_or_default();
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
+/// Waits for the stack's helper to run, with its target volume attached (amiplan attaches it
+/// right before it starts waiting for the job).
+async fn wait_for_helper(moto: &Moto, stack: &str) -> Instance {
+    let ec2 = moto.ec2(REGION).await;
+    for _ in 0..600 {
+        let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let running = Filter::builder().name("instance-state-name").values("running").build();
+        let out = ec2.describe_instances().filters(by_stack).filters(running).send().await.unwrap();
+        let instance = out.reservations().iter().flat_map(|r| r.instances()).next().cloned();
+        if let Some(instance) = instance {
+            let attached =
+                Filter::builder().name("attachment.instance-id").values(instance.instance_id().unwrap()).build();
+            let volumes = ec2.describe_volumes().filters(attached).send().await.unwrap();
+            if volumes.volumes().iter().any(|v| v.attachments().iter().any(|a| a.device() == Some("/dev/sdf"))) {
+                return instance;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no helper with an attached volume appeared for {stack}");
+}
+
+/// Checks what every helper must be: IMDSv2 only, no key pair, no inbound rules, stopping (not
+/// vanishing) when its job powers it off, tagged, and carrying a job that checks the digest.
+async fn check_helper(moto: &Moto, instance: &Instance, stack: &str, digest: &str) -> String {
+    let ec2 = moto.ec2(REGION).await;
+    let id = instance.instance_id().unwrap();
+    let metadata = instance.metadata_options().unwrap();
+    assert_eq!(metadata.http_tokens(), Some(&HttpTokensState::Required), "IMDSv2 required");
+    assert_eq!(instance.key_name(), None, "no SSH key");
+    assert_eq!(tag(instance.tags(), "amiplan:node"), Some(format!("helper/{stack}@{REGION}").as_str()));
+    for group in instance.security_groups() {
+        let out = ec2.describe_security_groups().group_ids(group.group_id().unwrap()).send().await.unwrap();
+        let group = &out.security_groups()[0];
+        assert!(group.ip_permissions().is_empty(), "no inbound rules: {:?}", group.ip_permissions());
+        assert_eq!(tag(group.tags(), "amiplan:stack"), Some(stack));
+    }
+    let shutdown = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("stop"));
+    let script = user_data(moto, id).await;
+    assert!(script.starts_with("#!/bin/bash\n") && script.contains("set -euo pipefail"), "{script}");
+    assert!(script.contains(digest), "the job checks the digest");
+    let volume = script.lines().find_map(|l| l.strip_prefix("VOLUME=")).unwrap();
+    assert!(volume.starts_with("vol-"), "the job names its target volume");
+    script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap().to_string()
+}
+
+/// Answers as the helper, once amiplan is reading its console: the console, then a power-off
+/// (the instance stops).
+async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str) {
+    let polled = |proxy: &Proxy| {
+        proxy.calls().iter().any(|c| c.operation == "GetConsoleOutput" && c.params.iter().any(|(_, v)| v == instance))
+    };
+    for _ in 0..600 {
+        if polled(proxy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(polled(proxy), "amiplan never read the console of {instance}");
+    proxy.set_console(instance, console);
+    moto.ec2(REGION).await.stop_instances().instance_ids(instance).send().await.unwrap();
+}
+
+fn succeeded(job: &str) -> String {
+    format!(
+        "[   10.2] cloud-init[812]: AMIPLAN-LOG {job} writing the image\r\n[   31.9] cloud-init[812]: AMIPLAN-RESULT {job} ok\r\n"
+    )
+}
+
+/// Every resource tagged with the stack other than AMIs and snapshots, plus its helpers that
+/// have not terminated: what a finished build must not leave. (Not DescribeTags: moto keeps the
+/// tags of deleted resources there.)
+async fn leftovers(moto: &Moto, stack: &str) -> Vec<String> {
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = || Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let mut found = Vec::new();
+    let out = ec2.describe_vpcs().filters(by_stack()).send().await.unwrap();
+    found.extend(out.vpcs().iter().map(|v| format!("Vpc {}", v.vpc_id().unwrap())));
+    let out = ec2.describe_subnets().filters(by_stack()).send().await.unwrap();
+    found.extend(out.subnets().iter().map(|v| format!("Subnet {}", v.subnet_id().unwrap())));
+    let out = ec2.describe_internet_gateways().filters(by_stack()).send().await.unwrap();
+    found.extend(
+        out.internet_gateways().iter().map(|v| format!("InternetGateway {}", v.internet_gateway_id().unwrap())),
+    );
+    let out = ec2.describe_route_tables().filters(by_stack()).send().await.unwrap();
+    found.extend(out.route_tables().iter().map(|v| format!("RouteTable {}", v.route_table_id().unwrap())));
+    let out = ec2.describe_security_groups().filters(by_stack()).send().await.unwrap();
+    found.extend(out.security_groups().iter().map(|v| format!("SecurityGroup {}", v.group_id().unwrap())));
+    let out = ec2.describe_volumes().filters(by_stack()).send().await.unwrap();
+    found.extend(out.volumes().iter().map(|v| format!("Volume {}", v.volume_id().unwrap())));
+    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+        if state != "terminated" {
+            found.push(format!("instance {} ({state})", instance.instance_id().unwrap_or_default()));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn copy_example(name: &str, dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::copy(root.join(name), dir.join(name)).unwrap();
+    std::fs::create_dir_all(dir.join("funtoo")).unwrap();
+    for file in std::fs::read_dir(root.join("funtoo")).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, dir.join("funtoo").join(file.file_name().unwrap())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 41).await;
+    let dir = workdir("helper-fedora");
+    copy_example("fedora-helper.yaml", &dir);
+    let stack = "fedora-helper-example";
+    let args = ["--regions", "manifest"];
+
+    let planned = amiplan_async(&proxy.endpoint, &dir, &[&["plan", "fedora-helper.yaml"][..], &args].concat()).await;
+    expect_code(&planned, 0);
+    let text = stdout(&planned);
+    for node in ["vpc/", "subnet/", "internet-gateway/", "route-table/", "security-group/", "volume/", "helper/"] {
+        assert!(text.contains(&format!("{node}{stack}@us-east-1")), "plan lists {node}: {text}");
+    }
+    assert!(text.contains("transient: created for the build, removed after"), "{text}");
+    assert!(text.contains("boots ami-"), "the resolved helper AMI is shown: {text}");
+
+    let apply_args = [&["apply", "fedora-helper.yaml", "--auto-approve"][..], &args].concat();
+    let player = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        let script = user_data(&moto, instance.instance_id().unwrap()).await;
+        assert!(script.contains("Fedora-Cloud-Base-Generic-41-1.4.x86_64.raw.xz") && script.contains("xz -dc"));
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+    };
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply_args), player);
+    expect_code(&applied, 0);
+
+    for region in ["us-east-1", "us-west-2"] {
+        for name in ["hvm-standard", "hvm-gp3", "paravirtual-standard", "paravirtual-gp3"] {
+            let name = format!("{stack}-{name}");
+            assert_eq!(moto.images_named(region, &name).await.len(), 1, "{name} in {region}");
+        }
+    }
+    let snapshots = moto.stack_snapshots(REGION, stack).await;
+    assert!(
+        snapshots.iter().any(|s| tag(s.tags(), "amiplan:node") == Some(&format!("snapshot/{stack}-root@{REGION}"))),
+        "the snapshot of the target volume is tagged"
+    );
+    assert_eq!(
+        leftovers(&moto, stack).await,
+        Vec::<String>::new(),
+        "every transient resource is gone: {}\n{:?}",
+        stdout(&applied),
+        proxy
+            .calls()
+            .iter()
+            .filter(|c| c.operation.starts_with("Create") || c.operation.starts_with("Delete"))
+            .map(|c| c.operation.clone())
+            .collect::<Vec<_>>()
+    );
+    let calls = proxy.calls();
+    let ops = |op: &str| calls.iter().filter(|c| c.operation == op).count();
+    assert_eq!((ops("RunInstances"), ops("CreateVpc"), ops("DeleteVpc")), (1, 1, 1));
+
+    // Once the AMIs exist a plan needs no helper at all.
+    let again = amiplan_async(
+        &proxy.endpoint,
+        &dir,
+        &[&["plan", "fedora-helper.yaml", "--detailed-exitcode"][..], &args].concat(),
+    )
+    .await;
+    expect_code(&again, 0);
+    assert!(!stdout(&again).contains("helper/"), "{}", stdout(&again));
+
+    let destroyed = amiplan_async(
+        &proxy.endpoint,
+        &dir,
+        &[&["destroy", "fedora-helper.yaml", "--auto-approve"][..], &args].concat(),
+    )
+    .await;
+    expect_code(&destroyed, 0);
+    for region in ["us-east-1", "us-west-2"] {
+        assert!(moto.stack_images(region, stack).await.is_empty());
+        assert!(moto.stack_snapshots(region, stack).await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 42).await;
+    let dir = workdir("helper-funtoo");
+    copy_example("funtoo-bootstrap.yaml", &dir);
+    let ec2 = moto.ec2(REGION).await;
+    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0].clone();
+    let subnet_id = subnet.subnet_id().unwrap();
+    let manifest = std::fs::read_to_string(dir.join("funtoo-bootstrap.yaml")).unwrap();
+    std::fs::write(dir.join("funtoo-bootstrap.yaml"), manifest.replace("subnet-0123456789abcdef0", subnet_id)).unwrap();
+    let stack = "funtoo-example";
+    let provision = std::fs::read(dir.join("funtoo/provision.sh")).unwrap();
+    let provision_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&provision));
+
+    let player = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        assert_eq!(instance.subnet_id(), Some(subnet_id), "the helper runs in the given subnet");
+        let job =
+            check_helper(&moto, &instance, stack, "3f1c1e7c5d1b8a2e0f64c1a3b5e7d9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0")
+                .await;
+        let script = user_data(&moto, instance.instance_id().unwrap()).await;
+        assert!(script.contains(&provision_digest), "the provisioning script is embedded and checked");
+        assert!(script.contains("mkfs.ext4 -q -F -L 'funtoo'"), "{script}");
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+    };
+    let args = ["apply", "funtoo-bootstrap.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &args), player);
+    expect_code(&applied, 0);
+    assert_eq!(moto.images_named(REGION, "funtoo-example-x86_64-paravirtual").await.len(), 1);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    let calls = proxy.calls();
+    for untouched in ["CreateVpc", "CreateSubnet", "DeleteSubnet", "DeleteVpc", "CreateRouteTable"] {
+        assert!(!calls.iter().any(|c| c.operation == untouched), "{untouched} must not be called");
+    }
+    let still = ec2.describe_subnets().subnet_ids(subnet_id).send().await.unwrap();
+    assert_eq!(still.subnets().len(), 1, "the existing subnet is still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_reports_the_helper_log_and_cleans_up_unless_asked_to_keep() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 43).await;
+    let stack = "helper-fails";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let failure = |job: &str| {
+        format!(
+            "AMIPLAN-LOG {job} downloading https://images.example.org/x\nAMIPLAN-RESULT {job} failed: the downloaded image has SHA-256 00ff, expected {DIGEST}\n"
+        )
+    };
+    let play = || async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &failure(&job)).await;
+    };
+
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (failed, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play());
+    expect_code(&failed, 1);
+    let report = stdout(&failed);
+    assert!(report.contains("the helper's job failed: the downloaded image has SHA-256 00ff"), "{report}");
+    assert!(report.contains("AMIPLAN-LOG") && report.contains("downloading"), "the helper's log is shown: {report}");
+    assert!(moto.images_named(REGION, "helper-fails-gp3").await.is_empty(), "no AMI from a failed build");
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "a failed build is cleaned up");
+
+    let keep = [&apply[..], &["--keep-on-failure"]].concat();
+    let (kept, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &keep), play());
+    expect_code(&kept, 1);
+    assert!(stdout(&kept).contains("kept for debugging"), "{}", stdout(&kept));
+    let left = leftovers(&moto, stack).await;
+    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
+        assert!(left.iter().any(|l| l.contains(kind)), "{kind} is kept: {left:?}");
+    }
+
+    let destroyed =
+        amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await;
+    expect_code(&destroyed, 0);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "destroy removes what was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_a_crash_adopts_the_running_helper() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 44).await;
+    let stack = "helper-crash";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    let mut first = tokio::process::Command::from(amiplan_command(&proxy.endpoint, &dir, &apply)).spawn().unwrap();
+    let instance = wait_for_helper(&moto, stack).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    expect_code(&moto.amiplan(&dir, &["unlock", "stack.yaml"]), 0);
+    assert_eq!(proxy.calls().iter().filter(|c| c.operation == "RunInstances").count(), 1);
+    proxy.clear_calls();
+
+    let planned = amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
+    let text = stdout(&planned);
+    let helper_line = text.lines().find(|l| l.contains("helper/helper-crash")).unwrap_or_default().to_string();
+    assert!(!helper_line.contains("create"), "the running helper is adopted, not replaced: {text}");
+
+    let player = async {
+        let again = wait_for_helper(&moto, stack).await;
+        assert_eq!(again.instance_id(), instance.instance_id(), "still the first helper");
+        let job = check_helper(&moto, &again, stack, DIGEST).await;
+        finish_helper(&moto, &proxy, again.instance_id().unwrap(), &succeeded(&job)).await;
+    };
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    let launches = proxy.calls().iter().filter(|c| c.operation == "RunInstances").count();
+    assert_eq!(launches, 0, "no second helper was started");
+    assert_eq!(moto.images_named(REGION, "helper-crash-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+}
