@@ -475,7 +475,7 @@ impl AwsCloud {
         let ec2 = self.ec2(region);
         let out = self
             .policy()
-            .run(false, || async {
+            .run(true, || async {
                 ec2.create_snapshot()
                     .volume_id(volume)
                     .description(description)

@@ -368,3 +368,110 @@ async fn a_rerun_after_a_crash_adopts_the_running_helper() {
     assert_eq!(moto.images_named(REGION, "helper-crash-gp3").await.len(), 1);
     assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_build_converges_through_throttling_errors_drops_and_lag() {
+    let moto = Moto::start();
+    let faults = Faults {
+        throttle: 0.15,
+        server_error: 0.05,
+        drop: 0.02,
+        not_found_for: Duration::from_millis(1500),
+        ..Faults::default()
+    };
+    let proxy = Proxy::start(&moto.endpoint, faults, 45).await;
+    let stack = "helper-faults";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let player = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+    };
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    let injected = proxy.injected();
+    assert!(injected.throttled > 0 && injected.not_found > 0, "faults were injected: {injected:?}");
+    assert_eq!(moto.images_named(REGION, "helper-faults-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let instances = ec2.describe_instances().filters(by_stack).send().await.unwrap();
+    assert_eq!(instances.reservations().iter().flat_map(|r| r.instances()).count(), 1, "exactly one helper ever");
+    let destroyed =
+        amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await;
+    expect_code(&destroyed, 0);
+    assert!(moto.stack_images(REGION, stack).await.is_empty());
+}
+
+/// A helper build killed after any of its mutating calls up to the wait for the job: the re-run
+/// converges with one helper, and destroy leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_every_piece() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 46).await;
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let play = |stack: String| {
+        let (moto, proxy) = (&moto, &proxy);
+        async move {
+            let instance = wait_for_helper(moto, &stack).await;
+            let job = check_helper(moto, &instance, &stack, DIGEST).await;
+            finish_helper(moto, proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+        }
+    };
+    let probe = write_manifest("helper-crash-probe", &small_helper_manifest("probe"));
+    let (done, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &probe, &apply), play("probe".into()));
+    expect_code(&done, 0);
+    let mutating: Vec<String> = proxy.calls().iter().filter(|c| c.is_mutating()).map(|c| c.operation.clone()).collect();
+    let until = mutating.iter().position(|op| op == "AttachVolume").expect("the probe attached its volume") + 1;
+    let stride = std::env::var("AMIPLAN_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1);
+
+    for k in (1..=until).step_by(stride) {
+        let stack = format!("hcrash{k}");
+        let dir = write_manifest(&stack, &small_helper_manifest(&stack));
+        proxy.clear_calls();
+        let killed = proxy.kill_after(k);
+        let mut child = tokio::process::Command::from(amiplan_command(&proxy.endpoint, &dir, &apply)).spawn().unwrap();
+        tokio::select! {
+            _ = killed => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+            }
+            status = child.wait() => panic!("k={k}: apply ended ({status:?}) before its mutating call {k}"),
+        }
+        let killed_at =
+            proxy.calls().iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap();
+        expect_code(&moto.amiplan(&dir, &["unlock", "stack.yaml"]), 0);
+        let (recovered, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play(stack.clone()));
+        assert_eq!(
+            recovered.status.code(),
+            Some(0),
+            "k={k} ({killed_at}): {}\n{}",
+            stdout(&recovered),
+            stderr(&recovered)
+        );
+        assert_eq!(moto.images_named(REGION, &format!("{stack}-gp3")).await.len(), 1, "k={k} ({killed_at})");
+        assert_eq!(leftovers(&moto, &stack).await, Vec::<String>::new(), "k={k} ({killed_at})");
+        let ec2 = moto.ec2(REGION).await;
+        let by_stack = Filter::builder().name("tag:amiplan:stack").values(&stack).build();
+        let helpers = ec2.describe_instances().filters(by_stack).send().await.unwrap();
+        assert_eq!(
+            helpers.reservations().iter().flat_map(|r| r.instances()).count(),
+            1,
+            "k={k} ({killed_at}): one helper"
+        );
+        expect_code(
+            &amiplan_async(
+                &proxy.endpoint,
+                &dir,
+                &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"],
+            )
+            .await,
+            0,
+        );
+        assert!(
+            moto.stack_images(REGION, &stack).await.is_empty() && moto.stack_snapshots(REGION, &stack).await.is_empty()
+        );
+    }
+}

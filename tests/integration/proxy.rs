@@ -286,10 +286,26 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     }
     let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
+    // Calls that name a resource created moments ago, and may not see it yet. Deletes are left
+    // out: AWS answers them consistently enough, and amiplan takes NotFound there as "gone".
     let may_be_unseen = call.operation.starts_with("Describe")
+        || call.operation == "GetConsoleOutput"
         || matches!(
             call.operation.as_str(),
-            "CreateTags" | "DeleteTags" | "ModifyImageAttribute" | "PutSnapshotBlock" | "CompleteSnapshot"
+            "CreateTags"
+                | "DeleteTags"
+                | "ModifyImageAttribute"
+                | "PutSnapshotBlock"
+                | "CompleteSnapshot"
+                | "CreateSubnet"
+                | "AttachInternetGateway"
+                | "CreateRouteTable"
+                | "CreateRoute"
+                | "AssociateRouteTable"
+                | "CreateSecurityGroup"
+                | "RunInstances"
+                | "AttachVolume"
+                | "CreateSnapshot"
         );
     if may_be_unseen && let Some(id) = referenced.iter().find(|id| fresh(id, faults.not_found_for)) {
         state.injected.not_found += 1;
@@ -297,6 +313,12 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             Some("ami") => "InvalidAMIID.NotFound",
             Some("snap") if call.service == "ebs" => "ResourceNotFoundException",
             Some("snap") => "InvalidSnapshot.NotFound",
+            Some("vpc") => "InvalidVpcID.NotFound",
+            Some("subnet") => "InvalidSubnetID.NotFound",
+            Some("igw") => "InvalidInternetGatewayID.NotFound",
+            Some("rtb") => "InvalidRouteTableID.NotFound",
+            Some("vol") => "InvalidVolume.NotFound",
+            Some("i") => "InvalidInstanceID.NotFound",
             _ => "InvalidGroup.NotFound",
         };
         let status = if call.service == "ebs" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
@@ -315,9 +337,10 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     (Verdict::Forward { pending }, latency, kill)
 }
 
-/// AMI and snapshot IDs a call names (EC2 parameters, or the EBS path).
+/// IDs of the kinds amiplan creates that a call names (EC2 parameters, or the EBS path).
 fn referenced_ids(call: &Call) -> Vec<String> {
-    let looks_like_id = |v: &str| v.starts_with("ami-") || v.starts_with("snap-");
+    const PREFIXES: &[&str] = &["ami-", "snap-", "vpc-", "subnet-", "igw-", "rtb-", "sg-", "vol-", "i-"];
+    let looks_like_id = |v: &str| PREFIXES.iter().any(|p| v.starts_with(p));
     call.params.iter().map(|(_, v)| v.clone()).filter(|v| looks_like_id(v)).collect()
 }
 
@@ -325,6 +348,13 @@ fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
     let text = String::from_utf8_lossy(body);
     let id = match call.operation.as_str() {
         "RegisterImage" | "CopyImage" => between(&text, "<imageId>", "</imageId>"),
+        "CreateVpc" => between(&text, "<vpcId>", "</vpcId>"),
+        "CreateSubnet" => between(&text, "<subnetId>", "</subnetId>"),
+        "CreateInternetGateway" => between(&text, "<internetGatewayId>", "</internetGatewayId>"),
+        "CreateRouteTable" => between(&text, "<routeTableId>", "</routeTableId>"),
+        "CreateSecurityGroup" => between(&text, "<groupId>", "</groupId>"),
+        "CreateVolume" => between(&text, "<volumeId>", "</volumeId>"),
+        "RunInstances" => between(&text, "<instanceId>", "</instanceId>"),
         "StartSnapshot" => serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["SnapshotId"].as_str().map(str::to_string)),
