@@ -317,12 +317,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
                         inputs.insert(kind, id);
                     }
                     Err(()) => {
-                        self.record(
-                            change,
-                            None,
-                            Outcome::Skipped("a dependency failed or was skipped".into()),
-                            started,
-                        );
+                        let skipped = Outcome::Skipped("a dependency failed or was skipped".into());
+                        // Its time is its own, none: not the wait for the failed dependency.
+                        self.record(change, None, skipped, Instant::now());
                         return Err(());
                     }
                 }
