@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::apply::{self, ApplyOptions, Deadlines, Outcome, Report};
 use crate::cloud::Cloud;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
+use crate::events::Events;
 use crate::graph::DesiredGraph;
 use crate::job;
 use crate::lock::{self, LockSite};
@@ -140,6 +142,10 @@ struct Execution {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Write an event per node as it starts, succeeds, fails or is skipped, as JSON lines, to
+    /// FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Keep a failed helper build's instance, volume and network to debug it (`destroy` removes
     /// them later, as does the next apply).
     #[arg(long)]
@@ -465,6 +471,12 @@ async fn execute(
         },
         policy: RetryPolicy::default(),
         keep_on_failure: args.keep_on_failure,
+        events: match &args.events {
+            Some(target) => Some(Arc::new(
+                Events::open(target).with_context(|| format!("opening the events file {}", target.display()))?,
+            )),
+            None => None,
+        },
     };
     let report = apply::apply(cloud, plan, &workspace.graph, &options, &INTERRUPTED).await;
     if args.json {

@@ -22,6 +22,7 @@ mod build;
 
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
 use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
+use crate::events::{self, Event, Events, Phase};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::plan::{Action, Change, Plan};
 use crate::tags;
@@ -57,6 +58,8 @@ pub struct ApplyOptions {
     pub policy: RetryPolicy,
     /// Keep a failed build's helper, volume and network for debugging.
     pub keep_on_failure: bool,
+    /// Where to write run events (JSON lines), if anywhere.
+    pub events: Option<Arc<Events>>,
 }
 
 impl Default for ApplyOptions {
@@ -66,6 +69,7 @@ impl Default for ApplyOptions {
             deadlines: Deadlines::default(),
             policy: RetryPolicy::default(),
             keep_on_failure: false,
+            events: None,
         }
     }
 }
@@ -158,6 +162,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
         {
             self.resources.lock().expect("resource lock").insert(change.node.clone(), id.clone());
         }
+        let seconds = started.elapsed().as_secs_f64();
+        let (phase, error) = match &outcome {
+            Outcome::Failed(error) => (Phase::Failed, Some(error.as_str())),
+            Outcome::Skipped(why) => (Phase::Skipped, Some(why.as_str())),
+            _ => (Phase::Succeeded, None),
+        };
+        self.emit(change, phase, resource.as_deref(), Some(seconds), error);
         let report = NodeReport {
             stack: change.stack.clone(),
             node: change.node.clone(),
@@ -174,6 +185,22 @@ impl<'a, C: Cloud> Executor<'a, C> {
             }
         }
         self.reports.lock().expect("report lock").push(report);
+    }
+
+    fn emit(&self, change: &Change, event: Phase, resource: Option<&str>, seconds: Option<f64>, error: Option<&str>) {
+        let Some(events) = &self.options.events else { return };
+        let action = serde_json::to_value(change.action).ok();
+        events.emit(&Event {
+            time: events::now(),
+            stack: &change.stack,
+            node: &change.node,
+            region: &change.region,
+            action: action.as_ref().and_then(|a| a.as_str()).unwrap_or_default(),
+            event,
+            resource,
+            seconds,
+            error,
+        });
     }
 
     async fn slot(&self, region: &str) -> tokio::sync::OwnedSemaphorePermit {
@@ -213,6 +240,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         }
         let _slot = self.slot(&change.region).await;
         let started = Instant::now();
+        self.emit(change, Phase::Started, Some(&id), None, None);
         let result = if change.kind.is_image() {
             self.delete_image(change, &id).await
         } else if change.kind == NodeKind::Snapshot {
@@ -332,6 +360,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let _slot = self.slot(&node.region).await;
         // A node's time is its own work, not the wait for its dependencies or a slot.
         let started = Instant::now();
+        self.emit(change, Phase::Started, change.live_id.as_deref(), None, None);
         let result = match (change.action, live) {
             (Action::Update, Some(id)) => self.update(node, change, &id).await.map(|_| (id, Outcome::Updated)),
             _ => self.create(node, change, &inputs).await.map(|id| (id, Outcome::Created)),

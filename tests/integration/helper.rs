@@ -310,8 +310,19 @@ async fn a_failed_job_reports_the_helper_log_and_cleans_up_unless_asked_to_keep(
     };
 
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let (failed, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play());
+    let with_events = [&apply[..], &["--events", "events.jsonl"]].concat();
+    let (failed, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &with_events), play());
     expect_code(&failed, 1);
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let failure_event = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "failed")
+        .expect("a failed event");
+    assert_eq!(failure_event["node"], format!("snapshot/{stack}-root@{REGION}"));
+    assert!(failure_event["error"].as_str().unwrap().contains("SHA-256 00ff"), "{failure_event}");
+    assert!(failure_event["resource"].as_str().unwrap().starts_with("i-"), "the helper is named: {failure_event}");
+    assert!(events.contains("\"event\":\"skipped\""), "the image is reported skipped: {events}");
     let report = stdout(&failed);
     assert!(report.contains("the helper's job failed: the downloaded image has SHA-256 00ff"), "{report}");
     assert!(report.contains("AMIPLAN-LOG") && report.contains("downloading"), "the helper's log is shown: {report}");

@@ -43,9 +43,25 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     assert!(stdout(&plan).contains("+ image/life-x86_64-gp3@eu-west-1 create"), "{}", stdout(&plan));
     assert!(moto.stack_images("us-east-1", "life").await.is_empty(), "plan must not create anything");
 
-    let apply = moto.amiplan(&dir, &["apply", "--plan", "saved.json", "--auto-approve"]);
+    let apply = moto.amiplan(&dir, &["apply", "--plan", "saved.json", "--auto-approve", "--events", "events.jsonl"]);
     expect_code(&apply, 0);
     assert!(stdout(&apply).contains("Done: 7 created."), "{}", stdout(&apply));
+    // Every node starts once and succeeds once, in that order, with its resource and duration.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 14, "{events:#?}");
+    for node in events.iter().filter(|e| e["event"] == "succeeded") {
+        let started = events.iter().position(|e| e["event"] == "started" && e["node"] == node["node"]).unwrap();
+        let done = events.iter().position(|e| std::ptr::eq(e, node)).unwrap();
+        assert!(started < done, "{node}");
+        assert_eq!(node["stack"], "life");
+        assert_eq!(node["action"], "create");
+        assert!(node["resource"].as_str().is_some_and(|r| r.starts_with("ami-") || r.starts_with("snap-")), "{node}");
+        assert!(node["seconds"].as_f64().is_some() && node["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
 
     // Every variant in every region, with the declared attributes and the ownership tags.
     for region in REGIONS {
