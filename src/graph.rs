@@ -14,6 +14,7 @@ use crate::job::Job;
 use crate::manifest::raw::{HelperAmi, VolumeType};
 use crate::model::{HelperSpec, ImageAttrs, Origin, Stack};
 use crate::observe::ResourceKind;
+use crate::sharing::Sharing;
 use crate::source::Prepared;
 use crate::tags;
 
@@ -178,7 +179,8 @@ pub struct Node {
     /// Attributes that can change in place.
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
-    pub public: bool,
+    /// Launch permissions (images only).
+    pub sharing: Sharing,
     pub work: Work,
 }
 
@@ -199,6 +201,9 @@ impl Node {
         }
         if let Some(attrs) = tags::encode_spec(&self.spec) {
             all.insert(tags::ATTRS.into(), attrs);
+        }
+        if self.sharing.names_anyone() {
+            all.insert(tags::SHARED.into(), "true".into());
         }
         all
     }
@@ -276,7 +281,7 @@ impl DesiredGraph {
                     spec,
                     description: None,
                     tags: node_tags,
-                    public: false,
+                    sharing: Sharing::default(),
                     work,
                 });
                 if let (Prepared::Helper(job), Some(helper)) = (prepared, &stack.helper) {
@@ -307,7 +312,7 @@ impl DesiredGraph {
                     spec,
                     description: stack.description.clone(),
                     tags: image_tags.clone(),
-                    public: stack.public,
+                    sharing: stack.sharing.clone(),
                     work,
                 });
                 match primary {
@@ -346,7 +351,7 @@ impl DesiredGraph {
                 spec,
                 description: None,
                 tags,
-                public: false,
+                sharing: Sharing::default(),
                 work,
             }
         };
@@ -494,7 +499,7 @@ impl DesiredGraph {
             for (key, value) in node.desired_tags() {
                 hasher.update(format!("\0{key}={value}").as_bytes());
             }
-            hasher.update(format!("\0{:?}\0{}\n", node.description, node.public).as_bytes());
+            hasher.update(format!("\0{:?}\0{}\n", node.description, node.sharing.describe()).as_bytes());
         }
         hex::encode(&hasher.finalize()[..16])
     }

@@ -13,5 +13,6 @@ pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod render;
+pub mod sharing;
 pub mod source;
 pub mod tags;

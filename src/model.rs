@@ -10,6 +10,7 @@ use crate::manifest::raw::{
     self, Architecture, BootMode, BuildMethod, HelperAmi, ImageFormat, Imds, Virtualization, VolumeType,
 };
 use crate::manifest::{Diagnostic, Invalid, Loaded};
+use crate::sharing::Sharing;
 
 /// A stack ready for planning.
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ pub struct Stack {
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub kms_keys: BTreeMap<String, String>,
-    pub public: bool,
+    pub sharing: Sharing,
 }
 
 /// Where the disk image comes from.
@@ -241,7 +242,51 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         description: m.image.description.clone(),
         tags: m.image.tags.clone(),
         kms_keys: m.image.kms_keys.clone(),
-        public: m.publish.public,
+        sharing: check_sharing(loaded, &mut report),
+    }
+}
+
+/// Launch permissions: well-formed IDs and ARNs, each once.
+fn check_sharing(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Sharing {
+    let publish = &loaded.manifest.publish;
+    let mut check = |field: &str, values: &[String], valid: &dyn Fn(&str) -> bool, what: &str| {
+        let mut seen = BTreeSet::new();
+        for (i, value) in values.iter().enumerate() {
+            let path = format!("publish.{field}[{i}]");
+            if !valid(value) {
+                report(&path, format!("`{value}` is not {what}"));
+            } else if !seen.insert(value.clone()) {
+                report(&path, format!("`{value}` is listed twice"));
+            }
+        }
+        seen
+    };
+    let account = |v: &str| v.len() == 12 && v.chars().all(|c| c.is_ascii_digit());
+    let arn = |kind: &str, v: &str| {
+        let parts: Vec<&str> = v.split(':').collect();
+        parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "organizations"
+            && account(parts[4])
+            && parts[5].starts_with(kind)
+            && parts[5].chars().all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-')
+    };
+    Sharing {
+        public: publish.public,
+        accounts: check("accounts", &publish.accounts, &account, "a 12-digit account ID"),
+        organizations: check(
+            "organizations",
+            &publish.organizations,
+            &|v| arn("organization/o-", v),
+            "an organization ARN (arn:aws:organizations::<account>:organization/o-…)",
+        ),
+        organizational_units: check(
+            "organizational_units",
+            &publish.organizational_units,
+            &|v| arn("ou/o-", v),
+            "an organizational unit ARN (arn:aws:organizations::<account>:ou/o-…/ou-…)",
+        ),
     }
 }
 

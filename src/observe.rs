@@ -1,7 +1,9 @@
 //! The only read of live state: one discovery per region, all regions concurrently, folded into
 //! plain data the planner can judge without a client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, TryStreamExt};
 
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery};
 use crate::graph::{DesiredGraph, Work};
 use crate::manifest::raw::HelperAmi;
+use crate::sharing::Sharing;
 use crate::tags;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,6 +44,38 @@ pub struct LiveResource {
     pub snapshot_ids: Vec<String>,
     /// Creation time as AWS reports it (ISO 8601), for choosing among duplicates.
     pub created: Option<String>,
+    /// For AMIs whose launch permissions were read: who may launch them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
+    /// For the same AMIs: the createVolumePermission of each snapshot behind them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_sharing: Vec<(String, Sharing)>,
+}
+
+impl LiveResource {
+    /// A resource with only what every kind has; the rest empty.
+    pub fn new(
+        region: &str,
+        kind: ResourceKind,
+        id: &str,
+        state: &str,
+        tags: BTreeMap<String, String>,
+    ) -> LiveResource {
+        LiveResource {
+            region: region.to_string(),
+            kind,
+            id: id.to_string(),
+            name: None,
+            state: state.to_string(),
+            description: None,
+            tags,
+            public: false,
+            snapshot_ids: vec![],
+            created: None,
+            sharing: None,
+            snapshot_sharing: vec![],
+        }
+    }
 }
 
 impl LiveResource {
@@ -76,6 +111,39 @@ impl Observed {
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
     }
 }
+
+/// Launch permissions beyond the public flag can only be read one AMI at a time, so they are read
+/// only for AMIs that are, or were, shared with accounts or organizations: those of stacks whose
+/// manifest names anyone, and those tagged as shared by an earlier run.
+async fn read_sharing<C: Cloud>(
+    cloud: &C,
+    graph: &DesiredGraph,
+    resources: &mut [LiveResource],
+) -> Result<(), CloudError> {
+    let sharing_stacks: BTreeSet<&str> =
+        graph.nodes().filter(|n| n.sharing.names_anyone()).map(|n| n.stack.as_str()).collect();
+    let wanted = |r: &LiveResource| {
+        r.kind == ResourceKind::Image
+            && (r.tags.contains_key(tags::SHARED) || r.stack().is_some_and(|s| sharing_stacks.contains(s)))
+    };
+    let reads = resources.iter().enumerate().filter(|(_, r)| wanted(r)).map(|(index, image)| async move {
+        let sharing = cloud.image_sharing(&image.region, &image.id).await?;
+        let mut snapshots = Vec::new();
+        for snapshot in &image.snapshot_ids {
+            snapshots.push((snapshot.clone(), cloud.snapshot_sharing(&image.region, snapshot).await?));
+        }
+        Ok::<_, CloudError>((index, sharing, snapshots))
+    });
+    let read: Vec<_> = futures::stream::iter(reads).buffer_unordered(SHARING_READS).try_collect().await?;
+    for (index, sharing, snapshots) in read {
+        resources[index].sharing = Some(sharing);
+        resources[index].snapshot_sharing = snapshots;
+    }
+    Ok(())
+}
+
+/// Attribute reads in flight at once: well under EC2's request rate, fast for hundreds of AMIs.
+const SHARING_READS: usize = 8;
 
 /// Which regions to look in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -124,6 +192,7 @@ pub async fn observe<C: Cloud>(
     let mut resources: Vec<LiveResource> = found.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
+    read_sharing(cloud, graph, &mut resources).await?;
     let helper_amis = resolved.into_iter().flatten().collect();
     Ok(Observed { account, regions, resources, helper_amis })
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
 use crate::observe::{LiveResource, Observed, ResourceKind, helper_ami_key};
+use crate::sharing::Sharing;
 use crate::tags;
 
 /// Version of the saved-plan format; a plan file of another version is refused.
@@ -357,12 +358,21 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
                 after: node.description.clone(),
             });
         }
-        if node.public != live.public {
-            let text = |public: bool| Some(if public { "public" } else { "private" }.to_string());
+        // Without a read of the permissions (see observe), only the public flag is known.
+        let have = live.sharing.clone().unwrap_or_else(|| Sharing { public: live.public, ..node.sharing.clone() });
+        if have != node.sharing {
             diffs.push(AttrDiff {
                 attribute: "launch_permission".into(),
-                before: text(live.public),
-                after: text(node.public),
+                before: Some(have.describe()),
+                after: Some(node.sharing.describe()),
+            });
+        }
+        let want = node.sharing.for_snapshots();
+        if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {
+            diffs.push(AttrDiff {
+                attribute: "create_volume_permission".into(),
+                before: Some(format!("{snapshot}: {}", have.describe())),
+                after: Some(want.describe()),
             });
         }
     }
@@ -454,7 +464,7 @@ mod tests {
             description: Some("Demo".into()),
             tags: BTreeMap::from([("team".into(), "os".into())]),
             kms_keys: BTreeMap::new(),
-            public: false,
+            sharing: Sharing::default(),
         }
     }
 
@@ -487,6 +497,8 @@ mod tests {
                 public: false,
                 snapshot_ids: if is_image { vec![format!("snap-of-{id}")] } else { vec![] },
                 created: Some(format!("2026-01-01T00:00:{i:02}Z")),
+                sharing: None,
+                snapshot_sharing: vec![],
             });
         }
         resources

@@ -13,6 +13,9 @@ pub const SOURCE: &str = "amiplan:source";
 /// Set once CompleteSnapshot succeeded: a `pending` snapshot without it is an upload that was
 /// interrupted and will never complete.
 pub const UPLOADED: &str = "amiplan:uploaded";
+/// Set on AMIs shared with accounts or organizations: their launch permissions are read back
+/// (one call per AMI) while planning, even after the manifest stops sharing them.
+pub const SHARED: &str = "amiplan:shared";
 /// The same attributes in readable form (without the source digest), for plan diffs.
 pub const ATTRS: &str = "amiplan:attrs";
 

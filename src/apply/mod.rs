@@ -418,8 +418,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     tags,
                 };
                 let id = self.cloud.register_image(region, &registration).await?;
-                self.wait_image(region, &id, self.options.deadlines.image).await?;
-                self.publish(node, &id).await?;
+                let status = self.wait_image(region, &id, self.options.deadlines.image).await?;
+                self.publish(node, &id, &status).await?;
                 Ok(id)
             }
             Work::Copy { source_region, encrypted, kms_key } => {
@@ -436,7 +436,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 let id = self.cloud.copy_image(region, &copy).await?;
                 let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
                 self.tag_copy_snapshots(region, &status, &tags).await;
-                self.publish(node, &id).await?;
+                self.publish(node, &id, &status).await?;
                 Ok(id)
             }
             _ => self.create_for_build(node, change, inputs).await,
@@ -460,11 +460,28 @@ impl<'a, C: Cloud> Executor<'a, C> {
         }
     }
 
-    async fn publish(&self, node: &Node, id: &str) -> Result<(), StepError> {
-        if node.public {
-            self.cloud.set_image_public(&node.region, id, true).await.map_err(|e| StepError::from(e).on(id))?;
+    /// Brings the AMI's launch permissions, and its snapshots' createVolumePermission, to what
+    /// the node wants: grants what is missing, revokes what is not wanted.
+    async fn share(&self, node: &Node, id: &str, snapshots: &[String]) -> Result<(), StepError> {
+        let region = node.region.as_str();
+        let fail = |e: CloudError| StepError::from(e).on(id);
+        let want = &node.sharing;
+        let have = self.cloud.image_sharing(region, id).await.map_err(fail)?;
+        self.cloud.change_image_sharing(region, id, &want.minus(&have), &have.minus(want)).await.map_err(fail)?;
+        let want = want.for_snapshots();
+        for snapshot in snapshots {
+            let have = self.cloud.snapshot_sharing(region, snapshot).await.map_err(fail)?;
+            self.cloud
+                .change_snapshot_sharing(region, snapshot, &want.minus(&have), &have.minus(&want))
+                .await
+                .map_err(fail)?;
         }
         Ok(())
+    }
+
+    /// A new AMI is private: only sharing needs calls.
+    async fn publish(&self, node: &Node, id: &str, status: &ResourceStatus) -> Result<(), StepError> {
+        if node.sharing.is_private() { Ok(()) } else { self.share(node, id, &status.snapshot_ids).await }
     }
 
     async fn update(&self, node: &Node, change: &Change, id: &str) -> Result<(), StepError> {
@@ -472,14 +489,15 @@ impl<'a, C: Cloud> Executor<'a, C> {
         if node.kind.is_transient() {
             return Ok(());
         }
-        if node.kind == NodeKind::Snapshot {
-            self.wait_snapshot(region, id).await?;
+        let status = if node.kind == NodeKind::Snapshot {
+            self.wait_snapshot(region, id).await?
         } else {
-            self.wait_image(region, id, self.options.deadlines.copy).await?;
-        }
+            self.wait_image(region, id, self.options.deadlines.copy).await?
+        };
         let ids = [id.to_string()];
         let mut set = BTreeMap::new();
         let mut remove = Vec::new();
+        let mut shared = false;
         for diff in &change.diffs {
             let fail = |e: CloudError| StepError::from(e).on(id);
             match (diff.attribute.strip_prefix("tags."), &diff.after) {
@@ -491,8 +509,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     let description = after.clone().unwrap_or_default();
                     self.cloud.set_image_description(region, id, &description).await.map_err(fail)?;
                 }
-                (None, _) if diff.attribute == "launch_permission" => {
-                    self.cloud.set_image_public(region, id, node.public).await.map_err(fail)?;
+                (None, _) if matches!(diff.attribute.as_str(), "launch_permission" | "create_volume_permission") => {
+                    if !shared {
+                        self.share(node, id, &status.snapshot_ids).await?;
+                        shared = true;
+                    }
                 }
                 (None, _) => {}
             }

@@ -8,8 +8,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     ArchitectureValues, AttributeValue, BlockDeviceMapping, BootModeValues, EbsBlockDevice, Filter, Image,
-    ImdsSupportValues, KeyType, LaunchPermission, LaunchPermissionModifications, PermissionGroup, ResourceType,
-    Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
+    ImdsSupportValues, KeyType, ResourceType, Snapshot, Tag, TagSpecification, TpmSupportValues, VolumeType,
 };
 use aws_smithy_types::date_time::Format;
 
@@ -20,6 +19,7 @@ use super::{
     ResourceStatus, SnapshotUpload, upload,
 };
 use crate::observe::{LiveResource, ResourceKind};
+use crate::sharing::Sharing;
 use crate::tags;
 
 /// How to reach AWS (or an emulator speaking its API).
@@ -173,6 +173,8 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
         public: image.public.unwrap_or(false),
         snapshot_ids: image_snapshots(image),
         created: image.creation_date.clone(),
+        sharing: None,
+        snapshot_sharing: vec![],
     }
 }
 
@@ -192,6 +194,8 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         public: false,
         snapshot_ids: vec![],
         created: snapshot.start_time.and_then(|t| t.fmt(Format::DateTime).ok()),
+        sharing: None,
+        snapshot_sharing: vec![],
     }
 }
 
@@ -404,25 +408,32 @@ impl Cloud for AwsCloud {
             .map(|_| ())
     }
 
-    async fn set_image_public(&self, region: &str, id: &str, public: bool) -> Result<(), CloudError> {
-        let ec2 = self.ec2(region);
-        let everyone = LaunchPermission::builder().group(PermissionGroup::All).build();
-        let change = if public {
-            LaunchPermissionModifications::builder().add(everyone).build()
-        } else {
-            LaunchPermissionModifications::builder().remove(everyone).build()
-        };
-        self.policy()
-            .run(true, || async {
-                ec2.modify_image_attribute()
-                    .image_id(id)
-                    .launch_permission(change.clone())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ModifyImageAttribute", region, e).on(id))
-            })
-            .await
-            .map(|_| ())
+    async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+        self.read_image_sharing(region, id).await
+    }
+
+    async fn change_image_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> Result<(), CloudError> {
+        self.modify_image_sharing(region, id, add, remove).await
+    }
+
+    async fn snapshot_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+        self.read_snapshot_sharing(region, id).await
+    }
+
+    async fn change_snapshot_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> Result<(), CloudError> {
+        self.modify_snapshot_sharing(region, id, add, remove).await
     }
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {

@@ -125,32 +125,14 @@ impl AwsCloud {
             futures::try_join!(instances, vpcs, subnets, gateways, route_tables, groups, volumes)?;
         let mut found = Vec::new();
         for instance in reservations.iter().flat_map(|r| r.instances()) {
-            found.push(LiveResource {
-                region: region.to_string(),
-                kind: ResourceKind::Instance,
-                id: instance.instance_id.clone().unwrap_or_default(),
-                name: None,
-                state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
-                description: None,
-                tags: tag_map(instance.tags()),
-                public: false,
-                snapshot_ids: vec![],
-                created: instance.launch_time().map(|t| t.to_string()),
-            });
+            let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+            let id = instance.instance_id().unwrap_or_default();
+            let mut live = LiveResource::new(region, ResourceKind::Instance, id, &state, tag_map(instance.tags()));
+            live.created = instance.launch_time().map(|t| t.to_string());
+            found.push(live);
         }
         for (kind, id, tags, state) in [vpcs, subnets, gateways, route_tables, groups, volumes].into_iter().flatten() {
-            found.push(LiveResource {
-                region: region.to_string(),
-                kind,
-                id: id.unwrap_or_default(),
-                name: None,
-                state,
-                description: None,
-                tags: tag_map(&tags),
-                public: false,
-                snapshot_ids: vec![],
-                created: None,
-            });
+            found.push(LiveResource::new(region, kind, &id.unwrap_or_default(), &state, tag_map(&tags)));
         }
         Ok(found)
     }

@@ -3,6 +3,7 @@
 
 pub mod aws;
 mod aws_build;
+mod aws_sharing;
 mod error;
 pub mod retry;
 mod upload;
@@ -16,6 +17,7 @@ pub use error::{CloudError, ErrorClass};
 use crate::manifest::raw::VolumeType;
 use crate::model::ImageAttrs;
 use crate::observe::{LiveResource, ResourceKind};
+use crate::sharing::Sharing;
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
 /// `image_names` (an AMI registered just before a crash may carry no tags yet).
@@ -176,11 +178,24 @@ pub trait Cloud: Sync {
         id: &str,
         description: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn set_image_public(
+    /// Who may launch the AMI (DescribeImageAttribute launchPermission).
+    fn image_sharing(&self, region: &str, id: &str) -> impl Future<Output = Result<Sharing, CloudError>> + Send;
+    /// Grants `add` and revokes `remove` launch permissions.
+    fn change_image_sharing(
         &self,
         region: &str,
         id: &str,
-        public: bool,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Who may create volumes from the snapshot (accounts and `public`).
+    fn snapshot_sharing(&self, region: &str, id: &str) -> impl Future<Output = Result<Sharing, CloudError>> + Send;
+    fn change_snapshot_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
     fn deregister_image(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 

@@ -222,6 +222,15 @@ pub struct Publish {
     /// Make every AMI in every region launchable by everyone. Off unless said.
     #[serde(default)]
     pub public: bool,
+    /// Account IDs (12 digits) that may launch the AMIs and create volumes from their snapshots.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Organization ARNs (arn:aws:organizations::<account>:organization/o-…) that may launch them.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// Organizational unit ARNs (arn:aws:organizations::<account>:ou/o-…/ou-…).
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]

@@ -11,6 +11,7 @@ use amiplan::cloud::{
     ResourceStatus, SnapshotUpload,
 };
 use amiplan::observe::{LiveResource, ResourceKind};
+use amiplan::sharing::Sharing;
 
 #[derive(Debug, Clone)]
 pub enum Made {
@@ -126,6 +127,8 @@ impl FakeCloud {
             public: false,
             snapshot_ids,
             created: Some(format!("{:08}", state.next_id)),
+            sharing: None,
+            snapshot_sharing: vec![],
         };
         state.resources.insert((region.to_string(), id.clone()), live);
         state.invisible.insert(id.clone(), self.lag);
@@ -257,9 +260,48 @@ impl Cloud for FakeCloud {
         self.modify(region, id, |live| live.description = Some(description.to_string()))
     }
 
-    async fn set_image_public(&self, region: &str, id: &str, public: bool) -> Result<(), CloudError> {
+    async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+        self.call("DescribeImageAttribute", region)?;
+        let state = self.state.lock().unwrap();
+        let live = state.resources.get(&(region.to_string(), id.to_string()));
+        Ok(live
+            .map(|l| l.sharing.clone().unwrap_or(Sharing { public: l.public, ..Sharing::default() }))
+            .unwrap_or_default())
+    }
+
+    async fn change_image_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> Result<(), CloudError> {
         self.call("ModifyImageAttribute", region)?;
-        self.modify(region, id, |live| live.public = public)
+        self.modify(region, id, |live| {
+            let have = live.sharing.clone().unwrap_or(Sharing { public: live.public, ..Sharing::default() });
+            let mut now = have.minus(remove);
+            now.public |= add.public;
+            now.accounts.extend(add.accounts.iter().cloned());
+            now.organizations.extend(add.organizations.iter().cloned());
+            now.organizational_units.extend(add.organizational_units.iter().cloned());
+            live.public = now.public;
+            live.sharing = Some(now);
+        })
+    }
+
+    async fn snapshot_sharing(&self, region: &str, _id: &str) -> Result<Sharing, CloudError> {
+        self.call("DescribeSnapshotAttribute", region)?;
+        Ok(Sharing::default())
+    }
+
+    async fn change_snapshot_sharing(
+        &self,
+        region: &str,
+        _id: &str,
+        _add: &Sharing,
+        _remove: &Sharing,
+    ) -> Result<(), CloudError> {
+        self.call("ModifySnapshotAttribute", region)
     }
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {

@@ -10,4 +10,5 @@ mod job;
 mod lifecycle;
 mod manifests;
 mod proxy;
+mod publish;
 mod support;

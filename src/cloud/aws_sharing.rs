@@ -1,0 +1,134 @@
+//! Launch permissions and createVolumePermission through the SDK.
+
+use aws_sdk_ec2::types::{
+    ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
+    SnapshotAttributeName,
+};
+
+use super::CloudError;
+use super::aws::{AwsCloud, sdk_error};
+use crate::sharing::Sharing;
+
+fn launch_permissions(sharing: &Sharing) -> Vec<LaunchPermission> {
+    let mut all = Vec::new();
+    if sharing.public {
+        all.push(LaunchPermission::builder().group(PermissionGroup::All).build());
+    }
+    all.extend(sharing.accounts.iter().map(|a| LaunchPermission::builder().user_id(a).build()));
+    all.extend(sharing.organizations.iter().map(|o| LaunchPermission::builder().organization_arn(o).build()));
+    all.extend(
+        sharing.organizational_units.iter().map(|o| LaunchPermission::builder().organizational_unit_arn(o).build()),
+    );
+    all
+}
+
+impl AwsCloud {
+    pub(super) async fn read_image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.describe_image_attribute()
+                    .image_id(id)
+                    .attribute(ImageAttributeName::LaunchPermission)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeImageAttribute", region, e).on(id))
+            })
+            .await?;
+        let mut sharing = Sharing::default();
+        for permission in out.launch_permissions() {
+            if permission.group() == Some(&PermissionGroup::All) {
+                sharing.public = true;
+            }
+            sharing.accounts.extend(permission.user_id().map(str::to_string));
+            sharing.organizations.extend(permission.organization_arn().map(str::to_string));
+            sharing.organizational_units.extend(permission.organizational_unit_arn().map(str::to_string));
+        }
+        Ok(sharing)
+    }
+
+    pub(super) async fn modify_image_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> Result<(), CloudError> {
+        if add.is_private() && remove.is_private() {
+            return Ok(());
+        }
+        let ec2 = self.ec2(region);
+        let change = LaunchPermissionModifications::builder()
+            .set_add(Some(launch_permissions(add)).filter(|a| !a.is_empty()))
+            .set_remove(Some(launch_permissions(remove)).filter(|r| !r.is_empty()))
+            .build();
+        self.policy()
+            .run(true, || async {
+                ec2.modify_image_attribute()
+                    .image_id(id)
+                    .launch_permission(change.clone())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("ModifyImageAttribute", region, e).on(id))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn read_snapshot_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.describe_snapshot_attribute()
+                    .snapshot_id(id)
+                    .attribute(SnapshotAttributeName::CreateVolumePermission)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeSnapshotAttribute", region, e).on(id))
+            })
+            .await?;
+        let mut sharing = Sharing::default();
+        for permission in out.create_volume_permissions() {
+            if permission.group() == Some(&PermissionGroup::All) {
+                sharing.public = true;
+            }
+            sharing.accounts.extend(permission.user_id().map(str::to_string));
+        }
+        Ok(sharing)
+    }
+
+    /// With OperationType, UserIds and GroupNames rather than CreateVolumePermission: both forms are
+    /// AWS's, and this one is also the one the emulator understands.
+    pub(super) async fn modify_snapshot_sharing(
+        &self,
+        region: &str,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
+    ) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        for (operation, sharing) in [(OperationType::Add, add), (OperationType::Remove, remove)] {
+            if !sharing.public && sharing.accounts.is_empty() {
+                continue;
+            }
+            let groups = if sharing.public { vec!["all".to_string()] } else { vec![] };
+            let accounts: Vec<String> = sharing.accounts.iter().cloned().collect();
+            self.policy()
+                .run(true, || async {
+                    ec2.modify_snapshot_attribute()
+                        .snapshot_id(id)
+                        .attribute(SnapshotAttributeName::CreateVolumePermission)
+                        .operation_type(operation.clone())
+                        .set_user_ids(Some(accounts.clone()).filter(|a| !a.is_empty()))
+                        .set_group_names(Some(groups.clone()).filter(|g| !g.is_empty()))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("ModifySnapshotAttribute", region, e).on(id))
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
