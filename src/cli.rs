@@ -26,6 +26,7 @@ use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::render::{self, Style};
+use crate::sharing::Sharing;
 use crate::source::{self, Prepared};
 
 /// Exit codes, documented in the README.
@@ -582,6 +583,12 @@ struct AmiOutput {
     image_id: String,
     state: String,
     public: bool,
+    /// Accounts, organizations and OUs that may launch it, where amiplan read them (AMIs that
+    /// are or were shared beyond `public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_with: Option<Sharing>,
+    /// When AWS deprecates it (RFC 3339).
+    deprecation: Option<String>,
     /// Whether the AMI matches the manifest (false when a plan would replace it).
     current: bool,
 }
@@ -607,6 +614,8 @@ fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
             image_id: id.to_string(),
             state: resource.state.clone(),
             public: resource.public,
+            shared_with: resource.sharing.clone(),
+            deprecation: resource.deprecation.clone(),
             current: change.action != Action::Replace,
         };
         let name = node.name.clone().unwrap_or_default();

@@ -10,6 +10,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::deprecation::Deprecation;
 use crate::job::Job;
 use crate::manifest::raw::{HelperAmi, VolumeType};
 use crate::model::{HelperSpec, ImageAttrs, Origin, Stack};
@@ -181,6 +182,8 @@ pub struct Node {
     pub tags: BTreeMap<String, String>,
     /// Launch permissions (images only).
     pub sharing: Sharing,
+    /// When the AMI is deprecated (images only).
+    pub deprecation: Option<Deprecation>,
     pub work: Work,
 }
 
@@ -282,6 +285,7 @@ impl DesiredGraph {
                     description: None,
                     tags: node_tags,
                     sharing: Sharing::default(),
+                    deprecation: None,
                     work,
                 });
                 if let (Prepared::Helper(job), Some(helper)) = (prepared, &stack.helper) {
@@ -313,6 +317,7 @@ impl DesiredGraph {
                     description: stack.description.clone(),
                     tags: image_tags.clone(),
                     sharing: stack.sharing.clone(),
+                    deprecation: stack.deprecation,
                     work,
                 });
                 match primary {
@@ -352,6 +357,7 @@ impl DesiredGraph {
                 description: None,
                 tags,
                 sharing: Sharing::default(),
+                deprecation: None,
                 work,
             }
         };
@@ -499,7 +505,8 @@ impl DesiredGraph {
             for (key, value) in node.desired_tags() {
                 hasher.update(format!("\0{key}={value}").as_bytes());
             }
-            hasher.update(format!("\0{:?}\0{}\n", node.description, node.sharing.describe()).as_bytes());
+            let sharing = node.sharing.describe();
+            hasher.update(format!("\0{:?}\0{sharing}\0{:?}\n", node.description, node.deprecation).as_bytes());
         }
         hex::encode(&hasher.finalize()[..16])
     }

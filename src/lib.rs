@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod cloud;
+pub mod deprecation;
 pub mod events;
 pub mod graph;
 pub mod job;

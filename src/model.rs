@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use std::time::Duration;
 
+use crate::deprecation::Deprecation;
 use crate::manifest::raw::{
     self, Architecture, BootMode, BuildMethod, HelperAmi, ImageFormat, Imds, Virtualization, VolumeType,
 };
@@ -29,6 +30,7 @@ pub struct Stack {
     pub tags: BTreeMap<String, String>,
     pub kms_keys: BTreeMap<String, String>,
     pub sharing: Sharing,
+    pub deprecation: Option<Deprecation>,
 }
 
 /// Where the disk image comes from.
@@ -243,6 +245,10 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         tags: m.image.tags.clone(),
         kms_keys: m.image.kms_keys.clone(),
         sharing: check_sharing(loaded, &mut report),
+        deprecation: m
+            .deprecate_after
+            .as_deref()
+            .and_then(|text| Deprecation::parse(text).map_err(|problem| report("deprecate_after", problem)).ok()),
     }
 }
 

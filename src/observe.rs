@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -44,6 +44,9 @@ pub struct LiveResource {
     pub snapshot_ids: Vec<String>,
     /// Creation time as AWS reports it (ISO 8601), for choosing among duplicates.
     pub created: Option<String>,
+    /// For AMIs: when AWS deprecates them (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecation: Option<String>,
     /// For AMIs whose launch permissions were read: who may launch them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
@@ -72,6 +75,7 @@ impl LiveResource {
             public: false,
             snapshot_ids: vec![],
             created: None,
+            deprecation: None,
             sharing: None,
             snapshot_sharing: vec![],
         }
@@ -97,6 +101,9 @@ pub struct Observed {
     /// Helper AMI filters resolved to the newest match: `owner=… name=…@region` → AMI ID.
     #[serde(default)]
     pub helper_amis: BTreeMap<String, String>,
+    /// Image block public access state per region with public AMIs, where AWS answers it.
+    #[serde(default)]
+    pub block_public_access: BTreeMap<String, String>,
 }
 
 /// The key of a helper AMI selector in [`Observed::helper_amis`].
@@ -194,5 +201,13 @@ pub async fn observe<C: Cloud>(
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
     read_sharing(cloud, graph, &mut resources).await?;
     let helper_amis = resolved.into_iter().flatten().collect();
-    Ok(Observed { account, regions, resources, helper_amis })
+    let mut public_regions: Vec<&str> = graph.nodes().filter(|n| n.sharing.public).map(|n| n.region.as_str()).collect();
+    public_regions.sort();
+    public_regions.dedup();
+    let states = join_all(public_regions.iter().map(|region| async move {
+        cloud.image_block_public_access(region).await.map(|state| (region.to_string(), state))
+    }))
+    .await;
+    let block_public_access = states.into_iter().flatten().collect();
+    Ok(Observed { account, regions, resources, helper_amis, block_public_access })
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::deprecation;
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
 use crate::observe::{LiveResource, Observed, ResourceKind, helper_ami_key};
@@ -89,6 +90,9 @@ pub struct Plan {
     /// Fingerprint of the live state the plan was made against.
     pub observed: String,
     pub changes: Vec<Change>,
+    /// Preflight findings that do not stop the plan but will make part of it fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +180,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
     }
     assign_snapshots(&mut changes, observed);
+    let warnings = if destroy { vec![] } else { preflight(observed) };
     Plan {
         format: PLAN_FORMAT,
         account: observed.account.clone(),
@@ -183,7 +188,22 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         desired: desired.digest(),
         observed: observed.fingerprint(),
         changes,
+        warnings,
     }
+}
+
+/// What AWS will refuse that the manifests ask for.
+fn preflight(observed: &Observed) -> Vec<String> {
+    observed
+        .block_public_access
+        .iter()
+        .filter(|(_, state)| state.as_str() != "unblocked")
+        .map(|(region, state)| {
+            format!(
+                "image block public access is `{state}` in {region}: AWS refuses to make AMIs public there until it is disabled (`aws ec2 disable-image-block-public-access --region {region}`)"
+            )
+        })
+        .collect()
 }
 
 /// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
@@ -367,6 +387,14 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
                 after: Some(node.sharing.describe()),
             });
         }
+        if let Some(deprecation) = node.deprecation
+            && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref())
+        {
+            let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
+            diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
+        } else if node.deprecation.is_none() && live.deprecation.is_some() {
+            diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: None });
+        }
         let want = node.sharing.for_snapshots();
         if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {
             diffs.push(AttrDiff {
@@ -465,6 +493,7 @@ mod tests {
             tags: BTreeMap::from([("team".into(), "os".into())]),
             kms_keys: BTreeMap::new(),
             sharing: Sharing::default(),
+            deprecation: None,
         }
     }
 
@@ -497,6 +526,7 @@ mod tests {
                 public: false,
                 snapshot_ids: if is_image { vec![format!("snap-of-{id}")] } else { vec![] },
                 created: Some(format!("2026-01-01T00:00:{i:02}Z")),
+                deprecation: None,
                 sharing: None,
                 snapshot_sharing: vec![],
             });
@@ -505,7 +535,13 @@ mod tests {
     }
 
     fn observed(resources: Vec<LiveResource>) -> Observed {
-        Observed { account: "1".into(), regions: vec![], resources, helper_amis: BTreeMap::new() }
+        Observed {
+            account: "1".into(),
+            regions: vec![],
+            resources,
+            helper_amis: BTreeMap::new(),
+            block_public_access: BTreeMap::new(),
+        }
     }
 
     fn stacks() -> BTreeSet<String> {

@@ -72,6 +72,9 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
         }
         out.push('\n');
     }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "{} {warning}", style.yellow("warning:"));
+    }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
 }
@@ -171,6 +174,7 @@ mod tests {
                 replace,
                 change(Action::NoOp, "image/c@us-east-1", Some("ami-3")),
             ],
+            warnings: vec![],
         };
         let expected = "\
 stack demo

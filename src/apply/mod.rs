@@ -22,6 +22,7 @@ mod build;
 
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
 use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
+use crate::deprecation;
 use crate::events::{self, Event, Events, Phase};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::plan::{Action, Change, Plan};
@@ -479,9 +480,19 @@ impl<'a, C: Cloud> Executor<'a, C> {
         Ok(())
     }
 
-    /// A new AMI is private: only sharing needs calls.
+    /// A new AMI is private and not deprecated: only what the node wants beyond that needs calls.
     async fn publish(&self, node: &Node, id: &str, status: &ResourceStatus) -> Result<(), StepError> {
-        if node.sharing.is_private() { Ok(()) } else { self.share(node, id, &status.snapshot_ids).await }
+        if !node.sharing.is_private() {
+            self.share(node, id, &status.snapshot_ids).await?;
+        }
+        if let Some(deprecation) = node.deprecation {
+            let at = deprecation::format(deprecation.for_image(None));
+            self.cloud
+                .set_image_deprecation(&node.region, id, Some(&at))
+                .await
+                .map_err(|e| StepError::from(e).on(id))?;
+        }
+        Ok(())
     }
 
     async fn update(&self, node: &Node, change: &Change, id: &str) -> Result<(), StepError> {
@@ -508,6 +519,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 (None, after) if diff.attribute == "description" => {
                     let description = after.clone().unwrap_or_default();
                     self.cloud.set_image_description(region, id, &description).await.map_err(fail)?;
+                }
+                (None, at) if diff.attribute == "deprecation" => {
+                    self.cloud.set_image_deprecation(region, id, at.as_deref()).await.map_err(fail)?;
                 }
                 (None, _) if matches!(diff.attribute.as_str(), "launch_permission" | "create_volume_permission") => {
                     if !shared {

@@ -173,6 +173,7 @@ fn live_image(region: &str, image: &Image) -> LiveResource {
         public: image.public.unwrap_or(false),
         snapshot_ids: image_snapshots(image),
         created: image.creation_date.clone(),
+        deprecation: image.deprecation_time.clone(),
         sharing: None,
         snapshot_sharing: vec![],
     }
@@ -194,6 +195,7 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         public: false,
         snapshot_ids: vec![],
         created: snapshot.start_time.and_then(|t| t.fmt(Format::DateTime).ok()),
+        deprecation: None,
         sharing: None,
         snapshot_sharing: vec![],
     }
@@ -406,6 +408,50 @@ impl Cloud for AwsCloud {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn set_image_deprecation(&self, region: &str, id: &str, at: Option<&str>) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let time = match at {
+            Some(at) => Some(
+                aws_smithy_types::DateTime::from_str(at, Format::DateTime)
+                    .map_err(|e| CloudError::new("EnableImageDeprecation", region, None, e.to_string()))?,
+            ),
+            None => None,
+        };
+        self.policy()
+            .run(true, || async {
+                match time {
+                    Some(time) => ec2
+                        .enable_image_deprecation()
+                        .image_id(id)
+                        .deprecate_at(time)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| sdk_error("EnableImageDeprecation", region, e).on(id)),
+                    None => ec2
+                        .disable_image_deprecation()
+                        .image_id(id)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| sdk_error("DisableImageDeprecation", region, e).on(id)),
+                }
+            })
+            .await
+    }
+
+    async fn image_block_public_access(&self, region: &str) -> Option<String> {
+        let ec2 = self.ec2(region);
+        match ec2.get_image_block_public_access_state().send().await {
+            Ok(out) => out.image_block_public_access_state().map(str::to_string),
+            Err(error) => {
+                let error = sdk_error("GetImageBlockPublicAccessState", region, error);
+                tracing::debug!(%error, "image block public access state unknown");
+                None
+            }
+        }
     }
 
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {

@@ -178,6 +178,16 @@ pub trait Cloud: Sync {
         id: &str,
         description: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Deprecates the AMI at `at` (RFC 3339), or cancels its deprecation when `None`.
+    fn set_image_deprecation(
+        &self,
+        region: &str,
+        id: &str,
+        at: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// The account's image block public access state in the region (`unblocked`,
+    /// `block-new-sharing`), or `None` where the API does not answer it.
+    fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
     /// Who may launch the AMI (DescribeImageAttribute launchPermission).
     fn image_sharing(&self, region: &str, id: &str) -> impl Future<Output = Result<Sharing, CloudError>> + Send;
     /// Grants `add` and revokes `remove` launch permissions.

@@ -23,6 +23,9 @@ pub struct Manifest {
     pub regions: Vec<String>,
     #[serde(default)]
     pub publish: Publish,
+    /// Deprecate every AMI and copy: `365d` after its creation, or on a date (`2027-06-01`).
+    #[serde(default)]
+    pub deprecate_after: Option<String>,
 }
 
 /// Where the disk image comes from: exactly one of `file`, `url` and `bootstrap`.

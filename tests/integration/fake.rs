@@ -127,6 +127,7 @@ impl FakeCloud {
             public: false,
             snapshot_ids,
             created: Some(format!("{:08}", state.next_id)),
+            deprecation: None,
             sharing: None,
             snapshot_sharing: vec![],
         };
@@ -258,6 +259,15 @@ impl Cloud for FakeCloud {
     async fn set_image_description(&self, region: &str, id: &str, description: &str) -> Result<(), CloudError> {
         self.call("ModifyImageAttribute", region)?;
         self.modify(region, id, |live| live.description = Some(description.to_string()))
+    }
+
+    async fn set_image_deprecation(&self, region: &str, id: &str, at: Option<&str>) -> Result<(), CloudError> {
+        self.call(if at.is_some() { "EnableImageDeprecation" } else { "DisableImageDeprecation" }, region)?;
+        self.modify(region, id, |live| live.deprecation = at.map(str::to_string))
+    }
+
+    async fn image_block_public_access(&self, _region: &str) -> Option<String> {
+        None
     }
 
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {

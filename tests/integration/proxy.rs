@@ -4,6 +4,11 @@
 //! mutating call. Faults are drawn from a seeded generator, so a failing run can be replayed;
 //! every call is recorded (operation, region, parameters).
 //!
+//! It also plays what moto lacks: the console of helper instances (a test sets what
+//! GetConsoleOutput answers, as the helper's job would print it), image deprecation
+//! (Enable/DisableImageDeprecation, with DeprecationTime added to DescribeImages answers) and the
+//! image block public access state.
+//!
 //! Faults are decided before a request is forwarded: a throttled or failed request never reaches
 //! moto, as with AWS, which does no work for a request it refuses.
 
@@ -37,6 +42,8 @@ pub struct Faults {
     pub burst: Option<Burst>,
     /// Latency for particular operations, instead of `latency`.
     pub latency_by_operation: HashMap<String, Duration>,
+    /// Answer GetImageBlockPublicAccessState with this state (moto lacks the API).
+    pub block_public_access: Option<String>,
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
@@ -89,6 +96,8 @@ struct State {
     most_in_flight: HashMap<(String, String), usize>,
     /// What GetConsoleOutput answers per instance, instead of moto's canned boot log.
     consoles: HashMap<String, String>,
+    /// Deprecation times set through the proxy (moto has no deprecation API), per AMI.
+    deprecations: HashMap<String, String>,
 }
 
 struct Shared {
@@ -124,6 +133,7 @@ impl Proxy {
             in_flight: HashMap::new(),
             most_in_flight: HashMap::new(),
             consoles: HashMap::new(),
+            deprecations: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
@@ -215,6 +225,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
+    if call.operation == "DescribeImages" {
+        let deprecations = shared.state.lock().unwrap().deprecations.clone();
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        for (image, at) in deprecations {
+            let id = format!("<imageId>{image}</imageId>");
+            text = text.replace(&id, &format!("{id}<deprecationTime>{at}</deprecationTime>"));
+        }
+        bytes = Bytes::from(text);
+    }
     if call.operation == "StartSnapshot" && shared.state.lock().unwrap().faults.aws_block_size {
         let text = String::from_utf8_lossy(&bytes).replace("\"BlockSize\": 512,", "\"BlockSize\": 524288,");
         bytes = Bytes::from(text.replace("\"BlockSize\":512,", "\"BlockSize\":524288,"));
@@ -283,6 +302,23 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
         && let Some(text) = state.consoles.get(instance)
     {
         return (Verdict::Answer(console_answer(instance, text)), latency, None);
+    }
+    let param = |name: &str| call.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    match call.operation.as_str() {
+        "EnableImageDeprecation" | "DisableImageDeprecation" => {
+            let image = param("ImageId").unwrap_or_default();
+            match param("DeprecateAt") {
+                Some(at) => state.deprecations.insert(image, at),
+                None => state.deprecations.remove(&image),
+            };
+            return (Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")), latency, None);
+        }
+        "GetImageBlockPublicAccessState" if faults.block_public_access.is_some() => {
+            let value = faults.block_public_access.clone().unwrap_or_default();
+            let body = format!("<imageBlockPublicAccessState>{value}</imageBlockPublicAccessState>");
+            return (Verdict::Answer(ok_answer(&call.operation, &body)), latency, None);
+        }
+        _ => {}
     }
     let fresh = |id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
     let referenced = referenced_ids(call);
@@ -369,6 +405,18 @@ fn between(text: &str, open: &str, close: &str) -> Option<String> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(text[start..end].to_string())
+}
+
+/// A successful EC2 answer to `operation` with `inner` as its body.
+fn ok_answer(operation: &str, inner: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{operation}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy</requestId>{inner}</{operation}Response>"
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 /// GetConsoleOutput's answer, base64 as EC2 sends it.

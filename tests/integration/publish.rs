@@ -7,6 +7,7 @@ use std::path::Path;
 
 use aws_sdk_ec2::types::{ImageAttributeName, LaunchPermission, LaunchPermissionModifications, SnapshotAttributeName};
 
+use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
 const ACCOUNT: &str = "111122223333";
@@ -178,4 +179,64 @@ async fn sharing_lands_everywhere_drift_is_corrected_and_regions_change_without_
     assert_published(&moto, &["us-east-1", "eu-west-1", "sa-east-1"], &BTreeSet::new(), &BTreeSet::new()).await;
     expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
     expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+}
+
+/// moto has no deprecation API and no block public access state: the fault proxy plays both
+/// (tests/integration/proxy.rs), and amiplan makes the real calls through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_public_access_is_reported() {
+    let moto = Moto::start();
+    let faults = Faults { block_public_access: Some("block-new-sharing".into()), ..Faults::default() };
+    let proxy = Proxy::start(&moto.endpoint, faults, 7).await;
+    let dir = workdir("deprecation");
+    sample_image(&dir.join("disk.raw"), 2, 22);
+    let with = |deprecation: &str| format!("{}{deprecation}", manifest("us-east-1, eu-west-1", "{ public: true }"));
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
+    let amis = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_str(&stdout(output)).unwrap();
+        json["stacks"]["pub"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|r| r.as_object().unwrap().values().cloned())
+            .collect()
+    };
+    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+
+    write(&dir, &with("deprecate_after: 365d\n"));
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
+    assert!(
+        stdout(&planned).contains("warning: image block public access is `block-new-sharing` in us-east-1"),
+        "{}",
+        stdout(&planned)
+    );
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(count("EnableImageDeprecation"), 4, "every AMI and copy");
+    let year_later = amiplan::deprecation::parse(&amiplan::events::now()).unwrap() + 365 * 24 * 3600;
+    let output = run(&["output", "stack.yaml", "--json"]).await;
+    let listed = amis(&output);
+    assert_eq!(listed.len(), 4);
+    for ami in &listed {
+        let at = amiplan::deprecation::parse(ami["deprecation"].as_str().unwrap()).unwrap();
+        assert!((at - year_later).abs() < 3600, "{ami}");
+        assert_eq!(ami["public"], true);
+    }
+    expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 0);
+
+    write(&dir, &with("deprecate_after: \"2027-06-01\"\n"));
+    let changed = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
+    expect_code(&changed, 2);
+    assert!(stdout(&changed).contains("Plan: 0 to create, 4 to update in place, 0 to replace, 0 to delete"));
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    for ami in amis(&run(&["output", "stack.yaml", "--json"]).await) {
+        assert_eq!(ami["deprecation"], "2027-06-01T00:00:00Z", "{ami}");
+    }
+
+    write(&dir, &with(""));
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(count("DisableImageDeprecation"), 4);
+    for ami in amis(&run(&["output", "stack.yaml", "--json"]).await) {
+        assert!(ami["deprecation"].is_null(), "{ami}");
+    }
+    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
 }
