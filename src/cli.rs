@@ -365,7 +365,15 @@ impl Workspace {
             };
             prepared.insert(stack.name.clone(), ready);
         }
-        let graph = DesiredGraph::build(&stacks, &prepared);
+        let mut tests = HashMap::new();
+        for stack in &stacks {
+            if let Some(test) = &stack.test {
+                let job = job::prepare_test(&stack.name, &test.script)
+                    .with_context(|| format!("the test of stack {} ({})", stack.name, stack.manifest.display()))?;
+                tests.insert(stack.name.clone(), job);
+            }
+        }
+        let graph = DesiredGraph::build_with_tests(&stacks, &prepared, &tests);
         Ok(Workspace { stacks, graph })
     }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::deprecation::Deprecation;
 use crate::job::Job;
 use crate::manifest::raw::{HelperAmi, VolumeType};
-use crate::model::{HelperSpec, ImageAttrs, Origin, Stack};
+use crate::model::{HelperSpec, ImageAttrs, Origin, Stack, TestSpec, Variant};
 use crate::observe::ResourceKind;
 use crate::sharing::Sharing;
 use crate::source::Prepared;
@@ -39,6 +39,8 @@ pub enum NodeKind {
     Volume,
     /// The helper instance.
     Helper,
+    /// The boot test of an AMI: no resource of its own, recorded as a tag on the AMI.
+    Test,
 }
 
 impl NodeKind {
@@ -54,6 +56,7 @@ impl NodeKind {
             NodeKind::SecurityGroup => "security-group",
             NodeKind::Volume => "volume",
             NodeKind::Helper => "helper",
+            NodeKind::Test => "test",
         }
     }
 
@@ -64,7 +67,7 @@ impl NodeKind {
 
     /// Created for a build and removed once its snapshot exists.
     pub fn is_transient(self) -> bool {
-        !matches!(self, NodeKind::Snapshot | NodeKind::Image | NodeKind::ImageCopy)
+        !matches!(self, NodeKind::Snapshot | NodeKind::Image | NodeKind::ImageCopy | NodeKind::Test)
     }
 
     /// The kind of live resource that realises nodes of this kind.
@@ -78,7 +81,7 @@ impl NodeKind {
             NodeKind::RouteTable => ResourceKind::RouteTable,
             NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
             NodeKind::Volume => ResourceKind::Volume,
-            NodeKind::Helper => ResourceKind::Instance,
+            NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
         }
     }
 
@@ -102,7 +105,7 @@ impl NodeKind {
         match self {
             NodeKind::Image | NodeKind::ImageCopy => 0,
             NodeKind::Snapshot => 1,
-            NodeKind::Helper => 2,
+            NodeKind::Helper | NodeKind::Test => 2,
             NodeKind::Volume => 3,
             NodeKind::SecurityGroup => 4,
             NodeKind::RouteTable => 5,
@@ -163,6 +166,14 @@ pub enum Work {
         job_id: String,
         timeout: Duration,
     },
+    /// Boot-test the AMI of `image_node`, then publish it.
+    Test {
+        image_node: String,
+        job: Job,
+        instance_type: String,
+        timeout: Duration,
+        subnet: Option<String>,
+    },
 }
 
 /// One desired resource.
@@ -184,6 +195,8 @@ pub struct Node {
     pub sharing: Sharing,
     /// When the AMI is deprecated (images only).
     pub deprecation: Option<Deprecation>,
+    /// Images with a boot test: shared and deprecated only once the test passed.
+    pub gated: bool,
     pub work: Work,
 }
 
@@ -233,14 +246,52 @@ pub struct DesiredGraph {
 impl DesiredGraph {
     /// Expands stacks into nodes. `prepared` holds each stack's inspected source or helper job.
     pub fn build(stacks: &[Stack], prepared: &HashMap<String, Prepared>) -> DesiredGraph {
+        DesiredGraph::build_with_tests(stacks, prepared, &HashMap::new())
+    }
+
+    /// Like [`DesiredGraph::build`], with the boot-test job of each stack that has a `test`.
+    pub fn build_with_tests(
+        stacks: &[Stack],
+        prepared: &HashMap<String, Prepared>,
+        tests: &HashMap<String, Job>,
+    ) -> DesiredGraph {
         let mut graph = DesiredGraph::default();
         for stack in stacks {
-            graph.add_stack(stack, &prepared[&stack.name]);
+            graph.add_stack(stack, &prepared[&stack.name], tests.get(&stack.name));
         }
         graph
     }
 
-    fn add_stack(&mut self, stack: &Stack, prepared: &Prepared) {
+    /// The boot test of one AMI: an instance from it must pass before anything depends on it.
+    fn add_test(&mut self, stack: &Stack, variant: &Variant, region: &str, spec: &TestSpec, job: &Job) -> NodeIndex {
+        let image_node = format!("image/{}@{region}", variant.name);
+        self.add(Node {
+            id: format!("test/{}@{region}", variant.name),
+            stack: stack.name.clone(),
+            region: region.to_string(),
+            kind: NodeKind::Test,
+            name: None,
+            spec: BTreeMap::from([
+                ("job".to_string(), job.id.clone()),
+                ("instance_type".to_string(), spec.instance_type.clone()),
+            ]),
+            description: None,
+            tags: stack.tags.clone(),
+            sharing: Sharing::default(),
+            deprecation: None,
+            gated: false,
+            work: Work::Test {
+                image_node,
+                job: job.clone(),
+                instance_type: spec.instance_type.clone(),
+                timeout: spec.timeout,
+                subnet: spec.subnet.clone(),
+            },
+        })
+    }
+
+    fn add_stack(&mut self, stack: &Stack, prepared: &Prepared, test_job: Option<&Job>) {
+        let test = stack.test.as_ref();
         let (volume_size_gib, digest) = match (prepared, &stack.source) {
             (Prepared::Upload(source), _) => {
                 (stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib()), source.sha256.clone())
@@ -286,6 +337,7 @@ impl DesiredGraph {
                     tags: node_tags,
                     sharing: Sharing::default(),
                     deprecation: None,
+                    gated: false,
                     work,
                 });
                 if let (Prepared::Helper(job), Some(helper)) = (prepared, &stack.helper) {
@@ -297,6 +349,7 @@ impl DesiredGraph {
             let mut image_tags = stack.tags.clone();
             image_tags.entry("Name".into()).or_insert_with(|| variant.name.clone());
             let mut primary = None;
+            let mut primary_test = None;
             for region in &stack.regions {
                 let kms_key = stack.kms_key(region).filter(|_| encrypted).map(str::to_string);
                 let mut spec = image_spec(&variant.attrs, volume_size_gib, &digest);
@@ -307,6 +360,7 @@ impl DesiredGraph {
                     let work = Work::Copy { source_region: build.clone(), encrypted, kms_key };
                     (NodeKind::ImageCopy, work)
                 };
+                let tested_here = test.is_some_and(|t| region == build || t.all_regions);
                 let index = self.add(Node {
                     id: format!("image/{}@{region}", variant.name),
                     stack: stack.name.clone(),
@@ -318,6 +372,7 @@ impl DesiredGraph {
                     tags: image_tags.clone(),
                     sharing: stack.sharing.clone(),
                     deprecation: stack.deprecation,
+                    gated: tested_here,
                     work,
                 });
                 match primary {
@@ -327,7 +382,16 @@ impl DesiredGraph {
                     }
                     Some(primary) => {
                         self.graph.add_edge(primary, index, ());
+                        // Nothing is copied before the build region's AMI passed its test.
+                        if let Some(gate) = primary_test {
+                            self.graph.add_edge(gate, index, ());
+                        }
                     }
+                }
+                if let (Some(spec), Some(job), true) = (test, test_job, tested_here) {
+                    let gate = self.add_test(stack, variant, region, spec, job);
+                    self.graph.add_edge(index, gate, ());
+                    primary_test.get_or_insert(gate);
                 }
             }
         }
@@ -358,6 +422,7 @@ impl DesiredGraph {
                 tags,
                 sharing: Sharing::default(),
                 deprecation: None,
+                gated: false,
                 work,
             }
         };

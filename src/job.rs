@@ -82,7 +82,28 @@ pub fn prepare(stack: &str, origin: &Origin) -> Result<Job, JobError> {
         Origin::File { .. } => return Err(JobError::NotHelperSource),
     }
     let id = hex::encode(&Sha256::digest(format!("{stack}\0{body}").as_bytes())[..6]);
-    let template = format!("{}{}{body}", header(stack, &id), PRELUDE);
+    let template = format!("{}{PRELUDE}{DEVICE_PRELUDE}{body}", header(stack, &id));
+    if template.len() > MAX_USER_DATA {
+        return Err(JobError::TooLarge { size: template.len() });
+    }
+    Ok(Job { id, template })
+}
+
+/// The boot test of a new AMI: the user's script, embedded with its digest, run on an instance
+/// launched from the AMI; its exit status is the result.
+pub fn prepare_test(stack: &str, script: &Path) -> Result<Job, JobError> {
+    let mut body = String::from("rm -rf \"$WORK\"\nmkdir -p \"$WORK\"\n");
+    embed(&mut body, script, "$WORK/test")?;
+    body.push_str(
+        r#"STEP="run the test script"
+say "testing"
+chmod +x "$WORK/test"
+"$WORK/test" || fail "the test script failed (exit status $?)"
+say "test passed"
+"#,
+    );
+    let id = hex::encode(&Sha256::digest(format!("{stack}\0test\0{body}").as_bytes())[..6]);
+    let template = format!("{}{PRELUDE}{body}", header(stack, &id));
     if template.len() > MAX_USER_DATA {
         return Err(JobError::TooLarge { size: template.len() });
     }
@@ -136,7 +157,10 @@ find_device() {
 device_size() {
   if [ -b "$1" ]; then blockdev --getsize64 "$1"; else stat -c %s "$1"; fi
 }
-STEP="wait for volume $VOLUME"
+"#;
+
+/// Finding the target volume: for build jobs only.
+const DEVICE_PRELUDE: &str = r#"STEP="wait for volume $VOLUME"
 DEVICE=""
 for _ in $(seq 1 120); do DEVICE=$(find_device) && break; sleep 5; done
 [ -n "$DEVICE" ] || fail "target volume $VOLUME never appeared"

@@ -31,6 +31,17 @@ pub struct Stack {
     pub kms_keys: BTreeMap<String, String>,
     pub sharing: Sharing,
     pub deprecation: Option<Deprecation>,
+    pub test: Option<TestSpec>,
+}
+
+/// The boot test of new AMIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestSpec {
+    pub script: PathBuf,
+    pub instance_type: String,
+    pub timeout: Duration,
+    pub all_regions: bool,
+    pub subnet: Option<String>,
 }
 
 /// Where the disk image comes from.
@@ -245,11 +256,50 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         tags: m.image.tags.clone(),
         kms_keys: m.image.kms_keys.clone(),
         sharing: check_sharing(loaded, &mut report),
+        test: check_test(loaded, &mut report),
         deprecation: m
             .deprecate_after
             .as_deref()
             .and_then(|text| Deprecation::parse(text).map_err(|problem| report("deprecate_after", problem)).ok()),
     }
+}
+
+fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<TestSpec> {
+    let test = loaded.manifest.test.as_ref()?;
+    let script = local_file(loaded, &test.script, "test.script", report);
+    let default_type = match loaded.manifest.image.architecture {
+        Architecture::X86_64 => "t3.small",
+        Architecture::Arm64 => "t4g.small",
+    };
+    let instance_type = test.instance_type.clone().unwrap_or_else(|| default_type.to_string());
+    if !is_instance_type(&instance_type) {
+        report("test.instance_type", format!("`{instance_type}` is not an instance type like t3.small"));
+    }
+    let timeout = match test.timeout.as_deref().map(parse_minutes) {
+        None => Duration::from_secs(30 * 60),
+        Some(Ok(timeout)) => timeout,
+        Some(Err(problem)) => {
+            report("test.timeout", problem);
+            Duration::from_secs(30 * 60)
+        }
+    };
+    if let Some(subnet) = &test.subnet
+        && !subnet.starts_with("subnet-")
+    {
+        report("test.subnet", format!("`{subnet}` is not a subnet id (subnet-…)"));
+    }
+    Some(TestSpec {
+        script,
+        instance_type,
+        timeout,
+        all_regions: test.regions == raw::TestRegions::All,
+        subnet: test.subnet.clone(),
+    })
+}
+
+fn is_instance_type(text: &str) -> bool {
+    text.split_once('.').is_some_and(|(family, size)| !family.is_empty() && !size.is_empty())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 /// Launch permissions: well-formed IDs and ARNs, each once.
@@ -448,12 +498,7 @@ fn check_helper(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Optio
         }
         _ => {}
     }
-    let type_ok = helper.instance_type.split_once('.').is_some_and(|(family, size)| {
-        !family.is_empty()
-            && !size.is_empty()
-            && helper.instance_type.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-    });
-    if !type_ok {
+    if !is_instance_type(&helper.instance_type) {
         report(
             "build.helper.instance_type",
             format!("`{}` is not an instance type like t3.small", helper.instance_type),

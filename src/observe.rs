@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery};
-use crate::graph::{DesiredGraph, Work};
+use crate::graph::{DesiredGraph, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
 use crate::sharing::Sharing;
 use crate::tags;
@@ -182,7 +182,8 @@ pub async fn observe<C: Cloud>(
             graph.nodes().filter(|n| &n.region == region).filter_map(|n| n.name.clone()).collect();
         image_names.sort();
         image_names.dedup();
-        let build_resources = graph.nodes().any(|n| &n.region == region && n.kind.is_transient());
+        let build_resources =
+            graph.nodes().any(|n| &n.region == region && (n.kind.is_transient() || n.kind == NodeKind::Test));
         let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources };
         async move { cloud.discover(region, &query).await }
     });

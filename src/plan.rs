@@ -136,6 +136,13 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         order.reverse();
     }
     for node in order {
+        if node.kind == NodeKind::Test {
+            // A test has nothing to destroy: its record is a tag on the AMI.
+            if !destroy {
+                changes.push(test_change(node, desired, &claims));
+            }
+            continue;
+        }
         let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
         candidates.sort_by_key(|live| preference(node, live));
         if destroy {
@@ -160,6 +167,11 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         let mut candidates = candidates.into_iter();
         let mut change = match candidates.next() {
             None => Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None),
+            Some(live) if node.gated && !live.tags.contains_key(tags::TESTED) => {
+                // Until its test passes, an AMI stays private and is not deprecated.
+                let untested = Node { sharing: Sharing::default(), deprecation: None, ..node.clone() };
+                compare(&untested, live)
+            }
             Some(live) => compare(node, live),
         };
         if node.kind.is_transient() {
@@ -220,6 +232,26 @@ fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>) -> BTreeSet<Stri
         .collect()
 }
 
+/// A test runs when the AMI it gates is new, replaced, or has never passed it.
+fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'_>) -> Change {
+    let Work::Test { image_node, .. } = &node.work else { unreachable!("test nodes carry test work") };
+    let image = desired.get(image_node).expect("a test gates an image of the same graph");
+    let mut candidates = claims.by_node.get(image_node.as_str()).cloned().unwrap_or_default();
+    candidates.sort_by_key(|live| preference(image, live));
+    let kept = candidates.first().filter(|live| !matches!(compare(image, live).action, Action::Replace));
+    match kept {
+        Some(live) if live.tags.contains_key(tags::TESTED) => {
+            Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id))
+        }
+        kept => {
+            let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None);
+            let what = kept.map_or("the new AMI".to_string(), |live| live.id.clone());
+            change.reasons.push(format!("boot test of {what}: copies and publication wait for it to pass"));
+            change
+        }
+    }
+}
+
 /// Shows (and pins for apply) the AMI a helper will boot.
 fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
     let Work::Helper { ami, .. } = &node.work else { return };
@@ -263,7 +295,9 @@ fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSe
         .collect();
     for live in &observed.resources {
         let owned = live.stack().is_some_and(|s| stacks.contains(s));
-        let tagged_node = live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region);
+        // Test nodes own nothing: an instance left by an interrupted test is an orphan.
+        let tagged_node =
+            live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region && n.kind != NodeKind::Test);
         let expected_kind = |node: &Node| node.kind.resource_kind() == live.kind;
         if owned {
             match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
@@ -494,6 +528,7 @@ mod tests {
             kms_keys: BTreeMap::new(),
             sharing: Sharing::default(),
             deprecation: None,
+            test: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub const UPLOADED: &str = "amiplan:uploaded";
 /// Set on AMIs shared with accounts or organizations: their launch permissions are read back
 /// (one call per AMI) while planning, even after the manifest stops sharing them.
 pub const SHARED: &str = "amiplan:shared";
+/// Set on an AMI whose boot test passed (value: the test job): it is not tested again.
+pub const TESTED: &str = "amiplan:tested";
 /// The same attributes in readable form (without the source digest), for plan diffs.
 pub const ATTRS: &str = "amiplan:attrs";
 

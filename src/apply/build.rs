@@ -82,6 +82,16 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 return Ok(id);
             }
             Work::Capture { job_id, timeout } => return self.capture(node, inputs, job_id, *timeout).await,
+            Work::Test { image_node, job, instance_type, timeout, subnet } => {
+                let test = super::test::BootTest {
+                    image_node,
+                    job,
+                    instance_type,
+                    timeout: *timeout,
+                    subnet: subnet.as_deref(),
+                };
+                return self.boot_test(node, inputs, &test).await;
+            }
             Work::Upload { .. } | Work::Register { .. } | Work::Copy { .. } => {
                 unreachable!("image and snapshot work is not build work")
             }
@@ -89,12 +99,12 @@ impl<'a, C: Cloud> Executor<'a, C> {
         Ok(self.cloud.create_build_resource(region, &resource, &tags).await?)
     }
 
-    async fn placement(&self, region: &str, subnet: &str) -> Result<crate::cloud::Placement, StepError> {
+    pub(super) async fn placement(&self, region: &str, subnet: &str) -> Result<crate::cloud::Placement, StepError> {
         Ok(self.cloud.subnet_placement(region, subnet).await?)
     }
 
     /// Waits until the helper runs (an adopted one may still be `pending`).
-    async fn wait_started(&self, region: &str, id: &str) -> Result<(), StepError> {
+    pub(super) async fn wait_started(&self, region: &str, id: &str) -> Result<(), StepError> {
         let what = format!("helper {id} in {region}");
         let result = wait_until(&self.options.policy, self.options.deadlines.transient, &what, || async {
             let status = self.cloud.instance_status(region, id).await?;
@@ -132,39 +142,41 @@ impl<'a, C: Cloud> Executor<'a, C> {
         self.wait_started(region, &helper).await?;
         self.cloud.attach_volume(region, &volume, &helper, HELPER_DEVICE).await?;
         tracing::info!(%helper, %volume, job = job_id, "waiting for the helper's job");
-        self.wait_for_job(region, &helper, job_id, timeout).await?;
+        self.wait_for_job(region, "helper", &helper, job_id, timeout).await?;
         let description = format!("amiplan {}", node.id);
         let id = self.cloud.snapshot_volume(region, &volume, &description, &node.desired_tags()).await?;
         self.wait_snapshot(region, &id).await?;
         Ok(id)
     }
 
-    /// The helper reports on its console and powers off; both are needed for a consistent volume.
-    async fn wait_for_job(
+    /// The instance (a helper, or a test instance: `who`) reports on its console and powers off;
+    /// a helper's volume is consistent only once both happened.
+    pub(super) async fn wait_for_job(
         &self,
         region: &str,
-        helper: &str,
+        who: &str,
+        instance: &str,
         job_id: &str,
         timeout: std::time::Duration,
     ) -> Result<(), StepError> {
-        let what = format!("the job of helper {helper}");
+        let what = format!("the job of {who} {instance}");
         let result = wait_until(&self.options.policy, timeout, &what, || async {
-            let status = self.cloud.instance_status(region, helper).await?;
-            let console = self.cloud.console_output(region, helper).await?;
+            let status = self.cloud.instance_status(region, instance).await?;
+            let console = self.cloud.console_output(region, instance).await?;
             let ended = matches!(status.state.as_str(), "stopped" | "terminated" | "shutting-down");
             Ok(match job::read_result(&console, job_id) {
                 Some(JobResult::Failed(reason)) => {
-                    Poll::Ready(Err(format!("the helper's job failed: {reason}\n{}", log(&console))))
+                    Poll::Ready(Err(format!("the {who}'s job failed: {reason}\n{}", log(who, &console))))
                 }
                 Some(JobResult::Succeeded) if ended => Poll::Ready(Ok(())),
-                Some(JobResult::Succeeded) => Poll::Pending("job done, waiting for the helper to power off".into()),
+                Some(JobResult::Succeeded) => Poll::Pending(format!("job done, waiting for the {who} to power off")),
                 None if ended => Poll::Ready(Err(format!(
-                    "helper {helper} is {} without reporting a result{}\n{}",
+                    "{who} {instance} is {} without reporting a result{}\n{}",
                     status.state,
                     status.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
-                    log(&console)
+                    log(who, &console)
                 ))),
-                None => Poll::Pending(format!("helper {}", status.state)),
+                None => Poll::Pending(format!("{who} {}", status.state)),
             })
         })
         .await;
@@ -172,12 +184,12 @@ impl<'a, C: Cloud> Executor<'a, C> {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(message)) => message,
             Err(WaitError::Timeout { .. }) => {
-                let console = self.cloud.console_output(region, helper).await.unwrap_or_default();
-                format!("the helper's job did not finish within {}\n{}", humanize(timeout), log(&console))
+                let console = self.cloud.console_output(region, instance).await.unwrap_or_default();
+                format!("the {who}'s job did not finish within {}\n{}", humanize(timeout), log(who, &console))
             }
             Err(WaitError::Failed(error)) => error.to_string(),
         };
-        Err(StepError { resource: Some(helper.to_string()), message })
+        Err(StepError { resource: Some(instance.to_string()), message })
     }
 
     /// Deletes one transient resource, waiting out what still holds it (a volume is attached
@@ -298,8 +310,8 @@ fn subnet_of(inputs: &Inputs, existing: &Option<String>, node: &Node) -> Result<
     }
 }
 
-fn log(console: &str) -> String {
-    format!("--- helper console, last lines ---\n{}", job::log_tail(console, LOG_LINES))
+fn log(who: &str, console: &str) -> String {
+    format!("--- {who} console, last lines ---\n{}", job::log_tail(console, LOG_LINES))
 }
 
 fn humanize(duration: std::time::Duration) -> String {

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod build;
+mod test;
 
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
 use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
@@ -420,7 +421,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 };
                 let id = self.cloud.register_image(region, &registration).await?;
                 let status = self.wait_image(region, &id, self.options.deadlines.image).await?;
-                self.publish(node, &id, &status).await?;
+                if !node.gated {
+                    self.publish(node, &id, &status).await?;
+                }
                 Ok(id)
             }
             Work::Copy { source_region, encrypted, kms_key } => {
@@ -437,7 +440,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 let id = self.cloud.copy_image(region, &copy).await?;
                 let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
                 self.tag_copy_snapshots(region, &status, &tags).await;
-                self.publish(node, &id, &status).await?;
+                if !node.gated {
+                    self.publish(node, &id, &status).await?;
+                }
                 Ok(id)
             }
             _ => self.create_for_build(node, change, inputs).await,

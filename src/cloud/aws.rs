@@ -546,6 +546,10 @@ impl Cloud for AwsCloud {
         self.placement_of(region, subnet).await
     }
 
+    async fn default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
+        self.first_default_subnet(region).await
+    }
+
     async fn create_build_resource(
         &self,
         region: &str,

@@ -157,6 +157,21 @@ impl AwsCloud {
         Ok(newest.and_then(|image| image.image_id.clone()))
     }
 
+    pub(super) async fn first_default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let subnets = self
+            .policy()
+            .run(false, || async {
+                let default = Filter::builder().name("default-for-az").values("true").build();
+                let pages = ec2.describe_subnets().filters(default).into_paginator().items().send();
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeSubnets", region, e))
+            })
+            .await?;
+        let mut ids: Vec<String> = subnets.iter().filter_map(|s| s.subnet_id.clone()).collect();
+        ids.sort();
+        Ok(ids.into_iter().next())
+    }
+
     pub(super) async fn placement_of(&self, region: &str, subnet: &str) -> Result<Placement, CloudError> {
         let ec2 = self.ec2(region);
         let out = self

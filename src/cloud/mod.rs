@@ -231,6 +231,8 @@ pub trait Cloud: Sync {
         owner: &str,
         name_pattern: &str,
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// A default subnet of the region's default VPC, if it has one.
+    fn default_subnet(&self, region: &str) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
     fn subnet_placement(
         &self,
         region: &str,

@@ -26,6 +26,38 @@ pub struct Manifest {
     /// Deprecate every AMI and copy: `365d` after its creation, or on a date (`2027-06-01`).
     #[serde(default)]
     pub deprecate_after: Option<String>,
+    /// Boot-test every new AMI before it is copied or published.
+    #[serde(default)]
+    pub test: Option<Test>,
+}
+
+/// An instance launched from the new AMI runs `script`; copies and publication wait for it to
+/// pass, and a failure keeps the AMI private.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Test {
+    /// Local script (relative to the manifest) run as the instance's user-data; exit 0 passes.
+    pub script: String,
+    /// Default: t3.small (x86_64) or t4g.small (arm64).
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// e.g. `20m` (default 30m).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `build` (default): test the AMI in the build region; `all`: every copy too.
+    #[serde(default)]
+    pub regions: TestRegions,
+    /// Subnet for the test instances; default: the default VPC's default subnet.
+    #[serde(default)]
+    pub subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TestRegions {
+    #[default]
+    Build,
+    All,
 }
 
 /// Where the disk image comes from: exactly one of `file`, `url` and `bootstrap`.

@@ -369,6 +369,10 @@ impl Cloud for FakeCloud {
         Err(no_builds("DescribeSubnets", region))
     }
 
+    async fn default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
+    }
+
     async fn create_build_resource(
         &self,
         region: &str,

@@ -240,3 +240,152 @@ async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_pu
     }
     expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
 }
+
+const GATE_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+fn gated_manifest(regions: &str) -> String {
+    format!(
+        "{}test: {{ script: boot-test.sh, timeout: 5m }}\n",
+        manifest(regions, &shared())
+            .replace("stack: pub", "stack: gate")
+            .replace("pub-{volume_type}", "gate-{volume_type}")
+    )
+}
+
+/// Plays the test instances of `stack`: waits until amiplan reads the consoles of `count` of
+/// them, checks each was launched safely from one of the stack's AMIs, then answers `result`
+/// ("ok" or "failed: …") and powers them off.
+async fn play_tests(moto: &Moto, proxy: &Proxy, stack: &str, count: usize, result: &str) {
+    let ec2 = moto.ec2("us-east-1").await;
+    let images: BTreeSet<String> =
+        moto.stack_images("us-east-1", stack).await.iter().map(|i| i.image_id().unwrap().to_string()).collect();
+    let mut played = BTreeSet::new();
+    for _ in 0..600 {
+        let by_stack = aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values(stack).build();
+        let running = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build();
+        let out = ec2.describe_instances().filters(by_stack).filters(running).send().await.unwrap();
+        for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+            let id = instance.instance_id().unwrap().to_string();
+            let polled = proxy
+                .calls()
+                .iter()
+                .any(|c| c.operation == "GetConsoleOutput" && c.params.iter().any(|(_, v)| *v == id));
+            if played.contains(&id) || !polled {
+                continue;
+            }
+            assert!(
+                tag(instance.tags(), "amiplan:node").is_some_and(|n| n.starts_with("test/gate-")),
+                "tagged as a test"
+            );
+            assert!(images.is_empty() || images.contains(instance.image_id().unwrap()), "launched from the new AMI");
+            assert_eq!(instance.key_name(), None);
+            assert_eq!(instance.metadata_options().unwrap().http_tokens().map(|t| t.as_str()), Some("required"));
+            for group in instance.security_groups() {
+                let groups = ec2.describe_security_groups().group_ids(group.group_id().unwrap()).send().await.unwrap();
+                assert!(groups.security_groups()[0].ip_permissions().is_empty(), "no inbound rules");
+            }
+            let attribute = ec2
+                .describe_instance_attribute()
+                .instance_id(&id)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send()
+                .await
+                .unwrap();
+            let encoded = attribute.user_data().and_then(|v| v.value()).unwrap();
+            use base64::Engine as _;
+            let script = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
+            let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap();
+            proxy.set_console(&id, &format!("AMIPLAN-LOG {job} testing\nAMIPLAN-RESULT {job} {result}\n"));
+            ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+            played.insert(id);
+        }
+        if played.len() == count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("only {} of {count} test instances appeared", played.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_gate_keeps_failed_amis_private_and_uncopied_and_publishes_passed_ones_everywhere() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 8).await;
+    let dir = workdir("gate");
+    sample_image(&dir.join("disk.raw"), 2, 23);
+    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\nset -eu\nsystemctl is-system-running --wait\n").unwrap();
+    write(&dir, &gated_manifest(&GATE_REGIONS.join(", ")));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    let failure = "failed: the test script failed (exit status 1)";
+    let (failed, ()) =
+        tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_tests(&moto, &proxy, "gate", 2, failure));
+    expect_code(&failed, 1);
+    assert!(
+        stdout(&failed).contains("failed: the test instance's job failed: the test script failed"),
+        "{}",
+        stdout(&failed)
+    );
+    assert!(stdout(&failed).contains("--- test instance console, last lines ---"), "{}", stdout(&failed));
+    let built = moto.stack_images("us-east-1", "gate").await;
+    assert_eq!(built.len(), 2, "the AMIs exist in the build region");
+    for image in &built {
+        assert!(launch_permissions(&moto, "us-east-1", image.image_id().unwrap()).await.is_empty(), "still private");
+        assert_eq!(tag(image.tags(), "amiplan:tested"), None);
+    }
+    for region in &GATE_REGIONS[1..] {
+        assert!(moto.stack_images(region, "gate").await.is_empty(), "nothing copied to {region}");
+    }
+    let ec2 = moto.ec2("us-east-1").await;
+    let by_stack = || aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values("gate").build();
+    let groups = ec2.describe_security_groups().filters(by_stack()).send().await.unwrap();
+    assert!(groups.security_groups().is_empty(), "the test's security groups are gone");
+    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("terminated"));
+    }
+
+    // The AMIs are kept; the next apply tests them again and publishes them once they pass.
+    let planned = amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
+    assert!(
+        stdout(&planned).contains("Plan: 6 to create, 0 to update in place, 0 to replace, 0 to delete"),
+        "{}",
+        stdout(&planned)
+    );
+    let (passed, ()) =
+        tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_tests(&moto, &proxy, "gate", 2, "ok"));
+    expect_code(&passed, 0);
+    for image in moto.stack_images("us-east-1", "gate").await {
+        assert!(tag(image.tags(), "amiplan:tested").is_some(), "the pass is recorded on the AMI");
+    }
+    let launch = set(&["group all", &format!("account {ACCOUNT}"), &format!("org {ORG}"), &format!("ou {OU}")]);
+    let volume = set(&["group all", &format!("account {ACCOUNT}")]);
+    for region in GATE_REGIONS {
+        let images = moto.stack_images(region, "gate").await;
+        assert_eq!(images.len(), 2, "{region}");
+        for image in images {
+            let id = image.image_id().unwrap();
+            assert_eq!(launch_permissions(&moto, region, id).await, launch, "{id} in {region}");
+            assert_eq!(tag(image.tags(), "team"), Some("images"));
+            for mapping in image.block_device_mappings() {
+                let snapshot = mapping.ebs().and_then(|e| e.snapshot_id()).unwrap();
+                assert_eq!(volume_permissions(&moto, region, snapshot).await, volume, "{snapshot}");
+            }
+        }
+    }
+    // Tested once: a re-run plans nothing, and a new region gets one copy per variant, untested.
+    let args = ["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"];
+    expect_code(&amiplan_async(&proxy.endpoint, &dir, &args).await, 0);
+    write(&dir, &gated_manifest(&format!("{}, sa-east-1", GATE_REGIONS.join(", "))));
+    let grown = amiplan_async(&proxy.endpoint, &dir, &args).await;
+    assert!(
+        stdout(&grown).contains("Plan: 2 to create, 0 to update in place, 0 to replace, 0 to delete"),
+        "{}",
+        stdout(&grown)
+    );
+    expect_code(
+        &amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await,
+        0,
+    );
+}
