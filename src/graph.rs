@@ -241,6 +241,8 @@ pub fn spec_hash(spec: &BTreeMap<String, String>) -> String {
 pub struct DesiredGraph {
     graph: DiGraph<Node, ()>,
     by_id: HashMap<String, NodeIndex>,
+    /// Stacks with retention: their current version and how many versions to keep.
+    retention: BTreeMap<String, (String, u32)>,
 }
 
 impl DesiredGraph {
@@ -292,6 +294,9 @@ impl DesiredGraph {
 
     fn add_stack(&mut self, stack: &Stack, prepared: &Prepared, test_job: Option<&Job>) {
         let test = stack.test.as_ref();
+        if let (Some(version), Some(keep)) = (&stack.version, stack.keep_versions) {
+            self.retention.insert(stack.name.clone(), (version.clone(), keep));
+        }
         let (volume_size_gib, digest) = match (prepared, &stack.source) {
             (Prepared::Upload(source), _) => {
                 (stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib()), source.sha256.clone())
@@ -299,6 +304,8 @@ impl DesiredGraph {
             (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job)),
         };
         let build = &stack.build_region;
+        // Each version has its own snapshot: older AMIs kept by retention still use theirs.
+        let versioned = stack.version.as_ref().map(|v| format!("-{v}")).unwrap_or_default();
         let mut snapshots: BTreeMap<bool, NodeIndex> = BTreeMap::new();
         for variant in &stack.variants {
             let encrypted = variant.attrs.encrypted;
@@ -312,6 +319,9 @@ impl DesiredGraph {
                 spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
                 let mut node_tags = stack.tags.clone();
                 node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
+                if let Some(version) = &stack.version {
+                    node_tags.insert(tags::VERSION.into(), version.clone());
+                }
                 let work = match (prepared, &stack.source, &stack.helper) {
                     (Prepared::Upload(source), Origin::File { path, .. }, _) => Work::Upload {
                         source: path.clone(),
@@ -327,7 +337,7 @@ impl DesiredGraph {
                     _ => unreachable!("validation pairs helper jobs with helper settings"),
                 };
                 let snapshot = self.add(Node {
-                    id: format!("snapshot/{}-root{suffix}@{build}", stack.name),
+                    id: format!("snapshot/{}{versioned}-root{suffix}@{build}", stack.name),
                     stack: stack.name.clone(),
                     region: build.clone(),
                     kind: NodeKind::Snapshot,
@@ -348,6 +358,9 @@ impl DesiredGraph {
             });
             let mut image_tags = stack.tags.clone();
             image_tags.entry("Name".into()).or_insert_with(|| variant.name.clone());
+            if let Some(version) = &stack.version {
+                image_tags.insert(tags::VERSION.into(), version.clone());
+            }
             let mut primary = None;
             let mut primary_test = None;
             for region in &stack.regions {
@@ -515,6 +528,11 @@ impl DesiredGraph {
         let index = self.graph.add_node(node);
         self.by_id.insert(id, index);
         index
+    }
+
+    /// The current version of `stack` and how many versions it keeps, if it has retention.
+    pub fn retention(&self, stack: &str) -> Option<(&str, u32)> {
+        self.retention.get(stack).map(|(version, keep)| (version.as_str(), *keep))
     }
 
     pub fn get(&self, id: &str) -> Option<&Node> {

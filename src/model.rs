@@ -32,6 +32,9 @@ pub struct Stack {
     pub sharing: Sharing,
     pub deprecation: Option<Deprecation>,
     pub test: Option<TestSpec>,
+    pub version: Option<String>,
+    /// Versions to keep, the current one included.
+    pub keep_versions: Option<u32>,
 }
 
 /// The boot test of new AMIs.
@@ -159,7 +162,7 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "us-west-2",
 ];
 
-const PLACEHOLDERS: &[&str] = &["stack", "arch", "virtualization", "volume_type", "encryption", "boot_mode"];
+const PLACEHOLDERS: &[&str] = &["stack", "version", "arch", "virtualization", "volume_type", "encryption", "boot_mode"];
 
 /// Validates every loaded manifest, and the set as a whole (stack names and AMI names must not
 /// collide). All problems are reported together.
@@ -257,11 +260,41 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         kms_keys: m.image.kms_keys.clone(),
         sharing: check_sharing(loaded, &mut report),
         test: check_test(loaded, &mut report),
+        version: m.version.clone(),
+        keep_versions: check_retention(loaded, &mut report),
         deprecation: m
             .deprecate_after
             .as_deref()
             .and_then(|text| Deprecation::parse(text).map_err(|problem| report("deprecate_after", problem)).ok()),
     }
+}
+
+/// A version must be usable in names and tags, and keeping versions needs a version in the name.
+fn check_retention(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<u32> {
+    let m = &loaded.manifest;
+    if let Some(version) = &m.version {
+        let ok = (1..=64).contains(&version.len())
+            && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            report("version", format!("version `{version}` must be 1-64 letters, digits, `.`, `_` or `-`"));
+        }
+        if !m.image.name.contains("{version}") {
+            report(
+                "image.name",
+                "with a version, image.name needs `{version}`: each version gets its own AMI names".to_string(),
+            );
+        }
+    } else if m.image.name.contains("{version}") {
+        report("image.name", "`{version}` in image.name needs a top-level `version`".to_string());
+    }
+    let retention = m.retention.as_ref()?;
+    if m.version.is_none() {
+        report("retention", "retention needs a top-level `version` to tell versions apart".to_string());
+    }
+    if !(1..=100).contains(&retention.keep) {
+        report("retention.keep", format!("keep {} is outside 1..=100", retention.keep));
+    }
+    Some(retention.keep)
 }
 
 fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<TestSpec> {
@@ -676,7 +709,7 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
                     kernel_id: image.kernel_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
                     ramdisk_id: image.ramdisk_id.clone().filter(|_| virtualization == Virtualization::Paravirtual),
                 };
-                let name = render_name(&image.name, &m.stack, &attrs);
+                let name = render_name(&image.name, &m.stack, m.version.as_deref().unwrap_or_default(), &attrs);
                 if let Some(problem) = ami_name_problem(&name) {
                     report("image.name", format!("name `{name}` {problem}"));
                 }
@@ -715,9 +748,10 @@ fn placeholder_problem(template: &str) -> Option<String> {
     None
 }
 
-fn render_name(template: &str, stack: &str, attrs: &ImageAttrs) -> String {
+fn render_name(template: &str, stack: &str, version: &str, attrs: &ImageAttrs) -> String {
     template
         .replace("{stack}", stack)
+        .replace("{version}", version)
         .replace("{arch}", attrs.architecture.as_str())
         .replace("{virtualization}", attrs.virtualization.as_str())
         .replace("{volume_type}", attrs.volume_type.as_str())

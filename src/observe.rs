@@ -104,6 +104,10 @@ pub struct Observed {
     /// Image block public access state per region with public AMIs, where AWS answers it.
     #[serde(default)]
     pub block_public_access: BTreeMap<String, String>,
+    /// Per region, AMIs launch templates use (→ template name), read where a plan may
+    /// deregister owned AMIs that no node wants.
+    #[serde(default)]
+    pub launch_templates: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The key of a helper AMI selector in [`Observed::helper_amis`].
@@ -147,6 +151,27 @@ async fn read_sharing<C: Cloud>(
         resources[index].snapshot_sharing = snapshots;
     }
     Ok(())
+}
+
+/// Launch templates are read only in regions with owned AMIs no node wants (older versions,
+/// removed regions): the only AMIs a plan may deregister without replacing them.
+async fn read_launch_templates<C: Cloud>(
+    cloud: &C,
+    graph: &DesiredGraph,
+    resources: &[LiveResource],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, CloudError> {
+    let mut regions: Vec<&str> = resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Image && r.stack().is_some())
+        .filter(|r| r.node().is_none_or(|node| graph.get(node).is_none_or(|n| n.region != r.region)))
+        .map(|r| r.region.as_str())
+        .collect();
+    regions.sort();
+    regions.dedup();
+    let reads = regions.into_iter().map(|region| async move {
+        Ok::<_, CloudError>((region.to_string(), cloud.launch_template_images(region).await?))
+    });
+    Ok(try_join_all(reads).await?.into_iter().collect())
 }
 
 /// Attribute reads in flight at once: well under EC2's request rate, fast for hundreds of AMIs.
@@ -210,5 +235,6 @@ pub async fn observe<C: Cloud>(
     }))
     .await;
     let block_public_access = states.into_iter().flatten().collect();
-    Ok(Observed { account, regions, resources, helper_amis, block_public_access })
+    let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
+    Ok(Observed { account, regions, resources, helper_amis, block_public_access, launch_templates })
 }

@@ -53,6 +53,9 @@ pub struct Change {
     /// A resource created for a build and removed after it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
+    /// A delete that waits until the stack's new version is available and published (retention).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retire: bool,
     /// Values looked up while planning that apply must use as they were shown (e.g. the helper's
     /// base AMI resolved from a name filter).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -72,6 +75,7 @@ impl Change {
             diffs: vec![],
             with_snapshots: vec![],
             transient: kind.is_transient(),
+            retire: false,
             resolved: BTreeMap::new(),
         }
     }
@@ -184,12 +188,33 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
         }
     }
+    let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans) };
     for live in claims.orphans {
         let reason = if destroy { "destroy" } else { "no longer in the manifests" };
         let kind = NodeKind::of_resource(live.kind);
         let node =
             live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
-        changes.push(delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason));
+        let mut change = delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason);
+        match verdicts.get(&(live.region.as_str(), live.id.as_str())) {
+            Some(Retention::Keep(why)) => {
+                change.action = Action::NoOp;
+                change.reasons = vec![why.clone()];
+            }
+            Some(Retention::Retire(why)) => {
+                change.retire = true;
+                change.reasons = vec![why.clone()];
+            }
+            None => {}
+        }
+        if change.action == Action::Delete
+            && live.kind == ResourceKind::Image
+            && let Some(template) = observed.launch_templates.get(&live.region).and_then(|t| t.get(&live.id))
+        {
+            change.action = Action::NoOp;
+            change.retire = false;
+            change.reasons = vec![format!("kept: launch template `{template}` still uses it")];
+        }
+        changes.push(change);
     }
     assign_snapshots(&mut changes, observed);
     let warnings = if destroy { vec![] } else { preflight(observed) };
@@ -230,6 +255,45 @@ fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>) -> BTreeSet<Stri
         })
         .map(|node| node.stack.clone())
         .collect()
+}
+
+enum Retention {
+    Keep(String),
+    Retire(String),
+}
+
+/// For stacks with retention: which owned resources of earlier versions stay (the newest `keep`
+/// − 1 versions, by their newest creation time) and which go once the new version is out.
+fn retention<'a>(desired: &DesiredGraph, orphans: &[&'a LiveResource]) -> HashMap<(&'a str, &'a str), Retention> {
+    let mut versions: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+    for live in orphans {
+        let (Some(stack), Some(version)) = (live.stack(), live.tags.get(tags::VERSION)) else { continue };
+        if desired.retention(stack).is_some_and(|(current, _)| current != version) {
+            let newest = versions.entry((stack, version.as_str())).or_default();
+            *newest = (*newest).max(live.created.as_deref());
+        }
+    }
+    let mut verdicts = HashMap::new();
+    for live in orphans {
+        let (Some(stack), Some(version)) = (live.stack(), live.tags.get(tags::VERSION)) else { continue };
+        let Some((current, keep)) = desired.retention(stack) else { continue };
+        if current == version {
+            continue;
+        }
+        let mut older: Vec<(Option<&str>, &str)> =
+            versions.iter().filter(|((s, _), _)| *s == stack).map(|((_, v), created)| (*created, *v)).collect();
+        older.sort_by(|a, b| b.cmp(a));
+        let rank = older.iter().position(|(_, v)| *v == version.as_str()).unwrap_or(usize::MAX);
+        let verdict = if rank + 1 < keep as usize {
+            Retention::Keep(format!("kept by retention: version {version} is one of the {keep} newest"))
+        } else {
+            Retention::Retire(format!(
+                "retention keeps {keep} version(s): {version} goes once {current} is available and published"
+            ))
+        };
+        verdicts.insert((live.region.as_str(), live.id.as_str()), verdict);
+    }
+    verdicts
 }
 
 /// A test runs when the AMI it gates is new, replaced, or has never passed it.
@@ -529,6 +593,8 @@ mod tests {
             sharing: Sharing::default(),
             deprecation: None,
             test: None,
+            version: None,
+            keep_versions: None,
         }
     }
 
@@ -576,6 +642,7 @@ mod tests {
             resources,
             helper_amis: BTreeMap::new(),
             block_public_access: BTreeMap::new(),
+            launch_templates: BTreeMap::new(),
         }
     }
 

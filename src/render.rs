@@ -147,6 +147,7 @@ mod tests {
             diffs: vec![],
             with_snapshots: vec![],
             transient: false,
+            retire: false,
             resolved: Default::default(),
         }
     }

@@ -18,6 +18,8 @@ pub const UPLOADED: &str = "amiplan:uploaded";
 pub const SHARED: &str = "amiplan:shared";
 /// Set on an AMI whose boot test passed (value: the test job): it is not tested again.
 pub const TESTED: &str = "amiplan:tested";
+/// The stack version an AMI or snapshot belongs to, for retention.
+pub const VERSION: &str = "amiplan:version";
 /// The same attributes in readable form (without the source digest), for plan diffs.
 pub const ATTRS: &str = "amiplan:attrs";
 

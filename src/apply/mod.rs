@@ -152,6 +152,7 @@ pub async fn apply<C: Cloud>(
     };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
+    executor.retire_phase().await;
     let mut nodes = executor.reports.into_inner().expect("report lock");
     nodes.sort_by(|a, b| (&a.stack, &a.node, &a.resource).cmp(&(&b.stack, &b.node, &b.resource)));
     Report { nodes, interrupted: interrupted.load(Ordering::SeqCst) }
@@ -216,7 +217,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// Deletes and the delete half of replaces: every AMI first, then the snapshots. Returns the
     /// nodes whose delete failed, so their re-creation is not attempted.
     async fn delete_phase(&self) -> Vec<String> {
-        let removing = |c: &&Change| matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some();
+        let removing =
+            |c: &&Change| matches!(c.action, Action::Delete | Action::Replace) && c.live_id.is_some() && !c.retire;
         let mut failed = Vec::new();
         let mut ranks: Vec<u8> = self.plan.changes.iter().filter(removing).map(|c| c.kind.delete_rank()).collect();
         ranks.sort();
@@ -231,6 +233,39 @@ impl<'a, C: Cloud> Executor<'a, C> {
             }
         }
         failed
+    }
+
+    /// Retention's deletes: only for stacks whose every other node succeeded, so that the new
+    /// version is available and published before an older one goes.
+    async fn retire_phase(&self) {
+        let retiring: Vec<&Change> = self.plan.changes.iter().filter(|c| c.retire).collect();
+        if retiring.is_empty() {
+            return;
+        }
+        let unfinished: BTreeMap<String, String> = self
+            .reports
+            .lock()
+            .expect("report lock")
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
+            .map(|r| (r.stack.clone(), r.node.clone()))
+            .collect();
+        let mut ranks: Vec<u8> = retiring.iter().map(|c| c.kind.delete_rank()).collect();
+        ranks.sort();
+        ranks.dedup();
+        for rank in ranks {
+            let batch = retiring.iter().filter(|c| c.kind.delete_rank() == rank);
+            let unfinished = &unfinished;
+            join_all(batch.map(|change| async move {
+                if let Some(node) = unfinished.get(&change.stack) {
+                    let why = format!("kept: the new version is not out ({node} did not succeed)");
+                    self.record(change, change.live_id.clone(), Outcome::Skipped(why), Instant::now());
+                    return;
+                }
+                self.delete(change).await;
+            }))
+            .await;
+        }
     }
 
     async fn delete(&self, change: &Change) -> bool {

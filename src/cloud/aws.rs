@@ -454,6 +454,33 @@ impl Cloud for AwsCloud {
         }
     }
 
+    async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let versions = self
+            .policy()
+            .run(false, || async {
+                let pages = ec2
+                    .describe_launch_template_versions()
+                    .versions("$Latest")
+                    .versions("$Default")
+                    .into_paginator()
+                    .items()
+                    .send();
+                pages
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| sdk_error("DescribeLaunchTemplateVersions", region, e))
+            })
+            .await?;
+        Ok(versions
+            .iter()
+            .filter_map(|v| {
+                let image = v.launch_template_data()?.image_id()?;
+                Some((image.to_string(), v.launch_template_name().unwrap_or_default().to_string()))
+            })
+            .collect())
+    }
+
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         self.read_image_sharing(region, id).await
     }

@@ -188,6 +188,12 @@ pub trait Cloud: Sync {
     /// The account's image block public access state in the region (`unblocked`,
     /// `block-new-sharing`), or `None` where the API does not answer it.
     fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
+    /// AMIs that the latest or default version of a launch template of the account uses, with the
+    /// template's name.
+    fn launch_template_images(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
     /// Who may launch the AMI (DescribeImageAttribute launchPermission).
     fn image_sharing(&self, region: &str, id: &str) -> impl Future<Output = Result<Sharing, CloudError>> + Send;
     /// Grants `add` and revokes `remove` launch permissions.

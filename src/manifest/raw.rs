@@ -29,6 +29,20 @@ pub struct Manifest {
     /// Boot-test every new AMI before it is copied or published.
     #[serde(default)]
     pub test: Option<Test>,
+    /// This build's version (e.g. `41-1.4`), for `{version}` in image.name: each version is a
+    /// new set of AMIs, and earlier ones are kept or retired by `retention`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// How many versions of the stack to keep, the current one included; older AMIs and their
+    /// snapshots are deregistered once the new version is available and published.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub keep: u32,
 }
 
 /// An instance launched from the new AMI runs `script`; copies and publication wait for it to

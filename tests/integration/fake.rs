@@ -270,6 +270,11 @@ impl Cloud for FakeCloud {
         None
     }
 
+    async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
+        self.call("DescribeLaunchTemplateVersions", region)?;
+        Ok(BTreeMap::new())
+    }
+
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         self.call("DescribeImageAttribute", region)?;
         let state = self.state.lock().unwrap();

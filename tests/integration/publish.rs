@@ -389,3 +389,90 @@ async fn a_test_gate_keeps_failed_amis_private_and_uncopied_and_publishes_passed
         0,
     );
 }
+
+fn versioned(version: u32) -> String {
+    format!(
+        "stack: ret
+version: \"{version}\"
+retention: {{ keep: 2 }}
+source: {{ file: disk-{version}.raw }}
+build: {{ region: us-east-1 }}
+image:
+  name: \"ret-{{version}}-{{volume_type}}\"
+  architecture: x86_64
+regions: [us-east-1, eu-west-1]
+"
+    )
+}
+
+/// Versions of the stack present in `region`, by the `amiplan:version` tag of its AMIs.
+async fn versions(moto: &Moto, region: &str) -> BTreeSet<String> {
+    moto.stack_images(region, "ret")
+        .await
+        .iter()
+        .filter_map(|i| tag(i.tags(), "amiplan:version").map(str::to_string))
+        .collect()
+}
+
+async fn snapshot_versions(moto: &Moto, region: &str) -> Vec<String> {
+    let mut found: Vec<String> = moto
+        .stack_snapshots(region, "ret")
+        .await
+        .iter()
+        .filter_map(|s| tag(s.tags(), "amiplan:version").map(str::to_string))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_n_versions_retires_older_ones_after_the_new_one_and_spares_launch_templates() {
+    let moto = Moto::start();
+    let dir = workdir("retention");
+    let release = |version: u32| {
+        sample_image(&dir.join(format!("disk-{version}.raw")), 2, 100 + version as u64);
+        write(&dir, &versioned(version));
+    };
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest", "--events", "events.jsonl"];
+    for version in 1..=2 {
+        release(version);
+        expect_code(&moto.amiplan(&dir, &apply), 0);
+    }
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(versions(&moto, region).await, set(&["1", "2"]), "keep 2: both stay in {region}");
+    }
+
+    release(3);
+    let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest"]);
+    let text = stdout(&planned);
+    let retiring: Vec<&str> = text.lines().filter(|l| l.contains("retention keeps 2 version(s): 1 goes")).collect();
+    assert_eq!(retiring.len(), 3, "two AMIs of version 1 and its snapshot: {text}");
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(versions(&moto, region).await, set(&["2", "3"]), "{region}");
+    }
+    assert_eq!(snapshot_versions(&moto, "us-east-1").await, ["2", "3"], "version 1's snapshot went too");
+    assert_eq!(snapshot_versions(&moto, "eu-west-1").await, ["2", "3"], "and its copy's snapshot");
+    // Create before destroy: every retirement started after the last creation finished.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last_create = events.iter().rposition(|e| e["action"] == "create" && e["event"] == "succeeded").unwrap();
+    let first_retire = events.iter().position(|e| e["action"] == "delete" && e["event"] == "started").unwrap();
+    assert!(last_create < first_retire, "{events:#?}");
+
+    // A launch template still using version 2's AMI in us-east-1 keeps that one AMI.
+    let ec2 = moto.ec2("us-east-1").await;
+    let v2 = moto.images_named("us-east-1", "ret-2-gp3").await[0].image_id().unwrap().to_string();
+    let data = aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(&v2).build();
+    ec2.create_launch_template().launch_template_name("web").launch_template_data(data).send().await.unwrap();
+    release(4);
+    let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest", "--show-unchanged"]);
+    assert!(stdout(&planned).contains("kept: launch template `web` still uses it"), "{}", stdout(&planned));
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    assert_eq!(versions(&moto, "us-east-1").await, set(&["2", "3", "4"]), "the template's AMI stays");
+    assert_eq!(versions(&moto, "eu-west-1").await, set(&["3", "4"]));
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]), 0);
+}
