@@ -173,6 +173,19 @@ async fn sharing_lands_everywhere_drift_is_corrected_and_regions_change_without_
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     assert!(moto.stack_images("ap-southeast-2", "pub").await.is_empty());
 
+    // Another account plans permission changes only, on every AMI.
+    let more = shared().replace(&format!("[\"{ACCOUNT}\"]"), &format!("[\"{ACCOUNT}\", \"444455556666\"]"));
+    write(&dir, &manifest("us-east-1, eu-west-1, sa-east-1", &more));
+    let widened = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    let text = stdout(&widened);
+    assert!(text.contains("Plan: 0 to create, 6 to update in place, 0 to replace, 0 to delete"), "{text}");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
+    let mut launch_more = launch.clone();
+    launch_more.insert("account 444455556666".into());
+    let mut volume_more = volume.clone();
+    volume_more.insert("account 444455556666".into());
+    assert_published(&moto, &["us-east-1", "eu-west-1", "sa-east-1"], &launch_more, &volume_more).await;
+
     // Back to private: every grant is revoked, on AMIs and snapshots alike.
     write(&dir, &manifest("us-east-1, eu-west-1, sa-east-1", "{ public: false }"));
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
@@ -256,11 +269,16 @@ fn gated_manifest(regions: &str) -> String {
 /// them, checks each was launched safely from one of the stack's AMIs, then answers `result`
 /// ("ok" or "failed: …") and powers them off.
 async fn play_tests(moto: &Moto, proxy: &Proxy, stack: &str, count: usize, result: &str) {
-    let ec2 = moto.ec2("us-east-1").await;
-    let images: BTreeSet<String> =
-        moto.stack_images("us-east-1", stack).await.iter().map(|i| i.image_id().unwrap().to_string()).collect();
+    play_tests_in(moto, proxy, stack, &["us-east-1"], count, result).await;
+}
+
+async fn play_tests_in(moto: &Moto, proxy: &Proxy, stack: &str, regions: &[&str], count: usize, result: &str) {
     let mut played = BTreeSet::new();
-    for _ in 0..600 {
+    for round in 0..600 {
+        let region = regions[round % regions.len()];
+        let ec2 = moto.ec2(region).await;
+        let images: BTreeSet<String> =
+            moto.stack_images(region, stack).await.iter().map(|i| i.image_id().unwrap().to_string()).collect();
         let by_stack = aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values(stack).build();
         let running = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build();
         let out = ec2.describe_instances().filters(by_stack).filters(running).send().await.unwrap();
@@ -273,11 +291,8 @@ async fn play_tests(moto: &Moto, proxy: &Proxy, stack: &str, count: usize, resul
             if played.contains(&id) || !polled {
                 continue;
             }
-            assert!(
-                tag(instance.tags(), "amiplan:node").is_some_and(|n| n.starts_with("test/gate-")),
-                "tagged as a test"
-            );
-            assert!(images.is_empty() || images.contains(instance.image_id().unwrap()), "launched from the new AMI");
+            assert!(tag(instance.tags(), "amiplan:node").is_some_and(|n| n.starts_with("test/")), "tagged as a test");
+            assert!(images.contains(instance.image_id().unwrap()), "launched from the stack's AMI in {region}");
             assert_eq!(instance.key_name(), None);
             assert_eq!(instance.metadata_options().unwrap().http_tokens().map(|t| t.as_str()), Some("required"));
             for group in instance.security_groups() {
@@ -475,4 +490,36 @@ async fn retention_keeps_n_versions_retires_older_ones_after_the_new_one_and_spa
     assert_eq!(versions(&moto, "us-east-1").await, set(&["2", "3", "4"]), "the template's AMI stays");
     assert_eq!(versions(&moto, "eu-west-1").await, set(&["3", "4"]));
     expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_test_regions_all_every_copy_is_booted_before_it_is_published() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 9).await;
+    let dir = workdir("gate-all");
+    sample_image(&dir.join("disk.raw"), 2, 24);
+    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\ntrue\n").unwrap();
+    let text = manifest("us-east-1, eu-west-1", "{ public: true }")
+        .replace("stack: pub", "stack: all")
+        .replace("volume_type: [gp3, standard]", "volume_type: [gp3]");
+    write(&dir, &format!("{text}test: {{ script: boot-test.sh, regions: all }}\n"));
+    let planned = amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
+    for node in ["test/pub-gp3@us-east-1", "test/pub-gp3@eu-west-1"] {
+        assert!(stdout(&planned).contains(node), "{node}: {}", stdout(&planned));
+    }
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let player = play_tests_in(&moto, &proxy, "all", &["us-east-1", "eu-west-1"], 2, "ok");
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    for region in ["us-east-1", "eu-west-1"] {
+        let images = moto.stack_images(region, "all").await;
+        assert_eq!(images.len(), 1);
+        assert!(tag(images[0].tags(), "amiplan:tested").is_some(), "the copy in {region} was tested");
+        assert_eq!(launch_permissions(&moto, region, images[0].image_id().unwrap()).await, set(&["group all"]));
+    }
+    expect_code(
+        &amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await,
+        0,
+    );
 }
