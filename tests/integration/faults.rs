@@ -150,6 +150,22 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
     assert!(totals.not_found > 0 && totals.pending > 0, "the consistency windows were never hit: {totals:?}");
 }
 
+/// Runs amiplan with `args` and kills it (SIGKILL) once its `k`-th mutating call has reached moto,
+/// before the answer; returns that call's operation.
+pub async fn kill_after_mutating_call(proxy: &Proxy, dir: &std::path::Path, args: &[&str], k: usize) -> String {
+    proxy.clear_calls();
+    let killed = proxy.kill_after(k);
+    let mut child = tokio::process::Command::from(amiplan_command(&proxy.endpoint, dir, args)).spawn().unwrap();
+    tokio::select! {
+        _ = killed => {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+        status = child.wait() => panic!("k={k}: {args:?} ended ({status:?}) before its mutating call {k}"),
+    }
+    proxy.calls().iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cleans_up() {
     let moto = Moto::start();
@@ -164,24 +180,7 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
     for k in (1..=total).step_by(stride) {
         let stack = format!("crash{k}");
         let dir = stack_dir(&format!("crash-{k}"), &small_manifest(&stack), k as u64);
-        proxy.clear_calls();
-        let killed = proxy.kill_after(k);
-        let mut child = tokio::process::Command::from(amiplan_command(
-            &proxy.endpoint,
-            &dir,
-            &["apply", "stack.yaml", "--auto-approve"],
-        ))
-        .spawn()
-        .unwrap();
-        tokio::select! {
-            _ = killed => {
-                child.start_kill().unwrap();
-                child.wait().await.unwrap();
-            }
-            status = child.wait() => panic!("k={k}: apply ended ({status:?}) before its mutating call {k}"),
-        }
-        let calls = proxy.calls();
-        let killed_at = calls.iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap();
+        let killed_at = kill_after_mutating_call(&proxy, &dir, &["apply", "stack.yaml", "--auto-approve"], k).await;
 
         if k == 1 {
             // The lock is the first mutating call: a killed run leaves it, and it names its holder.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
 use base64::Engine as _;
 
+use crate::faults::kill_after_mutating_call;
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
@@ -441,18 +442,7 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
     for k in (1..=until).step_by(stride) {
         let stack = format!("hcrash{k}");
         let dir = write_manifest(&stack, &small_helper_manifest(&stack));
-        proxy.clear_calls();
-        let killed = proxy.kill_after(k);
-        let mut child = tokio::process::Command::from(amiplan_command(&proxy.endpoint, &dir, &apply)).spawn().unwrap();
-        tokio::select! {
-            _ = killed => {
-                child.start_kill().unwrap();
-                child.wait().await.unwrap();
-            }
-            status = child.wait() => panic!("k={k}: apply ended ({status:?}) before its mutating call {k}"),
-        }
-        let killed_at =
-            proxy.calls().iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap();
+        let killed_at = kill_after_mutating_call(&proxy, &dir, &apply, k).await;
         expect_code(&moto.amiplan(&dir, &["unlock", "stack.yaml"]), 0);
         let (recovered, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play(stack.clone()));
         assert_eq!(
