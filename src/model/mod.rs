@@ -2,16 +2,20 @@
 //! so later stages never re-validate. Checks are local: no AWS call, only the file system.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
 use crate::deprecation::Deprecation;
-use crate::manifest::raw::{
-    self, Architecture, BootMode, BuildMethod, HelperAmi, ImageFormat, Imds, Virtualization, VolumeType,
-};
+use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Imds, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
 use crate::sharing::Sharing;
+
+mod publish;
+mod sources;
+
+use publish::{check_retention, check_sharing, check_test};
+use sources::{check_helper, check_source};
 
 /// A stack ready for planning.
 #[derive(Debug, Clone)]
@@ -269,305 +273,9 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     }
 }
 
-/// A version must be usable in names and tags, and keeping versions needs a version in the name.
-fn check_retention(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<u32> {
-    let m = &loaded.manifest;
-    if let Some(version) = &m.version {
-        let ok = (1..=64).contains(&version.len())
-            && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !ok {
-            report("version", format!("version `{version}` must be 1-64 letters, digits, `.`, `_` or `-`"));
-        }
-        if !m.image.name.contains("{version}") {
-            report(
-                "image.name",
-                "with a version, image.name needs `{version}`: each version gets its own AMI names".to_string(),
-            );
-        }
-    } else if m.image.name.contains("{version}") {
-        report("image.name", "`{version}` in image.name needs a top-level `version`".to_string());
-    }
-    let retention = m.retention.as_ref()?;
-    if m.version.is_none() {
-        report("retention", "retention needs a top-level `version` to tell versions apart".to_string());
-    }
-    if !(1..=100).contains(&retention.keep) {
-        report("retention.keep", format!("keep {} is outside 1..=100", retention.keep));
-    }
-    Some(retention.keep)
-}
-
-fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<TestSpec> {
-    let test = loaded.manifest.test.as_ref()?;
-    let script = local_file(loaded, &test.script, "test.script", report);
-    let default_type = match loaded.manifest.image.architecture {
-        Architecture::X86_64 => "t3.small",
-        Architecture::Arm64 => "t4g.small",
-    };
-    let instance_type = test.instance_type.clone().unwrap_or_else(|| default_type.to_string());
-    if !is_instance_type(&instance_type) {
-        report("test.instance_type", format!("`{instance_type}` is not an instance type like t3.small"));
-    }
-    let timeout = match test.timeout.as_deref().map(parse_minutes) {
-        None => Duration::from_secs(30 * 60),
-        Some(Ok(timeout)) => timeout,
-        Some(Err(problem)) => {
-            report("test.timeout", problem);
-            Duration::from_secs(30 * 60)
-        }
-    };
-    if let Some(subnet) = &test.subnet
-        && !subnet.starts_with("subnet-")
-    {
-        report("test.subnet", format!("`{subnet}` is not a subnet id (subnet-…)"));
-    }
-    Some(TestSpec {
-        script,
-        instance_type,
-        timeout,
-        all_regions: test.regions == raw::TestRegions::All,
-        subnet: test.subnet.clone(),
-    })
-}
-
 fn is_instance_type(text: &str) -> bool {
     text.split_once('.').is_some_and(|(family, size)| !family.is_empty() && !size.is_empty())
         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-}
-
-/// Launch permissions: well-formed IDs and ARNs, each once.
-fn check_sharing(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Sharing {
-    let publish = &loaded.manifest.publish;
-    let mut check = |field: &str, values: &[String], valid: &dyn Fn(&str) -> bool, what: &str| {
-        let mut seen = BTreeSet::new();
-        for (i, value) in values.iter().enumerate() {
-            let path = format!("publish.{field}[{i}]");
-            if !valid(value) {
-                report(&path, format!("`{value}` is not {what}"));
-            } else if !seen.insert(value.clone()) {
-                report(&path, format!("`{value}` is listed twice"));
-            }
-        }
-        seen
-    };
-    let account = |v: &str| v.len() == 12 && v.chars().all(|c| c.is_ascii_digit());
-    let arn = |kind: &str, v: &str| {
-        let parts: Vec<&str> = v.split(':').collect();
-        parts.len() == 6
-            && parts[0] == "arn"
-            && parts[1].starts_with("aws")
-            && parts[2] == "organizations"
-            && account(parts[4])
-            && parts[5].starts_with(kind)
-            && parts[5].chars().all(|c| c.is_ascii_alphanumeric() || c == '/' || c == '-')
-    };
-    Sharing {
-        public: publish.public,
-        accounts: check("accounts", &publish.accounts, &account, "a 12-digit account ID"),
-        organizations: check(
-            "organizations",
-            &publish.organizations,
-            &|v| arn("organization/o-", v),
-            "an organization ARN (arn:aws:organizations::<account>:organization/o-…)",
-        ),
-        organizational_units: check(
-            "organizational_units",
-            &publish.organizational_units,
-            &|v| arn("ou/o-", v),
-            "an organizational unit ARN (arn:aws:organizations::<account>:ou/o-…/ou-…)",
-        ),
-    }
-}
-
-/// Exactly one of `file`, `url` and `bootstrap`, matching the build method.
-fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Origin {
-    let m = &loaded.manifest;
-    let source = &m.source;
-    let helper = m.build.method == BuildMethod::Helper;
-    let digest = |text: &str, path: &str, report: &mut dyn FnMut(&str, String)| {
-        if text.len() != 64 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
-            report(path, "sha256 must be 64 hexadecimal characters".to_string());
-        }
-        text.to_ascii_lowercase()
-    };
-    let given = [source.file.is_some(), source.url.is_some(), source.bootstrap.is_some()];
-    if given.iter().filter(|g| **g).count() != 1 {
-        report("source", "source needs exactly one of `file`, `url` and `bootstrap`".to_string());
-    }
-    let sha256 = source.sha256.as_deref().map(|d| digest(d, "source.sha256", report));
-    if let Some(file) = &source.file {
-        if helper {
-            report(
-                "source.file",
-                "build.method helper downloads its image: give source.url or source.bootstrap (or use method direct)"
-                    .to_string(),
-            );
-        }
-        let path = local_file(loaded, file, "source.file", report);
-        return Origin::File { path, sha256 };
-    }
-    if !helper {
-        let field = if source.url.is_some() { "source.url" } else { "source.bootstrap" };
-        report(
-            field,
-            "a URL or bootstrap source needs `build.method: helper`; direct uploads take source.file".to_string(),
-        );
-    }
-    if source.format.is_some() && source.url.is_none() {
-        report("source.format", "format applies to source.url only".to_string());
-    }
-    if let Some(url) = &source.url {
-        check_url(url, "source.url", report);
-        if sha256.is_none() {
-            report("source.url", "a URL source needs source.sha256: the helper checks it before writing".to_string());
-        }
-        let format = source.format.or_else(|| format_from_suffix(url)).unwrap_or_else(|| {
-            report("source.url", format!("cannot tell the image format of `{url}` from its suffix; set source.format (raw, raw.xz, raw.zst or qcow2)"));
-            ImageFormat::Raw
-        });
-        return Origin::Url { url: url.clone(), sha256: sha256.unwrap_or_default(), format };
-    }
-    if sha256.is_some() {
-        report("source.sha256", "with bootstrap, the digest goes in source.bootstrap.sha256".to_string());
-    }
-    let Some(bootstrap) = &source.bootstrap else {
-        return Origin::File { path: PathBuf::new(), sha256: None };
-    };
-    check_url(&bootstrap.tarball, "source.bootstrap.tarball", report);
-    let sha256 = digest(&bootstrap.sha256, "source.bootstrap.sha256", report);
-    let script = local_file(loaded, &bootstrap.script, "source.bootstrap.script", report);
-    let finalize = bootstrap.finalize.as_ref().map(|f| local_file(loaded, f, "source.bootstrap.finalize", report));
-    let mut files = BTreeMap::new();
-    for (target, file) in &bootstrap.files {
-        let path = format!("source.bootstrap.files.{target}");
-        let safe = target.starts_with('/')
-            && !target.split('/').any(|part| part == "..")
-            && target.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c));
-        if !safe || target == "/" {
-            report(
-                &path,
-                format!(
-                    "target `{target}` must be an absolute path of plain characters inside the image, without `..`"
-                ),
-            );
-        }
-        files.insert(target.clone(), local_file(loaded, file, &path, report));
-    }
-    let label_ok = (1..=16).contains(&bootstrap.label.len())
-        && bootstrap.label.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !label_ok {
-        report("source.bootstrap.label", "label must be 1-16 letters, digits, `.`, `_` or `-`".to_string());
-    }
-    Origin::Bootstrap(BootstrapSpec {
-        tarball: bootstrap.tarball.clone(),
-        sha256,
-        script,
-        finalize,
-        files,
-        label: bootstrap.label.clone(),
-    })
-}
-
-fn local_file(loaded: &Loaded, reference: &str, path: &str, report: &mut dyn FnMut(&str, String)) -> PathBuf {
-    let file = loaded.base_dir().join(reference);
-    if let Some(problem) = source_problem(loaded.base_dir(), path, reference, &file) {
-        report(path, problem);
-    }
-    file
-}
-
-/// Only http(s), and only characters that need no quoting in the helper's shell script.
-fn check_url(url: &str, path: &str, report: &mut dyn FnMut(&str, String)) {
-    let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    let plain = url.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/?#[]@!&()*+,;=%".contains(c));
-    if !scheme_ok || !plain || url.len() > 2048 {
-        report(path, format!("`{url}` must be an http:// or https:// URL of at most 2048 plain characters"));
-    }
-}
-
-fn format_from_suffix(url: &str) -> Option<ImageFormat> {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    [
-        (".raw.xz", ImageFormat::RawXz),
-        (".img.xz", ImageFormat::RawXz),
-        (".raw.zst", ImageFormat::RawZst),
-        (".img.zst", ImageFormat::RawZst),
-        (".qcow2", ImageFormat::Qcow2),
-        (".raw", ImageFormat::Raw),
-        (".img", ImageFormat::Raw),
-    ]
-    .into_iter()
-    .find(|(suffix, _)| path.ends_with(suffix))
-    .map(|(_, format)| format)
-}
-
-/// The helper settings, present exactly when the build method is `helper`.
-fn check_helper(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<HelperSpec> {
-    let build = &loaded.manifest.build;
-    if build.method != BuildMethod::Helper {
-        for (given, field) in [(build.network.is_some(), "build.network"), (build.helper.is_some(), "build.helper")] {
-            if given {
-                report(field, format!("{field} applies to `method: helper` only"));
-            }
-        }
-        return None;
-    }
-    if build.volume_size.is_none() {
-        report(
-            "build.method",
-            "helper builds need build.volume_size (GiB): the image is not seen before the helper runs".to_string(),
-        );
-    }
-    let Some(helper) = &build.helper else {
-        report("build.method", "method helper needs build.helper with at least `ami`".to_string());
-        return None;
-    };
-    match &helper.ami {
-        HelperAmi::Id(id) if !id.starts_with("ami-") => {
-            report("build.helper.ami", format!("`{id}` is not an AMI id (ami-…); or give {{ owner, name }}"));
-        }
-        HelperAmi::Filter(filter) if filter.name.is_empty() || filter.owner.is_empty() => {
-            report("build.helper.ami", "owner and name must not be empty".to_string());
-        }
-        _ => {}
-    }
-    if !is_instance_type(&helper.instance_type) {
-        report(
-            "build.helper.instance_type",
-            format!("`{}` is not an instance type like t3.small", helper.instance_type),
-        );
-    }
-    let timeout = match helper.timeout.as_deref().map(parse_minutes) {
-        None => Duration::from_secs(60 * 60),
-        Some(Ok(timeout)) => timeout,
-        Some(Err(problem)) => {
-            report("build.helper.timeout", problem);
-            Duration::from_secs(60 * 60)
-        }
-    };
-    let subnet = match &build.network {
-        None | Some(raw::Network::Create(_)) => None,
-        Some(raw::Network::Existing(existing)) => {
-            if !existing.subnet.starts_with("subnet-") {
-                report("build.network.subnet", format!("`{}` is not a subnet id (subnet-…)", existing.subnet));
-            }
-            Some(existing.subnet.clone())
-        }
-    };
-    if loaded.manifest.variants.encrypted.as_ref().is_some_and(|e| e.len() > 1) {
-        report(
-            "variants.encrypted",
-            "a helper build writes one volume: list one value in variants.encrypted".to_string(),
-        );
-    }
-    Some(HelperSpec {
-        ami: helper.ami.clone(),
-        instance_type: helper.instance_type.clone(),
-        volume_type: helper.volume_type.unwrap_or(VolumeType::Gp3),
-        spot: helper.spot,
-        timeout,
-        subnet,
-    })
 }
 
 /// `90s`, `45m`, `2h`: between one minute and 24 hours.
@@ -585,31 +293,6 @@ fn parse_minutes(text: &str) -> Result<Duration, String> {
         return Err(problem());
     }
     Ok(Duration::from_secs(seconds))
-}
-
-/// A manifest may only name files inside its own directory: one arriving in a pull request must
-/// not be able to upload an arbitrary file of the machine it runs on (say `/etc/shadow`) into a
-/// snapshot. Symbolic links are resolved before the check.
-fn source_problem(base: &Path, field: &str, reference: &str, source: &Path) -> Option<String> {
-    let relative = Path::new(reference);
-    let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if reference.is_empty() || escapes {
-        return Some(format!(
-            "{field} `{reference}` must be a relative path inside the manifest's directory (no `..`, not absolute)"
-        ));
-    }
-    if !source.is_file() {
-        let what = if field == "source.file" { "source file" } else { field };
-        return Some(format!("{what} `{}` does not exist or is not a file", source.display()));
-    }
-    let base = base.canonicalize().ok()?;
-    match source.canonicalize() {
-        Ok(real) if real.starts_with(&base) => None,
-        Ok(real) => {
-            Some(format!("{field} `{reference}` leads outside the manifest's directory (to {})", real.display()))
-        }
-        Err(error) => Some(format!("{field} `{reference}` cannot be resolved: {error}")),
-    }
 }
 
 fn check_region(region: &str, path: &str, report: &mut impl FnMut(&str, String)) {
