@@ -608,7 +608,9 @@ mod tests {
     fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
         let mut snapshots: HashMap<String, String> = HashMap::new();
         let mut resources = Vec::new();
-        for (i, node) in graph.topological().into_iter().enumerate() {
+        // A test node owns nothing: its pass is a tag on the AMI.
+        let nodes = graph.topological().into_iter().filter(|n| n.kind != NodeKind::Test);
+        for (i, node) in nodes.enumerate() {
             let is_image = node.kind.is_image();
             let id = format!("{}-{i:03}", if is_image { "ami" } else { "snap" });
             let mut tags = node.desired_tags();
@@ -772,5 +774,86 @@ mod tests {
         live[0].tags.remove(tags::UPLOADED);
         let replaced = plan(&desired, &observed(live), &stacks(), false);
         assert_eq!(replaced.changes[0].action, Action::Replace);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_versions_and_spares_launch_template_amis() {
+        let mut versioned = stack(&[VolumeType::Gp3], &["us-east-1"]);
+        versioned.version = Some("3".into());
+        versioned.keep_versions = Some(2);
+        let desired = graph(&versioned, "c");
+        let old = |version: &str, id: &str, day: u32| {
+            let tags = BTreeMap::from([
+                (tags::STACK.to_string(), "demo".to_string()),
+                (tags::NODE.to_string(), format!("image/demo-{version}-gp3@us-east-1")),
+                (tags::VERSION.to_string(), version.to_string()),
+            ]);
+            let mut live = LiveResource::new("us-east-1", ResourceKind::Image, id, "available", tags);
+            live.created = Some(format!("2026-01-{day:02}T00:00:00Z"));
+            live
+        };
+        let mut state = observed(vec![old("1", "ami-v1", 1), old("2", "ami-v2", 2), old("0", "ami-v0", 3)]);
+        let verdict = |plan: &Plan, id: &str| {
+            let change = plan.changes.iter().find(|c| c.live_id.as_deref() == Some(id)).unwrap();
+            (change.action, change.retire)
+        };
+        let plan = plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false);
+        // Ranked by creation, newest first: 0 (day 3) stays as the one older version kept.
+        assert_eq!(verdict(&plan, "ami-v0"), (Action::NoOp, false));
+        assert_eq!(verdict(&plan, "ami-v2"), (Action::Delete, true));
+        assert_eq!(verdict(&plan, "ami-v1"), (Action::Delete, true));
+
+        state.launch_templates.insert("us-east-1".into(), BTreeMap::from([("ami-v1".into(), "web".into())]));
+        let plan = super::plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false);
+        assert_eq!(verdict(&plan, "ami-v1"), (Action::NoOp, false));
+        let kept = plan.changes.iter().find(|c| c.live_id.as_deref() == Some("ami-v1")).unwrap();
+        assert_eq!(kept.reasons, ["kept: launch template `web` still uses it"]);
+    }
+
+    #[test]
+    fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
+        let dir = std::env::temp_dir().join(format!("amiplan-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("t.sh"), "true\n").unwrap();
+        let mut gated = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
+        gated.sharing = Sharing { public: true, ..Sharing::default() };
+        gated.test = Some(crate::model::TestSpec {
+            script: dir.join("t.sh"),
+            instance_type: "t3.small".into(),
+            timeout: std::time::Duration::from_secs(600),
+            all_regions: false,
+            subnet: None,
+        });
+        let job = crate::job::prepare_test("demo", &dir.join("t.sh")).unwrap();
+        let sources =
+            HashMap::from([(gated.name.clone(), Prepared::Upload(SourceInfo { sha256: "a".into(), size_bytes: 10 }))]);
+        let desired = DesiredGraph::build_with_tests(
+            std::slice::from_ref(&gated),
+            &sources,
+            &HashMap::from([("demo".to_string(), job)]),
+        );
+        let copy = "image/demo-gp3@eu-west-1";
+        assert!(desired.dependencies(copy).contains(&"test/demo-gp3@us-east-1"), "copies wait for the test");
+
+        // Built, copied, but never tested: the test runs, and the AMI is wanted private meanwhile.
+        let mut live = applied(&desired);
+        for resource in &mut live {
+            resource.public = true;
+        }
+        let stacks = BTreeSet::from(["demo".to_string()]);
+        let untested = plan(&desired, &observed(live.clone()), &stacks, false);
+        let change = |plan: &Plan, node: &str| plan.changes.iter().find(|c| c.node == node).unwrap().clone();
+        assert_eq!(change(&untested, "test/demo-gp3@us-east-1").action, Action::Create);
+        let build = change(&untested, "image/demo-gp3@us-east-1");
+        assert!(
+            build.diffs.iter().any(|d| d.attribute == "launch_permission" && d.after.as_deref() == Some("private"))
+        );
+
+        for resource in &mut live {
+            resource.tags.insert(tags::TESTED.into(), "job".into());
+        }
+        let tested = plan(&desired, &observed(live), &stacks, false);
+        assert!(!tested.has_changes(), "{tested:#?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
