@@ -437,7 +437,14 @@ struct Run<'a> {
 async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: Option<Plan>) -> anyhow::Result<u8> {
     // Watch from here on: an interrupt while planning or confirming must still release the lock.
     tokio::spawn(watch_for_interrupts());
-    let locks = lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout).await?;
+    let locks = match lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout, &INTERRUPTED).await {
+        Ok(locks) => locks,
+        Err(error @ lock::LockError::Interrupted { .. }) => {
+            eprintln!("{error}: nothing was changed");
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let result = async {
         let observed = workspace.observe(cloud, run.regions).await?;
         let plan = workspace.plan(&observed, run.destroy);

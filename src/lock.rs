@@ -4,6 +4,7 @@
 //! holds it. A run killed with the lock held leaves it behind; `amiplan unlock` breaks it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cloud::{Cloud, CloudError};
@@ -33,6 +34,8 @@ pub enum LockError {
     Held { stack: String, holder: String, since: String, key: String, region: String },
     #[error("taking the lock of stack `{stack}`: {source}")]
     Cloud { stack: String, source: CloudError },
+    #[error("interrupted while waiting for the lock of stack `{stack}`")]
+    Interrupted { stack: String },
 }
 
 /// Locks taken by this run; release them with [`Locks::release`].
@@ -55,14 +58,20 @@ pub fn this_holder() -> BTreeMap<String, String> {
 }
 
 /// Takes every lock in a fixed order (so two runs over overlapping stacks cannot deadlock),
-/// waiting up to `timeout` for each. On failure, the locks already taken are released.
-pub async fn acquire<C: Cloud>(cloud: &C, sites: &[LockSite], timeout: Duration) -> Result<Locks, LockError> {
+/// waiting up to `timeout` for each, and giving up as soon as `interrupted` is set. On failure,
+/// the locks already taken are released.
+pub async fn acquire<C: Cloud>(
+    cloud: &C,
+    sites: &[LockSite],
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<Locks, LockError> {
     let mut sites = sites.to_vec();
     sites.sort();
     sites.dedup();
     let mut locks = Locks { held: Vec::new() };
     for site in sites {
-        match acquire_one(cloud, &site, timeout).await {
+        match acquire_one(cloud, &site, timeout, interrupted).await {
             Ok(()) => locks.held.push(site),
             Err(error) => {
                 locks.release(cloud).await;
@@ -73,7 +82,12 @@ pub async fn acquire<C: Cloud>(cloud: &C, sites: &[LockSite], timeout: Duration)
     Ok(locks)
 }
 
-async fn acquire_one<C: Cloud>(cloud: &C, site: &LockSite, timeout: Duration) -> Result<(), LockError> {
+async fn acquire_one<C: Cloud>(
+    cloud: &C,
+    site: &LockSite,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<(), LockError> {
     let started = tokio::time::Instant::now();
     let mut holder = this_holder();
     holder.insert(LOCK_OF.to_string(), site.stack.clone());
@@ -92,10 +106,16 @@ async fn acquire_one<C: Cloud>(cloud: &C, site: &LockSite, timeout: Duration) ->
             });
         }
         tracing::info!(stack = %site.stack, "waiting for the stack lock");
-        tokio::time::sleep(
-            Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(100)),
-        )
-        .await;
+        let pause =
+            Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(100));
+        // Look at the interrupt flag often: a waiting run must stop promptly on Ctrl-C.
+        let until = tokio::time::Instant::now() + pause;
+        while tokio::time::Instant::now() < until {
+            if interrupted.load(Ordering::SeqCst) {
+                return Err(LockError::Interrupted { stack: site.stack.clone() });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

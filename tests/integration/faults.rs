@@ -311,3 +311,29 @@ async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
     assert!(proxy.calls().iter().any(|c| c.operation == "DeleteKeyPair"), "the lock was not released");
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_while_waiting_for_a_lock_stops_the_wait_at_once() {
+    let moto = Moto::start();
+    let dir = stack_dir("lock-wait-interrupt", &manifest("lwi"), 41);
+    // Someone else holds the stack's lock.
+    let holder = aws_sdk_ec2::types::Tag::builder().key("amiplan:lock-holder").value("ci@elsewhere pid 1").build();
+    let tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::KeyPair)
+        .tags(holder)
+        .build();
+    let ec2 = moto.ec2("us-east-1").await;
+    ec2.create_key_pair().key_name("amiplan-lock-lwi").tag_specifications(tags).send().await.unwrap();
+    let args = ["apply", "stack.yaml", "--auto-approve", "--lock-timeout", "10m"];
+    let child = tokio::process::Command::from(amiplan_command(&moto.endpoint, &dir, &args)).spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().await.unwrap();
+    expect_code(&output, 130);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(stderr(&output).contains("interrupted while waiting for the lock of stack `lwi`"), "{}", stderr(&output));
+    assert!(moto.stack_images("us-east-1", "lwi").await.is_empty(), "nothing was changed");
+    let pairs = ec2.describe_key_pairs().key_names("amiplan-lock-lwi").send().await.unwrap();
+    assert_eq!(pairs.key_pairs().len(), 1, "the other run's lock is untouched");
+}
