@@ -1,7 +1,7 @@
 //! The desired graph: every resource a set of stacks needs, with stable IDs and real dependency
 //! edges (snapshot → image → copies). Apply walks it in topological order, destroy in reverse.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -161,6 +161,10 @@ pub enum Work {
         job: Job,
         existing_subnet: Option<String>,
     },
+    /// An encrypted copy of the snapshot node this one depends on (CopySnapshot).
+    EncryptCopy {
+        kms_key: Option<String>,
+    },
     /// Wait for the helper's job, then snapshot the target volume.
     Capture {
         job_id: String,
@@ -307,55 +311,70 @@ impl DesiredGraph {
         // Each version has its own snapshot: older AMIs kept by retention still use theirs.
         let versioned = stack.version.as_ref().map(|v| format!("-{v}")).unwrap_or_default();
         let mut snapshots: BTreeMap<bool, NodeIndex> = BTreeMap::new();
-        for variant in &stack.variants {
-            let encrypted = variant.attrs.encrypted;
-            let snapshot = *snapshots.entry(encrypted).or_insert_with(|| {
-                let kms_key = stack.kms_key(build).filter(|_| encrypted).map(str::to_string);
-                let suffix = if encrypted { "-encrypted" } else { "" };
-                let mut spec = BTreeMap::new();
-                spec.insert("source_sha256".to_string(), digest.clone());
-                spec.insert("volume_size_gib".to_string(), volume_size_gib.to_string());
-                spec.insert("encrypted".to_string(), encrypted.to_string());
-                spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
-                let mut node_tags = stack.tags.clone();
-                node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
-                if let Some(version) = &stack.version {
-                    node_tags.insert(tags::VERSION.into(), version.clone());
+        // Unencrypted first: with a helper, the encrypted snapshot is a copy of the plain one.
+        let encryptions: BTreeSet<bool> = stack.variants.iter().map(|v| v.attrs.encrypted).collect();
+        for encrypted in encryptions {
+            let plain = snapshots.get(&false).copied();
+            let kms_key = stack.kms_key(build).filter(|_| encrypted).map(str::to_string);
+            let suffix = if encrypted { "-encrypted" } else { "" };
+            let mut spec = BTreeMap::new();
+            spec.insert("source_sha256".to_string(), digest.clone());
+            spec.insert("volume_size_gib".to_string(), volume_size_gib.to_string());
+            spec.insert("encrypted".to_string(), encrypted.to_string());
+            spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
+            let mut node_tags = stack.tags.clone();
+            node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
+            if let Some(version) = &stack.version {
+                node_tags.insert(tags::VERSION.into(), version.clone());
+            }
+            let work = match (prepared, &stack.source, &stack.helper) {
+                (Prepared::Upload(source), Origin::File { path, .. }, _) => Work::Upload {
+                    source: path.clone(),
+                    size_bytes: source.size_bytes,
+                    volume_size_gib,
+                    encrypted,
+                    kms_key: kms_key.clone(),
+                },
+                // A helper writes one volume; the other encryption is a copy of its snapshot.
+                (Prepared::Helper(_), _, Some(_)) if encrypted && plain.is_some() => {
+                    spec.insert("method".into(), "helper".into());
+                    Work::EncryptCopy { kms_key: kms_key.clone() }
                 }
-                let work = match (prepared, &stack.source, &stack.helper) {
-                    (Prepared::Upload(source), Origin::File { path, .. }, _) => Work::Upload {
-                        source: path.clone(),
-                        size_bytes: source.size_bytes,
-                        volume_size_gib,
-                        encrypted,
-                        kms_key: kms_key.clone(),
-                    },
-                    (Prepared::Helper(job), _, Some(helper)) => {
-                        spec.insert("method".into(), "helper".into());
-                        Work::Capture { job_id: job.id.clone(), timeout: helper.timeout }
-                    }
-                    _ => unreachable!("validation pairs helper jobs with helper settings"),
-                };
-                let snapshot = self.add(Node {
-                    id: format!("snapshot/{}{versioned}-root{suffix}@{build}", stack.name),
-                    stack: stack.name.clone(),
-                    region: build.clone(),
-                    kind: NodeKind::Snapshot,
-                    name: None,
-                    spec,
-                    description: None,
-                    tags: node_tags,
-                    sharing: Sharing::default(),
-                    deprecation: None,
-                    gated: false,
-                    work,
-                });
-                if let (Prepared::Helper(job), Some(helper)) = (prepared, &stack.helper) {
+                (Prepared::Helper(job), _, Some(helper)) => {
+                    spec.insert("method".into(), "helper".into());
+                    Work::Capture { job_id: job.id.clone(), timeout: helper.timeout }
+                }
+                _ => unreachable!("validation pairs helper jobs with helper settings"),
+            };
+            let snapshot = self.add(Node {
+                id: format!("snapshot/{}{versioned}-root{suffix}@{build}", stack.name),
+                stack: stack.name.clone(),
+                region: build.clone(),
+                kind: NodeKind::Snapshot,
+                name: None,
+                spec,
+                description: None,
+                tags: node_tags,
+                sharing: Sharing::default(),
+                deprecation: None,
+                gated: false,
+                work,
+            });
+            match (prepared, &stack.helper, plain) {
+                (Prepared::Helper(_), Some(_), Some(plain)) if encrypted => {
+                    self.graph.add_edge(plain, snapshot, ());
+                }
+                (Prepared::Helper(job), Some(helper), _) => {
                     let target = TargetVolume { size_gib: volume_size_gib, encrypted, kms_key };
                     self.add_helper_build(stack, helper, job, target, snapshot);
                 }
-                snapshot
-            });
+                _ => {}
+            }
+            snapshots.insert(encrypted, snapshot);
+        }
+        for variant in &stack.variants {
+            let encrypted = variant.attrs.encrypted;
+            let snapshot = snapshots[&encrypted];
             let mut image_tags = stack.tags.clone();
             image_tags.entry("Name".into()).or_insert_with(|| variant.name.clone());
             if let Some(version) = &stack.version {

@@ -82,6 +82,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 return Ok(id);
             }
             Work::Capture { job_id, timeout } => return self.capture(node, inputs, job_id, *timeout).await,
+            Work::EncryptCopy { kms_key } => {
+                let source = input(inputs, NodeKind::Snapshot, node)?;
+                let description = format!("amiplan {}", node.id);
+                let id = self.cloud.encrypt_snapshot(region, &source, kms_key.as_deref(), &description, &tags).await?;
+                self.wait_snapshot(region, &id).await?;
+                return Ok(id);
+            }
             Work::Test { image_node, job, instance_type, timeout, subnet } => {
                 let test = super::test::BootTest {
                     image_node,

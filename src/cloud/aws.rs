@@ -602,6 +602,17 @@ impl Cloud for AwsCloud {
         self.console(region, id).await
     }
 
+    async fn encrypt_snapshot(
+        &self,
+        region: &str,
+        source: &str,
+        kms_key: Option<&str>,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        self.encrypted_copy(region, source, kms_key, description, tags).await
+    }
+
     async fn snapshot_volume(
         &self,
         region: &str,

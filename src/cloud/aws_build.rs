@@ -462,6 +462,33 @@ impl AwsCloud {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    pub(super) async fn encrypted_copy(
+        &self,
+        region: &str,
+        source: &str,
+        kms_key: Option<&str>,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(true, || async {
+                ec2.copy_snapshot()
+                    .source_region(region)
+                    .source_snapshot_id(source)
+                    .encrypted(true)
+                    .set_kms_key_id(kms_key.map(str::to_string))
+                    .description(description)
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("CopySnapshot", region, e).on(source))
+            })
+            .await?;
+        Ok(out.snapshot_id.unwrap_or_default())
+    }
+
     pub(super) async fn snapshot_of(
         &self,
         region: &str,

@@ -269,6 +269,16 @@ pub trait Cloud: Sync {
         id: &str,
     ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
     fn console_output(&self, region: &str, id: &str) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// An encrypted copy of a snapshot in the same region (with `kms_key`, or the default EBS
+    /// key), tagged at creation; returns the copy's ID.
+    fn encrypt_snapshot(
+        &self,
+        region: &str,
+        source: &str,
+        kms_key: Option<&str>,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
     /// Snapshots a volume, tagged at creation; returns the snapshot's ID.
     fn snapshot_volume(
         &self,

@@ -189,12 +189,6 @@ pub(super) fn check_helper(loaded: &Loaded, report: &mut impl FnMut(&str, String
             Some(existing.subnet.clone())
         }
     };
-    if loaded.manifest.variants.encrypted.as_ref().is_some_and(|e| e.len() > 1) {
-        report(
-            "variants.encrypted",
-            "a helper build writes one volume: list one value in variants.encrypted".to_string(),
-        );
-    }
     Some(HelperSpec {
         ami: helper.ami.clone(),
         instance_type: helper.instance_type.clone(),

@@ -409,6 +409,17 @@ impl Cloud for FakeCloud {
         Err(no_builds("GetConsoleOutput", region))
     }
 
+    async fn encrypt_snapshot(
+        &self,
+        region: &str,
+        _source: &str,
+        _kms_key: Option<&str>,
+        _description: &str,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("CopySnapshot", region))
+    }
+
     async fn snapshot_volume(
         &self,
         region: &str,

@@ -476,3 +476,47 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 47).await;
+    let stack = "helper-enc";
+    let text = small_helper_manifest(stack)
+        .replace("{volume_type}", "{volume_type}-{encryption}")
+        .replace("  volume_type: [gp3]", "  volume_type: [gp3]\n  encrypted: [false, true]")
+        .replace("  architecture: x86_64", "  architecture: x86_64\n  kms_keys: { us-east-1: alias/images }");
+    let dir = write_manifest(stack, &text);
+    let player = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+    };
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    let calls = proxy.calls();
+    assert_eq!(calls.iter().filter(|c| c.operation == "RunInstances").count(), 1, "one helper for both");
+    let copy = calls.iter().find(|c| c.operation == "CopySnapshot").expect("an encrypted copy");
+    let param =
+        |call: &crate::proxy::Call, key: &str| call.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(param(copy, "Encrypted").as_deref(), Some("true"));
+    assert_eq!(param(copy, "KmsKeyId").as_deref(), Some("alias/images"));
+    let snapshots = moto.stack_snapshots(REGION, stack).await;
+    let node = |s: &aws_sdk_ec2::types::Snapshot| tag(s.tags(), "amiplan:node").map(str::to_string);
+    let encrypted = snapshots.iter().find(|s| node(s) == Some(format!("snapshot/{stack}-root-encrypted@{REGION}")));
+    let encrypted = encrypted.expect("the encrypted snapshot node").snapshot_id().unwrap().to_string();
+    let registered: Vec<_> = calls.iter().filter(|c| c.operation == "RegisterImage").collect();
+    assert_eq!(registered.len(), 2);
+    let named = |call: &&crate::proxy::Call| param(call, "BlockDeviceMapping.1.Ebs.SnapshotId");
+    assert!(registered.iter().any(|c| named(c) == Some(encrypted.clone())), "the encrypted AMI uses the copy");
+    for name in ["helper-enc-gp3-encrypted", "helper-enc-gp3-unencrypted"] {
+        assert_eq!(moto.images_named(REGION, name).await.len(), 1, "{name}");
+    }
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    let destroyed =
+        amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await;
+    expect_code(&destroyed, 0);
+    assert!(moto.stack_snapshots(REGION, stack).await.is_empty());
+}
