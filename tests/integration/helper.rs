@@ -127,6 +127,13 @@ async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str
     moto.ec2(REGION).await.stop_instances().instance_ids(instance).send().await.unwrap();
 }
 
+/// Plays a helper whose job succeeds, after the checks every helper must pass.
+async fn play_helper(moto: &Moto, proxy: &Proxy, stack: &str) {
+    let instance = wait_for_helper(moto, stack).await;
+    let job = check_helper(moto, &instance, stack, DIGEST).await;
+    finish_helper(moto, proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+}
+
 fn succeeded(job: &str) -> String {
     format!(
         "[   10.2] cloud-init[812]: AMIPLAN-LOG {job} writing the image\r\n[   31.9] cloud-init[812]: AMIPLAN-RESULT {job} ok\r\n"
@@ -394,11 +401,7 @@ async fn a_helper_build_converges_through_throttling_errors_drops_and_lag() {
     let proxy = Proxy::start(&moto.endpoint, faults, 45).await;
     let stack = "helper-faults";
     let dir = write_manifest(stack, &small_helper_manifest(stack));
-    let player = async {
-        let instance = wait_for_helper(&moto, stack).await;
-        let job = check_helper(&moto, &instance, stack, DIGEST).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
-    };
+    let player = play_helper(&moto, &proxy, stack);
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
     expect_code(&applied, 0);
@@ -426,11 +429,7 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let play = |stack: String| {
         let (moto, proxy) = (&moto, &proxy);
-        async move {
-            let instance = wait_for_helper(moto, &stack).await;
-            let job = check_helper(moto, &instance, &stack, DIGEST).await;
-            finish_helper(moto, proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
-        }
+        async move { play_helper(moto, proxy, &stack).await }
     };
     let probe = write_manifest("helper-crash-probe", &small_helper_manifest("probe"));
     let (done, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &probe, &apply), play("probe".into()));
@@ -487,11 +486,7 @@ async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() 
         .replace("  volume_type: [gp3]", "  volume_type: [gp3]\n  encrypted: [false, true]")
         .replace("  architecture: x86_64", "  architecture: x86_64\n  kms_keys: { us-east-1: alias/images }");
     let dir = write_manifest(stack, &text);
-    let player = async {
-        let instance = wait_for_helper(&moto, stack).await;
-        let job = check_helper(&moto, &instance, stack, DIGEST).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
-    };
+    let player = play_helper(&moto, &proxy, stack);
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
     expect_code(&applied, 0);
