@@ -138,7 +138,6 @@ pub enum Work {
     Vpc {
         cidr: String,
     },
-    /// Without a `Subnet` dependency, `existing` names the subnet to use.
     Subnet {
         cidr: String,
     },

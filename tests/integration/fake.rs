@@ -35,6 +35,8 @@ struct State {
     copying: HashMap<String, usize>,
     most_copying: HashMap<String, usize>,
     locks: HashMap<(String, String), BTreeMap<String, String>>,
+    /// createVolumePermission per (region, snapshot).
+    snapshot_sharing: HashMap<(String, String), Sharing>,
 }
 
 #[derive(Default)]
@@ -294,29 +296,30 @@ impl Cloud for FakeCloud {
         self.call("ModifyImageAttribute", region)?;
         self.modify(region, id, |live| {
             let have = live.sharing.clone().unwrap_or(Sharing { public: live.public, ..Sharing::default() });
-            let mut now = have.minus(remove);
-            now.public |= add.public;
-            now.accounts.extend(add.accounts.iter().cloned());
-            now.organizations.extend(add.organizations.iter().cloned());
-            now.organizational_units.extend(add.organizational_units.iter().cloned());
+            let now = changed(&have, add, remove);
             live.public = now.public;
             live.sharing = Some(now);
         })
     }
 
-    async fn snapshot_sharing(&self, region: &str, _id: &str) -> Result<Sharing, CloudError> {
+    async fn snapshot_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         self.call("DescribeSnapshotAttribute", region)?;
-        Ok(Sharing::default())
+        let state = self.state.lock().unwrap();
+        Ok(state.snapshot_sharing.get(&(region.to_string(), id.to_string())).cloned().unwrap_or_default())
     }
 
     async fn change_snapshot_sharing(
         &self,
         region: &str,
-        _id: &str,
-        _add: &Sharing,
-        _remove: &Sharing,
+        id: &str,
+        add: &Sharing,
+        remove: &Sharing,
     ) -> Result<(), CloudError> {
-        self.call("ModifySnapshotAttribute", region)
+        self.call("ModifySnapshotAttribute", region)?;
+        let mut state = self.state.lock().unwrap();
+        let have = state.snapshot_sharing.entry((region.to_string(), id.to_string())).or_default();
+        *have = changed(have, add, remove);
+        Ok(())
     }
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
@@ -433,6 +436,17 @@ impl Cloud for FakeCloud {
     async fn delete_build_resource(&self, region: &str, _kind: ResourceKind, _id: &str) -> Result<(), CloudError> {
         Err(no_builds("Delete", region))
     }
+}
+
+/// `have` with `remove` revoked and `add` granted, as ModifyImageAttribute and
+/// ModifySnapshotAttribute apply them.
+fn changed(have: &Sharing, add: &Sharing, remove: &Sharing) -> Sharing {
+    let mut now = have.minus(remove);
+    now.public |= add.public;
+    now.accounts.extend(add.accounts.iter().cloned());
+    now.organizations.extend(add.organizations.iter().cloned());
+    now.organizational_units.extend(add.organizational_units.iter().cloned());
+    now
 }
 
 fn no_builds(operation: &'static str, region: &str) -> CloudError {

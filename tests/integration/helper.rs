@@ -515,3 +515,42 @@ async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() 
     expect_code(&destroyed, 0);
     assert!(moto.stack_snapshots(REGION, stack).await.is_empty());
 }
+
+/// A one-time spot helper cannot stop: it terminates when its job powers it off, and amiplan
+/// still reads its result from the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 48).await;
+    let stack = "helper-spot";
+    let dir =
+        write_manifest(stack, &small_helper_manifest(stack).replace("timeout: 5m }", "timeout: 5m, spot: true }"));
+    let player = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let id = instance.instance_id().unwrap();
+        let ec2 = moto.ec2(REGION).await;
+        let shutdown = ec2
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("terminate"));
+        let launch = proxy.calls().into_iter().find(|c| c.operation == "RunInstances").unwrap();
+        assert!(launch.params.contains(&("InstanceMarketOptions.MarketType".into(), "spot".into())), "{launch:?}");
+        let script = user_data(&moto, id).await;
+        let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap().to_string();
+        // Wait until amiplan reads the console, then answer and power off the spot way.
+        while !proxy.calls().iter().any(|c| c.operation == "GetConsoleOutput") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        proxy.set_console(id, &succeeded(&job));
+        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+    };
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    assert_eq!(moto.images_named(REGION, "helper-spot-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+}
