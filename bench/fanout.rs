@@ -23,8 +23,12 @@ async fn main() {
     sample_image(&dir.join("disk.raw"), 4, 2);
     // 6 variants: more copies per destination region than the per-region limit of 4 in flight.
     write_stack(&dir, "fan", &["gp3", "gp2", "standard"], &[false, true], &FIFTEEN_REGIONS);
-    let faults = proxy::Faults { latency: Duration::from_millis(200), ..proxy::Faults::default() };
-    let proxy = proxy::Proxy::start(&moto.endpoint, faults, 7).await;
+    let faults = proxy::Faults {
+        latency: Duration::from_millis(200),
+        rules: proxy::rules::Rules::none(),
+        ..proxy::Faults::default()
+    };
+    let proxy = proxy::Proxy::start(&moto.raw, faults, 7).await;
     let command = amiplan_command(
         &proxy.endpoint,
         &dir,

@@ -36,7 +36,8 @@ async fn main() {
         let mut cpus = Vec::new();
         let mut per_region = BTreeMap::new();
         for round in 0..5 {
-            let proxy = proxy::Proxy::start(&moto.endpoint, proxy::Faults::default(), round).await;
+            let faults = proxy::Faults { rules: proxy::rules::Rules::none(), ..proxy::Faults::default() };
+            let proxy = proxy::Proxy::start(&moto.raw, faults, round).await;
             let mut args: Vec<&str> = vec!["plan", "--regions", "manifest", "--detailed-exitcode"];
             args.extend(files.iter().map(String::as_str));
             let command = amiplan_command(&proxy.endpoint, &dir, &args);

@@ -50,8 +50,10 @@ async fn main() {
     for (tool, size_mib) in [("amiplan", gib / 4), ("amiplan", gib), ("coldsnap 0.12", gib)] {
         // A fresh emulator per run: moto keeps every block in memory.
         let moto = Moto::start();
-        let faults = proxy::Faults { aws_block_size: true, ..proxy::Faults::default() };
-        let proxy = proxy::Proxy::start(&moto.endpoint, faults, 1).await;
+        // moto as it is: the reference tool must not pay for amiplan's test world.
+        let faults =
+            proxy::Faults { aws_block_size: true, rules: proxy::rules::Rules::none(), ..proxy::Faults::default() };
+        let proxy = proxy::Proxy::start(&moto.raw, faults, 1).await;
         let dir = workdir(&format!("bench-upload-{tool}-{size_mib}").replace(' ', "-"));
         image(&dir.join("disk.raw"), size_mib * MIB);
         let command = if tool == "amiplan" {

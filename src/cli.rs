@@ -58,6 +58,10 @@ pub struct Cli {
     /// RUST_LOG asks for them.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How long one attempt of an AWS call may take before it is abandoned and retried (a
+    /// connection that is accepted and never answered).
+    #[arg(long, global = true, env = "AMIPLAN_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    attempt_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,6 +144,10 @@ struct Execution {
     /// Deadline for a cross-region copy to become available.
     #[arg(long, value_parser = parse_duration, default_value = "90m")]
     copy_timeout: Duration,
+    /// How long a helper or test instance that stopped without its result line on the console
+    /// is still polled: EC2 posts a stopped instance's buffered console some time after the stop.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    console_grace: Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -247,6 +255,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         },
     };
+    let policy = RetryPolicy { attempt_timeout: cli.attempt_timeout, ..RetryPolicy::default() };
+    let tuning = Tuning { retry: policy.clone(), ..Tuning::default() };
+    let tuning = || tuning.clone();
     let connection = |stacks: &[Stack]| Connection {
         endpoint_url: cli.endpoint_url.clone(),
         profile: cli.profile.clone(),
@@ -265,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
+            let cloud = AwsCloud::connect(&connection(&workspace.stacks), tuning()).await;
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan(&observed, args.destroy);
             if let Some(out) = &args.out {
@@ -290,7 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 None => (args.paths.paths.clone(), None),
             };
             let workspace = Workspace::load(&paths).await?;
-            let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
+            let cloud = AwsCloud::connect(&connection(&workspace.stacks), tuning()).await;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
             let run = Run { regions, execution: &args.execution, style, destroy: false };
@@ -298,13 +309,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
+            let cloud = AwsCloud::connect(&connection(&workspace.stacks), tuning()).await;
             let run = Run { regions: args.discovery.regions, execution: &args.execution, style, destroy: true };
             converge(&cloud, &workspace, run, None).await
         }
         Command::Unlock(paths) => {
             let stacks = load_stacks(&paths.paths)?;
-            let cloud = AwsCloud::connect(&connection(&stacks), Tuning::default()).await;
+            let cloud = AwsCloud::connect(&connection(&stacks), tuning()).await;
             for site in lock_sites(&stacks) {
                 cloud
                     .unlock(&site.region, &site.name())
@@ -316,7 +327,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = AwsCloud::connect(&connection(&workspace.stacks), Tuning::default()).await;
+            let cloud = AwsCloud::connect(&connection(&workspace.stacks), tuning()).await;
             let observed = workspace.observe(&cloud, RegionScope::Manifest).await?;
             let plan = workspace.plan(&observed, false);
             let outputs = outputs(&workspace, &observed, &plan);
@@ -483,9 +494,10 @@ async fn execute(
             snapshot: args.snapshot_timeout,
             image: args.image_timeout,
             copy: args.copy_timeout,
+            console_grace: args.console_grace,
             ..Deadlines::default()
         },
-        policy: RetryPolicy::default(),
+        policy: cloud.retry_policy().clone(),
         keep_on_failure: args.keep_on_failure,
         events: match &args.events {
             Some(target) => Some(Arc::new(

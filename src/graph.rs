@@ -159,6 +159,9 @@ pub enum Work {
         spot: bool,
         job: Job,
         existing_subnet: Option<String>,
+        /// Scratch space the job needs on the helper's root volume, in GiB, beyond what the
+        /// helper AMI's own root volume brings.
+        scratch_gib: u32,
     },
     /// An encrypted copy of the snapshot node this one depends on (CopySnapshot).
     EncryptCopy {
@@ -524,6 +527,12 @@ impl DesiredGraph {
                 spot: helper.spot,
                 job: job.clone(),
                 existing_subnet: existing,
+                scratch_gib: match stack.source {
+                    // The tarball and the unpacked tree, each up to the volume's size.
+                    crate::model::Origin::Bootstrap(_) => 2 * target.size_gib,
+                    // The downloaded image, at most the volume's size.
+                    _ => target.size_gib,
+                },
             },
         ));
         // The subnet (or, for an existing one, the security group) places the volume.

@@ -108,6 +108,10 @@ pub struct Observed {
     /// deregister owned AMIs that no node wants.
     #[serde(default)]
     pub launch_templates: BTreeMap<String, BTreeMap<String, String>>,
+    /// For each existing subnet a helper runs in (`subnet@region`): where its default route
+    /// leads out (an internet or NAT gateway), or `None` when it leads nowhere.
+    #[serde(default)]
+    pub routes_out: BTreeMap<String, Option<String>>,
 }
 
 /// The key of a helper AMI selector in [`Observed::helper_amis`].
@@ -221,7 +225,20 @@ pub async fn observe<C: Cloud>(
         let selector = format!("owner={} name={}", filter.owner, filter.name);
         Ok::<_, CloudError>(found.map(|id| (helper_ami_key(&selector, &region), id)))
     });
-    let (found, resolved) = futures::future::try_join(try_join_all(queries), try_join_all(resolutions)).await?;
+    let subnets: BTreeSet<(String, String)> = graph
+        .nodes()
+        .filter_map(|node| match &node.work {
+            Work::Helper { existing_subnet: Some(subnet), .. } => Some((node.region.clone(), subnet.clone())),
+            _ => None,
+        })
+        .collect();
+    let routes = subnets.iter().map(|(region, subnet)| async move {
+        let target = cloud.route_out(region, subnet).await?;
+        Ok::<_, CloudError>((helper_ami_key(subnet, region), target))
+    });
+    let (found, resolved, routes_out) =
+        futures::future::try_join3(try_join_all(queries), try_join_all(resolutions), try_join_all(routes)).await?;
+    let routes_out = routes_out.into_iter().collect();
     let mut resources: Vec<LiveResource> = found.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
@@ -236,5 +253,5 @@ pub async fn observe<C: Cloud>(
     .await;
     let block_public_access = states.into_iter().flatten().collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
-    Ok(Observed { account, regions, resources, helper_amis, block_public_access, launch_templates })
+    Ok(Observed { account, regions, resources, helper_amis, block_public_access, launch_templates, routes_out })
 }

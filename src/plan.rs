@@ -83,6 +83,9 @@ impl Change {
 
 /// The resolved base AMI of a helper, under this key of [`Change::resolved`].
 pub const RESOLVED_AMI: &str = "ami";
+/// Key in [`Change::resolved`]: `true` when the helper must ask for a public address to reach
+/// its image's URL through an internet gateway.
+pub const RESOLVED_PUBLIC_ADDRESS: &str = "public_address";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -139,6 +142,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     if destroy {
         order.reverse();
     }
+    let mut network_warnings = Vec::new();
     for node in order {
         if node.kind == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
@@ -182,6 +186,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             change.reasons.insert(0, "transient: created for the build, removed after".into());
         }
         resolve_helper_ami(node, observed, &mut change);
+        if let Some(warning) = resolve_helper_network(node, observed, &mut change) {
+            network_warnings.push(warning);
+        }
         changes.push(change);
         for duplicate in candidates {
             let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
@@ -217,7 +224,8 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.push(change);
     }
     assign_snapshots(&mut changes, observed);
-    let warnings = if destroy { vec![] } else { preflight(observed) };
+    let mut warnings = if destroy { vec![] } else { preflight(observed) };
+    warnings.extend(network_warnings);
     Plan {
         format: PLAN_FORMAT,
         account: observed.account.clone(),
@@ -341,6 +349,38 @@ fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
     }
 }
 
+/// Shows how a helper that will start reaches its image's URL, pins whether it needs a public
+/// address, and returns a warning when its existing subnet has no way out.
+fn resolve_helper_network(node: &Node, observed: &Observed, change: &mut Change) -> Option<String> {
+    let Work::Helper { existing_subnet, .. } = &node.work else { return None };
+    if !matches!(change.action, Action::Create | Action::Replace) {
+        return None;
+    }
+    let (public, reason) = match existing_subnet {
+        None => {
+            (true, "reaches the image URL with a public address through the temporary internet gateway".to_string())
+        }
+        Some(subnet) => match observed.routes_out.get(&helper_ami_key(subnet, &node.region)) {
+            Some(Some(gateway)) if gateway.starts_with("igw-") => (
+                true,
+                format!("reaches the image URL with a public address through {gateway} ({subnet}'s default route)"),
+            ),
+            Some(Some(nat)) => (false, format!("reaches the image URL through {nat} ({subnet}'s default route)")),
+            Some(None) => {
+                change.reasons.push(format!("{subnet} has no route out: the helper cannot download its image"));
+                return Some(format!(
+                    "{}: {subnet} has no 0.0.0.0/0 route to an attached internet gateway or a NAT gateway, so the helper cannot reach its image's URL; give the subnet a route out or use `network: create`",
+                    node.id
+                ));
+            }
+            None => return None,
+        },
+    };
+    change.reasons.push(reason);
+    change.resolved.insert(RESOLVED_PUBLIC_ADDRESS.into(), public.to_string());
+    None
+}
+
 struct Claims<'a> {
     by_node: HashMap<&'a str, Vec<&'a LiveResource>>,
     orphans: Vec<&'a LiveResource>,
@@ -438,6 +478,11 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         if node.kind == NodeKind::Helper && live.state != "running" && live.state != "pending" {
             change.action = Action::Replace;
             change.reasons.push(format!("{} is {}: its job already ended", live.id, live.state));
+        }
+        // A run stopped between creating a gateway or route table and attaching or routing it.
+        if matches!(live.state.as_str(), "detached" | "incomplete") {
+            change.action = Action::Replace;
+            change.reasons.push(format!("{} is {}: a run stopped half-way through making it", live.id, live.state));
         }
         return change;
     }
@@ -645,6 +690,7 @@ mod tests {
             helper_amis: BTreeMap::new(),
             block_public_access: BTreeMap::new(),
             launch_templates: BTreeMap::new(),
+            routes_out: BTreeMap::new(),
         }
     }
 

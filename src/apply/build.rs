@@ -10,11 +10,11 @@ use tokio::time::Instant;
 
 use super::{Executor, Handle, Inputs, Outcome, StepError, input};
 use crate::cloud::retry::{Poll, WaitError, wait_until};
-use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch};
+use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch, RootDevice};
 use crate::graph::{Node, NodeKind, Work};
 use crate::job::{self, JobResult};
 use crate::observe::ResourceKind;
-use crate::plan::{Action, Change, RESOLVED_AMI};
+use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS};
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
 const HELPER_DEVICE: &str = "/dev/sdf";
@@ -61,22 +61,33 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     kms_key: kms_key.clone(),
                 }
             }
-            Work::Helper { instance_type, spot, job, existing_subnet, .. } => {
+            Work::Helper { instance_type, spot, job, existing_subnet, scratch_gib, .. } => {
                 let Some(image_id) = change.resolved.get(RESOLVED_AMI) else {
                     let why = change.reasons.last().cloned().unwrap_or_default();
                     return Err(StepError { resource: None, message: format!("no AMI for the helper: {why}") });
                 };
                 let volume = input(inputs, NodeKind::Volume, node)?;
-                let launch = HelperLaunch {
+                // The job downloads (and unpacks) on the helper's root volume, which is only as
+                // large as the AMI's root snapshot (8 GiB for the usual Linux AMIs): grow it by
+                // what the job needs, so that any image fits on a stock helper AMI.
+                let root = self.cloud.root_device(region, image_id).await?;
+                let root_volume = RootDevice { size_gib: root.size_gib + scratch_gib, ..root };
+                let mut launch = HelperLaunch {
                     image_id: image_id.clone(),
                     instance_type: instance_type.clone(),
                     subnet: subnet_of(inputs, existing_subnet, node)?,
                     security_group: input(inputs, NodeKind::SecurityGroup, node)?,
                     user_data: job.script(&volume),
                     spot: *spot,
+                    // The temporary subnet maps no public addresses: without one the helper
+                    // could not reach the image's URL through the internet gateway. The plan
+                    // decided this from the subnet's route out.
+                    public_address: change.resolved.get(RESOLVED_PUBLIC_ADDRESS).is_some_and(|p| p == "true"),
+                    root_volume: Some(root_volume),
                     tags,
-                    client_token: self.client_token(node),
+                    client_token: String::new(),
                 };
+                launch.client_token = self.client_token(node, &launch);
                 let id = self.cloud.launch_helper(region, &launch).await?;
                 self.wait_started(region, &id).await?;
                 return Ok(id);
@@ -103,7 +114,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 unreachable!("image and snapshot work is not build work")
             }
         };
-        Ok(self.cloud.create_build_resource(region, &resource, &tags).await?)
+        let token = self.client_token(node, &resource);
+        Ok(self.cloud.create_build_resource(region, &resource, &tags, &token).await?)
     }
 
     pub(super) async fn placement(&self, region: &str, subnet: &str) -> Result<crate::cloud::Placement, StepError> {
@@ -167,22 +179,36 @@ impl<'a, C: Cloud> Executor<'a, C> {
         timeout: std::time::Duration,
     ) -> Result<(), StepError> {
         let what = format!("the job of {who} {instance}");
-        let result = wait_until(&self.options.policy, timeout, &what, || async {
+        // When the instance first read as powered off without a result line: EC2 may post the
+        // console buffered at the stop only a while later, so that is not yet a failure.
+        let ended_at: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+        let grace = self.options.deadlines.console_grace;
+        let result = wait_until(&self.options.policy, timeout + grace, &what, || async {
             let status = self.cloud.instance_status(region, instance).await?;
             let console = self.cloud.console_output(region, instance).await?;
             let ended = matches!(status.state.as_str(), "stopped" | "terminated" | "shutting-down");
+            let silent_for = if ended {
+                ended_at.lock().expect("ended_at lock").get_or_insert_with(Instant::now).elapsed()
+            } else {
+                std::time::Duration::ZERO
+            };
             Ok(match job::read_result(&console, job_id) {
                 Some(JobResult::Failed(reason)) => {
                     Poll::Ready(Err(format!("the {who}'s job failed: {reason}\n{}", log(who, &console))))
                 }
                 Some(JobResult::Succeeded) if ended => Poll::Ready(Ok(())),
                 Some(JobResult::Succeeded) => Poll::Pending(format!("job done, waiting for the {who} to power off")),
-                None if ended => Poll::Ready(Err(format!(
-                    "{who} {instance} is {} without reporting a result{}\n{}",
+                None if ended && silent_for >= grace => Poll::Ready(Err(format!(
+                    "{who} {instance} is {} and its console still shows no result {} after it powered off{}: the job \
+                     stopped before reporting (or EC2 never posted its console)\n{}",
                     status.state,
+                    humanize(grace),
                     status.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
                     log(who, &console)
                 ))),
+                None if ended => {
+                    Poll::Pending(format!("{who} {} without a result yet; EC2 posts the console late", status.state))
+                }
                 None => Poll::Pending(format!("{who} {}", status.state)),
             })
         })

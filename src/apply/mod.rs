@@ -39,6 +39,10 @@ pub struct Deadlines {
     pub copy: Duration,
     /// Starting a helper, and removing a transient resource still held by another.
     pub transient: Duration,
+    /// How long an instance that stopped without a result line is still polled: without
+    /// `Latest`, EC2 posts the console buffered at the stop some time after the instance reads
+    /// `stopped`.
+    pub console_grace: Duration,
 }
 
 impl Default for Deadlines {
@@ -48,6 +52,7 @@ impl Default for Deadlines {
             image: Duration::from_secs(40 * 60),
             copy: Duration::from_secs(90 * 60),
             transient: Duration::from_secs(15 * 60),
+            console_grace: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -125,6 +130,8 @@ struct Executor<'a, C> {
     /// Resource of every node that has one after this run (created, adopted, or left by a failure).
     resources: Mutex<HashMap<String, String>>,
     interrupted: &'a AtomicBool,
+    /// Names this run's attempt in client tokens (see [`Executor::client_token`]).
+    attempt: String,
 }
 
 /// Executes `plan` (made from `graph`). `interrupted` is polled before each node starts: once it
@@ -149,6 +156,7 @@ pub async fn apply<C: Cloud>(
         reports: Mutex::default(),
         resources: Mutex::default(),
         interrupted,
+        attempt: format!("{:016x}", fastrand::u64(..)),
     };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
@@ -414,10 +422,16 @@ impl<'a, C: Cloud> Executor<'a, C> {
         }
     }
 
-    /// A deterministic client token: the same plan retried after a crash asks AWS for the same
-    /// resource, while a plan made after AWS state changed asks for a new one.
-    fn client_token(&self, node: &Node) -> String {
-        let digest = Sha256::digest(format!("{}\0{}\0{}", self.plan.observed, node.id, node.spec_hash()).as_bytes());
+    /// The client token of one create: a digest of this run's attempt, the node and the whole
+    /// request (built with an empty token). Re-sending the same request after a lost answer, as
+    /// the retry policy does, reuses the token, so AWS answers with the resource it already made.
+    /// A new attempt (a later run, or the same node asked for with other parameters: a new
+    /// volume, a new security group) gets a new token: AWS keeps a token's first resource for at
+    /// least a day, even after it was terminated or deleted, and answers
+    /// `IdempotentParameterMismatch` to the same token with other parameters. What a crashed run
+    /// made is found by its tags instead, which every create sets atomically.
+    fn client_token(&self, node: &Node, request: &impl std::fmt::Debug) -> String {
+        let digest = Sha256::digest(format!("{}\0{}\0{request:?}", self.attempt, node.id).as_bytes());
         hex::encode(&digest[..16])
     }
 
@@ -426,16 +440,17 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let tags = node.desired_tags();
         match &node.work {
             Work::Upload { source, size_bytes, volume_size_gib, encrypted, kms_key } => {
-                let upload = SnapshotUpload {
+                let mut upload = SnapshotUpload {
                     source: source.clone(),
                     size_bytes: *size_bytes,
                     volume_size_gib: *volume_size_gib,
                     encrypted: *encrypted,
                     kms_key: kms_key.clone(),
                     tags,
-                    client_token: self.client_token(node),
+                    client_token: String::new(),
                     description: format!("amiplan {}", node.id),
                 };
+                upload.client_token = self.client_token(node, &upload);
                 let id = self.cloud.upload_snapshot(region, &upload).await?;
                 let done = BTreeMap::from([(tags::UPLOADED.to_string(), "true".to_string())]);
                 self.cloud
@@ -462,7 +477,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 Ok(id)
             }
             Work::Copy { source_region, encrypted, kms_key } => {
-                let copy = ImageCopy {
+                let mut copy = ImageCopy {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
                     source_region: source_region.clone(),
@@ -470,8 +485,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     encrypted: *encrypted,
                     kms_key: kms_key.clone(),
                     tags: tags.clone(),
-                    client_token: self.client_token(node),
+                    client_token: String::new(),
                 };
+                copy.client_token = self.client_token(node, &copy);
                 let id = self.cloud.copy_image(region, &copy).await?;
                 let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
                 self.tag_copy_snapshots(region, &status, &tags).await;

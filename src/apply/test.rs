@@ -46,17 +46,22 @@ impl<'a, C: Cloud> Executor<'a, C> {
             name: format!("amiplan-{}-test-{image_id}", node.stack),
             description: format!("amiplan boot test of {image_id}: no inbound rules"),
         };
-        let group = self.cloud.create_build_resource(region, &group, &tags).await?;
-        let launch = HelperLaunch {
+        let token = self.client_token(node, &group);
+        let group = self.cloud.create_build_resource(region, &group, &tags, &token).await?;
+        let mut launch = HelperLaunch {
             image_id: image_id.clone(),
             instance_type: test.instance_type.to_string(),
             subnet,
             security_group: group.clone(),
             user_data: test.job.script(""),
             spot: false,
+            // The test needs no way out: it only boots and reports on its console.
+            public_address: false,
+            root_volume: None,
             tags,
-            client_token: self.client_token(node),
+            client_token: String::new(),
         };
+        launch.client_token = self.client_token(node, &launch);
         let outcome = match self.cloud.launch_helper(region, &launch).await {
             Ok(instance) => {
                 let ran = async {

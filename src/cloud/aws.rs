@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
@@ -16,7 +18,7 @@ use super::error::classify;
 use super::retry::RetryPolicy;
 use super::{
     BuildResource, Cloud, CloudError, DiscoveryQuery, HelperLaunch, ImageCopy, ImageRegistration, Placement,
-    ResourceStatus, SnapshotUpload, upload,
+    ResourceStatus, RootDevice, SnapshotUpload, upload,
 };
 use crate::observe::{LiveResource, ResourceKind};
 use crate::sharing::Sharing;
@@ -53,12 +55,23 @@ pub struct AwsCloud {
     tuning: Tuning,
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
     ebs: Mutex<HashMap<String, aws_sdk_ebs::Client>>,
+    /// Instances whose live console EC2 refused (not Nitro): read buffered from then on.
+    pub(super) buffered_consoles: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AwsCloud {
     pub async fn connect(connection: &Connection, tuning: Tuning) -> AwsCloud {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(connection.home_region.clone()));
+        // amiplan's RetryPolicy is the one layer that retries (it knows which errors are worth
+        // it, and for how long); the SDK's own retries would multiply its attempts. The SDK
+        // still enforces the attempt timeout and the overall deadline of every call.
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(tuning.retry.attempt_timeout)
+            .operation_timeout(tuning.retry.attempt_timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(connection.home_region.clone()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
         if let Some(url) = &connection.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -66,7 +79,7 @@ impl AwsCloud {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default() }
+        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default(), buffered_consoles: Mutex::default() }
     }
 
     pub(super) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -91,6 +104,11 @@ impl AwsCloud {
                 aws_sdk_ebs::Client::from_conf(config)
             })
             .clone()
+    }
+
+    /// The retry policy this client was made with; the executor waits by the same one.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.tuning.retry
     }
 
     pub(super) fn policy(&self) -> &RetryPolicy {
@@ -582,8 +600,17 @@ impl Cloud for AwsCloud {
         region: &str,
         resource: &BuildResource,
         tags: &BTreeMap<String, String>,
+        client_token: &str,
     ) -> Result<String, CloudError> {
-        self.create_transient(region, resource, tags).await
+        self.create_transient(region, resource, tags, client_token).await
+    }
+
+    async fn route_out(&self, region: &str, subnet: &str) -> Result<Option<String>, CloudError> {
+        self.route_out_of(region, subnet).await
+    }
+
+    async fn root_device(&self, region: &str, image: &str) -> Result<RootDevice, CloudError> {
+        self.root_device_of(region, image).await
     }
 
     async fn launch_helper(&self, region: &str, launch: &HelperLaunch) -> Result<String, CloudError> {

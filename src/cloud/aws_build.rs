@@ -4,16 +4,25 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
+    AttachmentStatus, BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
     SpotMarketOptions, VolumeType,
 };
 use base64::Engine as _;
 
 use super::aws::{AwsCloud, sdk_error, tag_map, tag_spec};
-use super::{BuildResource, CloudError, HelperLaunch, Placement, ResourceStatus};
+use super::{BuildResource, CloudError, ErrorClass, HelperLaunch, Placement, ResourceStatus, RootDevice};
 use crate::observe::{LiveResource, ResourceKind};
 use crate::tags;
+
+/// Codes with which EC2 may refuse `Latest` console output on a non-Nitro instance type.
+const LIVE_CONSOLE_REFUSED: &[Option<&str>] = &[
+    Some("UnsupportedOperation"),
+    Some("InvalidParameterCombination"),
+    Some("InvalidParameter"),
+    Some("InvalidParameterValue"),
+];
 
 /// States in which an instance still exists for planning purposes: a terminated helper is gone.
 const LIVE_INSTANCE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
@@ -80,15 +89,16 @@ impl AwsCloud {
                 .collect::<Result<Vec<_>, _>>()
                 .await
                 .map_err(|e| sdk_error("DescribeInternetGateways", region, e))?;
+            // A gateway made by a run that stopped before attaching it is of no use: say so.
             Ok(found
                 .iter()
                 .map(|v| {
-                    (
-                        ResourceKind::InternetGateway,
-                        v.internet_gateway_id.clone(),
-                        v.tags().to_vec(),
-                        "present".to_string(),
-                    )
+                    let attached = v.attachments().iter().any(|a| {
+                        matches!(a.state(), Some(AttachmentStatus::Attached) | Some(AttachmentStatus::Attaching))
+                            || a.state().map(|s| s.as_str()) == Some("available")
+                    });
+                    let state = if attached { "attached" } else { "detached" };
+                    (ResourceKind::InternetGateway, v.internet_gateway_id.clone(), v.tags().to_vec(), state.to_string())
                 })
                 .collect::<Vec<_>>())
         });
@@ -96,9 +106,15 @@ impl AwsCloud {
             let pages = ec2.describe_route_tables().filters(by_stack()).into_paginator().items().send();
             let found =
                 pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeRouteTables", region, e))?;
+            // Likewise a route table without its default route or its subnet.
             Ok(found
                 .iter()
-                .map(|v| (ResourceKind::RouteTable, v.route_table_id.clone(), v.tags().to_vec(), "present".to_string()))
+                .map(|v| {
+                    let routed = v.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+                    let associated = v.associations().iter().any(|a| a.main != Some(true) && a.subnet_id.is_some());
+                    let state = if routed && associated { "routed" } else { "incomplete" };
+                    (ResourceKind::RouteTable, v.route_table_id.clone(), v.tags().to_vec(), state.to_string())
+                })
                 .collect::<Vec<_>>())
         });
         let groups = policy.run(false, || async {
@@ -157,6 +173,93 @@ impl AwsCloud {
         Ok(newest.and_then(|image| image.image_id.clone()))
     }
 
+    /// The target of the subnet's default route (its own route table's, or the VPC's main
+    /// one's), if it leads out: an internet gateway attached to the VPC, or a NAT gateway.
+    pub(super) async fn route_out_of(&self, region: &str, subnet: &str) -> Result<Option<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let policy = self.policy();
+        let vpc = self.placement_of(region, subnet).await?.vpc;
+        let tables = |filters: Vec<Filter>| {
+            let ec2 = ec2.clone();
+            async move {
+                policy
+                    .run(false, || async {
+                        let pages = ec2
+                            .describe_route_tables()
+                            .set_filters(Some(filters.clone()))
+                            .into_paginator()
+                            .items()
+                            .send();
+                        pages
+                            .collect::<Result<Vec<_>, _>>()
+                            .await
+                            .map_err(|e| sdk_error("DescribeRouteTables", region, e))
+                    })
+                    .await
+            }
+        };
+        let mut found = tables(vec![Filter::builder().name("association.subnet-id").values(subnet).build()]).await?;
+        if found.is_empty() {
+            found = tables(vec![
+                Filter::builder().name("vpc-id").values(&vpc).build(),
+                Filter::builder().name("association.main").values("true").build(),
+            ])
+            .await?;
+        }
+        let gateways = policy
+            .run(false, || async {
+                let attached = Filter::builder().name("attachment.vpc-id").values(&vpc).build();
+                ec2.describe_internet_gateways()
+                    .filters(attached)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeInternetGateways", region, e))
+            })
+            .await?;
+        let attached: Vec<&str> = gateways.internet_gateways().iter().filter_map(|g| g.internet_gateway_id()).collect();
+        let target =
+            found.iter().flat_map(|t| t.routes()).filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).find_map(
+                |r| match (r.gateway_id(), r.nat_gateway_id()) {
+                    (Some(gateway), _) if attached.contains(&gateway) => Some(gateway.to_string()),
+                    (_, Some(nat)) => Some(nat.to_string()),
+                    _ => None,
+                },
+            );
+        Ok(target)
+    }
+
+    pub(super) async fn root_device_of(&self, region: &str, image: &str) -> Result<RootDevice, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(false, || async {
+                ec2.describe_images()
+                    .image_ids(image)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeImages", region, e).on(image))
+            })
+            .await?;
+        let found = out.images().first().ok_or_else(|| {
+            CloudError::new(
+                "DescribeImages",
+                region,
+                Some("InvalidAMIID.NotFound".into()),
+                format!("{image} does not exist"),
+            )
+            .on(image)
+        })?;
+        let name = found.root_device_name().unwrap_or("/dev/xvda").to_string();
+        let size = found
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some(name.as_str()))
+            .and_then(|m| m.ebs()?.volume_size())
+            // AWS's own Linux AMIs have 8 GiB roots; an AMI that does not say is taken as that.
+            .unwrap_or(8);
+        Ok(RootDevice { name, size_gib: size.max(1) as u32 })
+    }
+
     pub(super) async fn first_default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
         let ec2 = self.ec2(region);
         let subnets = self
@@ -204,6 +307,7 @@ impl AwsCloud {
         region: &str,
         resource: &BuildResource,
         tags: &BTreeMap<String, String>,
+        client_token: &str,
     ) -> Result<String, CloudError> {
         let ec2 = self.ec2(region);
         let policy = self.policy();
@@ -263,6 +367,7 @@ impl AwsCloud {
                     .run(true, || async {
                         ec2.create_route_table()
                             .vpc_id(vpc)
+                            .client_token(client_token)
                             .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
                             .send()
                             .await
@@ -318,6 +423,7 @@ impl AwsCloud {
                             .encrypted(*encrypted)
                             .set_kms_key_id(kms_key.clone())
                             .tag_specifications(tag_spec(ResourceType::Volume, tags))
+                            .client_token(client_token)
                             .send()
                             .await
                             .map_err(|e| sdk_error("CreateVolume", region, e))
@@ -350,6 +456,28 @@ impl AwsCloud {
         } else {
             (ShutdownBehavior::Stop, None)
         };
+        // A public address can only be asked for on an explicit network interface, which then
+        // carries the subnet and group too.
+        let (subnet, groups, interfaces) = if launch.public_address {
+            let interface = InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&launch.subnet)
+                .groups(&launch.security_group)
+                .associate_public_ip_address(true)
+                .delete_on_termination(true)
+                .build();
+            (None, None, Some(vec![interface]))
+        } else {
+            (Some(launch.subnet.clone()), Some(vec![launch.security_group.clone()]), None)
+        };
+        let root = launch.root_volume.as_ref().map(|root| {
+            let ebs = EbsBlockDevice::builder()
+                .volume_size(root.size_gib as i32)
+                .volume_type(VolumeType::Gp3)
+                .delete_on_termination(true)
+                .build();
+            vec![BlockDeviceMapping::builder().device_name(&root.name).ebs(ebs).build()]
+        });
         let out = self
             .policy()
             .run(true, || async {
@@ -358,8 +486,10 @@ impl AwsCloud {
                     .instance_type(InstanceType::from(launch.instance_type.as_str()))
                     .min_count(1)
                     .max_count(1)
-                    .subnet_id(&launch.subnet)
-                    .security_group_ids(&launch.security_group)
+                    .set_subnet_id(subnet.clone())
+                    .set_security_group_ids(groups.clone())
+                    .set_network_interfaces(interfaces.clone())
+                    .set_block_device_mappings(root.clone())
                     .user_data(&user_data)
                     .metadata_options(metadata.clone())
                     .instance_initiated_shutdown_behavior(shutdown.clone())
@@ -445,18 +575,37 @@ impl AwsCloud {
         })
     }
 
+    /// The instance's console. Without `Latest`, EC2 answers only what it buffered at the last
+    /// state transition, posted some time after it: a running job's lines are not there, and a
+    /// stopped helper's appear late. `Latest` gives the live serial output, but only on Nitro
+    /// instance types; where EC2 refuses it, this falls back to the buffered output for that
+    /// instance from then on.
     pub(super) async fn console(&self, region: &str, id: &str) -> Result<String, CloudError> {
         let ec2 = self.ec2(region);
-        let out = self
-            .policy()
-            .run(true, || async {
-                ec2.get_console_output()
-                    .instance_id(id)
-                    .send()
+        let latest = !self.buffered_consoles.lock().expect("console set lock").contains(id);
+        let read = |latest: bool| {
+            let ec2 = ec2.clone();
+            async move {
+                self.policy()
+                    .run(true, || async {
+                        ec2.get_console_output()
+                            .instance_id(id)
+                            .latest(latest)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("GetConsoleOutput", region, e).on(id))
+                    })
                     .await
-                    .map_err(|e| sdk_error("GetConsoleOutput", region, e).on(id))
-            })
-            .await?;
+            }
+        };
+        let out = match read(latest).await {
+            Err(e) if latest && e.class == ErrorClass::Fatal && LIVE_CONSOLE_REFUSED.contains(&e.code.as_deref()) => {
+                tracing::debug!(instance = id, error = %e, "no live console: reading the buffered one");
+                self.buffered_consoles.lock().expect("console set lock").insert(id.to_string());
+                read(false).await?
+            }
+            other => other?,
+        };
         let encoded = out.output().unwrap_or_default();
         let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
         Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -11,6 +11,9 @@ pub enum ErrorClass {
     Transient,
     /// The resource is not (yet) visible: retry only right after it was created.
     NotFound,
+    /// The resource exists but is not yet in a state for this call (a volume still `creating`
+    /// answers AttachVolume with `IncorrectState`): retry within the consistency window.
+    NotReady,
     /// Access denied, invalid parameters and everything else: retrying cannot help.
     Fatal,
 }
@@ -83,6 +86,7 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "RequestTimeout"
             | "RequestTimeoutException",
         ) => ErrorClass::Transient,
+        Some("IncorrectState") => ErrorClass::NotReady,
         Some(code)
             if code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "ResourceNotFoundException" =>
         {

@@ -124,8 +124,20 @@ pub struct HelperLaunch {
     pub security_group: String,
     pub user_data: String,
     pub spot: bool,
+    /// Ask for a public IPv4 address, whatever the subnet maps: an instance in a subnet that
+    /// maps none has no way out through an internet gateway without one.
+    pub public_address: bool,
+    /// The root volume, when it must be larger than the AMI's own.
+    pub root_volume: Option<RootDevice>,
     pub tags: BTreeMap<String, String>,
     pub client_token: String,
+}
+
+/// An AMI's root device: its name and the size of the snapshot behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootDevice {
+    pub name: String,
+    pub size_gib: u32,
 }
 
 /// A cloud amiplan can reconcile against. Every method is one logical operation in one region;
@@ -244,17 +256,25 @@ pub trait Cloud: Sync {
         region: &str,
         subnet: &str,
     ) -> impl Future<Output = Result<Placement, CloudError>> + Send;
+    /// Creates a transient resource, tagged at creation. `client_token` goes with the APIs that
+    /// take one (CreateVolume, CreateRouteTable); the others are made safe by their tags.
     fn create_build_resource(
         &self,
         region: &str,
         resource: &BuildResource,
         tags: &BTreeMap<String, String>,
+        client_token: &str,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
     fn launch_helper(
         &self,
         region: &str,
         launch: &HelperLaunch,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Where the subnet's default route leads, if it leads out of the VPC: an attached internet
+    /// gateway (`igw-…`) or a NAT gateway (`nat-…`).
+    fn route_out(&self, region: &str, subnet: &str) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// The root device of any AMI the account can see (the helper's base AMI).
+    fn root_device(&self, region: &str, image: &str) -> impl Future<Output = Result<RootDevice, CloudError>> + Send;
     fn attach_volume(
         &self,
         region: &str,

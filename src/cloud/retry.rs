@@ -1,5 +1,10 @@
 //! Retry and wait policy: exponential backoff with full jitter, bounded by attempts or deadlines.
 //! The decision to retry is a pure function of the error class and the situation.
+//!
+//! This is the one layer that retries: the SDK's own retries are switched off (see
+//! `cloud::aws`), so attempts never multiply. Every attempt has a timeout (the SDK's attempt
+//! timeout, from [`RetryPolicy::attempt_timeout`]) and every call an overall deadline
+//! ([`RetryPolicy::call_deadline`]): a stalled connection costs one attempt, never the run.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,8 +20,15 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// How long a resource may stay invisible (`*.NotFound`) after amiplan created it.
+    /// How long a resource may stay invisible (`*.NotFound`) or not ready after amiplan created
+    /// it. Retries of those are bounded by this time, not by `max_attempts`: EBS answers that a
+    /// new snapshot does not exist for up to two minutes after StartSnapshot.
     pub consistency_window: Duration,
+    /// How long one attempt may take before it is abandoned and retried (a connection that is
+    /// accepted and never answered).
+    pub attempt_timeout: Duration,
+    /// How long one call may take, all attempts and pauses included.
+    pub call_deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -27,7 +39,12 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(20),
-            consistency_window: Duration::from_secs(120),
+            // AWS documents up to two minutes of `ResourceNotFound` after StartSnapshot; a little
+            // more leaves room for the first attempt's own time.
+            consistency_window: Duration::from_secs(150),
+            // A PutSnapshotBlock of 512 KiB over a slow uplink still fits in a minute.
+            attempt_timeout: Duration::from_secs(60),
+            call_deadline: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -40,6 +57,8 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(100),
             consistency_window: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(5),
+            call_deadline: Duration::from_secs(60),
         }
     }
 
@@ -49,14 +68,17 @@ impl RetryPolicy {
         ceiling.mul_f64(fastrand::f64()).max(self.base_delay / 2)
     }
 
-    /// Whether a failure on `attempt` deserves another try. `just_created` allows `NotFound`.
-    pub fn should_retry(&self, error: &CloudError, attempt: u32, just_created: bool) -> bool {
-        attempt < self.max_attempts
-            && match error.class {
-                ErrorClass::Throttling | ErrorClass::Transient => true,
-                ErrorClass::NotFound => just_created,
-                ErrorClass::Fatal => false,
-            }
+    /// Whether a failure on `attempt`, `elapsed` after the call began, deserves another try.
+    /// `just_created` allows `NotFound` and `NotReady`, for the consistency window.
+    pub fn should_retry(&self, error: &CloudError, attempt: u32, elapsed: Duration, just_created: bool) -> bool {
+        if elapsed >= self.call_deadline {
+            return false;
+        }
+        match error.class {
+            ErrorClass::Throttling | ErrorClass::Transient => attempt < self.max_attempts,
+            ErrorClass::NotFound | ErrorClass::NotReady => just_created && elapsed < self.consistency_window,
+            ErrorClass::Fatal => false,
+        }
     }
 
     /// Runs `call` until it succeeds or `should_retry` says stop.
@@ -65,11 +87,12 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
+        let start = Instant::now();
         let mut attempt = 1;
         loop {
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(error) if self.should_retry(&error, attempt, just_created) => {
+                Err(error) if self.should_retry(&error, attempt, start.elapsed(), just_created) => {
                     tracing::debug!(%error, attempt, "retrying");
                     tokio::time::sleep(self.delay(attempt)).await;
                     attempt += 1;
@@ -107,7 +130,9 @@ where
             Ok(Poll::Pending(state)) => last = state,
             Err(error) => match error.class {
                 ErrorClass::Throttling | ErrorClass::Transient => last = error.to_string(),
-                ErrorClass::NotFound if start.elapsed() < policy.consistency_window => last = error.to_string(),
+                ErrorClass::NotFound | ErrorClass::NotReady if start.elapsed() < policy.consistency_window => {
+                    last = error.to_string()
+                }
                 _ => return Err(WaitError::Failed(error)),
             },
         }
@@ -143,12 +168,29 @@ mod tests {
     #[test]
     fn fatal_errors_are_never_retried() {
         let policy = RetryPolicy::default();
-        assert!(!policy.should_retry(&error("AccessDenied"), 1, true));
-        assert!(!policy.should_retry(&error("InvalidParameterValue"), 1, true));
-        assert!(policy.should_retry(&error("RequestLimitExceeded"), 1, false));
-        assert!(!policy.should_retry(&error("RequestLimitExceeded"), policy.max_attempts, false));
-        assert!(policy.should_retry(&error("InvalidAMIID.NotFound"), 1, true));
-        assert!(!policy.should_retry(&error("InvalidAMIID.NotFound"), 1, false));
+        let soon = Duration::from_secs(1);
+        assert!(!policy.should_retry(&error("AccessDenied"), 1, soon, true));
+        assert!(!policy.should_retry(&error("UnauthorizedOperation"), 1, soon, true));
+        assert!(!policy.should_retry(&error("InvalidParameterValue"), 1, soon, true));
+        assert!(policy.should_retry(&error("RequestLimitExceeded"), 1, soon, false));
+        assert!(!policy.should_retry(&error("RequestLimitExceeded"), policy.max_attempts, soon, false));
+        assert!(policy.should_retry(&error("InvalidAMIID.NotFound"), 1, soon, true));
+        assert!(!policy.should_retry(&error("InvalidAMIID.NotFound"), 1, soon, false));
+        assert!(policy.should_retry(&error("IncorrectState"), 1, soon, true));
+        assert!(!policy.should_retry(&error("RequestLimitExceeded"), 1, policy.call_deadline, false));
+    }
+
+    /// Regression: EBS may answer that a new snapshot does not exist for up to two minutes after
+    /// StartSnapshot (coldsnap#43). Eight quick attempts gave up long before that.
+    #[test]
+    fn not_found_after_a_create_is_retried_for_the_whole_consistency_window_whatever_the_attempts() {
+        let policy = RetryPolicy::default();
+        let missing = error("ResourceNotFoundException");
+        for elapsed in [1, 30, 90, 119, 140] {
+            assert!(policy.should_retry(&missing, 40, Duration::from_secs(elapsed), true), "{elapsed}s");
+        }
+        assert!(!policy.should_retry(&missing, 2, policy.consistency_window, true));
+        assert!(policy.consistency_window >= Duration::from_secs(120));
     }
 
     #[test]

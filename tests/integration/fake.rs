@@ -386,12 +386,21 @@ impl Cloud for FakeCloud {
         region: &str,
         _resource: &BuildResource,
         _tags: &BTreeMap<String, String>,
+        _client_token: &str,
     ) -> Result<String, CloudError> {
         Err(no_builds("Create", region))
     }
 
     async fn launch_helper(&self, region: &str, _launch: &HelperLaunch) -> Result<String, CloudError> {
         Err(no_builds("RunInstances", region))
+    }
+
+    async fn route_out(&self, region: &str, _subnet: &str) -> Result<Option<String>, CloudError> {
+        Err(no_builds("DescribeRouteTables", region))
+    }
+
+    async fn root_device(&self, region: &str, _image: &str) -> Result<amiplan::cloud::RootDevice, CloudError> {
+        Err(no_builds("DescribeImages", region))
     }
 
     async fn attach_volume(

@@ -78,7 +78,7 @@ async fn plan_is_read_only_and_discovery_is_one_call_per_kind_per_region() {
     }
     let mut per_region = Vec::new();
     for dir in [&small, &large] {
-        let proxy = Proxy::start(&moto.endpoint, Faults::default(), 1).await;
+        let proxy = Proxy::start(&moto.raw, Faults::default(), 1).await;
         let plan = amiplan_async(&proxy.endpoint, dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
         expect_code(&plan, 0);
         let calls = proxy.calls();
@@ -101,7 +101,7 @@ async fn plan_is_read_only_and_discovery_is_one_call_per_kind_per_region() {
     );
 
     // The same holds for a plan that also scans every other enabled region, and for --destroy.
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 2).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 2).await;
     expect_code(&amiplan_async(&proxy.endpoint, &large, &["plan", "stack.yaml", "--destroy"]).await, 0);
     assert!(proxy.calls().iter().all(|c| !c.is_mutating()));
 }
@@ -124,7 +124,7 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
         let dir = stack_dir(&format!("soak-{seed}"), &manifest(&stack), seed);
         // Odd seeds add throttling bursts: 6 calls in a row out of every 40.
         let burst = (seed % 2 == 1).then_some(crate::proxy::Burst { every: 40, length: 6 });
-        let proxy = Proxy::start(&moto.endpoint, Faults { burst, ..faults.clone() }, seed).await;
+        let proxy = Proxy::start(&moto.raw, Faults { burst, ..faults.clone() }, seed).await;
         let apply = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
         assert_eq!(apply.status.code(), Some(0), "seed {seed}: apply failed\n{}\n{}", stdout(&apply), stderr(&apply));
         let names = [format!("{stack}-x86_64-gp3"), format!("{stack}-x86_64-standard")];
@@ -171,7 +171,7 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
     let moto = Moto::start();
     // A clean apply through the proxy counts the mutating calls a full apply makes.
     let probe = stack_dir("crash-probe", &small_manifest("probe"), 20);
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 0).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 0).await;
     expect_code(&amiplan_async(&proxy.endpoint, &probe, &["apply", "stack.yaml", "--auto-approve"]).await, 0);
     let total = proxy.calls().iter().filter(|c| c.is_mutating()).count();
     assert!(total >= 8, "a full apply makes at least 8 mutating calls, saw {total}");
@@ -216,7 +216,7 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
         let stack = format!("sig{}", signal.to_lowercase());
         let dir = stack_dir(&format!("signal-{signal}"), &manifest(&stack), 30);
         let slow = Faults { latency: Duration::from_millis(150), ..Faults::default() };
-        let proxy = Proxy::start(&moto.endpoint, slow, 3).await;
+        let proxy = Proxy::start(&moto.raw, slow, 3).await;
         // Interrupt once the upload has started: the upload finishes, nothing after it starts.
         let child = apply_until(&proxy, &dir, "StartSnapshot").await;
         let pid = child.id().unwrap();
@@ -241,7 +241,7 @@ async fn concurrent_runs_on_one_stack_are_serialised_by_the_lock() {
     let moto = Moto::start();
     let dir = stack_dir("locking", &manifest("lck"), 40);
     let slow = Faults { latency: Duration::from_millis(100), ..Faults::default() };
-    let proxy = Proxy::start(&moto.endpoint, slow, 4).await;
+    let proxy = Proxy::start(&moto.raw, slow, 4).await;
     let first = apply_until(&proxy, &dir, "StartSnapshot").await;
     // A second run fails fast, naming the holder.
     let second = amiplan_async(&moto.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
@@ -302,7 +302,7 @@ async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
     // Only discovery is slow, so the interrupt lands while planning.
     let slow_discovery = ["DescribeImages", "DescribeSnapshots"].map(|op| (op.to_string(), Duration::from_millis(300)));
     let faults = Faults { latency_by_operation: slow_discovery.into_iter().collect(), ..Faults::default() };
-    let proxy = Proxy::start(&moto.endpoint, faults, 6).await;
+    let proxy = Proxy::start(&moto.raw, faults, 6).await;
     let child = apply_until(&proxy, &dir, "DescribeSnapshots").await;
     std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
     let output = child.wait_with_output().await.unwrap();

@@ -10,6 +10,7 @@ use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeNam
 use base64::Engine as _;
 
 use crate::faults::kill_after_mutating_call;
+use crate::proxy::rules::{self, Rule};
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
@@ -110,6 +111,47 @@ async fn check_helper(moto: &Moto, instance: &Instance, stack: &str, digest: &st
     script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap().to_string()
 }
 
+/// What a real helper's job would print, given the network and root volume amiplan gave it
+/// (rules `helper-network` and `helper-scratch`): `ok`, or the failure it would meet.
+async fn job_console(moto: &Moto, proxy: &Proxy, instance: &Instance, job: &str) -> String {
+    let ec2 = moto.ec2(REGION).await;
+    let id = instance.instance_id().unwrap();
+    let launch = proxy.launch_of(id).expect("amiplan launched the helper through the proxy");
+    let rules = proxy.rules();
+    if rules.on(Rule::HelperNetwork)
+        && let Some(why) = rules::no_way_out(&ec2, &launch, instance).await
+    {
+        return failed(job, &format!("download failed: {why}"));
+    }
+    if rules.on(Rule::HelperScratch) {
+        let out = ec2.describe_images().image_ids(instance.image_id().unwrap()).send().await.unwrap();
+        let image = &out.images()[0];
+        let root_name = image.root_device_name().unwrap_or("/dev/xvda");
+        let snapshot_gib = image
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some(root_name))
+            .and_then(|m| m.ebs()?.volume_size())
+            .unwrap_or(8);
+        let root_gib = rules::root_volume_gib(&launch, root_name, snapshot_gib);
+        let attached = Filter::builder().name("attachment.instance-id").values(id).build();
+        let volumes = ec2.describe_volumes().filters(attached).send().await.unwrap();
+        let target = volumes.volumes().iter().find(|v| v.attachments().iter().any(|a| a.device() == Some("/dev/sdf")));
+        let target_gib = target.and_then(|v| v.size()).unwrap_or(0);
+        let bootstrap = user_data(moto, id).await.contains("mkfs.ext4");
+        if let Some(why) = rules::scratch_refusal(root_gib, target_gib, bootstrap) {
+            return failed(job, &why);
+        }
+    }
+    succeeded(job)
+}
+
+fn failed(job: &str, why: &str) -> String {
+    format!(
+        "[   12.0] cloud-init[812]: AMIPLAN-LOG {job} working\r\n[   13.1] cloud-init[812]: AMIPLAN-RESULT {job} failed: {why}\r\n"
+    )
+}
+
 /// Answers as the helper, once amiplan is reading its console: the console, then a power-off
 /// (the instance stops).
 async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str) {
@@ -125,13 +167,15 @@ async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str
     assert!(polled(proxy), "amiplan never read the console of {instance}");
     proxy.set_console(instance, console);
     moto.ec2(REGION).await.stop_instances().instance_ids(instance).send().await.unwrap();
+    proxy.power_off(instance);
 }
 
 /// Plays a helper whose job succeeds, after the checks every helper must pass.
 async fn play_helper(moto: &Moto, proxy: &Proxy, stack: &str) {
     let instance = wait_for_helper(moto, stack).await;
     let job = check_helper(moto, &instance, stack, DIGEST).await;
-    finish_helper(moto, proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+    let console = job_console(moto, proxy, &instance, &job).await;
+    finish_helper(moto, proxy, instance.instance_id().unwrap(), &console).await;
 }
 
 fn succeeded(job: &str) -> String {
@@ -172,6 +216,34 @@ async fn leftovers(moto: &Moto, stack: &str) -> Vec<String> {
     found
 }
 
+/// What AWS gives every default VPC and moto does not: an attached internet gateway and a
+/// 0.0.0.0/0 route to it in the main route table.
+async fn give_default_vpc_a_way_out(ec2: &aws_sdk_ec2::Client, vpc: &str) {
+    let attached = Filter::builder().name("attachment.vpc-id").values(vpc).build();
+    let gateways = ec2.describe_internet_gateways().filters(attached).send().await.unwrap();
+    let gateway = match gateways.internet_gateways().first().and_then(|g| g.internet_gateway_id()) {
+        Some(id) => id.to_string(),
+        None => {
+            let created = ec2.create_internet_gateway().send().await.unwrap();
+            let id = created.internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();
+            ec2.attach_internet_gateway().internet_gateway_id(&id).vpc_id(vpc).send().await.unwrap();
+            id
+        }
+    };
+    let main = Filter::builder().name("association.main").values("true").build();
+    let in_vpc = Filter::builder().name("vpc-id").values(vpc).build();
+    let tables = ec2.describe_route_tables().filters(main).filters(in_vpc).send().await.unwrap();
+    let table = tables.route_tables()[0].route_table_id().unwrap().to_string();
+    let _ = ec2.delete_route().route_table_id(&table).destination_cidr_block("0.0.0.0/0").send().await;
+    ec2.create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(&gateway)
+        .send()
+        .await
+        .unwrap();
+}
+
 fn copy_example(name: &str, dir: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     std::fs::copy(root.join(name), dir.join(name)).unwrap();
@@ -185,7 +257,7 @@ fn copy_example(name: &str, dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 41).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 41).await;
     let dir = workdir("helper-fedora");
     copy_example("fedora-helper.yaml", &dir);
     let stack = "fedora-helper-example";
@@ -206,7 +278,8 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
         let job = check_helper(&moto, &instance, stack, DIGEST).await;
         let script = user_data(&moto, instance.instance_id().unwrap()).await;
         assert!(script.contains("Fedora-Cloud-Base-Generic-41-1.4.x86_64.raw.xz") && script.contains("xz -dc"));
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+        let console = job_console(&moto, &proxy, &instance, &job).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &console).await;
     };
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply_args), player);
     expect_code(&applied, 0);
@@ -264,7 +337,7 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 42).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 42).await;
     let dir = workdir("helper-funtoo");
     copy_example("funtoo-bootstrap.yaml", &dir);
     let ec2 = moto.ec2(REGION).await;
@@ -273,6 +346,24 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
     let manifest = std::fs::read_to_string(dir.join("funtoo-bootstrap.yaml")).unwrap();
     std::fs::write(dir.join("funtoo-bootstrap.yaml"), manifest.replace("subnet-0123456789abcdef0", subnet_id)).unwrap();
     let stack = "funtoo-example";
+
+    // moto's default VPC has no way out; AWS's has an internet gateway and a default route.
+    // Planned as it is, the helper could not download its tarball: the plan says so first.
+    let planned =
+        amiplan_async(&proxy.endpoint, &dir, &["plan", "funtoo-bootstrap.yaml", "--regions", "manifest"]).await;
+    expect_code(&planned, 0);
+    let text = stdout(&planned);
+    assert!(text.contains(&format!("{subnet_id} has no 0.0.0.0/0 route")), "the plan warns: {text}");
+    give_default_vpc_a_way_out(&ec2, subnet.vpc_id().unwrap()).await;
+    let planned =
+        amiplan_async(&proxy.endpoint, &dir, &["plan", "funtoo-bootstrap.yaml", "--regions", "manifest"]).await;
+    let text = stdout(&planned);
+    assert!(
+        !text.contains("no 0.0.0.0/0 route")
+            && text.contains("reaches the image URL with a public address through igw-"),
+        "{text}"
+    );
+
     let provision = std::fs::read(dir.join("funtoo/provision.sh")).unwrap();
     let provision_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&provision));
 
@@ -285,7 +376,8 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
         let script = user_data(&moto, instance.instance_id().unwrap()).await;
         assert!(script.contains(&provision_digest), "the provisioning script is embedded and checked");
         assert!(script.contains("mkfs.ext4 -q -F -L 'funtoo'"), "{script}");
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &succeeded(&job)).await;
+        let console = job_console(&moto, &proxy, &instance, &job).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &console).await;
     };
     let args = ["apply", "funtoo-bootstrap.yaml", "--auto-approve", "--regions", "manifest"];
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &args), player);
@@ -303,7 +395,7 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_reports_the_helper_log_and_cleans_up_unless_asked_to_keep() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 43).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 43).await;
     let stack = "helper-fails";
     let dir = write_manifest(stack, &small_helper_manifest(stack));
     let failure = |job: &str| {
@@ -356,7 +448,7 @@ async fn a_failed_job_reports_the_helper_log_and_cleans_up_unless_asked_to_keep(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_after_a_crash_adopts_the_running_helper() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 44).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 44).await;
     let stack = "helper-crash";
     let dir = write_manifest(stack, &small_helper_manifest(stack));
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
@@ -378,7 +470,8 @@ async fn a_rerun_after_a_crash_adopts_the_running_helper() {
         let again = wait_for_helper(&moto, stack).await;
         assert_eq!(again.instance_id(), instance.instance_id(), "still the first helper");
         let job = check_helper(&moto, &again, stack, DIGEST).await;
-        finish_helper(&moto, &proxy, again.instance_id().unwrap(), &succeeded(&job)).await;
+        let console = job_console(&moto, &proxy, &again, &job).await;
+        finish_helper(&moto, &proxy, again.instance_id().unwrap(), &console).await;
     };
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
     expect_code(&applied, 0);
@@ -398,7 +491,7 @@ async fn a_helper_build_converges_through_throttling_errors_drops_and_lag() {
         not_found_for: Duration::from_millis(1500),
         ..Faults::default()
     };
-    let proxy = Proxy::start(&moto.endpoint, faults, 45).await;
+    let proxy = Proxy::start(&moto.raw, faults, 45).await;
     let stack = "helper-faults";
     let dir = write_manifest(stack, &small_helper_manifest(stack));
     let player = play_helper(&moto, &proxy, stack);
@@ -425,7 +518,7 @@ async fn a_helper_build_converges_through_throttling_errors_drops_and_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_every_piece() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 46).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 46).await;
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let play = |stack: String| {
         let (moto, proxy) = (&moto, &proxy);
@@ -479,7 +572,7 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 47).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 47).await;
     let stack = "helper-enc";
     let text = small_helper_manifest(stack)
         .replace("{volume_type}", "{volume_type}-{encryption}")
@@ -521,7 +614,7 @@ async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 48).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 48).await;
     let stack = "helper-spot";
     let dir =
         write_manifest(stack, &small_helper_manifest(stack).replace("timeout: 5m }", "timeout: 5m, spot: true }"));
@@ -545,8 +638,9 @@ async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
         while !proxy.calls().iter().any(|c| c.operation == "GetConsoleOutput") {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        proxy.set_console(id, &succeeded(&job));
+        proxy.set_console(id, &job_console(&moto, &proxy, &instance, &job).await);
         ec2.terminate_instances().instance_ids(id).send().await.unwrap();
+        proxy.power_off(id);
     };
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);

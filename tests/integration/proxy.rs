@@ -11,10 +11,16 @@
 //!
 //! Faults are decided before a request is forwarded: a throttled or failed request never reaches
 //! moto, as with AWS, which does no work for a request it refuses.
+//!
+//! Beyond faults, the proxy enforces AWS's rules that moto ignores (client tokens, console
+//! buffering, deprecation limits, …): see `rules.rs`. They are on unless a test turns one off.
 
-use std::collections::HashMap;
+#[path = "rules.rs"]
+pub mod rules;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -26,6 +32,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
+
+use rules::{Console, Rule, Rules, TokenUse};
 
 /// What to inject. Rates are probabilities per call.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +55,8 @@ pub struct Faults {
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
+    /// AWS's rules, all on by default.
+    pub rules: Rules,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +78,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// The first value of parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     /// Anything but Describe/Get/List changes something.
     pub fn is_mutating(&self) -> bool {
         !["Describe", "Get", "List"].iter().any(|p| self.operation.starts_with(p))
@@ -95,9 +110,22 @@ struct State {
     in_flight: HashMap<(String, String), usize>,
     most_in_flight: HashMap<(String, String), usize>,
     /// What GetConsoleOutput answers per instance, instead of moto's canned boot log.
-    consoles: HashMap<String, String>,
+    consoles: HashMap<String, Console>,
     /// Deprecation times set through the proxy (moto has no deprecation API), per AMI.
     deprecations: HashMap<String, String>,
+    /// Client tokens' first uses (rule `client-tokens`).
+    tokens: HashMap<String, TokenUse>,
+    /// Instance types of the instances launched through the proxy.
+    instance_types: HashMap<String, String>,
+    /// When AMIs made through the proxy were created, and which are public.
+    image_created: HashMap<String, SystemTime>,
+    public_images: HashSet<String>,
+    /// Operations already stalled once (rule `stalled-connection`).
+    stalled: HashSet<String>,
+    /// How many times each rule refused or changed a request.
+    enforced: HashMap<&'static str, usize>,
+    /// The RunInstances request behind each instance.
+    launches: HashMap<String, Call>,
 }
 
 struct Shared {
@@ -134,6 +162,13 @@ impl Proxy {
             most_in_flight: HashMap::new(),
             consoles: HashMap::new(),
             deprecations: HashMap::new(),
+            tokens: HashMap::new(),
+            instance_types: HashMap::new(),
+            image_created: HashMap::new(),
+            public_images: HashSet::new(),
+            stalled: HashSet::new(),
+            enforced: HashMap::new(),
+            launches: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
@@ -169,10 +204,39 @@ impl Proxy {
         state.most_in_flight.get(&(operation.to_string(), region.to_string())).copied().unwrap_or(0)
     }
 
-    /// From now on, GetConsoleOutput for `instance` answers `text` (what its helper printed).
+    /// What `instance` has printed on its console so far (its helper's or test's job). With the
+    /// `console-output` rule, GetConsoleOutput shows it live only with `Latest` on a Nitro
+    /// type; otherwise only once the instance powered off (see [`Proxy::power_off`]).
     #[allow(dead_code)] // the benchmarks include this file and play no helper
     pub fn set_console(&self, instance: &str, text: &str) {
-        self.shared.state.lock().unwrap().consoles.insert(instance.to_string(), text.to_string());
+        self.shared.state.lock().unwrap().consoles.entry(instance.to_string()).or_default().live = text.to_string();
+    }
+
+    /// The player powered `instance` off (it stopped or terminated it in moto): EC2 buffers the
+    /// console of this transition and posts it `console_delay` later.
+    #[allow(dead_code)]
+    pub fn power_off(&self, instance: &str) {
+        let mut state = self.shared.state.lock().unwrap();
+        let console = state.consoles.entry(instance.to_string()).or_default();
+        console.buffered = Some((Instant::now(), console.live.clone()));
+    }
+
+    /// The rules this proxy enforces.
+    #[allow(dead_code)]
+    pub fn rules(&self) -> Rules {
+        self.shared.state.lock().unwrap().faults.rules.clone()
+    }
+
+    /// amiplan's RunInstances request that launched `instance`.
+    #[allow(dead_code)]
+    pub fn launch_of(&self, instance: &str) -> Option<Call> {
+        self.shared.state.lock().unwrap().launches.get(instance).cloned()
+    }
+
+    /// How many requests each AWS rule refused or answered differently from moto.
+    #[allow(dead_code)]
+    pub fn enforced(&self, rule: Rule) -> usize {
+        self.shared.state.lock().unwrap().enforced.get(rule.name()).copied().unwrap_or(0)
     }
 
     pub fn clear_calls(&self) {
@@ -199,6 +263,8 @@ enum Verdict {
     },
     Answer(Response<Full<Bytes>>),
     Drop,
+    /// Accept the request and never answer it.
+    Stall,
 }
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
@@ -210,6 +276,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let pending = match verdict {
         Verdict::Answer(response) => return Ok(response),
         Verdict::Drop => return Err(std::io::Error::other("connection dropped on purpose")),
+        Verdict::Stall => std::future::pending().await,
         Verdict::Forward { pending } => pending,
     };
 
@@ -225,6 +292,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
+    remember_answer(&shared, &call, &answer_parts, &bytes);
     if call.operation == "DescribeImages" {
         let deprecations = shared.state.lock().unwrap().deprecations.clone();
         let mut text = String::from_utf8_lossy(&bytes).into_owned();
@@ -297,11 +365,8 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
         state.injected.dropped += 1;
         return (Verdict::Drop, latency, None);
     }
-    if call.operation == "GetConsoleOutput"
-        && let Some((_, instance)) = call.params.iter().find(|(k, _)| k == "InstanceId")
-        && let Some(text) = state.consoles.get(instance)
-    {
-        return (Verdict::Answer(console_answer(instance, text)), latency, None);
+    if let Some(verdict) = enforce_rules(&mut state, call) {
+        return (verdict, latency, None);
     }
     let param = |name: &str| call.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     match call.operation.as_str() {
@@ -373,11 +438,220 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     (Verdict::Forward { pending }, latency, kill)
 }
 
+/// AWS's rules (see `rules.rs`): an answer of the proxy's own, a stall, or `None` to go on.
+fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
+    let rules = state.faults.rules.clone();
+    let enforced = |state: &mut State, rule: Rule, verdict: Verdict| {
+        *state.enforced.entry(rule.name()).or_default() += 1;
+        Some(verdict)
+    };
+    let refuse = |code: &str, message: &str| {
+        let status = if call.service == "ebs" { StatusCode::BAD_REQUEST } else { StatusCode::BAD_REQUEST };
+        Verdict::Answer(error_with(call, status, code, message))
+    };
+    if rules.on(Rule::RegionDenied) && rules.denied_regions.contains(&call.region) {
+        let code = if call.service == "ebs" { "AccessDeniedException" } else { "UnauthorizedOperation" };
+        let message =
+            format!("You are not authorized to perform this operation in {} (organization policy)", call.region);
+        return enforced(
+            state,
+            Rule::RegionDenied,
+            Verdict::Answer(error_with(call, StatusCode::FORBIDDEN, code, &message)),
+        );
+    }
+    if rules.on(Rule::StalledConnection)
+        && rules.stall.contains(&call.operation.as_str())
+        && state.stalled.insert(call.operation.clone())
+    {
+        return enforced(state, Rule::StalledConnection, Verdict::Stall);
+    }
+    if rules.on(Rule::ClientTokens)
+        && let Some(key) = rules::token_key(call)
+    {
+        let parameters = rules::token_parameters(call);
+        match state.tokens.get(&key) {
+            Some(first) if first.parameters != parameters => {
+                let (code, message) = if call.service == "ebs" {
+                    (
+                        "ConflictException",
+                        "The request uses the same client token as a previous, but non-identical request",
+                    )
+                } else {
+                    ("IdempotentParameterMismatch", "The client token was already used with different parameters")
+                };
+                let status = if call.service == "ebs" { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+                return enforced(state, Rule::ClientTokens, Verdict::Answer(error_with(call, status, code, message)));
+            }
+            Some(TokenUse { answer: Some((status, content_type, body)), .. }) => {
+                let answer = Response::builder()
+                    .status(*status)
+                    .header("content-type", content_type.as_str())
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                return enforced(state, Rule::ClientTokens, Verdict::Answer(answer));
+            }
+            Some(_) => {}
+            None => {
+                state.tokens.insert(key, TokenUse { parameters, answer: None });
+            }
+        }
+    }
+    if call.operation == "GetConsoleOutput"
+        && let Some(instance) = call.param("InstanceId")
+        && let Some(console) = state.consoles.get(instance).cloned()
+    {
+        if !rules.on(Rule::ConsoleOutput) {
+            return Some(Verdict::Answer(console_answer(instance, &console.live)));
+        }
+        let instance_type = state.instance_types.get(instance).cloned().unwrap_or_default();
+        if call.param("Latest") == Some("true") {
+            if !rules::is_nitro(&instance_type) {
+                let message = format!("Latest console output is not supported for {instance_type} instances");
+                return enforced(state, Rule::ConsoleOutput, refuse("UnsupportedOperation", &message));
+            }
+            return Some(Verdict::Answer(console_answer(instance, rules::console_tail(&console.live))));
+        }
+        let posted = match &console.buffered {
+            Some((at, text)) if at.elapsed() >= rules.console_delay => text.clone(),
+            // Nothing posted since the instance started: its job's lines are not buffered yet.
+            _ => String::new(),
+        };
+        return enforced(
+            state,
+            Rule::ConsoleOutput,
+            Verdict::Answer(console_answer(instance, rules::console_tail(&posted))),
+        );
+    }
+    let fresh = |state: &State, id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
+    match call.operation.as_str() {
+        "PutSnapshotBlock" if rules.on(Rule::SnapshotNotFoundWindow) => {
+            let snapshot = call.param("SnapshotId").unwrap_or_default();
+            if fresh(state, snapshot, rules.snapshot_unseen_for) {
+                let message = format!("The snapshot '{snapshot}' does not exist.");
+                let answer = error_with(call, StatusCode::NOT_FOUND, "ResourceNotFoundException", &message);
+                return enforced(state, Rule::SnapshotNotFoundWindow, Verdict::Answer(answer));
+            }
+        }
+        "AttachVolume" if rules.on(Rule::AttachNeedsAvailable) => {
+            let volume = call.param("VolumeId").unwrap_or_default();
+            if fresh(state, volume, rules.volume_creating_for) {
+                let message = format!("vol '{volume}' is not 'available'.");
+                return enforced(state, Rule::AttachNeedsAvailable, refuse("IncorrectState", &message));
+            }
+        }
+        "StartSnapshot" if rules.on(Rule::StartSnapshotKeyArn) => {
+            if let Some(key) = call.param("KmsKeyArn")
+                && !key.starts_with("arn:aws")
+            {
+                let message = format!(
+                    "1 validation error detected: Value '{key}' at 'kmsKeyArn' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws[a-z\\-]*:kms:.*"
+                );
+                return enforced(state, Rule::StartSnapshotKeyArn, refuse("ValidationException", &message));
+            }
+        }
+        _ => {}
+    }
+    if rules.on(Rule::TagLimits) {
+        let (key_limit, value_limit) = if call.service == "ebs" { (127, 255) } else { (128, 256) };
+        for (name, value) in &call.params {
+            let too_long = (name.ends_with(".Key") && value.chars().count() > key_limit)
+                || (name.ends_with(".Value") && name.contains("Tag") && value.chars().count() > value_limit);
+            if too_long {
+                let message =
+                    format!("{name} is longer than AWS allows ({key_limit}/{value_limit} characters): {value}");
+                let code = if call.service == "ebs" { "ValidationException" } else { "InvalidParameterValue" };
+                return enforced(state, Rule::TagLimits, refuse(code, &message));
+            }
+        }
+    }
+    if rules.on(Rule::DeprecationLimits) {
+        return deprecation_rules(state, call);
+    }
+    None
+}
+
+/// The deprecation API as AWS enforces it (moto has none): limits on the time, and public AMIs
+/// deprecated two years after their creation unless told otherwise.
+fn deprecation_rules(state: &mut State, call: &Call) -> Option<Verdict> {
+    let image = call.param("ImageId").unwrap_or_default().to_string();
+    let created = state.image_created.get(&image).copied().unwrap_or_else(SystemTime::now);
+    let public = state.public_images.contains(&image);
+    let refuse = |state: &mut State, message: &str| {
+        *state.enforced.entry(Rule::DeprecationLimits.name()).or_default() += 1;
+        Some(Verdict::Answer(error_with(call, StatusCode::BAD_REQUEST, "InvalidParameterValue", message)))
+    };
+    match call.operation.as_str() {
+        "EnableImageDeprecation" => {
+            let at = call.param("DeprecateAt").and_then(rules::parse_rfc3339)?;
+            if let Some(why) = rules::deprecation_refusal(at, created, public) {
+                return refuse(state, &why);
+            }
+            state.deprecations.insert(image, rules::rfc3339(at));
+            Some(Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")))
+        }
+        "DisableImageDeprecation" if public => refuse(
+            state,
+            "The deprecation of a public AMI cannot be cancelled: public AMIs are deprecated within 2 years",
+        ),
+        "ModifyImageAttribute" => {
+            let to_all = |prefix: &str| {
+                call.params.iter().any(|(k, v)| k.starts_with(prefix) && k.ends_with(".Group") && v == "all")
+            };
+            if to_all("LaunchPermission.Add.") {
+                state.public_images.insert(image.clone());
+                state
+                    .deprecations
+                    .entry(image)
+                    .or_insert_with(|| rules::rfc3339(rules::default_public_deprecation(created)));
+            } else if to_all("LaunchPermission.Remove.") {
+                state.public_images.remove(&image);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// IDs of the kinds amiplan creates that a call names (EC2 parameters, or the EBS path).
 fn referenced_ids(call: &Call) -> Vec<String> {
     const PREFIXES: &[&str] = &["ami-", "snap-", "vpc-", "subnet-", "igw-", "rtb-", "sg-", "vol-", "i-"];
     let looks_like_id = |v: &str| PREFIXES.iter().any(|p| v.starts_with(p));
     call.params.iter().map(|(_, v)| v.clone()).filter(|v| looks_like_id(v)).collect()
+}
+
+/// What the rules need from moto's answers: the first answer to a client token, the types of
+/// instances, the creation times of AMIs.
+fn remember_answer(shared: &Shared, call: &Call, parts: &hyper::http::response::Parts, body: &Bytes) {
+    let mut state = shared.state.lock().unwrap();
+    if !parts.status.is_success() {
+        return;
+    }
+    if let Some(key) = rules::token_key(call)
+        && let Some(first) = state.tokens.get_mut(&key)
+        && first.answer.is_none()
+    {
+        let content_type =
+            parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("text/xml").to_string();
+        first.answer = Some((parts.status.as_u16(), content_type, body.clone()));
+    }
+    let text = String::from_utf8_lossy(body);
+    match call.operation.as_str() {
+        "RunInstances" => {
+            let instance_type = call.param("InstanceType").unwrap_or("m1.small").to_string();
+            for chunk in text.split("<instanceId>").skip(1) {
+                if let Some(id) = chunk.split("</instanceId>").next() {
+                    state.instance_types.insert(id.to_string(), instance_type.clone());
+                    state.launches.insert(id.to_string(), call.clone());
+                }
+            }
+        }
+        "RegisterImage" | "CopyImage" => {
+            if let Some(id) = between(&text, "<imageId>", "</imageId>") {
+                state.image_created.entry(id).or_insert_with(SystemTime::now);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
@@ -435,7 +709,10 @@ fn console_answer(instance: &str, text: &str) -> Response<Full<Bytes>> {
 
 /// An error answer in the wire format of the call's service.
 fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
-    let message = format!("injected by the test proxy into {}", call.operation);
+    error_with(call, status, code, &format!("injected by the test proxy into {}", call.operation))
+}
+
+fn error_with(call: &Call, status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
     if call.service == "ebs" {
         let body = serde_json::json!({ "__type": code, "message": message }).to_string();
         return Response::builder()
@@ -445,6 +722,7 @@ fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
             .body(Full::new(Bytes::from(body)))
             .unwrap();
     }
+    let message = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
     );
@@ -469,11 +747,27 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             ("GET", ["snapshots", _, "changedblocks"]) => "ListChangedBlocks",
             _ => "UnknownEbs",
         };
-        let params = segments
+        let mut params: Vec<(String, String)> = segments
             .iter()
             .filter(|s| s.starts_with("snap-"))
             .map(|s| ("SnapshotId".to_string(), s.to_string()))
             .collect();
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(body) {
+            for (key, value) in fields {
+                match value {
+                    serde_json::Value::Array(items) => {
+                        for (index, item) in items.iter().enumerate() {
+                            for (field, inner) in item.as_object().into_iter().flatten() {
+                                let text = inner.as_str().map(str::to_string).unwrap_or_else(|| inner.to_string());
+                                params.push((format!("{key}.{}.{field}", index + 1), text));
+                            }
+                        }
+                    }
+                    serde_json::Value::String(text) => params.push((key, text)),
+                    other => params.push((key, other.to_string())),
+                }
+            }
+        }
         return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
     }
     let mut operation = String::new();

@@ -200,7 +200,7 @@ async fn sharing_lands_everywhere_drift_is_corrected_and_regions_change_without_
 async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_public_access_is_reported() {
     let moto = Moto::start();
     let faults = Faults { block_public_access: Some("block-new-sharing".into()), ..Faults::default() };
-    let proxy = Proxy::start(&moto.endpoint, faults, 7).await;
+    let proxy = Proxy::start(&moto.raw, faults, 7).await;
     let dir = workdir("deprecation");
     sample_image(&dir.join("disk.raw"), 2, 22);
     let with = |deprecation: &str| format!("{}{deprecation}", manifest("us-east-1, eu-west-1", "{ public: true }"));
@@ -312,6 +312,7 @@ async fn play_tests_in(moto: &Moto, proxy: &Proxy, stack: &str, regions: &[&str]
             let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap();
             proxy.set_console(&id, &format!("AMIPLAN-LOG {job} testing\nAMIPLAN-RESULT {job} {result}\n"));
             ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+            proxy.power_off(&id);
             played.insert(id);
         }
         if played.len() == count {
@@ -325,7 +326,7 @@ async fn play_tests_in(moto: &Moto, proxy: &Proxy, stack: &str, regions: &[&str]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_test_gate_keeps_failed_amis_private_and_uncopied_and_publishes_passed_ones_everywhere() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 8).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 8).await;
     let dir = workdir("gate");
     sample_image(&dir.join("disk.raw"), 2, 23);
     std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\nset -eu\nsystemctl is-system-running --wait\n").unwrap();
@@ -495,7 +496,7 @@ async fn retention_keeps_n_versions_retires_older_ones_after_the_new_one_and_spa
 #[tokio::test(flavor = "multi_thread")]
 async fn with_test_regions_all_every_copy_is_booted_before_it_is_published() {
     let moto = Moto::start();
-    let proxy = Proxy::start(&moto.endpoint, Faults::default(), 9).await;
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 9).await;
     let dir = workdir("gate-all");
     sample_image(&dir.join("disk.raw"), 2, 24);
     std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\ntrue\n").unwrap();

@@ -11,10 +11,50 @@ use aws_sdk_ec2::types::Filter;
 
 pub const BLOCK: usize = 512 * 1024;
 
-/// A moto server that lives as long as this value.
+/// A moto server that lives as long as this value, behind a proxy that enforces AWS's rules
+/// (`rules.rs`, every rule on): `endpoint` is what amiplan talks to, `raw` is moto itself, for a
+/// test's own proxy and for the test's checks.
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    pub raw: String,
+    rules_proxy: Option<RulesProxy>,
+}
+
+/// The proxy of AWS rules in front of a moto, on a thread of its own so that synchronous tests
+/// get it too.
+struct RulesProxy {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RulesProxy {
+    fn start(upstream: &str) -> (RulesProxy, String) {
+        let upstream = upstream.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, endpoint) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let proxy = crate::proxy::Proxy::start(&upstream, crate::proxy::Faults::default(), 7).await;
+                ready.send(proxy.endpoint.clone()).unwrap();
+                let _ = stopped.await;
+            });
+        });
+        let endpoint = endpoint.recv().expect("the rules proxy starts");
+        (RulesProxy { stop: Some(stop), thread: Some(thread) }, endpoint)
+    }
+}
+
+impl Drop for RulesProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Moto {
@@ -28,8 +68,12 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
-            let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+            let raw = format!("http://127.0.0.1:{port}");
+            let mut moto = Moto { child, endpoint: raw.clone(), raw, rules_proxy: None };
             if moto.wait_ready(port) {
+                let (proxy, endpoint) = RulesProxy::start(&moto.raw);
+                moto.rules_proxy = Some(proxy);
+                moto.endpoint = endpoint;
                 return moto;
             }
             let _ = moto.child.kill();
@@ -70,7 +114,7 @@ impl Moto {
         let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(&self.raw)
             .credentials_provider(credentials)
             .load()
             .await
@@ -118,6 +162,9 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The proxies' `stalled-connection` rule holds a request forever; a short attempt
+        // timeout keeps that to seconds.
+        .env("AMIPLAN_ATTEMPT_TIMEOUT", "5s")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -132,6 +179,7 @@ pub async fn amiplan_async(endpoint: &str, dir: &Path, args: &[&str]) -> Output 
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        self.rules_proxy.take();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,321 @@
+//! AWS's rules that moto does not enforce, enforced by the proxy on the traffic between amiplan
+//! and moto, and by the tests' players of helper and test instances. Each rule is named, cites
+//! the AWS page it comes from, and is on unless a test switches it off ([`Rules::without`]):
+//! `Faults::default()` carries every rule, and so does the proxy `Moto::start` puts in front of
+//! every moto (see `support.rs`).
+//!
+//! Durations that are minutes on AWS are seconds here: the rules keep the order of events, not
+//! the wall time.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ec2::types::Instance;
+
+use super::Call;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    ClientTokens,
+    ConsoleOutput,
+    HelperNetwork,
+    HelperScratch,
+    DeprecationLimits,
+    SnapshotNotFoundWindow,
+    AttachNeedsAvailable,
+    StalledConnection,
+    RegionDenied,
+    StartSnapshotKeyArn,
+    TagLimits,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 11] = [
+        Rule::ClientTokens,
+        Rule::ConsoleOutput,
+        Rule::HelperNetwork,
+        Rule::HelperScratch,
+        Rule::DeprecationLimits,
+        Rule::SnapshotNotFoundWindow,
+        Rule::AttachNeedsAvailable,
+        Rule::StalledConnection,
+        Rule::RegionDenied,
+        Rule::StartSnapshotKeyArn,
+        Rule::TagLimits,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ClientTokens => "client-tokens",
+            Rule::ConsoleOutput => "console-output",
+            Rule::HelperNetwork => "helper-network",
+            Rule::HelperScratch => "helper-scratch",
+            Rule::DeprecationLimits => "deprecation-limits",
+            Rule::SnapshotNotFoundWindow => "snapshot-not-found-window",
+            Rule::AttachNeedsAvailable => "attach-needs-available",
+            Rule::StalledConnection => "stalled-connection",
+            Rule::RegionDenied => "region-denied",
+            Rule::StartSnapshotKeyArn => "start-snapshot-key-arn",
+            Rule::TagLimits => "tag-limits",
+        }
+    }
+
+    /// Where AWS says so.
+    pub fn citation(self) -> &'static str {
+        match self {
+            Rule::ClientTokens => {
+                "EC2 API reference, Ensuring idempotency (Run_Instance_Idempotency.html): same token + other parameters → IdempotentParameterMismatch; a token is kept at least 24 hours after the instance ends"
+            }
+            Rule::ConsoleOutput => {
+                "EC2 API reference, GetConsoleOutput: buffered output posted shortly after a state transition, the latest 64 KB; Latest only on Nitro instance types"
+            }
+            Rule::HelperNetwork => {
+                "VPC user guide, Internet gateways (VPC_Internet_Gateway.html): an instance needs a public IPv4 address and a 0.0.0.0/0 route to an attached internet gateway"
+            }
+            Rule::HelperScratch => {
+                "EC2 user guide, Block device mappings: the root volume is the size of the AMI's root snapshot unless the launch maps a larger one"
+            }
+            Rule::DeprecationLimits => {
+                "EC2 user guide, Deprecate an AMI (ami-deprecate.html): up to 10 years ahead; public AMIs at most 2 years after creation, deprecated by default 2 years after creation"
+            }
+            Rule::SnapshotNotFoundWindow => {
+                "EBS direct APIs reference, StartSnapshot / PutSnapshotBlock: a new snapshot may answer ResourceNotFoundException until it is visible (coldsnap#43: up to 2 minutes)"
+            }
+            Rule::AttachNeedsAvailable => {
+                "EC2 API reference, AttachVolume: the volume must be in the available state (IncorrectState otherwise)"
+            }
+            Rule::StalledConnection => {
+                "AWS SDKs and Tools reference guide, Timeouts: a request may be accepted and never answered; clients must time out attempts"
+            }
+            Rule::RegionDenied => {
+                "Organizations user guide, SCP examples (Deny access to AWS based on the requested Region): every call answers UnauthorizedOperation"
+            }
+            Rule::StartSnapshotKeyArn => {
+                "EBS direct APIs reference, StartSnapshot: KmsKeyArn takes the key's ARN (pattern arn:aws[\\w:/-]+)"
+            }
+            Rule::TagLimits => {
+                "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
+            }
+        }
+    }
+}
+
+/// The rules in force and their parameters.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    off: HashSet<Rule>,
+    /// How long after a stop EC2 posts the buffered console (minutes on AWS).
+    pub console_delay: Duration,
+    /// How long a new snapshot answers ResourceNotFoundException to PutSnapshotBlock.
+    pub snapshot_unseen_for: Duration,
+    /// How long a new volume stays `creating` for AttachVolume.
+    pub volume_creating_for: Duration,
+    /// Operations whose first request is accepted and never answered.
+    pub stall: Vec<&'static str>,
+    /// Regions an organization policy denies.
+    pub denied_regions: Vec<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            off: HashSet::new(),
+            console_delay: Duration::from_secs(3),
+            snapshot_unseen_for: Duration::from_millis(1500),
+            volume_creating_for: Duration::from_millis(800),
+            // Every run asks STS who it is once, first: a stall there costs each run one attempt
+            // timeout and changes no count of EC2 calls that other tests assert.
+            stall: vec!["GetCallerIdentity"],
+            // Listed by moto's DescribeRegions, used by no test manifest.
+            denied_regions: vec!["me-central-1".to_string()],
+        }
+    }
+}
+
+impl Rules {
+    /// Every rule off: moto as it is (for benchmarks against other tools, which must not pay
+    /// for amiplan's test world).
+    #[allow(dead_code)]
+    pub fn none() -> Rules {
+        Rules { off: Rule::ALL.into_iter().collect(), ..Rules::default() }
+    }
+
+    #[allow(dead_code)]
+    pub fn without(mut self, rule: Rule) -> Rules {
+        self.off.insert(rule);
+        self
+    }
+
+    pub fn on(&self, rule: Rule) -> bool {
+        !self.off.contains(&rule)
+    }
+}
+
+/// A client token's first use: the request's parameters and, once moto answered, the answer.
+#[derive(Debug, Clone)]
+pub struct TokenUse {
+    pub parameters: String,
+    pub answer: Option<(u16, String, bytes::Bytes)>,
+}
+
+/// The key of a client token: tokens are per account, region and API.
+pub fn token_key(call: &Call) -> Option<String> {
+    let token = call.param("ClientToken")?;
+    Some(format!("{}/{}/{}/{token}", call.service, call.operation, call.region))
+}
+
+/// A request's parameters without its token, in a stable order.
+pub fn token_parameters(call: &Call) -> String {
+    let mut params: Vec<&(String, String)> = call.params.iter().filter(|(k, _)| k != "ClientToken").collect();
+    params.sort();
+    format!("{params:?}")
+}
+
+/// An instance's console as the player writes it and EC2 buffers it.
+#[derive(Debug, Clone, Default)]
+pub struct Console {
+    pub live: String,
+    /// What was buffered at the last power-off, and when.
+    pub buffered: Option<(std::time::Instant, String)>,
+}
+
+/// The most recent 64 KB, as GetConsoleOutput keeps.
+pub fn console_tail(text: &str) -> &str {
+    const KEEP: usize = 64 * 1024;
+    if text.len() <= KEEP {
+        return text;
+    }
+    let mut start = text.len() - KEEP;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Instance families on the Xen hypervisor, where `Latest` console output is not offered.
+pub fn is_nitro(instance_type: &str) -> bool {
+    const XEN: &[&str] = &[
+        "t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4", "i2", "d2", "x1", "x1e", "p2", "p3", "g3",
+        "h1", "f1",
+    ];
+    let family = instance_type.split('.').next().unwrap_or_default();
+    !XEN.contains(&family)
+}
+
+/// Why EnableImageDeprecation at `at` is refused for an AMI created at `created`, if it is.
+pub fn deprecation_refusal(at: SystemTime, created: SystemTime, public: bool) -> Option<String> {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let now = SystemTime::now();
+    if at < now {
+        return Some("The deprecation time must be in the future".into());
+    }
+    if at > now + 10 * YEAR {
+        return Some("The deprecation time cannot be more than 10 years in the future".into());
+    }
+    if public && at > created + 2 * YEAR {
+        return Some("A public AMI cannot be deprecated more than 2 years after its creation date".into());
+    }
+    None
+}
+
+/// AWS's deprecation time of a public AMI nobody deprecated: two years after its creation.
+pub fn default_public_deprecation(created: SystemTime) -> SystemTime {
+    created + Duration::from_secs(2 * 365 * 24 * 3600)
+}
+
+pub fn rfc3339(time: SystemTime) -> String {
+    use aws_smithy_types::date_time::Format;
+    let secs = time.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // AWS keeps deprecation times to the minute.
+    let secs = (secs + 59) / 60 * 60;
+    aws_smithy_types::DateTime::from_secs(secs).fmt(Format::DateTime).unwrap()
+}
+
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    use aws_smithy_types::date_time::Format;
+    let time = aws_smithy_types::DateTime::from_str(text, Format::DateTime).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(time.secs().max(0) as u64))
+}
+
+/// Why a helper launched by `launch` (amiplan's RunInstances request) in `instance`'s subnet
+/// cannot reach the internet, if it cannot: no public address, or no route out to an attached
+/// internet gateway (or a NAT gateway).
+#[allow(dead_code)] // the benchmarks include this file and play no helper
+pub async fn no_way_out(ec2: &aws_sdk_ec2::Client, launch: &Call, instance: &Instance) -> Option<String> {
+    use aws_sdk_ec2::types::Filter;
+    let subnet_id = instance.subnet_id()?.to_string();
+    let out = ec2.describe_subnets().subnet_ids(&subnet_id).send().await.ok()?;
+    let subnet = out.subnets().first()?;
+    let vpc = subnet.vpc_id()?.to_string();
+    let asked = launch
+        .params
+        .iter()
+        .find(|(k, _)| k.starts_with("NetworkInterface.") && k.ends_with(".AssociatePublicIpAddress"))
+        .map(|(_, v)| v == "true");
+    let public = asked.unwrap_or(subnet.map_public_ip_on_launch() == Some(true));
+    if !public {
+        return Some(format!(
+            "no public IPv4 address ({subnet_id} maps none and the launch asked for none): the download cannot leave the VPC"
+        ));
+    }
+    let associated = Filter::builder().name("association.subnet-id").values(&subnet_id).build();
+    let mut tables = ec2.describe_route_tables().filters(associated).send().await.ok()?.route_tables().to_vec();
+    if tables.is_empty() {
+        let main = Filter::builder().name("association.main").values("true").build();
+        let in_vpc = Filter::builder().name("vpc-id").values(&vpc).build();
+        tables = ec2.describe_route_tables().filters(main).filters(in_vpc).send().await.ok()?.route_tables().to_vec();
+    }
+    let attached = Filter::builder().name("attachment.vpc-id").values(&vpc).build();
+    let gateways = ec2.describe_internet_gateways().filters(attached).send().await.ok()?;
+    let gateway_ids: Vec<&str> = gateways.internet_gateways().iter().filter_map(|g| g.internet_gateway_id()).collect();
+    let out = tables.iter().flat_map(|t| t.routes()).any(|route| {
+        route.destination_cidr_block() == Some("0.0.0.0/0")
+            && (route.gateway_id().is_some_and(|g| gateway_ids.contains(&g)) || route.nat_gateway_id().is_some())
+    });
+    if !out {
+        let seen: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                let routes: Vec<String> = t
+                    .routes()
+                    .iter()
+                    .map(|r| format!("{:?}→{:?}", r.destination_cidr_block(), r.gateway_id()))
+                    .collect();
+                format!("{:?} [{}]", t.route_table_id(), routes.join(", "))
+            })
+            .collect();
+        return Some(format!(
+            "{subnet_id} has no 0.0.0.0/0 route to an internet gateway attached to {vpc} (route tables: {}; gateways: {gateway_ids:?})",
+            seen.join("; ")
+        ));
+    }
+    None
+}
+
+/// The size in GiB of the root volume `launch` gives an instance of an AMI whose root device is
+/// `root_device` with a `snapshot_gib` snapshot.
+#[allow(dead_code)] // the benchmarks include this file and play no helper
+pub fn root_volume_gib(launch: &Call, root_device: &str, snapshot_gib: i32) -> i32 {
+    let mapping = launch
+        .params
+        .iter()
+        .find(|(k, v)| k.starts_with("BlockDeviceMapping.") && k.ends_with(".DeviceName") && v == root_device)
+        .map(|(k, _)| k.trim_end_matches(".DeviceName").to_string());
+    mapping
+        .and_then(|prefix| launch.param(&format!("{prefix}.Ebs.VolumeSize")))
+        .and_then(|size| size.parse().ok())
+        .unwrap_or(snapshot_gib)
+        .max(snapshot_gib)
+}
+
+/// Why a helper's job runs out of scratch space, if it does: it downloads (and, for a bootstrap,
+/// unpacks) on the helper's root volume, of which the system itself takes about 2 GiB.
+#[allow(dead_code)] // the benchmarks include this file and play no helper
+pub fn scratch_refusal(root_gib: i32, target_gib: i32, bootstrap: bool) -> Option<String> {
+    const SYSTEM_GIB: i32 = 2;
+    let needed = if bootstrap { 2 * target_gib } else { target_gib };
+    let free = root_gib - SYSTEM_GIB;
+    (free < needed).then(|| {
+        format!("No space left on device: the job needs up to {needed} GiB of scratch, the {root_gib} GiB root volume has {free} GiB free")
+    })
+}
