@@ -9,7 +9,7 @@ use futures::future::{join_all, try_join_all};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::{Cloud, CloudError, DiscoveryQuery};
+use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass};
 use crate::graph::{DesiredGraph, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
 use crate::sharing::Sharing;
@@ -112,6 +112,10 @@ pub struct Observed {
     /// leads out (an internet or NAT gateway), or `None` when it leads nowhere.
     #[serde(default)]
     pub routes_out: BTreeMap<String, Option<String>>,
+    /// Regions skipped because access there is denied (no manifest targets them), with AWS's
+    /// answer.
+    #[serde(default)]
+    pub denied_regions: BTreeMap<String, String>,
 }
 
 /// The key of a helper AMI selector in [`Observed::helper_amis`].
@@ -206,6 +210,7 @@ pub async fn observe<C: Cloud>(
         regions.sort();
         regions.dedup();
     }
+    let targeted = graph.regions();
     let queries = regions.iter().map(|region| {
         let mut image_names: Vec<String> =
             graph.nodes().filter(|n| &n.region == region).filter_map(|n| n.name.clone()).collect();
@@ -214,7 +219,17 @@ pub async fn observe<C: Cloud>(
         let build_resources =
             graph.nodes().any(|n| &n.region == region && (n.kind.is_transient() || n.kind == NodeKind::Test));
         let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources };
-        async move { cloud.discover(region, &query).await }
+        let targeted = targeted.contains(region);
+        async move {
+            match cloud.discover(region, &query).await {
+                // A region an organization policy (or IAM) denies, found only by scanning every
+                // enabled region: nothing of ours can be there. Skipped, and said so.
+                Err(error) if error.class == ErrorClass::Denied && !targeted => {
+                    Ok((vec![], Some((region.clone(), error.to_string()))))
+                }
+                other => other.map(|found| (found, None)),
+            }
+        }
     });
     let filters = graph.nodes().filter_map(|node| match &node.work {
         Work::Helper { ami: HelperAmi::Filter(filter), .. } => Some((node.region.clone(), filter.clone())),
@@ -239,6 +254,12 @@ pub async fn observe<C: Cloud>(
     let (found, resolved, routes_out) =
         futures::future::try_join3(try_join_all(queries), try_join_all(resolutions), try_join_all(routes)).await?;
     let routes_out = routes_out.into_iter().collect();
+    let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
+    let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
+    for (region, why) in &denied_regions {
+        tracing::warn!(region, %why, "region skipped: access denied");
+    }
+    let regions = regions.into_iter().filter(|r| !denied_regions.contains_key(r)).collect();
     let mut resources: Vec<LiveResource> = found.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
@@ -253,5 +274,14 @@ pub async fn observe<C: Cloud>(
     .await;
     let block_public_access = states.into_iter().flatten().collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
-    Ok(Observed { account, regions, resources, helper_amis, block_public_access, launch_templates, routes_out })
+    Ok(Observed {
+        account,
+        regions,
+        resources,
+        helper_amis,
+        block_public_access,
+        launch_templates,
+        routes_out,
+        denied_regions,
+    })
 }

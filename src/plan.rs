@@ -226,6 +226,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     assign_snapshots(&mut changes, observed);
     let mut warnings = if destroy { vec![] } else { preflight(observed) };
     warnings.extend(network_warnings);
+    warnings.extend(observed.denied_regions.iter().map(|(region, why)| {
+        format!("{region} was skipped: access is denied there ({why}); no manifest targets it, so nothing amiplan owns can be found or removed there")
+    }));
     Plan {
         format: PLAN_FORMAT,
         account: observed.account.clone(),
@@ -535,7 +538,10 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
         {
             let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
             diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
-        } else if node.deprecation.is_none() && live.deprecation.is_some() {
+        } else if node.deprecation.is_none() && live.deprecation.is_some() && !node.sharing.public {
+            // A public AMI is deprecated by AWS itself (two years after its creation, unless
+            // told an earlier time) and cannot be undeprecated: without a declared time, AWS's
+            // default stands. Any other AMI's deprecation the manifest does not ask for goes.
             diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: None });
         }
         let want = node.sharing.for_snapshots();
@@ -691,6 +697,7 @@ mod tests {
             block_public_access: BTreeMap::new(),
             launch_templates: BTreeMap::new(),
             routes_out: BTreeMap::new(),
+            denied_regions: BTreeMap::new(),
         }
     }
 

@@ -14,7 +14,10 @@ pub enum ErrorClass {
     /// The resource exists but is not yet in a state for this call (a volume still `creating`
     /// answers AttachVolume with `IncorrectState`): retry within the consistency window.
     NotReady,
-    /// Access denied, invalid parameters and everything else: retrying cannot help.
+    /// The caller may not do this here (IAM, an organization policy denying the region, a
+    /// region not opted in): never retried.
+    Denied,
+    /// Invalid parameters and everything else: retrying cannot help.
     Fatal,
 }
 
@@ -87,6 +90,14 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "RequestTimeoutException",
         ) => ErrorClass::Transient,
         Some("IncorrectState") => ErrorClass::NotReady,
+        Some(
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "AuthFailure"
+            | "OptInRequired"
+            | "UnauthorizedAccess",
+        ) => ErrorClass::Denied,
         Some(code)
             if code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "ResourceNotFoundException" =>
         {
@@ -113,8 +124,9 @@ mod tests {
         assert_eq!(classify(Some("RequestLimitExceeded"), Some(503)), ErrorClass::Throttling);
         assert_eq!(classify(Some("InvalidAMIID.NotFound"), Some(400)), ErrorClass::NotFound);
         assert_eq!(classify(Some("InvalidSnapshot.NotFound"), Some(400)), ErrorClass::NotFound);
-        assert_eq!(classify(Some("AccessDenied"), Some(403)), ErrorClass::Fatal);
-        assert_eq!(classify(Some("UnauthorizedOperation"), Some(403)), ErrorClass::Fatal);
+        assert_eq!(classify(Some("AccessDenied"), Some(403)), ErrorClass::Denied);
+        assert_eq!(classify(Some("UnauthorizedOperation"), Some(403)), ErrorClass::Denied);
+        assert_eq!(classify(Some("IncorrectState"), Some(400)), ErrorClass::NotReady);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);

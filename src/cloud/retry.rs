@@ -77,7 +77,7 @@ impl RetryPolicy {
         match error.class {
             ErrorClass::Throttling | ErrorClass::Transient => attempt < self.max_attempts,
             ErrorClass::NotFound | ErrorClass::NotReady => just_created && elapsed < self.consistency_window,
-            ErrorClass::Fatal => false,
+            ErrorClass::Denied | ErrorClass::Fatal => false,
         }
     }
 

@@ -211,11 +211,18 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
             regions.push(region.clone());
         }
     }
-    for region in m.image.kms_keys.keys() {
+    for (region, key) in &m.image.kms_keys {
         let path = format!("image.kms_keys.{region}");
         check_region(region, &path, &mut report);
         if !regions.contains(region) {
             report(&path, format!("a KMS key for `{region}`, which is not one of the stack's regions"));
+        }
+        if let Some(problem) = kms_key_problem(
+            key,
+            region,
+            region == &m.build.region && m.build.method == crate::manifest::raw::BuildMethod::Direct,
+        ) {
+            report(&path, problem);
         }
     }
     if let Some(size) = m.build.volume_size
@@ -250,6 +257,19 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     }
 
     let variants = expand(loaded, &mut report);
+    let shares = !m.publish.accounts.is_empty()
+        || !m.publish.organizations.is_empty()
+        || !m.publish.organizational_units.is_empty();
+    if shares && variants.iter().any(|v| v.attrs.encrypted) {
+        for region in regions.iter().filter(|r| !m.image.kms_keys.contains_key(*r)) {
+            report(
+                "publish",
+                format!(
+                    "encrypted AMIs in {region} would use the account's default EBS key, which cannot be shared with other accounts (AWS refuses their snapshots); give image.kms_keys.{region} a customer managed key the accounts may use"
+                ),
+            );
+        }
+    }
     Stack {
         name: m.stack.clone(),
         manifest: loaded.path.clone(),
@@ -269,8 +289,56 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         deprecation: m
             .deprecate_after
             .as_deref()
-            .and_then(|text| Deprecation::parse(text).map_err(|problem| report("deprecate_after", problem)).ok()),
+            .and_then(|text| Deprecation::parse(text).map_err(|problem| report("deprecate_after", problem)).ok())
+            .inspect(|deprecation| {
+                if let Some(problem) = deprecation_refusal(*deprecation, m.publish.public) {
+                    report("deprecate_after", problem);
+                }
+            }),
     }
+}
+
+/// Why AWS would refuse this key where amiplan passes it: StartSnapshot (the build region of a
+/// direct upload) takes only a key ARN; every API refuses a key of another region.
+fn kms_key_problem(key: &str, region: &str, start_snapshot: bool) -> Option<String> {
+    let arn: Vec<&str> = key.split(':').collect();
+    if key.starts_with("arn:") {
+        let named = arn.get(3).copied().unwrap_or_default();
+        if arn.len() < 6 || arn.get(2) != Some(&"kms") {
+            return Some(format!("`{key}` is not a KMS key ARN (arn:aws:kms:{region}:ACCOUNT:key/ID)"));
+        }
+        if named != region {
+            return Some(format!("`{key}` is a key of {named}, not {region}: EBS uses keys of its own region"));
+        }
+        return None;
+    }
+    start_snapshot.then(|| format!(
+        "`{key}`: the EBS direct API (StartSnapshot) takes a key ARN only, not a key ID or alias; give arn:aws:kms:{region}:ACCOUNT:key/ID"
+    ))
+}
+
+/// Why AWS would refuse this deprecation (EC2 user guide, "Deprecate an AMI"): a time in the
+/// past, more than 10 years ahead, or, for public AMIs, more than 2 years after creation.
+fn deprecation_refusal(deprecation: Deprecation, public: bool) -> Option<String> {
+    const DAY: i64 = 24 * 3600;
+    let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs();
+    let (ahead, what) = match deprecation {
+        Deprecation::After(after) => (after, "days after creation"),
+        Deprecation::At(at) if at <= now => {
+            return Some("the date is in the past: AWS deprecates only at a future time".into());
+        }
+        Deprecation::At(at) => (at - now, "from now"),
+    };
+    if ahead > 3650 * DAY {
+        return Some(format!("{} {what} is more than AWS's 10 years", ahead / DAY));
+    }
+    if public && ahead > 730 * DAY {
+        return Some(format!(
+            "{} {what}: AWS deprecates public AMIs at most 2 years (730 days) after creation; choose an earlier time or leave deprecate_after out to keep AWS's default",
+            ahead / DAY
+        ));
+    }
+    None
 }
 
 fn is_instance_type(text: &str) -> bool {
@@ -378,6 +446,7 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
                 if encrypted && m.publish.public {
                     report("publish.public", "encrypted AMIs cannot be made public (AWS refuses it); drop `true` from variants.encrypted or make the stack private".to_string());
                 }
+
                 let attrs = ImageAttrs {
                     architecture: image.architecture,
                     virtualization,

@@ -163,7 +163,7 @@ pub async fn kill_after_mutating_call(proxy: &Proxy, dir: &std::path::Path, args
         }
         status = child.wait() => panic!("k={k}: {args:?} ended ({status:?}) before its mutating call {k}"),
     }
-    proxy.calls().iter().filter(|c| c.is_mutating()).nth(k - 1).map(|c| c.operation.clone()).unwrap()
+    proxy.mutating_calls()[k - 1].clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +173,7 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
     let probe = stack_dir("crash-probe", &small_manifest("probe"), 20);
     let proxy = Proxy::start(&moto.raw, Faults::default(), 0).await;
     expect_code(&amiplan_async(&proxy.endpoint, &probe, &["apply", "stack.yaml", "--auto-approve"]).await, 0);
-    let total = proxy.calls().iter().filter(|c| c.is_mutating()).count();
+    let total = proxy.mutating_calls().len();
     assert!(total >= 8, "a full apply makes at least 8 mutating calls, saw {total}");
     let stride = env_count("AMIPLAN_CRASH_STRIDE", 1).max(1) as usize;
 

@@ -527,7 +527,7 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
     let probe = write_manifest("helper-crash-probe", &small_helper_manifest("probe"));
     let (done, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &probe, &apply), play("probe".into()));
     expect_code(&done, 0);
-    let mutating: Vec<String> = proxy.calls().iter().filter(|c| c.is_mutating()).map(|c| c.operation.clone()).collect();
+    let mutating = proxy.mutating_calls();
     let until = mutating.iter().position(|op| op == "AttachVolume").expect("the probe attached its volume") + 1;
     let stride = std::env::var("AMIPLAN_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1);
 
@@ -647,4 +647,85 @@ async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
     expect_code(&applied, 0);
     assert_eq!(moto.images_named(REGION, "helper-spot-gp3").await.len(), 1);
     assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+}
+
+/// Rule `console-output`: a Xen helper type (t2) has no live console, and EC2 posts the console
+/// buffered at the stop only some time after the instance reads `stopped`. amiplan falls back to
+/// the buffered console and keeps polling through that delay instead of calling the job failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_xen_helper_is_read_from_its_buffered_console_after_it_stops() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 49).await;
+    let stack = "helper-xen";
+    let text = small_helper_manifest(stack).replace("timeout: 5m }", "timeout: 5m, instance_type: t2.micro }");
+    let dir = write_manifest(stack, &text);
+    let player = play_helper(&moto, &proxy, stack);
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    assert_eq!(moto.images_named(REGION, "helper-xen-gp3").await.len(), 1);
+    let reads: Vec<Option<String>> = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetConsoleOutput")
+        .map(|c| c.param("Latest").map(str::to_string))
+        .collect();
+    // Live reads until EC2 refuses them for this type, buffered reads from then on.
+    let live = reads.iter().take_while(|latest| latest.as_deref() == Some("true")).count();
+    assert!(live >= 1, "the live console is tried first: {reads:?}");
+    assert!(reads[live..].iter().all(|latest| latest.as_deref() == Some("false")), "then the buffered one: {reads:?}");
+    assert!(reads.len() > live, "{reads:?}");
+    assert!(proxy.enforced(Rule::ConsoleOutput) > 2, "the buffered console was empty until posted");
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+}
+
+/// Rule `helper-scratch`: a 20 GiB image does not fit in the scratch space of a stock 8 GiB
+/// helper root volume; amiplan maps a root volume grown by what the job needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_image_builds_on_a_stock_helper_ami() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 50).await;
+    let stack = "helper-large";
+    let dir = write_manifest(stack, &small_helper_manifest(stack).replace("volume_size: 2", "volume_size: 20"));
+    let player = play_helper(&moto, &proxy, stack);
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
+    expect_code(&applied, 0);
+    let launch = proxy.calls().into_iter().find(|c| c.operation == "RunInstances").unwrap();
+    let size: i32 = launch.param("BlockDeviceMapping.1.Ebs.VolumeSize").unwrap().parse().unwrap();
+    assert!(size >= 8 + 20, "the root volume makes room for the image: {launch:?}");
+    assert_eq!(launch.param("BlockDeviceMapping.1.Ebs.DeleteOnTermination"), Some("true"));
+    assert_eq!(moto.images_named(REGION, "helper-large-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+}
+
+/// Rule `client-tokens`: AWS keeps a token's first instance even after it terminated, and
+/// refuses the token with other parameters. A build that failed and is run again launches a new
+/// helper (new volume, new group: new parameters) with a new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_run_again_after_a_failure_launches_a_new_helper() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 51).await;
+    let stack = "helper-again";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let fail = async {
+        let instance = wait_for_helper(&moto, stack).await;
+        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &failed(&job, "the mirror was down")).await;
+    };
+    let (first, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), fail);
+    expect_code(&first, 1);
+    let (second, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_helper(&moto, &proxy, stack));
+    expect_code(&second, 0);
+    let tokens: Vec<String> = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "RunInstances")
+        .filter_map(|c| c.param("ClientToken").map(str::to_string))
+        .collect();
+    assert_eq!(tokens.len(), 2, "every launch carries a token: {tokens:?}");
+    assert_ne!(tokens[0], tokens[1], "a new attempt, a new token");
+    assert_eq!(proxy.enforced(Rule::ClientTokens), 0, "no token was refused or answered from the first use");
+    assert_eq!(moto.images_named(REGION, "helper-again-gp3").await.len(), 1);
 }

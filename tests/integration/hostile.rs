@@ -29,7 +29,7 @@ fn corpus_dir() -> (std::path::PathBuf, Vec<String>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_hostile_manifest_is_refused_precisely_without_touching_aws() {
     let (dir, names) = corpus_dir();
-    assert!(names.len() >= 40, "the corpus has {} manifests", names.len());
+    assert!(names.len() >= 80, "the corpus has {} manifests", names.len());
     // The proxy records any call; nothing listens behind it.
     let proxy = Proxy::start("http://127.0.0.1:9", Faults::default(), 0).await;
     for name in &names {

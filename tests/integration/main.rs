@@ -1,5 +1,6 @@
 //! Integration tests: the amiplan binary against a real moto server.
 
+mod aws_rules;
 mod changes;
 mod executor;
 mod fake;

@@ -126,6 +126,8 @@ struct State {
     enforced: HashMap<&'static str, usize>,
     /// The RunInstances request behind each instance.
     launches: HashMap<String, Call>,
+    /// Mutating calls that reached moto (not those a fault or a rule answered), in order.
+    forwarded_mutating: Vec<String>,
 }
 
 struct Shared {
@@ -169,6 +171,7 @@ impl Proxy {
             stalled: HashSet::new(),
             enforced: HashMap::new(),
             launches: HashMap::new(),
+            forwarded_mutating: Vec::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
@@ -221,6 +224,12 @@ impl Proxy {
         console.buffered = Some((Instant::now(), console.live.clone()));
     }
 
+    /// The mutating calls that reached moto since the last [`Proxy::clear_calls`]: what
+    /// [`Proxy::kill_after`] counts (calls a fault or a rule answered never reach moto).
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.shared.state.lock().unwrap().forwarded_mutating.clone()
+    }
+
     /// The rules this proxy enforces.
     #[allow(dead_code)]
     pub fn rules(&self) -> Rules {
@@ -242,6 +251,7 @@ impl Proxy {
     pub fn clear_calls(&self) {
         let mut state = self.shared.state.lock().unwrap();
         state.calls.clear();
+        state.forwarded_mutating.clear();
         state.mutating = 0;
     }
 
@@ -430,6 +440,7 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let mut kill = None;
     if call.is_mutating() {
         state.mutating += 1;
+        state.forwarded_mutating.push(call.operation.clone());
         let due = state.kill_after.as_ref().is_some_and(|(k, _)| *k == state.mutating);
         if due {
             kill = state.kill_after.take().map(|(_, sender)| sender);
@@ -445,10 +456,8 @@ fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
         *state.enforced.entry(rule.name()).or_default() += 1;
         Some(verdict)
     };
-    let refuse = |code: &str, message: &str| {
-        let status = if call.service == "ebs" { StatusCode::BAD_REQUEST } else { StatusCode::BAD_REQUEST };
-        Verdict::Answer(error_with(call, status, code, message))
-    };
+    // EC2 and EBS both answer a refused request with 400.
+    let refuse = |code: &str, message: &str| Verdict::Answer(error_with(call, StatusCode::BAD_REQUEST, code, message));
     if rules.on(Rule::RegionDenied) && rules.denied_regions.contains(&call.region) {
         let code = if call.service == "ebs" { "AccessDeniedException" } else { "UnauthorizedOperation" };
         let message =
