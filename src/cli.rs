@@ -448,6 +448,9 @@ struct Run<'a> {
 async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: Option<Plan>) -> anyhow::Result<u8> {
     // Watch from here on: an interrupt while planning or confirming must still release the lock.
     tokio::spawn(watch_for_interrupts());
+    if let Some(warning) = credentials_warning(|name| std::env::var_os(name).is_some()) {
+        eprintln!("warning: {warning}");
+    }
     let locks = match lock::acquire(cloud, &workspace.lock_sites(), run.execution.lock_timeout, &INTERRUPTED).await {
         Ok(locks) => locks,
         Err(error @ lock::LockError::Interrupted { .. }) => {
@@ -456,7 +459,7 @@ async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: 
         }
         Err(error) => return Err(error.into()),
     };
-    let result = async {
+    let work = async {
         let observed = workspace.observe(cloud, run.regions).await?;
         let plan = workspace.plan(&observed, run.destroy);
         if let Some(saved) = saved {
@@ -464,8 +467,12 @@ async fn converge(cloud: &AwsCloud, workspace: &Workspace, run: Run<'_>, saved: 
         }
         let verb = if run.destroy { "destroy" } else { "apply" };
         execute(cloud, workspace, &plan, run.execution, run.style, verb).await
-    }
-    .await;
+    };
+    // The leases are renewed for as long as the work runs (keep_alive never ends by itself).
+    let result = tokio::select! {
+        result = work => result,
+        () = locks.keep_alive(cloud) => unreachable!("keep_alive runs until the work ends"),
+    };
     locks.release(cloud).await;
     result
 }
@@ -519,6 +526,16 @@ async fn execute(
     } else {
         exit::ERROR
     })
+}
+
+/// Builds, copies and boot tests run for an hour or more. The SDK refreshes credentials from
+/// profiles (SSO, assume-role), instance roles and container roles as they near expiry; session
+/// credentials given in the environment it cannot refresh, so a long run fails midway. Said
+/// before anything changes. `set` tells whether an environment variable is set.
+fn credentials_warning(set: impl Fn(&str) -> bool) -> Option<&'static str> {
+    (set("AWS_ACCESS_KEY_ID") && set("AWS_SESSION_TOKEN")).then_some(
+        "the credentials are session credentials from the environment (AWS_ACCESS_KEY_ID with AWS_SESSION_TOKEN), which cannot be refreshed: a run longer than their lifetime fails midway (the next apply resumes). A profile (SSO or a role) or an instance role is refreshed during long waits.",
+    )
 }
 
 /// SIGINT or SIGTERM: stop starting work, let work in flight finish (so that nothing is left
@@ -681,6 +698,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_credentials_from_the_environment_are_warned_about() {
+        let env = |names: &'static [&'static str]| move |name: &str| names.contains(&name);
+        assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"])).is_some());
+        assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID"])).is_none(), "long-term keys do not expire");
+        assert!(credentials_warning(env(&["AWS_PROFILE"])).is_none(), "profiles are refreshed");
+    }
 
     #[test]
     fn durations_parse() {

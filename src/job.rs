@@ -137,7 +137,41 @@ finish() {
   if [ -z "${AMIPLAN_NO_POWEROFF:-}" ]; then poweroff || shutdown -h now; fi
 }
 trap finish EXIT
-need() { for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || fail "the helper has no \`$tool\`"; done; }
+# The helper AMI may lack a tool the job needs (qemu-img, zstd): install it with the helper's own
+# package manager, whichever of dnf, apt-get and zypper it has.
+package_of() {
+  case "$1:$2" in
+    sha256sum:*|dd:*|base64:*|stat:*|cut:*) echo coreutils ;;
+    mkfs.ext4:*) echo e2fsprogs ;;
+    blockdev:*) echo util-linux ;;
+    xz:apt-get) echo xz-utils ;;
+    qemu-img:apt-get) echo qemu-utils ;;
+    qemu-img:zypper) echo qemu-tools ;;
+    *) echo "$1" ;;
+  esac
+}
+need() {
+  missing=""
+  for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+  [ -z "$missing" ] && return 0
+  manager=""
+  for candidate in dnf apt-get zypper; do
+    if command -v "$candidate" >/dev/null 2>&1; then manager=$candidate; break; fi
+  done
+  [ -n "$manager" ] || fail "the helper has no$missing and no package manager to install it (dnf, apt-get or zypper)"
+  packages=""
+  for tool in $missing; do packages="$packages $(package_of "$tool" "$manager")"; done
+  STEP="install$packages with $manager"
+  say "installing$packages with $manager"
+  case "$manager" in
+    dnf) dnf install -y -q $packages ;;
+    apt-get) DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages ;;
+    zypper) zypper --non-interactive --quiet install $packages ;;
+  esac >/dev/null 2>&1 || fail "installing$packages with $manager failed"
+  for tool in $missing; do
+    command -v "$tool" >/dev/null 2>&1 || fail "the helper has no \`$tool\`, even after installing $(package_of "$tool" "$manager")"
+  done
+}
 check_digest() {
   actual=$(sha256sum "$1" | cut -d' ' -f1)
   [ "$actual" = "$2" ] || fail "$3 has SHA-256 $actual, expected $2"

@@ -313,43 +313,44 @@ impl AwsCloud {
         let policy = self.policy();
         match resource {
             BuildResource::Vpc { cidr } => {
-                let out = policy
-                    .run(false, || async {
-                        ec2.create_vpc()
-                            .cidr_block(cidr)
-                            .tag_specifications(tag_spec(ResourceType::Vpc, tags))
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("CreateVpc", region, e))
-                    })
-                    .await?;
-                Ok(out.vpc().and_then(|v| v.vpc_id.clone()).unwrap_or_default())
+                self.create_once(region, ResourceKind::Vpc, tags, None, || async {
+                    let out = ec2
+                        .create_vpc()
+                        .cidr_block(cidr)
+                        .tag_specifications(tag_spec(ResourceType::Vpc, tags))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CreateVpc", region, e))?;
+                    Ok(out.vpc().and_then(|v| v.vpc_id.clone()).unwrap_or_default())
+                })
+                .await
             }
             BuildResource::Subnet { vpc, cidr } => {
-                let out = policy
-                    .run(true, || async {
-                        ec2.create_subnet()
-                            .vpc_id(vpc)
-                            .cidr_block(cidr)
-                            .tag_specifications(tag_spec(ResourceType::Subnet, tags))
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("CreateSubnet", region, e).on(vpc))
-                    })
-                    .await?;
-                Ok(out.subnet().and_then(|s| s.subnet_id.clone()).unwrap_or_default())
+                self.create_once(region, ResourceKind::Subnet, tags, None, || async {
+                    let out = ec2
+                        .create_subnet()
+                        .vpc_id(vpc)
+                        .cidr_block(cidr)
+                        .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CreateSubnet", region, e).on(vpc))?;
+                    Ok(out.subnet().and_then(|s| s.subnet_id.clone()).unwrap_or_default())
+                })
+                .await
             }
             BuildResource::InternetGateway { vpc } => {
-                let out = policy
-                    .run(false, || async {
-                        ec2.create_internet_gateway()
+                let id = self
+                    .create_once(region, ResourceKind::InternetGateway, tags, None, || async {
+                        let out = ec2
+                            .create_internet_gateway()
                             .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
                             .send()
                             .await
-                            .map_err(|e| sdk_error("CreateInternetGateway", region, e))
+                            .map_err(|e| sdk_error("CreateInternetGateway", region, e))?;
+                        Ok(out.internet_gateway().and_then(|g| g.internet_gateway_id.clone()).unwrap_or_default())
                     })
                     .await?;
-                let id = out.internet_gateway().and_then(|g| g.internet_gateway_id.clone()).unwrap_or_default();
                 policy
                     .run(true, || async {
                         ec2.attach_internet_gateway()
@@ -399,19 +400,29 @@ impl AwsCloud {
                 Ok(id)
             }
             BuildResource::SecurityGroup { vpc, name, description } => {
-                let out = policy
-                    .run(true, || async {
-                        ec2.create_security_group()
-                            .group_name(name)
-                            .description(description)
-                            .vpc_id(vpc)
-                            .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("CreateSecurityGroup", region, e).on(vpc))
-                    })
-                    .await?;
-                Ok(out.group_id.unwrap_or_default())
+                self.create_once(region, ResourceKind::SecurityGroup, tags, None, || async {
+                    let created = ec2
+                        .create_security_group()
+                        .group_name(name)
+                        .description(description)
+                        .vpc_id(vpc)
+                        .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CreateSecurityGroup", region, e).on(vpc));
+                    match created {
+                        Ok(out) => Ok(out.group_id.unwrap_or_default()),
+                        // Group names are unique per VPC: this name is amiplan's own, made by
+                        // an attempt whose answer was lost (or by a killed run). Adopt it.
+                        Err(e) if e.code.as_deref() == Some("InvalidGroup.Duplicate") => {
+                            let id = self.group_named(region, vpc, name).await?.ok_or(e)?;
+                            super::Cloud::set_tags(self, region, std::slice::from_ref(&id), tags).await?;
+                            Ok(id)
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
             }
             BuildResource::Volume { availability_zone, size_gib, volume_type, encrypted, kms_key } => {
                 let out = policy
@@ -646,19 +657,131 @@ impl AwsCloud {
         tags: &BTreeMap<String, String>,
     ) -> Result<String, CloudError> {
         let ec2 = self.ec2(region);
+        let of_volume = Filter::builder().name("volume-id").values(volume).build();
+        self.create_once(region, ResourceKind::Snapshot, tags, Some(of_volume), || async {
+            let out = ec2
+                .create_snapshot()
+                .volume_id(volume)
+                .description(description)
+                .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+                .send()
+                .await
+                .map_err(|e| sdk_error("CreateSnapshot", region, e).on(volume))?;
+            Ok(out.snapshot_id.unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Runs a create whose API takes no client token. Its answer may be lost after AWS made the
+    /// resource; a plain retry would make a second one. So before every retry, look for what it
+    /// would have made (by its `amiplan:node` tag, set at creation, and `extra`) and adopt that.
+    async fn create_once<F, Fut>(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        tags: &BTreeMap<String, String>,
+        extra: Option<Filter>,
+        mut create: F,
+    ) -> Result<String, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<String, CloudError>>,
+    {
+        let policy = self.policy();
+        let started = tokio::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            if attempt > 1
+                && let Some(node) = tags.get(tags::NODE)
+                && let Some(id) = self.find_by_node(region, kind, node, extra.clone()).await?
+            {
+                tracing::debug!(%id, node, "adopted what a create whose answer was lost made");
+                return Ok(id);
+            }
+            match create().await {
+                Ok(id) => return Ok(id),
+                Err(error) if policy.should_retry(&error, attempt, started.elapsed(), true) => {
+                    tracing::debug!(%error, attempt, "retrying a create");
+                    tokio::time::sleep(policy.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The resource of `kind` tagged for `node` (and matching `extra`), if any.
+    async fn find_by_node(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        node: &str,
+        extra: Option<Filter>,
+    ) -> Result<Option<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let mut filters = vec![Filter::builder().name(format!("tag:{}", tags::NODE)).values(node).build()];
+        filters.extend(extra);
+        let filters = Some(filters);
+        self.policy()
+            .run(false, || async {
+                let id = match kind {
+                    ResourceKind::Vpc => ec2
+                        .describe_vpcs()
+                        .set_filters(filters.clone())
+                        .send()
+                        .await
+                        .map(|o| o.vpcs().first().and_then(|v| v.vpc_id.clone()))
+                        .map_err(|e| sdk_error("DescribeVpcs", region, e)),
+                    ResourceKind::Subnet => ec2
+                        .describe_subnets()
+                        .set_filters(filters.clone())
+                        .send()
+                        .await
+                        .map(|o| o.subnets().first().and_then(|v| v.subnet_id.clone()))
+                        .map_err(|e| sdk_error("DescribeSubnets", region, e)),
+                    ResourceKind::InternetGateway => ec2
+                        .describe_internet_gateways()
+                        .set_filters(filters.clone())
+                        .send()
+                        .await
+                        .map(|o| o.internet_gateways().first().and_then(|v| v.internet_gateway_id.clone()))
+                        .map_err(|e| sdk_error("DescribeInternetGateways", region, e)),
+                    ResourceKind::SecurityGroup => ec2
+                        .describe_security_groups()
+                        .set_filters(filters.clone())
+                        .send()
+                        .await
+                        .map(|o| o.security_groups().first().and_then(|v| v.group_id.clone()))
+                        .map_err(|e| sdk_error("DescribeSecurityGroups", region, e)),
+                    ResourceKind::Snapshot => ec2
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .set_filters(filters.clone())
+                        .send()
+                        .await
+                        .map(|o| o.snapshots().first().and_then(|v| v.snapshot_id.clone()))
+                        .map_err(|e| sdk_error("DescribeSnapshots", region, e)),
+                    _ => Ok(None),
+                }?;
+                Ok(id)
+            })
+            .await
+    }
+
+    async fn group_named(&self, region: &str, vpc: &str, name: &str) -> Result<Option<String>, CloudError> {
+        let ec2 = self.ec2(region);
         let out = self
             .policy()
-            .run(true, || async {
-                ec2.create_snapshot()
-                    .volume_id(volume)
-                    .description(description)
-                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
+            .run(false, || async {
+                ec2.describe_security_groups()
+                    .filters(Filter::builder().name("group-name").values(name).build())
+                    .filters(Filter::builder().name("vpc-id").values(vpc).build())
                     .send()
                     .await
-                    .map_err(|e| sdk_error("CreateSnapshot", region, e).on(volume))
+                    .map_err(|e| sdk_error("DescribeSecurityGroups", region, e))
             })
             .await?;
-        Ok(out.snapshot_id.unwrap_or_default())
+        Ok(out.security_groups().first().and_then(|g| g.group_id.clone()))
     }
 
     pub(super) async fn delete_transient(&self, region: &str, kind: ResourceKind, id: &str) -> Result<(), CloudError> {

@@ -133,6 +133,13 @@ pub struct HelperLaunch {
     pub client_token: String,
 }
 
+/// A stack lock as found: which one exactly, and its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub id: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// An AMI's root device: its name and the size of the snapshot behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootDevice {
@@ -318,13 +325,31 @@ pub trait Cloud: Sync {
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when
-    /// this call took it, or the current holder's labels when someone else holds it.
+    /// this call took it, or the lock that exists (possibly this run's own, when an earlier
+    /// answer was lost); its labels are empty when it vanished between the two calls.
     fn try_lock(
         &self,
         region: &str,
         name: &str,
         holder: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
+    ) -> impl Future<Output = Result<Option<HeldLock>, CloudError>> + Send;
+    /// Relabels the lock `name` (renewing its lease), if it is still the one with `labels[key]`.
+    /// Returns false when the lock is gone or held by someone else.
+    fn relabel_lock(
+        &self,
+        region: &str,
+        name: &str,
+        key: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool, CloudError>> + Send;
+    /// Removes the lock `name` if it is still exactly `held` (the same ID: a lock taken
+    /// meanwhile under the same name stays); removing one that is gone succeeds.
+    fn break_lock(
+        &self,
+        region: &str,
+        name: &str,
+        held: &HeldLock,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// Removes the lock `name`; removing a lock that does not exist succeeds.
     fn unlock(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use amiplan::cloud::{
-    BuildResource, Cloud, CloudError, DiscoveryQuery, HelperLaunch, ImageCopy, ImageRegistration, Placement,
+    BuildResource, Cloud, CloudError, DiscoveryQuery, HeldLock, HelperLaunch, ImageCopy, ImageRegistration, Placement,
     ResourceStatus, SnapshotUpload,
 };
 use amiplan::observe::{LiveResource, ResourceKind};
@@ -350,15 +350,43 @@ impl Cloud for FakeCloud {
         region: &str,
         name: &str,
         holder: &BTreeMap<String, String>,
-    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
+    ) -> Result<Option<HeldLock>, CloudError> {
         self.call("CreateKeyPair", region)?;
         let mut state = self.state.lock().unwrap();
         let key = (region.to_string(), name.to_string());
         if let Some(other) = state.locks.get(&key) {
-            return Ok(Some(other.clone()));
+            return Ok(Some(HeldLock { id: Some(name.to_string()), labels: other.clone() }));
         }
         state.locks.insert(key, holder.clone());
         Ok(None)
+    }
+
+    async fn relabel_lock(
+        &self,
+        region: &str,
+        name: &str,
+        key: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, CloudError> {
+        self.call("CreateTags", region)?;
+        let mut state = self.state.lock().unwrap();
+        match state.locks.get_mut(&(region.to_string(), name.to_string())) {
+            Some(held) if held.get(key) == labels.get(key) => {
+                *held = labels.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn break_lock(&self, region: &str, name: &str, held: &HeldLock) -> Result<(), CloudError> {
+        self.call("DeleteKeyPair", region)?;
+        let mut state = self.state.lock().unwrap();
+        let key = (region.to_string(), name.to_string());
+        if state.locks.get(&key) == Some(&held.labels) {
+            state.locks.remove(&key);
+        }
+        Ok(())
     }
 
     async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {

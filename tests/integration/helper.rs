@@ -457,7 +457,7 @@ async fn a_rerun_after_a_crash_adopts_the_running_helper() {
     let instance = wait_for_helper(&moto, stack).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
-    expect_code(&moto.amiplan(&dir, &["unlock", "stack.yaml"]), 0);
+    // No `amiplan unlock`: the dead run's lock is taken over.
     assert_eq!(proxy.calls().iter().filter(|c| c.operation == "RunInstances").count(), 1);
     proxy.clear_calls();
 
@@ -535,7 +535,6 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
         let stack = format!("hcrash{k}");
         let dir = write_manifest(&stack, &small_helper_manifest(&stack));
         let killed_at = kill_after_mutating_call(&proxy, &dir, &apply, k).await;
-        expect_code(&moto.amiplan(&dir, &["unlock", "stack.yaml"]), 0);
         let (recovered, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play(stack.clone()));
         assert_eq!(
             recovered.status.code(),
@@ -728,4 +727,44 @@ async fn a_build_run_again_after_a_failure_launches_a_new_helper() {
     assert_ne!(tokens[0], tokens[1], "a new attempt, a new token");
     assert_eq!(proxy.enforced(Rule::ClientTokens), 0, "no token was refused or answered from the first use");
     assert_eq!(moto.images_named(REGION, "helper-again-gp3").await.len(), 1);
+}
+
+/// Every create of a helper build survives a lost answer (AWS did the work, the connection
+/// dropped before the answer) without leaving a second resource: creates with a client token
+/// are re-sent with the same token (rule `client-tokens` answers with the first resource);
+/// the others look for what the lost attempt made, by its tags, before trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
+    let moto = Moto::start();
+    let creates = [
+        "CreateVpc",
+        "CreateSubnet",
+        "CreateInternetGateway",
+        "CreateRouteTable",
+        "CreateSecurityGroup",
+        "CreateVolume",
+        "RunInstances",
+        "CreateSnapshot",
+    ];
+    let faults = Faults { lose_first_answer_of: creates.to_vec(), ..Faults::default() };
+    let proxy = Proxy::start(&moto.raw, faults, 52).await;
+    let stack = "helper-lost";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_helper(&moto, &proxy, stack));
+    expect_code(&applied, 0);
+    let calls = proxy.calls();
+    for create in creates {
+        assert!(calls.iter().filter(|c| c.operation == create).count() >= 2, "{create}'s answer was lost and retried");
+    }
+    assert!(proxy.enforced(Rule::ClientTokens) >= 3, "token creates were answered with their first resource");
+    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "no second network, group or volume");
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let instances = ec2.describe_instances().filters(by_stack).send().await.unwrap();
+    assert_eq!(instances.reservations().iter().flat_map(|r| r.instances()).count(), 1, "one helper");
+    let node = format!("snapshot/{stack}-root@{REGION}");
+    let snapshots = moto.stack_snapshots(REGION, stack).await;
+    assert_eq!(snapshots.iter().filter(|s| tag(s.tags(), "amiplan:node") == Some(node.as_str())).count(), 1);
+    assert_eq!(moto.images_named(REGION, "helper-lost-gp3").await.len(), 1);
 }

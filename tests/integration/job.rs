@@ -54,6 +54,11 @@ struct Run {
 
 /// Runs the job for `origin` against a zeroed stand-in device.
 async fn run_job(dir: &Path, origin: &Origin) -> Run {
+    run_job_with_path(dir, origin, None).await
+}
+
+/// The same, with `PATH` set to `path` (a helper that lacks some tools).
+async fn run_job_with_path(dir: &Path, origin: &Origin, path: Option<&Path>) -> Run {
     let job = job::prepare("local", origin).unwrap();
     let script = dir.join("job.sh");
     std::fs::write(&script, job.script("vol-0123456789abcdef0")).unwrap();
@@ -67,6 +72,7 @@ async fn run_job(dir: &Path, origin: &Origin) -> Run {
         .env("AMIPLAN_CONSOLE", &console_path)
         .env("AMIPLAN_WORK", dir.join("work"))
         .env("AMIPLAN_NO_POWEROFF", "1")
+        .env("PATH", path.map_or_else(|| std::env::var_os("PATH").unwrap_or_default(), |p| p.as_os_str().to_owned()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
@@ -115,6 +121,66 @@ async fn a_good_image_lands_byte_for_byte_in_every_format() {
         assert!(run.device[raw.len()..].iter().all(|b| *b == 0), "{format:?}: nothing past the image");
         assert!(run.console.contains("AMIPLAN-LOG"), "progress is reported too");
     }
+}
+
+/// A directory standing in for a helper's PATH: every program of this machine but `missing`
+/// and the package managers, plus `manager` if given, a stand-in that records its arguments and
+/// "installs" a package by linking the real tool of the same name.
+fn helper_path(dir: &Path, missing: &str, manager: Option<&str>) -> PathBuf {
+    let bin = dir.join(format!("bin-{}", manager.unwrap_or("none")));
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::create_dir_all(&bin).unwrap();
+    for system in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        for entry in std::fs::read_dir(system).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if [missing, "dnf", "apt-get", "zypper"].contains(&name.as_str()) || bin.join(&name).exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(entry.path(), bin.join(&name));
+        }
+    }
+    if let Some(manager) = manager {
+        let real = ["/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(missing)).find(|p| p.exists()).unwrap();
+        let script = format!(
+            "#!/bin/bash\necho \"$*\" >> {log}\ncase \" $* \" in *\" install \"*) ln -sf {real} {bin}/{missing} ;; esac\n",
+            log = dir.join("manager.log").display(),
+            real = real.display(),
+            bin = bin.display()
+        );
+        std::fs::write(bin.join(manager), script).unwrap();
+        let mut permissions = std::fs::metadata(bin.join(manager)).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(bin.join(manager), permissions).unwrap();
+    }
+    bin
+}
+
+/// A helper AMI without `zstd`: the job installs it with the helper's package manager (here an
+/// apt-get stand-in), then writes the image; with no package manager it fails saying what is
+/// missing, before writing anything.
+#[tokio::test]
+async fn a_missing_tool_is_installed_with_the_helpers_package_manager() {
+    let dir = workdir("job-install");
+    let raw = sample_image(&dir.join("sample"), 4, 8);
+    let (format, zst) = encodings(&dir, &raw).into_iter().find(|(f, _)| *f == ImageFormat::RawZst).unwrap();
+    let url = serve(zst.clone(), false).await;
+    let origin = Origin::Url { url: format!("{url}/image.raw.zst"), sha256: sha256(&zst), format };
+
+    let bare = helper_path(&dir, "zstd", None);
+    let run = run_job_with_path(&dir, &origin, Some(&bare)).await;
+    match &run.result {
+        Some(JobResult::Failed(reason)) => assert!(reason.contains("no zstd and no package manager"), "{reason}"),
+        other => panic!("expected a failure, got {other:?}: {}", run.console),
+    }
+    assert!(run.device.iter().all(|b| *b == 0), "nothing written");
+
+    let with_apt = helper_path(&dir, "zstd", Some("apt-get"));
+    let run = run_job_with_path(&dir, &origin, Some(&with_apt)).await;
+    assert_eq!(run.result, Some(JobResult::Succeeded), "{}", run.console);
+    assert_eq!(&run.device[..raw.len()], &raw[..]);
+    let log = std::fs::read_to_string(dir.join("manager.log")).unwrap();
+    assert!(log.contains("update -qq") && log.contains("install -y -qq zstd"), "{log}");
+    assert!(run.console.contains("installing zstd with apt-get"), "{}", run.console);
 }
 
 #[tokio::test]

@@ -57,6 +57,9 @@ pub struct Faults {
     pub aws_block_size: bool,
     /// AWS's rules, all on by default.
     pub rules: Rules,
+    /// Operations whose first request moto carries out but whose answer is lost (the
+    /// connection drops after the work is done).
+    pub lose_first_answer_of: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +131,8 @@ struct State {
     launches: HashMap<String, Call>,
     /// Mutating calls that reached moto (not those a fault or a rule answered), in order.
     forwarded_mutating: Vec<String>,
+    /// Operations whose first answer was lost already.
+    answers_lost: HashSet<String>,
 }
 
 struct Shared {
@@ -172,6 +177,7 @@ impl Proxy {
             enforced: HashMap::new(),
             launches: HashMap::new(),
             forwarded_mutating: Vec::new(),
+            answers_lost: HashSet::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
@@ -281,6 +287,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let call = identify(&parts, &body);
+    if let Some(refusal) = placement_refusal(&shared, &call, &parts).await {
+        shared.state.lock().unwrap().calls.push(call.clone());
+        *shared.state.lock().unwrap().enforced.entry(Rule::InstanceTypeOfferings.name()).or_default() += 1;
+        return Ok(error_with(&call, StatusCode::BAD_REQUEST, "Unsupported", &refusal));
+    }
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
     let pending = match verdict {
@@ -303,6 +314,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
 
     remember_created(&shared, &call, &bytes);
     remember_answer(&shared, &call, &answer_parts, &bytes);
+    {
+        let mut state = shared.state.lock().unwrap();
+        if state.faults.lose_first_answer_of.contains(&call.operation.as_str())
+            && state.answers_lost.insert(call.operation.clone())
+        {
+            state.injected.dropped += 1;
+            return Err(std::io::Error::other("answer lost on purpose"));
+        }
+    }
     if call.operation == "DescribeImages" {
         let deprecations = shared.state.lock().unwrap().deprecations.clone();
         let mut text = String::from_utf8_lossy(&bytes).into_owned();
@@ -447,6 +467,41 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
         }
     }
     (Verdict::Forward { pending }, latency, kill)
+}
+
+/// Rule `instance-type-offerings`: a RunInstances in a subnet whose Availability Zone does not
+/// offer the instance type is refused, as AWS does. The subnet's zone and the offerings are
+/// asked of moto itself, whose offerings data is AWS's.
+async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::request::Parts) -> Option<String> {
+    if call.operation != "RunInstances" || !shared.state.lock().unwrap().faults.rules.on(Rule::InstanceTypeOfferings) {
+        return None;
+    }
+    let subnet = call.param("SubnetId").or_else(|| call.param("NetworkInterface.1.SubnetId"))?;
+    let instance_type = call.param("InstanceType").unwrap_or("m1.small");
+    let ask = |body: String| async move {
+        let mut request = Request::builder().method("POST").uri(format!("{}/", shared.upstream));
+        for name in ["authorization", "host", "x-amz-date"] {
+            if let Some(value) = parts.headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let answer = shared.client.request(request).await.ok()?;
+        let bytes = answer.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let subnets = ask(format!("Action=DescribeSubnets&Version=2016-11-15&SubnetId.1={subnet}")).await?;
+    let zone = between(&subnets, "<availabilityZone>", "</availabilityZone>")?;
+    let offerings = ask(format!(
+        "Action=DescribeInstanceTypeOfferings&Version=2016-11-15&LocationType=availability-zone&Filter.1.Name=instance-type&Filter.1.Value.1={instance_type}&Filter.2.Name=location&Filter.2.Value.1={zone}"
+    ))
+    .await?;
+    (!offerings.contains(&format!("<location>{zone}</location>"))).then(|| {
+        format!("Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone}).")
+    })
 }
 
 /// AWS's rules (see `rules.rs`): an answer of the proxy's own, a stall, or `None` to go on.

@@ -27,10 +27,11 @@ pub enum Rule {
     RegionDenied,
     StartSnapshotKeyArn,
     TagLimits,
+    InstanceTypeOfferings,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -42,6 +43,7 @@ impl Rule {
         Rule::RegionDenied,
         Rule::StartSnapshotKeyArn,
         Rule::TagLimits,
+        Rule::InstanceTypeOfferings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Rule {
             Rule::RegionDenied => "region-denied",
             Rule::StartSnapshotKeyArn => "start-snapshot-key-arn",
             Rule::TagLimits => "tag-limits",
+            Rule::InstanceTypeOfferings => "instance-type-offerings",
         }
     }
 
@@ -92,6 +95,9 @@ impl Rule {
             }
             Rule::StartSnapshotKeyArn => {
                 "EBS direct APIs reference, StartSnapshot: KmsKeyArn takes the key's ARN (pattern arn:aws[\\w:/-]+)"
+            }
+            Rule::InstanceTypeOfferings => {
+                "EC2 API reference, DescribeInstanceTypeOfferings; RunInstances answers Unsupported for an instance type the subnet's Availability Zone does not offer (t3.small is not offered in us-east-1e)"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
