@@ -112,6 +112,12 @@ pub struct Observed {
     /// leads out (an internet or NAT gateway), or `None` when it leads nowhere.
     #[serde(default)]
     pub routes_out: BTreeMap<String, Option<String>>,
+    /// Availability Zones offering each instance type a helper or boot test uses
+    /// (`type@region`), and the zone of each existing subnet they run in (`subnet@region`).
+    #[serde(default)]
+    pub zones: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub subnet_zones: BTreeMap<String, String>,
     /// Regions skipped because access there is denied (no manifest targets them), with AWS's
     /// answer.
     #[serde(default)]
@@ -251,8 +257,36 @@ pub async fn observe<C: Cloud>(
         let target = cloud.route_out(region, subnet).await?;
         Ok::<_, CloudError>((helper_ami_key(subnet, region), target))
     });
-    let (found, resolved, routes_out) =
-        futures::future::try_join3(try_join_all(queries), try_join_all(resolutions), try_join_all(routes)).await?;
+    let mut instance_types = BTreeSet::new();
+    let mut placed_subnets = BTreeSet::new();
+    for node in graph.nodes() {
+        match &node.work {
+            Work::Helper { instance_type, existing_subnet, .. } => {
+                instance_types.insert((node.region.clone(), instance_type.clone()));
+                placed_subnets.extend(existing_subnet.clone().map(|s| (node.region.clone(), s)));
+            }
+            Work::Test { instance_type, subnet, .. } => {
+                instance_types.insert((node.region.clone(), instance_type.clone()));
+                placed_subnets.extend(subnet.clone().map(|s| (node.region.clone(), s)));
+            }
+            _ => {}
+        }
+    }
+    let offerings = instance_types.iter().map(|(region, instance_type)| async move {
+        let zones = cloud.instance_type_zones(region, instance_type).await?;
+        Ok::<_, CloudError>((helper_ami_key(instance_type, region), zones))
+    });
+    let placements = placed_subnets.iter().map(|(region, subnet)| async move {
+        let placement = cloud.subnet_placement(region, subnet).await?;
+        Ok::<_, CloudError>((helper_ami_key(subnet, region), placement.availability_zone))
+    });
+    let ((found, resolved, routes_out), (zones, subnet_zones)) = futures::future::try_join(
+        futures::future::try_join3(try_join_all(queries), try_join_all(resolutions), try_join_all(routes)),
+        futures::future::try_join(try_join_all(offerings), try_join_all(placements)),
+    )
+    .await?;
+    let zones = zones.into_iter().collect();
+    let subnet_zones = subnet_zones.into_iter().collect();
     let routes_out = routes_out.into_iter().collect();
     let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
@@ -282,6 +316,8 @@ pub async fn observe<C: Cloud>(
         block_public_access,
         launch_templates,
         routes_out,
+        zones,
+        subnet_zones,
         denied_regions,
     })
 }

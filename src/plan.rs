@@ -86,6 +86,9 @@ pub const RESOLVED_AMI: &str = "ami";
 /// Key in [`Change::resolved`]: `true` when the helper must ask for a public address to reach
 /// its image's URL through an internet gateway.
 pub const RESOLVED_PUBLIC_ADDRESS: &str = "public_address";
+/// Key in [`Change::resolved`]: the Availability Zone a temporary subnet is made in, or (for a
+/// boot test in a default subnet) the zones it may run in, comma-separated.
+pub const RESOLVED_ZONE: &str = "availability_zone";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -147,7 +150,11 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         if node.kind == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
             if !destroy {
-                changes.push(test_change(node, desired, &claims));
+                let mut change = test_change(node, desired, &claims);
+                if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
+                    network_warnings.push(warning);
+                }
+                changes.push(change);
             }
             continue;
         }
@@ -187,6 +194,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         }
         resolve_helper_ami(node, observed, &mut change);
         if let Some(warning) = resolve_helper_network(node, observed, &mut change) {
+            network_warnings.push(warning);
+        }
+        if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
             network_warnings.push(warning);
         }
         changes.push(change);
@@ -381,6 +391,60 @@ fn resolve_helper_network(node: &Node, observed: &Observed, change: &mut Change)
     };
     change.reasons.push(reason);
     change.resolved.insert(RESOLVED_PUBLIC_ADDRESS.into(), public.to_string());
+    None
+}
+
+/// Places what runs an instance in an Availability Zone that offers its type (AWS refuses
+/// RunInstances elsewhere with `Unsupported`): the temporary subnet of a helper build is made in
+/// the first such zone, a boot test picks a default subnet in one; an existing subnet in a zone
+/// without the type is a warning.
+fn resolve_placement(node: &Node, desired: &DesiredGraph, observed: &Observed, change: &mut Change) -> Option<String> {
+    if !matches!(change.action, Action::Create | Action::Replace) {
+        return None;
+    }
+    let (instance_type, subnet) = match &node.work {
+        Work::Subnet { .. } => {
+            let helper = desired
+                .nodes()
+                .find(|n| n.stack == node.stack && n.region == node.region && n.kind == NodeKind::Helper)?;
+            let Work::Helper { instance_type, .. } = &helper.work else { return None };
+            (instance_type, None)
+        }
+        Work::Helper { instance_type, existing_subnet: Some(subnet), .. } => (instance_type, Some(subnet)),
+        Work::Test { instance_type, subnet, .. } => (instance_type, subnet.as_ref()),
+        _ => return None,
+    };
+    let zones = observed.zones.get(&helper_ami_key(instance_type, &node.region))?;
+    if zones.is_empty() {
+        change.reasons.push(format!("no Availability Zone of {} offers {instance_type}", node.region));
+        return Some(format!(
+            "{}: no Availability Zone of {} offers {instance_type}; choose another instance type",
+            node.id, node.region
+        ));
+    }
+    match subnet {
+        Some(subnet) => {
+            let zone = observed.subnet_zones.get(&helper_ami_key(subnet, &node.region))?;
+            if !zones.contains(zone) {
+                change.reasons.push(format!("{subnet} is in {zone}, which does not offer {instance_type}"));
+                return Some(format!(
+                    "{}: {subnet} is in {zone}, where {instance_type} is not offered (AWS refuses the launch); it is offered in {}",
+                    node.id,
+                    zones.join(", ")
+                ));
+            }
+        }
+        None if node.kind == NodeKind::Subnet => {
+            change.reasons.push(format!("in {}, which offers {instance_type}", zones[0]));
+            change.resolved.insert(RESOLVED_ZONE.into(), zones[0].clone());
+        }
+        None => {
+            change
+                .reasons
+                .push(format!("in a default subnet of a zone that offers {instance_type} ({})", zones.join(", ")));
+            change.resolved.insert(RESOLVED_ZONE.into(), zones.join(","));
+        }
+    }
     None
 }
 
@@ -697,6 +761,8 @@ mod tests {
             block_public_access: BTreeMap::new(),
             launch_templates: BTreeMap::new(),
             routes_out: BTreeMap::new(),
+            zones: BTreeMap::new(),
+            subnet_zones: BTreeMap::new(),
             denied_regions: BTreeMap::new(),
         }
     }

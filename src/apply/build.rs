@@ -14,7 +14,7 @@ use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch, RootDevice};
 use crate::graph::{Node, NodeKind, Work};
 use crate::job::{self, JobResult};
 use crate::observe::ResourceKind;
-use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS};
+use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
 const HELPER_DEVICE: &str = "/dev/sdf";
@@ -34,9 +34,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let tags = node.desired_tags();
         let resource = match &node.work {
             Work::Vpc { cidr } => BuildResource::Vpc { cidr: cidr.clone() },
-            Work::Subnet { cidr } => {
-                BuildResource::Subnet { vpc: input(inputs, NodeKind::Vpc, node)?, cidr: cidr.clone() }
-            }
+            Work::Subnet { cidr } => BuildResource::Subnet {
+                vpc: input(inputs, NodeKind::Vpc, node)?,
+                cidr: cidr.clone(),
+                availability_zone: change.resolved.get(RESOLVED_ZONE).cloned(),
+            },
             Work::InternetGateway => BuildResource::InternetGateway { vpc: input(inputs, NodeKind::Vpc, node)? },
             Work::RouteTable => {
                 let subnet = input(inputs, NodeKind::Subnet, node)?;
@@ -108,7 +110,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                     timeout: *timeout,
                     subnet: subnet.as_deref(),
                 };
-                return self.boot_test(node, inputs, &test).await;
+                return self.boot_test(node, change, inputs, &test).await;
             }
             Work::Upload { .. } | Work::Register { .. } | Work::Copy { .. } => {
                 unreachable!("image and snapshot work is not build work")

@@ -9,6 +9,7 @@ use super::{Executor, Inputs, StepError};
 use crate::cloud::{BuildResource, Cloud, HelperLaunch};
 use crate::graph::{Node, NodeKind};
 use crate::job::Job;
+use crate::plan::{Change, RESOLVED_ZONE};
 use crate::tags;
 
 pub(super) struct BootTest<'w> {
@@ -23,6 +24,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
     pub(super) async fn boot_test(
         &self,
         node: &Node,
+        change: &Change,
         inputs: &Inputs,
         test: &BootTest<'_>,
     ) -> Result<String, StepError> {
@@ -34,10 +36,21 @@ impl<'a, C: Cloud> Executor<'a, C> {
             .ok_or_else(|| StepError { resource: None, message: format!("{} has no AMI to test", node.id) })?;
         let subnet = match test.subnet {
             Some(subnet) => subnet.to_string(),
-            None => self.cloud.default_subnet(region).await?.ok_or_else(|| StepError {
-                resource: Some(image_id.clone()),
-                message: format!("{region} has no default VPC to test in: set test.subnet"),
-            })?,
+            None => {
+                // The plan chose the zones that offer the test's instance type.
+                let zones: Vec<String> = change
+                    .resolved
+                    .get(RESOLVED_ZONE)
+                    .map(|z| z.split(',').map(str::to_string).collect())
+                    .unwrap_or_default();
+                self.cloud.default_subnet(region, &zones).await?.ok_or_else(|| StepError {
+                    resource: Some(image_id.clone()),
+                    message: format!(
+                        "{region} has no default subnet to test in (in a zone offering {}): set test.subnet",
+                        test.instance_type
+                    ),
+                })?
+            }
         };
         let vpc = self.placement(region, &subnet).await?.vpc;
         let tags = node.desired_tags();

@@ -613,8 +613,12 @@ impl Cloud for AwsCloud {
         self.placement_of(region, subnet).await
     }
 
-    async fn default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
-        self.first_default_subnet(region).await
+    async fn default_subnet(&self, region: &str, zones: &[String]) -> Result<Option<String>, CloudError> {
+        self.first_default_subnet(region, zones).await
+    }
+
+    async fn instance_type_zones(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
+        self.zones_offering(region, instance_type).await
     }
 
     async fn create_build_resource(

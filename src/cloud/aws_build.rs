@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{
     AttachmentStatus, BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, InstanceInterruptionBehavior,
     InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceNetworkInterfaceSpecification, InstanceType, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType,
-    SpotMarketOptions, VolumeType,
+    InstanceNetworkInterfaceSpecification, InstanceType, LocationType, MarketType, ResourceType, ShutdownBehavior,
+    SpotInstanceType, SpotMarketOptions, VolumeType,
 };
 use base64::Engine as _;
 
@@ -260,7 +260,11 @@ impl AwsCloud {
         Ok(RootDevice { name, size_gib: size.max(1) as u32 })
     }
 
-    pub(super) async fn first_default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
+    pub(super) async fn first_default_subnet(
+        &self,
+        region: &str,
+        zones: &[String],
+    ) -> Result<Option<String>, CloudError> {
         let ec2 = self.ec2(region);
         let subnets = self
             .policy()
@@ -270,9 +274,38 @@ impl AwsCloud {
                 pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeSubnets", region, e))
             })
             .await?;
-        let mut ids: Vec<String> = subnets.iter().filter_map(|s| s.subnet_id.clone()).collect();
+        let mut ids: Vec<String> = subnets
+            .iter()
+            .filter(|s| zones.is_empty() || s.availability_zone().is_some_and(|z| zones.iter().any(|w| w == z)))
+            .filter_map(|s| s.subnet_id.clone())
+            .collect();
         ids.sort();
         Ok(ids.into_iter().next())
+    }
+
+    pub(super) async fn zones_offering(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let offerings = self
+            .policy()
+            .run(false, || async {
+                let of_type = Filter::builder().name("instance-type").values(instance_type).build();
+                let pages = ec2
+                    .describe_instance_type_offerings()
+                    .location_type(LocationType::AvailabilityZone)
+                    .filters(of_type)
+                    .into_paginator()
+                    .items()
+                    .send();
+                pages
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| sdk_error("DescribeInstanceTypeOfferings", region, e))
+            })
+            .await?;
+        let mut zones: Vec<String> = offerings.iter().filter_map(|o| o.location.clone()).collect();
+        zones.sort();
+        zones.dedup();
+        Ok(zones)
     }
 
     pub(super) async fn placement_of(&self, region: &str, subnet: &str) -> Result<Placement, CloudError> {
@@ -325,12 +358,13 @@ impl AwsCloud {
                 })
                 .await
             }
-            BuildResource::Subnet { vpc, cidr } => {
+            BuildResource::Subnet { vpc, cidr, availability_zone } => {
                 self.create_once(region, ResourceKind::Subnet, tags, None, || async {
                     let out = ec2
                         .create_subnet()
                         .vpc_id(vpc)
                         .cidr_block(cidr)
+                        .set_availability_zone(availability_zone.clone())
                         .tag_specifications(tag_spec(ResourceType::Subnet, tags))
                         .send()
                         .await

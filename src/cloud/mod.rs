@@ -84,6 +84,8 @@ pub enum BuildResource {
     Subnet {
         vpc: String,
         cidr: String,
+        /// Where the helper's instance type is offered (AWS picks a zone when `None`).
+        availability_zone: Option<String>,
     },
     InternetGateway {
         vpc: String,
@@ -256,8 +258,19 @@ pub trait Cloud: Sync {
         owner: &str,
         name_pattern: &str,
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
-    /// A default subnet of the region's default VPC, if it has one.
-    fn default_subnet(&self, region: &str) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// A default subnet of the region's default VPC in one of `zones` (any zone when empty), if
+    /// it has one.
+    fn default_subnet(
+        &self,
+        region: &str,
+        zones: &[String],
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// The Availability Zones of the region that offer the instance type, sorted.
+    fn instance_type_zones(
+        &self,
+        region: &str,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
     fn subnet_placement(
         &self,
         region: &str,

@@ -405,7 +405,11 @@ impl Cloud for FakeCloud {
         Err(no_builds("DescribeSubnets", region))
     }
 
-    async fn default_subnet(&self, region: &str) -> Result<Option<String>, CloudError> {
+    async fn instance_type_zones(&self, region: &str, _instance_type: &str) -> Result<Vec<String>, CloudError> {
+        Err(no_builds("DescribeInstanceTypeOfferings", region))
+    }
+
+    async fn default_subnet(&self, region: &str, _zones: &[String]) -> Result<Option<String>, CloudError> {
         Err(no_builds("DescribeSubnets", region))
     }
 

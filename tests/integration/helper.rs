@@ -270,6 +270,10 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
         assert!(text.contains(&format!("{node}{stack}@us-east-1")), "plan lists {node}: {text}");
     }
     assert!(text.contains("transient: created for the build, removed after"), "{text}");
+    assert!(
+        text.contains("in us-east-1a, which offers t3.small"),
+        "the subnet is placed where the type is offered: {text}"
+    );
     assert!(text.contains("boots ami-"), "the resolved helper AMI is shown: {text}");
 
     let apply_args = [&["apply", "fedora-helper.yaml", "--auto-approve"][..], &args].concat();
@@ -341,7 +345,21 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
     let dir = workdir("helper-funtoo");
     copy_example("funtoo-bootstrap.yaml", &dir);
     let ec2 = moto.ec2(REGION).await;
-    let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0].clone();
+    let subnets = ec2.describe_subnets().send().await.unwrap().subnets().to_vec();
+    let in_zone = |zone: &str| subnets.iter().find(|s| s.availability_zone() == Some(zone)).unwrap().clone();
+    // us-east-1e offers no c5 instances (rule `instance-type-offerings`): the plan says so.
+    let manifest = std::fs::read_to_string(dir.join("funtoo-bootstrap.yaml")).unwrap();
+    let unoffered = in_zone("us-east-1e");
+    std::fs::write(
+        dir.join("funtoo-bootstrap.yaml"),
+        manifest.replace("subnet-0123456789abcdef0", unoffered.subnet_id().unwrap()),
+    )
+    .unwrap();
+    let planned =
+        amiplan_async(&proxy.endpoint, &dir, &["plan", "funtoo-bootstrap.yaml", "--regions", "manifest"]).await;
+    assert!(stdout(&planned).contains("is in us-east-1e, where c5.large is not offered"), "{}", stdout(&planned));
+    std::fs::write(dir.join("funtoo-bootstrap.yaml"), &manifest).unwrap();
+    let subnet = in_zone("us-east-1a");
     let subnet_id = subnet.subnet_id().unwrap();
     let manifest = std::fs::read_to_string(dir.join("funtoo-bootstrap.yaml")).unwrap();
     std::fs::write(dir.join("funtoo-bootstrap.yaml"), manifest.replace("subnet-0123456789abcdef0", subnet_id)).unwrap();
@@ -754,8 +772,12 @@ async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_helper(&moto, &proxy, stack));
     expect_code(&applied, 0);
     let calls = proxy.calls();
-    for create in creates {
-        assert!(calls.iter().filter(|c| c.operation == create).count() >= 2, "{create}'s answer was lost and retried");
+    let count = |create: &str| calls.iter().filter(|c| c.operation == create).count();
+    for create in ["CreateRouteTable", "CreateVolume", "RunInstances"] {
+        assert!(count(create) >= 2, "{create}'s answer was lost and it was re-sent with its token");
+    }
+    for create in ["CreateVpc", "CreateSubnet", "CreateInternetGateway", "CreateSecurityGroup", "CreateSnapshot"] {
+        assert_eq!(count(create), 1, "{create} (no token): what the lost attempt made was found and adopted");
     }
     assert!(proxy.enforced(Rule::ClientTokens) >= 3, "token creates were answered with their first resource");
     assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "no second network, group or volume");
