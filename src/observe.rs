@@ -118,6 +118,9 @@ pub struct Observed {
     pub zones: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub subnet_zones: BTreeMap<String, String>,
+    /// VPCs per region where a helper build makes a temporary one (against the quota).
+    #[serde(default)]
+    pub vpc_counts: BTreeMap<String, usize>,
     /// Regions skipped because access there is denied (no manifest targets them), with AWS's
     /// answer.
     #[serde(default)]
@@ -287,6 +290,16 @@ pub async fn observe<C: Cloud>(
     .await?;
     let zones = zones.into_iter().collect();
     let subnet_zones = subnet_zones.into_iter().collect();
+    let vpc_regions: BTreeSet<&str> =
+        graph.nodes().filter(|n| n.kind == NodeKind::Vpc).map(|n| n.region.as_str()).collect();
+    let vpc_counts = try_join_all(
+        vpc_regions
+            .into_iter()
+            .map(|region| async move { Ok::<_, CloudError>((region.to_string(), cloud.vpc_count(region).await?)) }),
+    )
+    .await?
+    .into_iter()
+    .collect();
     let routes_out = routes_out.into_iter().collect();
     let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
@@ -318,6 +331,7 @@ pub async fn observe<C: Cloud>(
         routes_out,
         zones,
         subnet_zones,
+        vpc_counts,
         denied_regions,
     })
 }

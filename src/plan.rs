@@ -236,6 +236,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     assign_snapshots(&mut changes, observed);
     let mut warnings = if destroy { vec![] } else { preflight(observed) };
     warnings.extend(network_warnings);
+    warnings.extend(vpc_quota_warnings(&changes, observed));
     warnings.extend(observed.denied_regions.iter().map(|(region, why)| {
         format!("{region} was skipped: access is denied there ({why}); no manifest targets it, so nothing amiplan owns can be found or removed there")
     }));
@@ -446,6 +447,26 @@ fn resolve_placement(node: &Node, desired: &DesiredGraph, observed: &Observed, c
         }
     }
     None
+}
+
+/// AWS allows 5 VPCs per region by default (a quota that can be raised): warn before a build's
+/// temporary VPCs would exceed it, rather than fail half-way.
+fn vpc_quota_warnings(changes: &[Change], observed: &Observed) -> Vec<String> {
+    const DEFAULT_QUOTA: usize = 5;
+    let mut new: BTreeMap<&str, usize> = BTreeMap::new();
+    for change in changes.iter().filter(|c| c.kind == NodeKind::Vpc && c.action == Action::Create) {
+        *new.entry(change.region.as_str()).or_default() += 1;
+    }
+    new.into_iter()
+        .filter_map(|(region, added)| {
+            let existing = *observed.vpc_counts.get(region)?;
+            (existing + added > DEFAULT_QUOTA).then(|| {
+                format!(
+                    "{region} has {existing} VPCs and the helper builds would add {added}: AWS's default quota is {DEFAULT_QUOTA} per region (VpcLimitExceeded) unless it was raised; free one, raise the quota, or use `network: {{ subnet: … }}`"
+                )
+            })
+        })
+        .collect()
 }
 
 struct Claims<'a> {
@@ -763,6 +784,7 @@ mod tests {
             routes_out: BTreeMap::new(),
             zones: BTreeMap::new(),
             subnet_zones: BTreeMap::new(),
+            vpc_counts: BTreeMap::new(),
             denied_regions: BTreeMap::new(),
         }
     }

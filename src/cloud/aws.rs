@@ -617,6 +617,10 @@ impl Cloud for AwsCloud {
         self.first_default_subnet(region, zones).await
     }
 
+    async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
+        self.count_vpcs(region).await
+    }
+
     async fn instance_type_zones(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
         self.zones_offering(region, instance_type).await
     }

@@ -283,6 +283,18 @@ impl AwsCloud {
         Ok(ids.into_iter().next())
     }
 
+    pub(super) async fn count_vpcs(&self, region: &str) -> Result<usize, CloudError> {
+        let ec2 = self.ec2(region);
+        let vpcs = self
+            .policy()
+            .run(false, || async {
+                let pages = ec2.describe_vpcs().into_paginator().items().send();
+                pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| sdk_error("DescribeVpcs", region, e))
+            })
+            .await?;
+        Ok(vpcs.len())
+    }
+
     pub(super) async fn zones_offering(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
         let ec2 = self.ec2(region);
         let offerings = self

@@ -71,3 +71,45 @@ async fn a_public_ami_keeps_awss_default_deprecation() {
         amiplan_async(&moto.endpoint, &dir, &[&["destroy", "stack.yaml", "--auto-approve"][..], &args].concat()).await;
     expect_code(&destroyed, 0);
 }
+
+/// Rule `vpc-quota`: 5 VPCs per region by default. A helper build whose temporary VPC would
+/// exceed it is warned about in the plan, before anything is created; applied anyway, AWS's
+/// refusal is reported and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_would_exceed_the_vpc_quota_is_warned_about_first() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2("us-east-1").await;
+    let existing = ec2.describe_vpcs().send().await.unwrap().vpcs().len();
+    for i in existing..5 {
+        ec2.create_vpc().cidr_block(format!("10.{}.0.0/16", 100 + i)).send().await.unwrap();
+    }
+    let dir = workdir("vpc-quota");
+    let text = "stack: quota
+source:
+  url: https://images.example.org/quota.raw.zst
+  sha256: 6205ae0c524b4d1816dbd3573ce29b5c44ed26c9fbc874fbe48c41c89dd0bac2
+build:
+  region: us-east-1
+  method: helper
+  volume_size: 2
+  helper: { ami: { owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }, timeout: 5m }
+image:
+  name: \"quota-{volume_type}\"
+  architecture: x86_64
+regions: [us-east-1]
+";
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    let args = ["--regions", "manifest"];
+    let planned = amiplan_async(&moto.endpoint, &dir, &[&["plan", "stack.yaml"][..], &args].concat()).await;
+    expect_code(&planned, 0);
+    assert!(
+        stdout(&planned).contains("us-east-1 has 5 VPCs and the helper builds would add 1"),
+        "{}",
+        stdout(&planned)
+    );
+    let applied =
+        amiplan_async(&moto.endpoint, &dir, &[&["apply", "stack.yaml", "--auto-approve"][..], &args].concat()).await;
+    expect_code(&applied, 1);
+    assert!(stdout(&applied).contains("VpcLimitExceeded"), "{}", stdout(&applied));
+    assert_eq!(ec2.describe_vpcs().send().await.unwrap().vpcs().len(), 5, "no VPC beyond the quota");
+}

@@ -187,7 +187,7 @@ fn on_terminal(moto: &Moto, dir: &std::path::Path, args: &str, answer: &str) -> 
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AMIPLAN_ATTEMPT_TIMEOUT", "5s")
+        .env("AMIPLAN_ATTEMPT_TIMEOUT", "10s")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

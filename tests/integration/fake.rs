@@ -405,6 +405,10 @@ impl Cloud for FakeCloud {
         Err(no_builds("DescribeSubnets", region))
     }
 
+    async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
+        Err(no_builds("DescribeVpcs", region))
+    }
+
     async fn instance_type_zones(&self, region: &str, _instance_type: &str) -> Result<Vec<String>, CloudError> {
         Err(no_builds("DescribeInstanceTypeOfferings", region))
     }

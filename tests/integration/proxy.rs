@@ -288,9 +288,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let call = identify(&parts, &body);
     if let Some(refusal) = placement_refusal(&shared, &call, &parts).await {
-        shared.state.lock().unwrap().calls.push(call.clone());
-        *shared.state.lock().unwrap().enforced.entry(Rule::InstanceTypeOfferings.name()).or_default() += 1;
-        return Ok(error_with(&call, StatusCode::BAD_REQUEST, "Unsupported", &refusal));
+        let (rule, code) = if call.operation == "CreateVpc" {
+            (Rule::VpcQuota, "VpcLimitExceeded")
+        } else {
+            (Rule::InstanceTypeOfferings, "Unsupported")
+        };
+        let mut state = shared.state.lock().unwrap();
+        state.calls.push(call.clone());
+        *state.enforced.entry(rule.name()).or_default() += 1;
+        return Ok(error_with(&call, StatusCode::BAD_REQUEST, code, &refusal));
     }
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
@@ -473,35 +479,47 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
 /// offer the instance type is refused, as AWS does. The subnet's zone and the offerings are
 /// asked of moto itself, whose offerings data is AWS's.
 async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::request::Parts) -> Option<String> {
-    if call.operation != "RunInstances" || !shared.state.lock().unwrap().faults.rules.on(Rule::InstanceTypeOfferings) {
+    let rules = shared.state.lock().unwrap().faults.rules.clone();
+    if call.operation == "CreateVpc" && rules.on(Rule::VpcQuota) {
+        let vpcs = ask_moto(shared, parts, "Action=DescribeVpcs&Version=2016-11-15".into()).await?;
+        let count = vpcs.matches("<vpcId>").count();
+        return (count >= rules.vpc_quota)
+            .then(|| format!("The maximum number of VPCs has been reached ({} in {}).", rules.vpc_quota, call.region));
+    }
+    if call.operation != "RunInstances" || !rules.on(Rule::InstanceTypeOfferings) {
         return None;
     }
     let subnet = call.param("SubnetId").or_else(|| call.param("NetworkInterface.1.SubnetId"))?;
     let instance_type = call.param("InstanceType").unwrap_or("m1.small");
-    let ask = |body: String| async move {
-        let mut request = Request::builder().method("POST").uri(format!("{}/", shared.upstream));
-        for name in ["authorization", "host", "x-amz-date"] {
-            if let Some(value) = parts.headers.get(name) {
-                request = request.header(name, value);
-            }
-        }
-        let request = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let answer = shared.client.request(request).await.ok()?;
-        let bytes = answer.into_body().collect().await.ok()?.to_bytes();
-        Some(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    let subnets = ask(format!("Action=DescribeSubnets&Version=2016-11-15&SubnetId.1={subnet}")).await?;
+    let subnets =
+        ask_moto(shared, parts, format!("Action=DescribeSubnets&Version=2016-11-15&SubnetId.1={subnet}")).await?;
     let zone = between(&subnets, "<availabilityZone>", "</availabilityZone>")?;
-    let offerings = ask(format!(
-        "Action=DescribeInstanceTypeOfferings&Version=2016-11-15&LocationType=availability-zone&Filter.1.Name=instance-type&Filter.1.Value.1={instance_type}&Filter.2.Name=location&Filter.2.Value.1={zone}"
-    ))
+    let offerings = ask_moto(
+        shared,
+        parts,
+        format!(
+            "Action=DescribeInstanceTypeOfferings&Version=2016-11-15&LocationType=availability-zone&Filter.1.Name=instance-type&Filter.1.Value.1={instance_type}&Filter.2.Name=location&Filter.2.Value.1={zone}"
+        ),
+    )
     .await?;
     (!offerings.contains(&format!("<location>{zone}</location>"))).then(|| {
         format!("Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone}).")
     })
+}
+
+/// Asks moto an EC2 question of its own, in the region of the request being judged.
+async fn ask_moto(shared: &Shared, parts: &hyper::http::request::Parts, body: String) -> Option<String> {
+    let mut request = Request::builder().method("POST").uri(format!("{}/", shared.upstream));
+    for name in ["authorization", "host", "x-amz-date"] {
+        if let Some(value) = parts.headers.get(name) {
+            request = request.header(name, value);
+        }
+    }
+    let request =
+        request.header("content-type", "application/x-www-form-urlencoded").body(Full::new(Bytes::from(body))).unwrap();
+    let answer = shared.client.request(request).await.ok()?;
+    let bytes = answer.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// AWS's rules (see `rules.rs`): an answer of the proxy's own, a stall, or `None` to go on.

@@ -28,10 +28,11 @@ pub enum Rule {
     StartSnapshotKeyArn,
     TagLimits,
     InstanceTypeOfferings,
+    VpcQuota,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -44,6 +45,7 @@ impl Rule {
         Rule::StartSnapshotKeyArn,
         Rule::TagLimits,
         Rule::InstanceTypeOfferings,
+        Rule::VpcQuota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Rule {
             Rule::StartSnapshotKeyArn => "start-snapshot-key-arn",
             Rule::TagLimits => "tag-limits",
             Rule::InstanceTypeOfferings => "instance-type-offerings",
+            Rule::VpcQuota => "vpc-quota",
         }
     }
 
@@ -96,6 +99,9 @@ impl Rule {
             Rule::StartSnapshotKeyArn => {
                 "EBS direct APIs reference, StartSnapshot: KmsKeyArn takes the key's ARN (pattern arn:aws[\\w:/-]+)"
             }
+            Rule::VpcQuota => {
+                "VPC user guide, Amazon VPC quotas (amazon-vpc-limits.html): 5 VPCs per Region by default; CreateVpc answers VpcLimitExceeded"
+            }
             Rule::InstanceTypeOfferings => {
                 "EC2 API reference, DescribeInstanceTypeOfferings; RunInstances answers Unsupported for an instance type the subnet's Availability Zone does not offer (t3.small is not offered in us-east-1e)"
             }
@@ -120,6 +126,8 @@ pub struct Rules {
     pub stall: Vec<&'static str>,
     /// Regions an organization policy denies.
     pub denied_regions: Vec<String>,
+    /// VPCs per region (AWS's default quota).
+    pub vpc_quota: usize,
 }
 
 impl Default for Rules {
@@ -134,6 +142,7 @@ impl Default for Rules {
             stall: vec!["GetCallerIdentity"],
             // Listed by moto's DescribeRegions, used by no test manifest.
             denied_regions: vec!["me-central-1".to_string()],
+            vpc_quota: 5,
         }
     }
 }

@@ -163,8 +163,9 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         // The proxies' `stalled-connection` rule holds a request forever; a short attempt
-        // timeout keeps that to seconds.
-        .env("AMIPLAN_ATTEMPT_TIMEOUT", "5s")
+        // timeout keeps that to seconds. Not shorter: a scan of every region queues ~90
+        // requests at the one-threaded moto, and on a loaded machine some wait several seconds.
+        .env("AMIPLAN_ATTEMPT_TIMEOUT", "10s")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
