@@ -118,6 +118,10 @@ pub struct Observed {
     pub zones: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub subnet_zones: BTreeMap<String, String>,
+    /// Regions where the account encrypts every new volume and snapshot by default, among the
+    /// regions of unencrypted AMIs that are to be shared.
+    #[serde(default)]
+    pub encrypted_by_default: BTreeSet<String>,
     /// VPCs per region where a helper build makes a temporary one (against the quota).
     #[serde(default)]
     pub vpc_counts: BTreeMap<String, usize>,
@@ -290,6 +294,23 @@ pub async fn observe<C: Cloud>(
     .await?;
     let zones = zones.into_iter().collect();
     let subnet_zones = subnet_zones.into_iter().collect();
+    let shared_plain: BTreeSet<&str> = graph
+        .nodes()
+        .filter(|n| n.sharing.public || n.sharing.names_anyone())
+        .filter(|n| match &n.work {
+            Work::Register { attrs, .. } => !attrs.encrypted,
+            Work::Copy { encrypted, .. } => !encrypted,
+            _ => false,
+        })
+        .map(|n| n.region.as_str())
+        .collect();
+    let encrypted_by_default: BTreeSet<String> = try_join_all(shared_plain.into_iter().map(|region| async move {
+        Ok::<_, CloudError>(cloud.encryption_by_default(region).await?.then(|| region.to_string()))
+    }))
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
     let vpc_regions: BTreeSet<&str> =
         graph.nodes().filter(|n| n.kind == NodeKind::Vpc).map(|n| n.region.as_str()).collect();
     let vpc_counts = try_join_all(
@@ -332,6 +353,7 @@ pub async fn observe<C: Cloud>(
         zones,
         subnet_zones,
         vpc_counts,
+        encrypted_by_default,
         denied_regions,
     })
 }

@@ -237,6 +237,11 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     let mut warnings = if destroy { vec![] } else { preflight(observed) };
     warnings.extend(network_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
+    warnings.extend(observed.encrypted_by_default.iter().map(|region| {
+        format!(
+            "EBS encryption by default is on in {region}: the `unencrypted` AMIs made there will be encrypted with the account's default key, and AWS refuses to make such AMIs public or to share them with other accounts; turn it off for the build (`aws ec2 disable-ebs-encryption-by-default --region {region}`) or publish encrypted variants with a customer managed key"
+        )
+    }));
     warnings.extend(observed.denied_regions.iter().map(|(region, why)| {
         format!("{region} was skipped: access is denied there ({why}); no manifest targets it, so nothing amiplan owns can be found or removed there")
     }));
@@ -785,6 +790,7 @@ mod tests {
             zones: BTreeMap::new(),
             subnet_zones: BTreeMap::new(),
             vpc_counts: BTreeMap::new(),
+            encrypted_by_default: BTreeSet::new(),
             denied_regions: BTreeMap::new(),
         }
     }

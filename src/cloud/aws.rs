@@ -617,6 +617,20 @@ impl Cloud for AwsCloud {
         self.first_default_subnet(region, zones).await
     }
 
+    async fn encryption_by_default(&self, region: &str) -> Result<bool, CloudError> {
+        let ec2 = self.ec2(region);
+        let out = self
+            .policy()
+            .run(false, || async {
+                ec2.get_ebs_encryption_by_default()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetEbsEncryptionByDefault", region, e))
+            })
+            .await?;
+        Ok(out.ebs_encryption_by_default().unwrap_or(false))
+    }
+
     async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
         self.count_vpcs(region).await
     }

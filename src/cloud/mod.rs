@@ -265,6 +265,8 @@ pub trait Cloud: Sync {
         region: &str,
         zones: &[String],
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// Whether the account encrypts every new volume and snapshot in the region by default.
+    fn encryption_by_default(&self, region: &str) -> impl Future<Output = Result<bool, CloudError>> + Send;
     /// How many VPCs the account has in the region.
     fn vpc_count(&self, region: &str) -> impl Future<Output = Result<usize, CloudError>> + Send;
     /// The Availability Zones of the region that offer the instance type, sorted.

@@ -113,3 +113,24 @@ regions: [us-east-1]
     assert!(stdout(&applied).contains("VpcLimitExceeded"), "{}", stdout(&applied));
     assert_eq!(ec2.describe_vpcs().send().await.unwrap().vpcs().len(), 5, "no VPC beyond the quota");
 }
+
+/// Rule `ebs-encryption-by-default`: in an account that encrypts every new snapshot, an
+/// `unencrypted` AMI is in fact encrypted with the default key, and AWS refuses to make it
+/// public. The plan says so before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_by_default_is_warned_about_before_a_public_stack_is_built() {
+    let moto = Moto::start();
+    moto.ec2("us-east-1").await.enable_ebs_encryption_by_default().send().await.unwrap();
+    let dir = manifest("by-default", "us-east-1", "publish: { public: true }\n");
+    let args = ["--regions", "manifest"];
+    let planned = amiplan_async(&moto.endpoint, &dir, &[&["plan", "stack.yaml"][..], &args].concat()).await;
+    expect_code(&planned, 0);
+    assert!(stdout(&planned).contains("EBS encryption by default is on in us-east-1"), "{}", stdout(&planned));
+    let applied =
+        amiplan_async(&moto.endpoint, &dir, &[&["apply", "stack.yaml", "--auto-approve"][..], &args].concat()).await;
+    expect_code(&applied, 1);
+    assert!(stdout(&applied).contains("encrypted with the account's default EBS key"), "{}", stdout(&applied));
+    let destroyed =
+        amiplan_async(&moto.endpoint, &dir, &[&["destroy", "stack.yaml", "--auto-approve"][..], &args].concat()).await;
+    expect_code(&destroyed, 0);
+}

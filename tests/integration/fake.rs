@@ -405,6 +405,11 @@ impl Cloud for FakeCloud {
         Err(no_builds("DescribeSubnets", region))
     }
 
+    async fn encryption_by_default(&self, region: &str) -> Result<bool, CloudError> {
+        self.call("GetEbsEncryptionByDefault", region)?;
+        Ok(false)
+    }
+
     async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
         Err(no_builds("DescribeVpcs", region))
     }

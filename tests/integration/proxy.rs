@@ -288,10 +288,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let call = identify(&parts, &body);
     if let Some(refusal) = placement_refusal(&shared, &call, &parts).await {
-        let (rule, code) = if call.operation == "CreateVpc" {
-            (Rule::VpcQuota, "VpcLimitExceeded")
-        } else {
-            (Rule::InstanceTypeOfferings, "Unsupported")
+        let (rule, code) = match call.operation.as_str() {
+            "CreateVpc" => (Rule::VpcQuota, "VpcLimitExceeded"),
+            "RunInstances" => (Rule::InstanceTypeOfferings, "Unsupported"),
+            _ => (Rule::EbsEncryptionByDefault, "InvalidParameter"),
         };
         let mut state = shared.state.lock().unwrap();
         state.calls.push(call.clone());
@@ -485,6 +485,27 @@ async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::re
         let count = vpcs.matches("<vpcId>").count();
         return (count >= rules.vpc_quota)
             .then(|| format!("The maximum number of VPCs has been reached ({} in {}).", rules.vpc_quota, call.region));
+    }
+    let shares = |prefix: &str| call.params.iter().any(|(k, _)| k.starts_with(prefix));
+    if rules.on(Rule::EbsEncryptionByDefault)
+        && match call.operation.as_str() {
+            "ModifyImageAttribute" => shares("LaunchPermission.Add."),
+            "ModifySnapshotAttribute" => {
+                shares("CreateVolumePermission.Add.") || call.param("OperationType") == Some("add")
+            }
+            _ => false,
+        }
+    {
+        // In an account with encryption by default, every new volume and snapshot is encrypted
+        // with the default key, which can be neither public nor shared with other accounts.
+        let setting = ask_moto(shared, parts, "Action=GetEbsEncryptionByDefault&Version=2016-11-15".into()).await?;
+        return setting.contains("<ebsEncryptionByDefault>true</ebsEncryptionByDefault>").then(|| {
+            format!(
+                "{} cannot be shared: its snapshots are encrypted with the account's default EBS key (encryption by default is on in {})",
+                call.param("ImageId").or(call.param("SnapshotId")).unwrap_or("the resource"),
+                call.region
+            )
+        });
     }
     if call.operation != "RunInstances" || !rules.on(Rule::InstanceTypeOfferings) {
         return None;

@@ -29,10 +29,11 @@ pub enum Rule {
     TagLimits,
     InstanceTypeOfferings,
     VpcQuota,
+    EbsEncryptionByDefault,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -46,6 +47,7 @@ impl Rule {
         Rule::TagLimits,
         Rule::InstanceTypeOfferings,
         Rule::VpcQuota,
+        Rule::EbsEncryptionByDefault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Rule {
             Rule::TagLimits => "tag-limits",
             Rule::InstanceTypeOfferings => "instance-type-offerings",
             Rule::VpcQuota => "vpc-quota",
+            Rule::EbsEncryptionByDefault => "ebs-encryption-by-default",
         }
     }
 
@@ -98,6 +101,9 @@ impl Rule {
             }
             Rule::StartSnapshotKeyArn => {
                 "EBS direct APIs reference, StartSnapshot: KmsKeyArn takes the key's ARN (pattern arn:aws[\\w:/-]+)"
+            }
+            Rule::EbsEncryptionByDefault => {
+                "EBS user guide, Encryption by default (encryption-by-default.html): every new volume and snapshot is encrypted; AMIs with encrypted snapshots cannot be public, and the default key cannot be shared"
             }
             Rule::VpcQuota => {
                 "VPC user guide, Amazon VPC quotas (amazon-vpc-limits.html): 5 VPCs per Region by default; CreateVpc answers VpcLimitExceeded"
