@@ -104,6 +104,9 @@ pub struct Observed {
     /// Image block public access state per region with public AMIs, where AWS answers it.
     #[serde(default)]
     pub block_public_access: BTreeMap<String, String>,
+    /// Snapshot block public access state per region with public AMIs, where AWS answers it.
+    #[serde(default)]
+    pub snapshot_block_public_access: BTreeMap<String, String>,
     /// Per region, AMIs launch templates use (→ template name), read where a plan may
     /// deregister owned AMIs that no node wants.
     #[serde(default)]
@@ -341,6 +344,11 @@ pub async fn observe<C: Cloud>(
     }))
     .await;
     let block_public_access = states.into_iter().flatten().collect();
+    let states = join_all(public_regions.iter().map(|region| async move {
+        cloud.snapshot_block_public_access(region).await.map(|state| (region.to_string(), state))
+    }))
+    .await;
+    let snapshot_block_public_access = states.into_iter().flatten().collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
     Ok(Observed {
         account,
@@ -348,6 +356,7 @@ pub async fn observe<C: Cloud>(
         resources,
         helper_amis,
         block_public_access,
+        snapshot_block_public_access,
         launch_templates,
         routes_out,
         zones,

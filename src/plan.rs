@@ -199,6 +199,8 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
             network_warnings.push(warning);
         }
+        network_warnings
+            .extend(change.reasons.iter().filter(|r| r.starts_with(REFUSED)).map(|r| format!("{}: {r}", change.node)));
         changes.push(change);
         for duplicate in candidates {
             let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
@@ -258,16 +260,23 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
 
 /// What AWS will refuse that the manifests ask for.
 fn preflight(observed: &Observed) -> Vec<String> {
-    observed
-        .block_public_access
+    let images = observed.block_public_access.iter().filter(|(_, state)| state.as_str() != "unblocked").map(
+        |(region, state)| {
+            format!(
+                "image block public access is `{state}` in {region}: AWS refuses to make AMIs public there until it is disabled (`aws ec2 disable-image-block-public-access --region {region}`)"
+            )
+        },
+    );
+    let snapshots = observed
+        .snapshot_block_public_access
         .iter()
         .filter(|(_, state)| state.as_str() != "unblocked")
         .map(|(region, state)| {
             format!(
-                "image block public access is `{state}` in {region}: AWS refuses to make AMIs public there until it is disabled (`aws ec2 disable-image-block-public-access --region {region}`)"
+                "snapshot block public access is `{state}` in {region}: AWS refuses to make the public AMIs' snapshots public there (createVolumePermission for all) until it is disabled (`aws ec2 disable-snapshot-block-public-access --region {region}`)"
             )
-        })
-        .collect()
+        });
+    images.chain(snapshots).collect()
 }
 
 /// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
@@ -589,7 +598,31 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     if !change.diffs.is_empty() || !change.reasons.is_empty() {
         change.action = Action::Update;
     }
+    if let Some(why) = refused_deprecation(node, live) {
+        change.reasons.push(why);
+    }
     change
+}
+
+/// Marks a reason the plan gives for not doing what the manifest asks, because AWS would refuse.
+pub const REFUSED: &str = "AWS would refuse";
+
+/// A public AMI cannot be deprecated more than two years after its creation (EC2 user guide,
+/// "Deprecate an AMI"). Validation catches times that are too late for any new AMI; an AMI
+/// created long ago has an earlier limit, known only from its creation date.
+fn refused_deprecation(node: &Node, live: &LiveResource) -> Option<String> {
+    const TWO_YEARS: i64 = 730 * 24 * 3600;
+    let deprecation = node.deprecation?;
+    let created = deprecation::parse(live.created.as_deref()?)?;
+    let at = deprecation.for_image(live.created.as_deref());
+    (node.sharing.public && at > created + TWO_YEARS).then(|| {
+        format!(
+            "{REFUSED} to deprecate public AMI {} at {}, more than 2 years after its creation ({}): its deprecation is left as it is",
+            live.id,
+            deprecation::format(at),
+            deprecation::format(created)
+        )
+    })
 }
 
 fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
@@ -625,6 +658,7 @@ fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
         }
         if let Some(deprecation) = node.deprecation
             && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref())
+            && refused_deprecation(node, live).is_none()
         {
             let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
             diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
@@ -785,6 +819,7 @@ mod tests {
             resources,
             helper_amis: BTreeMap::new(),
             block_public_access: BTreeMap::new(),
+            snapshot_block_public_access: BTreeMap::new(),
             launch_templates: BTreeMap::new(),
             routes_out: BTreeMap::new(),
             zones: BTreeMap::new(),
@@ -801,6 +836,28 @@ mod tests {
 
     fn action_of<'a>(plan: &'a Plan, node: &str) -> Vec<&'a Change> {
         plan.changes.iter().filter(|c| c.node == node).collect()
+    }
+
+    /// Regression: a public AMI created long ago cannot take a deprecation time more than two
+    /// years after its creation; the plan explains instead of planning a call AWS refuses.
+    #[test]
+    fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned() {
+        let stack = Stack {
+            sharing: Sharing { public: true, ..Sharing::default() },
+            deprecation: Some(crate::deprecation::Deprecation::At(deprecation::parse("2027-06-01T00:00:00Z").unwrap())),
+            ..stack(&[VolumeType::Gp3], &["us-east-1"])
+        };
+        let desired = graph(&stack, "abc");
+        let node = desired.nodes().find(|n| n.kind == NodeKind::Image).unwrap().clone();
+        let mut live = applied(&desired).into_iter().find(|r| r.kind == ResourceKind::Image).unwrap();
+        live.public = true;
+        live.deprecation = Some("2026-06-01T00:00:00Z".into());
+        live.created = Some("2024-01-01T00:00:00.000Z".into());
+        let change = compare(&node, &live);
+        assert_eq!(change.action, Action::NoOp, "{change:?}");
+        assert!(change.reasons.iter().any(|r| r.starts_with(REFUSED) && r.contains("more than 2 years")), "{change:?}");
+        live.created = Some("2026-01-01T00:00:00.000Z".into());
+        assert_eq!(compare(&node, &live).action, Action::Update, "within two years it is planned");
     }
 
     #[test]

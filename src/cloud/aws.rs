@@ -494,6 +494,18 @@ impl Cloud for AwsCloud {
         }
     }
 
+    async fn snapshot_block_public_access(&self, region: &str) -> Option<String> {
+        let ec2 = self.ec2(region);
+        match ec2.get_snapshot_block_public_access_state().send().await {
+            Ok(out) => out.state().map(|s| s.as_str().to_string()),
+            Err(error) => {
+                let error = sdk_error("GetSnapshotBlockPublicAccessState", region, error);
+                tracing::debug!(%error, "snapshot block public access state unknown");
+                None
+            }
+        }
+    }
+
     async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
         let ec2 = self.ec2(region);
         let versions = self

@@ -209,6 +209,9 @@ pub trait Cloud: Sync {
     /// The account's image block public access state in the region (`unblocked`,
     /// `block-new-sharing`), or `None` where the API does not answer it.
     fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
+    /// The account's snapshot block public access state in the region (`unblocked`,
+    /// `block-new-sharing`, `block-all-sharing`), or `None` where the API does not answer it.
+    fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
     /// AMIs that the latest or default version of a launch template of the account uses, with the
     /// template's name.
     fn launch_template_images(

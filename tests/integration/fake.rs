@@ -268,6 +268,10 @@ impl Cloud for FakeCloud {
         self.modify(region, id, |live| live.deprecation = at.map(str::to_string))
     }
 
+    async fn snapshot_block_public_access(&self, _region: &str) -> Option<String> {
+        None
+    }
+
     async fn image_block_public_access(&self, _region: &str) -> Option<String> {
         None
     }

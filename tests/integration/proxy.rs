@@ -52,6 +52,8 @@ pub struct Faults {
     pub latency_by_operation: HashMap<String, Duration>,
     /// Answer GetImageBlockPublicAccessState with this state (moto lacks the API).
     pub block_public_access: Option<String>,
+    /// Answer GetSnapshotBlockPublicAccessState with this state (moto lacks it too).
+    pub snapshot_block_public_access: Option<String>,
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
@@ -413,6 +415,10 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
                 None => state.deprecations.remove(&image),
             };
             return (Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")), latency, None);
+        }
+        "GetSnapshotBlockPublicAccessState" if faults.snapshot_block_public_access.is_some() => {
+            let value = faults.snapshot_block_public_access.clone().unwrap_or_default();
+            return (Verdict::Answer(ok_answer(&call.operation, &format!("<state>{value}</state>"))), latency, None);
         }
         "GetImageBlockPublicAccessState" if faults.block_public_access.is_some() => {
             let value = faults.block_public_access.clone().unwrap_or_default();

@@ -199,7 +199,11 @@ async fn sharing_lands_everywhere_drift_is_corrected_and_regions_change_without_
 #[tokio::test(flavor = "multi_thread")]
 async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_public_access_is_reported() {
     let moto = Moto::start();
-    let faults = Faults { block_public_access: Some("block-new-sharing".into()), ..Faults::default() };
+    let faults = Faults {
+        block_public_access: Some("block-new-sharing".into()),
+        snapshot_block_public_access: Some("block-all-sharing".into()),
+        ..Faults::default()
+    };
     let proxy = Proxy::start(&moto.raw, faults, 7).await;
     let dir = workdir("deprecation");
     sample_image(&dir.join("disk.raw"), 2, 22);
@@ -220,6 +224,11 @@ async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_pu
     let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
     assert!(
         stdout(&planned).contains("warning: image block public access is `block-new-sharing` in us-east-1"),
+        "{}",
+        stdout(&planned)
+    );
+    assert!(
+        stdout(&planned).contains("warning: snapshot block public access is `block-all-sharing` in us-east-1"),
         "{}",
         stdout(&planned)
     );
