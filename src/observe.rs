@@ -256,17 +256,6 @@ pub async fn observe<C: Cloud>(
         let selector = format!("owner={} name={}", filter.owner, filter.name);
         Ok::<_, CloudError>(found.map(|id| (helper_ami_key(&selector, &region), id)))
     });
-    let subnets: BTreeSet<(String, String)> = graph
-        .nodes()
-        .filter_map(|node| match &node.work {
-            Work::Helper { existing_subnet: Some(subnet), .. } => Some((node.region.clone(), subnet.clone())),
-            _ => None,
-        })
-        .collect();
-    let routes = subnets.iter().map(|(region, subnet)| async move {
-        let target = cloud.route_out(region, subnet).await?;
-        Ok::<_, CloudError>((helper_ami_key(subnet, region), target))
-    });
     let mut instance_types = BTreeSet::new();
     let mut placed_subnets = BTreeSet::new();
     for node in graph.nodes() {
@@ -286,17 +275,22 @@ pub async fn observe<C: Cloud>(
         let zones = cloud.instance_type_zones(region, instance_type).await?;
         Ok::<_, CloudError>((helper_ami_key(instance_type, region), zones))
     });
-    let placements = placed_subnets.iter().map(|(region, subnet)| async move {
-        let placement = cloud.subnet_placement(region, subnet).await?;
-        Ok::<_, CloudError>((helper_ami_key(subnet, region), placement.availability_zone))
+    // A subnet named in a manifest may not exist (any more): that is for the launch to report,
+    // and must not keep `destroy` from reading what it has to remove.
+    let subnet_reads = placed_subnets.iter().map(|(region, subnet)| async move {
+        let found = cloud.existing_subnet(region, subnet).await?;
+        Ok::<_, CloudError>(found.map(|found| (helper_ami_key(subnet, region), found)))
     });
-    let ((found, resolved, routes_out), (zones, subnet_zones)) = futures::future::try_join(
-        futures::future::try_join3(try_join_all(queries), try_join_all(resolutions), try_join_all(routes)),
-        futures::future::try_join(try_join_all(offerings), try_join_all(placements)),
+    let ((found, resolved), (zones, subnets)) = futures::future::try_join(
+        futures::future::try_join(try_join_all(queries), try_join_all(resolutions)),
+        futures::future::try_join(try_join_all(offerings), try_join_all(subnet_reads)),
     )
     .await?;
+    let subnets: Vec<(String, crate::cloud::ExistingSubnet)> = subnets.into_iter().flatten().collect();
+    let routes_out = subnets.iter().map(|(key, subnet)| (key.clone(), subnet.route_out.clone())).collect();
+    let subnet_zones = subnets.into_iter().map(|(key, subnet)| (key, subnet.availability_zone)).collect();
     let zones = zones.into_iter().collect();
-    let subnet_zones = subnet_zones.into_iter().collect();
+
     let shared_plain: BTreeSet<&str> = graph
         .nodes()
         .filter(|n| n.sharing.public || n.sharing.names_anyone())
@@ -324,7 +318,7 @@ pub async fn observe<C: Cloud>(
     .await?
     .into_iter()
     .collect();
-    let routes_out = routes_out.into_iter().collect();
+
     let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
     for (region, why) in &denied_regions {

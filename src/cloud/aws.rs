@@ -17,8 +17,8 @@ use aws_smithy_types::date_time::Format;
 use super::error::classify;
 use super::retry::RetryPolicy;
 use super::{
-    BuildResource, Cloud, CloudError, DiscoveryQuery, HeldLock, HelperLaunch, ImageCopy, ImageRegistration, Placement,
-    ResourceStatus, RootDevice, SnapshotUpload, upload,
+    BuildResource, Cloud, CloudError, DiscoveryQuery, ExistingSubnet, HeldLock, HelperLaunch, ImageCopy,
+    ImageRegistration, Placement, ResourceStatus, RootDevice, SnapshotUpload, upload,
 };
 use crate::observe::{LiveResource, ResourceKind};
 use crate::sharing::Sharing;
@@ -661,8 +661,8 @@ impl Cloud for AwsCloud {
         self.create_transient(region, resource, tags, client_token).await
     }
 
-    async fn route_out(&self, region: &str, subnet: &str) -> Result<Option<String>, CloudError> {
-        self.route_out_of(region, subnet).await
+    async fn existing_subnet(&self, region: &str, subnet: &str) -> Result<Option<ExistingSubnet>, CloudError> {
+        self.existing_subnet_of(region, subnet).await
     }
 
     async fn root_device(&self, region: &str, image: &str) -> Result<RootDevice, CloudError> {

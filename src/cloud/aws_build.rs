@@ -12,7 +12,9 @@ use aws_sdk_ec2::types::{
 use base64::Engine as _;
 
 use super::aws::{AwsCloud, sdk_error, tag_map, tag_spec};
-use super::{BuildResource, CloudError, ErrorClass, HelperLaunch, Placement, ResourceStatus, RootDevice};
+use super::{
+    BuildResource, CloudError, ErrorClass, ExistingSubnet, HelperLaunch, Placement, ResourceStatus, RootDevice,
+};
 use crate::observe::{LiveResource, ResourceKind};
 use crate::tags;
 
@@ -173,12 +175,31 @@ impl AwsCloud {
         Ok(newest.and_then(|image| image.image_id.clone()))
     }
 
-    /// The target of the subnet's default route (its own route table's, or the VPC's main
-    /// one's), if it leads out: an internet gateway attached to the VPC, or a NAT gateway.
-    pub(super) async fn route_out_of(&self, region: &str, subnet: &str) -> Result<Option<String>, CloudError> {
+    /// The subnet's zone and the target of its default route (its own route table's, or the
+    /// VPC's main one's), if it leads out; `None` when the subnet does not exist.
+    pub(super) async fn existing_subnet_of(
+        &self,
+        region: &str,
+        subnet: &str,
+    ) -> Result<Option<ExistingSubnet>, CloudError> {
         let ec2 = self.ec2(region);
         let policy = self.policy();
-        let vpc = self.placement_of(region, subnet).await?.vpc;
+        let described = policy
+            .run(false, || async {
+                ec2.describe_subnets()
+                    .subnet_ids(subnet)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeSubnets", region, e).on(subnet))
+            })
+            .await;
+        let found = match described {
+            Err(e) if e.is_not_found() => return Ok(None),
+            other => other?,
+        };
+        let Some(found) = found.subnets().first() else { return Ok(None) };
+        let vpc = found.vpc_id.clone().unwrap_or_default();
+        let availability_zone = found.availability_zone.clone().unwrap_or_default();
         let tables = |filters: Vec<Filter>| {
             let ec2 = ec2.clone();
             async move {
@@ -198,9 +219,10 @@ impl AwsCloud {
                     .await
             }
         };
-        let mut found = tables(vec![Filter::builder().name("association.subnet-id").values(subnet).build()]).await?;
-        if found.is_empty() {
-            found = tables(vec![
+        let mut found_tables =
+            tables(vec![Filter::builder().name("association.subnet-id").values(subnet).build()]).await?;
+        if found_tables.is_empty() {
+            found_tables = tables(vec![
                 Filter::builder().name("vpc-id").values(&vpc).build(),
                 Filter::builder().name("association.main").values("true").build(),
             ])
@@ -217,15 +239,16 @@ impl AwsCloud {
             })
             .await?;
         let attached: Vec<&str> = gateways.internet_gateways().iter().filter_map(|g| g.internet_gateway_id()).collect();
-        let target =
-            found.iter().flat_map(|t| t.routes()).filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).find_map(
-                |r| match (r.gateway_id(), r.nat_gateway_id()) {
-                    (Some(gateway), _) if attached.contains(&gateway) => Some(gateway.to_string()),
-                    (_, Some(nat)) => Some(nat.to_string()),
-                    _ => None,
-                },
-            );
-        Ok(target)
+        let route_out = found_tables
+            .iter()
+            .flat_map(|t| t.routes())
+            .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .find_map(|r| match (r.gateway_id(), r.nat_gateway_id()) {
+                (Some(gateway), _) if attached.contains(&gateway) => Some(gateway.to_string()),
+                (_, Some(nat)) => Some(nat.to_string()),
+                _ => None,
+            });
+        Ok(Some(ExistingSubnet { availability_zone, route_out }))
     }
 
     pub(super) async fn root_device_of(&self, region: &str, image: &str) -> Result<RootDevice, CloudError> {

@@ -142,6 +142,14 @@ pub struct HeldLock {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An existing subnet: its zone and where its default route leads, if it leads out of the VPC
+/// (an attached internet gateway `igw-…` or a NAT gateway `nat-…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingSubnet {
+    pub availability_zone: String,
+    pub route_out: Option<String>,
+}
+
 /// An AMI's root device: its name and the size of the snapshot behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootDevice {
@@ -297,9 +305,13 @@ pub trait Cloud: Sync {
         region: &str,
         launch: &HelperLaunch,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// Where the subnet's default route leads, if it leads out of the VPC: an attached internet
-    /// gateway (`igw-…`) or a NAT gateway (`nat-…`).
-    fn route_out(&self, region: &str, subnet: &str) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// An existing subnet as a helper or boot test would use it (`None` when it does not exist;
+    /// asked without waiting, unlike [`Cloud::subnet_placement`] of a subnet just made).
+    fn existing_subnet(
+        &self,
+        region: &str,
+        subnet: &str,
+    ) -> impl Future<Output = Result<Option<ExistingSubnet>, CloudError>> + Send;
     /// The root device of any AMI the account can see (the helper's base AMI).
     fn root_device(&self, region: &str, image: &str) -> impl Future<Output = Result<RootDevice, CloudError>> + Send;
     fn attach_volume(

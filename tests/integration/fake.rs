@@ -440,8 +440,12 @@ impl Cloud for FakeCloud {
         Err(no_builds("RunInstances", region))
     }
 
-    async fn route_out(&self, region: &str, _subnet: &str) -> Result<Option<String>, CloudError> {
-        Err(no_builds("DescribeRouteTables", region))
+    async fn existing_subnet(
+        &self,
+        region: &str,
+        _subnet: &str,
+    ) -> Result<Option<amiplan::cloud::ExistingSubnet>, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
     }
 
     async fn root_device(&self, region: &str, _image: &str) -> Result<amiplan::cloud::RootDevice, CloudError> {

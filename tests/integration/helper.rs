@@ -790,3 +790,18 @@ async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
     assert_eq!(snapshots.iter().filter(|s| tag(s.tags(), "amiplan:node") == Some(node.as_str())).count(), 1);
     assert_eq!(moto.images_named(REGION, "helper-lost-gp3").await.len(), 1);
 }
+
+/// Regression: the plan reads an existing helper subnet (its zone and route out); a subnet that
+/// no longer exists must not keep `destroy` from removing what the stack owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_works_when_the_manifests_subnet_is_gone() {
+    let moto = Moto::start();
+    let stack = "helper-gone";
+    let text = small_helper_manifest(stack)
+        .replace("  method: helper\n", "  method: helper\n  network: { subnet: subnet-0aaaaaaaaaaaaaaaa }\n");
+    let dir = write_manifest(stack, &text);
+    let destroyed =
+        amiplan_async(&moto.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
+            .await;
+    expect_code(&destroyed, 0);
+}
