@@ -16,7 +16,7 @@ use super::{CloudError, ErrorClass};
 /// How persistent calls and waits are.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Attempts per call for throttling and transient faults.
+    /// Attempts per call for transient faults (throttling is retried until the call deadline).
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
@@ -75,7 +75,11 @@ impl RetryPolicy {
             return false;
         }
         match error.class {
-            ErrorClass::Throttling | ErrorClass::Transient => attempt < self.max_attempts,
+            // Throttling says "later", not "broken": it is retried with backoff until the
+            // call's deadline, however many attempts a burst of it takes. (With the SDK's own
+            // retries switched off, eight attempts could all land in one burst.)
+            ErrorClass::Throttling => true,
+            ErrorClass::Transient => attempt < self.max_attempts,
             ErrorClass::NotFound | ErrorClass::NotReady => just_created && elapsed < self.consistency_window,
             ErrorClass::Denied | ErrorClass::Fatal => false,
         }
@@ -173,7 +177,8 @@ mod tests {
         assert!(!policy.should_retry(&error("UnauthorizedOperation"), 1, soon, true));
         assert!(!policy.should_retry(&error("InvalidParameterValue"), 1, soon, true));
         assert!(policy.should_retry(&error("RequestLimitExceeded"), 1, soon, false));
-        assert!(!policy.should_retry(&error("RequestLimitExceeded"), policy.max_attempts, soon, false));
+        assert!(policy.should_retry(&error("RequestLimitExceeded"), policy.max_attempts * 3, soon, false));
+        assert!(!policy.should_retry(&error("InternalError"), policy.max_attempts, soon, false));
         assert!(policy.should_retry(&error("InvalidAMIID.NotFound"), 1, soon, true));
         assert!(!policy.should_retry(&error("InvalidAMIID.NotFound"), 1, soon, false));
         assert!(policy.should_retry(&error("IncorrectState"), 1, soon, true));
