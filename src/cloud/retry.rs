@@ -68,9 +68,16 @@ impl RetryPolicy {
         ceiling.mul_f64(fastrand::f64()).max(self.base_delay / 2)
     }
 
-    /// Whether a failure on `attempt`, `elapsed` after the call began, deserves another try.
-    /// `just_created` allows `NotFound` and `NotReady`, for the consistency window.
-    pub fn should_retry(&self, error: &CloudError, attempt: u32, elapsed: Duration, just_created: bool) -> bool {
+    /// Whether a failure, `elapsed` after the call began and after `transient_failures` transient
+    /// faults (this one included), deserves another try. `just_created` allows `NotFound` and
+    /// `NotReady`, for the consistency window.
+    pub fn should_retry(
+        &self,
+        error: &CloudError,
+        transient_failures: u32,
+        elapsed: Duration,
+        just_created: bool,
+    ) -> bool {
         if elapsed >= self.call_deadline {
             return false;
         }
@@ -79,7 +86,10 @@ impl RetryPolicy {
             // call's deadline, however many attempts a burst of it takes. (With the SDK's own
             // retries switched off, eight attempts could all land in one burst.)
             ErrorClass::Throttling => true,
-            ErrorClass::Transient => attempt < self.max_attempts,
+            // Only transient faults spend the attempt budget: a call that first waited out the
+            // consistency window and a throttling burst must still survive one dropped
+            // connection (a soak run lost a CreateTags that way).
+            ErrorClass::Transient => transient_failures < self.max_attempts,
             ErrorClass::NotFound | ErrorClass::NotReady => just_created && elapsed < self.consistency_window,
             ErrorClass::Denied | ErrorClass::Fatal => false,
         }
@@ -93,15 +103,21 @@ impl RetryPolicy {
     {
         let start = Instant::now();
         let mut attempt = 1;
+        let mut transient_failures = 0;
         loop {
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(error) if self.should_retry(&error, attempt, start.elapsed(), just_created) => {
+                Err(error) => {
+                    if error.class == ErrorClass::Transient {
+                        transient_failures += 1;
+                    }
+                    if !self.should_retry(&error, transient_failures, start.elapsed(), just_created) {
+                        return Err(error);
+                    }
                     tracing::debug!(%error, attempt, "retrying");
                     tokio::time::sleep(self.delay(attempt)).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
             }
         }
     }
@@ -230,6 +246,39 @@ mod tests {
             .await;
         assert!(result.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// Regression (fault soak): a CreateTags that first saw the new image as missing, then a
+    /// throttling burst, gave up on the first dropped connection because every earlier failure
+    /// had spent the transient budget.
+    #[tokio::test]
+    async fn only_transient_faults_spend_the_attempt_budget() {
+        let policy = RetryPolicy::fast();
+        let calls = AtomicU32::new(0);
+        let earlier = policy.max_attempts * 2;
+        let result = policy
+            .run(true, || async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                match n {
+                    n if n < policy.max_attempts => Err(error("InvalidAMIID.NotFound")),
+                    n if n < earlier => Err(error("RequestLimitExceeded")),
+                    n if n < earlier + policy.max_attempts - 1 => Err(error("InternalError")),
+                    _ => Ok(n),
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), earlier + policy.max_attempts - 1);
+
+        // Transient faults alone still stop after `max_attempts`.
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = policy
+            .run(false, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(error("InternalError"))
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), policy.max_attempts);
     }
 
     #[tokio::test]
