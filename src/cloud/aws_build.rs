@@ -759,6 +759,7 @@ impl AwsCloud {
         let policy = self.policy();
         let started = tokio::time::Instant::now();
         let mut attempt = 1;
+        let mut transient_failures = 0;
         loop {
             if attempt > 1
                 && let Some(node) = tags.get(tags::NODE)
@@ -769,12 +770,17 @@ impl AwsCloud {
             }
             match create().await {
                 Ok(id) => return Ok(id),
-                Err(error) if policy.should_retry(&error, attempt, started.elapsed(), true) => {
+                Err(error) => {
+                    if error.class == ErrorClass::Transient {
+                        transient_failures += 1;
+                    }
+                    if !policy.should_retry(&error, transient_failures, started.elapsed(), true) {
+                        return Err(error);
+                    }
                     tracing::debug!(%error, attempt, "retrying a create");
                     tokio::time::sleep(policy.delay(attempt)).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
             }
         }
     }
