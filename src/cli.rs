@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Deadlines, Outcome, Report};
 use crate::cloud::Cloud;
+use crate::cloud::Sharing;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
 use crate::events::Events;
@@ -26,7 +27,6 @@ use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::render::{self, Style};
-use crate::sharing::Sharing;
 use crate::source::{self, Prepared};
 
 /// Exit codes, documented in the README.

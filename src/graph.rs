@@ -10,12 +10,12 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cloud::ResourceKind;
+use crate::cloud::Sharing;
 use crate::deprecation::Deprecation;
 use crate::job::Job;
 use crate::manifest::raw::{HelperAmi, VolumeType};
 use crate::model::{HelperSpec, ImageAttrs, Origin, Stack, TestSpec, Variant};
-use crate::observe::ResourceKind;
-use crate::sharing::Sharing;
 use crate::source::Prepared;
 use crate::tags;
 

@@ -14,6 +14,5 @@ pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod render;
-pub mod sharing;
 pub mod source;
 pub mod tags;

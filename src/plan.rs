@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::Sharing;
+use crate::cloud::{LiveResource, ResourceKind};
 use crate::deprecation;
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
-use crate::observe::{LiveResource, Observed, ResourceKind, helper_ami_key};
-use crate::sharing::Sharing;
+use crate::observe::{Observed, helper_ami_key};
 use crate::tags;
 
 /// Version of the saved-plan format; a plan file of another version is refused.

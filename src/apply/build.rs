@@ -9,11 +9,11 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{Executor, Handle, Inputs, Outcome, StepError, input};
+use crate::cloud::ResourceKind;
 use crate::cloud::retry::{Poll, WaitError, wait_until};
 use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch, RootDevice};
 use crate::graph::{Node, NodeKind, Work};
 use crate::job::{self, JobResult};
-use crate::observe::ResourceKind;
 use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).

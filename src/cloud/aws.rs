@@ -14,15 +14,15 @@ use aws_sdk_ec2::types::{
 };
 use aws_smithy_types::date_time::Format;
 
+use super::Sharing;
 use super::error::classify;
 use super::retry::RetryPolicy;
+use super::tags;
 use super::{
     BuildResource, Cloud, CloudError, DiscoveryQuery, ExistingSubnet, HeldLock, HelperLaunch, ImageCopy,
     ImageRegistration, Placement, ResourceStatus, RootDevice, SnapshotUpload, upload,
 };
-use crate::observe::{LiveResource, ResourceKind};
-use crate::sharing::Sharing;
-use crate::tags;
+use super::{LiveResource, ResourceKind};
 
 /// How to reach AWS (or an emulator speaking its API).
 #[derive(Debug, Clone, Default)]

@@ -12,11 +12,11 @@ use aws_sdk_ec2::types::{
 use base64::Engine as _;
 
 use super::aws::{AwsCloud, sdk_error, tag_map, tag_spec};
+use super::tags;
 use super::{
     BuildResource, CloudError, ErrorClass, ExistingSubnet, HelperLaunch, Placement, ResourceStatus, RootDevice,
 };
-use crate::observe::{LiveResource, ResourceKind};
-use crate::tags;
+use super::{LiveResource, ResourceKind};
 
 /// Codes with which EC2 may refuse `Latest` console output on a non-Nitro instance type.
 const LIVE_CONSOLE_REFUSED: &[Option<&str>] = &[

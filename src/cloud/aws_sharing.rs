@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{
 };
 
 use super::CloudError;
+use super::Sharing;
 use super::aws::{AwsCloud, sdk_error};
-use crate::sharing::Sharing;
 
 fn launch_permissions(sharing: &Sharing) -> Vec<LaunchPermission> {
     let mut all = Vec::new();

@@ -1,23 +1,25 @@
 //! The one seam between amiplan and a cloud: discover, create, wait and delete per resource kind.
 //! `aws` implements it with the AWS SDK; nothing else in the crate imports `aws_sdk_*`.
 
+pub mod attrs;
 pub mod aws;
 mod aws_build;
 mod aws_sharing;
 mod error;
+mod live;
 pub mod retry;
+mod sharing;
+pub mod tags;
 mod upload;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use attrs::{ImageAttrs, VolumeType};
 pub use error::{CloudError, ErrorClass};
-
-use crate::manifest::raw::VolumeType;
-use crate::model::ImageAttrs;
-use crate::observe::{LiveResource, ResourceKind};
-use crate::sharing::Sharing;
+pub use live::{LiveResource, ResourceKind};
+pub use sharing::Sharing;
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
 /// `image_names` (an AMI registered just before a crash may carry no tags yet).

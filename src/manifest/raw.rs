@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::cloud::attrs::{Architecture, BootMode, Imds, Virtualization, VolumeType};
+
 /// One stack: an image source, image attributes, a variant matrix and target regions.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -282,44 +284,6 @@ pub struct Publish {
     pub organizational_units: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-pub enum Architecture {
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "arm64")]
-    Arm64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Virtualization {
-    Hvm,
-    Paravirtual,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum VolumeType {
-    Standard,
-    Gp2,
-    Gp3,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum BootMode {
-    LegacyBios,
-    Uefi,
-    UefiPreferred,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-pub enum Imds {
-    /// Instances launched from the AMI require IMDSv2 tokens.
-    #[serde(rename = "v2.0")]
-    V2,
-}
-
 fn default_root_device() -> String {
     "/dev/xvda".to_string()
 }
@@ -334,44 +298,6 @@ fn default_instance_type() -> String {
 
 fn default_true() -> bool {
     true
-}
-
-impl Architecture {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Architecture::X86_64 => "x86_64",
-            Architecture::Arm64 => "arm64",
-        }
-    }
-}
-
-impl Virtualization {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Virtualization::Hvm => "hvm",
-            Virtualization::Paravirtual => "paravirtual",
-        }
-    }
-}
-
-impl VolumeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VolumeType::Standard => "standard",
-            VolumeType::Gp2 => "gp2",
-            VolumeType::Gp3 => "gp3",
-        }
-    }
-}
-
-impl BootMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BootMode::LegacyBios => "legacy-bios",
-            BootMode::Uefi => "uefi",
-            BootMode::UefiPreferred => "uefi-preferred",
-        }
-    }
 }
 
 /// The JSON Schema of a manifest, as checked in at `schema/amiplan.schema.json`.

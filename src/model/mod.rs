@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+pub use crate::cloud::ImageAttrs;
+use crate::cloud::Sharing;
 use crate::deprecation::Deprecation;
-use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Imds, Virtualization, VolumeType};
+use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
-use crate::sharing::Sharing;
 
 mod publish;
 mod sources;
@@ -91,22 +92,6 @@ pub struct Variant {
     /// The expanded AMI name, the same in every region.
     pub name: String,
     pub attrs: ImageAttrs,
-}
-
-/// Everything about an AMI that AWS cannot change after registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageAttrs {
-    pub architecture: Architecture,
-    pub virtualization: Virtualization,
-    pub volume_type: VolumeType,
-    pub encrypted: bool,
-    pub boot_mode: Option<BootMode>,
-    pub ena: bool,
-    pub imds: Option<Imds>,
-    pub tpm: bool,
-    pub root_device: String,
-    pub kernel_id: Option<String>,
-    pub ramdisk_id: Option<String>,
 }
 
 impl Stack {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::sources::local_file;
 use super::{TestSpec, is_instance_type, parse_minutes};
+use crate::cloud::Sharing;
 use crate::manifest::Loaded;
 use crate::manifest::raw::{self, Architecture};
-use crate::sharing::Sharing;
 
 /// A version must be usable in names and tags, and keeping versions needs a version in the name.
 pub(super) fn check_retention(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<u32> {

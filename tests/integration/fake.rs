@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use amiplan::cloud::Sharing;
 use amiplan::cloud::{
     BuildResource, Cloud, CloudError, DiscoveryQuery, HeldLock, HelperLaunch, ImageCopy, ImageRegistration, Placement,
     ResourceStatus, SnapshotUpload,
 };
-use amiplan::observe::{LiveResource, ResourceKind};
-use amiplan::sharing::Sharing;
+use amiplan::cloud::{LiveResource, ResourceKind};
 
 #[derive(Debug, Clone)]
 pub enum Made {

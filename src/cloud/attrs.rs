@@ -1,0 +1,97 @@
+//! The attributes of an AMI that AWS fixes at registration: the vocabulary manifests, plans and
+//! the cloud share.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Everything about an AMI that AWS cannot change after registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageAttrs {
+    pub architecture: Architecture,
+    pub virtualization: Virtualization,
+    pub volume_type: VolumeType,
+    pub encrypted: bool,
+    pub boot_mode: Option<BootMode>,
+    pub ena: bool,
+    pub imds: Option<Imds>,
+    pub tpm: bool,
+    pub root_device: String,
+    pub kernel_id: Option<String>,
+    pub ramdisk_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum Architecture {
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Virtualization {
+    Hvm,
+    Paravirtual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    Standard,
+    Gp2,
+    Gp3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    LegacyBios,
+    Uefi,
+    UefiPreferred,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum Imds {
+    /// Instances launched from the AMI require IMDSv2 tokens.
+    #[serde(rename = "v2.0")]
+    V2,
+}
+
+impl Architecture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+}
+
+impl Virtualization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Virtualization::Hvm => "hvm",
+            Virtualization::Paravirtual => "paravirtual",
+        }
+    }
+}
+
+impl VolumeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeType::Standard => "standard",
+            VolumeType::Gp2 => "gp2",
+            VolumeType::Gp3 => "gp3",
+        }
+    }
+}
+
+impl BootMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootMode::LegacyBios => "legacy-bios",
+            BootMode::Uefi => "uefi",
+            BootMode::UefiPreferred => "uefi-preferred",
+        }
+    }
+}
