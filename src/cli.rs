@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Deadlines, Outcome, Report};
-use crate::cloud::Cloud;
+use crate::cloud::Locks;
 use crate::cloud::Sharing;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
@@ -656,7 +656,7 @@ fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
         };
         let ami = AmiOutput {
             image_id: id.to_string(),
-            state: resource.state.clone(),
+            state: resource.state.to_string(),
             public: resource.public,
             shared_with: resource.sharing.clone(),
             deprecation: resource.deprecation.clone(),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::Sharing;
-use crate::cloud::{LiveResource, ResourceKind};
+use crate::cloud::{LiveResource, ResourceKind, State};
 use crate::deprecation;
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
 use crate::manifest::raw::HelperAmi;
@@ -531,11 +531,11 @@ fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Opt
 }
 
 /// The state of a live resource that can never become usable, if it is in one.
-fn failed_state(live: &LiveResource) -> Option<&str> {
-    let state = live.state.as_str();
+fn failed_state(live: &LiveResource) -> Option<&State> {
+    let state = &live.state;
     let failed = match live.kind {
-        ResourceKind::Image | ResourceKind::Snapshot => !matches!(state, "available" | "completed" | "pending"),
-        ResourceKind::Volume => matches!(state, "error" | "deleting" | "deleted"),
+        ResourceKind::Image | ResourceKind::Snapshot => !matches!(state, State::Ready | State::Pending),
+        ResourceKind::Volume => matches!(state, State::Failed(_) | State::Other(_) | State::Deleting | State::Deleted),
         // A stopped helper is replaced in `compare`; terminated ones are not even discovered.
         _ => false,
     };
@@ -557,7 +557,7 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         return change;
     }
     let uploaded = matches!(node.work, Work::Upload { .. });
-    if uploaded && live.state == "pending" && !live.tags.contains_key(tags::UPLOADED) {
+    if uploaded && live.state == State::Pending && !live.tags.contains_key(tags::UPLOADED) {
         change.action = Action::Replace;
         change.reasons.push(format!("{} is an upload that never completed", live.id));
         return change;
@@ -578,12 +578,12 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     if node.kind.is_transient() {
         // Never updated in place: adopted as they are (a running helper keeps running).
         // A helper that stopped has run its job already: a new one builds again.
-        if node.kind == NodeKind::Helper && live.state != "running" && live.state != "pending" {
+        if node.kind == NodeKind::Helper && !matches!(live.state, State::Running | State::Pending) {
             change.action = Action::Replace;
             change.reasons.push(format!("{} is {}: its job already ended", live.id, live.state));
         }
         // A run stopped between creating a gateway or route table and attaching or routing it.
-        if matches!(live.state.as_str(), "detached" | "incomplete") {
+        if matches!(live.state, State::Detached | State::Incomplete) {
             change.action = Action::Replace;
             change.reasons.push(format!("{} is {}: a run stopped half-way through making it", live.id, live.state));
         }
@@ -592,7 +592,7 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     if live.node().is_none() {
         change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
     }
-    if live.state == "pending" {
+    if live.state == State::Pending {
         change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
     }
     change.diffs = in_place_diffs(node, live);
@@ -799,7 +799,7 @@ mod tests {
                 kind: if is_image { ResourceKind::Image } else { ResourceKind::Snapshot },
                 id: id.clone(),
                 name: node.name.clone(),
-                state: if is_image { "available" } else { "completed" }.into(),
+                state: State::Ready,
                 description: node.description.clone(),
                 tags,
                 public: false,
@@ -973,7 +973,7 @@ mod tests {
     fn an_interrupted_upload_is_replaced_but_a_finished_pending_one_is_awaited() {
         let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
         let mut live = applied(&desired);
-        live[0].state = "pending".into();
+        live[0].state = State::Pending;
         let awaited = plan(&desired, &observed(live.clone()), &stacks(), false);
         assert_eq!(awaited.changes[0].action, Action::Update);
         live[0].tags.remove(tags::UPLOADED);
@@ -993,7 +993,7 @@ mod tests {
                 (tags::NODE.to_string(), format!("image/demo-{version}-gp3@us-east-1")),
                 (tags::VERSION.to_string(), version.to_string()),
             ]);
-            let mut live = LiveResource::new("us-east-1", ResourceKind::Image, id, "available", tags);
+            let mut live = LiveResource::new("us-east-1", ResourceKind::Image, id, State::Ready, tags);
             live.created = Some(format!("2026-01-{day:02}T00:00:00Z"));
             live
         };

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Executor, Handle, Inputs, Outcome, StepError, input};
 use crate::cloud::ResourceKind;
 use crate::cloud::retry::{Poll, WaitError, wait_until};
-use crate::cloud::{BuildResource, Cloud, CloudError, HelperLaunch, RootDevice};
+use crate::cloud::{BuildResource, Cloud, CloudError, ErrorClass, HelperLaunch, RootDevice, State};
 use crate::graph::{Node, NodeKind, Work};
 use crate::job::{self, JobResult};
 use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
@@ -20,8 +20,6 @@ use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVE
 const HELPER_DEVICE: &str = "/dev/sdf";
 /// Console lines shown when a helper fails.
 const LOG_LINES: usize = 40;
-/// Codes AWS answers while a resource is still held by one being deleted: worth waiting out.
-const STILL_IN_USE: &[&str] = &["DependencyViolation", "VolumeInUse", "IncorrectState", "InvalidVolume.InUse"];
 
 impl<'a, C: Cloud> Executor<'a, C> {
     pub(super) async fn create_for_build(
@@ -129,9 +127,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let what = format!("helper {id} in {region}");
         let result = wait_until(&self.options.policy, self.options.deadlines.transient, &what, || async {
             let status = self.cloud.instance_status(region, id).await?;
-            Ok(match status.state.as_str() {
-                "pending" => Poll::Pending(status.state),
-                "running" => Poll::Ready(Ok(())),
+            Ok(match status.state {
+                State::Pending => Poll::Pending(status.state.to_string()),
+                State::Running => Poll::Ready(Ok(())),
                 _ => Poll::Ready(Err(status)),
             })
         })
@@ -188,7 +186,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let result = wait_until(&self.options.policy, timeout + grace, &what, || async {
             let status = self.cloud.instance_status(region, instance).await?;
             let console = self.cloud.console_output(region, instance).await?;
-            let ended = matches!(status.state.as_str(), "stopped" | "terminated" | "shutting-down");
+            let ended = status.state.has_ended();
             let silent_for = if ended {
                 ended_at.lock().expect("ended_at lock").get_or_insert_with(Instant::now).elapsed()
             } else {
@@ -236,7 +234,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let result = wait_until(&self.options.policy, deadline, &what, || async {
             match self.cloud.delete_build_resource(region, resource, id).await {
                 Ok(()) => Ok(Poll::Ready(())),
-                Err(e) if e.code.as_deref().is_some_and(|c| STILL_IN_USE.contains(&c)) => {
+                // Still held by something being deleted (a volume by its instance): wait it out.
+                Err(e) if matches!(e.class, ErrorClass::InUse | ErrorClass::NotReady) => {
                     Ok(Poll::Pending(e.to_string()))
                 }
                 Err(e) => Err(e),
@@ -245,14 +244,14 @@ impl<'a, C: Cloud> Executor<'a, C> {
         .await;
         let as_cloud = |error: WaitError| match error {
             WaitError::Failed(error) => error,
-            timeout => CloudError::new("Delete", region, None, timeout.to_string()).on(id),
+            timeout => CloudError::new("Delete", region, ErrorClass::Transient, timeout.to_string()).on(id),
         };
         result.map_err(as_cloud)?;
         if resource == ResourceKind::Instance {
             let terminated = wait_until(&self.options.policy, deadline, &what, || async {
                 match self.cloud.instance_status(region, id).await {
-                    Ok(status) if status.state == "terminated" => Ok(Poll::Ready(())),
-                    Ok(status) => Ok(Poll::Pending(status.state)),
+                    Ok(status) if status.state == State::Terminated => Ok(Poll::Ready(())),
+                    Ok(status) => Ok(Poll::Pending(status.state.to_string())),
                     Err(e) if e.is_not_found() => Ok(Poll::Ready(())),
                     Err(e) => Err(e),
                 }

@@ -22,7 +22,9 @@ mod build;
 mod test;
 
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
-use crate::cloud::{Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload};
+use crate::cloud::{
+    Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload, State,
+};
 use crate::deprecation;
 use crate::events::{self, Event, Events, Phase};
 use crate::graph::{DesiredGraph, Node, NodeKind, Work};
@@ -322,11 +324,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             .policy
             .run(false, || async {
                 self.cloud.delete_snapshot(region, id).await.map_err(|e| {
-                    let class = if e.code.as_deref() == Some("InvalidSnapshot.InUse") {
-                        ErrorClass::Transient
-                    } else {
-                        ErrorClass::Fatal
-                    };
+                    let class = if e.class == ErrorClass::InUse { ErrorClass::Transient } else { ErrorClass::Fatal };
                     e.with_class(class)
                 })
             })
@@ -598,9 +596,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let deadline = self.options.deadlines.snapshot;
         let result = wait_until(&self.options.policy, deadline, &what, || async {
             let status = self.cloud.snapshot_status(region, id).await?;
-            Ok(match status.state.as_str() {
-                "completed" => Poll::Ready(Ok(status)),
-                "error" => Poll::Ready(Err(status)),
+            Ok(match status.state {
+                State::Ready => Poll::Ready(Ok(status)),
+                State::Failed(_) => Poll::Ready(Err(status)),
                 other => Poll::Pending(other.to_string()),
             })
         })
@@ -612,9 +610,9 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let what = format!("AMI {id} in {region}");
         let result = wait_until(&self.options.policy, deadline, &what, || async {
             let status = self.cloud.image_status(region, id).await?;
-            Ok(match status.state.as_str() {
-                "available" => Poll::Ready(Ok(status)),
-                "pending" => Poll::Pending("pending".into()),
+            Ok(match status.state {
+                State::Ready => Poll::Ready(Ok(status)),
+                State::Pending => Poll::Pending("pending".into()),
                 _ => Poll::Ready(Err(status)),
             })
         })

@@ -20,6 +20,62 @@ pub enum ResourceKind {
     Instance,
 }
 
+/// Where a resource is in its life, in amiplan's terms; `cloud::aws` maps AWS's state words to
+/// these, and nothing else knows them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Being made: an AMI or snapshot `pending`, a volume `creating`, an instance starting.
+    Pending,
+    /// Usable: an AMI `available`, a snapshot `completed`, a volume `available` or `in-use`, a
+    /// VPC or subnet `available`, a gateway attached, a route table routed, a security group.
+    Ready,
+    /// An instance that runs.
+    Running,
+    /// An instance on its way down, or down (and still there to read).
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+    /// An internet gateway a run made but never attached.
+    Detached,
+    /// A route table a run made but never routed or associated.
+    Incomplete,
+    /// Being deleted, or deleted (a volume `deleting`, an AMI `deregistered`).
+    Deleting,
+    Deleted,
+    /// Failed for good, in AWS's word (`failed`, `error`, `invalid`, …).
+    Failed(String),
+    /// A state word this version does not know: treated as not usable, shown as AWS said it.
+    Other(String),
+}
+
+impl State {
+    /// The state of an instance that has stopped running its job.
+    pub fn has_ended(&self) -> bool {
+        matches!(self, State::Stopped | State::Terminated | State::ShuttingDown)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Pending => "pending",
+            State::Ready => "available",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::ShuttingDown => "shutting-down",
+            State::Terminated => "terminated",
+            State::Detached => "detached",
+            State::Incomplete => "incomplete",
+            State::Deleting => "deleting",
+            State::Deleted => "deleted",
+            State::Failed(word) | State::Other(word) => word,
+        })
+    }
+}
+
 /// An AMI, snapshot or transient build resource as AWS reports it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LiveResource {
@@ -27,7 +83,7 @@ pub struct LiveResource {
     pub kind: ResourceKind,
     pub id: String,
     pub name: Option<String>,
-    pub state: String,
+    pub state: State,
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub public: bool,
@@ -52,7 +108,7 @@ impl LiveResource {
         region: &str,
         kind: ResourceKind,
         id: &str,
-        state: &str,
+        state: State,
         tags: BTreeMap<String, String>,
     ) -> LiveResource {
         LiveResource {
@@ -60,7 +116,7 @@ impl LiveResource {
             kind,
             id: id.to_string(),
             name: None,
-            state: state.to_string(),
+            state,
             description: None,
             tags,
             public: false,

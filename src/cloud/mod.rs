@@ -1,16 +1,16 @@
-//! The one seam between amiplan and a cloud: discover, create, wait and delete per resource kind.
-//! `aws` implements it with the AWS SDK; nothing else in the crate imports `aws_sdk_*`.
+//! The one seam between amiplan and a cloud, split by capability: the account, discovery,
+//! images, snapshots, sharing, tags, build hosts and locks. `aws` implements every capability
+//! with the AWS SDK; nothing else in the crate imports `aws_sdk_*`, knows an AWS error code or
+//! reads an AWS state word. This module is a leaf: it knows nothing of manifests, graphs or
+//! plans.
 
 pub mod attrs;
 pub mod aws;
-mod aws_build;
-mod aws_sharing;
 mod error;
 mod live;
 pub mod retry;
 mod sharing;
 pub mod tags;
-mod upload;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use attrs::{ImageAttrs, VolumeType};
 pub use error::{CloudError, ErrorClass};
-pub use live::{LiveResource, ResourceKind};
+pub use live::{LiveResource, ResourceKind, State};
 pub use sharing::Sharing;
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
@@ -31,11 +31,10 @@ pub struct DiscoveryQuery {
     pub build_resources: bool,
 }
 
-/// State of an AMI or snapshot as a wait sees it.
+/// State of an AMI, snapshot or instance as a wait sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceStatus {
-    /// AWS's own word: `pending`, `available`, `completed`, `failed`, `error`, …
-    pub state: String,
+    pub state: State,
     /// Why it failed, when AWS says.
     pub reason: Option<String>,
     /// For AMIs: the snapshots behind their block devices.
@@ -159,37 +158,63 @@ pub struct RootDevice {
     pub size_gib: u32,
 }
 
-/// A cloud amiplan can reconcile against. Every method is one logical operation in one region;
-/// implementations retry throttling and transient faults themselves (see [`retry`]).
-///
-/// Guarantees expected of implementations: creates tag at creation where the API allows it,
-/// deletes of something already gone succeed, and no method logs credentials.
-pub trait Cloud: Sync {
+/// The account and what it allows, region by region.
+pub trait Account: Sync {
     /// The account the credentials belong to.
     fn account_id(&self) -> impl Future<Output = Result<String, CloudError>> + Send;
     /// Every region enabled for the account, asked in `via`.
     fn regions(&self, via: &str) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+    /// Whether the account encrypts every new volume and snapshot in the region by default.
+    fn encryption_by_default(&self, region: &str) -> impl Future<Output = Result<bool, CloudError>> + Send;
+    /// How many VPCs the account has in the region.
+    fn vpc_count(&self, region: &str) -> impl Future<Output = Result<usize, CloudError>> + Send;
+    /// The Availability Zones of the region that offer the instance type, sorted.
+    fn instance_type_zones(
+        &self,
+        region: &str,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+    /// The account's image block public access state in the region (`unblocked`,
+    /// `block-new-sharing`), or `None` where the API does not answer it.
+    fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
+    /// The account's snapshot block public access state in the region (`unblocked`,
+    /// `block-new-sharing`, `block-all-sharing`), or `None` where the API does not answer it.
+    fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
+}
+
+/// Finding what exists.
+pub trait Discovery: Sync {
     /// Owned AMIs and snapshots matching `query`: one paginated Describe per kind (and per filter).
     fn discover(
         &self,
         region: &str,
         query: &DiscoveryQuery,
     ) -> impl Future<Output = Result<Vec<LiveResource>, CloudError>> + Send;
-
-    /// Uploads a local raw image into a new snapshot; returns its ID once the upload is complete
-    /// (the snapshot may still be `pending`).
-    fn upload_snapshot(
+    /// AMIs that the latest or default version of a launch template of the account uses, with the
+    /// template's name.
+    fn launch_template_images(
         &self,
         region: &str,
-        upload: &SnapshotUpload,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    fn snapshot_status(
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+    /// The newest AMI owned by `owner` (an account, `self` or `amazon`) whose name matches
+    /// `name_pattern`, if any.
+    fn newest_image(
         &self,
         region: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
-    fn delete_snapshot(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+        owner: &str,
+        name_pattern: &str,
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+    /// An existing subnet as a helper or boot test would use it (`None` when it does not exist;
+    /// asked without waiting, unlike [`BuildHosts::subnet_placement`] of a subnet just made).
+    fn existing_subnet(
+        &self,
+        region: &str,
+        subnet: &str,
+    ) -> impl Future<Output = Result<Option<ExistingSubnet>, CloudError>> + Send;
+}
 
+/// AMIs: registration, copies, their attributes and their end.
+pub trait Images: Sync {
     fn register_image(
         &self,
         region: &str,
@@ -216,18 +241,50 @@ pub trait Cloud: Sync {
         id: &str,
         at: Option<&str>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    /// The account's image block public access state in the region (`unblocked`,
-    /// `block-new-sharing`), or `None` where the API does not answer it.
-    fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
-    /// The account's snapshot block public access state in the region (`unblocked`,
-    /// `block-new-sharing`, `block-all-sharing`), or `None` where the API does not answer it.
-    fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
-    /// AMIs that the latest or default version of a launch template of the account uses, with the
-    /// template's name.
-    fn launch_template_images(
+    /// The root device of any AMI the account can see (the helper's base AMI).
+    fn root_device(&self, region: &str, image: &str) -> impl Future<Output = Result<RootDevice, CloudError>> + Send;
+    fn deregister_image(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
+/// EBS snapshots: direct uploads, copies, snapshots of volumes.
+pub trait Snapshots: Sync {
+    /// Uploads a local raw image into a new snapshot; returns its ID once the upload is complete
+    /// (the snapshot may still be `pending`).
+    fn upload_snapshot(
         &self,
         region: &str,
-    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+        upload: &SnapshotUpload,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    fn snapshot_status(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
+    /// An encrypted copy of a snapshot in the same region (with `kms_key`, or the default EBS
+    /// key), tagged at creation; returns the copy's ID.
+    fn encrypt_snapshot(
+        &self,
+        region: &str,
+        source: &str,
+        kms_key: Option<&str>,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Snapshots a volume, tagged at creation; returns the snapshot's ID.
+    fn snapshot_volume(
+        &self,
+        region: &str,
+        volume: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// Deletes a snapshot; one already gone is deleted. One still used by an AMI being
+    /// deregistered fails with [`ErrorClass::InUse`].
+    fn delete_snapshot(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
+/// Who may launch an AMI and create volumes from its snapshots.
+pub trait Permissions: Sync {
     /// Who may launch the AMI (DescribeImageAttribute launchPermission).
     fn image_sharing(&self, region: &str, id: &str) -> impl Future<Output = Result<Sharing, CloudError>> + Send;
     /// Grants `add` and revokes `remove` launch permissions.
@@ -247,8 +304,10 @@ pub trait Cloud: Sync {
         add: &Sharing,
         remove: &Sharing,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    fn deregister_image(&self, region: &str, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
 
+/// Tags on any resource.
+pub trait Tagging: Sync {
     /// Adds or overwrites tags on any resources of the region.
     fn set_tags(
         &self,
@@ -262,15 +321,10 @@ pub trait Cloud: Sync {
         ids: &[String],
         keys: &[String],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
 
-    /// The newest AMI owned by `owner` (an account, `self` or `amazon`) whose name matches
-    /// `name_pattern`, if any.
-    fn newest_image(
-        &self,
-        region: &str,
-        owner: &str,
-        name_pattern: &str,
-    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+/// What helper builds and boot tests run on: networks, volumes, instances and their consoles.
+pub trait BuildHosts: Sync {
     /// A default subnet of the region's default VPC in one of `zones` (any zone when empty), if
     /// it has one.
     fn default_subnet(
@@ -278,23 +332,14 @@ pub trait Cloud: Sync {
         region: &str,
         zones: &[String],
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
-    /// Whether the account encrypts every new volume and snapshot in the region by default.
-    fn encryption_by_default(&self, region: &str) -> impl Future<Output = Result<bool, CloudError>> + Send;
-    /// How many VPCs the account has in the region.
-    fn vpc_count(&self, region: &str) -> impl Future<Output = Result<usize, CloudError>> + Send;
-    /// The Availability Zones of the region that offer the instance type, sorted.
-    fn instance_type_zones(
-        &self,
-        region: &str,
-        instance_type: &str,
-    ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
     fn subnet_placement(
         &self,
         region: &str,
         subnet: &str,
     ) -> impl Future<Output = Result<Placement, CloudError>> + Send;
     /// Creates a transient resource, tagged at creation. `client_token` goes with the APIs that
-    /// take one (CreateVolume, CreateRouteTable); the others are made safe by their tags.
+    /// take one (CreateVolume, CreateRouteTable); the others are made safe by their tags: before
+    /// a retry, what a lost answer made is found by its `amiplan:node` tag and adopted.
     fn create_build_resource(
         &self,
         region: &str,
@@ -307,15 +352,6 @@ pub trait Cloud: Sync {
         region: &str,
         launch: &HelperLaunch,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// An existing subnet as a helper or boot test would use it (`None` when it does not exist;
-    /// asked without waiting, unlike [`Cloud::subnet_placement`] of a subnet just made).
-    fn existing_subnet(
-        &self,
-        region: &str,
-        subnet: &str,
-    ) -> impl Future<Output = Result<Option<ExistingSubnet>, CloudError>> + Send;
-    /// The root device of any AMI the account can see (the helper's base AMI).
-    fn root_device(&self, region: &str, image: &str) -> impl Future<Output = Result<RootDevice, CloudError>> + Send;
     fn attach_volume(
         &self,
         region: &str,
@@ -323,41 +359,27 @@ pub trait Cloud: Sync {
         instance: &str,
         device: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
-    /// State of an instance (`pending`, `running`, `stopped`, `terminated`, …) with AWS's reason.
+    /// State of an instance with AWS's reason.
     fn instance_status(
         &self,
         region: &str,
         id: &str,
     ) -> impl Future<Output = Result<ResourceStatus, CloudError>> + Send;
     fn console_output(&self, region: &str, id: &str) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// An encrypted copy of a snapshot in the same region (with `kms_key`, or the default EBS
-    /// key), tagged at creation; returns the copy's ID.
-    fn encrypt_snapshot(
-        &self,
-        region: &str,
-        source: &str,
-        kms_key: Option<&str>,
-        description: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
-    /// Snapshots a volume, tagged at creation; returns the snapshot's ID.
-    fn snapshot_volume(
-        &self,
-        region: &str,
-        volume: &str,
-        description: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<String, CloudError>> + Send;
     /// Deletes a transient resource (an instance is terminated; a gateway detached first; a route
     /// table disassociated first). Deleting something already gone succeeds; a resource still in
-    /// use fails with AWS's code (`DependencyViolation`, `VolumeInUse`) for the caller to retry.
+    /// use fails with [`ErrorClass::InUse`] (or [`ErrorClass::NotReady`]) for the caller to wait
+    /// out.
     fn delete_build_resource(
         &self,
         region: &str,
         kind: ResourceKind,
         id: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
 
+/// Stack locks: one named, labelled marker per region that only one run can create.
+pub trait Locks: Sync {
     /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when
     /// this call took it, or the lock that exists (possibly this run's own, when an earlier
     /// answer was lost); its labels are empty when it vanished between the two calls.
@@ -387,3 +409,13 @@ pub trait Cloud: Sync {
     /// Removes the lock `name`; removing a lock that does not exist succeeds.
     fn unlock(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
+
+/// A cloud amiplan can reconcile against: every capability. Every method is one logical
+/// operation in one region; implementations retry throttling and transient faults themselves
+/// (see [`retry`]).
+///
+/// Guarantees expected of implementations: creates tag at creation where the API allows it,
+/// deletes of something already gone succeed, and no method logs credentials.
+pub trait Cloud: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks {}
+
+impl<T: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks> Cloud for T {}

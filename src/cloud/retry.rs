@@ -91,7 +91,8 @@ impl RetryPolicy {
             // connection (a soak run lost a CreateTags that way).
             ErrorClass::Transient => transient_failures < self.max_attempts,
             ErrorClass::NotFound | ErrorClass::NotReady => just_created && elapsed < self.consistency_window,
-            ErrorClass::Denied | ErrorClass::Fatal => false,
+            // Held by another, or made already: waiting and adopting are the caller's to decide.
+            ErrorClass::InUse | ErrorClass::Duplicate | ErrorClass::Denied | ErrorClass::Fatal => false,
         }
     }
 
@@ -182,7 +183,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn error(code: &str) -> CloudError {
-        CloudError::new("DescribeImages", "us-east-1", Some(code.to_string()), "x")
+        crate::cloud::aws::aws_error("DescribeImages", "us-east-1", Some(code), "x")
     }
 
     #[test]

@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use amiplan::cloud::Sharing;
+use amiplan::cloud::aws::aws_error;
 use amiplan::cloud::{
-    BuildResource, Cloud, CloudError, DiscoveryQuery, HeldLock, HelperLaunch, ImageCopy, ImageRegistration, Placement,
-    ResourceStatus, SnapshotUpload,
+    Account, BuildHosts, BuildResource, CloudError, Discovery, DiscoveryQuery, ErrorClass, HeldLock, HelperLaunch,
+    ImageCopy, ImageRegistration, Images, Locks, Permissions, Placement, ResourceStatus, SnapshotUpload, Snapshots,
+    State as LiveState, Tagging,
 };
 use amiplan::cloud::{LiveResource, ResourceKind};
 
@@ -87,7 +89,7 @@ impl FakeCloud {
         let mut state = self.state.lock().unwrap();
         state.calls.push((region.to_string(), operation));
         match state.failures.get(&(operation, region.to_string())) {
-            Some(code) => Err(CloudError::new(operation, region, Some(code.clone()), "injected failure")),
+            Some(code) => Err(aws_error(operation, region, Some(code), "injected failure")),
             None => Ok(()),
         }
     }
@@ -123,7 +125,7 @@ impl FakeCloud {
             kind,
             id: id.clone(),
             name,
-            state: if kind == ResourceKind::Image { "available" } else { "completed" }.into(),
+            state: LiveState::Ready,
             description,
             tags: tags.clone(),
             public: false,
@@ -149,14 +151,14 @@ impl FakeCloud {
     ) -> Result<ResourceStatus, CloudError> {
         self.call(operation, region)?;
         let mut state = self.state.lock().unwrap();
-        let gone = || CloudError::new(operation, region, Some(missing.to_string()), "not found");
+        let gone = || aws_error(operation, region, Some(missing), "not found");
         if let Some(left) = state.invisible.get_mut(id).filter(|l| **l > 0) {
             *left -= 1;
             return Err(gone());
         }
         let still_pending = state.pending.get_mut(id).filter(|l| **l > 0).map(|left| *left -= 1).is_some();
         let live = state.resources.get(&(region.to_string(), id.to_string())).ok_or_else(gone)?;
-        let state_name = if still_pending { "pending".to_string() } else { live.state.clone() };
+        let state_name = if still_pending { LiveState::Pending } else { live.state.clone() };
         Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids: live.snapshot_ids.clone() })
     }
 
@@ -167,12 +169,12 @@ impl FakeCloud {
                 change(live);
                 Ok(())
             }
-            None => Err(CloudError::new("Modify", region, Some("InvalidID.NotFound".into()), "not found")),
+            None => Err(aws_error("Modify", region, Some("InvalidID.NotFound"), "not found")),
         }
     }
 }
 
-impl Cloud for FakeCloud {
+impl Account for FakeCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
         Ok("000000000000".into())
     }
@@ -181,6 +183,29 @@ impl Cloud for FakeCloud {
         Ok(["us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1"].map(String::from).to_vec())
     }
 
+    async fn encryption_by_default(&self, region: &str) -> Result<bool, CloudError> {
+        self.call("GetEbsEncryptionByDefault", region)?;
+        Ok(false)
+    }
+
+    async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
+        Err(no_builds("DescribeVpcs", region))
+    }
+
+    async fn instance_type_zones(&self, region: &str, _instance_type: &str) -> Result<Vec<String>, CloudError> {
+        Err(no_builds("DescribeInstanceTypeOfferings", region))
+    }
+
+    async fn image_block_public_access(&self, _region: &str) -> Option<String> {
+        None
+    }
+
+    async fn snapshot_block_public_access(&self, _region: &str) -> Option<String> {
+        None
+    }
+}
+
+impl Discovery for FakeCloud {
     async fn discover(&self, region: &str, query: &DiscoveryQuery) -> Result<Vec<LiveResource>, CloudError> {
         self.call("Discover", region)?;
         let state = self.state.lock().unwrap();
@@ -198,30 +223,29 @@ impl Cloud for FakeCloud {
             .collect())
     }
 
-    async fn upload_snapshot(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
-        self.call("UploadSnapshot", region)?;
-        Ok(self.create(region, ResourceKind::Snapshot, None, &upload.tags, Made::Uploaded(upload.clone())))
+    async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
+        self.call("DescribeLaunchTemplateVersions", region)?;
+        Ok(BTreeMap::new())
     }
 
-    async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
-        self.status("DescribeSnapshots", region, id, "InvalidSnapshot.NotFound")
+    async fn newest_image(&self, region: &str, _owner: &str, _name: &str) -> Result<Option<String>, CloudError> {
+        Err(no_builds("DescribeImages", region))
     }
 
-    async fn delete_snapshot(&self, region: &str, id: &str) -> Result<(), CloudError> {
-        self.call("DeleteSnapshot", region)?;
-        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
-        Ok(())
+    async fn existing_subnet(
+        &self,
+        region: &str,
+        _subnet: &str,
+    ) -> Result<Option<amiplan::cloud::ExistingSubnet>, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
     }
+}
 
+impl Images for FakeCloud {
     async fn register_image(&self, region: &str, image: &ImageRegistration) -> Result<String, CloudError> {
         self.call("RegisterImage", region)?;
         if self.images(region).iter().any(|i| i.name.as_deref() == Some(&image.name)) {
-            return Err(CloudError::new(
-                "RegisterImage",
-                region,
-                Some("InvalidAMIName.Duplicate".into()),
-                "name in use",
-            ));
+            return Err(aws_error("RegisterImage", region, Some("InvalidAMIName.Duplicate"), "name in use"));
         }
         Ok(self.create(
             region,
@@ -245,7 +269,7 @@ impl Cloud for FakeCloud {
         tokio::time::sleep(self.copy_latency).await;
         *self.state.lock().unwrap().copying.get_mut(region).unwrap() -= 1;
         if self.images(region).iter().any(|i| i.name.as_deref() == Some(&copy.name)) {
-            return Err(CloudError::new("CopyImage", region, Some("InvalidAMIName.Duplicate".into()), "name in use"));
+            return Err(aws_error("CopyImage", region, Some("InvalidAMIName.Duplicate"), "name in use"));
         }
         Ok(self.create(region, ResourceKind::Image, Some(copy.name.clone()), &copy.tags, Made::Copied(copy.clone())))
     }
@@ -268,19 +292,56 @@ impl Cloud for FakeCloud {
         self.modify(region, id, |live| live.deprecation = at.map(str::to_string))
     }
 
-    async fn snapshot_block_public_access(&self, _region: &str) -> Option<String> {
-        None
+    async fn root_device(&self, region: &str, _image: &str) -> Result<amiplan::cloud::RootDevice, CloudError> {
+        Err(no_builds("DescribeImages", region))
     }
 
-    async fn image_block_public_access(&self, _region: &str) -> Option<String> {
-        None
+    async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
+        self.call("DeregisterImage", region)?;
+        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
+        Ok(())
+    }
+}
+
+impl Snapshots for FakeCloud {
+    async fn upload_snapshot(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
+        self.call("UploadSnapshot", region)?;
+        Ok(self.create(region, ResourceKind::Snapshot, None, &upload.tags, Made::Uploaded(upload.clone())))
     }
 
-    async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
-        self.call("DescribeLaunchTemplateVersions", region)?;
-        Ok(BTreeMap::new())
+    async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
+        self.status("DescribeSnapshots", region, id, "InvalidSnapshot.NotFound")
     }
 
+    async fn encrypt_snapshot(
+        &self,
+        region: &str,
+        _source: &str,
+        _kms_key: Option<&str>,
+        _description: &str,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("CopySnapshot", region))
+    }
+
+    async fn snapshot_volume(
+        &self,
+        region: &str,
+        _volume: &str,
+        _description: &str,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("CreateSnapshot", region))
+    }
+
+    async fn delete_snapshot(&self, region: &str, id: &str) -> Result<(), CloudError> {
+        self.call("DeleteSnapshot", region)?;
+        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
+        Ok(())
+    }
+}
+
+impl Permissions for FakeCloud {
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         self.call("DescribeImageAttribute", region)?;
         let state = self.state.lock().unwrap();
@@ -325,13 +386,9 @@ impl Cloud for FakeCloud {
         *have = changed(have, add, remove);
         Ok(())
     }
+}
 
-    async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
-        self.call("DeregisterImage", region)?;
-        self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
-        Ok(())
-    }
-
+impl Tagging for FakeCloud {
     async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
         self.call("CreateTags", region)?;
         for id in ids {
@@ -348,7 +405,57 @@ impl Cloud for FakeCloud {
         }
         Ok(())
     }
+}
 
+// Helper builds are verified against moto behind the fault proxy (tests/integration/helper.rs),
+// not here: the fake answers them with an error so that a test reaching them by mistake fails.
+impl BuildHosts for FakeCloud {
+    async fn default_subnet(&self, region: &str, _zones: &[String]) -> Result<Option<String>, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
+    }
+
+    async fn subnet_placement(&self, region: &str, _subnet: &str) -> Result<Placement, CloudError> {
+        Err(no_builds("DescribeSubnets", region))
+    }
+
+    async fn create_build_resource(
+        &self,
+        region: &str,
+        _resource: &BuildResource,
+        _tags: &BTreeMap<String, String>,
+        _client_token: &str,
+    ) -> Result<String, CloudError> {
+        Err(no_builds("Create", region))
+    }
+
+    async fn launch_helper(&self, region: &str, _launch: &HelperLaunch) -> Result<String, CloudError> {
+        Err(no_builds("RunInstances", region))
+    }
+
+    async fn attach_volume(
+        &self,
+        region: &str,
+        _volume: &str,
+        _instance: &str,
+        _device: &str,
+    ) -> Result<(), CloudError> {
+        Err(no_builds("AttachVolume", region))
+    }
+
+    async fn instance_status(&self, region: &str, _id: &str) -> Result<ResourceStatus, CloudError> {
+        Err(no_builds("DescribeInstances", region))
+    }
+
+    async fn console_output(&self, region: &str, _id: &str) -> Result<String, CloudError> {
+        Err(no_builds("GetConsoleOutput", region))
+    }
+
+    async fn delete_build_resource(&self, region: &str, _kind: ResourceKind, _id: &str) -> Result<(), CloudError> {
+        Err(no_builds("Delete", region))
+    }
+}
+
+impl Locks for FakeCloud {
     async fn try_lock(
         &self,
         region: &str,
@@ -398,102 +505,6 @@ impl Cloud for FakeCloud {
         self.state.lock().unwrap().locks.remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
-
-    // Helper builds are verified against moto behind the fault proxy (tests/integration/helper.rs),
-    // not here: the fake answers them with an error so that a test reaching them by mistake fails.
-    async fn newest_image(&self, region: &str, _owner: &str, _name: &str) -> Result<Option<String>, CloudError> {
-        Err(no_builds("DescribeImages", region))
-    }
-
-    async fn subnet_placement(&self, region: &str, _subnet: &str) -> Result<Placement, CloudError> {
-        Err(no_builds("DescribeSubnets", region))
-    }
-
-    async fn encryption_by_default(&self, region: &str) -> Result<bool, CloudError> {
-        self.call("GetEbsEncryptionByDefault", region)?;
-        Ok(false)
-    }
-
-    async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
-        Err(no_builds("DescribeVpcs", region))
-    }
-
-    async fn instance_type_zones(&self, region: &str, _instance_type: &str) -> Result<Vec<String>, CloudError> {
-        Err(no_builds("DescribeInstanceTypeOfferings", region))
-    }
-
-    async fn default_subnet(&self, region: &str, _zones: &[String]) -> Result<Option<String>, CloudError> {
-        Err(no_builds("DescribeSubnets", region))
-    }
-
-    async fn create_build_resource(
-        &self,
-        region: &str,
-        _resource: &BuildResource,
-        _tags: &BTreeMap<String, String>,
-        _client_token: &str,
-    ) -> Result<String, CloudError> {
-        Err(no_builds("Create", region))
-    }
-
-    async fn launch_helper(&self, region: &str, _launch: &HelperLaunch) -> Result<String, CloudError> {
-        Err(no_builds("RunInstances", region))
-    }
-
-    async fn existing_subnet(
-        &self,
-        region: &str,
-        _subnet: &str,
-    ) -> Result<Option<amiplan::cloud::ExistingSubnet>, CloudError> {
-        Err(no_builds("DescribeSubnets", region))
-    }
-
-    async fn root_device(&self, region: &str, _image: &str) -> Result<amiplan::cloud::RootDevice, CloudError> {
-        Err(no_builds("DescribeImages", region))
-    }
-
-    async fn attach_volume(
-        &self,
-        region: &str,
-        _volume: &str,
-        _instance: &str,
-        _device: &str,
-    ) -> Result<(), CloudError> {
-        Err(no_builds("AttachVolume", region))
-    }
-
-    async fn instance_status(&self, region: &str, _id: &str) -> Result<ResourceStatus, CloudError> {
-        Err(no_builds("DescribeInstances", region))
-    }
-
-    async fn console_output(&self, region: &str, _id: &str) -> Result<String, CloudError> {
-        Err(no_builds("GetConsoleOutput", region))
-    }
-
-    async fn encrypt_snapshot(
-        &self,
-        region: &str,
-        _source: &str,
-        _kms_key: Option<&str>,
-        _description: &str,
-        _tags: &BTreeMap<String, String>,
-    ) -> Result<String, CloudError> {
-        Err(no_builds("CopySnapshot", region))
-    }
-
-    async fn snapshot_volume(
-        &self,
-        region: &str,
-        _volume: &str,
-        _description: &str,
-        _tags: &BTreeMap<String, String>,
-    ) -> Result<String, CloudError> {
-        Err(no_builds("CreateSnapshot", region))
-    }
-
-    async fn delete_build_resource(&self, region: &str, _kind: ResourceKind, _id: &str) -> Result<(), CloudError> {
-        Err(no_builds("Delete", region))
-    }
 }
 
 /// `have` with `remove` revoked and `add` granted, as ModifyImageAttribute and
@@ -508,5 +519,5 @@ fn changed(have: &Sharing, add: &Sharing, remove: &Sharing) -> Sharing {
 }
 
 fn no_builds(operation: &'static str, region: &str) -> CloudError {
-    CloudError::new(operation, region, None, "the in-process fake does not model helper builds")
+    CloudError::new(operation, region, ErrorClass::Fatal, "the in-process fake does not model helper builds")
 }

@@ -5,9 +5,8 @@ use aws_sdk_ec2::types::{
     SnapshotAttributeName,
 };
 
-use super::CloudError;
-use super::Sharing;
-use super::aws::{AwsCloud, sdk_error};
+use super::AwsCloud;
+use crate::cloud::{CloudError, Permissions, Sharing};
 
 fn launch_permissions(sharing: &Sharing) -> Vec<LaunchPermission> {
     let mut all = Vec::new();
@@ -22,19 +21,14 @@ fn launch_permissions(sharing: &Sharing) -> Vec<LaunchPermission> {
     all
 }
 
-impl AwsCloud {
-    pub(super) async fn read_image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+impl Permissions for AwsCloud {
+    async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         let ec2 = self.ec2(region);
         let out = self
-            .policy()
-            .run(true, || async {
-                ec2.describe_image_attribute()
-                    .image_id(id)
-                    .attribute(ImageAttributeName::LaunchPermission)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DescribeImageAttribute", region, e).on(id))
-            })
+            .call("DescribeImageAttribute", region)
+            .on(id)
+            .fresh()
+            .send(|| ec2.describe_image_attribute().image_id(id).attribute(ImageAttributeName::LaunchPermission).send())
             .await?;
         let mut sharing = Sharing::default();
         for permission in out.launch_permissions() {
@@ -48,7 +42,7 @@ impl AwsCloud {
         Ok(sharing)
     }
 
-    pub(super) async fn modify_image_sharing(
+    async fn change_image_sharing(
         &self,
         region: &str,
         id: &str,
@@ -63,30 +57,23 @@ impl AwsCloud {
             .set_add(Some(launch_permissions(add)).filter(|a| !a.is_empty()))
             .set_remove(Some(launch_permissions(remove)).filter(|r| !r.is_empty()))
             .build();
-        self.policy()
-            .run(true, || async {
-                ec2.modify_image_attribute()
-                    .image_id(id)
-                    .launch_permission(change.clone())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ModifyImageAttribute", region, e).on(id))
-            })
+        self.call("ModifyImageAttribute", region)
+            .on(id)
+            .fresh()
+            .send(|| ec2.modify_image_attribute().image_id(id).launch_permission(change.clone()).send())
             .await
             .map(|_| ())
     }
 
-    pub(super) async fn read_snapshot_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
+    async fn snapshot_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         let ec2 = self.ec2(region);
         let out = self
-            .policy()
-            .run(true, || async {
-                ec2.describe_snapshot_attribute()
-                    .snapshot_id(id)
-                    .attribute(SnapshotAttributeName::CreateVolumePermission)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DescribeSnapshotAttribute", region, e).on(id))
+            .call("DescribeSnapshotAttribute", region)
+            .on(id)
+            .fresh()
+            .send(|| {
+                let attribute = SnapshotAttributeName::CreateVolumePermission;
+                ec2.describe_snapshot_attribute().snapshot_id(id).attribute(attribute).send()
             })
             .await?;
         let mut sharing = Sharing::default();
@@ -101,7 +88,7 @@ impl AwsCloud {
 
     /// With OperationType, UserIds and GroupNames rather than CreateVolumePermission: both forms are
     /// AWS's, and this one is also the one the emulator understands.
-    pub(super) async fn modify_snapshot_sharing(
+    async fn change_snapshot_sharing(
         &self,
         region: &str,
         id: &str,
@@ -115,8 +102,10 @@ impl AwsCloud {
             }
             let groups = if sharing.public { vec!["all".to_string()] } else { vec![] };
             let accounts: Vec<String> = sharing.accounts.iter().cloned().collect();
-            self.policy()
-                .run(true, || async {
+            self.call("ModifySnapshotAttribute", region)
+                .on(id)
+                .fresh()
+                .send(|| {
                     ec2.modify_snapshot_attribute()
                         .snapshot_id(id)
                         .attribute(SnapshotAttributeName::CreateVolumePermission)
@@ -124,8 +113,6 @@ impl AwsCloud {
                         .set_user_ids(Some(accounts.clone()).filter(|a| !a.is_empty()))
                         .set_group_names(Some(groups.clone()).filter(|g| !g.is_empty()))
                         .send()
-                        .await
-                        .map_err(|e| sdk_error("ModifySnapshotAttribute", region, e).on(id))
                 })
                 .await?;
         }

@@ -1,0 +1,83 @@
+//! The account and what it allows in each region.
+
+use aws_sdk_ec2::types::{Filter, LocationType};
+
+use super::AwsCloud;
+use crate::cloud::{Account, CloudError};
+
+impl Account for AwsCloud {
+    async fn account_id(&self) -> Result<String, CloudError> {
+        let region = self.config.region().map(|r| r.to_string()).unwrap_or_default();
+        let sts = aws_sdk_sts::Client::new(&self.config);
+        let identity = self.call("GetCallerIdentity", &region).send(|| sts.get_caller_identity().send()).await?;
+        Ok(identity.account.unwrap_or_default())
+    }
+
+    async fn regions(&self, via: &str) -> Result<Vec<String>, CloudError> {
+        let ec2 = self.ec2(via);
+        let out = self.call("DescribeRegions", via).send(|| ec2.describe_regions().send()).await?;
+        Ok(out.regions().iter().filter_map(|r| r.region_name.clone()).collect())
+    }
+
+    async fn encryption_by_default(&self, region: &str) -> Result<bool, CloudError> {
+        let ec2 = self.ec2(region);
+        let out =
+            self.call("GetEbsEncryptionByDefault", region).send(|| ec2.get_ebs_encryption_by_default().send()).await?;
+        Ok(out.ebs_encryption_by_default().unwrap_or(false))
+    }
+
+    async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
+        let ec2 = self.ec2(region);
+        let vpcs = self
+            .call("DescribeVpcs", region)
+            .send(|| ec2.describe_vpcs().into_paginator().items().send().collect::<Result<Vec<_>, _>>())
+            .await?;
+        Ok(vpcs.len())
+    }
+
+    async fn instance_type_zones(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
+        let ec2 = self.ec2(region);
+        let of_type = Filter::builder().name("instance-type").values(instance_type).build();
+        let offerings = self
+            .call("DescribeInstanceTypeOfferings", region)
+            .send(|| {
+                ec2.describe_instance_type_offerings()
+                    .location_type(LocationType::AvailabilityZone)
+                    .filters(of_type.clone())
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut zones: Vec<String> = offerings.iter().filter_map(|o| o.location.clone()).collect();
+        zones.sort();
+        zones.dedup();
+        Ok(zones)
+    }
+
+    async fn image_block_public_access(&self, region: &str) -> Option<String> {
+        let ec2 = self.ec2(region);
+        // Asked once, without retries: where the API does not answer, the state is unknown.
+        match ec2.get_image_block_public_access_state().send().await {
+            Ok(out) => out.image_block_public_access_state().map(str::to_string),
+            Err(error) => {
+                let error = super::sdk_error("GetImageBlockPublicAccessState", region, error);
+                tracing::debug!(%error, "image block public access state unknown");
+                None
+            }
+        }
+    }
+
+    async fn snapshot_block_public_access(&self, region: &str) -> Option<String> {
+        let ec2 = self.ec2(region);
+        match ec2.get_snapshot_block_public_access_state().send().await {
+            Ok(out) => out.state().map(|s| s.as_str().to_string()),
+            Err(error) => {
+                let error = super::sdk_error("GetSnapshotBlockPublicAccessState", region, error);
+                tracing::debug!(%error, "snapshot block public access state unknown");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! AWS's error codes, and what each means to amiplan: the only place that knows them.
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::cloud::{CloudError, ErrorClass};
+
+/// An error AWS answered with `code` (or, without one, a fault on the way: `None`).
+pub fn aws_error(operation: &'static str, region: &str, code: Option<&str>, message: impl Into<String>) -> CloudError {
+    CloudError::new(operation, region, classify(code, None), message).with_code(code.map(str::to_string))
+}
+
+/// Converts any SDK error into a classified [`CloudError`]. Messages come from AWS's answer or the
+/// SDK's error chain, neither of which carries credentials.
+pub(super) fn sdk_error<E, R>(operation: &'static str, region: &str, error: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let status = match &error {
+        SdkError::ServiceError(context) => Some(context.raw().status_code()),
+        SdkError::ResponseError(context) => Some(context.raw().status_code()),
+        _ => None,
+    };
+    let code = error.code().map(str::to_string);
+    let message = error.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
+    CloudError::new(operation, region, classify(code.as_deref(), status), message).with_code(code)
+}
+
+/// The HTTP status of a raw response, whatever its type.
+pub(super) trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Classifies an AWS error code (and HTTP status when there is no code).
+pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
+    match code {
+        Some(
+            "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "SlowDown"
+            | "SnapshotCreationPerVolumeRateExceeded",
+        ) => ErrorClass::Throttling,
+        Some(
+            "InternalError"
+            | "InternalFailure"
+            | "InternalServerException"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "RequestTimeout"
+            | "RequestTimeoutException",
+        ) => ErrorClass::Transient,
+        Some("IncorrectState") => ErrorClass::NotReady,
+        Some("DependencyViolation" | "VolumeInUse" | "InvalidVolume.InUse" | "InvalidSnapshot.InUse") => {
+            ErrorClass::InUse
+        }
+        Some("InvalidAMIName.Duplicate" | "InvalidKeyPair.Duplicate" | "InvalidGroup.Duplicate") => {
+            ErrorClass::Duplicate
+        }
+        Some(
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "AuthFailure"
+            | "OptInRequired"
+            | "UnauthorizedAccess",
+        ) => ErrorClass::Denied,
+        Some(code)
+            if code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "ResourceNotFoundException" =>
+        {
+            ErrorClass::NotFound
+        }
+        Some(_) => ErrorClass::Fatal,
+        None => match http_status {
+            Some(429) => ErrorClass::Throttling,
+            Some(404) => ErrorClass::NotFound,
+            Some(status) if status >= 500 => ErrorClass::Transient,
+            Some(_) => ErrorClass::Fatal,
+            // No response at all: connection refused, reset, timed out.
+            None => ErrorClass::Transient,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        assert_eq!(classify(Some("RequestLimitExceeded"), Some(503)), ErrorClass::Throttling);
+        assert_eq!(classify(Some("InvalidAMIID.NotFound"), Some(400)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("InvalidSnapshot.NotFound"), Some(400)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("AccessDenied"), Some(403)), ErrorClass::Denied);
+        assert_eq!(classify(Some("UnauthorizedOperation"), Some(403)), ErrorClass::Denied);
+        assert_eq!(classify(Some("IncorrectState"), Some(400)), ErrorClass::NotReady);
+        assert_eq!(classify(Some("InvalidSnapshot.InUse"), Some(400)), ErrorClass::InUse);
+        assert_eq!(classify(Some("DependencyViolation"), Some(400)), ErrorClass::InUse);
+        assert_eq!(classify(Some("InvalidAMIName.Duplicate"), Some(400)), ErrorClass::Duplicate);
+        assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
+        assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
+        assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
+        assert_eq!(classify(None, None), ErrorClass::Transient);
+    }
+}

@@ -1,0 +1,271 @@
+//! The AWS SDK implementation of every capability of [`Cloud`](super::Cloud): the only module that
+//! talks to AWS. Honors the standard credential chain, profiles and `AWS_ENDPOINT_URL` (how tests
+//! reach the local emulator).
+//!
+//! Every SDK call goes through [`AwsCloud::call`]: one place maps SDK errors to classified
+//! [`CloudError`]s and retries them by the [`RetryPolicy`].
+
+mod account;
+mod adopt;
+mod build_hosts;
+mod discovery;
+mod errors;
+mod images;
+mod locks;
+mod network;
+mod permissions;
+mod snapshots;
+mod states;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+
+use errors::{HasStatus, sdk_error};
+pub use errors::{aws_error, classify};
+
+use super::retry::RetryPolicy;
+use super::{CloudError, Tagging};
+
+/// How to reach AWS (or an emulator speaking its API).
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Overrides `AWS_ENDPOINT_URL` and the per-service endpoints.
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Region for calls that are not about a manifest region (STS).
+    pub home_region: String,
+}
+
+/// Tuning of the SDK-backed cloud.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub retry: RetryPolicy,
+    /// PutSnapshotBlock requests in flight per upload. coldsnap uses 64; EBS allows 1,000 requests
+    /// per second per snapshot, and 16 keeps a single upload well inside that while still
+    /// filling a typical uplink.
+    pub upload_concurrency: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { retry: RetryPolicy::default(), upload_concurrency: 16 }
+    }
+}
+
+pub struct AwsCloud {
+    config: SdkConfig,
+    tuning: Tuning,
+    ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
+    ebs: Mutex<HashMap<String, aws_sdk_ebs::Client>>,
+    /// Instances whose live console EC2 refused (not Nitro): read buffered from then on.
+    buffered_consoles: Mutex<HashSet<String>>,
+}
+
+impl AwsCloud {
+    pub async fn connect(connection: &Connection, tuning: Tuning) -> AwsCloud {
+        // amiplan's RetryPolicy is the one layer that retries (it knows which errors are worth
+        // it, and for how long); the SDK's own retries would multiply its attempts. The SDK
+        // still enforces the attempt timeout and the overall deadline of every call.
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(tuning.retry.attempt_timeout)
+            .operation_timeout(tuning.retry.attempt_timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(connection.home_region.clone()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts);
+        if let Some(url) = &connection.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(profile) = &connection.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default(), buffered_consoles: Mutex::default() }
+    }
+
+    fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let mut clients = self.ec2.lock().expect("client cache lock");
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let config =
+                    aws_sdk_ec2::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
+                aws_sdk_ec2::Client::from_conf(config)
+            })
+            .clone()
+    }
+
+    fn ebs(&self, region: &str) -> aws_sdk_ebs::Client {
+        let mut clients = self.ebs.lock().expect("client cache lock");
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let config =
+                    aws_sdk_ebs::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
+                aws_sdk_ebs::Client::from_conf(config)
+            })
+            .clone()
+    }
+
+    /// The retry policy this client was made with; the executor waits by the same one.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.tuning.retry
+    }
+
+    /// One logical call: `operation` in `region`, retried by the policy.
+    fn call<'a>(&'a self, operation: &'static str, region: &'a str) -> Call<'a> {
+        Call { policy: &self.tuning.retry, operation, region, resource: None, just_created: false }
+    }
+}
+
+/// One SDK operation as amiplan makes it: named in errors, classified, retried.
+struct Call<'a> {
+    policy: &'a RetryPolicy,
+    operation: &'static str,
+    region: &'a str,
+    resource: Option<&'a str>,
+    just_created: bool,
+}
+
+impl<'a> Call<'a> {
+    /// The resource the call is about, named in its error.
+    fn on(mut self, resource: &'a str) -> Call<'a> {
+        self.resource = Some(resource);
+        self
+    }
+
+    /// The resource was made moments ago: `NotFound` and `NotReady` are retried for the
+    /// consistency window.
+    fn fresh(mut self) -> Call<'a> {
+        self.just_created = true;
+        self
+    }
+
+    /// Sends the request `attempt` builds, as often as the policy allows.
+    async fn send<T, E, R, F, Fut>(self, mut attempt: F) -> Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        let policy = self.policy;
+        let just_created = self.just_created;
+        let this = &self;
+        policy
+            .run(just_created, || {
+                let answer = attempt();
+                async move { answer.await.map_err(|error| this.error(error)) }
+            })
+            .await
+    }
+
+    /// One attempt, its error classified but not retried: for creates whose retries must look
+    /// for what the lost attempt made first (see [`AwsCloud::create_once`]).
+    async fn once<T, E, R, Fut>(self, attempt: impl FnOnce() -> Fut) -> Result<T, CloudError>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        attempt().await.map_err(|error| self.error(error))
+    }
+
+    fn error<E, R>(&self, error: SdkError<E, R>) -> CloudError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        let error = sdk_error(self.operation, self.region, error);
+        match self.resource {
+            Some(resource) => error.on(resource),
+            None => error,
+        }
+    }
+
+    /// Like [`Call::send`], for deletes: a resource already gone counts as deleted.
+    async fn delete<T, E, R, F, Fut>(self, attempt: F) -> Result<(), CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        match self.send(attempt).await {
+            Err(error) if error.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Like [`Call::send`], for reads of one resource: one that does not exist is `None`.
+    async fn find<T, E, R, F, Fut>(self, attempt: F) -> Result<Option<T>, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        match self.send(attempt).await {
+            Err(error) if error.is_not_found() => Ok(None),
+            other => other.map(Some),
+        }
+    }
+}
+
+/// The error of a Describe that answered without the one resource it was asked for.
+fn missing(operation: &'static str, region: &str, code: &str, id: &str) -> CloudError {
+    aws_error(operation, region, Some(code), format!("{id} does not exist")).on(id)
+}
+
+fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+    TagSpecification::builder().resource_type(kind).set_tags(Some(ec2_tags(tags))).build()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter().filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default()))).collect()
+}
+
+impl Tagging for AwsCloud {
+    async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
+        if ids.is_empty() || tags.is_empty() {
+            return Ok(());
+        }
+        let ec2 = self.ec2(region);
+        let on = ids.join(",");
+        // Right after a create, CreateTags may not see the new ID yet: NotFound is retried.
+        self.call("CreateTags", region)
+            .on(&on)
+            .fresh()
+            .send(|| ec2.create_tags().set_resources(Some(ids.to_vec())).set_tags(Some(ec2_tags(tags))).send())
+            .await
+            .map(|_| ())
+    }
+
+    async fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> Result<(), CloudError> {
+        if ids.is_empty() || keys.is_empty() {
+            return Ok(());
+        }
+        let ec2 = self.ec2(region);
+        let on = ids.join(",");
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+        self.call("DeleteTags", region)
+            .on(&on)
+            .fresh()
+            .send(|| ec2.delete_tags().set_resources(Some(ids.to_vec())).set_tags(Some(tags.clone())).send())
+            .await
+            .map(|_| ())
+    }
+}
