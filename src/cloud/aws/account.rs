@@ -28,28 +28,15 @@ impl Account for AwsCloud {
 
     async fn vpc_count(&self, region: &str) -> Result<usize, CloudError> {
         let ec2 = self.ec2(region);
-        let vpcs = self
-            .call("DescribeVpcs", region)
-            .send(|| ec2.describe_vpcs().into_paginator().items().send().collect::<Result<Vec<_>, _>>())
-            .await?;
+        let vpcs = describe!(self, region, "DescribeVpcs", ec2.describe_vpcs(), vec![]).await?;
         Ok(vpcs.len())
     }
 
     async fn instance_type_zones(&self, region: &str, instance_type: &str) -> Result<Vec<String>, CloudError> {
         let ec2 = self.ec2(region);
         let of_type = Filter::builder().name("instance-type").values(instance_type).build();
-        let offerings = self
-            .call("DescribeInstanceTypeOfferings", region)
-            .send(|| {
-                ec2.describe_instance_type_offerings()
-                    .location_type(LocationType::AvailabilityZone)
-                    .filters(of_type.clone())
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let request = ec2.describe_instance_type_offerings().location_type(LocationType::AvailabilityZone);
+        let offerings = describe!(self, region, "DescribeInstanceTypeOfferings", request, vec![of_type]).await?;
         let mut zones: Vec<String> = offerings.iter().filter_map(|o| o.location.clone()).collect();
         zones.sort();
         zones.dedup();

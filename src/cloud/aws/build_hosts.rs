@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine as _;
 
-use super::{AwsCloud, missing, states, tag_spec};
+use super::{AwsCloud, Missing, missing, states, tag_spec};
 use crate::cloud::{
     BuildHosts, BuildResource, CloudError, ErrorClass, HelperLaunch, Placement, ResourceKind, ResourceStatus,
 };
@@ -238,22 +238,28 @@ impl BuildHosts for AwsCloud {
         match kind {
             ResourceKind::Instance => {
                 let call = self.call("TerminateInstances", region).on(id);
-                call.delete(|| ec2.terminate_instances().instance_ids(id).send()).await
+                call.send(|| ec2.terminate_instances().instance_ids(id).send()).await.or_gone()
             }
-            ResourceKind::Volume => {
-                self.call("DeleteVolume", region).on(id).delete(|| ec2.delete_volume().volume_id(id).send()).await
-            }
+            ResourceKind::Volume => self
+                .call("DeleteVolume", region)
+                .on(id)
+                .send(|| ec2.delete_volume().volume_id(id).send())
+                .await
+                .or_gone(),
             ResourceKind::SecurityGroup => {
                 let call = self.call("DeleteSecurityGroup", region).on(id);
-                call.delete(|| ec2.delete_security_group().group_id(id).send()).await
+                call.send(|| ec2.delete_security_group().group_id(id).send()).await.or_gone()
             }
             ResourceKind::RouteTable => self.delete_route_table(region, id).await,
             ResourceKind::InternetGateway => self.delete_gateway(region, id).await,
-            ResourceKind::Subnet => {
-                self.call("DeleteSubnet", region).on(id).delete(|| ec2.delete_subnet().subnet_id(id).send()).await
-            }
+            ResourceKind::Subnet => self
+                .call("DeleteSubnet", region)
+                .on(id)
+                .send(|| ec2.delete_subnet().subnet_id(id).send())
+                .await
+                .or_gone(),
             ResourceKind::Vpc => {
-                self.call("DeleteVpc", region).on(id).delete(|| ec2.delete_vpc().vpc_id(id).send()).await
+                self.call("DeleteVpc", region).on(id).send(|| ec2.delete_vpc().vpc_id(id).send()).await.or_gone()
             }
             ResourceKind::Image | ResourceKind::Snapshot => {
                 Err(CloudError::new("Delete", region, ErrorClass::Fatal, format!("{id} is not a build resource")))

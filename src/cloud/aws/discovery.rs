@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{AttachmentStatus, Filter, Image, Snapshot};
+use aws_sdk_ec2::types::{AttachmentStatus, Filter, Image, InternetGateway, RouteTable, Snapshot, Subnet, Volume, Vpc};
 use aws_smithy_types::date_time::Format;
 
-use super::{AwsCloud, states, tag_map};
+use super::{AwsCloud, Missing, states, tag_map};
 use crate::cloud::{CloudError, Discovery, DiscoveryQuery, ExistingSubnet, LiveResource, ResourceKind, State, tags};
 
 /// States in which an instance still exists for planning purposes: a terminated helper is gone.
@@ -67,12 +67,7 @@ impl AwsCloud {
     /// Owned AMIs matching `filters`, every page.
     pub(super) async fn describe_images(&self, region: &str, filters: Vec<Filter>) -> Result<Vec<Image>, CloudError> {
         let ec2 = self.ec2(region);
-        self.call("DescribeImages", region)
-            .send(|| {
-                let request = ec2.describe_images().owners("self").set_filters(Some(filters.clone()));
-                request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-            })
-            .await
+        describe!(self, region, "DescribeImages", ec2.describe_images().owners("self"), filters).await
     }
 
     /// Every resource of `kind` matching `filters` (a tag filter, at least), as live resources.
@@ -80,84 +75,51 @@ impl AwsCloud {
         &self,
         region: &str,
         kind: ResourceKind,
-        filters: Vec<Filter>,
+        mut filters: Vec<Filter>,
     ) -> Result<Vec<LiveResource>, CloudError> {
         let ec2 = self.ec2(region);
         let live =
             |id: Option<&str>, state: State, tags| LiveResource::new(region, kind, id.unwrap_or_default(), state, tags);
+        let word = |state: Option<&str>| state.unwrap_or_default().to_string();
         Ok(match kind {
             ResourceKind::Image => {
                 let found = self.describe_images(region, filters).await?;
                 found.iter().map(|i| live_image(region, i)).collect()
             }
             ResourceKind::Snapshot => {
-                let found = self
-                    .call("DescribeSnapshots", region)
-                    .send(|| {
-                        let request = ec2.describe_snapshots().owner_ids("self").set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                let request = ec2.describe_snapshots().owner_ids("self");
+                let found = describe!(self, region, "DescribeSnapshots", request, filters).await?;
                 found.iter().map(|s| live_snapshot(region, s)).collect()
             }
             ResourceKind::Instance => {
-                let states = Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(LIVE_INSTANCE_STATES.iter().map(|s| s.to_string()).collect()))
-                    .build();
-                let mut filters = filters;
-                filters.push(states);
-                let found = self
-                    .call("DescribeInstances", region)
-                    .send(|| {
-                        let request = ec2.describe_instances().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                let alive = LIVE_INSTANCE_STATES.iter().map(|s| s.to_string()).collect();
+                filters.push(Filter::builder().name("instance-state-name").set_values(Some(alive)).build());
+                let found = describe!(self, region, "DescribeInstances", ec2.describe_instances(), filters).await?;
                 let instances = found.iter().flat_map(|r| r.instances());
                 instances
                     .map(|i| {
-                        let word = i.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or_default();
-                        let mut found = live(i.instance_id(), states::instance(word), tag_map(i.tags()));
+                        let state = states::instance(&word(i.state().and_then(|s| s.name()).map(|n| n.as_str())));
+                        let mut found = live(i.instance_id(), state, tag_map(i.tags()));
                         found.created = i.launch_time().map(|t| t.to_string());
                         found
                     })
                     .collect()
             }
             ResourceKind::Vpc => {
-                let found = self
-                    .call("DescribeVpcs", region)
-                    .send(|| {
-                        let request = ec2.describe_vpcs().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
-                let state =
-                    |v: &aws_sdk_ec2::types::Vpc| states::network(v.state().map(|s| s.as_str()).unwrap_or_default());
+                let found = describe!(self, region, "DescribeVpcs", ec2.describe_vpcs(), filters).await?;
+                let state = |v: &Vpc| states::network(&word(v.state().map(|s| s.as_str())));
                 found.iter().map(|v| live(v.vpc_id(), state(v), tag_map(v.tags()))).collect()
             }
             ResourceKind::Subnet => {
-                let found = self
-                    .call("DescribeSubnets", region)
-                    .send(|| {
-                        let request = ec2.describe_subnets().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
-                let state =
-                    |s: &aws_sdk_ec2::types::Subnet| states::network(s.state().map(|s| s.as_str()).unwrap_or_default());
+                let found = describe!(self, region, "DescribeSubnets", ec2.describe_subnets(), filters).await?;
+                let state = |s: &Subnet| states::network(&word(s.state().map(|s| s.as_str())));
                 found.iter().map(|s| live(s.subnet_id(), state(s), tag_map(s.tags()))).collect()
             }
             ResourceKind::InternetGateway => {
-                let found = self
-                    .call("DescribeInternetGateways", region)
-                    .send(|| {
-                        let request = ec2.describe_internet_gateways().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                let request = ec2.describe_internet_gateways();
+                let found = describe!(self, region, "DescribeInternetGateways", request, filters).await?;
                 // A gateway made by a run that stopped before attaching it is of no use: say so.
-                let state = |g: &aws_sdk_ec2::types::InternetGateway| {
+                let state = |g: &InternetGateway| {
                     let attached = g.attachments().iter().any(|a| {
                         matches!(a.state(), Some(AttachmentStatus::Attached) | Some(AttachmentStatus::Attaching))
                             || a.state().map(|s| s.as_str()) == Some("available")
@@ -167,15 +129,10 @@ impl AwsCloud {
                 found.iter().map(|g| live(g.internet_gateway_id(), state(g), tag_map(g.tags()))).collect()
             }
             ResourceKind::RouteTable => {
-                let found = self
-                    .call("DescribeRouteTables", region)
-                    .send(|| {
-                        let request = ec2.describe_route_tables().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                let request = ec2.describe_route_tables();
+                let found = describe!(self, region, "DescribeRouteTables", request, filters).await?;
                 // Likewise a route table without its default route or its subnet.
-                let state = |t: &aws_sdk_ec2::types::RouteTable| {
+                let state = |t: &RouteTable| {
                     let routed = t.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
                     let associated = t.associations().iter().any(|a| a.main != Some(true) && a.subnet_id.is_some());
                     if routed && associated { State::Ready } else { State::Incomplete }
@@ -183,25 +140,13 @@ impl AwsCloud {
                 found.iter().map(|t| live(t.route_table_id(), state(t), tag_map(t.tags()))).collect()
             }
             ResourceKind::SecurityGroup => {
-                let found = self
-                    .call("DescribeSecurityGroups", region)
-                    .send(|| {
-                        let request = ec2.describe_security_groups().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                let request = ec2.describe_security_groups();
+                let found = describe!(self, region, "DescribeSecurityGroups", request, filters).await?;
                 found.iter().map(|g| live(g.group_id(), State::Ready, tag_map(g.tags()))).collect()
             }
             ResourceKind::Volume => {
-                let found = self
-                    .call("DescribeVolumes", region)
-                    .send(|| {
-                        let request = ec2.describe_volumes().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
-                let state =
-                    |v: &aws_sdk_ec2::types::Volume| states::volume(v.state().map(|s| s.as_str()).unwrap_or_default());
+                let found = describe!(self, region, "DescribeVolumes", ec2.describe_volumes(), filters).await?;
+                let state = |v: &Volume| states::volume(&word(v.state().map(|s| s.as_str())));
                 found.iter().map(|v| live(v.volume_id(), state(v), tag_map(v.tags()))).collect()
             }
         })
@@ -251,13 +196,8 @@ impl Discovery for AwsCloud {
 
     async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
         let ec2 = self.ec2(region);
-        let versions = self
-            .call("DescribeLaunchTemplateVersions", region)
-            .send(|| {
-                let request = ec2.describe_launch_template_versions().versions("$Latest").versions("$Default");
-                request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let request = ec2.describe_launch_template_versions().versions("$Latest").versions("$Default");
+        let versions = describe!(self, region, "DescribeLaunchTemplateVersions", request, vec![]).await?;
         Ok(versions
             .iter()
             .filter_map(|v| {
@@ -270,13 +210,8 @@ impl Discovery for AwsCloud {
     async fn newest_image(&self, region: &str, owner: &str, pattern: &str) -> Result<Option<String>, CloudError> {
         let ec2 = self.ec2(region);
         let by_name = Filter::builder().name("name").values(pattern).build();
-        let images = self
-            .call("DescribeImages", region)
-            .send(|| {
-                let request = ec2.describe_images().owners(owner).filters(by_name.clone());
-                request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let images =
+            describe!(self, region, "DescribeImages", ec2.describe_images().owners(owner), vec![by_name]).await?;
         let newest =
             images.iter().max_by(|a, b| (a.creation_date(), a.image_id()).cmp(&(b.creation_date(), b.image_id())));
         Ok(newest.and_then(|image| image.image_id.clone()))
@@ -289,21 +224,15 @@ impl Discovery for AwsCloud {
         let described = self
             .call("DescribeSubnets", region)
             .on(subnet)
-            .find(|| ec2.describe_subnets().subnet_ids(subnet).send())
-            .await?;
+            .send(|| ec2.describe_subnets().subnet_ids(subnet).send())
+            .await
+            .or_none()?;
         let Some(found) = described.as_ref().and_then(|d| d.subnets().first()) else { return Ok(None) };
         let vpc = found.vpc_id.clone().unwrap_or_default();
         let availability_zone = found.availability_zone.clone().unwrap_or_default();
         let tables = |filters: Vec<Filter>| {
             let ec2 = ec2.clone();
-            async move {
-                self.call("DescribeRouteTables", region)
-                    .send(|| {
-                        let request = ec2.describe_route_tables().set_filters(Some(filters.clone()));
-                        request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-                    })
-                    .await
-            }
+            async move { describe!(self, region, "DescribeRouteTables", ec2.describe_route_tables(), filters).await }
         };
         let mut found_tables =
             tables(vec![Filter::builder().name("association.subnet-id").values(subnet).build()]).await?;

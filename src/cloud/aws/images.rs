@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{
 use aws_smithy_types::date_time::Format;
 
 use super::discovery::image_snapshots;
-use super::{AwsCloud, missing, states, tag_spec};
+use super::{AwsCloud, Missing, missing, states, tag_spec};
 use crate::cloud::{CloudError, ErrorClass, ImageCopy, ImageRegistration, Images, ResourceStatus, RootDevice, Tagging};
 
 impl Images for AwsCloud {
@@ -153,8 +153,12 @@ impl Images for AwsCloud {
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
-        let result =
-            self.call("DeregisterImage", region).on(id).delete(|| ec2.deregister_image().image_id(id).send()).await;
+        let result = self
+            .call("DeregisterImage", region)
+            .on(id)
+            .send(|| ec2.deregister_image().image_id(id).send())
+            .await
+            .or_gone();
         match result {
             // Deregistered already, and still listed for a while.
             Err(e) if e.code.as_deref() == Some("InvalidAMIID.Unavailable") => Ok(()),

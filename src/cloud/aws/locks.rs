@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{KeyType, ResourceType};
 
-use super::{AwsCloud, tag_map, tag_spec};
+use super::{AwsCloud, Missing, tag_map, tag_spec};
 use crate::cloud::{CloudError, ErrorClass, HeldLock, Locks, Tagging};
 
 impl AwsCloud {
@@ -15,8 +15,9 @@ impl AwsCloud {
         let found = self
             .call("DescribeKeyPairs", region)
             .on(name)
-            .find(|| ec2.describe_key_pairs().key_names(name).send())
-            .await?;
+            .send(|| ec2.describe_key_pairs().key_names(name).send())
+            .await
+            .or_none()?;
         let first = found.as_ref().and_then(|out| out.key_pairs().first());
         Ok(first.map(|k| HeldLock { id: k.key_pair_id.clone(), labels: tag_map(k.tags()) }))
     }
@@ -76,6 +77,6 @@ impl Locks for AwsCloud {
 
     async fn unlock(&self, region: &str, name: &str) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
-        self.call("DeleteKeyPair", region).on(name).delete(|| ec2.delete_key_pair().key_name(name).send()).await
+        self.call("DeleteKeyPair", region).on(name).send(|| ec2.delete_key_pair().key_name(name).send()).await.or_gone()
     }
 }

@@ -5,6 +5,24 @@
 //! Every SDK call goes through [`AwsCloud::call`]: one place maps SDK errors to classified
 //! [`CloudError`]s and retries them by the [`RetryPolicy`].
 
+/// Every page of a filtered Describe, through the call helper: `describe!(cloud, region,
+/// "DescribeVpcs", ec2.describe_vpcs(), filters)`.
+macro_rules! describe {
+    ($cloud:expr, $region:expr, $operation:literal, $request:expr, $filters:expr) => {
+        async {
+            let request = $request;
+            let filters: Vec<aws_sdk_ec2::types::Filter> = $filters;
+            $cloud
+                .call($operation, $region)
+                .send(|| {
+                    let request = request.clone().set_filters(Some(filters.clone()));
+                    request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
+                })
+                .await
+        }
+    };
+}
+
 mod account;
 mod adopt;
 mod build_hosts;
@@ -93,27 +111,15 @@ impl AwsCloud {
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let mut clients = self.ec2.lock().expect("client cache lock");
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let config =
-                    aws_sdk_ec2::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
-                aws_sdk_ec2::Client::from_conf(config)
-            })
-            .clone()
+        cached(&self.ec2, region, |region| {
+            aws_sdk_ec2::Client::from_conf(aws_sdk_ec2::config::Builder::from(&self.config).region(region).build())
+        })
     }
 
     fn ebs(&self, region: &str) -> aws_sdk_ebs::Client {
-        let mut clients = self.ebs.lock().expect("client cache lock");
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let config =
-                    aws_sdk_ebs::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
-                aws_sdk_ebs::Client::from_conf(config)
-            })
-            .clone()
+        cached(&self.ebs, region, |region| {
+            aws_sdk_ebs::Client::from_conf(aws_sdk_ebs::config::Builder::from(&self.config).region(region).build())
+        })
     }
 
     /// The retry policy this client was made with; the executor waits by the same one.
@@ -125,6 +131,17 @@ impl AwsCloud {
     fn call<'a>(&'a self, operation: &'static str, region: &'a str) -> Call<'a> {
         Call { policy: &self.tuning.retry, operation, region, resource: None, just_created: false }
     }
+}
+
+/// What the SDK's operation errors have in common.
+trait ServiceError: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static {}
+
+impl<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static> ServiceError for E {}
+
+/// The client of `region` from `cache`, made on first use.
+fn cached<C: Clone>(cache: &Mutex<HashMap<String, C>>, region: &str, make: impl FnOnce(Region) -> C) -> C {
+    let mut clients = cache.lock().expect("client cache lock");
+    clients.entry(region.to_string()).or_insert_with(|| make(Region::new(region.to_string()))).clone()
 }
 
 /// One SDK operation as amiplan makes it: named in errors, classified, retried.
@@ -155,7 +172,7 @@ impl<'a> Call<'a> {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, R>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: ServiceError,
         R: std::fmt::Debug + HasStatus,
     {
         let policy = self.policy;
@@ -174,7 +191,7 @@ impl<'a> Call<'a> {
     async fn once<T, E, R, Fut>(self, attempt: impl FnOnce() -> Fut) -> Result<T, CloudError>
     where
         Fut: Future<Output = Result<T, SdkError<E, R>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: ServiceError,
         R: std::fmt::Debug + HasStatus,
     {
         attempt().await.map_err(|error| self.error(error))
@@ -182,7 +199,7 @@ impl<'a> Call<'a> {
 
     fn error<E, R>(&self, error: SdkError<E, R>) -> CloudError
     where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: ServiceError,
         R: std::fmt::Debug + HasStatus,
     {
         let error = sdk_error(self.operation, self.region, error);
@@ -191,30 +208,26 @@ impl<'a> Call<'a> {
             None => error,
         }
     }
+}
 
-    /// Like [`Call::send`], for deletes: a resource already gone counts as deleted.
-    async fn delete<T, E, R, F, Fut>(self, attempt: F) -> Result<(), CloudError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, SdkError<E, R>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + HasStatus,
-    {
-        match self.send(attempt).await {
+/// What a not-found answer means to the caller.
+trait Missing<T> {
+    /// For deletes: a resource already gone counts as deleted.
+    fn or_gone(self) -> Result<(), CloudError>;
+    /// For reads of one resource: one that does not exist is `None`.
+    fn or_none(self) -> Result<Option<T>, CloudError>;
+}
+
+impl<T> Missing<T> for Result<T, CloudError> {
+    fn or_gone(self) -> Result<(), CloudError> {
+        match self {
             Err(error) if error.is_not_found() => Ok(()),
             other => other.map(|_| ()),
         }
     }
 
-    /// Like [`Call::send`], for reads of one resource: one that does not exist is `None`.
-    async fn find<T, E, R, F, Fut>(self, attempt: F) -> Result<Option<T>, CloudError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, SdkError<E, R>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + HasStatus,
-    {
-        match self.send(attempt).await {
+    fn or_none(self) -> Result<Option<T>, CloudError> {
+        match self {
             Err(error) if error.is_not_found() => Ok(None),
             other => other.map(Some),
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
-use super::{AwsCloud, missing, tag_spec};
+use super::{AwsCloud, Missing, missing, tag_spec};
 use crate::cloud::{CloudError, ErrorClass, Placement, ResourceKind, Tagging};
 
 impl AwsCloud {
@@ -150,8 +150,9 @@ impl AwsCloud {
         let out = self
             .call("DescribeRouteTables", region)
             .on(id)
-            .find(|| ec2.describe_route_tables().route_table_ids(id).send())
-            .await?;
+            .send(|| ec2.describe_route_tables().route_table_ids(id).send())
+            .await
+            .or_none()?;
         let associations: Vec<String> = out
             .iter()
             .flat_map(|o| o.route_tables())
@@ -162,10 +163,15 @@ impl AwsCloud {
         for association in &associations {
             self.call("DisassociateRouteTable", region)
                 .on(id)
-                .delete(|| ec2.disassociate_route_table().association_id(association).send())
-                .await?;
+                .send(|| ec2.disassociate_route_table().association_id(association).send())
+                .await
+                .or_gone()?;
         }
-        self.call("DeleteRouteTable", region).on(id).delete(|| ec2.delete_route_table().route_table_id(id).send()).await
+        self.call("DeleteRouteTable", region)
+            .on(id)
+            .send(|| ec2.delete_route_table().route_table_id(id).send())
+            .await
+            .or_gone()
     }
 
     pub(super) async fn delete_gateway(&self, region: &str, id: &str) -> Result<(), CloudError> {
@@ -173,8 +179,9 @@ impl AwsCloud {
         let out = self
             .call("DescribeInternetGateways", region)
             .on(id)
-            .find(|| ec2.describe_internet_gateways().internet_gateway_ids(id).send())
-            .await?;
+            .send(|| ec2.describe_internet_gateways().internet_gateway_ids(id).send())
+            .await
+            .or_none()?;
         let vpcs: Vec<String> = out
             .iter()
             .flat_map(|o| o.internet_gateways())
@@ -184,13 +191,15 @@ impl AwsCloud {
         for vpc in &vpcs {
             self.call("DetachInternetGateway", region)
                 .on(id)
-                .delete(|| ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send())
-                .await?;
+                .send(|| ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send())
+                .await
+                .or_gone()?;
         }
         self.call("DeleteInternetGateway", region)
             .on(id)
-            .delete(|| ec2.delete_internet_gateway().internet_gateway_id(id).send())
+            .send(|| ec2.delete_internet_gateway().internet_gateway_id(id).send())
             .await
+            .or_gone()
     }
 
     pub(super) async fn placement_of(&self, region: &str, subnet: &str) -> Result<Placement, CloudError> {
@@ -218,13 +227,7 @@ impl AwsCloud {
     ) -> Result<Option<String>, CloudError> {
         let ec2 = self.ec2(region);
         let default = Filter::builder().name("default-for-az").values("true").build();
-        let subnets = self
-            .call("DescribeSubnets", region)
-            .send(|| {
-                let request = ec2.describe_subnets().filters(default.clone());
-                request.into_paginator().items().send().collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let subnets = describe!(self, region, "DescribeSubnets", ec2.describe_subnets(), vec![default]).await?;
         let mut ids: Vec<String> = subnets
             .iter()
             .filter(|s| zones.is_empty() || s.availability_zone().is_some_and(|z| zones.iter().any(|w| w == z)))

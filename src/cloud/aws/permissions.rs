@@ -21,6 +21,16 @@ fn launch_permissions(sharing: &Sharing) -> Vec<LaunchPermission> {
     all
 }
 
+/// Who the (group, account) grants of a permission attribute name: everyone, and accounts.
+fn granted<'a>(grants: impl Iterator<Item = (Option<&'a PermissionGroup>, Option<&'a str>)>) -> Sharing {
+    let mut sharing = Sharing::default();
+    for (group, account) in grants {
+        sharing.public |= group == Some(&PermissionGroup::All);
+        sharing.accounts.extend(account.map(str::to_string));
+    }
+    sharing
+}
+
 impl Permissions for AwsCloud {
     async fn image_sharing(&self, region: &str, id: &str) -> Result<Sharing, CloudError> {
         let ec2 = self.ec2(region);
@@ -30,12 +40,8 @@ impl Permissions for AwsCloud {
             .fresh()
             .send(|| ec2.describe_image_attribute().image_id(id).attribute(ImageAttributeName::LaunchPermission).send())
             .await?;
-        let mut sharing = Sharing::default();
+        let mut sharing = granted(out.launch_permissions().iter().map(|p| (p.group(), p.user_id())));
         for permission in out.launch_permissions() {
-            if permission.group() == Some(&PermissionGroup::All) {
-                sharing.public = true;
-            }
-            sharing.accounts.extend(permission.user_id().map(str::to_string));
             sharing.organizations.extend(permission.organization_arn().map(str::to_string));
             sharing.organizational_units.extend(permission.organizational_unit_arn().map(str::to_string));
         }
@@ -76,14 +82,7 @@ impl Permissions for AwsCloud {
                 ec2.describe_snapshot_attribute().snapshot_id(id).attribute(attribute).send()
             })
             .await?;
-        let mut sharing = Sharing::default();
-        for permission in out.create_volume_permissions() {
-            if permission.group() == Some(&PermissionGroup::All) {
-                sharing.public = true;
-            }
-            sharing.accounts.extend(permission.user_id().map(str::to_string));
-        }
-        Ok(sharing)
+        Ok(granted(out.create_volume_permissions().iter().map(|p| (p.group(), p.user_id()))))
     }
 
     /// With OperationType, UserIds and GroupNames rather than CreateVolumePermission: both forms are

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
-use super::{AwsCloud, missing, states, tag_spec};
+use super::{AwsCloud, Missing, missing, states, tag_spec};
 use crate::cloud::{CloudError, ResourceKind, ResourceStatus, SnapshotUpload, Snapshots};
 
 impl Snapshots for AwsCloud {
@@ -80,6 +80,6 @@ impl Snapshots for AwsCloud {
 
     async fn delete_snapshot(&self, region: &str, id: &str) -> Result<(), CloudError> {
         let ec2 = self.ec2(region);
-        self.call("DeleteSnapshot", region).on(id).delete(|| ec2.delete_snapshot().snapshot_id(id).send()).await
+        self.call("DeleteSnapshot", region).on(id).send(|| ec2.delete_snapshot().snapshot_id(id).send()).await.or_gone()
     }
 }
