@@ -2,185 +2,20 @@
 //! edges (snapshot → image → copies). Apply walks it in topological order, destroy in reverse.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::time::Duration;
 
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::ResourceKind;
 use crate::cloud::Sharing;
 use crate::deprecation::Deprecation;
 use crate::job::Job;
-use crate::manifest::raw::{HelperAmi, VolumeType};
-use crate::model::{HelperSpec, ImageAttrs, Origin, Stack, TestSpec, Variant};
+use crate::model::{HelperSpec, Origin, Stack, TestSpec, Variant};
+pub use crate::resource::NodeKind;
+use crate::resource::snapshot::{MadeBy, Snapshot};
+use crate::resource::{Spec, copy, helper, image, network, security_group, test, volume};
 use crate::source::Prepared;
 use crate::tags;
-
-/// What kind of AWS resource a node becomes, and how it is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NodeKind {
-    /// An EBS snapshot: uploaded from the source image, or taken of a helper's target volume.
-    Snapshot,
-    /// An AMI registered from a snapshot in the build region.
-    Image,
-    /// An AMI copied from the build region's image.
-    ImageCopy,
-    // The transient resources of a helper build, created for it and removed after it.
-    Vpc,
-    Subnet,
-    InternetGateway,
-    RouteTable,
-    SecurityGroup,
-    /// The target volume the helper writes the image to.
-    Volume,
-    /// The helper instance.
-    Helper,
-    /// The boot test of an AMI: no resource of its own, recorded as a tag on the AMI.
-    Test,
-}
-
-impl NodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Snapshot => "snapshot",
-            NodeKind::Image => "image",
-            NodeKind::ImageCopy => "image-copy",
-            NodeKind::Vpc => "vpc",
-            NodeKind::Subnet => "subnet",
-            NodeKind::InternetGateway => "internet-gateway",
-            NodeKind::RouteTable => "route-table",
-            NodeKind::SecurityGroup => "security-group",
-            NodeKind::Volume => "volume",
-            NodeKind::Helper => "helper",
-            NodeKind::Test => "test",
-        }
-    }
-
-    /// Whether the live resource is an AMI (as opposed to a snapshot).
-    pub fn is_image(self) -> bool {
-        matches!(self, NodeKind::Image | NodeKind::ImageCopy)
-    }
-
-    /// Created for a build and removed once its snapshot exists.
-    pub fn is_transient(self) -> bool {
-        !matches!(self, NodeKind::Snapshot | NodeKind::Image | NodeKind::ImageCopy | NodeKind::Test)
-    }
-
-    /// The kind of live resource that realises nodes of this kind.
-    pub fn resource_kind(self) -> ResourceKind {
-        match self {
-            NodeKind::Snapshot => ResourceKind::Snapshot,
-            NodeKind::Image | NodeKind::ImageCopy => ResourceKind::Image,
-            NodeKind::Vpc => ResourceKind::Vpc,
-            NodeKind::Subnet => ResourceKind::Subnet,
-            NodeKind::InternetGateway => ResourceKind::InternetGateway,
-            NodeKind::RouteTable => ResourceKind::RouteTable,
-            NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
-            NodeKind::Volume => ResourceKind::Volume,
-            NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
-        }
-    }
-
-    /// The node kind of a live resource no node claims (for deletes of orphans).
-    pub fn of_resource(kind: ResourceKind) -> NodeKind {
-        match kind {
-            ResourceKind::Image => NodeKind::Image,
-            ResourceKind::Snapshot => NodeKind::Snapshot,
-            ResourceKind::Vpc => NodeKind::Vpc,
-            ResourceKind::Subnet => NodeKind::Subnet,
-            ResourceKind::InternetGateway => NodeKind::InternetGateway,
-            ResourceKind::RouteTable => NodeKind::RouteTable,
-            ResourceKind::SecurityGroup => NodeKind::SecurityGroup,
-            ResourceKind::Volume => NodeKind::Volume,
-            ResourceKind::Instance => NodeKind::Helper,
-        }
-    }
-
-    /// Deletes run in this order (lowest first): what depends on something goes before it.
-    pub fn delete_rank(self) -> u8 {
-        match self {
-            NodeKind::Image | NodeKind::ImageCopy => 0,
-            NodeKind::Snapshot => 1,
-            NodeKind::Helper | NodeKind::Test => 2,
-            NodeKind::Volume => 3,
-            NodeKind::SecurityGroup => 4,
-            NodeKind::RouteTable => 5,
-            NodeKind::InternetGateway => 6,
-            NodeKind::Subnet => 7,
-            NodeKind::Vpc => 8,
-        }
-    }
-}
-
-/// How a node is created; carries what the executor needs and nothing it could choose itself.
-#[derive(Debug, Clone)]
-pub enum Work {
-    Upload {
-        source: PathBuf,
-        size_bytes: u64,
-        volume_size_gib: u32,
-        encrypted: bool,
-        kms_key: Option<String>,
-    },
-    Register {
-        attrs: ImageAttrs,
-        volume_size_gib: u32,
-    },
-    Copy {
-        source_region: String,
-        encrypted: bool,
-        kms_key: Option<String>,
-    },
-    Vpc {
-        cidr: String,
-    },
-    Subnet {
-        cidr: String,
-    },
-    InternetGateway,
-    RouteTable,
-    SecurityGroup {
-        existing_subnet: Option<String>,
-    },
-    Volume {
-        size_gib: u32,
-        volume_type: VolumeType,
-        encrypted: bool,
-        kms_key: Option<String>,
-        existing_subnet: Option<String>,
-    },
-    Helper {
-        ami: HelperAmi,
-        instance_type: String,
-        spot: bool,
-        job: Job,
-        existing_subnet: Option<String>,
-        /// Scratch space the job needs on the helper's root volume, in GiB, beyond what the
-        /// helper AMI's own root volume brings.
-        scratch_gib: u32,
-    },
-    /// An encrypted copy of the snapshot node this one depends on (CopySnapshot).
-    EncryptCopy {
-        kms_key: Option<String>,
-    },
-    /// Wait for the helper's job, then snapshot the target volume.
-    Capture {
-        job_id: String,
-        timeout: Duration,
-    },
-    /// Boot-test the AMI of `image_node`, then publish it.
-    Test {
-        image_node: String,
-        job: Job,
-        instance_type: String,
-        timeout: Duration,
-        subnet: Option<String>,
-    },
-}
 
 /// One desired resource.
 #[derive(Debug, Clone)]
@@ -189,11 +24,13 @@ pub struct Node {
     pub id: String,
     pub stack: String,
     pub region: String,
+    /// Always `spec.kind()`, kept at hand.
     pub kind: NodeKind,
     /// AMI name (images only): unique per region, so also an identity.
     pub name: Option<String>,
-    /// Attributes AWS cannot change after creation; any difference means replacement.
-    pub spec: BTreeMap<String, String>,
+    /// What the resource is, typed by kind; what AWS fixes at creation is in
+    /// [`Spec::immutable`].
+    pub spec: Spec,
     /// Attributes that can change in place.
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
@@ -203,13 +40,12 @@ pub struct Node {
     pub deprecation: Option<Deprecation>,
     /// Images with a boot test: shared and deprecated only once the test passed.
     pub gated: bool,
-    pub work: Work,
 }
 
 impl Node {
     /// Short hash of the spec, tagged as `amiplan:spec`.
     pub fn spec_hash(&self) -> String {
-        spec_hash(&self.spec)
+        spec_hash(&self.spec.immutable())
     }
 
     /// Every tag the live resource should carry: user tags plus ownership tags.
@@ -218,10 +54,10 @@ impl Node {
         all.insert(tags::STACK.into(), self.stack.clone());
         all.insert(tags::NODE.into(), self.id.clone());
         all.insert(tags::SPEC.into(), self.spec_hash());
-        if let Some(digest) = self.spec.get("source_sha256") {
-            all.insert(tags::SOURCE.into(), digest.clone());
+        if let Some(digest) = self.spec.source_digest() {
+            all.insert(tags::SOURCE.into(), digest.to_string());
         }
-        if let Some(attrs) = tags::encode_spec(&self.spec) {
+        if let Some(attrs) = tags::encode_spec(&self.spec.immutable()) {
             all.insert(tags::ATTRS.into(), attrs);
         }
         if self.sharing.names_anyone() {
@@ -273,28 +109,25 @@ impl DesiredGraph {
     /// The boot test of one AMI: an instance from it must pass before anything depends on it.
     fn add_test(&mut self, stack: &Stack, variant: &Variant, region: &str, spec: &TestSpec, job: &Job) -> NodeIndex {
         let image_node = format!("image/{}@{region}", variant.name);
+        let test = test::BootTest {
+            image_node,
+            job: job.clone(),
+            instance_type: spec.instance_type.clone(),
+            timeout: spec.timeout,
+            subnet: spec.subnet.clone(),
+        };
         self.add(Node {
             id: format!("test/{}@{region}", variant.name),
             stack: stack.name.clone(),
             region: region.to_string(),
             kind: NodeKind::Test,
             name: None,
-            spec: BTreeMap::from([
-                ("job".to_string(), job.id.clone()),
-                ("instance_type".to_string(), spec.instance_type.clone()),
-            ]),
+            spec: Spec::Test(test),
             description: None,
             tags: stack.tags.clone(),
             sharing: Sharing::default(),
             deprecation: None,
             gated: false,
-            work: Work::Test {
-                image_node,
-                job: job.clone(),
-                instance_type: spec.instance_type.clone(),
-                timeout: spec.timeout,
-                subnet: spec.subnet.clone(),
-            },
         })
     }
 
@@ -319,34 +152,28 @@ impl DesiredGraph {
             let plain = snapshots.get(&false).copied();
             let kms_key = stack.kms_key(build).filter(|_| encrypted).map(str::to_string);
             let suffix = if encrypted { "-encrypted" } else { "" };
-            let mut spec = BTreeMap::new();
-            spec.insert("source_sha256".to_string(), digest.clone());
-            spec.insert("volume_size_gib".to_string(), volume_size_gib.to_string());
-            spec.insert("encrypted".to_string(), encrypted.to_string());
-            spec.insert("kms_key".to_string(), kms_key.clone().unwrap_or_default());
             let mut node_tags = stack.tags.clone();
             node_tags.entry("Name".into()).or_insert_with(|| format!("{} root", stack.name));
             if let Some(version) = &stack.version {
                 node_tags.insert(tags::VERSION.into(), version.clone());
             }
-            let work = match (prepared, &stack.source, &stack.helper) {
-                (Prepared::Upload(source), Origin::File { path, .. }, _) => Work::Upload {
-                    source: path.clone(),
-                    size_bytes: source.size_bytes,
-                    volume_size_gib,
-                    encrypted,
-                    kms_key: kms_key.clone(),
-                },
-                // A helper writes one volume; the other encryption is a copy of its snapshot.
-                (Prepared::Helper(_), _, Some(_)) if encrypted && plain.is_some() => {
-                    spec.insert("method".into(), "helper".into());
-                    Work::EncryptCopy { kms_key: kms_key.clone() }
+            let made_by = match (prepared, &stack.source, &stack.helper) {
+                (Prepared::Upload(source), Origin::File { path, .. }, _) => {
+                    MadeBy::Upload { source: path.clone(), size_bytes: source.size_bytes }
                 }
+                // A helper writes one volume; the other encryption is a copy of its snapshot.
+                (Prepared::Helper(_), _, Some(_)) if encrypted && plain.is_some() => MadeBy::EncryptCopy,
                 (Prepared::Helper(job), _, Some(helper)) => {
-                    spec.insert("method".into(), "helper".into());
-                    Work::Capture { job_id: job.id.clone(), timeout: helper.timeout }
+                    MadeBy::Capture { job_id: job.id.clone(), timeout: helper.timeout }
                 }
                 _ => unreachable!("validation pairs helper jobs with helper settings"),
+            };
+            let spec = Snapshot {
+                source_sha256: digest.clone(),
+                volume_size_gib,
+                encrypted,
+                kms_key: kms_key.clone(),
+                made_by,
             };
             let snapshot = self.add(Node {
                 id: format!("snapshot/{}{versioned}-root{suffix}@{build}", stack.name),
@@ -354,13 +181,12 @@ impl DesiredGraph {
                 region: build.clone(),
                 kind: NodeKind::Snapshot,
                 name: None,
-                spec,
+                spec: Spec::Snapshot(spec),
                 description: None,
                 tags: node_tags,
                 sharing: Sharing::default(),
                 deprecation: None,
                 gated: false,
-                work,
             });
             match (prepared, &stack.helper, plain) {
                 (Prepared::Helper(_), Some(_), Some(plain)) if encrypted => {
@@ -386,13 +212,16 @@ impl DesiredGraph {
             let mut primary_test = None;
             for region in &stack.regions {
                 let kms_key = stack.kms_key(region).filter(|_| encrypted).map(str::to_string);
-                let mut spec = image_spec(&variant.attrs, volume_size_gib, &digest);
-                spec.insert("kms_key".into(), kms_key.clone().unwrap_or_default());
-                let (kind, work) = if region == build {
-                    (NodeKind::Image, Work::Register { attrs: variant.attrs.clone(), volume_size_gib })
+                let ami = image::Ami {
+                    attrs: variant.attrs.clone(),
+                    volume_size_gib,
+                    source_sha256: digest.clone(),
+                    kms_key,
+                };
+                let (kind, spec) = if region == build {
+                    (NodeKind::Image, Spec::Image(image::Image { ami }))
                 } else {
-                    let work = Work::Copy { source_region: build.clone(), encrypted, kms_key };
-                    (NodeKind::ImageCopy, work)
+                    (NodeKind::ImageCopy, Spec::Copy(copy::Copy { ami, source_region: build.clone() }))
                 };
                 let tested_here = test.is_some_and(|t| region == build || t.all_regions);
                 let index = self.add(Node {
@@ -407,7 +236,6 @@ impl DesiredGraph {
                     sharing: stack.sharing.clone(),
                     deprecation: stack.deprecation,
                     gated: tested_here,
-                    work,
                 });
                 match primary {
                     None => {
@@ -442,7 +270,8 @@ impl DesiredGraph {
         snapshot: NodeIndex,
     ) {
         let region = stack.build_region.clone();
-        let node = |kind: NodeKind, spec: BTreeMap<String, String>, work: Work| {
+        let node = |spec: Spec| {
+            let kind = spec.kind();
             let mut tags = stack.tags.clone();
             tags.insert("Name".into(), format!("amiplan {} {}", stack.name, kind.as_str()));
             Node {
@@ -457,32 +286,21 @@ impl DesiredGraph {
                 sharing: Sharing::default(),
                 deprecation: None,
                 gated: false,
-                work,
             }
         };
         let existing = helper.subnet.clone();
         let network = match &existing {
-            Some(subnet) => {
-                let spec = BTreeMap::from([("subnet".to_string(), subnet.clone())]);
-                let group = self.add(node(
-                    NodeKind::SecurityGroup,
-                    spec,
-                    Work::SecurityGroup { existing_subnet: existing.clone() },
-                ));
-                vec![group]
+            Some(_) => {
+                let group = security_group::SecurityGroup { existing_subnet: existing.clone() };
+                vec![self.add(node(Spec::SecurityGroup(group)))]
             }
             None => {
-                let cidr = |c: &str| BTreeMap::from([("cidr".to_string(), c.to_string())]);
-                let vpc = self.add(node(NodeKind::Vpc, cidr(VPC_CIDR), Work::Vpc { cidr: VPC_CIDR.into() }));
-                let subnet =
-                    self.add(node(NodeKind::Subnet, cidr(SUBNET_CIDR), Work::Subnet { cidr: SUBNET_CIDR.into() }));
-                let gateway = self.add(node(NodeKind::InternetGateway, BTreeMap::new(), Work::InternetGateway));
-                let routes = self.add(node(NodeKind::RouteTable, cidr("0.0.0.0/0"), Work::RouteTable));
-                let group = self.add(node(
-                    NodeKind::SecurityGroup,
-                    BTreeMap::new(),
-                    Work::SecurityGroup { existing_subnet: None },
-                ));
+                let vpc = self.add(node(Spec::Vpc(network::Vpc { cidr: VPC_CIDR.into() })));
+                let subnet = self.add(node(Spec::Subnet(network::Subnet { cidr: SUBNET_CIDR.into() })));
+                let gateway = self.add(node(Spec::InternetGateway(network::Gateway)));
+                let routes = self.add(node(Spec::RouteTable(network::RouteTable)));
+                let group =
+                    self.add(node(Spec::SecurityGroup(security_group::SecurityGroup { existing_subnet: None })));
                 self.graph.add_edge(vpc, subnet, ());
                 self.graph.add_edge(vpc, gateway, ());
                 self.graph.add_edge(subnet, routes, ());
@@ -491,50 +309,26 @@ impl DesiredGraph {
                 vec![subnet, routes, group]
             }
         };
-        let volume_spec = BTreeMap::from([
-            ("size_gib".to_string(), target.size_gib.to_string()),
-            ("volume_type".to_string(), helper.volume_type.as_str().to_string()),
-            ("encrypted".to_string(), target.encrypted.to_string()),
-            ("kms_key".to_string(), target.kms_key.clone().unwrap_or_default()),
-        ]);
-        let volume = self.add(node(
-            NodeKind::Volume,
-            volume_spec,
-            Work::Volume {
-                size_gib: target.size_gib,
-                volume_type: helper.volume_type,
-                encrypted: target.encrypted,
-                kms_key: target.kms_key,
-                existing_subnet: existing.clone(),
+        let volume = self.add(node(Spec::Volume(volume::Volume {
+            size_gib: target.size_gib,
+            volume_type: helper.volume_type,
+            encrypted: target.encrypted,
+            kms_key: target.kms_key,
+            existing_subnet: existing.clone(),
+        })));
+        let instance = self.add(node(Spec::Helper(helper::Helper {
+            ami: helper.ami.clone(),
+            instance_type: helper.instance_type.clone(),
+            spot: helper.spot,
+            job: job.clone(),
+            existing_subnet: existing,
+            scratch_gib: match stack.source {
+                // The tarball and the unpacked tree, each up to the volume's size.
+                Origin::Bootstrap(_) => 2 * target.size_gib,
+                // The downloaded image, at most the volume's size.
+                _ => target.size_gib,
             },
-        ));
-        let ami = match &helper.ami {
-            HelperAmi::Id(id) => id.clone(),
-            HelperAmi::Filter(filter) => format!("owner={} name={}", filter.owner, filter.name),
-        };
-        let helper_spec = BTreeMap::from([
-            ("ami".to_string(), ami),
-            ("instance_type".to_string(), helper.instance_type.clone()),
-            ("spot".to_string(), helper.spot.to_string()),
-            ("job".to_string(), job.id.clone()),
-        ]);
-        let instance = self.add(node(
-            NodeKind::Helper,
-            helper_spec,
-            Work::Helper {
-                ami: helper.ami.clone(),
-                instance_type: helper.instance_type.clone(),
-                spot: helper.spot,
-                job: job.clone(),
-                existing_subnet: existing,
-                scratch_gib: match stack.source {
-                    // The tarball and the unpacked tree, each up to the volume's size.
-                    crate::model::Origin::Bootstrap(_) => 2 * target.size_gib,
-                    // The downloaded image, at most the volume's size.
-                    _ => target.size_gib,
-                },
-            },
-        ));
+        })));
         // The subnet (or, for an existing one, the security group) places the volume.
         self.graph.add_edge(network[0], volume, ());
         for index in network {
@@ -643,23 +437,4 @@ fn helper_digest(origin: &Origin, job: &Job) -> String {
         }
         Origin::File { sha256, .. } => sha256.clone().unwrap_or_default(),
     }
-}
-
-fn image_spec(attrs: &ImageAttrs, volume_size_gib: u32, sha256: &str) -> BTreeMap<String, String> {
-    let optional = |value: Option<&str>| value.unwrap_or("").to_string();
-    BTreeMap::from([
-        ("architecture".into(), attrs.architecture.as_str().into()),
-        ("virtualization".into(), attrs.virtualization.as_str().into()),
-        ("volume_type".into(), attrs.volume_type.as_str().into()),
-        ("volume_size_gib".into(), volume_size_gib.to_string()),
-        ("encrypted".into(), attrs.encrypted.to_string()),
-        ("boot_mode".into(), optional(attrs.boot_mode.map(|m| m.as_str()))),
-        ("ena".into(), attrs.ena.to_string()),
-        ("imds".into(), optional(attrs.imds.map(|_| "v2.0"))),
-        ("tpm".into(), attrs.tpm.to_string()),
-        ("root_device".into(), attrs.root_device.clone()),
-        ("kernel_id".into(), optional(attrs.kernel_id.as_deref())),
-        ("ramdisk_id".into(), optional(attrs.ramdisk_id.as_deref())),
-        ("source_sha256".into(), sha256.to_string()),
-    ])
 }

@@ -14,5 +14,6 @@ pub mod model;
 pub mod observe;
 pub mod plan;
 pub mod render;
+pub mod resource;
 pub mod source;
 pub mod tags;

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, ResourceKind};
-use crate::graph::{DesiredGraph, NodeKind, Work};
+use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
+use crate::resource::{Spec, helper};
 use crate::tags;
 
 /// Live state of every region a set of stacks may own resources in.
@@ -169,8 +170,10 @@ pub async fn observe<C: Cloud>(
             }
         }
     });
-    let filters = graph.nodes().filter_map(|node| match &node.work {
-        Work::Helper { ami: HelperAmi::Filter(filter), .. } => Some((node.region.clone(), filter.clone())),
+    let filters = graph.nodes().filter_map(|node| match &node.spec {
+        Spec::Helper(helper::Helper { ami: HelperAmi::Filter(filter), .. }) => {
+            Some((node.region.clone(), filter.clone()))
+        }
         _ => None,
     });
     let resolutions = filters.map(|(region, filter)| async move {
@@ -181,16 +184,9 @@ pub async fn observe<C: Cloud>(
     let mut instance_types = BTreeSet::new();
     let mut placed_subnets = BTreeSet::new();
     for node in graph.nodes() {
-        match &node.work {
-            Work::Helper { instance_type, existing_subnet, .. } => {
-                instance_types.insert((node.region.clone(), instance_type.clone()));
-                placed_subnets.extend(existing_subnet.clone().map(|s| (node.region.clone(), s)));
-            }
-            Work::Test { instance_type, subnet, .. } => {
-                instance_types.insert((node.region.clone(), instance_type.clone()));
-                placed_subnets.extend(subnet.clone().map(|s| (node.region.clone(), s)));
-            }
-            _ => {}
+        if let Some((instance_type, subnet)) = node.spec.instance() {
+            instance_types.insert((node.region.clone(), instance_type.to_string()));
+            placed_subnets.extend(subnet.map(|s| (node.region.clone(), s.to_string())));
         }
     }
     let offerings = instance_types.iter().map(|(region, instance_type)| async move {
@@ -216,11 +212,7 @@ pub async fn observe<C: Cloud>(
     let shared_plain: BTreeSet<&str> = graph
         .nodes()
         .filter(|n| n.sharing.public || n.sharing.names_anyone())
-        .filter(|n| match &n.work {
-            Work::Register { attrs, .. } => !attrs.encrypted,
-            Work::Copy { encrypted, .. } => !encrypted,
-            _ => false,
-        })
+        .filter(|n| n.spec.ami().is_some_and(|ami| !ami.attrs.encrypted))
         .map(|n| n.region.as_str())
         .collect();
     let encrypted_by_default: BTreeSet<String> = try_join_all(shared_plain.into_iter().map(|region| async move {

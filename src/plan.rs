@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::cloud::Sharing;
 use crate::cloud::{LiveResource, ResourceKind, State};
 use crate::deprecation;
-use crate::graph::{DesiredGraph, Node, NodeKind, Work};
+use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::observe::{Observed, helper_ami_key};
+use crate::resource::Spec;
 use crate::tags;
 
 /// Version of the saved-plan format; a plan file of another version is refused.
@@ -284,7 +285,7 @@ fn preflight(observed: &Observed) -> Vec<String> {
 fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>) -> BTreeSet<String> {
     desired
         .nodes()
-        .filter(|node| matches!(node.work, Work::Capture { .. }))
+        .filter(|node| node.spec.is_capture())
         .filter(|node| {
             let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
             candidates.sort_by_key(|live| preference(node, live));
@@ -335,7 +336,8 @@ fn retention<'a>(desired: &DesiredGraph, orphans: &[&'a LiveResource]) -> HashMa
 
 /// A test runs when the AMI it gates is new, replaced, or has never passed it.
 fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'_>) -> Change {
-    let Work::Test { image_node, .. } = &node.work else { unreachable!("test nodes carry test work") };
+    let Spec::Test(test) = &node.spec else { unreachable!("test nodes carry test specs") };
+    let image_node = &test.image_node;
     let image = desired.get(image_node).expect("a test gates an image of the same graph");
     let mut candidates = claims.by_node.get(image_node.as_str()).cloned().unwrap_or_default();
     candidates.sort_by_key(|live| preference(image, live));
@@ -355,8 +357,8 @@ fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'_>) -> Chan
 
 /// Shows (and pins for apply) the AMI a helper will boot.
 fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
-    let Work::Helper { ami, .. } = &node.work else { return };
-    let resolved = match ami {
+    let Spec::Helper(helper) = &node.spec else { return };
+    let resolved = match &helper.ami {
         HelperAmi::Id(id) => Some(id.clone()),
         HelperAmi::Filter(filter) => {
             let selector = format!("owner={} name={}", filter.owner, filter.name);
@@ -381,7 +383,8 @@ fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
 /// Shows how a helper that will start reaches its image's URL, pins whether it needs a public
 /// address, and returns a warning when its existing subnet has no way out.
 fn resolve_helper_network(node: &Node, observed: &Observed, change: &mut Change) -> Option<String> {
-    let Work::Helper { existing_subnet, .. } = &node.work else { return None };
+    let Spec::Helper(helper) = &node.spec else { return None };
+    let existing_subnet = &helper.existing_subnet;
     if !matches!(change.action, Action::Create | Action::Replace) {
         return None;
     }
@@ -418,16 +421,15 @@ fn resolve_placement(node: &Node, desired: &DesiredGraph, observed: &Observed, c
     if !matches!(change.action, Action::Create | Action::Replace) {
         return None;
     }
-    let (instance_type, subnet) = match &node.work {
-        Work::Subnet { .. } => {
+    let (instance_type, subnet) = match &node.spec {
+        Spec::Subnet(_) => {
             let helper = desired
                 .nodes()
                 .find(|n| n.stack == node.stack && n.region == node.region && n.kind == NodeKind::Helper)?;
-            let Work::Helper { instance_type, .. } = &helper.work else { return None };
-            (instance_type, None)
+            (helper.spec.instance()?.0, None)
         }
-        Work::Helper { instance_type, existing_subnet: Some(subnet), .. } => (instance_type, Some(subnet)),
-        Work::Test { instance_type, subnet, .. } => (instance_type, subnet.as_ref()),
+        Spec::Helper(helper) => (helper.instance_type.as_str(), Some(helper.existing_subnet.as_deref()?)),
+        Spec::Test(test) => (test.instance_type.as_str(), test.subnet.as_deref()),
         _ => return None,
     };
     let zones = observed.zones.get(&helper_ami_key(instance_type, &node.region))?;
@@ -556,7 +558,7 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
         change.reasons.push(format!("{} is in state `{state}`", live.id));
         return change;
     }
-    let uploaded = matches!(node.work, Work::Upload { .. });
+    let uploaded = matches!(&node.spec, Spec::Snapshot(snapshot) if snapshot.is_upload());
     if uploaded && live.state == State::Pending && !live.tags.contains_key(tags::UPLOADED) {
         change.action = Action::Replace;
         change.reasons.push(format!("{} is an upload that never completed", live.id));
@@ -629,7 +631,7 @@ fn refused_deprecation(node: &Node, live: &LiveResource) -> Option<String> {
 fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
     let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
     let mut diffs = Vec::new();
-    for (key, after) in &node.spec {
+    for (key, after) in &node.spec.immutable() {
         let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
         if before.is_some_and(|b| b != after) {
             diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
@@ -837,6 +839,34 @@ mod tests {
 
     fn action_of<'a>(plan: &'a Plan, node: &str) -> Vec<&'a Change> {
         plan.changes.iter().filter(|c| c.node == node).collect()
+    }
+
+    /// Live resources carry the hash of their spec: a new version of amiplan must hash the same
+    /// spec to the same value, or it would replace every AMI it made. Pinned from the version
+    /// whose specs were string maps.
+    #[test]
+    fn spec_hashes_are_stable_across_versions() {
+        let mut pinned = stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]);
+        pinned.variants[1].attrs.encrypted = true;
+        pinned.kms_keys.insert("eu-west-1".into(), "arn:aws:kms:eu-west-1:111122223333:key/abc".into());
+        let desired = graph(&pinned, "feedface");
+        let hashes: Vec<(String, String)> =
+            desired.topological().iter().map(|n| (n.id.clone(), n.spec_hash())).collect();
+        let expected = [
+            ("snapshot/demo-root-encrypted@us-east-1", "640a8bef2ee9cba0"),
+            ("snapshot/demo-root@us-east-1", "290e321db57e9b71"),
+            ("image/demo-gp3@us-east-1", "d8bc7d7b85d08fe4"),
+            ("image/demo-standard@us-east-1", "ca43e5cbe2ceceae"),
+            ("image/demo-gp3@eu-west-1", "d8bc7d7b85d08fe4"),
+            ("image/demo-standard@eu-west-1", "bedbba916b92d656"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(n, h)| (n.to_string(), h.to_string())).collect();
+        assert_eq!(hashes, expected);
+        let copy = desired.get("image/demo-standard@eu-west-1").unwrap();
+        assert_eq!(
+            tags::encode_spec(&copy.spec.immutable()).unwrap(),
+            "architecture=x86_64;boot_mode=uefi;ena=true;encrypted=true;imds=;kernel_id=;kms_key=arn:aws:kms:eu-west-1:111122223333:key/abc;ramdisk_id=;root_device=/dev/xvda;tpm=false;virtualization=hvm;volume_size_gib=1;volume_type=standard"
+        );
     }
 
     /// Regression: a public AMI created long ago cannot take a deprecation time more than two

@@ -12,9 +12,11 @@ use super::{Executor, Handle, Inputs, Outcome, StepError, input};
 use crate::cloud::ResourceKind;
 use crate::cloud::retry::{Poll, WaitError, wait_until};
 use crate::cloud::{BuildResource, Cloud, CloudError, ErrorClass, HelperLaunch, RootDevice, State};
-use crate::graph::{Node, NodeKind, Work};
+use crate::graph::{Node, NodeKind};
 use crate::job::{self, JobResult};
 use crate::plan::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
+use crate::resource::snapshot::{MadeBy, Snapshot};
+use crate::resource::{Spec, helper};
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
 const HELPER_DEVICE: &str = "/dev/sdf";
@@ -30,38 +32,38 @@ impl<'a, C: Cloud> Executor<'a, C> {
     ) -> Result<String, StepError> {
         let region = node.region.as_str();
         let tags = node.desired_tags();
-        let resource = match &node.work {
-            Work::Vpc { cidr } => BuildResource::Vpc { cidr: cidr.clone() },
-            Work::Subnet { cidr } => BuildResource::Subnet {
+        let resource = match &node.spec {
+            Spec::Vpc(vpc) => BuildResource::Vpc { cidr: vpc.cidr.clone() },
+            Spec::Subnet(subnet) => BuildResource::Subnet {
                 vpc: input(inputs, NodeKind::Vpc, node)?,
-                cidr: cidr.clone(),
+                cidr: subnet.cidr.clone(),
                 availability_zone: change.resolved.get(RESOLVED_ZONE).cloned(),
             },
-            Work::InternetGateway => BuildResource::InternetGateway { vpc: input(inputs, NodeKind::Vpc, node)? },
-            Work::RouteTable => {
+            Spec::InternetGateway(_) => BuildResource::InternetGateway { vpc: input(inputs, NodeKind::Vpc, node)? },
+            Spec::RouteTable(_) => {
                 let subnet = input(inputs, NodeKind::Subnet, node)?;
                 let vpc = self.placement(region, &subnet).await?.vpc;
                 BuildResource::RouteTable { vpc, subnet, gateway: input(inputs, NodeKind::InternetGateway, node)? }
             }
-            Work::SecurityGroup { existing_subnet } => {
-                let subnet = subnet_of(inputs, existing_subnet, node)?;
+            Spec::SecurityGroup(group) => {
+                let subnet = subnet_of(inputs, &group.existing_subnet, node)?;
                 BuildResource::SecurityGroup {
                     vpc: self.placement(region, &subnet).await?.vpc,
                     name: format!("amiplan-{}-helper", node.stack),
                     description: format!("amiplan helper of stack {}: no inbound rules", node.stack),
                 }
             }
-            Work::Volume { size_gib, volume_type, encrypted, kms_key, existing_subnet } => {
-                let subnet = subnet_of(inputs, existing_subnet, node)?;
+            Spec::Volume(volume) => {
+                let subnet = subnet_of(inputs, &volume.existing_subnet, node)?;
                 BuildResource::Volume {
                     availability_zone: self.placement(region, &subnet).await?.availability_zone,
-                    size_gib: *size_gib,
-                    volume_type: *volume_type,
-                    encrypted: *encrypted,
-                    kms_key: kms_key.clone(),
+                    size_gib: volume.size_gib,
+                    volume_type: volume.volume_type,
+                    encrypted: volume.encrypted,
+                    kms_key: volume.kms_key.clone(),
                 }
             }
-            Work::Helper { instance_type, spot, job, existing_subnet, scratch_gib, .. } => {
+            Spec::Helper(helper::Helper { instance_type, spot, job, existing_subnet, scratch_gib, .. }) => {
                 let Some(image_id) = change.resolved.get(RESOLVED_AMI) else {
                     let why = change.reasons.last().cloned().unwrap_or_default();
                     return Err(StepError { resource: None, message: format!("no AMI for the helper: {why}") });
@@ -92,26 +94,19 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 self.wait_started(region, &id).await?;
                 return Ok(id);
             }
-            Work::Capture { job_id, timeout } => return self.capture(node, inputs, job_id, *timeout).await,
-            Work::EncryptCopy { kms_key } => {
+            Spec::Snapshot(Snapshot { made_by: MadeBy::Capture { job_id, timeout }, .. }) => {
+                return self.capture(node, inputs, job_id, *timeout).await;
+            }
+            Spec::Snapshot(Snapshot { made_by: MadeBy::EncryptCopy, kms_key, .. }) => {
                 let source = input(inputs, NodeKind::Snapshot, node)?;
                 let description = format!("amiplan {}", node.id);
                 let id = self.cloud.encrypt_snapshot(region, &source, kms_key.as_deref(), &description, &tags).await?;
                 self.wait_snapshot(region, &id).await?;
                 return Ok(id);
             }
-            Work::Test { image_node, job, instance_type, timeout, subnet } => {
-                let test = super::test::BootTest {
-                    image_node,
-                    job,
-                    instance_type,
-                    timeout: *timeout,
-                    subnet: subnet.as_deref(),
-                };
-                return self.boot_test(node, change, inputs, &test).await;
-            }
-            Work::Upload { .. } | Work::Register { .. } | Work::Copy { .. } => {
-                unreachable!("image and snapshot work is not build work")
+            Spec::Test(test) => return self.boot_test(node, change, inputs, test).await,
+            Spec::Snapshot(Snapshot { made_by: MadeBy::Upload { .. }, .. }) | Spec::Image(_) | Spec::Copy(_) => {
+                unreachable!("uploads and AMIs are not build work")
             }
         };
         let token = self.client_token(node, &resource);
@@ -266,7 +261,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// transient resources go, dependents first.
     pub(super) fn teardowns<'h>(&'h self, handles: &HashMap<&str, Handle<'h>>) -> Vec<BoxFuture<'h, ()>> {
         let mut teardowns = Vec::new();
-        for capture in self.graph.nodes().filter(|n| matches!(n.work, Work::Capture { .. })) {
+        for capture in self.graph.nodes().filter(|n| n.spec.is_capture()) {
             let Some(capture_handle) = handles.get(capture.id.as_str()).cloned() else { continue };
             let transient: Vec<(&Change, Handle<'h>)> = self
                 .plan

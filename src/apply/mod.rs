@@ -27,8 +27,10 @@ use crate::cloud::{
 };
 use crate::deprecation;
 use crate::events::{self, Event, Events, Phase};
-use crate::graph::{DesiredGraph, Node, NodeKind, Work};
+use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::plan::{Action, Change, Plan};
+use crate::resource::Spec;
+use crate::resource::snapshot::{MadeBy, Snapshot};
 use crate::tags;
 
 /// How long each kind of resource may take to become ready. Defaults follow what AWS needs in
@@ -436,8 +438,14 @@ impl<'a, C: Cloud> Executor<'a, C> {
     async fn create(&self, node: &Node, change: &Change, inputs: &Inputs) -> Result<String, StepError> {
         let region = node.region.as_str();
         let tags = node.desired_tags();
-        match &node.work {
-            Work::Upload { source, size_bytes, volume_size_gib, encrypted, kms_key } => {
+        match &node.spec {
+            Spec::Snapshot(Snapshot {
+                made_by: MadeBy::Upload { source, size_bytes },
+                volume_size_gib,
+                encrypted,
+                kms_key,
+                ..
+            }) => {
                 let mut upload = SnapshotUpload {
                     source: source.clone(),
                     size_bytes: *size_bytes,
@@ -458,13 +466,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 self.wait_snapshot(region, &id).await?;
                 Ok(id)
             }
-            Work::Register { attrs, volume_size_gib } => {
+            Spec::Image(image) => {
                 let registration = ImageRegistration {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
-                    attrs: attrs.clone(),
+                    attrs: image.ami.attrs.clone(),
                     snapshot_id: input(inputs, NodeKind::Snapshot, node)?,
-                    volume_size_gib: *volume_size_gib,
+                    volume_size_gib: image.ami.volume_size_gib,
                     tags,
                 };
                 let id = self.cloud.register_image(region, &registration).await?;
@@ -474,14 +482,14 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 }
                 Ok(id)
             }
-            Work::Copy { source_region, encrypted, kms_key } => {
+            Spec::Copy(spec) => {
                 let mut copy = ImageCopy {
                     name: node.name.clone().unwrap_or_default(),
                     description: node.description.clone(),
-                    source_region: source_region.clone(),
+                    source_region: spec.source_region.clone(),
                     source_image_id: input(inputs, NodeKind::Image, node)?,
-                    encrypted: *encrypted,
-                    kms_key: kms_key.clone(),
+                    encrypted: spec.ami.attrs.encrypted,
+                    kms_key: spec.ami.kms_key.clone(),
                     tags: tags.clone(),
                     client_token: String::new(),
                 };

@@ -3,22 +3,13 @@
 //! The instance and group go either way; only a pass tags the AMI as tested and publishes it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::{Executor, Inputs, StepError};
 use crate::cloud::{BuildResource, Cloud, HelperLaunch};
 use crate::graph::{Node, NodeKind};
-use crate::job::Job;
 use crate::plan::{Change, RESOLVED_ZONE};
+use crate::resource::test::BootTest;
 use crate::tags;
-
-pub(super) struct BootTest<'w> {
-    pub image_node: &'w str,
-    pub job: &'w Job,
-    pub instance_type: &'w str,
-    pub timeout: Duration,
-    pub subnet: Option<&'w str>,
-}
 
 impl<'a, C: Cloud> Executor<'a, C> {
     pub(super) async fn boot_test(
@@ -26,7 +17,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         node: &Node,
         change: &Change,
         inputs: &Inputs,
-        test: &BootTest<'_>,
+        test: &BootTest,
     ) -> Result<String, StepError> {
         let region = node.region.as_str();
         let image_id = inputs
@@ -34,7 +25,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             .or(inputs.get(&NodeKind::ImageCopy))
             .cloned()
             .ok_or_else(|| StepError { resource: None, message: format!("{} has no AMI to test", node.id) })?;
-        let subnet = match test.subnet {
+        let subnet = match &test.subnet {
             Some(subnet) => subnet.to_string(),
             None => {
                 // The plan chose the zones that offer the test's instance type.
@@ -102,7 +93,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             .set_tags(region, std::slice::from_ref(&image_id), &passed)
             .await
             .map_err(|e| StepError::from(e).on(&image_id))?;
-        let image = self.graph.get(test.image_node).expect("a test gates an image of the same graph");
+        let image = self.graph.get(&test.image_node).expect("a test gates an image of the same graph");
         let status = self.cloud.image_status(region, &image_id).await.map_err(|e| StepError::from(e).on(&image_id))?;
         self.publish(image, &image_id, &status).await?;
         Ok(image_id)

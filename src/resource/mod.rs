@@ -1,0 +1,313 @@
+//! The kinds of resource amiplan manages, one module each: its typed desired spec, and what
+//! about it AWS fixes at creation (hashed into the `amiplan:spec` tag; a difference means
+//! replacement).
+//!
+//! Everything common to all kinds is an exhaustive `match` on [`Spec`] or [`NodeKind`] in this
+//! file: a new kind fails to compile until every such place says what it does.
+
+pub mod copy;
+pub mod helper;
+pub mod image;
+pub mod network;
+pub mod security_group;
+pub mod snapshot;
+pub mod test;
+pub mod volume;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::ResourceKind;
+
+/// What kind of AWS resource a node becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// An EBS snapshot: uploaded from the source image, or taken of a helper's target volume.
+    Snapshot,
+    /// An AMI registered from a snapshot in the build region.
+    Image,
+    /// An AMI copied from the build region's image.
+    ImageCopy,
+    // The transient resources of a helper build, created for it and removed after it.
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    SecurityGroup,
+    /// The target volume the helper writes the image to.
+    Volume,
+    /// The helper instance.
+    Helper,
+    /// The boot test of an AMI: no resource of its own, recorded as a tag on the AMI.
+    Test,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Snapshot => "snapshot",
+            NodeKind::Image => "image",
+            NodeKind::ImageCopy => "image-copy",
+            NodeKind::Vpc => "vpc",
+            NodeKind::Subnet => "subnet",
+            NodeKind::InternetGateway => "internet-gateway",
+            NodeKind::RouteTable => "route-table",
+            NodeKind::SecurityGroup => "security-group",
+            NodeKind::Volume => "volume",
+            NodeKind::Helper => "helper",
+            NodeKind::Test => "test",
+        }
+    }
+
+    /// Whether the live resource is an AMI (as opposed to a snapshot).
+    pub fn is_image(self) -> bool {
+        matches!(self, NodeKind::Image | NodeKind::ImageCopy)
+    }
+
+    /// Created for a build and removed once its snapshot exists: declared by each kind.
+    pub fn is_transient(self) -> bool {
+        match self {
+            NodeKind::Snapshot => snapshot::TRANSIENT,
+            NodeKind::Image => image::TRANSIENT,
+            NodeKind::ImageCopy => copy::TRANSIENT,
+            NodeKind::Vpc | NodeKind::Subnet | NodeKind::InternetGateway | NodeKind::RouteTable => network::TRANSIENT,
+            NodeKind::SecurityGroup => security_group::TRANSIENT,
+            NodeKind::Volume => volume::TRANSIENT,
+            NodeKind::Helper => helper::TRANSIENT,
+            NodeKind::Test => test::TRANSIENT,
+        }
+    }
+
+    /// The kind of live resource that realises nodes of this kind (a test's instance is one
+    /// while it runs; its pass is a tag on the AMI).
+    pub fn resource_kind(self) -> ResourceKind {
+        match self {
+            NodeKind::Snapshot => ResourceKind::Snapshot,
+            NodeKind::Image | NodeKind::ImageCopy => ResourceKind::Image,
+            NodeKind::Vpc => ResourceKind::Vpc,
+            NodeKind::Subnet => ResourceKind::Subnet,
+            NodeKind::InternetGateway => ResourceKind::InternetGateway,
+            NodeKind::RouteTable => ResourceKind::RouteTable,
+            NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
+            NodeKind::Volume => ResourceKind::Volume,
+            NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
+        }
+    }
+
+    /// The node kind of a live resource no node claims (for deletes of orphans).
+    pub fn of_resource(kind: ResourceKind) -> NodeKind {
+        match kind {
+            ResourceKind::Image => NodeKind::Image,
+            ResourceKind::Snapshot => NodeKind::Snapshot,
+            ResourceKind::Vpc => NodeKind::Vpc,
+            ResourceKind::Subnet => NodeKind::Subnet,
+            ResourceKind::InternetGateway => NodeKind::InternetGateway,
+            ResourceKind::RouteTable => NodeKind::RouteTable,
+            ResourceKind::SecurityGroup => NodeKind::SecurityGroup,
+            ResourceKind::Volume => NodeKind::Volume,
+            ResourceKind::Instance => NodeKind::Helper,
+        }
+    }
+
+    /// Deletes run in this order (lowest first): what depends on something goes before it.
+    pub fn delete_rank(self) -> u8 {
+        match self {
+            NodeKind::Image | NodeKind::ImageCopy => 0,
+            NodeKind::Snapshot => 1,
+            NodeKind::Helper | NodeKind::Test => 2,
+            NodeKind::Volume => 3,
+            NodeKind::SecurityGroup => 4,
+            NodeKind::RouteTable => 5,
+            NodeKind::InternetGateway => 6,
+            NodeKind::Subnet => 7,
+            NodeKind::Vpc => 8,
+        }
+    }
+}
+
+/// One node's desired resource, typed by kind: everything the planner compares and the
+/// executor needs to make it.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Snapshot(snapshot::Snapshot),
+    Image(image::Image),
+    Copy(copy::Copy),
+    Vpc(network::Vpc),
+    Subnet(network::Subnet),
+    InternetGateway(network::Gateway),
+    RouteTable(network::RouteTable),
+    SecurityGroup(security_group::SecurityGroup),
+    Volume(volume::Volume),
+    Helper(helper::Helper),
+    Test(test::BootTest),
+}
+
+impl Spec {
+    pub fn kind(&self) -> NodeKind {
+        match self {
+            Spec::Snapshot(_) => NodeKind::Snapshot,
+            Spec::Image(_) => NodeKind::Image,
+            Spec::Copy(_) => NodeKind::ImageCopy,
+            Spec::Vpc(_) => NodeKind::Vpc,
+            Spec::Subnet(_) => NodeKind::Subnet,
+            Spec::InternetGateway(_) => NodeKind::InternetGateway,
+            Spec::RouteTable(_) => NodeKind::RouteTable,
+            Spec::SecurityGroup(_) => NodeKind::SecurityGroup,
+            Spec::Volume(_) => NodeKind::Volume,
+            Spec::Helper(_) => NodeKind::Helper,
+            Spec::Test(_) => NodeKind::Test,
+        }
+    }
+
+    /// What AWS fixes at creation, by name: hashed into `amiplan:spec`, shown in
+    /// `amiplan:attrs` and in replacement diffs. Names and values are a stored format: live
+    /// resources carry their hash, so changing them would replace every resource.
+    pub fn immutable(&self) -> BTreeMap<String, String> {
+        let pairs = match self {
+            Spec::Snapshot(spec) => spec.immutable(),
+            Spec::Image(spec) => spec.immutable(),
+            Spec::Copy(spec) => spec.immutable(),
+            Spec::Vpc(spec) => spec.immutable(),
+            Spec::Subnet(spec) => spec.immutable(),
+            Spec::InternetGateway(spec) => spec.immutable(),
+            Spec::RouteTable(spec) => spec.immutable(),
+            Spec::SecurityGroup(spec) => spec.immutable(),
+            Spec::Volume(spec) => spec.immutable(),
+            Spec::Helper(spec) => spec.immutable(),
+            Spec::Test(spec) => spec.immutable(),
+        };
+        pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
+    }
+
+    /// The digest of what the resource is made from, for kinds made from a source.
+    pub fn source_digest(&self) -> Option<&str> {
+        match self {
+            Spec::Snapshot(spec) => Some(&spec.source_sha256),
+            Spec::Image(spec) => Some(&spec.ami.source_sha256),
+            Spec::Copy(spec) => Some(&spec.ami.source_sha256),
+            Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => None,
+        }
+    }
+}
+
+impl Spec {
+    /// A snapshot taken of a helper build's volume: the node the build's transient resources
+    /// serve.
+    pub fn is_capture(&self) -> bool {
+        matches!(self, Spec::Snapshot(snapshot) if snapshot.is_capture())
+    }
+
+    /// The AMI an image or copy node makes.
+    pub fn ami(&self) -> Option<&image::Ami> {
+        match self {
+            Spec::Image(spec) => Some(&spec.ami),
+            Spec::Copy(spec) => Some(&spec.ami),
+            Spec::Snapshot(_)
+            | Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => None,
+        }
+    }
+
+    /// The instance a node runs: its type, and the manifest's subnet for it (`None`: the
+    /// build's own network, or a default subnet).
+    pub fn instance(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            Spec::Helper(spec) => Some((&spec.instance_type, spec.existing_subnet.as_deref())),
+            Spec::Test(spec) => Some((&spec.instance_type, spec.subnet.as_deref())),
+            Spec::Snapshot(_)
+            | Spec::Image(_)
+            | Spec::Copy(_)
+            | Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_) => None,
+        }
+    }
+}
+
+/// Name-value pairs of a spec's immutable attributes.
+type Pairs = Vec<(&'static str, String)>;
+
+/// An optional value as the spec map has always held it: empty when absent.
+fn or_empty(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::raw::AmiFilter;
+
+    fn pairs(spec: Spec) -> Vec<(String, String)> {
+        spec.immutable().into_iter().collect()
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The names and values of the build kinds' specs, as the version whose specs were string
+    /// maps stored them (their hashes are on live resources).
+    #[test]
+    fn build_kinds_keep_their_stored_spec_format() {
+        assert_eq!(pairs(Spec::Vpc(network::Vpc { cidr: "10.0.0.0/16".into() })), owned(&[("cidr", "10.0.0.0/16")]));
+        assert_eq!(pairs(Spec::InternetGateway(network::Gateway)), owned(&[]));
+        assert_eq!(pairs(Spec::RouteTable(network::RouteTable)), owned(&[("cidr", "0.0.0.0/0")]));
+        let group = security_group::SecurityGroup { existing_subnet: Some("subnet-1".into()) };
+        assert_eq!(pairs(Spec::SecurityGroup(group)), owned(&[("subnet", "subnet-1")]));
+        let volume = volume::Volume {
+            size_gib: 8,
+            volume_type: crate::cloud::VolumeType::Gp3,
+            encrypted: true,
+            kms_key: None,
+            existing_subnet: Some("subnet-1".into()),
+        };
+        let expected = [("encrypted", "true"), ("kms_key", ""), ("size_gib", "8"), ("volume_type", "gp3")];
+        assert_eq!(pairs(Spec::Volume(volume)), owned(&expected));
+        let script = std::env::temp_dir().join(format!("amiplan-spec-format-{}.sh", std::process::id()));
+        std::fs::write(&script, "true\n").unwrap();
+        let job = crate::job::prepare_test("demo", &script).unwrap();
+        std::fs::remove_file(&script).unwrap();
+        let helper = helper::Helper {
+            ami: crate::manifest::raw::HelperAmi::Filter(AmiFilter { owner: "amazon".into(), name: "al2023-*".into() }),
+            instance_type: "t3.small".into(),
+            spot: false,
+            job: job.clone(),
+            existing_subnet: None,
+            scratch_gib: 16,
+        };
+        let expected = [
+            ("ami", "owner=amazon name=al2023-*"),
+            ("instance_type", "t3.small"),
+            ("job", job.id.as_str()),
+            ("spot", "false"),
+        ];
+        assert_eq!(pairs(Spec::Helper(helper)), owned(&expected));
+        let job_id = job.id.clone();
+        let test = test::BootTest {
+            image_node: "image/x@r".into(),
+            job,
+            instance_type: "t3.small".into(),
+            timeout: std::time::Duration::from_secs(60),
+            subnet: None,
+        };
+        assert_eq!(pairs(Spec::Test(test)), owned(&[("instance_type", "t3.small"), ("job", job_id.as_str())]));
+    }
+}
