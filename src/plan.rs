@@ -29,13 +29,7 @@ pub enum Action {
     Delete,
 }
 
-/// One attribute that differs between live and desired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttrDiff {
-    pub attribute: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-}
+pub use crate::resource::AttrDiff;
 
 /// What happens to one node (or one owned resource no node wants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,14 +77,8 @@ impl Change {
     }
 }
 
-/// The resolved base AMI of a helper, under this key of [`Change::resolved`].
-pub const RESOLVED_AMI: &str = "ami";
-/// Key in [`Change::resolved`]: `true` when the helper must ask for a public address to reach
-/// its image's URL through an internet gateway.
-pub const RESOLVED_PUBLIC_ADDRESS: &str = "public_address";
-/// Key in [`Change::resolved`]: the Availability Zone a temporary subnet is made in, or (for a
-/// boot test in a default subnet) the zones it may run in, comma-separated.
-pub const RESOLVED_ZONE: &str = "availability_zone";
+pub use crate::resource::helper::{RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS};
+pub use crate::resource::network::RESOLVED_ZONE;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
@@ -19,47 +18,15 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod build;
-mod test;
 
-use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
-use crate::cloud::{
-    Cloud, CloudError, ErrorClass, ImageCopy, ImageRegistration, ResourceStatus, SnapshotUpload, State,
-};
-use crate::deprecation;
+use crate::cloud::Cloud;
+use crate::cloud::retry::RetryPolicy;
 use crate::events::{self, Event, Events, Phase};
-use crate::graph::{DesiredGraph, Node, NodeKind};
+use crate::graph::{DesiredGraph, NodeKind};
 use crate::plan::{Action, Change, Plan};
-use crate::resource::Spec;
-use crate::resource::snapshot::{MadeBy, Snapshot};
-use crate::tags;
-
-/// How long each kind of resource may take to become ready. Defaults follow what AWS needs in
-/// practice (cross-region copies of large images take well over half an hour) rather than the
-/// short waits users of other tools keep raising.
-#[derive(Debug, Clone)]
-pub struct Deadlines {
-    pub snapshot: Duration,
-    pub image: Duration,
-    pub copy: Duration,
-    /// Starting a helper, and removing a transient resource still held by another.
-    pub transient: Duration,
-    /// How long an instance that stopped without a result line is still polled: without
-    /// `Latest`, EC2 posts the console buffered at the stop some time after the instance reads
-    /// `stopped`.
-    pub console_grace: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Deadlines {
-            snapshot: Duration::from_secs(60 * 60),
-            image: Duration::from_secs(40 * 60),
-            copy: Duration::from_secs(90 * 60),
-            transient: Duration::from_secs(15 * 60),
-            console_grace: Duration::from_secs(5 * 60),
-        }
-    }
-}
+pub use crate::resource::steps::Deadlines;
+use crate::resource::steps::{Inputs, Steps};
+use crate::resource::{self, Node};
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -290,13 +257,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let _slot = self.slot(&change.region).await;
         let started = Instant::now();
         self.emit(change, Phase::Started, Some(&id), None, None);
-        let result = if change.kind.is_image() {
-            self.delete_image(change, &id).await
-        } else if change.kind == NodeKind::Snapshot {
-            self.delete_snapshot_after_images(&change.region, &id).await
-        } else {
-            self.delete_transient(&change.region, change.kind, &id).await
-        };
+        let result = resource::delete(self, change.kind, &change.region, &id, &change.with_snapshots).await;
         match result {
             // A replace reports once, after its create half.
             Ok(()) if change.action == Action::Replace => true,
@@ -309,28 +270,6 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 false
             }
         }
-    }
-
-    async fn delete_image(&self, change: &Change, id: &str) -> Result<(), CloudError> {
-        self.cloud.deregister_image(&change.region, id).await?;
-        for snapshot in &change.with_snapshots {
-            self.delete_snapshot_after_images(&change.region, snapshot).await?;
-        }
-        Ok(())
-    }
-
-    /// Right after DeregisterImage, EBS may still count the snapshot as in use for a moment. The
-    /// cloud already retries throttling and transient faults; this layer retries only that.
-    async fn delete_snapshot_after_images(&self, region: &str, id: &str) -> Result<(), CloudError> {
-        self.options
-            .policy
-            .run(false, || async {
-                self.cloud.delete_snapshot(region, id).await.map_err(|e| {
-                    let class = if e.class == ErrorClass::InUse { ErrorClass::Transient } else { ErrorClass::Fatal };
-                    e.with_class(class)
-                })
-            })
-            .await
     }
 
     /// Creates, updates and the create half of replaces, in dependency order.
@@ -407,8 +346,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let started = Instant::now();
         self.emit(change, Phase::Started, change.live_id.as_deref(), None, None);
         let result = match (change.action, live) {
-            (Action::Update, Some(id)) => self.update(node, change, &id).await.map(|_| (id, Outcome::Updated)),
-            _ => self.create(node, change, &inputs).await.map(|id| (id, Outcome::Created)),
+            (Action::Update, Some(id)) => {
+                node.spec.update(self, node, &change.diffs, &id).await.map(|_| (id, Outcome::Updated))
+            }
+            _ => {
+                let made = node.spec.create(self, node, &inputs, &change.resolved, &change.reasons).await;
+                made.map(|id| (id, Outcome::Created))
+            }
         };
         match result {
             Ok((id, outcome)) => {
@@ -430,249 +374,32 @@ impl<'a, C: Cloud> Executor<'a, C> {
     /// least a day, even after it was terminated or deleted, and answers
     /// `IdempotentParameterMismatch` to the same token with other parameters. What a crashed run
     /// made is found by its tags instead, which every create sets atomically.
-    fn client_token(&self, node: &Node, request: &impl std::fmt::Debug) -> String {
+    fn token(&self, node: &Node, request: &dyn std::fmt::Debug) -> String {
         let digest = Sha256::digest(format!("{}\0{}\0{request:?}", self.attempt, node.id).as_bytes());
         hex::encode(&digest[..16])
     }
-
-    async fn create(&self, node: &Node, change: &Change, inputs: &Inputs) -> Result<String, StepError> {
-        let region = node.region.as_str();
-        let tags = node.desired_tags();
-        match &node.spec {
-            Spec::Snapshot(Snapshot {
-                made_by: MadeBy::Upload { source, size_bytes },
-                volume_size_gib,
-                encrypted,
-                kms_key,
-                ..
-            }) => {
-                let mut upload = SnapshotUpload {
-                    source: source.clone(),
-                    size_bytes: *size_bytes,
-                    volume_size_gib: *volume_size_gib,
-                    encrypted: *encrypted,
-                    kms_key: kms_key.clone(),
-                    tags,
-                    client_token: String::new(),
-                    description: format!("amiplan {}", node.id),
-                };
-                upload.client_token = self.client_token(node, &upload);
-                let id = self.cloud.upload_snapshot(region, &upload).await?;
-                let done = BTreeMap::from([(tags::UPLOADED.to_string(), "true".to_string())]);
-                self.cloud
-                    .set_tags(region, std::slice::from_ref(&id), &done)
-                    .await
-                    .map_err(|e| StepError::from(e).on(&id))?;
-                self.wait_snapshot(region, &id).await?;
-                Ok(id)
-            }
-            Spec::Image(image) => {
-                let registration = ImageRegistration {
-                    name: node.name.clone().unwrap_or_default(),
-                    description: node.description.clone(),
-                    attrs: image.ami.attrs.clone(),
-                    snapshot_id: input(inputs, NodeKind::Snapshot, node)?,
-                    volume_size_gib: image.ami.volume_size_gib,
-                    tags,
-                };
-                let id = self.cloud.register_image(region, &registration).await?;
-                let status = self.wait_image(region, &id, self.options.deadlines.image).await?;
-                if !node.gated {
-                    self.publish(node, &id, &status).await?;
-                }
-                Ok(id)
-            }
-            Spec::Copy(spec) => {
-                let mut copy = ImageCopy {
-                    name: node.name.clone().unwrap_or_default(),
-                    description: node.description.clone(),
-                    source_region: spec.source_region.clone(),
-                    source_image_id: input(inputs, NodeKind::Image, node)?,
-                    encrypted: spec.ami.attrs.encrypted,
-                    kms_key: spec.ami.kms_key.clone(),
-                    tags: tags.clone(),
-                    client_token: String::new(),
-                };
-                copy.client_token = self.client_token(node, &copy);
-                let id = self.cloud.copy_image(region, &copy).await?;
-                let status = self.wait_image(region, &id, self.options.deadlines.copy).await?;
-                self.tag_copy_snapshots(region, &status, &tags).await;
-                if !node.gated {
-                    self.publish(node, &id, &status).await?;
-                }
-                Ok(id)
-            }
-            _ => self.create_for_build(node, change, inputs).await,
-        }
-    }
-
-    /// CopyImage's TagSpecifications should tag the new snapshots; where the API ignores them
-    /// (the emulator does), tag them here. A snapshot that cannot be tagged is not worth failing
-    /// the copy for: it is found and deleted through its AMI.
-    async fn tag_copy_snapshots(&self, region: &str, status: &ResourceStatus, tags: &BTreeMap<String, String>) {
-        // The spec tags describe the AMI; on its snapshots they would only confuse the planner.
-        let snapshot_tags: BTreeMap<String, String> = tags
-            .iter()
-            .filter(|(k, _)| k.as_str() != tags::SPEC && k.as_str() != tags::ATTRS)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for snapshot in &status.snapshot_ids {
-            if let Err(error) = self.cloud.set_tags(region, std::slice::from_ref(snapshot), &snapshot_tags).await {
-                tracing::warn!(%error, snapshot, "could not tag the snapshot of a copied AMI");
-            }
-        }
-    }
-
-    /// Brings the AMI's launch permissions, and its snapshots' createVolumePermission, to what
-    /// the node wants: grants what is missing, revokes what is not wanted.
-    async fn share(&self, node: &Node, id: &str, snapshots: &[String]) -> Result<(), StepError> {
-        let region = node.region.as_str();
-        let fail = |e: CloudError| StepError::from(e).on(id);
-        let want = &node.sharing;
-        let have = self.cloud.image_sharing(region, id).await.map_err(fail)?;
-        self.cloud.change_image_sharing(region, id, &want.minus(&have), &have.minus(want)).await.map_err(fail)?;
-        let want = want.for_snapshots();
-        for snapshot in snapshots {
-            let have = self.cloud.snapshot_sharing(region, snapshot).await.map_err(fail)?;
-            self.cloud
-                .change_snapshot_sharing(region, snapshot, &want.minus(&have), &have.minus(&want))
-                .await
-                .map_err(fail)?;
-        }
-        Ok(())
-    }
-
-    /// A new AMI is private and not deprecated: only what the node wants beyond that needs calls.
-    async fn publish(&self, node: &Node, id: &str, status: &ResourceStatus) -> Result<(), StepError> {
-        if !node.sharing.is_private() {
-            self.share(node, id, &status.snapshot_ids).await?;
-        }
-        if let Some(deprecation) = node.deprecation {
-            let at = deprecation::format(deprecation.for_image(None));
-            self.cloud
-                .set_image_deprecation(&node.region, id, Some(&at))
-                .await
-                .map_err(|e| StepError::from(e).on(id))?;
-        }
-        Ok(())
-    }
-
-    async fn update(&self, node: &Node, change: &Change, id: &str) -> Result<(), StepError> {
-        let region = node.region.as_str();
-        if node.kind.is_transient() {
-            return Ok(());
-        }
-        let status = if node.kind == NodeKind::Snapshot {
-            self.wait_snapshot(region, id).await?
-        } else {
-            self.wait_image(region, id, self.options.deadlines.copy).await?
-        };
-        let ids = [id.to_string()];
-        let mut set = BTreeMap::new();
-        let mut remove = Vec::new();
-        let mut shared = false;
-        for diff in &change.diffs {
-            let fail = |e: CloudError| StepError::from(e).on(id);
-            match (diff.attribute.strip_prefix("tags."), &diff.after) {
-                (Some(key), Some(value)) => {
-                    set.insert(key.to_string(), value.clone());
-                }
-                (Some(key), None) => remove.push(key.to_string()),
-                (None, after) if diff.attribute == "description" => {
-                    let description = after.clone().unwrap_or_default();
-                    self.cloud.set_image_description(region, id, &description).await.map_err(fail)?;
-                }
-                (None, at) if diff.attribute == "deprecation" => {
-                    self.cloud.set_image_deprecation(region, id, at.as_deref()).await.map_err(fail)?;
-                }
-                (None, _) if matches!(diff.attribute.as_str(), "launch_permission" | "create_volume_permission") => {
-                    if !shared {
-                        self.share(node, id, &status.snapshot_ids).await?;
-                        shared = true;
-                    }
-                }
-                (None, _) => {}
-            }
-        }
-        self.cloud.set_tags(region, &ids, &set).await.map_err(|e| StepError::from(e).on(id))?;
-        self.cloud.remove_tags(region, &ids, &remove).await.map_err(|e| StepError::from(e).on(id))?;
-        Ok(())
-    }
-
-    async fn wait_snapshot(&self, region: &str, id: &str) -> Result<ResourceStatus, StepError> {
-        let what = format!("snapshot {id} in {region}");
-        let deadline = self.options.deadlines.snapshot;
-        let result = wait_until(&self.options.policy, deadline, &what, || async {
-            let status = self.cloud.snapshot_status(region, id).await?;
-            Ok(match status.state {
-                State::Ready => Poll::Ready(Ok(status)),
-                State::Failed(_) => Poll::Ready(Err(status)),
-                other => Poll::Pending(other.to_string()),
-            })
-        })
-        .await;
-        settle(result, id, &what)
-    }
-
-    async fn wait_image(&self, region: &str, id: &str, deadline: Duration) -> Result<ResourceStatus, StepError> {
-        let what = format!("AMI {id} in {region}");
-        let result = wait_until(&self.options.policy, deadline, &what, || async {
-            let status = self.cloud.image_status(region, id).await?;
-            Ok(match status.state {
-                State::Ready => Poll::Ready(Ok(status)),
-                State::Pending => Poll::Pending("pending".into()),
-                _ => Poll::Ready(Err(status)),
-            })
-        })
-        .await;
-        settle(result, id, &what)
-    }
 }
 
-fn settle(
-    result: Result<Result<ResourceStatus, ResourceStatus>, WaitError>,
-    id: &str,
-    what: &str,
-) -> Result<ResourceStatus, StepError> {
-    match result {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(status)) => {
-            let reason = status.reason.map(|r| format!(": {r}")).unwrap_or_default();
-            Err(StepError {
-                resource: Some(id.to_string()),
-                message: format!("{what} ended in state `{}`{reason}", status.state),
-            })
-        }
-        Err(error) => Err(StepError { resource: Some(id.to_string()), message: error.to_string() }),
+impl<C: Cloud> Steps for Executor<'_, C> {
+    type Cloud = C;
+
+    fn cloud(&self) -> &C {
+        self.cloud
     }
-}
 
-/// The resources a node's dependencies resolved to, by kind (a node has at most one of each).
-type Inputs = BTreeMap<NodeKind, String>;
-
-fn input(inputs: &Inputs, kind: NodeKind, node: &Node) -> Result<String, StepError> {
-    inputs.get(&kind).cloned().ok_or_else(|| StepError {
-        resource: None,
-        message: format!("{} has no resolved {} dependency", node.id, kind.as_str()),
-    })
-}
-
-/// A failed step: the message, and the resource it left behind (if one was made).
-#[derive(Debug)]
-struct StepError {
-    resource: Option<String>,
-    message: String,
-}
-
-impl StepError {
-    fn on(mut self, id: &str) -> StepError {
-        self.resource.get_or_insert_with(|| id.to_string());
-        self
+    fn policy(&self) -> &RetryPolicy {
+        &self.options.policy
     }
-}
 
-impl From<CloudError> for StepError {
-    fn from(error: CloudError) -> Self {
-        StepError { resource: error.resource.clone(), message: error.to_string() }
+    fn deadlines(&self) -> &Deadlines {
+        &self.options.deadlines
+    }
+
+    fn client_token(&self, node: &Node, request: &dyn std::fmt::Debug) -> String {
+        self.token(node, request)
+    }
+
+    fn node(&self, id: &str) -> Option<&Node> {
+        self.graph.get(id)
     }
 }

@@ -1,7 +1,13 @@
 //! An AMI registered from a snapshot in the build region.
 
-use super::{Pairs, or_empty};
-use crate::cloud::ImageAttrs;
+use std::time::Duration;
+
+use super::steps::{Inputs, StepError, Steps, input, settle};
+use super::{AttrDiff, Node, NodeKind, Pairs, or_empty, update_tags};
+use crate::cloud::retry::{Poll, wait_until};
+use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, ResourceStatus, State};
+use crate::cloud::{Images, Permissions};
+use crate::deprecation;
 
 pub const TRANSIENT: bool = false;
 
@@ -48,4 +54,113 @@ impl Image {
     pub(super) fn immutable(&self) -> Pairs {
         self.ami.immutable()
     }
+}
+
+impl Image {
+    /// Registers the AMI from the snapshot it depends on, waits for it, and publishes it unless
+    /// a boot test must pass first.
+    pub(super) async fn create<S: Steps>(&self, steps: &S, node: &Node, inputs: &Inputs) -> Result<String, StepError> {
+        let region = node.region.as_str();
+        let registration = ImageRegistration {
+            name: node.name.clone().unwrap_or_default(),
+            description: node.description.clone(),
+            attrs: self.ami.attrs.clone(),
+            snapshot_id: input(inputs, NodeKind::Snapshot, node)?,
+            volume_size_gib: self.ami.volume_size_gib,
+            tags: node.desired_tags(),
+        };
+        let id = steps.cloud().register_image(region, &registration).await?;
+        let status = wait(steps, region, &id, steps.deadlines().image).await?;
+        if !node.gated {
+            publish(steps, node, &id, &status).await?;
+        }
+        Ok(id)
+    }
+}
+
+/// Waits until the AMI is available (or ends otherwise).
+pub async fn wait<S: Steps>(
+    steps: &S,
+    region: &str,
+    id: &str,
+    deadline: Duration,
+) -> Result<ResourceStatus, StepError> {
+    let what = format!("AMI {id} in {region}");
+    let result = wait_until(steps.policy(), deadline, &what, || async {
+        let status = steps.cloud().image_status(region, id).await?;
+        Ok(match status.state {
+            State::Ready => Poll::Ready(Ok(status)),
+            State::Pending => Poll::Pending("pending".into()),
+            _ => Poll::Ready(Err(status)),
+        })
+    })
+    .await;
+    settle(result, id, &what)
+}
+
+/// Brings the AMI's launch permissions, and its snapshots' createVolumePermission, to what
+/// the node wants: grants what is missing, revokes what is not wanted.
+async fn share<S: Steps>(steps: &S, node: &Node, id: &str, snapshots: &[String]) -> Result<(), StepError> {
+    let region = node.region.as_str();
+    let cloud = steps.cloud();
+    let fail = |e: CloudError| StepError::from(e).on(id);
+    let want = &node.sharing;
+    let have = cloud.image_sharing(region, id).await.map_err(fail)?;
+    cloud.change_image_sharing(region, id, &want.minus(&have), &have.minus(want)).await.map_err(fail)?;
+    let want = want.for_snapshots();
+    for snapshot in snapshots {
+        let have = cloud.snapshot_sharing(region, snapshot).await.map_err(fail)?;
+        cloud.change_snapshot_sharing(region, snapshot, &want.minus(&have), &have.minus(&want)).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// A new AMI is private and not deprecated: only what the node wants beyond that needs calls.
+pub async fn publish<S: Steps>(steps: &S, node: &Node, id: &str, status: &ResourceStatus) -> Result<(), StepError> {
+    if !node.sharing.is_private() {
+        share(steps, node, id, &status.snapshot_ids).await?;
+    }
+    if let Some(deprecation) = node.deprecation {
+        let at = deprecation::format(deprecation.for_image(None));
+        steps
+            .cloud()
+            .set_image_deprecation(&node.region, id, Some(&at))
+            .await
+            .map_err(|e| StepError::from(e).on(id))?;
+    }
+    Ok(())
+}
+
+/// Changes an AMI in place: tags, description, deprecation and sharing, as `diffs` say (an AMI
+/// still pending is waited for first).
+pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &str) -> Result<(), StepError> {
+    let region = node.region.as_str();
+    let cloud = steps.cloud();
+    let status = wait(steps, region, id, steps.deadlines().copy).await?;
+    let fail = |e: CloudError| StepError::from(e).on(id);
+    let mut shared = false;
+    for diff in diffs {
+        match diff.attribute.as_str() {
+            "description" => {
+                let description = diff.after.clone().unwrap_or_default();
+                cloud.set_image_description(region, id, &description).await.map_err(fail)?;
+            }
+            "deprecation" => cloud.set_image_deprecation(region, id, diff.after.as_deref()).await.map_err(fail)?,
+            "launch_permission" | "create_volume_permission" if !shared => {
+                share(steps, node, id, &status.snapshot_ids).await?;
+                shared = true;
+            }
+            _ => {}
+        }
+    }
+    update_tags(steps, region, id, diffs).await
+}
+
+/// Deregisters the AMI, then deletes the snapshots behind it that go with it.
+pub async fn delete<S: Steps>(steps: &S, region: &str, id: &str, with_snapshots: &[String]) -> Result<(), CloudError> {
+    steps.cloud().deregister_image(region, id).await?;
+    for snapshot in with_snapshots {
+        super::snapshot::delete_after_images(steps, region, snapshot).await?;
+    }
+    Ok(())
 }

@@ -9,8 +9,10 @@ pub mod copy;
 pub mod helper;
 pub mod image;
 pub mod network;
+mod node;
 pub mod security_group;
 pub mod snapshot;
+pub mod steps;
 pub mod test;
 pub mod volume;
 
@@ -18,7 +20,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::ResourceKind;
+use crate::cloud::Tagging;
+use crate::cloud::{CloudError, ResourceKind};
+pub use node::{Node, spec_hash};
+use steps::{Inputs, Resolved, StepError, Steps, remove_build_resource};
 
 /// What kind of AWS resource a node becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -240,6 +245,110 @@ impl Spec {
             | Spec::Volume(_) => None,
         }
     }
+}
+
+/// One attribute that differs between live and desired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrDiff {
+    pub attribute: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+// The executor's steps, by kind. Each kind's module holds its own; these matches only route.
+impl Spec {
+    /// Makes the node's resource (adopting what an interrupted attempt made, where the kind
+    /// can) and returns its ID once it is usable.
+    pub async fn create<S: Steps>(
+        &self,
+        steps: &S,
+        node: &Node,
+        inputs: &Inputs,
+        resolved: &Resolved,
+        reasons: &[String],
+    ) -> Result<String, StepError> {
+        match self {
+            Spec::Snapshot(spec) => spec.create(steps, node, inputs).await,
+            Spec::Image(spec) => spec.create(steps, node, inputs).await,
+            Spec::Copy(spec) => spec.create(steps, node, inputs).await,
+            Spec::Vpc(spec) => spec.create(steps, node).await,
+            Spec::Subnet(spec) => spec.create(steps, node, inputs, resolved).await,
+            Spec::InternetGateway(spec) => spec.create(steps, node, inputs).await,
+            Spec::RouteTable(spec) => spec.create(steps, node, inputs).await,
+            Spec::SecurityGroup(spec) => spec.create(steps, node, inputs).await,
+            Spec::Volume(spec) => spec.create(steps, node, inputs).await,
+            Spec::Helper(spec) => spec.create(steps, node, inputs, resolved, reasons).await,
+            Spec::Test(spec) => spec.run(steps, node, inputs, resolved).await,
+        }
+    }
+
+    /// Changes the live resource `id` in place as `diffs` say (or waits for it to be ready).
+    pub async fn update<S: Steps>(
+        &self,
+        steps: &S,
+        node: &Node,
+        diffs: &[AttrDiff],
+        id: &str,
+    ) -> Result<(), StepError> {
+        match self {
+            Spec::Snapshot(_) => snapshot::update(steps, node, diffs, id).await,
+            Spec::Image(_) | Spec::Copy(_) => image::update(steps, node, diffs, id).await,
+            // Adopted as they are: a build's resources are never changed in place (a running
+            // helper keeps running), and a test has nothing live to change.
+            Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => Ok(()),
+        }
+    }
+}
+
+/// Deletes the live resource `id` of a node of `kind` (a node that may no longer be desired).
+/// An AMI takes `with_snapshots` with it.
+pub async fn delete<S: Steps>(
+    steps: &S,
+    kind: NodeKind,
+    region: &str,
+    id: &str,
+    with_snapshots: &[String],
+) -> Result<(), CloudError> {
+    match kind {
+        NodeKind::Image | NodeKind::ImageCopy => image::delete(steps, region, id, with_snapshots).await,
+        NodeKind::Snapshot => snapshot::delete_after_images(steps, region, id).await,
+        NodeKind::Vpc
+        | NodeKind::Subnet
+        | NodeKind::InternetGateway
+        | NodeKind::RouteTable
+        | NodeKind::SecurityGroup
+        | NodeKind::Volume
+        | NodeKind::Helper
+        // A test's instance, left by an interrupted test, is found and deleted like a helper.
+        | NodeKind::Test => remove_build_resource(steps, region, kind, id).await,
+    }
+}
+
+/// Applies the `tags.*` diffs: sets what changed, removes what the node no longer wants.
+async fn update_tags<S: Steps>(steps: &S, region: &str, id: &str, diffs: &[AttrDiff]) -> Result<(), StepError> {
+    let ids = [id.to_string()];
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for diff in diffs {
+        match (diff.attribute.strip_prefix("tags."), &diff.after) {
+            (Some(key), Some(value)) => {
+                set.insert(key.to_string(), value.clone());
+            }
+            (Some(key), None) => remove.push(key.to_string()),
+            (None, _) => {}
+        }
+    }
+    let cloud = steps.cloud();
+    cloud.set_tags(region, &ids, &set).await.map_err(|e| StepError::from(e).on(id))?;
+    cloud.remove_tags(region, &ids, &remove).await.map_err(|e| StepError::from(e).on(id))?;
+    Ok(())
 }
 
 /// Name-value pairs of a spec's immutable attributes.

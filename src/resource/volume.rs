@@ -1,7 +1,8 @@
 //! The target volume a helper writes the image to; its snapshot is the build's output.
 
-use super::{Pairs, or_empty};
-use crate::cloud::VolumeType;
+use super::steps::{Inputs, StepError, Steps, make_build_resource, placement, subnet_of};
+use super::{Node, Pairs, or_empty};
+use crate::cloud::{BuildResource, VolumeType};
 
 pub const TRANSIENT: bool = true;
 
@@ -23,5 +24,18 @@ impl Volume {
             ("encrypted", self.encrypted.to_string()),
             ("kms_key", or_empty(self.kms_key.as_deref())),
         ]
+    }
+
+    /// In the zone of the subnet the helper runs in.
+    pub(super) async fn create<S: Steps>(&self, steps: &S, node: &Node, inputs: &Inputs) -> Result<String, StepError> {
+        let subnet = subnet_of(inputs, &self.existing_subnet, node)?;
+        let resource = BuildResource::Volume {
+            availability_zone: placement(steps, &node.region, &subnet).await?.availability_zone,
+            size_gib: self.size_gib,
+            volume_type: self.volume_type,
+            encrypted: self.encrypted,
+            kms_key: self.kms_key.clone(),
+        };
+        make_build_resource(steps, node, &resource).await
     }
 }

@@ -1,0 +1,71 @@
+//! One desired resource: its identity, its typed spec, and what it should look like live.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{NodeKind, Spec};
+use crate::cloud::Sharing;
+use crate::deprecation::Deprecation;
+use crate::tags;
+
+/// One desired resource.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Stable identity, e.g. `image/fedora-40-x86_64-gp3@eu-west-1`; tagged as `amiplan:node`.
+    pub id: String,
+    pub stack: String,
+    pub region: String,
+    /// Always `spec.kind()`, kept at hand.
+    pub kind: NodeKind,
+    /// AMI name (images only): unique per region, so also an identity.
+    pub name: Option<String>,
+    /// What the resource is, typed by kind; what AWS fixes at creation is in
+    /// [`Spec::immutable`].
+    pub spec: Spec,
+    /// Attributes that can change in place.
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Launch permissions (images only).
+    pub sharing: Sharing,
+    /// When the AMI is deprecated (images only).
+    pub deprecation: Option<Deprecation>,
+    /// Images with a boot test: shared and deprecated only once the test passed.
+    pub gated: bool,
+}
+
+impl Node {
+    /// Short hash of the spec, tagged as `amiplan:spec`.
+    pub fn spec_hash(&self) -> String {
+        spec_hash(&self.spec.immutable())
+    }
+
+    /// Every tag the live resource should carry: user tags plus ownership tags.
+    pub fn desired_tags(&self) -> BTreeMap<String, String> {
+        let mut all = self.tags.clone();
+        all.insert(tags::STACK.into(), self.stack.clone());
+        all.insert(tags::NODE.into(), self.id.clone());
+        all.insert(tags::SPEC.into(), self.spec_hash());
+        if let Some(digest) = self.spec.source_digest() {
+            all.insert(tags::SOURCE.into(), digest.to_string());
+        }
+        if let Some(attrs) = tags::encode_spec(&self.spec.immutable()) {
+            all.insert(tags::ATTRS.into(), attrs);
+        }
+        if self.sharing.names_anyone() {
+            all.insert(tags::SHARED.into(), "true".into());
+        }
+        all
+    }
+}
+
+pub fn spec_hash(spec: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in spec {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
