@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloud::Sharing;
 use crate::cloud::{LiveResource, ResourceKind, State};
-use crate::deprecation;
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::observe::{Observed, helper_ami_key};
@@ -514,22 +513,10 @@ fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSe
 
 /// Sort key among several live resources for one node: the healthiest, matching, oldest first.
 fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
-    let broken = failed_state(live).is_some();
+    let broken = node.spec.failed(live).is_some();
     let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash());
     let untagged = live.node().is_none();
     (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
-}
-
-/// The state of a live resource that can never become usable, if it is in one.
-fn failed_state(live: &LiveResource) -> Option<&State> {
-    let state = &live.state;
-    let failed = match live.kind {
-        ResourceKind::Image | ResourceKind::Snapshot => !matches!(state, State::Ready | State::Pending),
-        ResourceKind::Volume => matches!(state, State::Failed(_) | State::Other(_) | State::Deleting | State::Deleted),
-        // A stopped helper is replaced in `compare`; terminated ones are not even discovered.
-        _ => false,
-    };
-    failed.then_some(state)
 }
 
 fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
@@ -541,15 +528,9 @@ fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reas
 /// The change that takes `live` to `node`.
 fn compare(node: &Node, live: &LiveResource) -> Change {
     let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
-    if let Some(state) = failed_state(live) {
+    if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
         change.action = Action::Replace;
-        change.reasons.push(format!("{} is in state `{state}`", live.id));
-        return change;
-    }
-    let uploaded = matches!(&node.spec, Spec::Snapshot(snapshot) if snapshot.is_upload());
-    if uploaded && live.state == State::Pending && !live.tags.contains_key(tags::UPLOADED) {
-        change.action = Action::Replace;
-        change.reasons.push(format!("{} is an upload that never completed", live.id));
+        change.reasons.push(why);
         return change;
     }
     if let Some(live_hash) = live.tags.get(tags::SPEC)
@@ -567,16 +548,6 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     }
     if node.kind.is_transient() {
         // Never updated in place: adopted as they are (a running helper keeps running).
-        // A helper that stopped has run its job already: a new one builds again.
-        if node.kind == NodeKind::Helper && !matches!(live.state, State::Running | State::Pending) {
-            change.action = Action::Replace;
-            change.reasons.push(format!("{} is {}: its job already ended", live.id, live.state));
-        }
-        // A run stopped between creating a gateway or route table and attaching or routing it.
-        if matches!(live.state, State::Detached | State::Incomplete) {
-            change.action = Action::Replace;
-            change.reasons.push(format!("{} is {}: a run stopped half-way through making it", live.id, live.state));
-        }
         return change;
     }
     if live.node().is_none() {
@@ -585,36 +556,17 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     if live.state == State::Pending {
         change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
     }
-    change.diffs = in_place_diffs(node, live);
+    change.diffs = node.spec.in_place(node, live);
     if !change.diffs.is_empty() || !change.reasons.is_empty() {
         change.action = Action::Update;
     }
-    if let Some(why) = refused_deprecation(node, live) {
+    if let Some(why) = node.spec.refused(node, live) {
         change.reasons.push(why);
     }
     change
 }
 
-/// Marks a reason the plan gives for not doing what the manifest asks, because AWS would refuse.
-pub const REFUSED: &str = "AWS would refuse";
-
-/// A public AMI cannot be deprecated more than two years after its creation (EC2 user guide,
-/// "Deprecate an AMI"). Validation catches times that are too late for any new AMI; an AMI
-/// created long ago has an earlier limit, known only from its creation date.
-fn refused_deprecation(node: &Node, live: &LiveResource) -> Option<String> {
-    const TWO_YEARS: i64 = 730 * 24 * 3600;
-    let deprecation = node.deprecation?;
-    let created = deprecation::parse(live.created.as_deref()?)?;
-    let at = deprecation.for_image(live.created.as_deref());
-    (node.sharing.public && at > created + TWO_YEARS).then(|| {
-        format!(
-            "{REFUSED} to deprecate public AMI {} at {}, more than 2 years after its creation ({}): its deprecation is left as it is",
-            live.id,
-            deprecation::format(at),
-            deprecation::format(created)
-        )
-    })
-}
+pub use crate::resource::image::REFUSED;
 
 fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
     let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
@@ -623,61 +575,6 @@ fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
         let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
         if before.is_some_and(|b| b != after) {
             diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
-        }
-    }
-    diffs
-}
-
-fn in_place_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
-    let mut diffs = Vec::new();
-    if node.kind.is_image() {
-        if node.description.is_some() && node.description != live.description {
-            diffs.push(AttrDiff {
-                attribute: "description".into(),
-                before: live.description.clone(),
-                after: node.description.clone(),
-            });
-        }
-        // Without a read of the permissions (see observe), only the public flag is known.
-        let have = live.sharing.clone().unwrap_or_else(|| Sharing { public: live.public, ..node.sharing.clone() });
-        if have != node.sharing {
-            diffs.push(AttrDiff {
-                attribute: "launch_permission".into(),
-                before: Some(have.describe()),
-                after: Some(node.sharing.describe()),
-            });
-        }
-        if let Some(deprecation) = node.deprecation
-            && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref())
-            && refused_deprecation(node, live).is_none()
-        {
-            let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
-            diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
-        } else if node.deprecation.is_none() && live.deprecation.is_some() && !node.sharing.public {
-            // A public AMI is deprecated by AWS itself (two years after its creation, unless
-            // told an earlier time) and cannot be undeprecated: without a declared time, AWS's
-            // default stands. Any other AMI's deprecation the manifest does not ask for goes.
-            diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: None });
-        }
-        let want = node.sharing.for_snapshots();
-        if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {
-            diffs.push(AttrDiff {
-                attribute: "create_volume_permission".into(),
-                before: Some(format!("{snapshot}: {}", have.describe())),
-                after: Some(want.describe()),
-            });
-        }
-    }
-    let desired: BTreeMap<String, String> = node.desired_tags();
-    let keys: BTreeSet<&String> = desired.keys().chain(live.tags.keys()).collect();
-    for key in keys {
-        let (before, after) = (live.tags.get(key), desired.get(key));
-        // amiplan's status tags and AWS's own tags are not the manifest's to remove.
-        if after.is_none() && tags::is_reserved(key) {
-            continue;
-        }
-        if before != after {
-            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
         }
     }
     diffs
@@ -863,7 +760,9 @@ mod tests {
     fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned() {
         let stack = Stack {
             sharing: Sharing { public: true, ..Sharing::default() },
-            deprecation: Some(crate::deprecation::Deprecation::At(deprecation::parse("2027-06-01T00:00:00Z").unwrap())),
+            deprecation: Some(crate::deprecation::Deprecation::At(
+                crate::deprecation::parse("2027-06-01T00:00:00Z").unwrap(),
+            )),
             ..stack(&[VolumeType::Gp3], &["us-east-1"])
         };
         let desired = graph(&stack, "abc");

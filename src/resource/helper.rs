@@ -9,7 +9,7 @@ use super::steps::{Inputs, Resolved, StepError, Steps, input, subnet_of};
 use super::{Node, NodeKind, Pairs};
 use crate::cloud::retry::{Poll, WaitError, wait_until};
 use crate::cloud::{BuildHosts, Images};
-use crate::cloud::{HelperLaunch, RootDevice, State};
+use crate::cloud::{HelperLaunch, LiveResource, RootDevice, State};
 use crate::job::{self, Job, JobResult};
 use crate::manifest::raw::HelperAmi;
 
@@ -96,6 +96,12 @@ impl Helper {
         wait_started(steps, region, &id).await?;
         Ok(id)
     }
+}
+
+/// A helper that stopped has run its job already: a new one builds again.
+pub(super) fn stale(live: &LiveResource) -> Option<String> {
+    let ended = !matches!(live.state, State::Running | State::Pending);
+    ended.then(|| format!("{} is {}: its job already ended", live.id, live.state))
 }
 
 /// Waits until the instance runs (an adopted one may still be `pending`).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::steps::{Inputs, StepError, Steps, input, settle};
 use super::{AttrDiff, Node, NodeKind, Pairs, or_empty, update_tags};
 use crate::cloud::retry::{Poll, wait_until};
-use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, ResourceStatus, State};
+use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, LiveResource, ResourceStatus, Sharing, State};
 use crate::cloud::{Images, Permissions};
 use crate::deprecation;
 
@@ -163,4 +163,68 @@ pub async fn delete<S: Steps>(steps: &S, region: &str, id: &str, with_snapshots:
         super::snapshot::delete_after_images(steps, region, snapshot).await?;
     }
     Ok(())
+}
+
+/// What of an AMI can change in place and differs: description, launch permissions,
+/// deprecation and its snapshots' createVolumePermission.
+pub(super) fn in_place(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    let mut diffs = Vec::new();
+    if node.description.is_some() && node.description != live.description {
+        diffs.push(AttrDiff {
+            attribute: "description".into(),
+            before: live.description.clone(),
+            after: node.description.clone(),
+        });
+    }
+    // Without a read of the permissions (see observe), only the public flag is known.
+    let have = live.sharing.clone().unwrap_or_else(|| Sharing { public: live.public, ..node.sharing.clone() });
+    if have != node.sharing {
+        diffs.push(AttrDiff {
+            attribute: "launch_permission".into(),
+            before: Some(have.describe()),
+            after: Some(node.sharing.describe()),
+        });
+    }
+    if let Some(deprecation) = node.deprecation
+        && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref())
+        && refused_deprecation(node, live).is_none()
+    {
+        let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
+        diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
+    } else if node.deprecation.is_none() && live.deprecation.is_some() && !node.sharing.public {
+        // A public AMI is deprecated by AWS itself (two years after its creation, unless
+        // told an earlier time) and cannot be undeprecated: without a declared time, AWS's
+        // default stands. Any other AMI's deprecation the manifest does not ask for goes.
+        diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: None });
+    }
+    let want = node.sharing.for_snapshots();
+    if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {
+        diffs.push(AttrDiff {
+            attribute: "create_volume_permission".into(),
+            before: Some(format!("{snapshot}: {}", have.describe())),
+            after: Some(want.describe()),
+        });
+    }
+    diffs
+}
+
+/// Marks a reason the plan gives for not doing what the manifest asks, because AWS would refuse.
+pub const REFUSED: &str = "AWS would refuse";
+
+/// A public AMI cannot be deprecated more than two years after its creation (EC2 user guide,
+/// "Deprecate an AMI"). Validation catches times that are too late for any new AMI; an AMI
+/// created long ago has an earlier limit, known only from its creation date.
+pub(super) fn refused_deprecation(node: &Node, live: &LiveResource) -> Option<String> {
+    const TWO_YEARS: i64 = 730 * 24 * 3600;
+    let deprecation = node.deprecation?;
+    let created = deprecation::parse(live.created.as_deref()?)?;
+    let at = deprecation.for_image(live.created.as_deref());
+    (node.sharing.public && at > created + TWO_YEARS).then(|| {
+        format!(
+            "{REFUSED} to deprecate public AMI {} at {}, more than 2 years after its creation ({}): its deprecation is left as it is",
+            live.id,
+            deprecation::format(at),
+            deprecation::format(created)
+        )
+    })
 }

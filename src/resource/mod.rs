@@ -16,12 +16,13 @@ pub mod steps;
 pub mod test;
 pub mod volume;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::Tagging;
-use crate::cloud::{CloudError, ResourceKind};
+use crate::cloud::{CloudError, LiveResource, ResourceKind, State};
+use crate::tags;
 pub use node::{Node, spec_hash};
 use steps::{Inputs, Resolved, StepError, Steps, remove_build_resource};
 
@@ -329,6 +330,96 @@ pub async fn delete<S: Steps>(
         // A test's instance, left by an interrupted test, is found and deleted like a helper.
         | NodeKind::Test => remove_build_resource(steps, region, kind, id).await,
     }
+}
+
+// The pure comparison of desired against live, by kind.
+impl Spec {
+    /// Why the live resource can never become usable, if it cannot (a failed AMI, a volume in
+    /// error): among duplicates it comes last, and it is replaced.
+    pub fn failed(&self, live: &LiveResource) -> Option<String> {
+        let failed = match self {
+            Spec::Snapshot(_) | Spec::Image(_) | Spec::Copy(_) => !matches!(live.state, State::Ready | State::Pending),
+            Spec::Volume(_) => volume::failed(&live.state),
+            // A stopped helper is judged by `stale`; terminated ones are not even discovered.
+            Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => false,
+        };
+        failed.then(|| format!("{} is in state `{}`", live.id, live.state))
+    }
+
+    /// Why a live resource that is fine in itself must be made again, if it must.
+    pub fn stale(&self, live: &LiveResource) -> Option<String> {
+        match self {
+            Spec::Snapshot(spec) => spec.stale(live),
+            Spec::Helper(_) => helper::stale(live),
+            Spec::InternetGateway(_) | Spec::RouteTable(_) => network::stale(live),
+            Spec::Image(_)
+            | Spec::Copy(_)
+            | Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Test(_) => None,
+        }
+    }
+
+    /// What differs and can change in place: the kind's own attributes, then the tags.
+    pub fn in_place(&self, node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+        let mut diffs = match self {
+            Spec::Image(_) | Spec::Copy(_) => image::in_place(node, live),
+            Spec::Snapshot(_)
+            | Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => vec![],
+        };
+        diffs.extend(tag_diffs(node, live));
+        diffs
+    }
+
+    /// Why the plan leaves something the manifest asks for as it is, because AWS would refuse
+    /// it (see [`image::REFUSED`]).
+    pub fn refused(&self, node: &Node, live: &LiveResource) -> Option<String> {
+        match self {
+            Spec::Image(_) | Spec::Copy(_) => image::refused_deprecation(node, live),
+            Spec::Snapshot(_)
+            | Spec::Vpc(_)
+            | Spec::Subnet(_)
+            | Spec::InternetGateway(_)
+            | Spec::RouteTable(_)
+            | Spec::SecurityGroup(_)
+            | Spec::Volume(_)
+            | Spec::Helper(_)
+            | Spec::Test(_) => None,
+        }
+    }
+}
+
+/// The tags to set or remove: the node's (user tags and ownership tags) against the live ones.
+fn tag_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    let mut diffs = Vec::new();
+    let desired: BTreeMap<String, String> = node.desired_tags();
+    let keys: BTreeSet<&String> = desired.keys().chain(live.tags.keys()).collect();
+    for key in keys {
+        let (before, after) = (live.tags.get(key), desired.get(key));
+        // amiplan's status tags and AWS's own tags are not the manifest's to remove.
+        if after.is_none() && tags::is_reserved(key) {
+            continue;
+        }
+        if before != after {
+            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
+        }
+    }
+    diffs
 }
 
 /// Applies the `tags.*` diffs: sets what changed, removes what the node no longer wants.

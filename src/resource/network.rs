@@ -3,13 +3,19 @@
 
 use super::steps::{Inputs, Resolved, StepError, Steps, input, make_build_resource, placement};
 use super::{Node, NodeKind, Pairs};
-use crate::cloud::BuildResource;
+use crate::cloud::{BuildResource, LiveResource, State};
 
 pub const TRANSIENT: bool = true;
 
 /// Key in the plan's resolved values: the Availability Zone a temporary subnet is made in, or
 /// (for a boot test in a default subnet) the zones it may run in, comma-separated.
 pub const RESOLVED_ZONE: &str = "availability_zone";
+
+/// A run stopped between creating a gateway or route table and attaching or routing it.
+pub(super) fn stale(live: &LiveResource) -> Option<String> {
+    let half_made = matches!(live.state, State::Detached | State::Incomplete);
+    half_made.then(|| format!("{} is {}: a run stopped half-way through making it", live.id, live.state))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vpc {

@@ -10,7 +10,7 @@ use super::steps::{Inputs, StepError, Steps, input, settle};
 use super::{Node, NodeKind, Pairs, or_empty};
 use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{BuildHosts, Snapshots, Tagging};
-use crate::cloud::{CloudError, ErrorClass, ResourceStatus, SnapshotUpload, State};
+use crate::cloud::{CloudError, ErrorClass, LiveResource, ResourceStatus, SnapshotUpload, State};
 use crate::tags;
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
@@ -54,6 +54,12 @@ impl Snapshot {
 
     pub fn is_upload(&self) -> bool {
         matches!(self.made_by, MadeBy::Upload { .. })
+    }
+
+    /// A `pending` upload that never reached CompleteSnapshot will never complete.
+    pub(super) fn stale(&self, live: &LiveResource) -> Option<String> {
+        let interrupted = self.is_upload() && live.state == State::Pending && !live.tags.contains_key(tags::UPLOADED);
+        interrupted.then(|| format!("{} is an upload that never completed", live.id))
     }
 
     /// Made by a helper build (not an encrypted copy of another snapshot).

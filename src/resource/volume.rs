@@ -2,9 +2,14 @@
 
 use super::steps::{Inputs, StepError, Steps, make_build_resource, placement, subnet_of};
 use super::{Node, Pairs, or_empty};
-use crate::cloud::{BuildResource, VolumeType};
+use crate::cloud::{BuildResource, State, VolumeType};
 
 pub const TRANSIENT: bool = true;
+
+/// A volume in error, or on its way out, will never be the build's target.
+pub(super) fn failed(state: &State) -> bool {
+    matches!(state, State::Failed(_) | State::Other(_) | State::Deleting | State::Deleted)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
