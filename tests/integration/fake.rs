@@ -68,6 +68,16 @@ impl FakeCloud {
         self.state.lock().unwrap().failures.insert((operation, region.to_string()), code.to_string());
     }
 
+    /// The stack locks held now, by (region, name).
+    pub fn locks(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().locks.keys().cloned().collect()
+    }
+
+    /// Another run takes the lock `name` in `region`, labelled with `labels`.
+    pub fn hold_lock(&self, region: &str, name: &str, labels: BTreeMap<String, String>) {
+        self.state.lock().unwrap().locks.insert((region.to_string(), name.to_string()), labels);
+    }
+
     pub fn heal(&self) {
         self.state.lock().unwrap().failures.clear();
     }

@@ -10,6 +10,7 @@ mod hostile;
 mod job;
 mod lifecycle;
 mod manifests;
+mod pipeline;
 mod proxy;
 mod publish;
 mod support;

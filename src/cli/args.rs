@@ -1,0 +1,189 @@
+//! The command line's flags: what each command takes, with its defaults and help.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::observe::RegionScope;
+
+#[derive(Debug, Parser)]
+#[command(name = "amiplan", version, about = "Declarative AMI builds: plan, apply and destroy AMIs from manifests")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// AWS endpoint (an emulator, for example); `AWS_ENDPOINT_URL` works too.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// AWS profile from the shared config files; `AWS_PROFILE` works too.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// More logging on stderr (-v: progress, -vv: debug). AWS SDK internals stay quiet unless
+    /// RUST_LOG asks for them.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// How long one attempt of an AWS call may take before it is abandoned and retried (a
+    /// connection that is accepted and never answered).
+    #[arg(long, global = true, env = "AMIPLAN_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub attempt_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests without calling AWS; problems are printed as file:line:col.
+    Validate(Paths),
+    /// Show what apply (or destroy) would change. Never changes anything.
+    Plan(PlanArgs),
+    /// Converge AWS to the manifests.
+    Apply(ApplyArgs),
+    /// Delete every resource the manifests' stacks own, in every region.
+    Destroy(DestroyArgs),
+    /// AMI IDs per stack, variant and region.
+    Output(OutputArgs),
+    /// Break the locks of the manifests' stacks (left behind by a killed run).
+    Unlock(Paths),
+    /// Print the manifest JSON Schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct Paths {
+    /// Manifest files or directories of them.
+    #[arg(default_value = "manifests")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Discovery {
+    /// Regions to look in for owned resources: every enabled region finds copies left in regions
+    /// removed from a manifest.
+    #[arg(long, value_enum, default_value_t = RegionScope::All)]
+    pub regions: RegionScope,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[command(flatten)]
+    pub discovery: Discovery,
+    /// Plan the destruction of everything the stacks own.
+    #[arg(long)]
+    pub destroy: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also list resources that need no change.
+    #[arg(long)]
+    pub show_unchanged: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Execution {
+    /// Skip the interactive confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Operations in flight per region.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+    /// Deadline for a snapshot to complete (e.g. 90s, 30m, 2h).
+    #[arg(long, value_parser = parse_duration, default_value = "60m")]
+    pub snapshot_timeout: Duration,
+    /// Deadline for a registered AMI to become available.
+    #[arg(long, value_parser = parse_duration, default_value = "40m")]
+    pub image_timeout: Duration,
+    /// Deadline for a cross-region copy to become available.
+    #[arg(long, value_parser = parse_duration, default_value = "90m")]
+    pub copy_timeout: Duration,
+    /// How long a helper or test instance that stopped without its result line on the console
+    /// is still polled: EC2 posts a stopped instance's buffered console some time after the stop.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub console_grace: Duration,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an event per node as it starts, succeeds, fails or is skipped, as JSON lines, to
+    /// FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Keep a failed helper build's instance, volume and network to debug it (`destroy` removes
+    /// them later, as does the next apply).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// How long to wait for another run's lock on a stack (0s: fail at once).
+    #[arg(long, value_parser = parse_wait, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[command(flatten)]
+    pub discovery: Discovery,
+    /// Apply a plan saved by `plan --out`; refused if the manifests or live state changed since.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub execution: Execution,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[command(flatten)]
+    pub discovery: Discovery,
+    #[command(flatten)]
+    pub execution: Execution,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Like [`parse_duration`], but zero is allowed (do not wait at all).
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    if !text.is_empty() && text.trim_end_matches(['s', 'm', 'h']).chars().all(|c| c == '0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
+/// `90s`, `30m`, `2h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
+    };
+    if seconds == 0 {
+        return Err("a timeout must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}

@@ -1,0 +1,406 @@
+//! The command line: parse flags (`args`), run the pipeline (`crate::pipeline`), print, and map
+//! every outcome to an exit code. Errors are reported here, one clear line first.
+
+mod args;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Parser;
+use serde::Serialize;
+
+use crate::apply::{ApplyOptions, Deadlines, Outcome, Report};
+use crate::cloud::aws::{AwsCloud, Connection, Tuning};
+use crate::cloud::retry::RetryPolicy;
+use crate::cloud::{Locks, Sharing};
+use crate::events::Events;
+use crate::manifest::{self, Invalid};
+use crate::model::Stack;
+use crate::observe::{Observed, RegionScope};
+use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_stacks};
+use crate::plan::{Action, Plan};
+use crate::render::{self, Style};
+pub use args::Cli;
+use args::{ColorChoice, Command, Execution};
+
+pub use crate::pipeline::exit;
+
+/// Set by the interrupt handler; the executor starts no new work once it is set.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            if let Some(invalid) = error.downcast_ref::<Invalid>() {
+                for diagnostic in &invalid.0 {
+                    eprintln!("{diagnostic}");
+                }
+                eprintln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
+            } else {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "amiplan=warn",
+        1 => "amiplan=info",
+        _ => "amiplan=debug",
+    };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    // Defence in depth: the SDK redacts credentials in its own logs (the secrets test checks
+    // this at RUST_LOG=trace), and its request-signing internals are never worth showing anyway.
+    filter = filter.add_directive("aws_sigv4=off".parse().expect("a valid directive"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let style = Style {
+        color: match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        },
+    };
+    let policy = RetryPolicy { attempt_timeout: cli.attempt_timeout, ..RetryPolicy::default() };
+    let tuning = Tuning { retry: policy.clone(), ..Tuning::default() };
+    let connect = |stacks: &[Stack]| {
+        let connection = Connection {
+            endpoint_url: cli.endpoint_url.clone(),
+            profile: cli.profile.clone(),
+            home_region: pipeline::home_region(stacks).to_string(),
+        };
+        let tuning = tuning.clone();
+        async move { AwsCloud::connect(&connection, tuning).await }
+    };
+    match &cli.command {
+        Command::Schema => {
+            print!("{}", manifest::raw::json_schema());
+            Ok(exit::OK)
+        }
+        Command::Validate(paths) => {
+            let stacks = load_stacks(&paths.paths)?;
+            let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
+            println!("{} stack(s) valid, {variants} AMI(s) across regions", stacks.len());
+            Ok(exit::OK)
+        }
+        Command::Plan(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            let observed = workspace.observe(&cloud, args.discovery.regions).await?;
+            let plan = workspace.plan(&observed, args.destroy);
+            if let Some(out) = &args.out {
+                let saved =
+                    SavedPlan { paths: args.paths.paths.clone(), regions: args.discovery.regions, plan: plan.clone() };
+                saved.write(out)?;
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", render::plan(&plan, style, args.show_unchanged));
+            }
+            Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })
+        }
+        Command::Apply(args) => {
+            let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
+            let paths = saved.as_ref().map_or(&args.paths.paths, |s| &s.paths);
+            let workspace = Workspace::load(paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            // A saved plan is checked against the regions it was made from, not this run's flag.
+            let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
+            let run = run_of(&cloud, &args.execution, regions, false)?;
+            converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
+        }
+        Command::Destroy(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            let run = run_of(&cloud, &args.execution, args.discovery.regions, true)?;
+            converge(&cloud, &workspace, &run, None, &args.execution, style).await
+        }
+        Command::Unlock(paths) => {
+            let stacks = load_stacks(&paths.paths)?;
+            let cloud = connect(&stacks).await;
+            for site in pipeline::lock_sites(&stacks) {
+                cloud
+                    .unlock(&site.region, &site.name())
+                    .await
+                    .with_context(|| format!("unlocking stack {}", site.stack))?;
+                println!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
+            }
+            Ok(exit::OK)
+        }
+        Command::Output(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            let observed = workspace.observe(&cloud, RegionScope::Manifest).await?;
+            let plan = workspace.plan(&observed, false);
+            let outputs = outputs(&workspace, &observed, &plan);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&outputs)?);
+            } else {
+                for (stack, images) in &outputs.stacks {
+                    for (name, regions) in images {
+                        for (region, ami) in regions {
+                            println!("{stack}\t{name}\t{region}\t{}\t{}", ami.image_id, ami.state);
+                        }
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// How an apply or destroy runs, from its flags.
+fn run_of(cloud: &AwsCloud, args: &Execution, regions: RegionScope, destroy: bool) -> anyhow::Result<Run> {
+    let events = match &args.events {
+        Some(target) => Some(Arc::new(
+            Events::open(target).with_context(|| format!("opening the events file {}", target.display()))?,
+        )),
+        None => None,
+    };
+    let options = ApplyOptions {
+        parallelism: args.parallelism,
+        deadlines: Deadlines {
+            snapshot: args.snapshot_timeout,
+            image: args.image_timeout,
+            copy: args.copy_timeout,
+            console_grace: args.console_grace,
+            ..Deadlines::default()
+        },
+        policy: cloud.retry_policy().clone(),
+        keep_on_failure: args.keep_on_failure,
+        events,
+    };
+    Ok(Run { regions, destroy, lock_timeout: args.lock_timeout, options })
+}
+
+/// Runs the pipeline's converge from the terminal: warns, watches for interrupts, shows the plan
+/// and asks, then prints the report.
+async fn converge(
+    cloud: &AwsCloud,
+    workspace: &Workspace,
+    run: &Run,
+    saved: Option<&Plan>,
+    args: &Execution,
+    style: Style,
+) -> anyhow::Result<u8> {
+    // Watch from here on: an interrupt while planning or confirming must still release the lock.
+    tokio::spawn(watch_for_interrupts());
+    if let Some(warning) = credentials_warning(|name| std::env::var_os(name).is_some()) {
+        eprintln!("warning: {warning}");
+    }
+    let terminal = Terminal { style, json: args.json, auto_approve: args.auto_approve };
+    let converged = pipeline::converge(cloud, workspace, run, saved, &terminal, &INTERRUPTED).await?;
+    match &converged {
+        Converged::NoChanges(plan) => println!("{}", render::summary_line(plan)),
+        Converged::Applied { report, .. } if args.json => println!("{}", serde_json::to_string_pretty(report)?),
+        Converged::Applied { report, .. } => print!("{}", render_report(report, style)),
+        Converged::InterruptedWaiting(why) => eprintln!("{why}: nothing was changed"),
+    }
+    Ok(converged.exit_code())
+}
+
+/// The terminal as a [`Review`]: shows the plan (unless the report is JSON) and asks.
+struct Terminal {
+    style: Style,
+    json: bool,
+    auto_approve: bool,
+}
+
+impl Review for Terminal {
+    fn approve(&self, plan: &Plan, verb: &str) -> anyhow::Result<()> {
+        if !self.json {
+            print!("{}", render::plan(plan, self.style, false));
+        }
+        if self.auto_approve {
+            return Ok(());
+        }
+        confirm(verb)
+    }
+}
+
+/// Builds, copies and boot tests run for an hour or more. The SDK refreshes credentials from
+/// profiles (SSO, assume-role), instance roles and container roles as they near expiry; session
+/// credentials given in the environment it cannot refresh, so a long run fails midway. Said
+/// before anything changes. `set` tells whether an environment variable is set.
+fn credentials_warning(set: impl Fn(&str) -> bool) -> Option<&'static str> {
+    (set("AWS_ACCESS_KEY_ID") && set("AWS_SESSION_TOKEN")).then_some(
+        "the credentials are session credentials from the environment (AWS_ACCESS_KEY_ID with AWS_SESSION_TOKEN), which cannot be refreshed: a run longer than their lifetime fails midway (the next apply resumes). A profile (SSO or a role) or an instance role is refreshed during long waits.",
+    )
+}
+
+/// SIGINT or SIGTERM: stop starting work, let work in flight finish (so that nothing is left
+/// half-made and untracked), then report. A second signal quits at once.
+async fn watch_for_interrupts() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    eprintln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it");
+    std::process::exit(i32::from(exit::INTERRUPTED));
+}
+
+fn confirm(verb: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve");
+    }
+    print!("\nDo you want to {verb} these changes? Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(anyhow!("{verb} cancelled; nothing was changed"));
+    }
+    Ok(())
+}
+
+fn render_report(report: &Report, style: Style) -> String {
+    let mut out = String::from("\n");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in &report.nodes {
+        let id = node.resource.as_deref().unwrap_or("-");
+        let (label, detail) = match &node.outcome {
+            Outcome::Created => (style.green("created"), String::new()),
+            Outcome::Updated => (style.yellow("updated"), String::new()),
+            Outcome::Deleted => (style.red("deleted"), String::new()),
+            Outcome::Unchanged => ("unchanged".to_string(), String::new()),
+            Outcome::Failed(why) => (style.red("FAILED"), format!("\n      {why}")),
+            Outcome::Skipped(why) => (style.yellow("skipped"), format!(": {why}")),
+        };
+        let key = match node.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Deleted => "deleted",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+        };
+        *counts.entry(key).or_default() += 1;
+        if node.outcome == Outcome::Unchanged {
+            continue;
+        }
+        out.push_str(&format!("  {label} {} {id} ({:.1}s){detail}\n", node.node, node.seconds));
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    if report.interrupted {
+        out.push_str(&format!("\nInterrupted ({}). Everything made so far is tagged; run apply again to resume, or destroy to remove it.\n", counts.join(", ")));
+    } else if report.succeeded() {
+        out.push_str(&format!("\nDone: {}.\n", counts.join(", ")));
+    } else {
+        out.push_str(&format!(
+            "\nFinished with failures: {}. Everything made is tagged; fix the cause and run again.\n",
+            counts.join(", ")
+        ));
+    }
+    out
+}
+
+/// `amiplan output`: the AMIs that exist for each stack, variant and region.
+#[derive(Debug, Serialize)]
+struct Outputs {
+    account: String,
+    stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct AmiOutput {
+    image_id: String,
+    state: String,
+    public: bool,
+    /// Accounts, organizations and OUs that may launch it, where amiplan read them (AMIs that
+    /// are or were shared beyond `public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_with: Option<Sharing>,
+    /// When AWS deprecates it (RFC 3339).
+    deprecation: Option<String>,
+    /// Whether the AMI matches the manifest (false when a plan would replace it).
+    current: bool,
+}
+
+fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
+    let live: HashMap<(&str, &str), _> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> = BTreeMap::new();
+    for stack in &workspace.stacks {
+        stacks.entry(stack.name.clone()).or_default();
+    }
+    for change in &plan.changes {
+        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else {
+            continue;
+        };
+        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {
+            continue;
+        };
+        let Some(resource) = live.get(&(change.region.as_str(), id)) else {
+            continue;
+        };
+        let ami = AmiOutput {
+            image_id: id.to_string(),
+            state: resource.state.to_string(),
+            public: resource.public,
+            shared_with: resource.sharing.clone(),
+            deprecation: resource.deprecation.clone(),
+            current: change.action != Action::Replace,
+        };
+        let name = node.name.clone().unwrap_or_default();
+        stacks.entry(node.stack.clone()).or_default().entry(name).or_default().insert(node.region.clone(), ami);
+    }
+    Outputs { account: observed.account.clone(), stacks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_credentials_from_the_environment_are_warned_about() {
+        let env = |names: &'static [&'static str]| move |name: &str| names.contains(&name);
+        assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"])).is_some());
+        assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID"])).is_none(), "long-term keys do not expire");
+        assert!(credentials_warning(env(&["AWS_PROFILE"])).is_none(), "profiles are refreshed");
+    }
+
+    #[test]
+    fn durations_parse() {
+        use super::args::{parse_duration, parse_wait};
+        use std::time::Duration;
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_wait("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("5m"), Ok(Duration::from_secs(300)));
+    }
+}

@@ -1,0 +1,249 @@
+//! The pipeline as the commands run it, over any [`Cloud`]: load manifests into a workspace,
+//! observe, plan, check a saved plan, and converge under the stacks' locks. The command line
+//! only parses flags, prints and maps [`Converged`] to an exit code; tests drive the same code
+//! against an in-process cloud.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{self, ApplyOptions, Report};
+use crate::cloud::Cloud;
+use crate::graph::DesiredGraph;
+use crate::job;
+use crate::lock::{self, LockSite};
+use crate::manifest;
+use crate::model::{self, Stack};
+use crate::observe::{self, Observed, RegionScope};
+use crate::plan::{self, PLAN_FORMAT, Plan};
+use crate::source::{self, Prepared};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    /// `plan --detailed-exitcode` only: the plan has changes.
+    pub const CHANGES: u8 = 2;
+    /// The command line itself was wrong.
+    pub const USAGE: u8 = 64;
+    /// Stopped by an interrupt; a re-run resumes.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Validated stacks from manifests.
+pub fn load_stacks(paths: &[PathBuf]) -> anyhow::Result<Vec<Stack>> {
+    let loaded = manifest::load(paths)?;
+    Ok(model::validate(&loaded)?)
+}
+
+/// Validated stacks with their desired graph: everything known before the first AWS call.
+pub struct Workspace {
+    pub stacks: Vec<Stack>,
+    pub graph: DesiredGraph,
+}
+
+impl Workspace {
+    /// Loads and validates the manifests, inspects local sources and prepares helper and test
+    /// jobs, and builds the desired graph.
+    pub async fn load(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
+        let stacks = load_stacks(paths)?;
+        let mut prepared = HashMap::new();
+        for stack in &stacks {
+            let context = || format!("stack {} ({})", stack.name, stack.manifest.display());
+            let ready = match stack.local_source() {
+                Some((path, expected)) => {
+                    let (path, expected) = (path.to_path_buf(), expected.map(str::to_string));
+                    let info = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
+                        .await?
+                        .with_context(context)?;
+                    Prepared::Upload(info)
+                }
+                None => Prepared::Helper(job::prepare(&stack.name, &stack.source).with_context(context)?),
+            };
+            prepared.insert(stack.name.clone(), ready);
+        }
+        let mut tests = HashMap::new();
+        for stack in &stacks {
+            if let Some(test) = &stack.test {
+                let job = job::prepare_test(&stack.name, &test.script)
+                    .with_context(|| format!("the test of stack {} ({})", stack.name, stack.manifest.display()))?;
+                tests.insert(stack.name.clone(), job);
+            }
+        }
+        let graph = DesiredGraph::build_with_tests(&stacks, &prepared, &tests);
+        Ok(Workspace { stacks, graph })
+    }
+
+    pub fn lock_sites(&self) -> Vec<LockSite> {
+        lock_sites(&self.stacks)
+    }
+
+    fn stack_names(&self) -> BTreeSet<String> {
+        self.stacks.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The region calls that are about no manifest region are made in.
+    pub fn home_region(&self) -> &str {
+        home_region(&self.stacks)
+    }
+
+    pub async fn observe<C: Cloud>(&self, cloud: &C, scope: RegionScope) -> anyhow::Result<Observed> {
+        let names: Vec<String> = self.stack_names().into_iter().collect();
+        observe::observe(cloud, &self.graph, &names, scope, self.home_region()).await.context("reading live state")
+    }
+
+    pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
+        plan::plan(&self.graph, observed, &self.stack_names(), destroy)
+    }
+}
+
+/// The first stack's build region, or us-east-1 without stacks.
+pub fn home_region(stacks: &[Stack]) -> &str {
+    stacks.first().map(|s| s.build_region.as_str()).unwrap_or("us-east-1")
+}
+
+/// Where each stack's lock lives: its build region.
+pub fn lock_sites(stacks: &[Stack]) -> Vec<LockSite> {
+    stacks.iter().map(|s| LockSite { stack: s.name.clone(), region: s.build_region.clone() }).collect()
+}
+
+/// A plan saved to a file, with what is needed to check it is still valid.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub paths: Vec<PathBuf>,
+    /// The discovery scope the plan was made with; applying it observes the same regions.
+    pub regions: RegionScope,
+    pub plan: Plan,
+}
+
+/// Why a saved plan is not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("reading the plan {}: {source}", file.display())]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{} is not a saved amiplan plan: {source}", file.display())]
+    Format { file: PathBuf, source: serde_json::Error },
+    #[error("{} has plan format {found}, this amiplan reads {PLAN_FORMAT}", file.display())]
+    Version { file: PathBuf, found: u32 },
+    #[error("{} is a destroy plan; run `amiplan destroy` instead", file.display())]
+    Destroy { file: PathBuf },
+    #[error("the manifests or source images changed since the plan was made; run `amiplan plan` again")]
+    DesiredChanged,
+    #[error("live state changed since the plan was made; run `amiplan plan` again")]
+    LiveChanged,
+}
+
+impl SavedPlan {
+    pub fn write(&self, file: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(file, text).with_context(|| format!("writing the plan to {}", file.display()))
+    }
+
+    pub fn read(file: &Path) -> Result<SavedPlan, SavedPlanError> {
+        let text =
+            std::fs::read_to_string(file).map_err(|source| SavedPlanError::Read { file: file.into(), source })?;
+        let saved: SavedPlan =
+            serde_json::from_str(&text).map_err(|source| SavedPlanError::Format { file: file.into(), source })?;
+        if saved.plan.format != PLAN_FORMAT {
+            return Err(SavedPlanError::Version { file: file.into(), found: saved.plan.format });
+        }
+        if saved.plan.destroy {
+            return Err(SavedPlanError::Destroy { file: file.into() });
+        }
+        Ok(saved)
+    }
+}
+
+/// A saved plan is applied only if it is exactly what planning now would produce.
+pub fn check_saved(saved: &Plan, now: &Plan) -> Result<(), SavedPlanError> {
+    if saved.desired != now.desired {
+        return Err(SavedPlanError::DesiredChanged);
+    }
+    if saved.observed != now.observed || saved.changes != now.changes {
+        return Err(SavedPlanError::LiveChanged);
+    }
+    Ok(())
+}
+
+/// Where a converge shows its plan and asks whether to go ahead: a terminal, or a test.
+pub trait Review {
+    /// Shows a plan with changes and says whether to carry it out (`verb`: apply or destroy);
+    /// an error says why not, and nothing is changed.
+    fn approve(&self, plan: &Plan, verb: &str) -> anyhow::Result<()>;
+}
+
+/// How one apply or destroy runs.
+pub struct Run {
+    pub regions: RegionScope,
+    pub destroy: bool,
+    /// How long to wait for another run's lock on a stack.
+    pub lock_timeout: Duration,
+    pub options: ApplyOptions,
+}
+
+/// What a converge came to.
+#[derive(Debug)]
+pub enum Converged {
+    /// The plan had no changes: nothing was done.
+    NoChanges(Plan),
+    /// The plan was carried out (in full or not: see the report).
+    Applied { plan: Plan, report: Report },
+    /// Interrupted while waiting for a lock: nothing was changed.
+    InterruptedWaiting(String),
+}
+
+impl Converged {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Converged::NoChanges(_) => exit::OK,
+            Converged::Applied { report, .. } if report.interrupted => exit::INTERRUPTED,
+            Converged::Applied { report, .. } if report.succeeded() => exit::OK,
+            Converged::Applied { .. } => exit::ERROR,
+            Converged::InterruptedWaiting(_) => exit::INTERRUPTED,
+        }
+    }
+}
+
+/// Apply or destroy under the stacks' locks: observe, plan (checked against a saved plan when
+/// given), review and execute; the locks are released whatever happens. `interrupted` is
+/// polled: once set, no lock is waited for and no new work starts.
+pub async fn converge<C: Cloud>(
+    cloud: &C,
+    workspace: &Workspace,
+    run: &Run,
+    saved: Option<&Plan>,
+    review: &impl Review,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Converged> {
+    let locks = match lock::acquire(cloud, &workspace.lock_sites(), run.lock_timeout, interrupted).await {
+        Ok(locks) => locks,
+        Err(error @ lock::LockError::Interrupted { .. }) => {
+            return Ok(Converged::InterruptedWaiting(error.to_string()));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let work = async {
+        let observed = workspace.observe(cloud, run.regions).await?;
+        let plan = workspace.plan(&observed, run.destroy);
+        if let Some(saved) = saved {
+            check_saved(saved, &plan)?;
+        }
+        if !plan.has_changes() {
+            return Ok(Converged::NoChanges(plan));
+        }
+        review.approve(&plan, if run.destroy { "destroy" } else { "apply" })?;
+        let report = apply::apply(cloud, &plan, &workspace.graph, &run.options, interrupted).await;
+        Ok(Converged::Applied { plan, report })
+    };
+    // The leases are renewed for as long as the work runs (keep_alive never ends by itself).
+    let result = tokio::select! {
+        result = work => result,
+        () = locks.keep_alive(cloud) => unreachable!("keep_alive runs until the work ends"),
+    };
+    locks.release(cloud).await;
+    result
+}

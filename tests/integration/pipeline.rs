@@ -1,0 +1,229 @@
+//! The pipeline the commands run (saved plans, locks, interrupts, review and exit codes), driven
+//! against the in-process fake cloud: fast, and without the binary.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use amiplan::apply::ApplyOptions;
+use amiplan::cloud::retry::RetryPolicy;
+use amiplan::lock;
+use amiplan::observe::RegionScope;
+use amiplan::pipeline::{self, Converged, Review, Run, SavedPlan, SavedPlanError, Workspace, exit};
+use amiplan::plan::Plan;
+
+use crate::fake::FakeCloud;
+use crate::support::*;
+
+fn manifest(description: &str) -> String {
+    format!(
+        "stack: pl
+source: {{ file: disk.raw }}
+build: {{ region: us-east-1 }}
+image:
+  name: \"pl-{{volume_type}}\"
+  description: {description}
+  architecture: x86_64
+variants:
+  volume_type: [gp3]
+regions: [us-east-1, eu-west-1]
+"
+    )
+}
+
+/// A directory with a disk image and a manifest with `description`.
+fn setup(name: &str, description: &str) -> PathBuf {
+    let dir = workdir(name);
+    sample_image(&dir.join("disk.raw"), 3, 11);
+    write_manifest(&dir, description);
+    dir
+}
+
+fn write_manifest(dir: &Path, description: &str) {
+    std::fs::write(dir.join("m.yaml"), manifest(description)).unwrap();
+}
+
+async fn load(dir: &Path) -> Workspace {
+    Workspace::load(&[dir.join("m.yaml")]).await.unwrap()
+}
+
+fn run(destroy: bool) -> Run {
+    let options = ApplyOptions { policy: RetryPolicy::fast(), ..ApplyOptions::default() };
+    Run { regions: RegionScope::Manifest, destroy, lock_timeout: Duration::ZERO, options }
+}
+
+/// A review that approves (and counts the plans it saw), or declines.
+struct Reviewer {
+    approve: bool,
+    seen: Cell<usize>,
+}
+
+impl Reviewer {
+    fn approving() -> Reviewer {
+        Reviewer { approve: true, seen: Cell::new(0) }
+    }
+
+    fn declining() -> Reviewer {
+        Reviewer { approve: false, seen: Cell::new(0) }
+    }
+}
+
+impl Review for Reviewer {
+    fn approve(&self, _plan: &Plan, verb: &str) -> anyhow::Result<()> {
+        self.seen.set(self.seen.get() + 1);
+        if self.approve { Ok(()) } else { Err(anyhow::anyhow!("{verb} declined")) }
+    }
+}
+
+async fn converge(cloud: &FakeCloud, dir: &Path, run: &Run, saved: Option<&Plan>, review: &Reviewer) -> Converged {
+    let workspace = load(dir).await;
+    pipeline::converge(cloud, &workspace, run, saved, review, &AtomicBool::new(false)).await.unwrap()
+}
+
+async fn plan_now(cloud: &FakeCloud, dir: &Path) -> Plan {
+    let workspace = load(dir).await;
+    let observed = workspace.observe(cloud, RegionScope::Manifest).await.unwrap();
+    workspace.plan(&observed, false)
+}
+
+#[tokio::test]
+async fn apply_then_nothing_to_do_with_exit_codes_and_locks_released() {
+    let dir = setup("pipeline-converge", "First");
+    let cloud = FakeCloud::default();
+    let review = Reviewer::approving();
+    let applied = converge(&cloud, &dir, &run(false), None, &review).await;
+    assert!(matches!(&applied, Converged::Applied { report, .. } if report.succeeded()), "{applied:?}");
+    assert_eq!((applied.exit_code(), review.seen.get()), (exit::OK, 1));
+    assert!(cloud.locks().is_empty(), "the lock is released");
+    assert_eq!(cloud.images("eu-west-1").len(), 1);
+
+    let again = converge(&cloud, &dir, &run(false), None, &review).await;
+    assert!(matches!(again, Converged::NoChanges(_)), "{again:?}");
+    assert_eq!((again.exit_code(), review.seen.get()), (exit::OK, 1), "nothing to review");
+
+    let destroyed = converge(&cloud, &dir, &run(true), None, &review).await;
+    assert_eq!(destroyed.exit_code(), exit::OK);
+    assert!(cloud.images("us-east-1").is_empty() && cloud.images("eu-west-1").is_empty());
+    assert!(cloud.locks().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_node_exits_with_an_error_and_a_declined_review_changes_nothing() {
+    let dir = setup("pipeline-failures", "First");
+    let cloud = FakeCloud::default();
+    let declined = pipeline::converge(
+        &cloud,
+        &load(&dir).await,
+        &run(false),
+        None,
+        &Reviewer::declining(),
+        &AtomicBool::new(false),
+    )
+    .await;
+    assert!(declined.unwrap_err().to_string().contains("apply declined"));
+    assert_eq!(cloud.calls("UploadSnapshot"), 0, "nothing was made");
+    assert!(cloud.locks().is_empty(), "the lock is released after a refusal too");
+
+    cloud.fail("CopyImage", "eu-west-1", "AccessDenied");
+    let failed = converge(&cloud, &dir, &run(false), None, &Reviewer::approving()).await;
+    assert_eq!(failed.exit_code(), exit::ERROR, "{failed:?}");
+    assert!(cloud.locks().is_empty());
+}
+
+#[tokio::test]
+async fn an_interrupt_before_the_work_starts_skips_everything_and_exits_130() {
+    let dir = setup("pipeline-interrupt", "First");
+    let cloud = FakeCloud::default();
+    let interrupted = AtomicBool::new(true);
+    let workspace = load(&dir).await;
+    let review = Reviewer::approving();
+    let converged = pipeline::converge(&cloud, &workspace, &run(false), None, &review, &interrupted).await.unwrap();
+    assert!(matches!(&converged, Converged::Applied { report, .. } if report.interrupted), "{converged:?}");
+    assert_eq!(converged.exit_code(), exit::INTERRUPTED);
+    assert_eq!(cloud.calls("UploadSnapshot"), 0);
+    assert!(cloud.locks().is_empty());
+}
+
+#[tokio::test]
+async fn a_stack_locked_by_a_live_run_is_refused_and_its_lock_kept() {
+    let dir = setup("pipeline-locked", "First");
+    let cloud = FakeCloud::default();
+    let far_future = (u64::MAX / 2).to_string();
+    let other = BTreeMap::from([
+        (lock::HOLDER.to_string(), "someone@elsewhere pid 1".to_string()),
+        (lock::EXPIRES.to_string(), far_future),
+        (lock::HOST.to_string(), "elsewhere".to_string()),
+        (lock::PID.to_string(), "1".to_string()),
+    ]);
+    cloud.hold_lock("us-east-1", "amiplan-lock-pl", other);
+    let workspace = load(&dir).await;
+    let result =
+        pipeline::converge(&cloud, &workspace, &run(false), None, &Reviewer::approving(), &AtomicBool::new(false))
+            .await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("stack `pl` is locked by someone@elsewhere"), "{error}");
+    assert_eq!(cloud.locks().len(), 1, "the other run's lock stays");
+    assert_eq!(cloud.calls("UploadSnapshot"), 0);
+}
+
+#[tokio::test]
+async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged() {
+    let dir = setup("pipeline-saved", "First");
+    let cloud = FakeCloud::default();
+    let file = dir.join("plan.json");
+    let saved = SavedPlan {
+        paths: vec![dir.join("m.yaml")],
+        regions: RegionScope::Manifest,
+        plan: plan_now(&cloud, &dir).await,
+    };
+    saved.write(&file).unwrap();
+    let read = SavedPlan::read(&file).unwrap();
+
+    // The manifest changed: refused before anything is done.
+    write_manifest(&dir, "Second");
+    let workspace = load(&dir).await;
+    let review = Reviewer::approving();
+    let refused =
+        pipeline::converge(&cloud, &workspace, &run(false), Some(&read.plan), &review, &AtomicBool::new(false)).await;
+    let error = refused.unwrap_err();
+    assert!(matches!(error.downcast_ref::<SavedPlanError>(), Some(SavedPlanError::DesiredChanged)), "{error}");
+    assert_eq!((review.seen.get(), cloud.calls("UploadSnapshot")), (0, 0));
+    assert!(cloud.locks().is_empty());
+
+    // Back as planned, but live state changed meanwhile (another run applied): refused too.
+    write_manifest(&dir, "First");
+    assert_eq!(converge(&cloud, &dir, &run(false), None, &review).await.exit_code(), exit::OK);
+    let workspace = load(&dir).await;
+    let stale =
+        pipeline::converge(&cloud, &workspace, &run(false), Some(&read.plan), &review, &AtomicBool::new(false)).await;
+    let error = stale.unwrap_err();
+    assert!(matches!(error.downcast_ref::<SavedPlanError>(), Some(SavedPlanError::LiveChanged)), "{error}");
+
+    // A plan saved now applies.
+    let fresh = plan_now(&cloud, &dir).await;
+    let applied = converge(&cloud, &dir, &run(false), Some(&fresh), &review).await;
+    assert_eq!(applied.exit_code(), exit::OK);
+}
+
+#[test]
+fn saved_plans_of_another_format_or_of_a_destroy_are_refused() {
+    let dir = workdir("pipeline-saved-format");
+    let file = dir.join("plan.json");
+    std::fs::write(&file, "not json").unwrap();
+    assert!(matches!(SavedPlan::read(&file), Err(SavedPlanError::Format { .. })));
+    assert!(matches!(SavedPlan::read(&dir.join("missing.json")), Err(SavedPlanError::Read { .. })));
+    let plan = |format: u32, destroy: bool| {
+        serde_json::json!({"paths": [], "regions": "manifest", "plan": {
+            "format": format, "account": "1", "destroy": destroy, "desired": "d", "observed": "o", "changes": []
+        }})
+        .to_string()
+    };
+    std::fs::write(&file, plan(99, false)).unwrap();
+    assert!(matches!(SavedPlan::read(&file), Err(SavedPlanError::Version { found: 99, .. })));
+    std::fs::write(&file, plan(amiplan::plan::PLAN_FORMAT, true)).unwrap();
+    assert!(matches!(SavedPlan::read(&file), Err(SavedPlanError::Destroy { .. })));
+    std::fs::write(&file, plan(amiplan::plan::PLAN_FORMAT, false)).unwrap();
+    assert!(SavedPlan::read(&file).is_ok());
+}
