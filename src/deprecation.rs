@@ -1,8 +1,7 @@
 //! When AMIs are deprecated: a fixed date, or a time after each AMI's creation. Times are whole
 //! minutes, as AWS keeps them (it rounds EnableImageDeprecation up to the minute).
 
-use aws_smithy_types::DateTime;
-use aws_smithy_types::date_time::Format;
+use jiff::Timestamp;
 
 const DAY: i64 = 24 * 3600;
 
@@ -24,17 +23,18 @@ impl Deprecation {
             };
         }
         let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
-        DateTime::from_str(&full, Format::DateTime)
-            .map(|t| Deprecation::At(round_up(t.secs())))
-            .map_err(|_| format!("`{text}` is neither a number of days (365d) nor a date (2027-06-01)"))
+        parse(&full)
+            .map(|t| Deprecation::At(round_up(t)))
+            .ok_or_else(|| format!("`{text}` is neither a number of days (365d) nor a date (2027-06-01)"))
     }
 
-    /// The deprecation time of an AMI created at `created` (RFC 3339; now when unknown).
-    pub fn for_image(self, created: Option<&str>) -> i64 {
+    /// The deprecation time of an AMI created at `created` (RFC 3339; `now` when unknown: an
+    /// AMI about to be made).
+    pub fn for_image(self, created: Option<&str>, now: i64) -> i64 {
         match self {
             Deprecation::At(at) => at,
             Deprecation::After(after) => {
-                let created = created.and_then(parse).unwrap_or_else(now);
+                let created = created.and_then(parse).unwrap_or(now);
                 round_up(created + after)
             }
         }
@@ -43,9 +43,9 @@ impl Deprecation {
     /// Whether AWS's `live` time realises this deprecation for an AMI created at `created`.
     /// Relative times allow a few minutes: the executor computes them from its own clock right
     /// after registration, the planner from AWS's creation date.
-    pub fn matches(self, live: Option<&str>, created: Option<&str>) -> bool {
+    pub fn matches(self, live: Option<&str>, created: Option<&str>, now: i64) -> bool {
         let Some(live) = live.and_then(parse) else { return false };
-        let want = self.for_image(created);
+        let want = self.for_image(created, now);
         match self {
             Deprecation::At(_) => round_up(live) == want,
             Deprecation::After(_) => (live - want).abs() <= 5 * 60,
@@ -53,17 +53,20 @@ impl Deprecation {
     }
 }
 
-/// RFC 3339 (AWS's format) of a time in seconds.
+/// RFC 3339 (AWS's format) of a time in seconds since the epoch.
 pub fn format(secs: i64) -> String {
-    DateTime::from_secs(secs).fmt(Format::DateTime).unwrap_or_default()
+    Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()
 }
 
+/// Seconds since the epoch of an RFC 3339 time (AWS writes `2026-01-01T10:00:30.000Z`).
 pub fn parse(text: &str) -> Option<i64> {
-    DateTime::from_str(text, Format::DateTime).ok().map(|t| t.secs())
+    text.parse::<Timestamp>().ok().map(|t| t.as_second())
 }
 
-fn now() -> i64 {
-    DateTime::from(std::time::SystemTime::now()).secs()
+/// The clock, in seconds since the epoch: read by the commands and the executor, and passed to
+/// everything that plans.
+pub fn now() -> i64 {
+    Timestamp::now().as_second()
 }
 
 fn round_up(secs: i64) -> i64 {
@@ -77,7 +80,7 @@ mod tests {
     #[test]
     fn parses_days_and_dates() {
         assert_eq!(Deprecation::parse("365d"), Ok(Deprecation::After(365 * DAY)));
-        assert_eq!(format(Deprecation::parse("2027-06-01").unwrap().for_image(None)), "2027-06-01T00:00:00Z");
+        assert_eq!(format(Deprecation::parse("2027-06-01").unwrap().for_image(None, 0)), "2027-06-01T00:00:00Z");
         assert!(Deprecation::parse("0d").is_err() && Deprecation::parse("soon").is_err());
     }
 
@@ -85,11 +88,13 @@ mod tests {
     fn relative_times_follow_the_creation_date() {
         let after = Deprecation::parse("30d").unwrap();
         let created = "2026-01-01T10:00:30.000Z";
-        assert_eq!(format(after.for_image(Some(created))), "2026-01-31T10:01:00Z");
-        assert!(after.matches(Some("2026-01-31T10:03:00Z"), Some(created)), "a few minutes apart");
-        assert!(!after.matches(Some("2026-02-01T10:01:00Z"), Some(created)));
-        assert!(!after.matches(None, Some(created)));
+        assert_eq!(format(after.for_image(Some(created), 0)), "2026-01-31T10:01:00Z");
+        assert!(after.matches(Some("2026-01-31T10:03:00Z"), Some(created), 0), "a few minutes apart");
+        assert!(!after.matches(Some("2026-02-01T10:01:00Z"), Some(created), 0));
+        assert!(!after.matches(None, Some(created), 0));
         let fixed = Deprecation::parse("2027-06-01").unwrap();
-        assert!(fixed.matches(Some("2027-06-01T00:00:00.000Z"), Some(created)));
+        assert!(fixed.matches(Some("2027-06-01T00:00:00.000Z"), Some(created), 0));
+        let now = parse("2030-01-01T00:00:00Z").unwrap();
+        assert_eq!(format(after.for_image(None, now)), "2030-01-31T00:00:00Z", "a new AMI counts from now");
     }
 }

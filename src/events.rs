@@ -4,10 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
-use aws_smithy_types::DateTime;
-use aws_smithy_types::date_time::Format;
 use serde::Serialize;
 
 /// Where events go. Writes are whole lines, so concurrent nodes never interleave within one.
@@ -77,5 +74,5 @@ impl Events {
 
 /// Now, as RFC 3339.
 pub fn now() -> String {
-    DateTime::from(SystemTime::now()).fmt(Format::DateTime).unwrap_or_default()
+    crate::deprecation::format(crate::deprecation::now())
 }

@@ -96,8 +96,9 @@ impl Workspace {
         observe::observe(cloud, &self.graph, &names, scope, self.home_region()).await.context("reading live state")
     }
 
+    /// The plan towards these manifests (or towards nothing), as of now.
     pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
-        plan::plan(&self.graph, observed, &self.stack_names(), destroy)
+        plan::plan(&self.graph, observed, &self.stack_names(), destroy, crate::deprecation::now())
     }
 }
 

@@ -124,10 +124,11 @@ impl Plan {
 }
 
 /// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
-/// towards nothing at all when `destroy` is set.
-pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool) -> Plan {
+/// towards nothing at all when `destroy` is set. `now` (seconds since the epoch) is the only
+/// time the planner knows: it reads no clock.
+pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool, now: i64) -> Plan {
     let claims = claim(desired, observed, stacks);
-    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims) };
+    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims, now) };
     let mut changes = Vec::new();
     // Destroy lists (and runs) dependents before what they depend on.
     let mut order = desired.topological();
@@ -139,7 +140,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         if node.kind == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
             if !destroy {
-                let mut change = test_change(node, desired, &claims);
+                let mut change = test_change(node, desired, &claims, now);
                 if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
                     network_warnings.push(warning);
                 }
@@ -174,9 +175,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             Some(live) if node.gated && !live.tags.contains_key(tags::TESTED) => {
                 // Until its test passes, an AMI stays private and is not deprecated.
                 let untested = Node { sharing: Sharing::default(), deprecation: None, ..node.clone() };
-                compare(&untested, live)
+                compare(&untested, live, now)
             }
-            Some(live) => compare(node, live),
+            Some(live) => compare(node, live, now),
         };
         if node.kind.is_transient() {
             change.reasons.insert(0, "transient: created for the build, removed after".into());
@@ -269,14 +270,16 @@ fn preflight(observed: &Observed) -> Vec<String> {
 }
 
 /// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
-fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>) -> BTreeSet<String> {
+fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>, now: i64) -> BTreeSet<String> {
     desired
         .nodes()
         .filter(|node| node.spec.is_capture())
         .filter(|node| {
             let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
             candidates.sort_by_key(|live| preference(node, live));
-            candidates.first().is_none_or(|live| matches!(compare(node, live).action, Action::Create | Action::Replace))
+            candidates
+                .first()
+                .is_none_or(|live| matches!(compare(node, live, now).action, Action::Create | Action::Replace))
         })
         .map(|node| node.stack.clone())
         .collect()
@@ -322,13 +325,13 @@ fn retention<'a>(desired: &DesiredGraph, orphans: &[&'a LiveResource]) -> HashMa
 }
 
 /// A test runs when the AMI it gates is new, replaced, or has never passed it.
-fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'_>) -> Change {
+fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'_>, now: i64) -> Change {
     let Spec::Test(test) = &node.spec else { unreachable!("test nodes carry test specs") };
     let image_node = &test.image_node;
     let image = desired.get(image_node).expect("a test gates an image of the same graph");
     let mut candidates = claims.by_node.get(image_node.as_str()).cloned().unwrap_or_default();
     candidates.sort_by_key(|live| preference(image, live));
-    let kept = candidates.first().filter(|live| !matches!(compare(image, live).action, Action::Replace));
+    let kept = candidates.first().filter(|live| !matches!(compare(image, live, now).action, Action::Replace));
     match kept {
         Some(live) if live.tags.contains_key(tags::TESTED) => {
             Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id))
@@ -526,7 +529,7 @@ fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reas
 }
 
 /// The change that takes `live` to `node`.
-fn compare(node: &Node, live: &LiveResource) -> Change {
+fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
     let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
     if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
         change.action = Action::Replace;
@@ -556,11 +559,11 @@ fn compare(node: &Node, live: &LiveResource) -> Change {
     if live.state == State::Pending {
         change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
     }
-    change.diffs = node.spec.in_place(node, live);
+    change.diffs = node.spec.in_place(node, live, now);
     if !change.diffs.is_empty() || !change.reasons.is_empty() {
         change.action = Action::Update;
     }
-    if let Some(why) = node.spec.refused(node, live) {
+    if let Some(why) = node.spec.refused(node, live, now) {
         change.reasons.push(why);
     }
     change
@@ -617,6 +620,9 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// The planner's clock in these tests: 2026-06-01.
+    const NOW: i64 = 1_780_272_000;
     use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
     use crate::model::{ImageAttrs, Origin, Stack, Variant};
     use crate::source::{Prepared, SourceInfo};
@@ -771,17 +777,17 @@ mod tests {
         live.public = true;
         live.deprecation = Some("2026-06-01T00:00:00Z".into());
         live.created = Some("2024-01-01T00:00:00.000Z".into());
-        let change = compare(&node, &live);
+        let change = compare(&node, &live, NOW);
         assert_eq!(change.action, Action::NoOp, "{change:?}");
         assert!(change.reasons.iter().any(|r| r.starts_with(REFUSED) && r.contains("more than 2 years")), "{change:?}");
         live.created = Some("2026-01-01T00:00:00.000Z".into());
-        assert_eq!(compare(&node, &live).action, Action::Update, "within two years it is planned");
+        assert_eq!(compare(&node, &live, NOW).action, Action::Update, "within two years it is planned");
     }
 
     #[test]
     fn nothing_live_means_create_everything_in_dependency_order() {
         let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
-        let plan = plan(&desired, &observed(vec![]), &stacks(), false);
+        let plan = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
         let order: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.node.as_str(), c.action)).collect();
         assert_eq!(
             order,
@@ -797,9 +803,9 @@ mod tests {
     fn applied_state_plans_no_changes_deterministically() {
         let desired = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]), "aa");
         let live = observed(applied(&desired));
-        let first = plan(&desired, &live, &stacks(), false);
+        let first = plan(&desired, &live, &stacks(), false, NOW);
         assert!(!first.has_changes(), "{first:#?}");
-        assert_eq!(first, plan(&desired, &live, &stacks(), false));
+        assert_eq!(first, plan(&desired, &live, &stacks(), false, NOW));
     }
 
     #[test]
@@ -809,7 +815,7 @@ mod tests {
         let mut after = before.clone();
         after.variants[0].attrs.boot_mode = Some(BootMode::LegacyBios);
         after.description = Some("New".into());
-        let plan = plan(&graph(&after, "aa"), &live, &stacks(), false);
+        let plan = plan(&graph(&after, "aa"), &live, &stacks(), false, NOW);
         let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
         assert_eq!(image.action, Action::Replace);
         assert_eq!(image.reasons, vec!["boot_mode cannot change in place"]);
@@ -818,7 +824,7 @@ mod tests {
 
         let mut described = before.clone();
         described.description = Some("New".into());
-        let plan = super::plan(&graph(&described, "aa"), &live, &stacks(), false);
+        let plan = super::plan(&graph(&described, "aa"), &live, &stacks(), false, NOW);
         let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
         assert_eq!(image.action, Action::Update);
         assert_eq!(image.diffs[0].attribute, "description");
@@ -828,7 +834,7 @@ mod tests {
     fn a_new_source_digest_replaces_snapshot_and_image() {
         let desired = stack(&[VolumeType::Gp3], &["us-east-1"]);
         let live = observed(applied(&graph(&desired, "aa")));
-        let plan = plan(&graph(&desired, "bb"), &live, &stacks(), false);
+        let plan = plan(&graph(&desired, "bb"), &live, &stacks(), false, NOW);
         assert!(plan.changes.iter().all(|c| c.action == Action::Replace), "{plan:#?}");
         assert!(plan.changes[0].diffs.iter().any(|d| d.attribute == "source_sha256"));
     }
@@ -838,7 +844,7 @@ mod tests {
         let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
         let mut live = applied(&desired);
         live[1].tags.clear();
-        let plan = plan(&desired, &observed(live), &stacks(), false);
+        let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
         let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
         assert_eq!(image.action, Action::Update);
         assert!(image.reasons[0].starts_with("adopt ami-001"));
@@ -853,7 +859,7 @@ mod tests {
         twin.id = "ami-999".into();
         twin.created = Some("2026-02-01T00:00:00Z".into());
         live.push(twin);
-        let plan = plan(&desired, &observed(live), &stacks(), false);
+        let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
         let changes = action_of(&plan, "image/demo-gp3@us-east-1");
         assert_eq!((changes[0].action, changes[0].live_id.as_deref()), (Action::NoOp, Some("ami-001")));
         assert_eq!((changes[1].action, changes[1].live_id.as_deref()), (Action::Delete, Some("ami-999")));
@@ -870,7 +876,7 @@ mod tests {
         foreign.tags = BTreeMap::from([(tags::STACK.into(), "other-stack".into())]);
         live.push(foreign);
         let only_gp3 = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
-        let plan = plan(&only_gp3, &observed(live), &stacks(), false);
+        let plan = plan(&only_gp3, &observed(live), &stacks(), false, NOW);
         let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
         assert_eq!(deletes.len(), 1);
         assert_eq!(deletes[0].node, "image/demo-standard@us-east-1");
@@ -880,7 +886,7 @@ mod tests {
     #[test]
     fn destroy_deletes_everything_owned_dependents_first() {
         let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
-        let plan = plan(&desired, &observed(applied(&desired)), &stacks(), true);
+        let plan = plan(&desired, &observed(applied(&desired)), &stacks(), true, NOW);
         let order: Vec<&str> = plan.changes.iter().map(|c| c.node.as_str()).collect();
         assert_eq!(order, vec!["image/demo-gp3@eu-west-1", "image/demo-gp3@us-east-1", "snapshot/demo-root@us-east-1"]);
         assert!(plan.changes.iter().all(|c| c.action == Action::Delete));
@@ -891,10 +897,10 @@ mod tests {
         let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
         let mut live = applied(&desired);
         live[0].state = State::Pending;
-        let awaited = plan(&desired, &observed(live.clone()), &stacks(), false);
+        let awaited = plan(&desired, &observed(live.clone()), &stacks(), false, NOW);
         assert_eq!(awaited.changes[0].action, Action::Update);
         live[0].tags.remove(tags::UPLOADED);
-        let replaced = plan(&desired, &observed(live), &stacks(), false);
+        let replaced = plan(&desired, &observed(live), &stacks(), false, NOW);
         assert_eq!(replaced.changes[0].action, Action::Replace);
     }
 
@@ -919,14 +925,14 @@ mod tests {
             let change = plan.changes.iter().find(|c| c.live_id.as_deref() == Some(id)).unwrap();
             (change.action, change.retire)
         };
-        let plan = plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false);
+        let plan = plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false, NOW);
         // Ranked by creation, newest first: 0 (day 3) stays as the one older version kept.
         assert_eq!(verdict(&plan, "ami-v0"), (Action::NoOp, false));
         assert_eq!(verdict(&plan, "ami-v2"), (Action::Delete, true));
         assert_eq!(verdict(&plan, "ami-v1"), (Action::Delete, true));
 
         state.launch_templates.insert("us-east-1".into(), BTreeMap::from([("ami-v1".into(), "web".into())]));
-        let plan = super::plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false);
+        let plan = super::plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false, NOW);
         assert_eq!(verdict(&plan, "ami-v1"), (Action::NoOp, false));
         let kept = plan.changes.iter().find(|c| c.live_id.as_deref() == Some("ami-v1")).unwrap();
         assert_eq!(kept.reasons, ["kept: launch template `web` still uses it"]);
@@ -963,7 +969,7 @@ mod tests {
             resource.public = true;
         }
         let stacks = BTreeSet::from(["demo".to_string()]);
-        let untested = plan(&desired, &observed(live.clone()), &stacks, false);
+        let untested = plan(&desired, &observed(live.clone()), &stacks, false, NOW);
         let change = |plan: &Plan, node: &str| plan.changes.iter().find(|c| c.node == node).unwrap().clone();
         assert_eq!(change(&untested, "test/demo-gp3@us-east-1").action, Action::Create);
         let build = change(&untested, "image/demo-gp3@us-east-1");
@@ -974,7 +980,7 @@ mod tests {
         for resource in &mut live {
             resource.tags.insert(tags::TESTED.into(), "job".into());
         }
-        let tested = plan(&desired, &observed(live), &stacks, false);
+        let tested = plan(&desired, &observed(live), &stacks, false, NOW);
         assert!(!tested.has_changes(), "{tested:#?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -306,7 +306,7 @@ fn kms_key_problem(key: &str, region: &str, start_snapshot: bool) -> Option<Stri
 /// past, more than 10 years ahead, or, for public AMIs, more than 2 years after creation.
 fn deprecation_refusal(deprecation: Deprecation, public: bool) -> Option<String> {
     const DAY: i64 = 24 * 3600;
-    let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now()).secs();
+    let now = crate::deprecation::now();
     let (ahead, what) = match deprecation {
         Deprecation::After(after) => (after, "days after creation"),
         Deprecation::At(at) if at <= now => {

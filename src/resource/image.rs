@@ -121,7 +121,7 @@ pub async fn publish<S: Steps>(steps: &S, node: &Node, id: &str, status: &Resour
         share(steps, node, id, &status.snapshot_ids).await?;
     }
     if let Some(deprecation) = node.deprecation {
-        let at = deprecation::format(deprecation.for_image(None));
+        let at = deprecation::format(deprecation.for_image(None, deprecation::now()));
         steps
             .cloud()
             .set_image_deprecation(&node.region, id, Some(&at))
@@ -167,7 +167,7 @@ pub async fn delete<S: Steps>(steps: &S, region: &str, id: &str, with_snapshots:
 
 /// What of an AMI can change in place and differs: description, launch permissions,
 /// deprecation and its snapshots' createVolumePermission.
-pub(super) fn in_place(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDiff> {
     let mut diffs = Vec::new();
     if node.description.is_some() && node.description != live.description {
         diffs.push(AttrDiff {
@@ -186,10 +186,10 @@ pub(super) fn in_place(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
         });
     }
     if let Some(deprecation) = node.deprecation
-        && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref())
-        && refused_deprecation(node, live).is_none()
+        && !deprecation.matches(live.deprecation.as_deref(), live.created.as_deref(), now)
+        && refused_deprecation(node, live, now).is_none()
     {
-        let at = deprecation::format(deprecation.for_image(live.created.as_deref()));
+        let at = deprecation::format(deprecation.for_image(live.created.as_deref(), now));
         diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
     } else if node.deprecation.is_none() && live.deprecation.is_some() && !node.sharing.public {
         // A public AMI is deprecated by AWS itself (two years after its creation, unless
@@ -214,11 +214,11 @@ pub const REFUSED: &str = "AWS would refuse";
 /// A public AMI cannot be deprecated more than two years after its creation (EC2 user guide,
 /// "Deprecate an AMI"). Validation catches times that are too late for any new AMI; an AMI
 /// created long ago has an earlier limit, known only from its creation date.
-pub(super) fn refused_deprecation(node: &Node, live: &LiveResource) -> Option<String> {
+pub(super) fn refused_deprecation(node: &Node, live: &LiveResource, now: i64) -> Option<String> {
     const TWO_YEARS: i64 = 730 * 24 * 3600;
     let deprecation = node.deprecation?;
     let created = deprecation::parse(live.created.as_deref()?)?;
-    let at = deprecation.for_image(live.created.as_deref());
+    let at = deprecation.for_image(live.created.as_deref(), now);
     (node.sharing.public && at > created + TWO_YEARS).then(|| {
         format!(
             "{REFUSED} to deprecate public AMI {} at {}, more than 2 years after its creation ({}): its deprecation is left as it is",

@@ -368,10 +368,11 @@ impl Spec {
         }
     }
 
-    /// What differs and can change in place: the kind's own attributes, then the tags.
-    pub fn in_place(&self, node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    /// What differs and can change in place: the kind's own attributes, then the tags. `now`
+    /// (seconds since the epoch) stands for the creation time AWS has not reported yet.
+    pub fn in_place(&self, node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDiff> {
         let mut diffs = match self {
-            Spec::Image(_) | Spec::Copy(_) => image::in_place(node, live),
+            Spec::Image(_) | Spec::Copy(_) => image::in_place(node, live, now),
             Spec::Snapshot(_)
             | Spec::Vpc(_)
             | Spec::Subnet(_)
@@ -388,9 +389,9 @@ impl Spec {
 
     /// Why the plan leaves something the manifest asks for as it is, because AWS would refuse
     /// it (see [`image::REFUSED`]).
-    pub fn refused(&self, node: &Node, live: &LiveResource) -> Option<String> {
+    pub fn refused(&self, node: &Node, live: &LiveResource, now: i64) -> Option<String> {
         match self {
-            Spec::Image(_) | Spec::Copy(_) => image::refused_deprecation(node, live),
+            Spec::Image(_) | Spec::Copy(_) => image::refused_deprecation(node, live, now),
             Spec::Snapshot(_)
             | Spec::Vpc(_)
             | Spec::Subnet(_)

@@ -48,7 +48,7 @@ fn desired(dir: &Path, text: &str) -> DesiredGraph {
 async fn plan_for(cloud: &FakeCloud, graph: &DesiredGraph) -> Plan {
     let stacks = vec!["fk".to_string()];
     let observed = observe(cloud, graph, &stacks, RegionScope::All, "us-east-1").await.unwrap();
-    plan(graph, &observed, &BTreeSet::from(["fk".to_string()]), false)
+    plan(graph, &observed, &BTreeSet::from(["fk".to_string()]), false, amiplan::deprecation::now())
 }
 
 async fn run(cloud: &FakeCloud, graph: &DesiredGraph) -> Report {
