@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cli;
 pub mod cloud;
 pub mod deprecation;
+pub mod duration;
 pub mod events;
 pub mod graph;
 pub mod job;

@@ -2,34 +2,36 @@
 
 use std::fmt::Write;
 
+use anstyle::AnsiColor;
 use similar::{ChangeTag, TextDiff};
 
 use crate::plan::{Action, AttrDiff, Change, Plan};
 
-/// ANSI styling, off when the output is not a terminal or the user said so.
+/// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's
+/// `--color`, which follows `NO_COLOR` and `CLICOLOR_FORCE` through anstream).
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     pub color: bool,
 }
 
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    fn paint(&self, style: anstyle::Style, text: &str) -> String {
+        if self.color { format!("{style}{text}{style:#}") } else { text.to_string() }
     }
     pub fn green(&self, text: &str) -> String {
-        self.paint("32", text)
+        self.paint(AnsiColor::Green.on_default(), text)
     }
     pub fn yellow(&self, text: &str) -> String {
-        self.paint("33", text)
+        self.paint(AnsiColor::Yellow.on_default(), text)
     }
     pub fn red(&self, text: &str) -> String {
-        self.paint("31", text)
+        self.paint(AnsiColor::Red.on_default(), text)
     }
     pub fn bold(&self, text: &str) -> String {
-        self.paint("1", text)
+        self.paint(anstyle::Style::new().bold(), text)
     }
     pub fn dim(&self, text: &str) -> String {
-        self.paint("2", text)
+        self.paint(anstyle::Style::new().dimmed(), text)
     }
 }
 

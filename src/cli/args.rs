@@ -163,27 +163,13 @@ pub struct OutputArgs {
 
 /// Like [`parse_duration`], but zero is allowed (do not wait at all).
 pub fn parse_wait(text: &str) -> Result<Duration, String> {
-    if !text.is_empty() && text.trim_end_matches(['s', 'm', 'h']).chars().all(|c| c == '0') {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(text)
+    crate::duration::parse(text)
 }
 
-/// `90s`, `30m`, `2h`, or plain seconds.
+/// A timeout: `90s`, `30m`, `2h`, `1h30m`, or plain seconds; longer than zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(split) => text.split_at(split),
-        None => (text, "s"),
-    };
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 30m or 2h"))?;
-    let seconds = match unit {
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
-    };
-    if seconds == 0 {
-        return Err("a timeout must be longer than zero".into());
+    match crate::duration::parse(text)? {
+        Duration::ZERO => Err("a timeout must be longer than zero".into()),
+        duration => Ok(duration),
     }
-    Ok(Duration::from_secs(seconds))
 }

@@ -77,7 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         color: match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            // A terminal, unless NO_COLOR or a dumb TERM says otherwise (CLICOLOR_FORCE forces it).
+            ColorChoice::Auto => anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never,
         },
     };
     let policy = RetryPolicy { attempt_timeout: cli.attempt_timeout, ..RetryPolicy::default() };

@@ -334,18 +334,11 @@ fn is_instance_type(text: &str) -> bool {
 /// `90s`, `45m`, `2h`: between one minute and 24 hours.
 fn parse_minutes(text: &str) -> Result<Duration, String> {
     let problem = || format!("timeout `{text}` must be a number with s, m or h, between 1m and 24h");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let value: u64 = number.parse().map_err(|_| problem())?;
-    let seconds = match unit {
-        "s" => value,
-        "m" => value.saturating_mul(60),
-        "h" => value.saturating_mul(3600),
-        _ => return Err(problem()),
-    };
-    if !(60..=24 * 3600).contains(&seconds) {
+    let duration = crate::duration::parse(text).map_err(|_| problem())?;
+    if !(60..=24 * 3600).contains(&duration.as_secs()) {
         return Err(problem());
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(duration)
 }
 
 fn check_region(region: &str, path: &str, report: &mut impl FnMut(&str, String)) {
