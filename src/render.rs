@@ -179,20 +179,7 @@ mod tests {
             ],
             warnings: vec![],
         };
-        let expected = "\
-stack demo
-  + snapshot/demo-root@us-east-1 create
-  ~ image/a@us-east-1 (ami-1) update in place
-        - description = \"old\"
-        + description = \"new\"
-        + tags.team = \"os\"
--/+ image/b@eu-west-1 (ami-2) replace: volume_type cannot change in place
-        - volume_type = \"gp2\"
-        + volume_type = \"gp3\"
-
-Plan: 1 to create, 1 to update in place, 1 to replace, 0 to delete (1 unchanged).
-";
-        assert_eq!(super::plan(&plan, Style { color: false }, false), expected);
+        insta::assert_snapshot!(super::plan(&plan, Style { color: false }, false));
         let colored = super::plan(&plan, Style { color: true }, false);
         assert!(colored.contains("\x1b[32m  +\x1b[0m snapshot/demo-root@us-east-1"), "{colored:?}");
         assert!(colored.contains("\x1b[31m-/+\x1b[0m image/b@eu-west-1"), "{colored:?}");
