@@ -12,7 +12,7 @@ use crate::job::Job;
 use crate::model::{HelperSpec, Origin, Stack, TestSpec, Variant};
 use crate::resource::snapshot::{MadeBy, Snapshot};
 pub use crate::resource::{Node, NodeKind, spec_hash};
-use crate::resource::{Spec, copy, helper, image, network, security_group, test, volume};
+use crate::resource::{Spec, copy, helper, image, network, public_access, security_group, test, volume};
 use crate::source::Prepared;
 use crate::tags;
 
@@ -161,6 +161,9 @@ impl DesiredGraph {
                 } else {
                     (NodeKind::ImageCopy, Spec::Copy(copy::Copy { ami, source_region: build.clone() }))
                 };
+                if stack.sharing.public {
+                    self.add_public_access(stack, region);
+                }
                 let tested_here = test.is_some_and(|t| region == build || t.all_regions);
                 let index = self.add(Node {
                     id: format!("image/{}@{region}", variant.name),
@@ -195,6 +198,28 @@ impl DesiredGraph {
                 }
             }
         }
+    }
+
+    /// The account's block public access settings in `region` must allow public AMIs: one
+    /// read-only node per region, whichever stack first makes AMIs public there.
+    fn add_public_access(&mut self, stack: &Stack, region: &str) {
+        let id = format!("public-access@{region}");
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        self.add(Node {
+            id,
+            stack: stack.name.clone(),
+            region: region.to_string(),
+            kind: NodeKind::PublicAccess,
+            name: None,
+            spec: Spec::PublicAccess(public_access::PublicSharing),
+            description: None,
+            tags: BTreeMap::new(),
+            sharing: Sharing::default(),
+            deprecation: None,
+            gated: false,
+        });
     }
 
     /// The transient nodes of a helper build, feeding `snapshot`: network (unless an existing

@@ -9,7 +9,7 @@ use futures::future::{join_all, try_join_all};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, ResourceKind};
+use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::resource::{Spec, helper};
@@ -26,10 +26,10 @@ pub struct Observed {
     pub helper_amis: BTreeMap<String, String>,
     /// Image block public access state per region with public AMIs, where AWS answers it.
     #[serde(default)]
-    pub block_public_access: BTreeMap<String, String>,
+    pub block_public_access: BTreeMap<String, PublicAccess>,
     /// Snapshot block public access state per region with public AMIs, where AWS answers it.
     #[serde(default)]
-    pub snapshot_block_public_access: BTreeMap<String, String>,
+    pub snapshot_block_public_access: BTreeMap<String, PublicAccess>,
     /// Per region, AMIs launch templates use (→ template name), read where a plan may
     /// deregister owned AMIs that no node wants.
     #[serde(default)]
@@ -244,7 +244,9 @@ pub async fn observe<C: Cloud>(
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
     read_sharing(cloud, graph, &mut resources).await?;
     let helper_amis = resolved.into_iter().flatten().collect();
-    let mut public_regions: Vec<&str> = graph.nodes().filter(|n| n.sharing.public).map(|n| n.region.as_str()).collect();
+    // The account's settings, where a read-only node asks for them.
+    let mut public_regions: Vec<&str> =
+        graph.nodes().filter(|n| n.kind == NodeKind::PublicAccess).map(|n| n.region.as_str()).collect();
     public_regions.sort();
     public_regions.dedup();
     let states = join_all(public_regions.iter().map(|region| async move {

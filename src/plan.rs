@@ -136,7 +136,17 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         order.reverse();
     }
     let mut network_warnings = Vec::new();
+    let mut account_warnings = Vec::new();
     for node in order {
+        if let Spec::PublicAccess(sharing) = &node.spec {
+            // Read-only: judged against what was read, never a change.
+            if !destroy {
+                let images = observed.block_public_access.get(&node.region);
+                let snapshots = observed.snapshot_block_public_access.get(&node.region);
+                account_warnings.extend(sharing.refusals(&node.region, images, snapshots));
+            }
+            continue;
+        }
         if node.kind == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
             if !destroy {
@@ -226,7 +236,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.push(change);
     }
     assign_snapshots(&mut changes, observed);
-    let mut warnings = if destroy { vec![] } else { preflight(observed) };
+    let mut warnings = account_warnings;
     warnings.extend(network_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
@@ -246,27 +256,6 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes,
         warnings,
     }
-}
-
-/// What AWS will refuse that the manifests ask for.
-fn preflight(observed: &Observed) -> Vec<String> {
-    let images = observed.block_public_access.iter().filter(|(_, state)| state.as_str() != "unblocked").map(
-        |(region, state)| {
-            format!(
-                "image block public access is `{state}` in {region}: AWS refuses to make AMIs public there until it is disabled (`aws ec2 disable-image-block-public-access --region {region}`)"
-            )
-        },
-    );
-    let snapshots = observed
-        .snapshot_block_public_access
-        .iter()
-        .filter(|(_, state)| state.as_str() != "unblocked")
-        .map(|(region, state)| {
-            format!(
-                "snapshot block public access is `{state}` in {region}: AWS refuses to make the public AMIs' snapshots public there (createVolumePermission for all) until it is disabled (`aws ec2 disable-snapshot-block-public-access --region {region}`)"
-            )
-        });
-    images.chain(snapshots).collect()
 }
 
 /// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
@@ -497,7 +486,7 @@ fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stacks: &BTreeSe
         // Test nodes own nothing: an instance left by an interrupted test is an orphan.
         let tagged_node =
             live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region && n.kind != NodeKind::Test);
-        let expected_kind = |node: &Node| node.kind.resource_kind() == live.kind;
+        let expected_kind = |node: &Node| node.kind.resource_kind() == Some(live.kind);
         if owned {
             match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
                 Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),

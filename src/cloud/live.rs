@@ -138,3 +138,34 @@ impl LiveResource {
         self.tags.get(tags::NODE).map(String::as_str)
     }
 }
+
+/// The account's block public access setting for AMIs or snapshots in a region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublicAccess {
+    /// Public sharing is allowed.
+    Unblocked,
+    /// Nothing new may be made public (what is public stays).
+    BlockNewSharing,
+    /// Nothing may be public (snapshots only).
+    BlockAllSharing,
+    /// A setting this version does not know, in AWS's word: taken as blocking.
+    Other(String),
+}
+
+impl PublicAccess {
+    pub fn blocks(&self) -> bool {
+        *self != PublicAccess::Unblocked
+    }
+}
+
+impl std::fmt::Display for PublicAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublicAccess::Unblocked => "unblocked",
+            PublicAccess::BlockNewSharing => "block-new-sharing",
+            PublicAccess::BlockAllSharing => "block-all-sharing",
+            PublicAccess::Other(word) => word,
+        })
+    }
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use attrs::{ImageAttrs, VolumeType};
 pub use error::{CloudError, ErrorClass};
-pub use live::{LiveResource, ResourceKind, State};
+pub use live::{LiveResource, PublicAccess, ResourceKind, State};
 pub use sharing::Sharing;
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
@@ -174,12 +174,12 @@ pub trait Account: Sync {
         region: &str,
         instance_type: &str,
     ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
-    /// The account's image block public access state in the region (`unblocked`,
-    /// `block-new-sharing`), or `None` where the API does not answer it.
-    fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
-    /// The account's snapshot block public access state in the region (`unblocked`,
-    /// `block-new-sharing`, `block-all-sharing`), or `None` where the API does not answer it.
-    fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<String>> + Send;
+    /// The account's image block public access setting in the region, or `None` where the API
+    /// does not answer it.
+    fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<PublicAccess>> + Send;
+    /// The account's snapshot block public access setting in the region, or `None` where the
+    /// API does not answer it.
+    fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<PublicAccess>> + Send;
 }
 
 /// Finding what exists.

@@ -10,6 +10,7 @@ pub mod helper;
 pub mod image;
 pub mod network;
 mod node;
+pub mod public_access;
 pub mod security_group;
 pub mod snapshot;
 pub mod steps;
@@ -48,6 +49,9 @@ pub enum NodeKind {
     Helper,
     /// The boot test of an AMI: no resource of its own, recorded as a tag on the AMI.
     Test,
+    /// The account's block public access settings where AMIs are to be public: read, never
+    /// changed.
+    PublicAccess,
 }
 
 impl NodeKind {
@@ -64,6 +68,7 @@ impl NodeKind {
             NodeKind::Volume => "volume",
             NodeKind::Helper => "helper",
             NodeKind::Test => "test",
+            NodeKind::PublicAccess => "public-access",
         }
     }
 
@@ -83,13 +88,19 @@ impl NodeKind {
             NodeKind::Volume => volume::TRANSIENT,
             NodeKind::Helper => helper::TRANSIENT,
             NodeKind::Test => test::TRANSIENT,
+            NodeKind::PublicAccess => public_access::TRANSIENT,
         }
     }
 
+    /// Read and judged, never made, changed or deleted: no live resource is claimed for it.
+    pub fn is_read_only(self) -> bool {
+        self.resource_kind().is_none()
+    }
+
     /// The kind of live resource that realises nodes of this kind (a test's instance is one
-    /// while it runs; its pass is a tag on the AMI).
-    pub fn resource_kind(self) -> ResourceKind {
-        match self {
+    /// while it runs; its pass is a tag on the AMI), or `None` for read-only kinds.
+    pub fn resource_kind(self) -> Option<ResourceKind> {
+        Some(match self {
             NodeKind::Snapshot => ResourceKind::Snapshot,
             NodeKind::Image | NodeKind::ImageCopy => ResourceKind::Image,
             NodeKind::Vpc => ResourceKind::Vpc,
@@ -99,7 +110,8 @@ impl NodeKind {
             NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
             NodeKind::Volume => ResourceKind::Volume,
             NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
-        }
+            NodeKind::PublicAccess => return None,
+        })
     }
 
     /// The node kind of a live resource no node claims (for deletes of orphans).
@@ -123,6 +135,7 @@ impl NodeKind {
             NodeKind::Image | NodeKind::ImageCopy => 0,
             NodeKind::Snapshot => 1,
             NodeKind::Helper | NodeKind::Test => 2,
+            NodeKind::PublicAccess => 0,
             NodeKind::Volume => 3,
             NodeKind::SecurityGroup => 4,
             NodeKind::RouteTable => 5,
@@ -148,6 +161,7 @@ pub enum Spec {
     Volume(volume::Volume),
     Helper(helper::Helper),
     Test(test::BootTest),
+    PublicAccess(public_access::PublicSharing),
 }
 
 impl Spec {
@@ -164,6 +178,7 @@ impl Spec {
             Spec::Volume(_) => NodeKind::Volume,
             Spec::Helper(_) => NodeKind::Helper,
             Spec::Test(_) => NodeKind::Test,
+            Spec::PublicAccess(_) => NodeKind::PublicAccess,
         }
     }
 
@@ -183,6 +198,7 @@ impl Spec {
             Spec::Volume(spec) => spec.immutable(),
             Spec::Helper(spec) => spec.immutable(),
             Spec::Test(spec) => spec.immutable(),
+            Spec::PublicAccess(spec) => spec.immutable(),
         };
         pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
     }
@@ -200,7 +216,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => None,
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => None,
         }
     }
 }
@@ -225,7 +242,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => None,
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => None,
         }
     }
 
@@ -243,7 +261,8 @@ impl Spec {
             | Spec::InternetGateway(_)
             | Spec::RouteTable(_)
             | Spec::SecurityGroup(_)
-            | Spec::Volume(_) => None,
+            | Spec::Volume(_)
+            | Spec::PublicAccess(_) => None,
         }
     }
 }
@@ -280,6 +299,9 @@ impl Spec {
             Spec::Volume(spec) => spec.create(steps, node, inputs).await,
             Spec::Helper(spec) => spec.create(steps, node, inputs, resolved, reasons).await,
             Spec::Test(spec) => spec.run(steps, node, inputs, resolved).await,
+            Spec::PublicAccess(_) => {
+                Err(StepError { resource: None, message: format!("{} is read-only: nothing is made", node.id) })
+            }
         }
     }
 
@@ -303,7 +325,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => Ok(()),
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => Ok(()),
         }
     }
 }
@@ -329,6 +352,8 @@ pub async fn delete<S: Steps>(
         | NodeKind::Helper
         // A test's instance, left by an interrupted test, is found and deleted like a helper.
         | NodeKind::Test => remove_build_resource(steps, region, kind, id).await,
+        // Read-only: nothing of it is ever made, so nothing is deleted.
+        NodeKind::PublicAccess => Ok(()),
     }
 }
 
@@ -347,7 +372,8 @@ impl Spec {
             | Spec::RouteTable(_)
             | Spec::SecurityGroup(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => false,
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => false,
         };
         failed.then(|| format!("{} is in state `{}`", live.id, live.state))
     }
@@ -364,7 +390,8 @@ impl Spec {
             | Spec::Subnet(_)
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
-            | Spec::Test(_) => None,
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => None,
         }
     }
 
@@ -381,7 +408,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => vec![],
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => vec![],
         };
         diffs.extend(tag_diffs(node, live));
         diffs
@@ -400,7 +428,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Helper(_)
-            | Spec::Test(_) => None,
+            | Spec::Test(_)
+            | Spec::PublicAccess(_) => None,
         }
     }
 }

@@ -123,8 +123,10 @@ pub async fn remove_build_resource<S: Steps>(
     kind: NodeKind,
     id: &str,
 ) -> Result<(), CloudError> {
-    let resource = kind.resource_kind();
     let what = format!("{} {id} in {region}", kind.as_str());
+    let Some(resource) = kind.resource_kind() else {
+        return Err(CloudError::new("Delete", region, ErrorClass::Fatal, format!("{what} is read-only")));
+    };
     let deadline = steps.deadlines().transient;
     let cloud = steps.cloud();
     let result = wait_until(steps.policy(), deadline, &what, || async {

@@ -206,11 +206,11 @@ impl Account for FakeCloud {
         Err(no_builds("DescribeInstanceTypeOfferings", region))
     }
 
-    async fn image_block_public_access(&self, _region: &str) -> Option<String> {
+    async fn image_block_public_access(&self, _region: &str) -> Option<amiplan::cloud::PublicAccess> {
         None
     }
 
-    async fn snapshot_block_public_access(&self, _region: &str) -> Option<String> {
+    async fn snapshot_block_public_access(&self, _region: &str) -> Option<amiplan::cloud::PublicAccess> {
         None
     }
 }

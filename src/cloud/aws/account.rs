@@ -2,8 +2,8 @@
 
 use aws_sdk_ec2::types::{Filter, LocationType};
 
-use super::AwsCloud;
-use crate::cloud::{Account, CloudError};
+use super::{AwsCloud, states};
+use crate::cloud::{Account, CloudError, PublicAccess};
 
 impl Account for AwsCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
@@ -43,11 +43,11 @@ impl Account for AwsCloud {
         Ok(zones)
     }
 
-    async fn image_block_public_access(&self, region: &str) -> Option<String> {
+    async fn image_block_public_access(&self, region: &str) -> Option<PublicAccess> {
         let ec2 = self.ec2(region);
         // Asked once, without retries: where the API does not answer, the state is unknown.
         match ec2.get_image_block_public_access_state().send().await {
-            Ok(out) => out.image_block_public_access_state().map(str::to_string),
+            Ok(out) => out.image_block_public_access_state().map(states::public_access),
             Err(error) => {
                 let error = super::sdk_error("GetImageBlockPublicAccessState", region, error);
                 tracing::debug!(%error, "image block public access state unknown");
@@ -56,10 +56,10 @@ impl Account for AwsCloud {
         }
     }
 
-    async fn snapshot_block_public_access(&self, region: &str) -> Option<String> {
+    async fn snapshot_block_public_access(&self, region: &str) -> Option<PublicAccess> {
         let ec2 = self.ec2(region);
         match ec2.get_snapshot_block_public_access_state().send().await {
-            Ok(out) => out.state().map(|s| s.as_str().to_string()),
+            Ok(out) => out.state().map(|s| states::public_access(s.as_str())),
             Err(error) => {
                 let error = super::sdk_error("GetSnapshotBlockPublicAccessState", region, error);
                 tracing::debug!(%error, "snapshot block public access state unknown");

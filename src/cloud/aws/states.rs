@@ -1,6 +1,6 @@
 //! AWS's state words, read into [`State`]: the only place that knows them.
 
-use crate::cloud::State;
+use crate::cloud::{PublicAccess, State};
 
 /// An AMI's state (`pending`, `available`, `invalid`, `deregistered`, `failed`, `error`, …).
 pub(super) fn image(word: &str) -> State {
@@ -54,6 +54,16 @@ pub(super) fn network(word: &str) -> State {
         "pending" => State::Pending,
         "available" => State::Ready,
         other => State::Other(other.to_string()),
+    }
+}
+
+/// An account's image or snapshot block public access state.
+pub(super) fn public_access(word: &str) -> PublicAccess {
+    match word {
+        "unblocked" => PublicAccess::Unblocked,
+        "block-new-sharing" => PublicAccess::BlockNewSharing,
+        "block-all-sharing" => PublicAccess::BlockAllSharing,
+        other => PublicAccess::Other(other.to_string()),
     }
 }
 
