@@ -666,8 +666,8 @@ mod tests {
     fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
         let mut snapshots: HashMap<String, String> = HashMap::new();
         let mut resources = Vec::new();
-        // A test node owns nothing: its pass is a tag on the AMI.
-        let nodes = graph.topological().into_iter().filter(|n| n.kind != NodeKind::Test);
+        // A test node owns nothing: its pass is a tag on the AMI; read-only nodes own nothing.
+        let nodes = graph.topological().into_iter().filter(|n| n.kind != NodeKind::Test && !n.kind.is_read_only());
         for (i, node) in nodes.enumerate() {
             let is_image = node.kind.is_image();
             let id = format!("{}-{i:03}", if is_image { "ami" } else { "snap" });
