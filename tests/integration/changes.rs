@@ -3,32 +3,26 @@
 
 use aws_sdk_ec2::types::Tag;
 
-use crate::lifecycle::{REGIONS, manifest};
 use crate::support::*;
 
 fn setup(name: &str, stack: &str) -> (Moto, std::path::PathBuf) {
     let moto = Moto::start();
     let dir = workdir(name);
     sample_image(&dir.join("disk.raw"), 4, 2);
-    std::fs::write(dir.join("stack.yaml"), manifest(stack)).unwrap();
+    StackManifest::direct(stack).write(&dir);
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     (moto, dir)
-}
-
-fn edit(dir: &std::path::Path, from: &str, to: &str) {
-    let path = dir.join("stack.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "manifest has no `{from}`");
-    std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn updates_in_place_corrects_drift_removes_and_replaces() {
     let (moto, dir) = setup("changes", "chg");
+    let mut manifest = StackManifest::direct("chg");
 
     // A tag: an in-place update everywhere, no rebuild. (Description updates take the same path;
     // moto ignores them, so executor.rs checks them against the in-process fake.)
-    edit(&dir, "tags: { distro: test }", "tags: { distro: second }");
+    manifest.tags = vec![("distro", "second".into())];
+    manifest.write(&dir);
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
     expect_code(&plan, 2);
     let text = stdout(&plan);
@@ -64,7 +58,8 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
     assert_eq!(fixed.public(), Some(false));
 
     // A variant removed from the manifest: only its AMIs go, in every region.
-    edit(&dir, "volume_type: [gp3, standard]", "volume_type: [gp3]");
+    manifest.volume_types = vec!["gp3"];
+    manifest.write(&dir);
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
     assert!(text.contains("Plan: 0 to create, 0 to update in place, 0 to replace, 3 to delete"), "{text}");
@@ -75,7 +70,8 @@ async fn updates_in_place_corrects_drift_removes_and_replaces() {
     }
 
     // An attribute AWS cannot change: replacement, with the reason.
-    edit(&dir, "boot_mode: uefi-preferred", "boot_mode: uefi");
+    manifest.boot_mode = "uefi";
+    manifest.write(&dir);
     let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     let text = stdout(&plan);
     assert!(text.contains("-/+ image/chg-x86_64-gp3@us-east-1"), "{text}");
@@ -139,7 +135,8 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     let moto = Moto::start();
     let dir = workdir("saved");
     sample_image(&dir.join("disk.raw"), 2, 3);
-    std::fs::write(dir.join("stack.yaml"), manifest("svd")).unwrap();
+    let mut manifest = StackManifest::direct("svd");
+    manifest.write(&dir);
 
     // Not a terminal and no --auto-approve: refuse, change nothing.
     let refused = moto.amiplan(&dir, &["apply", "stack.yaml"]);
@@ -154,7 +151,8 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     assert!(stderr(&stale).contains("live state changed since the plan was made"), "{}", stderr(&stale));
 
     expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "new.json"]), 0);
-    edit(&dir, "tags: { distro: test }", "tags: { distro: edited }");
+    manifest.tags = vec![("distro", "edited".into())];
+    manifest.write(&dir);
     let edited = moto.amiplan(&dir, &["apply", "--plan", "new.json", "--auto-approve"]);
     expect_code(&edited, 1);
     assert!(stderr(&edited).contains("manifests or source images changed"), "{}", stderr(&edited));
@@ -169,7 +167,8 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     // A plan saved with a narrower discovery scope is applied within that same scope: with a
     // region dropped from the manifest, the copy left there is outside it, and the saved plan
     // (which never saw it) is still exactly what applying it does.
-    edit(&dir, ", ap-southeast-2]", "]");
+    manifest.regions = vec!["us-east-1", "eu-west-1"];
+    manifest.write(&dir);
     expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest", "--out", "scoped.json"]), 0);
     let scoped = moto.amiplan(&dir, &["apply", "--plan", "scoped.json", "--auto-approve"]);
     expect_code(&scoped, 0);
@@ -203,7 +202,7 @@ async fn a_terminal_is_asked_and_only_yes_applies() {
     let moto = Moto::start();
     let dir = workdir("terminal");
     sample_image(&dir.join("disk.raw"), 2, 4);
-    std::fs::write(dir.join("stack.yaml"), manifest("tty")).unwrap();
+    StackManifest::direct("tty").write(&dir);
 
     let declined = on_terminal(&moto, &dir, "apply stack.yaml", "no\n");
     assert!(stdout(&declined).contains("Only 'yes' is accepted"), "{}", stdout(&declined));

@@ -14,23 +14,33 @@ use amiplan::source::Prepared;
 use crate::fake::{FakeCloud, Made};
 use crate::support::*;
 
-const MANIFEST: &str = "stack: fk
-source: { file: disk.raw }
-build: { region: us-east-1 }
+/// Every attribute an AMI can have, in three regions; `description` and `regions` vary.
+fn manifest(description: &str, regions: &[&str]) -> String {
+    format!(
+        "stack: fk
+source: {{ file: disk.raw }}
+build: {{ region: us-east-1 }}
 image:
-  name: \"fk-{volume_type}-{encryption}\"
-  description: First
+  name: \"fk-{{volume_type}}-{{encryption}}\"
+  description: {description}
   architecture: arm64
   boot_mode: uefi
   tpm: true
   imds: v2.0
   ena: true
-  kms_keys: { eu-west-1: alias/eu-key }
+  kms_keys: {{ eu-west-1: alias/eu-key }}
 variants:
   volume_type: [gp3, standard]
   encrypted: [false, true]
-regions: [us-east-1, eu-west-1, ap-southeast-2]
-";
+regions: [{}]
+",
+        regions.join(", ")
+    )
+}
+
+fn default_manifest() -> String {
+    manifest("First", &REGIONS)
+}
 
 fn desired(dir: &Path, text: &str) -> DesiredGraph {
     let path = dir.join("m.yaml");
@@ -70,7 +80,7 @@ fn setup(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn every_attribute_reaches_the_calls_and_a_second_plan_is_empty() {
     let dir = setup("fake-attrs");
-    let graph = desired(&dir, MANIFEST);
+    let graph = desired(&dir, &default_manifest());
     // Resources stay invisible, then pending, for two polls each: waits must ride it out.
     let cloud = FakeCloud::with_lag(2);
     let report = run(&cloud, &graph).await;
@@ -110,8 +120,8 @@ async fn every_attribute_reaches_the_calls_and_a_second_plan_is_empty() {
 async fn description_changes_converge_in_place() {
     let dir = setup("fake-description");
     let cloud = FakeCloud::default();
-    assert!(run(&cloud, &desired(&dir, MANIFEST)).await.succeeded());
-    let graph = desired(&dir, &MANIFEST.replace("description: First", "description: Second"));
+    assert!(run(&cloud, &desired(&dir, &default_manifest())).await.succeeded());
+    let graph = desired(&dir, &manifest("Second", &REGIONS));
     let plan = plan_for(&cloud, &graph).await;
     assert_eq!(plan.summary().update, 12, "{plan:#?}");
     assert_eq!(plan.summary().create + plan.summary().replace + plan.summary().delete, 0);
@@ -125,7 +135,7 @@ async fn description_changes_converge_in_place() {
 #[tokio::test]
 async fn a_failing_region_does_not_stop_the_others_and_a_rerun_finishes_the_job() {
     let dir = setup("fake-partial");
-    let graph = desired(&dir, MANIFEST);
+    let graph = desired(&dir, &default_manifest());
     let cloud = FakeCloud::default();
     cloud.fail("CopyImage", "ap-southeast-2", "InternalError");
     let report = run(&cloud, &graph).await;
@@ -146,7 +156,7 @@ async fn a_failing_region_does_not_stop_the_others_and_a_rerun_finishes_the_job(
 #[tokio::test]
 async fn access_denied_fails_fast_and_skips_dependents() {
     let dir = setup("fake-denied");
-    let graph = desired(&dir, MANIFEST);
+    let graph = desired(&dir, &default_manifest());
     let cloud = FakeCloud::default();
     cloud.fail("RegisterImage", "us-east-1", "UnauthorizedOperation");
     let report = run(&cloud, &graph).await;
@@ -161,8 +171,8 @@ async fn access_denied_fails_fast_and_skips_dependents() {
 async fn removing_a_region_deletes_only_its_copies_and_their_snapshots() {
     let dir = setup("fake-region");
     let cloud = FakeCloud::default();
-    assert!(run(&cloud, &desired(&dir, MANIFEST)).await.succeeded());
-    let graph = desired(&dir, &MANIFEST.replace(", ap-southeast-2]", "]"));
+    assert!(run(&cloud, &desired(&dir, &default_manifest())).await.succeeded());
+    let graph = desired(&dir, &manifest("First", &["us-east-1", "eu-west-1"]));
     let plan = plan_for(&cloud, &graph).await;
     let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
     assert_eq!(deletes.len(), 4, "{plan:#?}");
@@ -176,7 +186,7 @@ async fn removing_a_region_deletes_only_its_copies_and_their_snapshots() {
 #[tokio::test]
 async fn copies_run_concurrently_but_within_the_per_region_bound() {
     let dir = setup("fake-parallel");
-    let graph = desired(&dir, MANIFEST);
+    let graph = desired(&dir, &default_manifest());
     for parallelism in [1, 2, 4] {
         let cloud = FakeCloud::with_copy_latency(std::time::Duration::from_millis(200));
         assert!(run_with(&cloud, &graph, parallelism).await.succeeded());
@@ -189,10 +199,10 @@ async fn copies_run_concurrently_but_within_the_per_region_bound() {
 #[tokio::test]
 async fn the_report_names_every_node_including_unchanged_ones() {
     let dir = setup("fake-report");
-    let graph = desired(&dir, MANIFEST);
+    let graph = desired(&dir, &default_manifest());
     let cloud = FakeCloud::default();
     assert!(run(&cloud, &graph).await.succeeded());
-    let graph = desired(&dir, &MANIFEST.replace("description: First", "description: Again"));
+    let graph = desired(&dir, &manifest("Again", &REGIONS));
     let report = run(&cloud, &graph).await;
     let outcomes: Vec<_> = report.nodes.iter().map(|n| (n.node.as_str(), n.outcome.clone())).collect();
     assert_eq!(outcomes.len(), 14, "{outcomes:#?}");

@@ -4,17 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::lifecycle::{REGIONS, manifest};
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
 fn env_count(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// One variant in two regions: the smallest stack with every kind of node.
-fn small_manifest(stack: &str) -> String {
-    manifest(stack).replace("[gp3, standard]", "[gp3]").replace(", ap-southeast-2]", "]")
 }
 
 fn stack_dir(name: &str, text: &str, seed: u64) -> std::path::PathBuf {
@@ -58,20 +52,13 @@ async fn apply_until(proxy: &Proxy, dir: &std::path::Path, operation: &str) -> t
     child
 }
 
-async fn assert_gone(moto: &Moto, stack: &str, regions: &[&str]) {
-    for region in regions {
-        assert!(moto.stack_images(region, stack).await.is_empty(), "{stack}: AMIs left in {region}");
-        assert!(moto.stack_snapshots(region, stack).await.is_empty(), "{stack}: snapshots left in {region}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_is_read_only_and_discovery_is_one_call_per_kind_per_region() {
     let moto = Moto::start();
-    let small = stack_dir("batched-small", &manifest("few"), 11);
-    let large_text = manifest("many")
-        .replace("[gp3, standard]", "[gp3, gp2, standard]\n  encrypted: [false, true]")
-        .replace("{volume_type}", "{volume_type}-{encryption}");
+    let small = stack_dir("batched-small", &StackManifest::direct("few").yaml(), 11);
+    let large_text = StackManifest { volume_types: vec!["gp3", "gp2", "standard"], ..StackManifest::direct("many") }
+        .with_encryption()
+        .yaml();
     let large = stack_dir("batched-large", &large_text, 12);
     for dir in [&small, &large] {
         expect_code(&moto.amiplan(dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
@@ -121,7 +108,7 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
     let mut totals = crate::proxy::Injected::default();
     for seed in 0..runs {
         let stack = format!("soak{seed}");
-        let dir = stack_dir(&format!("soak-{seed}"), &manifest(&stack), seed);
+        let dir = stack_dir(&format!("soak-{seed}"), &StackManifest::direct(&stack).yaml(), seed);
         // Odd seeds add throttling bursts: 6 calls in a row out of every 40.
         let burst = (seed % 2 == 1).then_some(crate::proxy::Burst { every: 40, length: 6 });
         let proxy = Proxy::start(&moto.raw, Faults { burst, ..faults.clone() }, seed).await;
@@ -139,7 +126,7 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
             stdout(&destroy),
             stderr(&destroy)
         );
-        assert_gone(&moto, &stack, &REGIONS).await;
+        assert_stack_gone(&moto, &stack, &REGIONS).await;
         let injected = proxy.injected();
         totals.throttled += injected.throttled;
         totals.server_errors += injected.server_errors;
@@ -150,36 +137,18 @@ async fn fault_soak_converges_without_duplicates_or_leaks() {
     assert!(totals.not_found > 0 && totals.pending > 0, "the consistency windows were never hit: {totals:?}");
 }
 
-/// Runs amiplan with `args` and kills it (SIGKILL) once its `k`-th mutating call has reached moto,
-/// before the answer; returns that call's operation.
-pub async fn kill_after_mutating_call(proxy: &Proxy, dir: &std::path::Path, args: &[&str], k: usize) -> String {
-    proxy.clear_calls();
-    let killed = proxy.kill_after(k);
-    let mut child = tokio::process::Command::from(amiplan_command(&proxy.endpoint, dir, args)).spawn().unwrap();
-    tokio::select! {
-        _ = killed => {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
-        }
-        status = child.wait() => panic!("k={k}: {args:?} ended ({status:?}) before its mutating call {k}"),
-    }
-    proxy.mutating_calls()[k - 1].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cleans_up() {
     let moto = Moto::start();
     // A clean apply through the proxy counts the mutating calls a full apply makes.
-    let probe = stack_dir("crash-probe", &small_manifest("probe"), 20);
+    let probe = stack_dir("crash-probe", &StackManifest::small("probe").yaml(), 20);
     let proxy = Proxy::start(&moto.raw, Faults::default(), 0).await;
     expect_code(&amiplan_async(&proxy.endpoint, &probe, &["apply", "stack.yaml", "--auto-approve"]).await, 0);
     let total = proxy.mutating_calls().len();
     assert!(total >= 8, "a full apply makes at least 8 mutating calls, saw {total}");
-    let stride = env_count("AMIPLAN_CRASH_STRIDE", 1).max(1) as usize;
-
-    for k in (1..=total).step_by(stride) {
+    for k in crash_points(total) {
         let stack = format!("crash{k}");
-        let dir = stack_dir(&format!("crash-{k}"), &small_manifest(&stack), k as u64);
+        let dir = stack_dir(&format!("crash-{k}"), &StackManifest::small(&stack).yaml(), k as u64);
         let killed_at = kill_after_mutating_call(&proxy, &dir, &["apply", "stack.yaml", "--auto-approve"], k).await;
 
         // No `amiplan unlock`: the killed run's lock names a process of this host that is gone,
@@ -194,18 +163,12 @@ async fn killed_after_any_mutating_call_the_next_apply_converges_and_destroy_cle
             );
             assert!(stderr(&recovered).contains("is no longer running"), "{}", stderr(&recovered));
         }
-        assert_eq!(
-            recovered.status.code(),
-            Some(0),
-            "k={k} ({killed_at}): {}\n{}",
-            stdout(&recovered),
-            stderr(&recovered)
-        );
+        expect_recovered(&recovered, k, &killed_at);
         let name = format!("{stack}-x86_64-gp3");
         assert_converged(&moto, &stack, &[&name], &["us-east-1", "eu-west-1"]).await;
         expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
         expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
-        assert_gone(&moto, &stack, &["us-east-1", "eu-west-1"]).await;
+        assert_stack_gone(&moto, &stack, &["us-east-1", "eu-west-1"]).await;
     }
 }
 
@@ -214,7 +177,7 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
     let moto = Moto::start();
     for signal in ["INT", "TERM"] {
         let stack = format!("sig{}", signal.to_lowercase());
-        let dir = stack_dir(&format!("signal-{signal}"), &manifest(&stack), 30);
+        let dir = stack_dir(&format!("signal-{signal}"), &StackManifest::direct(&stack).yaml(), 30);
         let slow = Faults { latency: Duration::from_millis(150), ..Faults::default() };
         let proxy = Proxy::start(&moto.raw, slow, 3).await;
         // Interrupt once the upload has started: the upload finishes, nothing after it starts.
@@ -239,7 +202,7 @@ async fn sigint_and_sigterm_stop_new_work_and_a_rerun_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_runs_on_one_stack_are_serialised_by_the_lock() {
     let moto = Moto::start();
-    let dir = stack_dir("locking", &manifest("lck"), 40);
+    let dir = stack_dir("locking", &StackManifest::direct("lck").yaml(), 40);
     let slow = Faults { latency: Duration::from_millis(100), ..Faults::default() };
     let proxy = Proxy::start(&moto.raw, slow, 4).await;
     let first = apply_until(&proxy, &dir, "StartSnapshot").await;
@@ -266,7 +229,7 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
     const SECRET: &str = "CanarySecretKey0123456789abcdefCANARY";
     const TOKEN: &str = "CanarySessionToken9876543210zyxwvCANARY";
     let moto = Moto::start();
-    let dir = stack_dir("secrets", &manifest("sec"), 50);
+    let dir = stack_dir("secrets", &StackManifest::direct("sec").yaml(), 50);
     let run = |endpoint: &str, args: &[&str], rust_log: Option<&str>| {
         let mut command = amiplan_command(endpoint, &dir, args);
         command.env("AWS_SECRET_ACCESS_KEY", SECRET).env("AWS_SESSION_TOKEN", TOKEN);
@@ -298,7 +261,7 @@ async fn credentials_never_appear_in_output_logs_or_plan_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
     let moto = Moto::start();
-    let dir = stack_dir("early-signal", &manifest("early"), 60);
+    let dir = stack_dir("early-signal", &StackManifest::direct("early").yaml(), 60);
     // Only discovery is slow, so the interrupt lands while planning.
     let slow_discovery = ["DescribeImages", "DescribeSnapshots"].map(|op| (op.to_string(), Duration::from_millis(300)));
     let faults = Faults { latency_by_operation: slow_discovery.into_iter().collect(), ..Faults::default() };
@@ -315,7 +278,7 @@ async fn an_interrupt_while_planning_starts_nothing_and_releases_the_lock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupt_while_waiting_for_a_lock_stops_the_wait_at_once() {
     let moto = Moto::start();
-    let dir = stack_dir("lock-wait-interrupt", &manifest("lwi"), 41);
+    let dir = stack_dir("lock-wait-interrupt", &StackManifest::direct("lwi").yaml(), 41);
     // Someone else holds the stack's lock.
     let holder = aws_sdk_ec2::types::Tag::builder().key("amiplan:lock-holder").value("ci@elsewhere pid 1").build();
     let tags = aws_sdk_ec2::types::TagSpecification::builder()
@@ -345,7 +308,7 @@ async fn a_lock_whose_answer_was_lost_is_recognised_as_this_runs_own() {
     let moto = Moto::start();
     let faults = Faults { lose_first_answer_of: vec!["CreateKeyPair"], ..Faults::default() };
     let proxy = Proxy::start(&moto.raw, faults, 3).await;
-    let dir = stack_dir("lost-lock", &small_manifest("lostlock"), 5);
+    let dir = stack_dir("lost-lock", &StackManifest::small("lostlock").yaml(), 5);
     let applied = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
     expect_code(&applied, 0);
     let creates = proxy.calls().iter().filter(|c| c.operation == "CreateKeyPair").count();
@@ -360,7 +323,7 @@ async fn a_lock_whose_answer_was_lost_is_recognised_as_this_runs_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_is_taken_over_and_a_live_one_is_respected() {
     let moto = Moto::start();
-    let dir = stack_dir("lease", &small_manifest("lease"), 6);
+    let dir = stack_dir("lease", &StackManifest::small("lease").yaml(), 6);
     let ec2 = moto.ec2("us-east-1").await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let lock = |expires: u64| {

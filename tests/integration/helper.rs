@@ -9,7 +9,6 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
 use base64::Engine as _;
 
-use crate::faults::kill_after_mutating_call;
 use crate::proxy::rules::{self, Rule};
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
@@ -17,9 +16,38 @@ use crate::support::*;
 const REGION: &str = "us-east-1";
 const DIGEST: &str = "6205ae0c524b4d1816dbd3573ce29b5c44ed26c9fbc874fbe48c41c89dd0bac2";
 
-fn small_helper_manifest(stack: &str) -> String {
-    format!(
-        "# yaml-language-server: $schema=x
+/// A small helper-build manifest, built from data: a test varies a field.
+#[derive(Debug, Clone)]
+struct HelperManifest {
+    stack: String,
+    volume_size: u32,
+    /// Extra settings of `helper:` (`spot: true`).
+    helper: Vec<&'static str>,
+    /// `network:` of the build, when not the default temporary network.
+    network: Option<&'static str>,
+    /// Plain and encrypted variants, the encrypted ones with this key in the region.
+    encrypted_with: Option<&'static str>,
+}
+
+impl HelperManifest {
+    fn new(stack: &str) -> HelperManifest {
+        HelperManifest { stack: stack.to_string(), volume_size: 2, helper: vec![], network: None, encrypted_with: None }
+    }
+
+    fn yaml(&self) -> String {
+        let stack = &self.stack;
+        let helper: String = self.helper.iter().map(|setting| format!(", {setting}")).collect();
+        let network = self.network.map(|n| format!("  network: {n}\n")).unwrap_or_default();
+        let (name, keys, encrypted) = match self.encrypted_with {
+            Some(key) => (
+                "{volume_type}-{encryption}",
+                format!("  kms_keys: {{ {REGION}: {key} }}\n"),
+                "  encrypted: [false, true]\n",
+            ),
+            None => ("{volume_type}", String::new(), ""),
+        };
+        format!(
+            "# yaml-language-server: $schema=x
 stack: {stack}
 source:
   url: https://images.example.org/{stack}.raw.zst
@@ -27,16 +55,22 @@ source:
 build:
   region: {REGION}
   method: helper
-  volume_size: 2
-  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m }}
+{network}  volume_size: {}
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m{helper} }}
 image:
-  name: \"{stack}-{{volume_type}}\"
+  name: \"{stack}-{name}\"
   architecture: x86_64
-variants:
+{keys}variants:
   volume_type: [gp3]
-regions: [{REGION}]
-"
-    )
+{encrypted}regions: [{REGION}]
+",
+            self.volume_size
+        )
+    }
+}
+
+fn small_helper_manifest(stack: &str) -> String {
+    HelperManifest::new(stack).yaml()
 }
 
 fn write_manifest(name: &str, text: &str) -> std::path::PathBuf {
@@ -332,10 +366,7 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
     )
     .await;
     expect_code(&destroyed, 0);
-    for region in ["us-east-1", "us-west-2"] {
-        assert!(moto.stack_images(region, stack).await.is_empty());
-        assert!(moto.stack_snapshots(region, stack).await.is_empty());
-    }
+    assert_stack_gone(&moto, stack, &["us-east-1", "us-west-2"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,20 +578,12 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
     expect_code(&done, 0);
     let mutating = proxy.mutating_calls();
     let until = mutating.iter().position(|op| op == "AttachVolume").expect("the probe attached its volume") + 1;
-    let stride = std::env::var("AMIPLAN_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1);
-
-    for k in (1..=until).step_by(stride) {
+    for k in crash_points(until) {
         let stack = format!("hcrash{k}");
         let dir = write_manifest(&stack, &small_helper_manifest(&stack));
         let killed_at = kill_after_mutating_call(&proxy, &dir, &apply, k).await;
         let (recovered, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play(stack.clone()));
-        assert_eq!(
-            recovered.status.code(),
-            Some(0),
-            "k={k} ({killed_at}): {}\n{}",
-            stdout(&recovered),
-            stderr(&recovered)
-        );
+        expect_recovered(&recovered, k, &killed_at);
         assert_eq!(moto.images_named(REGION, &format!("{stack}-gp3")).await.len(), 1, "k={k} ({killed_at})");
         assert_eq!(leftovers(&moto, &stack).await, Vec::<String>::new(), "k={k} ({killed_at})");
         let ec2 = moto.ec2(REGION).await;
@@ -591,10 +614,7 @@ async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() 
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 47).await;
     let stack = "helper-enc";
-    let text = small_helper_manifest(stack)
-        .replace("{volume_type}", "{volume_type}-{encryption}")
-        .replace("  volume_type: [gp3]", "  volume_type: [gp3]\n  encrypted: [false, true]")
-        .replace("  architecture: x86_64", "  architecture: x86_64\n  kms_keys: { us-east-1: alias/images }");
+    let text = HelperManifest { encrypted_with: Some("alias/images"), ..HelperManifest::new(stack) }.yaml();
     let dir = write_manifest(stack, &text);
     let player = play_helper(&moto, &proxy, stack);
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
@@ -634,7 +654,7 @@ async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
     let proxy = Proxy::start(&moto.raw, Faults::default(), 48).await;
     let stack = "helper-spot";
     let dir =
-        write_manifest(stack, &small_helper_manifest(stack).replace("timeout: 5m }", "timeout: 5m, spot: true }"));
+        write_manifest(stack, &HelperManifest { helper: vec!["spot: true"], ..HelperManifest::new(stack) }.yaml());
     let player = async {
         let instance = wait_for_helper(&moto, stack).await;
         let id = instance.instance_id().unwrap();
@@ -674,7 +694,7 @@ async fn a_xen_helper_is_read_from_its_buffered_console_after_it_stops() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 49).await;
     let stack = "helper-xen";
-    let text = small_helper_manifest(stack).replace("timeout: 5m }", "timeout: 5m, instance_type: t2.micro }");
+    let text = HelperManifest { helper: vec!["instance_type: t2.micro"], ..HelperManifest::new(stack) }.yaml();
     let dir = write_manifest(stack, &text);
     let player = play_helper(&moto, &proxy, stack);
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
@@ -703,7 +723,7 @@ async fn a_large_image_builds_on_a_stock_helper_ami() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 50).await;
     let stack = "helper-large";
-    let dir = write_manifest(stack, &small_helper_manifest(stack).replace("volume_size: 2", "volume_size: 20"));
+    let dir = write_manifest(stack, &HelperManifest { volume_size: 20, ..HelperManifest::new(stack) }.yaml());
     let player = play_helper(&moto, &proxy, stack);
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
@@ -797,8 +817,8 @@ async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
 async fn destroy_works_when_the_manifests_subnet_is_gone() {
     let moto = Moto::start();
     let stack = "helper-gone";
-    let text = small_helper_manifest(stack)
-        .replace("  method: helper\n", "  method: helper\n  network: { subnet: subnet-0aaaaaaaaaaaaaaaa }\n");
+    let network = Some("{ subnet: subnet-0aaaaaaaaaaaaaaaa }");
+    let text = HelperManifest { network, ..HelperManifest::new(stack) }.yaml();
     let dir = write_manifest(stack, &text);
     let destroyed =
         amiplan_async(&moto.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])

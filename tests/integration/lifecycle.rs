@@ -6,33 +6,12 @@ use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice};
 
 use crate::support::*;
 
-pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
-
-pub fn manifest(stack: &str) -> String {
-    format!(
-        "stack: {stack}
-source: {{ file: disk.raw }}
-build: {{ region: us-east-1 }}
-image:
-  name: \"{stack}-{{arch}}-{{volume_type}}\"
-  description: Integration test image
-  architecture: x86_64
-  boot_mode: uefi-preferred
-  imds: v2.0
-  tags: {{ distro: test }}
-variants:
-  volume_type: [gp3, standard]
-regions: [us-east-1, eu-west-1, ap-southeast-2]
-"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     let moto = Moto::start();
     let dir = workdir("lifecycle");
     let image = sample_image(&dir.join("disk.raw"), 9, 1);
-    std::fs::write(dir.join("stack.yaml"), manifest("life")).unwrap();
+    StackManifest::direct("life").write(&dir);
 
     let validate = moto.amiplan(&dir, &["validate", "stack.yaml"]);
     expect_code(&validate, 0);
@@ -115,10 +94,7 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
 
     let destroy = moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]);
     expect_code(&destroy, 0);
-    for region in REGIONS {
-        assert!(moto.stack_images(region, "life").await.is_empty(), "AMIs left in {region}");
-        assert!(moto.stack_snapshots(region, "life").await.is_empty(), "snapshots left in {region}");
-    }
+    assert_stack_gone(&moto, "life", &REGIONS).await;
     let survivor = moto.ec2("us-east-1").await.describe_images().image_ids(&bystander).send().await.unwrap();
     assert_eq!(survivor.images().len(), 1, "destroy touched an AMI it does not own");
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::types::Filter;
 
+use crate::proxy::Proxy;
+
 pub const BLOCK: usize = 512 * 1024;
 
 /// A moto server that lives as long as this value, behind a proxy that enforces AWS's rules
@@ -247,4 +249,117 @@ pub fn expect_code(output: &Output, code: i32) {
 
 pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// The regions of the default direct-upload stack.
+pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+/// A direct-upload manifest built from data: a test varies a field, never the text of another
+/// test's manifest.
+#[derive(Debug, Clone)]
+pub struct StackManifest {
+    pub stack: String,
+    /// The AMI name template.
+    pub name: String,
+    pub description: String,
+    pub architecture: &'static str,
+    pub boot_mode: &'static str,
+    pub tags: Vec<(&'static str, String)>,
+    /// Other `image:` fields, as YAML lines without indentation (`tpm: true`).
+    pub image_extra: Vec<String>,
+    pub volume_types: Vec<&'static str>,
+    /// Whether the variants include encrypted ones (`encrypted: [false, true]`).
+    pub encrypted: bool,
+    pub regions: Vec<&'static str>,
+}
+
+impl StackManifest {
+    /// The default stack: two volume types in three regions, from `disk.raw`.
+    pub fn direct(stack: &str) -> StackManifest {
+        StackManifest {
+            stack: stack.to_string(),
+            name: format!("{stack}-{{arch}}-{{volume_type}}"),
+            description: "Integration test image".into(),
+            architecture: "x86_64",
+            boot_mode: "uefi-preferred",
+            tags: vec![("distro", "test".into())],
+            image_extra: vec!["imds: v2.0".into()],
+            volume_types: vec!["gp3", "standard"],
+            encrypted: false,
+            regions: REGIONS.to_vec(),
+        }
+    }
+
+    /// The smallest stack with every kind of node: one variant in two regions.
+    pub fn small(stack: &str) -> StackManifest {
+        StackManifest { volume_types: vec!["gp3"], regions: vec!["us-east-1", "eu-west-1"], ..Self::direct(stack) }
+    }
+
+    /// Plain and encrypted variants of each volume type, named by both.
+    pub fn with_encryption(mut self) -> StackManifest {
+        self.encrypted = true;
+        self.name = format!("{}-{{encryption}}", self.name);
+        self
+    }
+
+    pub fn yaml(&self) -> String {
+        let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let mut image = vec![
+            format!("name: \"{}\"", self.name),
+            format!("description: {}", self.description),
+            format!("architecture: {}", self.architecture),
+            format!("boot_mode: {}", self.boot_mode),
+        ];
+        image.extend(self.image_extra.iter().cloned());
+        image.push(format!("tags: {{ {} }}", tags.join(", ")));
+        let image: String = image.iter().map(|line| format!("  {line}\n")).collect();
+        let encrypted = if self.encrypted { "  encrypted: [false, true]\n" } else { "" };
+        format!(
+            "stack: {}\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage:\n{image}variants:\n  volume_type: [{}]\n{encrypted}regions: [{}]\n",
+            self.stack,
+            self.volume_types.join(", "),
+            self.regions.join(", ")
+        )
+    }
+
+    /// Writes the manifest as `stack.yaml` in `dir`.
+    pub fn write(&self, dir: &Path) {
+        std::fs::write(dir.join("stack.yaml"), self.yaml()).unwrap();
+    }
+}
+
+/// Asserts that `stack` owns no AMI and no snapshot in any of `regions`.
+pub async fn assert_stack_gone(moto: &Moto, stack: &str, regions: &[&str]) {
+    for region in regions {
+        assert!(moto.stack_images(region, stack).await.is_empty(), "{stack}: AMIs left in {region}");
+        assert!(moto.stack_snapshots(region, stack).await.is_empty(), "{stack}: snapshots left in {region}");
+    }
+}
+
+/// Runs `amiplan args` through `proxy` and kills it (SIGKILL) once its `k`-th mutating call has
+/// reached moto, before the answer; returns that call's operation.
+pub async fn kill_after_mutating_call(proxy: &Proxy, dir: &Path, args: &[&str], k: usize) -> String {
+    proxy.clear_calls();
+    let killed = proxy.kill_after(k);
+    let mut child = tokio::process::Command::from(amiplan_command(&proxy.endpoint, dir, args)).spawn().unwrap();
+    tokio::select! {
+        _ = killed => {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+        status = child.wait() => panic!("k={k}: {args:?} ended ({status:?}) before its mutating call {k}"),
+    }
+    proxy.mutating_calls()[k - 1].clone()
+}
+
+/// The points of a crash matrix: every mutating call from 1 to `total`, or every
+/// `AMIPLAN_CRASH_STRIDE`-th for a quicker local run.
+pub fn crash_points(total: usize) -> impl Iterator<Item = usize> {
+    let stride = std::env::var("AMIPLAN_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(1usize).max(1);
+    (1..=total).step_by(stride)
+}
+
+/// Asserts that the run after a crash at mutating call `k` (`killed_at`) succeeded.
+pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
+    assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
 }
