@@ -28,7 +28,7 @@ pub enum Action {
     Delete,
 }
 
-pub use crate::resource::AttrDiff;
+pub use crate::resource::{AttrDiff, Attribute};
 
 /// What happens to one node (or one owned resource no node wants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -533,7 +533,7 @@ fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
         change.reasons.push(if change.diffs.is_empty() {
             format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
         } else {
-            let names: Vec<&str> = change.diffs.iter().map(|d| d.attribute.as_str()).collect();
+            let names: Vec<String> = change.diffs.iter().map(|d| d.attribute.to_string()).collect();
             format!("{} cannot change in place", names.join(", "))
         });
         return change;
@@ -566,7 +566,8 @@ fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
     for (key, after) in &node.spec.immutable() {
         let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
         if before.is_some_and(|b| b != after) {
-            diffs.push(AttrDiff { attribute: key.clone(), before: before.cloned(), after: Some(after.clone()) });
+            let attribute = Attribute::Immutable(key.clone());
+            diffs.push(AttrDiff { attribute, before: before.cloned(), after: Some(after.clone()) });
         }
     }
     diffs

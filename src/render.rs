@@ -136,6 +136,7 @@ pub fn summary_line(plan: &Plan) -> String {
 mod tests {
     use super::*;
     use crate::graph::NodeKind;
+    use crate::plan::Attribute;
 
     fn change(action: Action, node: &str, live: Option<&str>) -> Change {
         Change {
@@ -158,13 +159,16 @@ mod tests {
     fn renders_markers_diffs_and_summary() {
         let mut update = change(Action::Update, "image/a@us-east-1", Some("ami-1"));
         update.diffs = vec![
-            AttrDiff { attribute: "description".into(), before: Some("old".into()), after: Some("new".into()) },
-            AttrDiff { attribute: "tags.team".into(), before: None, after: Some("os".into()) },
+            AttrDiff { attribute: Attribute::Description, before: Some("old".into()), after: Some("new".into()) },
+            AttrDiff { attribute: Attribute::Tag("team".into()), before: None, after: Some("os".into()) },
         ];
         let mut replace = change(Action::Replace, "image/b@eu-west-1", Some("ami-2"));
         replace.reasons = vec!["volume_type cannot change in place".into()];
-        replace.diffs =
-            vec![AttrDiff { attribute: "volume_type".into(), before: Some("gp2".into()), after: Some("gp3".into()) }];
+        replace.diffs = vec![AttrDiff {
+            attribute: Attribute::Immutable("volume_type".into()),
+            before: Some("gp2".into()),
+            after: Some("gp3".into()),
+        }];
         let plan = Plan {
             format: 1,
             account: "123".into(),

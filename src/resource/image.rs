@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::steps::{Inputs, StepError, Steps, input, settle};
-use super::{AttrDiff, Node, NodeKind, Pairs, or_empty, update_tags};
+use super::{AttrDiff, Attribute, Node, NodeKind, Pairs, or_empty, update_tags};
 use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, LiveResource, ResourceStatus, Sharing, State};
 use crate::cloud::{Images, Permissions};
@@ -140,17 +140,23 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
     let fail = |e: CloudError| StepError::from(e).on(id);
     let mut shared = false;
     for diff in diffs {
-        match diff.attribute.as_str() {
-            "description" => {
+        match &diff.attribute {
+            Attribute::Description => {
                 let description = diff.after.clone().unwrap_or_default();
                 cloud.set_image_description(region, id, &description).await.map_err(fail)?;
             }
-            "deprecation" => cloud.set_image_deprecation(region, id, diff.after.as_deref()).await.map_err(fail)?,
-            "launch_permission" | "create_volume_permission" if !shared => {
+            Attribute::Deprecation => {
+                cloud.set_image_deprecation(region, id, diff.after.as_deref()).await.map_err(fail)?
+            }
+            Attribute::LaunchPermission | Attribute::CreateVolumePermission if !shared => {
                 share(steps, node, id, &status.snapshot_ids).await?;
                 shared = true;
             }
-            _ => {}
+            // Tags are set after the loop; what AWS fixes at creation is never updated.
+            Attribute::LaunchPermission
+            | Attribute::CreateVolumePermission
+            | Attribute::Tag(_)
+            | Attribute::Immutable(_) => {}
         }
     }
     update_tags(steps, region, id, diffs).await
@@ -171,7 +177,7 @@ pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDi
     let mut diffs = Vec::new();
     if node.description.is_some() && node.description != live.description {
         diffs.push(AttrDiff {
-            attribute: "description".into(),
+            attribute: Attribute::Description,
             before: live.description.clone(),
             after: node.description.clone(),
         });
@@ -180,7 +186,7 @@ pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDi
     let have = live.sharing.clone().unwrap_or_else(|| Sharing { public: live.public, ..node.sharing.clone() });
     if have != node.sharing {
         diffs.push(AttrDiff {
-            attribute: "launch_permission".into(),
+            attribute: Attribute::LaunchPermission,
             before: Some(have.describe()),
             after: Some(node.sharing.describe()),
         });
@@ -190,17 +196,17 @@ pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDi
         && refused_deprecation(node, live, now).is_none()
     {
         let at = deprecation::format(deprecation.for_image(live.created.as_deref(), now));
-        diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: Some(at) });
+        diffs.push(AttrDiff { attribute: Attribute::Deprecation, before: live.deprecation.clone(), after: Some(at) });
     } else if node.deprecation.is_none() && live.deprecation.is_some() && !node.sharing.public {
         // A public AMI is deprecated by AWS itself (two years after its creation, unless
         // told an earlier time) and cannot be undeprecated: without a declared time, AWS's
         // default stands. Any other AMI's deprecation the manifest does not ask for goes.
-        diffs.push(AttrDiff { attribute: "deprecation".into(), before: live.deprecation.clone(), after: None });
+        diffs.push(AttrDiff { attribute: Attribute::Deprecation, before: live.deprecation.clone(), after: None });
     }
     let want = node.sharing.for_snapshots();
     if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {
         diffs.push(AttrDiff {
-            attribute: "create_volume_permission".into(),
+            attribute: Attribute::CreateVolumePermission,
             before: Some(format!("{snapshot}: {}", have.describe())),
             after: Some(want.describe()),
         });

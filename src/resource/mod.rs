@@ -270,9 +270,73 @@ impl Spec {
 /// One attribute that differs between live and desired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrDiff {
-    pub attribute: String,
+    pub attribute: Attribute,
     pub before: Option<String>,
     pub after: Option<String>,
+}
+
+/// What a diff is about. Plans name it as text (`description`, `tags.team`, `boot_mode`), the
+/// saved-plan and JSON format; the executor matches the variant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Attribute {
+    Description,
+    /// Who may launch the AMI.
+    LaunchPermission,
+    /// Who may create volumes from the AMI's snapshots.
+    CreateVolumePermission,
+    Deprecation,
+    /// A tag, by key.
+    Tag(String),
+    /// An attribute AWS fixes at creation, by its name in the spec (`boot_mode`).
+    Immutable(String),
+}
+
+impl Attribute {
+    /// Can the executor change it in place?
+    pub fn is_mutable(&self) -> bool {
+        !matches!(self, Attribute::Immutable(_))
+    }
+}
+
+impl std::fmt::Display for Attribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attribute::Description => f.write_str("description"),
+            Attribute::LaunchPermission => f.write_str("launch_permission"),
+            Attribute::CreateVolumePermission => f.write_str("create_volume_permission"),
+            Attribute::Deprecation => f.write_str("deprecation"),
+            Attribute::Tag(key) => write!(f, "tags.{key}"),
+            Attribute::Immutable(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<Attribute> for String {
+    fn from(attribute: Attribute) -> String {
+        attribute.to_string()
+    }
+}
+
+impl From<String> for Attribute {
+    fn from(text: String) -> Attribute {
+        match text.as_str() {
+            "description" => Attribute::Description,
+            "launch_permission" => Attribute::LaunchPermission,
+            "create_volume_permission" => Attribute::CreateVolumePermission,
+            "deprecation" => Attribute::Deprecation,
+            _ => match text.strip_prefix("tags.") {
+                Some(key) => Attribute::Tag(key.to_string()),
+                None => Attribute::Immutable(text),
+            },
+        }
+    }
+}
+
+impl PartialEq<&str> for Attribute {
+    fn eq(&self, text: &&str) -> bool {
+        *self == Attribute::from(text.to_string())
+    }
 }
 
 // The executor's steps, by kind. Each kind's module holds its own; these matches only route.
@@ -446,7 +510,8 @@ fn tag_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
             continue;
         }
         if before != after {
-            diffs.push(AttrDiff { attribute: format!("tags.{key}"), before: before.cloned(), after: after.cloned() });
+            let attribute = Attribute::Tag(key.clone());
+            diffs.push(AttrDiff { attribute, before: before.cloned(), after: after.cloned() });
         }
     }
     diffs
@@ -458,12 +523,12 @@ async fn update_tags<S: Steps>(steps: &S, region: &str, id: &str, diffs: &[AttrD
     let mut set = BTreeMap::new();
     let mut remove = Vec::new();
     for diff in diffs {
-        match (diff.attribute.strip_prefix("tags."), &diff.after) {
-            (Some(key), Some(value)) => {
-                set.insert(key.to_string(), value.clone());
+        match (&diff.attribute, &diff.after) {
+            (Attribute::Tag(key), Some(value)) => {
+                set.insert(key.clone(), value.clone());
             }
-            (Some(key), None) => remove.push(key.to_string()),
-            (None, _) => {}
+            (Attribute::Tag(key), None) => remove.push(key.clone()),
+            _ => {}
         }
     }
     let cloud = steps.cloud();
