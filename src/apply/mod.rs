@@ -350,7 +350,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 node.spec.update(self, node, &change.diffs, &id).await.map(|_| (id, Outcome::Updated))
             }
             _ => {
-                let made = node.spec.create(self, node, &inputs, &change.resolved, &change.reasons).await;
+                let made = node.spec.create(self, node, &inputs, &change.resolved).await;
                 made.map(|id| (id, Outcome::Created))
             }
         };

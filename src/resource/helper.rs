@@ -63,12 +63,17 @@ impl Helper {
         node: &Node,
         inputs: &Inputs,
         resolved: &Resolved,
-        reasons: &[String],
     ) -> Result<String, StepError> {
         let region = node.region.as_str();
         let Some(image_id) = resolved.get(RESOLVED_AMI) else {
-            let why = reasons.last().cloned().unwrap_or_default();
-            return Err(StepError { resource: None, message: format!("no AMI for the helper: {why}") });
+            let message = match &self.ami {
+                HelperAmi::Filter(filter) => format!(
+                    "no AMI for the helper: no AMI owned by {} matches `{}` in {region}",
+                    filter.owner, filter.name
+                ),
+                HelperAmi::Id(id) => format!("no AMI for the helper: the plan did not resolve {id}"),
+            };
+            return Err(StepError { resource: None, message });
         };
         let volume = input(inputs, NodeKind::Volume, node)?;
         // The job downloads (and unpacks) on the helper's root volume, which is only as large as

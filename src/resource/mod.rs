@@ -349,7 +349,6 @@ impl Spec {
         node: &Node,
         inputs: &Inputs,
         resolved: &Resolved,
-        reasons: &[String],
     ) -> Result<String, StepError> {
         match self {
             Spec::Snapshot(spec) => spec.create(steps, node, inputs).await,
@@ -361,7 +360,7 @@ impl Spec {
             Spec::RouteTable(spec) => spec.create(steps, node, inputs).await,
             Spec::SecurityGroup(spec) => spec.create(steps, node, inputs).await,
             Spec::Volume(spec) => spec.create(steps, node, inputs).await,
-            Spec::Helper(spec) => spec.create(steps, node, inputs, resolved, reasons).await,
+            Spec::Helper(spec) => spec.create(steps, node, inputs, resolved).await,
             Spec::Test(spec) => spec.run(steps, node, inputs, resolved).await,
             Spec::PublicAccess(_) => {
                 Err(StepError { resource: None, message: format!("{} is read-only: nothing is made", node.id) })

@@ -1,0 +1,164 @@
+//! The plan's part of helper builds and instances: whether a build must run, the helper's AMI,
+//! how it reaches its image, where instances are placed, and the VPC quota.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::claim::{Claims, preference};
+use super::compare::compare;
+use super::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
+use crate::graph::{DesiredGraph, Node, NodeKind};
+use crate::manifest::raw::HelperAmi;
+use crate::observe::{Observed, helper_ami_key};
+use crate::resource::Spec;
+
+/// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
+pub(super) fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>, now: i64) -> BTreeSet<String> {
+    desired
+        .nodes()
+        .filter(|node| node.spec.is_capture())
+        .filter(|node| {
+            let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
+            candidates.sort_by_key(|live| preference(node, live));
+            candidates
+                .first()
+                .is_none_or(|live| matches!(compare(node, live, now).action, Action::Create | Action::Replace))
+        })
+        .map(|node| node.stack.clone())
+        .collect()
+}
+
+/// Shows (and pins for apply) the AMI a helper will boot.
+pub(super) fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut Change) {
+    let Spec::Helper(helper) = &node.spec else { return };
+    let resolved = match &helper.ami {
+        HelperAmi::Id(id) => Some(id.clone()),
+        HelperAmi::Filter(filter) => {
+            let selector = format!("owner={} name={}", filter.owner, filter.name);
+            let found = observed.helper_amis.get(&helper_ami_key(&selector, &node.region)).cloned();
+            if found.is_none() {
+                change.reasons.push(format!(
+                    "no AMI owned by {} matches `{}` in {}: the helper cannot start",
+                    filter.owner, filter.name, node.region
+                ));
+            }
+            found
+        }
+    };
+    if let Some(id) = resolved {
+        if change.action != Action::NoOp {
+            change.reasons.push(format!("boots {id}"));
+        }
+        change.resolved.insert(RESOLVED_AMI.into(), id);
+    }
+}
+
+/// Shows how a helper that will start reaches its image's URL, pins whether it needs a public
+/// address, and returns a warning when its existing subnet has no way out.
+pub(super) fn resolve_helper_network(node: &Node, observed: &Observed, change: &mut Change) -> Option<String> {
+    let Spec::Helper(helper) = &node.spec else { return None };
+    let existing_subnet = &helper.existing_subnet;
+    if !matches!(change.action, Action::Create | Action::Replace) {
+        return None;
+    }
+    let (public, reason) = match existing_subnet {
+        None => {
+            (true, "reaches the image URL with a public address through the temporary internet gateway".to_string())
+        }
+        Some(subnet) => match observed.routes_out.get(&helper_ami_key(subnet, &node.region)) {
+            Some(Some(gateway)) if gateway.starts_with("igw-") => (
+                true,
+                format!("reaches the image URL with a public address through {gateway} ({subnet}'s default route)"),
+            ),
+            Some(Some(nat)) => (false, format!("reaches the image URL through {nat} ({subnet}'s default route)")),
+            Some(None) => {
+                change.reasons.push(format!("{subnet} has no route out: the helper cannot download its image"));
+                return Some(format!(
+                    "{}: {subnet} has no 0.0.0.0/0 route to an attached internet gateway or a NAT gateway, so the helper cannot reach its image's URL; give the subnet a route out or use `network: create`",
+                    node.id
+                ));
+            }
+            None => return None,
+        },
+    };
+    change.reasons.push(reason);
+    change.resolved.insert(RESOLVED_PUBLIC_ADDRESS.into(), public.to_string());
+    None
+}
+
+/// Places what runs an instance in an Availability Zone that offers its type (AWS refuses
+/// RunInstances elsewhere with `Unsupported`): the temporary subnet of a helper build is made in
+/// the first such zone, a boot test picks a default subnet in one; an existing subnet in a zone
+/// without the type is a warning.
+pub(super) fn resolve_placement(
+    node: &Node,
+    desired: &DesiredGraph,
+    observed: &Observed,
+    change: &mut Change,
+) -> Option<String> {
+    if !matches!(change.action, Action::Create | Action::Replace) {
+        return None;
+    }
+    let (instance_type, subnet) = match &node.spec {
+        Spec::Subnet(_) => {
+            let helper = desired
+                .nodes()
+                .find(|n| n.stack == node.stack && n.region == node.region && n.kind == NodeKind::Helper)?;
+            (helper.spec.instance()?.0, None)
+        }
+        Spec::Helper(helper) => (helper.instance_type.as_str(), Some(helper.existing_subnet.as_deref()?)),
+        Spec::Test(test) => (test.instance_type.as_str(), test.subnet.as_deref()),
+        _ => return None,
+    };
+    let zones = observed.zones.get(&helper_ami_key(instance_type, &node.region))?;
+    if zones.is_empty() {
+        change.reasons.push(format!("no Availability Zone of {} offers {instance_type}", node.region));
+        return Some(format!(
+            "{}: no Availability Zone of {} offers {instance_type}; choose another instance type",
+            node.id, node.region
+        ));
+    }
+    match subnet {
+        Some(subnet) => {
+            let zone = observed.subnet_zones.get(&helper_ami_key(subnet, &node.region))?;
+            if !zones.contains(zone) {
+                change.reasons.push(format!("{subnet} is in {zone}, which does not offer {instance_type}"));
+                return Some(format!(
+                    "{}: {subnet} is in {zone}, where {instance_type} is not offered (AWS refuses the launch); it is offered in {}",
+                    node.id,
+                    zones.join(", ")
+                ));
+            }
+        }
+        None if node.kind == NodeKind::Subnet => {
+            change.reasons.push(format!("in {}, which offers {instance_type}", zones[0]));
+            change.resolved.insert(RESOLVED_ZONE.into(), zones[0].clone());
+        }
+        None => {
+            change
+                .reasons
+                .push(format!("in a default subnet of a zone that offers {instance_type} ({})", zones.join(", ")));
+            change.resolved.insert(RESOLVED_ZONE.into(), zones.join(","));
+        }
+    }
+    None
+}
+
+/// AWS allows 5 VPCs per region by default (a quota that can be raised): warn before a build's
+/// temporary VPCs would exceed it, rather than fail half-way.
+pub(super) fn vpc_quota_warnings(changes: &[Change], observed: &Observed) -> Vec<String> {
+    const DEFAULT_QUOTA: usize = 5;
+    let mut new: BTreeMap<&str, usize> = BTreeMap::new();
+    for change in changes.iter().filter(|c| c.kind == NodeKind::Vpc && c.action == Action::Create) {
+        *new.entry(change.region.as_str()).or_default() += 1;
+    }
+    new.into_iter()
+        .filter_map(|(region, added)| {
+            let existing = *observed.vpc_counts.get(region)?;
+            (existing + added > DEFAULT_QUOTA).then(|| {
+                format!(
+                    "{region} has {existing} VPCs and the helper builds would add {added}: AWS's default quota is {DEFAULT_QUOTA} per region (VpcLimitExceeded) unless it was raised; free one, raise the quota, or use `network: {{ subnet: … }}`"
+                )
+            })
+        })
+        .collect()
+}

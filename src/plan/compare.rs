@@ -1,0 +1,65 @@
+//! One node against the live resource claimed for it: the change that takes one to the other.
+
+use super::{Action, AttrDiff, Attribute, Change};
+use crate::cloud::{LiveResource, State};
+use crate::graph::Node;
+use crate::tags;
+
+/// The change that takes `live` to `node`.
+pub(super) fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
+    judge(node, live, now).0
+}
+
+/// The change that takes `live` to `node`, and what of the manifest the plan leaves undone
+/// because AWS would refuse it (said in the change's reasons too, and warned about).
+pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<String>) {
+    let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
+    if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
+        change.action = Action::Replace;
+        change.reasons.push(why);
+        return (change, None);
+    }
+    if let Some(live_hash) = live.tags.get(tags::SPEC)
+        && *live_hash != node.spec_hash()
+    {
+        change.action = Action::Replace;
+        change.diffs = spec_diffs(node, live);
+        change.reasons.push(if change.diffs.is_empty() {
+            format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
+        } else {
+            let names: Vec<String> = change.diffs.iter().map(|d| d.attribute.to_string()).collect();
+            format!("{} cannot change in place", names.join(", "))
+        });
+        return (change, None);
+    }
+    if node.kind.is_transient() {
+        // Never updated in place: adopted as they are (a running helper keeps running).
+        return (change, None);
+    }
+    if live.node().is_none() {
+        change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
+    }
+    if live.state == State::Pending {
+        change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
+    }
+    change.diffs = node.spec.in_place(node, live, now);
+    if !change.diffs.is_empty() || !change.reasons.is_empty() {
+        change.action = Action::Update;
+    }
+    let refused = node.spec.refused(node, live, now);
+    change.reasons.extend(refused.clone());
+    (change, refused)
+}
+
+pub(super) fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
+    let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
+    let mut diffs = Vec::new();
+    for (key, after) in &node.spec.immutable() {
+        let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
+        if before.is_some_and(|b| b != after) {
+            let attribute = Attribute::Immutable(key.clone());
+            diffs.push(AttrDiff { attribute, before: before.cloned(), after: Some(after.clone()) });
+        }
+    }
+    diffs
+}

@@ -1,0 +1,310 @@
+//! The planner: a pure function of (desired graph, observed state) → an ordered list of changes,
+//! each with its reasons. No client, no clock, no randomness: the same inputs give the same plan.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::Sharing;
+use crate::cloud::{LiveResource, ResourceKind};
+use crate::graph::{DesiredGraph, Node, NodeKind};
+use crate::observe::Observed;
+use crate::resource::Spec;
+use crate::tags;
+
+mod build;
+mod claim;
+mod compare;
+mod gate;
+mod retention;
+
+use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
+use claim::{claim, preference};
+use compare::judge;
+use gate::test_change;
+use retention::{Retention, retention};
+
+/// Version of the saved-plan format; a plan file of another version is refused.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    /// Change tags, description or launch permissions in place (or wait for a pending resource).
+    Update,
+    /// Delete the live resource and create it again: something AWS cannot change differs.
+    Replace,
+    Delete,
+}
+
+pub use crate::resource::{AttrDiff, Attribute};
+
+/// What happens to one node (or one owned resource no node wants).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub stack: String,
+    pub node: String,
+    pub kind: NodeKind,
+    pub region: String,
+    pub action: Action,
+    /// The live resource acted on (absent for creates).
+    pub live_id: Option<String>,
+    pub reasons: Vec<String>,
+    pub diffs: Vec<AttrDiff>,
+    /// With AMI deletes: the snapshots behind the AMI that go with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_snapshots: Vec<String>,
+    /// A resource created for a build and removed after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
+    /// A delete that waits until the stack's new version is available and published (retention).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retire: bool,
+    /// Values looked up while planning that apply must use as they were shown (e.g. the helper's
+    /// base AMI resolved from a name filter).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved: BTreeMap<String, String>,
+}
+
+impl Change {
+    fn new(stack: &str, node: &str, kind: NodeKind, region: &str, action: Action, live_id: Option<&str>) -> Change {
+        Change {
+            stack: stack.to_string(),
+            node: node.to_string(),
+            kind,
+            region: region.to_string(),
+            action,
+            live_id: live_id.map(str::to_string),
+            reasons: vec![],
+            diffs: vec![],
+            with_snapshots: vec![],
+            transient: kind.is_transient(),
+            retire: false,
+            resolved: BTreeMap::new(),
+        }
+    }
+}
+
+pub use crate::resource::helper::{RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS};
+pub use crate::resource::image::REFUSED;
+pub use crate::resource::network::RESOLVED_ZONE;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub account: String,
+    pub destroy: bool,
+    /// Digest of the desired graph the plan was made for.
+    pub desired: String,
+    /// Fingerprint of the live state the plan was made against.
+    pub observed: String,
+    pub changes: Vec<Change>,
+    /// Preflight findings that do not stop the plan but will make part of it fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.changes {
+            match change.action {
+                Action::NoOp => summary.unchanged += 1,
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Replace => summary.replace += 1,
+                Action::Delete => summary.delete += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+}
+
+/// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
+/// towards nothing at all when `destroy` is set. `now` (seconds since the epoch) is the only
+/// time the planner knows: it reads no clock.
+pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool, now: i64) -> Plan {
+    let claims = claim(desired, observed, stacks);
+    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims, now) };
+    let mut changes = Vec::new();
+    // Destroy lists (and runs) dependents before what they depend on.
+    let mut order = desired.topological();
+    if destroy {
+        order.reverse();
+    }
+    let mut network_warnings = Vec::new();
+    let mut account_warnings = Vec::new();
+    for node in order {
+        if let Spec::PublicAccess(sharing) = &node.spec {
+            // Read-only: judged against what was read, never a change.
+            if !destroy {
+                let images = observed.block_public_access.get(&node.region);
+                let snapshots = observed.snapshot_block_public_access.get(&node.region);
+                account_warnings.extend(sharing.refusals(&node.region, images, snapshots));
+            }
+            continue;
+        }
+        if node.kind == NodeKind::Test {
+            // A test has nothing to destroy: its record is a tag on the AMI.
+            if !destroy {
+                let mut change = test_change(node, desired, &claims, now);
+                if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
+                    network_warnings.push(warning);
+                }
+                changes.push(change);
+            }
+            continue;
+        }
+        let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
+        candidates.sort_by_key(|live| preference(node, live));
+        if destroy {
+            changes.extend(
+                candidates.iter().map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, "destroy")),
+            );
+            continue;
+        }
+        if node.kind.is_transient() && !building.contains(&node.stack) {
+            // The snapshot exists: the build's leftovers go, and nothing is built.
+            changes.extend(candidates.iter().map(|live| {
+                delete(
+                    node.stack.clone(),
+                    node.id.clone(),
+                    node.kind,
+                    live,
+                    "transient: the build it served is finished",
+                )
+            }));
+            continue;
+        }
+        let mut candidates = candidates.into_iter();
+        let (mut change, refused) = match candidates.next() {
+            None => (Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None), None),
+            Some(live) if node.gated && !live.tags.contains_key(tags::TESTED) => {
+                // Until its test passes, an AMI stays private and is not deprecated.
+                let untested = Node { sharing: Sharing::default(), deprecation: None, ..node.clone() };
+                judge(&untested, live, now)
+            }
+            Some(live) => judge(node, live, now),
+        };
+        if node.kind.is_transient() {
+            change.reasons.insert(0, "transient: created for the build, removed after".into());
+        }
+        resolve_helper_ami(node, observed, &mut change);
+        if let Some(warning) = resolve_helper_network(node, observed, &mut change) {
+            network_warnings.push(warning);
+        }
+        if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
+            network_warnings.push(warning);
+        }
+        network_warnings.extend(refused.map(|why| format!("{}: {why}", change.node)));
+        changes.push(change);
+        for duplicate in candidates {
+            let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
+            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
+        }
+    }
+    let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans) };
+    for live in claims.orphans {
+        let reason = if destroy { "destroy" } else { "no longer in the manifests" };
+        let kind = NodeKind::of_resource(live.kind);
+        let node =
+            live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
+        let mut change = delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason);
+        match verdicts.get(&(live.region.as_str(), live.id.as_str())) {
+            Some(Retention::Keep(why)) => {
+                change.action = Action::NoOp;
+                change.reasons = vec![why.clone()];
+            }
+            Some(Retention::Retire(why)) => {
+                change.retire = true;
+                change.reasons = vec![why.clone()];
+            }
+            None => {}
+        }
+        if change.action == Action::Delete
+            && live.kind == ResourceKind::Image
+            && let Some(template) = observed.launch_templates.get(&live.region).and_then(|t| t.get(&live.id))
+        {
+            change.action = Action::NoOp;
+            change.retire = false;
+            change.reasons = vec![format!("kept: launch template `{template}` still uses it")];
+        }
+        changes.push(change);
+    }
+    assign_snapshots(&mut changes, observed);
+    let mut warnings = account_warnings;
+    warnings.extend(network_warnings);
+    warnings.extend(vpc_quota_warnings(&changes, observed));
+    warnings.extend(observed.encrypted_by_default.iter().map(|region| {
+        format!(
+            "EBS encryption by default is on in {region}: the `unencrypted` AMIs made there will be encrypted with the account's default key, and AWS refuses to make such AMIs public or to share them with other accounts; turn it off for the build (`aws ec2 disable-ebs-encryption-by-default --region {region}`) or publish encrypted variants with a customer managed key"
+        )
+    }));
+    warnings.extend(observed.denied_regions.iter().map(|(region, why)| {
+        format!("{region} was skipped: access is denied there ({why}); no manifest targets it, so nothing amiplan owns can be found or removed there")
+    }));
+    Plan {
+        format: PLAN_FORMAT,
+        account: observed.account.clone(),
+        destroy,
+        desired: desired.digest(),
+        observed: observed.fingerprint(),
+        changes,
+        warnings,
+    }
+}
+
+fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
+    let mut change = Change::new(&stack, &node, kind, &live.region, Action::Delete, Some(&live.id));
+    change.reasons.push(reason.to_string());
+    change
+}
+
+/// Gives each AMI delete (or replace) the snapshots behind it that nothing else keeps or deletes:
+/// not a snapshot node that stays, not one another remaining AMI uses, not one deleted on its own.
+fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
+    let live: HashMap<(&str, &str), &LiveResource> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
+    let mut keep: HashSet<(String, String)> = HashSet::new();
+    for change in changes.iter() {
+        let Some(id) = &change.live_id else { continue };
+        let key = (change.region.clone(), id.clone());
+        if change.kind == NodeKind::Snapshot {
+            // Kept snapshots stay; removed ones are deleted by their own change.
+            keep.insert(key);
+        } else if !removed(change)
+            && let Some(image) = live.get(&(change.region.as_str(), id.as_str()))
+        {
+            keep.extend(image.snapshot_ids.iter().map(|s| (change.region.clone(), s.clone())));
+        }
+    }
+    for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
+        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
+            continue;
+        };
+        for snapshot in &image.snapshot_ids {
+            if keep.insert((change.region.clone(), snapshot.clone())) {
+                change.with_snapshots.push(snapshot.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

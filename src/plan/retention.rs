@@ -1,0 +1,50 @@
+//! Retention: which owned resources of a stack's earlier versions stay, and which go once the
+//! new version is out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::cloud::LiveResource;
+use crate::graph::DesiredGraph;
+use crate::tags;
+
+pub(super) enum Retention {
+    Keep(String),
+    Retire(String),
+}
+
+/// For stacks with retention: which owned resources of earlier versions stay (the newest `keep`
+/// − 1 versions, by their newest creation time) and which go once the new version is out.
+pub(super) fn retention<'a>(
+    desired: &DesiredGraph,
+    orphans: &[&'a LiveResource],
+) -> HashMap<(&'a str, &'a str), Retention> {
+    let mut versions: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+    for live in orphans {
+        let (Some(stack), Some(version)) = (live.stack(), live.tags.get(tags::VERSION)) else { continue };
+        if desired.retention(stack).is_some_and(|(current, _)| current != version) {
+            let newest = versions.entry((stack, version.as_str())).or_default();
+            *newest = (*newest).max(live.created.as_deref());
+        }
+    }
+    let mut verdicts = HashMap::new();
+    for live in orphans {
+        let (Some(stack), Some(version)) = (live.stack(), live.tags.get(tags::VERSION)) else { continue };
+        let Some((current, keep)) = desired.retention(stack) else { continue };
+        if current == version {
+            continue;
+        }
+        let mut older: Vec<(Option<&str>, &str)> =
+            versions.iter().filter(|((s, _), _)| *s == stack).map(|((_, v), created)| (*created, *v)).collect();
+        older.sort_by(|a, b| b.cmp(a));
+        let rank = older.iter().position(|(_, v)| *v == version.as_str()).unwrap_or(usize::MAX);
+        let verdict = if rank + 1 < keep as usize {
+            Retention::Keep(format!("kept by retention: version {version} is one of the {keep} newest"))
+        } else {
+            Retention::Retire(format!(
+                "retention keeps {keep} version(s): {version} goes once {current} is available and published"
+            ))
+        };
+        verdicts.insert((live.region.as_str(), live.id.as_str()), verdict);
+    }
+    verdicts
+}

@@ -1,0 +1,368 @@
+//! The planner's unit tests.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::cloud::State;
+use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
+use crate::model::{ImageAttrs, Origin, Stack, Variant};
+use crate::source::{Prepared, SourceInfo};
+
+/// The planner's clock in these tests: 2026-06-01.
+const NOW: i64 = 1_780_272_000;
+
+fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
+    let variants = volume_types
+        .iter()
+        .map(|&volume_type| Variant {
+            name: format!("demo-{}", volume_type.as_str()),
+            attrs: ImageAttrs {
+                architecture: Architecture::X86_64,
+                virtualization: Virtualization::Hvm,
+                volume_type,
+                encrypted: false,
+                boot_mode: Some(BootMode::Uefi),
+                ena: true,
+                imds: None,
+                tpm: false,
+                root_device: "/dev/xvda".into(),
+                kernel_id: None,
+                ramdisk_id: None,
+            },
+        })
+        .collect();
+    Stack {
+        name: "demo".into(),
+        manifest: PathBuf::from("demo.yaml"),
+        source: Origin::File { path: PathBuf::from("demo.raw"), sha256: None },
+        helper: None,
+        build_region: regions[0].into(),
+        volume_size_gib: None,
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        variants,
+        description: Some("Demo".into()),
+        tags: BTreeMap::from([("team".into(), "os".into())]),
+        kms_keys: BTreeMap::new(),
+        sharing: Sharing::default(),
+        deprecation: None,
+        test: None,
+        version: None,
+        keep_versions: None,
+    }
+}
+
+fn graph(stack: &Stack, sha: &str) -> DesiredGraph {
+    let sources =
+        HashMap::from([(stack.name.clone(), Prepared::Upload(SourceInfo { sha256: sha.into(), size_bytes: 10 }))]);
+    DesiredGraph::build(std::slice::from_ref(stack), &sources)
+}
+
+/// What amiplan would have left in AWS after creating every node of `graph`.
+fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
+    let mut snapshots: HashMap<String, String> = HashMap::new();
+    let mut resources = Vec::new();
+    // A test node owns nothing: its pass is a tag on the AMI; read-only nodes own nothing.
+    let nodes = graph.topological().into_iter().filter(|n| n.kind != NodeKind::Test && !n.kind.is_read_only());
+    for (i, node) in nodes.enumerate() {
+        let is_image = node.kind.is_image();
+        let id = format!("{}-{i:03}", if is_image { "ami" } else { "snap" });
+        let mut tags = node.desired_tags();
+        if !is_image {
+            snapshots.insert(node.region.clone(), id.clone());
+            tags.insert(tags::UPLOADED.into(), "true".into());
+        }
+        resources.push(LiveResource {
+            region: node.region.clone(),
+            kind: if is_image { ResourceKind::Image } else { ResourceKind::Snapshot },
+            id: id.clone(),
+            name: node.name.clone(),
+            state: State::Ready,
+            description: node.description.clone(),
+            tags,
+            public: false,
+            snapshot_ids: if is_image { vec![format!("snap-of-{id}")] } else { vec![] },
+            created: Some(format!("2026-01-01T00:00:{i:02}Z")),
+            deprecation: None,
+            sharing: None,
+            snapshot_sharing: vec![],
+        });
+    }
+    resources
+}
+
+fn observed(resources: Vec<LiveResource>) -> Observed {
+    Observed {
+        account: "1".into(),
+        regions: vec![],
+        resources,
+        helper_amis: BTreeMap::new(),
+        block_public_access: BTreeMap::new(),
+        snapshot_block_public_access: BTreeMap::new(),
+        launch_templates: BTreeMap::new(),
+        routes_out: BTreeMap::new(),
+        zones: BTreeMap::new(),
+        subnet_zones: BTreeMap::new(),
+        vpc_counts: BTreeMap::new(),
+        encrypted_by_default: BTreeSet::new(),
+        denied_regions: BTreeMap::new(),
+    }
+}
+
+fn stacks() -> BTreeSet<String> {
+    BTreeSet::from(["demo".to_string()])
+}
+
+fn action_of<'a>(plan: &'a Plan, node: &str) -> Vec<&'a Change> {
+    plan.changes.iter().filter(|c| c.node == node).collect()
+}
+
+/// Live resources carry the hash of their spec: a new version of amiplan must hash the same
+/// spec to the same value, or it would replace every AMI it made. Pinned from the version
+/// whose specs were string maps.
+#[test]
+fn spec_hashes_are_stable_across_versions() {
+    let mut pinned = stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]);
+    pinned.variants[1].attrs.encrypted = true;
+    pinned.kms_keys.insert("eu-west-1".into(), "arn:aws:kms:eu-west-1:111122223333:key/abc".into());
+    let desired = graph(&pinned, "feedface");
+    let hashes: Vec<(String, String)> = desired.topological().iter().map(|n| (n.id.clone(), n.spec_hash())).collect();
+    let expected = [
+        ("snapshot/demo-root-encrypted@us-east-1", "640a8bef2ee9cba0"),
+        ("snapshot/demo-root@us-east-1", "290e321db57e9b71"),
+        ("image/demo-gp3@us-east-1", "d8bc7d7b85d08fe4"),
+        ("image/demo-standard@us-east-1", "ca43e5cbe2ceceae"),
+        ("image/demo-gp3@eu-west-1", "d8bc7d7b85d08fe4"),
+        ("image/demo-standard@eu-west-1", "bedbba916b92d656"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(n, h)| (n.to_string(), h.to_string())).collect();
+    assert_eq!(hashes, expected);
+    let copy = desired.get("image/demo-standard@eu-west-1").unwrap();
+    assert_eq!(
+        tags::encode_spec(&copy.spec.immutable()).unwrap(),
+        "architecture=x86_64;boot_mode=uefi;ena=true;encrypted=true;imds=;kernel_id=;kms_key=arn:aws:kms:eu-west-1:111122223333:key/abc;ramdisk_id=;root_device=/dev/xvda;tpm=false;virtualization=hvm;volume_size_gib=1;volume_type=standard"
+    );
+}
+
+/// Regression: a public AMI created long ago cannot take a deprecation time more than two
+/// years after its creation; the plan explains instead of planning a call AWS refuses.
+#[test]
+fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned() {
+    let stack = Stack {
+        sharing: Sharing { public: true, ..Sharing::default() },
+        deprecation: Some(crate::deprecation::Deprecation::At(
+            crate::deprecation::parse("2027-06-01T00:00:00Z").unwrap(),
+        )),
+        ..stack(&[VolumeType::Gp3], &["us-east-1"])
+    };
+    let desired = graph(&stack, "abc");
+    let node = desired.nodes().find(|n| n.kind == NodeKind::Image).unwrap().clone();
+    let mut live = applied(&desired).into_iter().find(|r| r.kind == ResourceKind::Image).unwrap();
+    live.public = true;
+    live.deprecation = Some("2026-06-01T00:00:00Z".into());
+    live.created = Some("2024-01-01T00:00:00.000Z".into());
+    let change = compare::compare(&node, &live, NOW);
+    assert_eq!(change.action, Action::NoOp, "{change:?}");
+    assert!(change.reasons.iter().any(|r| r.starts_with(REFUSED) && r.contains("more than 2 years")), "{change:?}");
+    live.created = Some("2026-01-01T00:00:00.000Z".into());
+    assert_eq!(compare::compare(&node, &live, NOW).action, Action::Update, "within two years it is planned");
+}
+
+#[test]
+fn nothing_live_means_create_everything_in_dependency_order() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
+    let plan = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    let order: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.node.as_str(), c.action)).collect();
+    assert_eq!(
+        order,
+        vec![
+            ("snapshot/demo-root@us-east-1", Action::Create),
+            ("image/demo-gp3@us-east-1", Action::Create),
+            ("image/demo-gp3@eu-west-1", Action::Create),
+        ]
+    );
+}
+
+#[test]
+fn applied_state_plans_no_changes_deterministically() {
+    let desired = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]), "aa");
+    let live = observed(applied(&desired));
+    let first = plan(&desired, &live, &stacks(), false, NOW);
+    assert!(!first.has_changes(), "{first:#?}");
+    assert_eq!(first, plan(&desired, &live, &stacks(), false, NOW));
+}
+
+#[test]
+fn immutable_changes_replace_with_reasons_and_mutable_ones_update() {
+    let before = stack(&[VolumeType::Gp3], &["us-east-1"]);
+    let live = observed(applied(&graph(&before, "aa")));
+    let mut after = before.clone();
+    after.variants[0].attrs.boot_mode = Some(BootMode::LegacyBios);
+    after.description = Some("New".into());
+    let plan = plan(&graph(&after, "aa"), &live, &stacks(), false, NOW);
+    let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+    assert_eq!(image.action, Action::Replace);
+    assert_eq!(image.reasons, vec!["boot_mode cannot change in place"]);
+    assert_eq!(image.diffs[0].before.as_deref(), Some("uefi"));
+    assert_eq!(image.with_snapshots, vec!["snap-of-ami-001"], "the replaced AMI's own snapshot goes too");
+
+    let mut described = before.clone();
+    described.description = Some("New".into());
+    let plan = super::plan(&graph(&described, "aa"), &live, &stacks(), false, NOW);
+    let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+    assert_eq!(image.action, Action::Update);
+    assert_eq!(image.diffs[0].attribute, "description");
+}
+
+#[test]
+fn a_new_source_digest_replaces_snapshot_and_image() {
+    let desired = stack(&[VolumeType::Gp3], &["us-east-1"]);
+    let live = observed(applied(&graph(&desired, "aa")));
+    let plan = plan(&graph(&desired, "bb"), &live, &stacks(), false, NOW);
+    assert!(plan.changes.iter().all(|c| c.action == Action::Replace), "{plan:#?}");
+    assert!(plan.changes[0].diffs.iter().any(|d| d.attribute == "source_sha256"));
+}
+
+#[test]
+fn untagged_ami_with_the_desired_name_is_adopted() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+    let mut live = applied(&desired);
+    live[1].tags.clear();
+    let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
+    let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
+    assert_eq!(image.action, Action::Update);
+    assert!(image.reasons[0].starts_with("adopt ami-001"));
+    assert!(image.diffs.iter().any(|d| d.attribute == "tags.amiplan:node"));
+}
+
+#[test]
+fn duplicates_keep_the_oldest_and_delete_the_rest() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+    let mut live = applied(&desired);
+    let mut twin = live[1].clone();
+    twin.id = "ami-999".into();
+    twin.created = Some("2026-02-01T00:00:00Z".into());
+    live.push(twin);
+    let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
+    let changes = action_of(&plan, "image/demo-gp3@us-east-1");
+    assert_eq!((changes[0].action, changes[0].live_id.as_deref()), (Action::NoOp, Some("ami-001")));
+    assert_eq!((changes[1].action, changes[1].live_id.as_deref()), (Action::Delete, Some("ami-999")));
+    assert_eq!(changes[1].reasons, vec!["duplicate of ami-001"]);
+}
+
+#[test]
+fn removed_variants_are_deleted_and_foreign_resources_ignored() {
+    let both = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1"]), "aa");
+    let mut live = applied(&both);
+    let mut foreign = live[1].clone();
+    foreign.id = "ami-other".into();
+    foreign.name = Some("someone-else".into());
+    foreign.tags = BTreeMap::from([(tags::STACK.into(), "other-stack".into())]);
+    live.push(foreign);
+    let only_gp3 = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+    let plan = plan(&only_gp3, &observed(live), &stacks(), false, NOW);
+    let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].node, "image/demo-standard@us-east-1");
+    assert_eq!(deletes[0].reasons, vec!["no longer in the manifests"]);
+}
+
+#[test]
+fn destroy_deletes_everything_owned_dependents_first() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
+    let plan = plan(&desired, &observed(applied(&desired)), &stacks(), true, NOW);
+    let order: Vec<&str> = plan.changes.iter().map(|c| c.node.as_str()).collect();
+    assert_eq!(order, vec!["image/demo-gp3@eu-west-1", "image/demo-gp3@us-east-1", "snapshot/demo-root@us-east-1"]);
+    assert!(plan.changes.iter().all(|c| c.action == Action::Delete));
+}
+
+#[test]
+fn an_interrupted_upload_is_replaced_but_a_finished_pending_one_is_awaited() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+    let mut live = applied(&desired);
+    live[0].state = State::Pending;
+    let awaited = plan(&desired, &observed(live.clone()), &stacks(), false, NOW);
+    assert_eq!(awaited.changes[0].action, Action::Update);
+    live[0].tags.remove(tags::UPLOADED);
+    let replaced = plan(&desired, &observed(live), &stacks(), false, NOW);
+    assert_eq!(replaced.changes[0].action, Action::Replace);
+}
+
+#[test]
+fn retention_keeps_the_newest_versions_and_spares_launch_template_amis() {
+    let mut versioned = stack(&[VolumeType::Gp3], &["us-east-1"]);
+    versioned.version = Some("3".into());
+    versioned.keep_versions = Some(2);
+    let desired = graph(&versioned, "c");
+    let old = |version: &str, id: &str, day: u32| {
+        let tags = BTreeMap::from([
+            (tags::STACK.to_string(), "demo".to_string()),
+            (tags::NODE.to_string(), format!("image/demo-{version}-gp3@us-east-1")),
+            (tags::VERSION.to_string(), version.to_string()),
+        ]);
+        let mut live = LiveResource::new("us-east-1", ResourceKind::Image, id, State::Ready, tags);
+        live.created = Some(format!("2026-01-{day:02}T00:00:00Z"));
+        live
+    };
+    let mut state = observed(vec![old("1", "ami-v1", 1), old("2", "ami-v2", 2), old("0", "ami-v0", 3)]);
+    let verdict = |plan: &Plan, id: &str| {
+        let change = plan.changes.iter().find(|c| c.live_id.as_deref() == Some(id)).unwrap();
+        (change.action, change.retire)
+    };
+    let plan = plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false, NOW);
+    // Ranked by creation, newest first: 0 (day 3) stays as the one older version kept.
+    assert_eq!(verdict(&plan, "ami-v0"), (Action::NoOp, false));
+    assert_eq!(verdict(&plan, "ami-v2"), (Action::Delete, true));
+    assert_eq!(verdict(&plan, "ami-v1"), (Action::Delete, true));
+
+    state.launch_templates.insert("us-east-1".into(), BTreeMap::from([("ami-v1".into(), "web".into())]));
+    let plan = super::plan(&desired, &state, &BTreeSet::from(["demo".to_string()]), false, NOW);
+    assert_eq!(verdict(&plan, "ami-v1"), (Action::NoOp, false));
+    let kept = plan.changes.iter().find(|c| c.live_id.as_deref() == Some("ami-v1")).unwrap();
+    assert_eq!(kept.reasons, ["kept: launch template `web` still uses it"]);
+}
+
+#[test]
+fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
+    let dir = std::env::temp_dir().join(format!("amiplan-gate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.sh"), "true\n").unwrap();
+    let mut gated = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
+    gated.sharing = Sharing { public: true, ..Sharing::default() };
+    gated.test = Some(crate::model::TestSpec {
+        script: dir.join("t.sh"),
+        instance_type: "t3.small".into(),
+        timeout: std::time::Duration::from_secs(600),
+        all_regions: false,
+        subnet: None,
+    });
+    let job = crate::job::prepare_test("demo", &dir.join("t.sh")).unwrap();
+    let sources =
+        HashMap::from([(gated.name.clone(), Prepared::Upload(SourceInfo { sha256: "a".into(), size_bytes: 10 }))]);
+    let desired = DesiredGraph::build_with_tests(
+        std::slice::from_ref(&gated),
+        &sources,
+        &HashMap::from([("demo".to_string(), job)]),
+    );
+    let copy = "image/demo-gp3@eu-west-1";
+    assert!(desired.dependencies(copy).contains(&"test/demo-gp3@us-east-1"), "copies wait for the test");
+
+    // Built, copied, but never tested: the test runs, and the AMI is wanted private meanwhile.
+    let mut live = applied(&desired);
+    for resource in &mut live {
+        resource.public = true;
+    }
+    let stacks = BTreeSet::from(["demo".to_string()]);
+    let untested = plan(&desired, &observed(live.clone()), &stacks, false, NOW);
+    let change = |plan: &Plan, node: &str| plan.changes.iter().find(|c| c.node == node).unwrap().clone();
+    assert_eq!(change(&untested, "test/demo-gp3@us-east-1").action, Action::Create);
+    let build = change(&untested, "image/demo-gp3@us-east-1");
+    assert!(build.diffs.iter().any(|d| d.attribute == "launch_permission" && d.after.as_deref() == Some("private")));
+
+    for resource in &mut live {
+        resource.tags.insert(tags::TESTED.into(), "job".into());
+    }
+    let tested = plan(&desired, &observed(live), &stacks, false, NOW);
+    assert!(!tested.has_changes(), "{tested:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
