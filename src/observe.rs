@@ -9,7 +9,7 @@ use futures::future::{join_all, try_join_all};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind};
+use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind, RouteOut};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::resource::{Spec, helper};
@@ -37,7 +37,7 @@ pub struct Observed {
     /// For each existing subnet a helper runs in (`subnet@region`): where its default route
     /// leads out (an internet or NAT gateway), or `None` when it leads nowhere.
     #[serde(default)]
-    pub routes_out: BTreeMap<String, Option<String>>,
+    pub routes_out: BTreeMap<String, Option<RouteOut>>,
     /// Availability Zones offering each instance type a helper or boot test uses
     /// (`type@region`), and the zone of each existing subnet they run in (`subnet@region`).
     #[serde(default)]

@@ -143,12 +143,21 @@ pub struct HeldLock {
     pub labels: BTreeMap<String, String>,
 }
 
-/// An existing subnet: its zone and where its default route leads, if it leads out of the VPC
-/// (an attached internet gateway `igw-…` or a NAT gateway `nat-…`).
+/// An existing subnet: its zone and where its default route leads, if it leads out of the VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingSubnet {
     pub availability_zone: String,
-    pub route_out: Option<String>,
+    pub route_out: Option<RouteOut>,
+}
+
+/// Where a subnet's default route leads out of its VPC.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteOut {
+    /// An internet gateway attached to the VPC (its ID): instances need a public address.
+    InternetGateway(String),
+    /// A NAT gateway (its ID): private addresses get out through it.
+    Nat(String),
 }
 
 /// An AMI's root device: its name and the size of the snapshot behind it.

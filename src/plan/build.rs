@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::claim::{Claims, preference};
 use super::compare::compare;
 use super::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
+use crate::cloud::RouteOut;
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::observe::{Observed, helper_ami_key};
@@ -65,11 +66,13 @@ pub(super) fn resolve_helper_network(node: &Node, observed: &Observed, change: &
             (true, "reaches the image URL with a public address through the temporary internet gateway".to_string())
         }
         Some(subnet) => match observed.routes_out.get(&helper_ami_key(subnet, &node.region)) {
-            Some(Some(gateway)) if gateway.starts_with("igw-") => (
+            Some(Some(RouteOut::InternetGateway(gateway))) => (
                 true,
                 format!("reaches the image URL with a public address through {gateway} ({subnet}'s default route)"),
             ),
-            Some(Some(nat)) => (false, format!("reaches the image URL through {nat} ({subnet}'s default route)")),
+            Some(Some(RouteOut::Nat(nat))) => {
+                (false, format!("reaches the image URL through {nat} ({subnet}'s default route)"))
+            }
             Some(None) => {
                 change.reasons.push(format!("{subnet} has no route out: the helper cannot download its image"));
                 return Some(format!(

@@ -7,7 +7,9 @@ use aws_sdk_ec2::types::{AttachmentStatus, Filter, Image, InternetGateway, Route
 use aws_smithy_types::date_time::Format;
 
 use super::{AwsCloud, Missing, states, tag_map};
-use crate::cloud::{CloudError, Discovery, DiscoveryQuery, ExistingSubnet, LiveResource, ResourceKind, State, tags};
+use crate::cloud::{
+    CloudError, Discovery, DiscoveryQuery, ExistingSubnet, LiveResource, ResourceKind, RouteOut, State, tags,
+};
 
 /// States in which an instance still exists for planning purposes: a terminated helper is gone.
 const LIVE_INSTANCE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
@@ -254,8 +256,10 @@ impl Discovery for AwsCloud {
             .flat_map(|t| t.routes())
             .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
             .find_map(|r| match (r.gateway_id(), r.nat_gateway_id()) {
-                (Some(gateway), _) if attached.contains(&gateway) => Some(gateway.to_string()),
-                (_, Some(nat)) => Some(nat.to_string()),
+                (Some(gateway), _) if attached.contains(&gateway) => {
+                    Some(RouteOut::InternetGateway(gateway.to_string()))
+                }
+                (_, Some(nat)) => Some(RouteOut::Nat(nat.to_string())),
                 _ => None,
             });
         Ok(Some(ExistingSubnet { availability_zone, route_out }))
