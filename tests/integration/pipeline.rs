@@ -17,22 +17,6 @@ use amiplan::plan::Plan;
 use crate::fake::FakeCloud;
 use crate::support::*;
 
-fn manifest(description: &str) -> String {
-    format!(
-        "stack: pl
-source: {{ file: disk.raw }}
-build: {{ region: us-east-1 }}
-image:
-  name: \"pl-{{volume_type}}\"
-  description: {description}
-  architecture: x86_64
-variants:
-  volume_type: [gp3]
-regions: [us-east-1, eu-west-1]
-"
-    )
-}
-
 /// A directory with a disk image and a manifest with `description`.
 fn setup(name: &str, description: &str) -> PathBuf {
     let dir = workdir(name);
@@ -42,7 +26,8 @@ fn setup(name: &str, description: &str) -> PathBuf {
 }
 
 fn write_manifest(dir: &Path, description: &str) {
-    std::fs::write(dir.join("m.yaml"), manifest(description)).unwrap();
+    let manifest = StackManifest { description: description.into(), ..StackManifest::small("pl") };
+    std::fs::write(dir.join("m.yaml"), manifest.yaml()).unwrap();
 }
 
 async fn load(dir: &Path) -> Workspace {
