@@ -159,12 +159,14 @@ impl SavedPlan {
     }
 }
 
-/// A saved plan is applied only if it is exactly what planning now would produce.
+/// A saved plan is applied only if it is exactly what planning now would produce, as written
+/// (a saved plan's reasons are read back as their text).
 pub fn check_saved(saved: &Plan, now: &Plan) -> Result<(), SavedPlanError> {
     if saved.desired != now.desired {
         return Err(SavedPlanError::DesiredChanged);
     }
-    if saved.observed != now.observed || saved.changes != now.changes {
+    let written = |plan: &Plan| serde_json::to_value(&plan.changes).expect("plans serialize");
+    if saved.observed != now.observed || written(saved) != written(now) {
         return Err(SavedPlanError::LiveChanged);
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anstyle::AnsiColor;
 use similar::{ChangeTag, TextDiff};
 
-use crate::plan::{Action, AttrDiff, Change, Plan};
+use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
 
 /// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's
 /// `--color`, which follows `NO_COLOR` and `CLICOLOR_FORCE` through anstream).
@@ -83,7 +83,11 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
 
 fn render_change(out: &mut String, change: &Change, style: Style) {
     let live = change.live_id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default();
-    let reasons = if change.reasons.is_empty() { String::new() } else { format!(": {}", change.reasons.join("; ")) };
+    let reasons = if change.reasons.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", change.reasons.iter().map(Reason::to_string).collect::<Vec<_>>().join("; "))
+    };
     let _ = writeln!(
         out,
         "{} {}{} {}{}",
@@ -163,7 +167,7 @@ mod tests {
             AttrDiff { attribute: Attribute::Tag("team".into()), before: None, after: Some("os".into()) },
         ];
         let mut replace = change(Action::Replace, "image/b@eu-west-1", Some("ami-2"));
-        replace.reasons = vec!["volume_type cannot change in place".into()];
+        replace.reasons = vec![Reason::CannotChangeInPlace { attributes: vec!["volume_type".into()] }];
         replace.diffs = vec![AttrDiff {
             attribute: Attribute::Immutable("volume_type".into()),
             before: Some("gp2".into()),

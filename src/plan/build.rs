@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::claim::{Claims, preference};
 use super::compare::compare;
-use super::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE};
+use super::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE, Reason};
 use crate::cloud::RouteOut;
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::manifest::raw::HelperAmi;
@@ -37,17 +37,18 @@ pub(super) fn resolve_helper_ami(node: &Node, observed: &Observed, change: &mut 
             let selector = format!("owner={} name={}", filter.owner, filter.name);
             let found = observed.helper_amis.get(&helper_ami_key(&selector, &node.region)).cloned();
             if found.is_none() {
-                change.reasons.push(format!(
-                    "no AMI owned by {} matches `{}` in {}: the helper cannot start",
-                    filter.owner, filter.name, node.region
-                ));
+                change.reasons.push(Reason::NoHelperAmi {
+                    owner: filter.owner.clone(),
+                    name: filter.name.clone(),
+                    region: node.region.clone(),
+                });
             }
             found
         }
     };
     if let Some(id) = resolved {
         if change.action != Action::NoOp {
-            change.reasons.push(format!("boots {id}"));
+            change.reasons.push(Reason::Boots { image: id.clone() });
         }
         change.resolved.insert(RESOLVED_AMI.into(), id);
     }
@@ -61,20 +62,13 @@ pub(super) fn resolve_helper_network(node: &Node, observed: &Observed, change: &
     if !matches!(change.action, Action::Create | Action::Replace) {
         return None;
     }
-    let (public, reason) = match existing_subnet {
-        None => {
-            (true, "reaches the image URL with a public address through the temporary internet gateway".to_string())
-        }
+    let (public_address, through) = match existing_subnet {
+        None => (true, "the temporary internet gateway".to_string()),
         Some(subnet) => match observed.routes_out.get(&helper_ami_key(subnet, &node.region)) {
-            Some(Some(RouteOut::InternetGateway(gateway))) => (
-                true,
-                format!("reaches the image URL with a public address through {gateway} ({subnet}'s default route)"),
-            ),
-            Some(Some(RouteOut::Nat(nat))) => {
-                (false, format!("reaches the image URL through {nat} ({subnet}'s default route)"))
-            }
+            Some(Some(RouteOut::InternetGateway(gateway))) => (true, format!("{gateway} ({subnet}'s default route)")),
+            Some(Some(RouteOut::Nat(nat))) => (false, format!("{nat} ({subnet}'s default route)")),
             Some(None) => {
-                change.reasons.push(format!("{subnet} has no route out: the helper cannot download its image"));
+                change.reasons.push(Reason::NoRouteOut { subnet: subnet.clone() });
                 return Some(format!(
                     "{}: {subnet} has no 0.0.0.0/0 route to an attached internet gateway or a NAT gateway, so the helper cannot reach its image's URL; give the subnet a route out or use `network: create`",
                     node.id
@@ -83,8 +77,8 @@ pub(super) fn resolve_helper_network(node: &Node, observed: &Observed, change: &
             None => return None,
         },
     };
-    change.reasons.push(reason);
-    change.resolved.insert(RESOLVED_PUBLIC_ADDRESS.into(), public.to_string());
+    change.reasons.push(Reason::ReachesOut { through, public_address });
+    change.resolved.insert(RESOLVED_PUBLIC_ADDRESS.into(), public_address.to_string());
     None
 }
 
@@ -114,7 +108,8 @@ pub(super) fn resolve_placement(
     };
     let zones = observed.zones.get(&helper_ami_key(instance_type, &node.region))?;
     if zones.is_empty() {
-        change.reasons.push(format!("no Availability Zone of {} offers {instance_type}", node.region));
+        let offered = instance_type.to_string();
+        change.reasons.push(Reason::NoZoneOffers { region: node.region.clone(), instance_type: offered });
         return Some(format!(
             "{}: no Availability Zone of {} offers {instance_type}; choose another instance type",
             node.id, node.region
@@ -124,7 +119,11 @@ pub(super) fn resolve_placement(
         Some(subnet) => {
             let zone = observed.subnet_zones.get(&helper_ami_key(subnet, &node.region))?;
             if !zones.contains(zone) {
-                change.reasons.push(format!("{subnet} is in {zone}, which does not offer {instance_type}"));
+                change.reasons.push(Reason::SubnetZoneLacks {
+                    subnet: subnet.to_string(),
+                    zone: zone.clone(),
+                    instance_type: instance_type.to_string(),
+                });
                 return Some(format!(
                     "{}: {subnet} is in {zone}, where {instance_type} is not offered (AWS refuses the launch); it is offered in {}",
                     node.id,
@@ -133,13 +132,13 @@ pub(super) fn resolve_placement(
             }
         }
         None if node.kind == NodeKind::Subnet => {
-            change.reasons.push(format!("in {}, which offers {instance_type}", zones[0]));
+            change.reasons.push(Reason::InZone { zone: zones[0].clone(), instance_type: instance_type.to_string() });
             change.resolved.insert(RESOLVED_ZONE.into(), zones[0].clone());
         }
         None => {
             change
                 .reasons
-                .push(format!("in a default subnet of a zone that offers {instance_type} ({})", zones.join(", ")));
+                .push(Reason::InDefaultSubnet { zones: zones.clone(), instance_type: instance_type.to_string() });
             change.resolved.insert(RESOLVED_ZONE.into(), zones.join(","));
         }
     }

@@ -1,6 +1,6 @@
 //! One node against the live resource claimed for it: the change that takes one to the other.
 
-use super::{Action, AttrDiff, Attribute, Change};
+use super::{Action, AttrDiff, Attribute, Change, Reason};
 use crate::cloud::{LiveResource, State};
 use crate::graph::Node;
 use crate::tags;
@@ -12,7 +12,7 @@ pub(super) fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
 
 /// The change that takes `live` to `node`, and what of the manifest the plan leaves undone
 /// because AWS would refuse it (said in the change's reasons too, and warned about).
-pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<String>) {
+pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<Reason>) {
     let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
     if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
         change.action = Action::Replace;
@@ -25,10 +25,9 @@ pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Opti
         change.action = Action::Replace;
         change.diffs = spec_diffs(node, live);
         change.reasons.push(if change.diffs.is_empty() {
-            format!("attributes changed (spec {live_hash} → {})", node.spec_hash())
+            Reason::SpecChanged { live: live_hash.clone(), wanted: node.spec_hash() }
         } else {
-            let names: Vec<String> = change.diffs.iter().map(|d| d.attribute.to_string()).collect();
-            format!("{} cannot change in place", names.join(", "))
+            Reason::CannotChangeInPlace { attributes: change.diffs.iter().map(|d| d.attribute.to_string()).collect() }
         });
         return (change, None);
     }
@@ -37,10 +36,10 @@ pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Opti
         return (change, None);
     }
     if live.node().is_none() {
-        change.reasons.push(format!("adopt {} found by its name without amiplan tags", live.id));
+        change.reasons.push(Reason::Adopt { id: live.id.clone() });
     }
     if live.state == State::Pending {
-        change.reasons.push(format!("{} is still pending: apply waits for it", live.id));
+        change.reasons.push(Reason::StillPending { id: live.id.clone() });
     }
     change.diffs = node.spec.in_place(node, live, now);
     if !change.diffs.is_empty() || !change.reasons.is_empty() {

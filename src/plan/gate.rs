@@ -2,7 +2,7 @@
 
 use super::claim::{Claims, preference};
 use super::compare::compare;
-use super::{Action, Change};
+use super::{Action, Change, Reason};
 use crate::graph::{DesiredGraph, Node};
 use crate::resource::Spec;
 use crate::tags;
@@ -21,8 +21,7 @@ pub(super) fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'
         }
         kept => {
             let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None);
-            let what = kept.map_or("the new AMI".to_string(), |live| live.id.clone());
-            change.reasons.push(format!("boot test of {what}: copies and publication wait for it to pass"));
+            change.reasons.push(Reason::BootTest { of: kept.map(|live| live.id.clone()) });
             change
         }
     }

@@ -39,7 +39,7 @@ pub enum Action {
     Delete,
 }
 
-pub use crate::resource::{AttrDiff, Attribute};
+pub use crate::resource::{AttrDiff, Attribute, Reason};
 
 /// What happens to one node (or one owned resource no node wants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub struct Change {
     pub action: Action,
     /// The live resource acted on (absent for creates).
     pub live_id: Option<String>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub diffs: Vec<AttrDiff>,
     /// With AMI deletes: the snapshots behind the AMI that go with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -174,21 +174,19 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         candidates.sort_by_key(|live| preference(node, live));
         if destroy {
             changes.extend(
-                candidates.iter().map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, "destroy")),
+                candidates
+                    .iter()
+                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, Reason::Destroy)),
             );
             continue;
         }
         if node.kind.is_transient() && !building.contains(&node.stack) {
             // The snapshot exists: the build's leftovers go, and nothing is built.
-            changes.extend(candidates.iter().map(|live| {
-                delete(
-                    node.stack.clone(),
-                    node.id.clone(),
-                    node.kind,
-                    live,
-                    "transient: the build it served is finished",
-                )
-            }));
+            changes.extend(
+                candidates
+                    .iter()
+                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, Reason::BuildFinished)),
+            );
             continue;
         }
         let mut candidates = candidates.into_iter();
@@ -202,7 +200,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             Some(live) => judge(node, live, now),
         };
         if node.kind.is_transient() {
-            change.reasons.insert(0, "transient: created for the build, removed after".into());
+            change.reasons.insert(0, Reason::ForTheBuild);
         }
         resolve_helper_ami(node, observed, &mut change);
         if let Some(warning) = resolve_helper_network(node, observed, &mut change) {
@@ -214,13 +212,14 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         network_warnings.extend(refused.map(|why| format!("{}: {why}", change.node)));
         changes.push(change);
         for duplicate in candidates {
-            let reason = format!("duplicate of {}", changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default());
-            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, &reason));
+            let kept = changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default();
+            let reason = Reason::DuplicateOf { kept };
+            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, reason));
         }
     }
     let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans) };
     for live in claims.orphans {
-        let reason = if destroy { "destroy" } else { "no longer in the manifests" };
+        let reason = if destroy { Reason::Destroy } else { Reason::NoLongerWanted };
         let kind = NodeKind::of_resource(live.kind);
         let node =
             live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
@@ -242,7 +241,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         {
             change.action = Action::NoOp;
             change.retire = false;
-            change.reasons = vec![format!("kept: launch template `{template}` still uses it")];
+            change.reasons = vec![Reason::KeptForLaunchTemplate { template: template.clone() }];
         }
         changes.push(change);
     }
@@ -269,9 +268,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     }
 }
 
-fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: &str) -> Change {
+fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: Reason) -> Change {
     let mut change = Change::new(&stack, &node, kind, &live.region, Action::Delete, Some(&live.id));
-    change.reasons.push(reason.to_string());
+    change.reasons.push(reason);
     change
 }
 

@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::Reason;
 use crate::cloud::LiveResource;
 use crate::graph::DesiredGraph;
 use crate::tags;
 
 pub(super) enum Retention {
-    Keep(String),
-    Retire(String),
+    Keep(Reason),
+    Retire(Reason),
 }
 
 /// For stacks with retention: which owned resources of earlier versions stay (the newest `keep`
@@ -38,11 +39,9 @@ pub(super) fn retention<'a>(
         older.sort_by(|a, b| b.cmp(a));
         let rank = older.iter().position(|(_, v)| *v == version.as_str()).unwrap_or(usize::MAX);
         let verdict = if rank + 1 < keep as usize {
-            Retention::Keep(format!("kept by retention: version {version} is one of the {keep} newest"))
+            Retention::Keep(Reason::KeptByRetention { version: version.clone(), keep })
         } else {
-            Retention::Retire(format!(
-                "retention keeps {keep} version(s): {version} goes once {current} is available and published"
-            ))
+            Retention::Retire(Reason::Retired { version: version.clone(), keep, current: current.to_string() })
         };
         verdicts.insert((live.region.as_str(), live.id.as_str()), verdict);
     }

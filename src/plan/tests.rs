@@ -163,7 +163,12 @@ fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned
     live.created = Some("2024-01-01T00:00:00.000Z".into());
     let change = compare::compare(&node, &live, NOW);
     assert_eq!(change.action, Action::NoOp, "{change:?}");
-    assert!(change.reasons.iter().any(|r| r.starts_with(REFUSED) && r.contains("more than 2 years")), "{change:?}");
+    assert!(
+        change.reasons.iter().any(
+            |r| matches!(r, Reason::Refused(why) if why.starts_with(REFUSED) && why.contains("more than 2 years"))
+        ),
+        "{change:?}"
+    );
     live.created = Some("2026-01-01T00:00:00.000Z".into());
     assert_eq!(compare::compare(&node, &live, NOW).action, Action::Update, "within two years it is planned");
 }
@@ -231,7 +236,7 @@ fn untagged_ami_with_the_desired_name_is_adopted() {
     let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
     let image = action_of(&plan, "image/demo-gp3@us-east-1")[0];
     assert_eq!(image.action, Action::Update);
-    assert!(image.reasons[0].starts_with("adopt ami-001"));
+    assert!(image.reasons[0].to_string().starts_with("adopt ami-001"));
     assert!(image.diffs.iter().any(|d| d.attribute == "tags.amiplan:node"));
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::steps::{Inputs, Resolved, StepError, Steps, input, subnet_of};
-use super::{Node, NodeKind, Pairs};
+use super::{Node, NodeKind, Pairs, Reason};
 use crate::cloud::retry::{Poll, WaitError, wait_until};
 use crate::cloud::{BuildHosts, Images};
 use crate::cloud::{HelperLaunch, LiveResource, RootDevice, State};
@@ -104,9 +104,9 @@ impl Helper {
 }
 
 /// A helper that stopped has run its job already: a new one builds again.
-pub(super) fn stale(live: &LiveResource) -> Option<String> {
+pub(super) fn stale(live: &LiveResource) -> Option<Reason> {
     let ended = !matches!(live.state, State::Running | State::Pending);
-    ended.then(|| format!("{} is {}: its job already ended", live.id, live.state))
+    ended.then(|| Reason::JobEnded { id: live.id.clone(), state: live.state.to_string() })
 }
 
 /// Waits until the instance runs (an adopted one may still be `pending`).

@@ -11,6 +11,7 @@ pub mod image;
 pub mod network;
 mod node;
 pub mod public_access;
+mod reason;
 pub mod security_group;
 pub mod snapshot;
 pub mod steps;
@@ -25,6 +26,7 @@ use crate::cloud::Tagging;
 use crate::cloud::{CloudError, LiveResource, ResourceKind, State};
 use crate::tags;
 pub use node::{Node, spec_hash};
+pub use reason::Reason;
 use steps::{Inputs, Resolved, StepError, Steps, remove_build_resource};
 
 /// What kind of AWS resource a node becomes.
@@ -424,7 +426,7 @@ pub async fn delete<S: Steps>(
 impl Spec {
     /// Why the live resource can never become usable, if it cannot (a failed AMI, a volume in
     /// error): among duplicates it comes last, and it is replaced.
-    pub fn failed(&self, live: &LiveResource) -> Option<String> {
+    pub fn failed(&self, live: &LiveResource) -> Option<Reason> {
         let failed = match self {
             Spec::Snapshot(_) | Spec::Image(_) | Spec::Copy(_) => !matches!(live.state, State::Ready | State::Pending),
             Spec::Volume(_) => volume::failed(&live.state),
@@ -438,11 +440,11 @@ impl Spec {
             | Spec::Test(_)
             | Spec::PublicAccess(_) => false,
         };
-        failed.then(|| format!("{} is in state `{}`", live.id, live.state))
+        failed.then(|| Reason::Failed { id: live.id.clone(), state: live.state.to_string() })
     }
 
     /// Why a live resource that is fine in itself must be made again, if it must.
-    pub fn stale(&self, live: &LiveResource) -> Option<String> {
+    pub fn stale(&self, live: &LiveResource) -> Option<Reason> {
         match self {
             Spec::Snapshot(spec) => spec.stale(live),
             Spec::Helper(_) => helper::stale(live),
@@ -480,9 +482,9 @@ impl Spec {
 
     /// Why the plan leaves something the manifest asks for as it is, because AWS would refuse
     /// it (see [`image::REFUSED`]).
-    pub fn refused(&self, node: &Node, live: &LiveResource, now: i64) -> Option<String> {
+    pub fn refused(&self, node: &Node, live: &LiveResource, now: i64) -> Option<Reason> {
         match self {
-            Spec::Image(_) | Spec::Copy(_) => image::refused_deprecation(node, live, now),
+            Spec::Image(_) | Spec::Copy(_) => image::refused_deprecation(node, live, now).map(Reason::Refused),
             Spec::Snapshot(_)
             | Spec::Vpc(_)
             | Spec::Subnet(_)

@@ -2,7 +2,7 @@
 //! table with the default route through it. Made for the build, removed after it.
 
 use super::steps::{Inputs, Resolved, StepError, Steps, input, make_build_resource, placement};
-use super::{Node, NodeKind, Pairs};
+use super::{Node, NodeKind, Pairs, Reason};
 use crate::cloud::{BuildResource, LiveResource, State};
 
 pub const TRANSIENT: bool = true;
@@ -12,9 +12,9 @@ pub const TRANSIENT: bool = true;
 pub const RESOLVED_ZONE: &str = "availability_zone";
 
 /// A run stopped between creating a gateway or route table and attaching or routing it.
-pub(super) fn stale(live: &LiveResource) -> Option<String> {
+pub(super) fn stale(live: &LiveResource) -> Option<Reason> {
     let half_made = matches!(live.state, State::Detached | State::Incomplete);
-    half_made.then(|| format!("{} is {}: a run stopped half-way through making it", live.id, live.state))
+    half_made.then(|| Reason::HalfMade { id: live.id.clone(), state: live.state.to_string() })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::helper::{wait_for_job, wait_started};
 use super::steps::{Inputs, StepError, Steps, input, settle};
-use super::{Node, NodeKind, Pairs, or_empty};
+use super::{Node, NodeKind, Pairs, Reason, or_empty};
 use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{BuildHosts, Snapshots, Tagging};
 use crate::cloud::{CloudError, ErrorClass, LiveResource, ResourceStatus, SnapshotUpload, State};
@@ -57,9 +57,9 @@ impl Snapshot {
     }
 
     /// A `pending` upload that never reached CompleteSnapshot will never complete.
-    pub(super) fn stale(&self, live: &LiveResource) -> Option<String> {
+    pub(super) fn stale(&self, live: &LiveResource) -> Option<Reason> {
         let interrupted = self.is_upload() && live.state == State::Pending && !live.tags.contains_key(tags::UPLOADED);
-        interrupted.then(|| format!("{} is an upload that never completed", live.id))
+        interrupted.then(|| Reason::UploadInterrupted { id: live.id.clone() })
     }
 
     /// Made by a helper build (not an encrypted copy of another snapshot).

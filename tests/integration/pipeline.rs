@@ -186,10 +186,18 @@ async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged(
     let error = stale.unwrap_err();
     assert!(matches!(error.downcast_ref::<SavedPlanError>(), Some(SavedPlanError::LiveChanged)), "{error}");
 
-    // A plan saved now applies.
+    // A plan saved now, written and read back (its reasons are text then), applies.
+    let regions = RegionScope::Manifest;
+    let other = StackManifest { volume_types: vec!["standard"], ..StackManifest::small("pl") };
+    std::fs::write(dir.join("m.yaml"), StackManifest { description: "First".into(), ..other }.yaml()).unwrap();
     let fresh = plan_now(&cloud, &dir).await;
-    let applied = converge(&cloud, &dir, &run(false), Some(&fresh), &review).await;
-    assert_eq!(applied.exit_code(), exit::OK);
+    assert!(fresh.changes.iter().any(|c| c.reasons == ["no longer in the manifests"]), "{fresh:#?}");
+    SavedPlan { paths: vec![dir.join("m.yaml")], regions, plan: fresh }.write(&file).unwrap();
+    let read = SavedPlan::read(&file).unwrap();
+    let applied = converge(&cloud, &dir, &run(false), Some(&read.plan), &review).await;
+    assert_eq!(applied.exit_code(), exit::OK, "{applied:?}");
+    let names: Vec<_> = cloud.images("eu-west-1").into_iter().filter_map(|i| i.name).collect();
+    assert_eq!(names, ["pl-x86_64-standard"]);
 }
 
 #[test]

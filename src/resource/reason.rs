@@ -1,0 +1,182 @@
+//! Why the plan does what it does with a resource, typed: made by the comparison and the plan's
+//! steps, shown to people through `Display`, and written into plans as that text.
+
+use serde::{Deserialize, Serialize};
+
+/// One reason of a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Reason {
+    // Deletes.
+    Destroy,
+    NoLongerWanted,
+    BuildFinished,
+    DuplicateOf {
+        kept: String,
+    },
+    // Replacements.
+    /// The live resource can never become usable.
+    Failed {
+        id: String,
+        state: String,
+    },
+    /// A direct upload that never reached CompleteSnapshot.
+    UploadInterrupted {
+        id: String,
+    },
+    /// A helper that is no longer running has run its job already.
+    JobEnded {
+        id: String,
+        state: String,
+    },
+    /// A gateway or route table a run made but never attached or routed.
+    HalfMade {
+        id: String,
+        state: String,
+    },
+    /// Attributes AWS cannot change differ (named when the live tags say which).
+    CannotChangeInPlace {
+        attributes: Vec<String>,
+    },
+    SpecChanged {
+        live: String,
+        wanted: String,
+    },
+    // Updates.
+    Adopt {
+        id: String,
+    },
+    StillPending {
+        id: String,
+    },
+    /// Something the manifest asks for that AWS would refuse: left as it is.
+    Refused(String),
+    // Builds and tests.
+    ForTheBuild,
+    NoHelperAmi {
+        owner: String,
+        name: String,
+        region: String,
+    },
+    Boots {
+        image: String,
+    },
+    NoRouteOut {
+        subnet: String,
+    },
+    /// How the helper reaches its image's URL.
+    ReachesOut {
+        through: String,
+        public_address: bool,
+    },
+    NoZoneOffers {
+        region: String,
+        instance_type: String,
+    },
+    SubnetZoneLacks {
+        subnet: String,
+        zone: String,
+        instance_type: String,
+    },
+    InZone {
+        zone: String,
+        instance_type: String,
+    },
+    InDefaultSubnet {
+        zones: Vec<String>,
+        instance_type: String,
+    },
+    BootTest {
+        of: Option<String>,
+    },
+    // Retention.
+    KeptByRetention {
+        version: String,
+        keep: u32,
+    },
+    Retired {
+        version: String,
+        keep: u32,
+        current: String,
+    },
+    KeptForLaunchTemplate {
+        template: String,
+    },
+    /// A reason read back from a saved plan: its text.
+    Read(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Destroy => f.write_str("destroy"),
+            Reason::NoLongerWanted => f.write_str("no longer in the manifests"),
+            Reason::BuildFinished => f.write_str("transient: the build it served is finished"),
+            Reason::DuplicateOf { kept } => write!(f, "duplicate of {kept}"),
+            Reason::Failed { id, state } => write!(f, "{id} is in state `{state}`"),
+            Reason::UploadInterrupted { id } => write!(f, "{id} is an upload that never completed"),
+            Reason::JobEnded { id, state } => write!(f, "{id} is {state}: its job already ended"),
+            Reason::HalfMade { id, state } => write!(f, "{id} is {state}: a run stopped half-way through making it"),
+            Reason::CannotChangeInPlace { attributes } => write!(f, "{} cannot change in place", attributes.join(", ")),
+            Reason::SpecChanged { live, wanted } => write!(f, "attributes changed (spec {live} → {wanted})"),
+            Reason::Adopt { id } => write!(f, "adopt {id} found by its name without amiplan tags"),
+            Reason::StillPending { id } => write!(f, "{id} is still pending: apply waits for it"),
+            Reason::Refused(why) => f.write_str(why),
+            Reason::ForTheBuild => f.write_str("transient: created for the build, removed after"),
+            Reason::NoHelperAmi { owner, name, region } => {
+                write!(f, "no AMI owned by {owner} matches `{name}` in {region}: the helper cannot start")
+            }
+            Reason::Boots { image } => write!(f, "boots {image}"),
+            Reason::NoRouteOut { subnet } => {
+                write!(f, "{subnet} has no route out: the helper cannot download its image")
+            }
+            Reason::ReachesOut { through, public_address: true } => {
+                write!(f, "reaches the image URL with a public address through {through}")
+            }
+            Reason::ReachesOut { through, public_address: false } => {
+                write!(f, "reaches the image URL through {through}")
+            }
+            Reason::NoZoneOffers { region, instance_type } => {
+                write!(f, "no Availability Zone of {region} offers {instance_type}")
+            }
+            Reason::SubnetZoneLacks { subnet, zone, instance_type } => {
+                write!(f, "{subnet} is in {zone}, which does not offer {instance_type}")
+            }
+            Reason::InZone { zone, instance_type } => write!(f, "in {zone}, which offers {instance_type}"),
+            Reason::InDefaultSubnet { zones, instance_type } => {
+                write!(f, "in a default subnet of a zone that offers {instance_type} ({})", zones.join(", "))
+            }
+            Reason::BootTest { of } => write!(
+                f,
+                "boot test of {}: copies and publication wait for it to pass",
+                of.as_deref().unwrap_or("the new AMI")
+            ),
+            Reason::KeptByRetention { version, keep } => {
+                write!(f, "kept by retention: version {version} is one of the {keep} newest")
+            }
+            Reason::Retired { version, keep, current } => {
+                write!(f, "retention keeps {keep} version(s): {version} goes once {current} is available and published")
+            }
+            Reason::KeptForLaunchTemplate { template } => write!(f, "kept: launch template `{template}` still uses it"),
+            Reason::Read(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<Reason> for String {
+    fn from(reason: Reason) -> String {
+        reason.to_string()
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        Reason::Read(text)
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, text: &&str) -> bool {
+        *text == self.to_string().as_str()
+    }
+}
