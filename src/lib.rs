@@ -1,5 +1,7 @@
 //! amiplan: declarative AMI builds. The pipeline reads off the module tree:
-//! `manifest` → `model` → `graph` → `observe` → `plan` → `apply`, over one `cloud` trait.
+//! `manifest` → `model` → `graph` → `observe` → `plan` → `apply`, over the `cloud` seam; each
+//! kind of resource is one module of `resource`; `pipeline` runs the steps for the commands and
+//! `cli` is the edge.
 
 pub mod apply;
 pub mod cli;
