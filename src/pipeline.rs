@@ -3,7 +3,7 @@
 //! only parses flags, prints and maps [`Converged`] to an exit code; tests drive the same code
 //! against an in-process cloud.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -12,14 +12,14 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Report};
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, Sharing};
 use crate::graph::DesiredGraph;
 use crate::job;
 use crate::lock::{self, LockSite};
 use crate::manifest;
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
-use crate::plan::{self, PLAN_FORMAT, Plan};
+use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::source::{self, Prepared};
 
 /// Exit codes, documented in the README.
@@ -249,4 +249,64 @@ pub async fn converge<C: Cloud>(
     };
     locks.release(cloud).await;
     result
+}
+
+/// `amiplan output`: the AMIs that exist for each stack, variant and region.
+#[derive(Debug, Serialize)]
+pub struct Outputs {
+    pub account: String,
+    pub stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AmiOutput {
+    pub image_id: String,
+    pub state: String,
+    pub public: bool,
+    /// Accounts, organizations and OUs that may launch it, where amiplan read them (AMIs that
+    /// are or were shared beyond `public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_with: Option<Sharing>,
+    /// When AWS deprecates it (RFC 3339).
+    pub deprecation: Option<String>,
+    /// Whether the AMI matches the manifest (false when a plan would replace it).
+    pub current: bool,
+}
+
+/// What `amiplan output` lists, read from live state in the manifests' regions.
+pub async fn outputs<C: Cloud>(cloud: &C, workspace: &Workspace) -> anyhow::Result<Outputs> {
+    let observed = workspace.observe(cloud, RegionScope::Manifest).await?;
+    let plan = workspace.plan(&observed, false);
+    Ok(outputs_of(workspace, &observed, &plan))
+}
+
+fn outputs_of(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
+    let live: HashMap<(&str, &str), _> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> = BTreeMap::new();
+    for stack in &workspace.stacks {
+        stacks.entry(stack.name.clone()).or_default();
+    }
+    for change in &plan.changes {
+        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else {
+            continue;
+        };
+        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {
+            continue;
+        };
+        let Some(resource) = live.get(&(change.region.as_str(), id)) else {
+            continue;
+        };
+        let ami = AmiOutput {
+            image_id: id.to_string(),
+            state: resource.state.to_string(),
+            public: resource.public,
+            shared_with: resource.sharing.clone(),
+            deprecation: resource.deprecation.clone(),
+            current: change.action != Action::Replace,
+        };
+        let name = node.name.clone().unwrap_or_default();
+        stacks.entry(node.stack.clone()).or_default().entry(name).or_default().insert(node.region.clone(), ami);
+    }
+    Outputs { account: observed.account.clone(), stacks }
 }

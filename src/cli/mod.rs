@@ -3,7 +3,7 @@
 
 mod args;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,18 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Parser;
-use serde::Serialize;
 
 use crate::apply::{ApplyOptions, Deadlines, Outcome, Report};
+use crate::cloud::Locks;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
-use crate::cloud::{Locks, Sharing};
 use crate::events::Events;
 use crate::manifest::{self, Invalid};
 use crate::model::Stack;
-use crate::observe::{Observed, RegionScope};
+use crate::observe::RegionScope;
 use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_stacks};
-use crate::plan::{Action, Plan};
+use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
 use args::{ColorChoice, Command, Execution};
@@ -151,9 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
             let cloud = connect(&workspace.stacks).await;
-            let observed = workspace.observe(&cloud, RegionScope::Manifest).await?;
-            let plan = workspace.plan(&observed, false);
-            let outputs = outputs(&workspace, &observed, &plan);
+            let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&outputs)?);
             } else {
@@ -324,59 +321,6 @@ fn render_report(report: &Report, style: Style) -> String {
         ));
     }
     out
-}
-
-/// `amiplan output`: the AMIs that exist for each stack, variant and region.
-#[derive(Debug, Serialize)]
-struct Outputs {
-    account: String,
-    stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>>,
-}
-
-#[derive(Debug, Serialize)]
-struct AmiOutput {
-    image_id: String,
-    state: String,
-    public: bool,
-    /// Accounts, organizations and OUs that may launch it, where amiplan read them (AMIs that
-    /// are or were shared beyond `public`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shared_with: Option<Sharing>,
-    /// When AWS deprecates it (RFC 3339).
-    deprecation: Option<String>,
-    /// Whether the AMI matches the manifest (false when a plan would replace it).
-    current: bool,
-}
-
-fn outputs(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Outputs {
-    let live: HashMap<(&str, &str), _> =
-        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
-    let mut stacks: BTreeMap<String, BTreeMap<String, BTreeMap<String, AmiOutput>>> = BTreeMap::new();
-    for stack in &workspace.stacks {
-        stacks.entry(stack.name.clone()).or_default();
-    }
-    for change in &plan.changes {
-        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else {
-            continue;
-        };
-        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {
-            continue;
-        };
-        let Some(resource) = live.get(&(change.region.as_str(), id)) else {
-            continue;
-        };
-        let ami = AmiOutput {
-            image_id: id.to_string(),
-            state: resource.state.to_string(),
-            public: resource.public,
-            shared_with: resource.sharing.clone(),
-            deprecation: resource.deprecation.clone(),
-            current: change.action != Action::Replace,
-        };
-        let name = node.name.clone().unwrap_or_default();
-        stacks.entry(node.stack.clone()).or_default().entry(name).or_default().insert(node.region.clone(), ami);
-    }
-    Outputs { account: observed.account.clone(), stacks }
 }
 
 #[cfg(test)]

@@ -88,6 +88,11 @@ async fn apply_then_nothing_to_do_with_exit_codes_and_locks_released() {
     assert!(matches!(again, Converged::NoChanges(_)), "{again:?}");
     assert_eq!((again.exit_code(), review.seen.get()), (exit::OK, 1), "nothing to review");
 
+    let outputs = pipeline::outputs(&cloud, &load(&dir).await).await.unwrap();
+    let amis = &outputs.stacks["pl"]["pl-x86_64-gp3"];
+    assert_eq!(amis.keys().collect::<Vec<_>>(), ["eu-west-1", "us-east-1"]);
+    assert!(amis.values().all(|ami| ami.current && ami.image_id.starts_with("ami-")), "{outputs:?}");
+
     let destroyed = converge(&cloud, &dir, &run(true), None, &review).await;
     assert_eq!(destroyed.exit_code(), exit::OK);
     assert!(cloud.images("us-east-1").is_empty() && cloud.images("eu-west-1").is_empty());

@@ -34,6 +34,7 @@ mod network;
 mod permissions;
 mod snapshots;
 mod states;
+mod tagging;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -49,8 +50,8 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use errors::{HasStatus, sdk_error};
 pub use errors::{aws_error, classify};
 
+use super::CloudError;
 use super::retry::RetryPolicy;
-use super::{CloudError, Tagging};
 
 /// How to reach AWS (or an emulator speaking its API).
 #[derive(Debug, Clone, Default)]
@@ -249,36 +250,4 @@ fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecifica
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter().filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default()))).collect()
-}
-
-impl Tagging for AwsCloud {
-    async fn set_tags(&self, region: &str, ids: &[String], tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
-        if ids.is_empty() || tags.is_empty() {
-            return Ok(());
-        }
-        let ec2 = self.ec2(region);
-        let on = ids.join(",");
-        // Right after a create, CreateTags may not see the new ID yet: NotFound is retried.
-        self.call("CreateTags", region)
-            .on(&on)
-            .fresh()
-            .send(|| ec2.create_tags().set_resources(Some(ids.to_vec())).set_tags(Some(ec2_tags(tags))).send())
-            .await
-            .map(|_| ())
-    }
-
-    async fn remove_tags(&self, region: &str, ids: &[String], keys: &[String]) -> Result<(), CloudError> {
-        if ids.is_empty() || keys.is_empty() {
-            return Ok(());
-        }
-        let ec2 = self.ec2(region);
-        let on = ids.join(",");
-        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        self.call("DeleteTags", region)
-            .on(&on)
-            .fresh()
-            .send(|| ec2.delete_tags().set_resources(Some(ids.to_vec())).set_tags(Some(tags.clone())).send())
-            .await
-            .map(|_| ())
-    }
 }
