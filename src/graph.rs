@@ -58,7 +58,6 @@ impl DesiredGraph {
             id: format!("test/{}@{region}", variant.name),
             stack: stack.name.clone(),
             region: region.to_string(),
-            kind: NodeKind::Test,
             name: None,
             spec: Spec::Test(test),
             description: None,
@@ -117,7 +116,6 @@ impl DesiredGraph {
                 id: format!("snapshot/{}{versioned}-root{suffix}@{build}", stack.name),
                 stack: stack.name.clone(),
                 region: build.clone(),
-                kind: NodeKind::Snapshot,
                 name: None,
                 spec: Spec::Snapshot(spec),
                 description: None,
@@ -156,10 +154,10 @@ impl DesiredGraph {
                     source_sha256: digest.clone(),
                     kms_key,
                 };
-                let (kind, spec) = if region == build {
-                    (NodeKind::Image, Spec::Image(image::Image { ami }))
+                let spec = if region == build {
+                    Spec::Image(image::Image { ami })
                 } else {
-                    (NodeKind::ImageCopy, Spec::Copy(copy::Copy { ami, source_region: build.clone() }))
+                    Spec::Copy(copy::Copy { ami, source_region: build.clone() })
                 };
                 if stack.sharing.public {
                     self.add_public_access(stack, region);
@@ -169,7 +167,6 @@ impl DesiredGraph {
                     id: format!("image/{}@{region}", variant.name),
                     stack: stack.name.clone(),
                     region: region.clone(),
-                    kind,
                     name: Some(variant.name.clone()),
                     spec,
                     description: stack.description.clone(),
@@ -211,7 +208,6 @@ impl DesiredGraph {
             id,
             stack: stack.name.clone(),
             region: region.to_string(),
-            kind: NodeKind::PublicAccess,
             name: None,
             spec: Spec::PublicAccess(public_access::PublicSharing),
             description: None,
@@ -241,7 +237,6 @@ impl DesiredGraph {
                 id: format!("{}/{}@{region}", kind.as_str(), stack.name),
                 stack: stack.name.clone(),
                 region: region.clone(),
-                kind,
                 name: None,
                 spec,
                 description: None,
@@ -304,7 +299,7 @@ impl DesiredGraph {
 
     /// The ID of this node's dependency of `kind`, if it has one.
     pub fn dependency_of_kind(&self, id: &str, kind: NodeKind) -> Option<&Node> {
-        self.dependencies(id).into_iter().filter_map(|d| self.get(d)).find(|n| n.kind == kind)
+        self.dependencies(id).into_iter().filter_map(|d| self.get(d)).find(|n| n.kind() == kind)
     }
 
     fn add(&mut self, node: Node) -> NodeIndex {
@@ -352,7 +347,7 @@ impl DesiredGraph {
 
     /// The desired image node with this AMI name in this region, if any.
     pub fn image_named(&self, region: &str, name: &str) -> Option<&Node> {
-        self.nodes().find(|n| n.kind.is_image() && n.region == region && n.name.as_deref() == Some(name))
+        self.nodes().find(|n| n.kind().is_image() && n.region == region && n.name.as_deref() == Some(name))
     }
 
     /// Every region any node lives in.

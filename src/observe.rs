@@ -156,7 +156,7 @@ pub async fn observe<C: Cloud>(
         image_names.sort();
         image_names.dedup();
         let build_resources =
-            graph.nodes().any(|n| &n.region == region && (n.kind.is_transient() || n.kind == NodeKind::Test));
+            graph.nodes().any(|n| &n.region == region && (n.kind().is_transient() || n.kind() == NodeKind::Test));
         let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources };
         let targeted = targeted.contains(region);
         async move {
@@ -223,7 +223,7 @@ pub async fn observe<C: Cloud>(
     .flatten()
     .collect();
     let vpc_regions: BTreeSet<&str> =
-        graph.nodes().filter(|n| n.kind == NodeKind::Vpc).map(|n| n.region.as_str()).collect();
+        graph.nodes().filter(|n| n.kind() == NodeKind::Vpc).map(|n| n.region.as_str()).collect();
     let vpc_counts = try_join_all(
         vpc_regions
             .into_iter()
@@ -246,7 +246,7 @@ pub async fn observe<C: Cloud>(
     let helper_amis = resolved.into_iter().flatten().collect();
     // The account's settings, where a read-only node asks for them.
     let mut public_regions: Vec<&str> =
-        graph.nodes().filter(|n| n.kind == NodeKind::PublicAccess).map(|n| n.region.as_str()).collect();
+        graph.nodes().filter(|n| n.kind() == NodeKind::PublicAccess).map(|n| n.region.as_str()).collect();
     public_regions.sort();
     public_regions.dedup();
     let states = join_all(public_regions.iter().map(|region| async move {

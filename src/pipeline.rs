@@ -288,7 +288,7 @@ fn outputs_of(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Output
         stacks.entry(stack.name.clone()).or_default();
     }
     for change in &plan.changes {
-        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind.is_image()) else {
+        let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind().is_image()) else {
             continue;
         };
         let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {

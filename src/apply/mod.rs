@@ -290,7 +290,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 .graph
                 .dependencies(&node.id)
                 .iter()
-                .filter_map(|d| Some((self.graph.get(d)?.kind, handles.get(d)?.clone())))
+                .filter_map(|d| Some((self.graph.get(d)?.kind(), handles.get(d)?.clone())))
                 .collect();
             let delete_failed = failed_deletes.contains(&node.id);
             let handle = self.run_node(node, change, dependencies, delete_failed).boxed().shared();

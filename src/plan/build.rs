@@ -99,7 +99,7 @@ pub(super) fn resolve_placement(
         Spec::Subnet(_) => {
             let helper = desired
                 .nodes()
-                .find(|n| n.stack == node.stack && n.region == node.region && n.kind == NodeKind::Helper)?;
+                .find(|n| n.stack == node.stack && n.region == node.region && n.kind() == NodeKind::Helper)?;
             (helper.spec.instance()?.0, None)
         }
         Spec::Helper(helper) => (helper.instance_type.as_str(), Some(helper.existing_subnet.as_deref()?)),
@@ -131,7 +131,7 @@ pub(super) fn resolve_placement(
                 ));
             }
         }
-        None if node.kind == NodeKind::Subnet => {
+        None if node.kind() == NodeKind::Subnet => {
             change.reasons.push(Reason::InZone { zone: zones[0].clone(), instance_type: instance_type.to_string() });
             change.resolved.insert(RESOLVED_ZONE.into(), zones[0].clone());
         }

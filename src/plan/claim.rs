@@ -26,9 +26,11 @@ pub(super) fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stack
     for live in &observed.resources {
         let owned = live.stack().is_some_and(|s| stacks.contains(s));
         // Test nodes own nothing: an instance left by an interrupted test is an orphan.
-        let tagged_node =
-            live.node().and_then(|id| desired.get(id)).filter(|n| n.region == live.region && n.kind != NodeKind::Test);
-        let expected_kind = |node: &Node| node.kind.resource_kind() == Some(live.kind);
+        let tagged_node = live
+            .node()
+            .and_then(|id| desired.get(id))
+            .filter(|n| n.region == live.region && n.kind() != NodeKind::Test);
+        let expected_kind = |node: &Node| node.kind().resource_kind() == Some(live.kind);
         if owned {
             match tagged_node.filter(|n| expected_kind(n) && Some(n.stack.as_str()) == live.stack()) {
                 Some(node) => claims.by_node.entry(node.id.as_str()).or_default().push(live),

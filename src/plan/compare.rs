@@ -13,7 +13,7 @@ pub(super) fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
 /// The change that takes `live` to `node`, and what of the manifest the plan leaves undone
 /// because AWS would refuse it (said in the change's reasons too, and warned about).
 pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<Reason>) {
-    let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id));
+    let mut change = Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, Some(&live.id));
     if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
         change.action = Action::Replace;
         change.reasons.push(why);
@@ -31,7 +31,7 @@ pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Opti
         });
         return (change, None);
     }
-    if node.kind.is_transient() {
+    if node.kind().is_transient() {
         // Never updated in place: adopted as they are (a running helper keeps running).
         return (change, None);
     }

@@ -17,10 +17,10 @@ pub(super) fn test_change(node: &Node, desired: &DesiredGraph, claims: &Claims<'
     let kept = candidates.first().filter(|live| !matches!(compare(image, live, now).action, Action::Replace));
     match kept {
         Some(live) if live.tags.contains_key(tags::TESTED) => {
-            Change::new(&node.stack, &node.id, node.kind, &node.region, Action::NoOp, Some(&live.id))
+            Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, Some(&live.id))
         }
         kept => {
-            let mut change = Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None);
+            let mut change = Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::Create, None);
             change.reasons.push(Reason::BootTest { of: kept.map(|live| live.id.clone()) });
             change
         }

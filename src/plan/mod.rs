@@ -159,7 +159,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             }
             continue;
         }
-        if node.kind == NodeKind::Test {
+        if node.kind() == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
             if !destroy {
                 let mut change = test_change(node, desired, &claims, now);
@@ -176,22 +176,22 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             changes.extend(
                 candidates
                     .iter()
-                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, Reason::Destroy)),
+                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::Destroy)),
             );
             continue;
         }
-        if node.kind.is_transient() && !building.contains(&node.stack) {
+        if node.kind().is_transient() && !building.contains(&node.stack) {
             // The snapshot exists: the build's leftovers go, and nothing is built.
             changes.extend(
                 candidates
                     .iter()
-                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind, live, Reason::BuildFinished)),
+                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::BuildFinished)),
             );
             continue;
         }
         let mut candidates = candidates.into_iter();
         let (mut change, refused) = match candidates.next() {
-            None => (Change::new(&node.stack, &node.id, node.kind, &node.region, Action::Create, None), None),
+            None => (Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::Create, None), None),
             Some(live) if node.gated && !live.tags.contains_key(tags::TESTED) => {
                 // Until its test passes, an AMI stays private and is not deprecated.
                 let untested = Node { sharing: Sharing::default(), deprecation: None, ..node.clone() };
@@ -199,7 +199,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             }
             Some(live) => judge(node, live, now),
         };
-        if node.kind.is_transient() {
+        if node.kind().is_transient() {
             change.reasons.insert(0, Reason::ForTheBuild);
         }
         resolve_helper_ami(node, observed, &mut change);
@@ -214,7 +214,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         for duplicate in candidates {
             let kept = changes.last().and_then(|c| c.live_id.clone()).unwrap_or_default();
             let reason = Reason::DuplicateOf { kept };
-            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind, duplicate, reason));
+            changes.push(delete(node.stack.clone(), node.id.clone(), node.kind(), duplicate, reason));
         }
     }
     let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans) };

@@ -63,9 +63,9 @@ fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
     let mut snapshots: HashMap<String, String> = HashMap::new();
     let mut resources = Vec::new();
     // A test node owns nothing: its pass is a tag on the AMI; read-only nodes own nothing.
-    let nodes = graph.topological().into_iter().filter(|n| n.kind != NodeKind::Test && !n.kind.is_read_only());
+    let nodes = graph.topological().into_iter().filter(|n| n.kind() != NodeKind::Test && !n.kind().is_read_only());
     for (i, node) in nodes.enumerate() {
-        let is_image = node.kind.is_image();
+        let is_image = node.kind().is_image();
         let id = format!("{}-{i:03}", if is_image { "ami" } else { "snap" });
         let mut tags = node.desired_tags();
         if !is_image {
@@ -156,7 +156,7 @@ fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned
         ..stack(&[VolumeType::Gp3], &["us-east-1"])
     };
     let desired = graph(&stack, "abc");
-    let node = desired.nodes().find(|n| n.kind == NodeKind::Image).unwrap().clone();
+    let node = desired.nodes().find(|n| n.kind() == NodeKind::Image).unwrap().clone();
     let mut live = applied(&desired).into_iter().find(|r| r.kind == ResourceKind::Image).unwrap();
     live.public = true;
     live.deprecation = Some("2026-06-01T00:00:00Z".into());

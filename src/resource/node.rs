@@ -16,8 +16,6 @@ pub struct Node {
     pub id: String,
     pub stack: String,
     pub region: String,
-    /// Always `spec.kind()`, kept at hand.
-    pub kind: NodeKind,
     /// AMI name (images only): unique per region, so also an identity.
     pub name: Option<String>,
     /// What the resource is, typed by kind; what AWS fixes at creation is in
@@ -35,6 +33,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// What kind of resource the node is: its spec's.
+    pub fn kind(&self) -> NodeKind {
+        self.spec.kind()
+    }
+
     /// Short hash of the spec, tagged as `amiplan:spec`.
     pub fn spec_hash(&self) -> String {
         spec_hash(&self.spec.immutable())
