@@ -27,13 +27,6 @@ pub enum Attribute {
     Immutable(String),
 }
 
-impl Attribute {
-    /// Can the executor change it in place?
-    pub fn is_mutable(&self) -> bool {
-        !matches!(self, Attribute::Immutable(_))
-    }
-}
-
 impl std::fmt::Display for Attribute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
