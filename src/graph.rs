@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cloud::Sharing;
 use crate::job::Job;
-use crate::model::{HelperSpec, Origin, Stack, TestSpec, Variant};
+use crate::model::{CatalogSpec, HelperSpec, Origin, Stack, TestSpec, Variant};
+use crate::resource::parameter::{self, Parameter, VariantKey};
 use crate::resource::snapshot::{MadeBy, Snapshot};
 pub use crate::resource::{Node, NodeKind, spec_hash};
 use crate::resource::{Spec, copy, helper, image, network, public_access, security_group, test, volume};
@@ -23,6 +24,16 @@ pub struct DesiredGraph {
     by_id: HashMap<String, NodeIndex>,
     /// Stacks with retention: their current version and how many versions to keep.
     retention: BTreeMap<String, (String, u32)>,
+    /// Stacks with a catalogue, and their current version.
+    catalogs: BTreeMap<String, (CatalogSpec, String)>,
+}
+
+/// The nodes of one AMI of the stack's current version: what a catalogue parameter waits for.
+struct Published<'a> {
+    variant: &'a Variant,
+    region: &'a str,
+    image: NodeIndex,
+    test: Option<NodeIndex>,
 }
 
 impl DesiredGraph {
@@ -136,6 +147,7 @@ impl DesiredGraph {
             }
             snapshots.insert(encrypted, snapshot);
         }
+        let mut published = Vec::new();
         for variant in &stack.variants {
             let encrypted = variant.attrs.encrypted;
             let snapshot = snapshots[&encrypted];
@@ -188,10 +200,77 @@ impl DesiredGraph {
                         }
                     }
                 }
+                let mut gate = None;
                 if let (Some(spec), Some(job), true) = (test, test_job, tested_here) {
-                    let gate = self.add_test(stack, variant, region, spec, job);
-                    self.graph.add_edge(index, gate, ());
-                    primary_test.get_or_insert(gate);
+                    let test = self.add_test(stack, variant, region, spec, job);
+                    self.graph.add_edge(index, test, ());
+                    primary_test.get_or_insert(test);
+                    gate = Some(test);
+                }
+                published.push(Published { variant, region, image: index, test: gate });
+            }
+        }
+        if let (Some(catalog), Some(version)) = (&stack.catalog, &stack.version) {
+            self.catalogs.insert(stack.name.clone(), (catalog.clone(), version.clone()));
+            self.add_catalog(stack, catalog, version, &published);
+        }
+    }
+
+    /// The parameters of the current version's AMIs, each after its AMI (and its test), and the
+    /// parameters of each channel: a channel that points at the current version moves only
+    /// after every AMI of it, in every region, is done.
+    fn add_catalog(&mut self, stack: &Stack, catalog: &CatalogSpec, version: &str, published: &[Published]) {
+        let mut tags = stack.tags.clone();
+        tags.insert(tags::VERSION.into(), version.to_string());
+        let all: Vec<NodeIndex> = published.iter().flat_map(|p| std::iter::once(p.image).chain(p.test)).collect();
+        for one in published {
+            let variant = VariantKey::of(&one.variant.attrs);
+            let image_node = format!("image/{}@{}", one.variant.name, one.region);
+            let mut wanted = Vec::new();
+            for template in &catalog.version_templates {
+                let name = variant.render(template, &stack.name, version, None);
+                wanted.push((name, None, version, Some(image_node.clone())));
+            }
+            for (channel, target) in &catalog.channels {
+                let current = target == version;
+                for template in &catalog.channel_templates {
+                    let name = variant.render(template, &stack.name, target, Some(channel));
+                    wanted.push((name, Some(channel.clone()), target.as_str(), current.then(|| image_node.clone())));
+                }
+            }
+            for (name, channel, target, image_node) in wanted {
+                let is_channel = channel.is_some();
+                let waits_for_all = is_channel && image_node.is_some();
+                let spec = Parameter {
+                    name: name.clone(),
+                    channel,
+                    version: target.to_string(),
+                    variant: variant.clone(),
+                    image_node,
+                    overwrite: catalog.overwrite,
+                };
+                let index = self.add(Node {
+                    id: parameter::node_id(&name, one.region),
+                    stack: stack.name.clone(),
+                    region: one.region.to_string(),
+                    name: None,
+                    spec: Spec::Parameter(spec),
+                    description: None,
+                    tags: if is_channel { stack.tags.clone() } else { tags.clone() },
+                    sharing: stack.sharing.clone(),
+                    deprecation: None,
+                    gated: false,
+                });
+                let after: Vec<NodeIndex> = if waits_for_all {
+                    all.clone()
+                } else if is_channel {
+                    // An earlier version's AMIs: found live while planning.
+                    vec![]
+                } else {
+                    std::iter::once(one.image).chain(one.test).collect()
+                };
+                for dependency in after {
+                    self.graph.add_edge(dependency, index, ());
                 }
             }
         }
@@ -307,6 +386,11 @@ impl DesiredGraph {
         let index = self.graph.add_node(node);
         self.by_id.insert(id, index);
         index
+    }
+
+    /// The catalogue of `stack` and its current version, if it has one.
+    pub fn catalog(&self, stack: &str) -> Option<(&CatalogSpec, &str)> {
+        self.catalogs.get(stack).map(|(catalog, version)| (catalog, version.as_str()))
     }
 
     /// The current version of `stack` and how many versions it keeps, if it has retention.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind, RouteOut};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
-use crate::resource::{Spec, helper};
+use crate::resource::{Spec, helper, parameter};
 use crate::tags;
 
 /// Live state of every region a set of stacks may own resources in.
@@ -151,13 +151,20 @@ pub async fn observe<C: Cloud>(
     }
     let targeted = graph.regions();
     let queries = regions.iter().map(|region| {
+        let here = || graph.nodes().filter(|n| &n.region == region);
         let mut image_names: Vec<String> =
-            graph.nodes().filter(|n| &n.region == region).filter_map(|n| n.name.clone()).collect();
+            here().filter(|n| n.kind().is_image()).filter_map(|n| n.name.clone()).collect();
         image_names.sort();
         image_names.dedup();
+        let parameter_names = here()
+            .filter_map(|n| match &n.spec {
+                Spec::Parameter(parameter) => Some(parameter.name.clone()),
+                _ => None,
+            })
+            .collect();
         let build_resources =
             graph.nodes().any(|n| &n.region == region && (n.kind().is_transient() || n.kind() == NodeKind::Test));
-        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources };
+        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources, parameter_names };
         let targeted = targeted.contains(region);
         async move {
             match cloud.discover(region, &query).await {
@@ -242,6 +249,10 @@ pub async fn observe<C: Cloud>(
     let mut resources: Vec<LiveResource> = found.into_iter().flatten().collect();
     resources.sort();
     resources.dedup_by(|a, b| a.region == b.region && a.id == b.id);
+    for live in resources.iter_mut().filter(|r| r.kind == ResourceKind::Parameter && r.stack().is_some()) {
+        // Tagged with its node at creation; discovery reads no tags of parameters but the stack.
+        live.tags.insert(tags::NODE.into(), parameter::node_id(&live.id, &live.region));
+    }
     read_sharing(cloud, graph, &mut resources).await?;
     let helper_amis = resolved.into_iter().flatten().collect();
     // The account's settings, where a read-only node asks for them.

@@ -26,7 +26,7 @@ use crate::graph::{DesiredGraph, NodeKind};
 use crate::plan::{Action, Change, Plan};
 pub use crate::resource::steps::Deadlines;
 use crate::resource::steps::{Inputs, Steps};
-use crate::resource::{self, Node};
+use crate::resource::{self, Node, Update};
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -290,7 +290,10 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 .graph
                 .dependencies(&node.id)
                 .iter()
-                .filter_map(|d| Some((self.graph.get(d)?.kind(), handles.get(d)?.clone())))
+                .filter_map(|d| {
+                    let dependency = self.graph.get(d)?;
+                    Some((dependency.id.as_str(), dependency.kind(), handles.get(d)?.clone()))
+                })
                 .collect();
             let delete_failed = failed_deletes.contains(&node.id);
             let handle = self.run_node(node, change, dependencies, delete_failed).boxed().shared();
@@ -304,7 +307,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         &self,
         node: &Node,
         change: &Change,
-        dependencies: Vec<(NodeKind, Handle<'_>)>,
+        dependencies: Vec<(&str, NodeKind, Handle<'_>)>,
         delete_failed: bool,
     ) -> NodeResult {
         let started = Instant::now();
@@ -321,19 +324,17 @@ impl<'a, C: Cloud> Executor<'a, C> {
             self.record(change, live, Outcome::Skipped("deleting the old resource failed".into()), started);
             return Err(());
         }
-        let mut inputs = Inputs::new();
-        if change.action != Action::Update {
-            for (kind, dependency) in dependencies {
-                match dependency.await {
-                    Ok(id) => {
-                        inputs.insert(kind, id);
-                    }
-                    Err(()) => {
-                        let skipped = Outcome::Skipped("a dependency failed or was skipped".into());
-                        // Its time is its own, none: not the wait for the failed dependency.
-                        self.record(change, None, skipped, Instant::now());
-                        return Err(());
-                    }
+        // Updates wait for what they depend on too: a parameter moves to an AMI only once that
+        // AMI (and every other its channel waits for) is done.
+        let mut inputs = Inputs::default();
+        for (dependency_id, kind, dependency) in dependencies {
+            match dependency.await {
+                Ok(id) => inputs.add(dependency_id, kind, id),
+                Err(()) => {
+                    let skipped = Outcome::Skipped("a dependency failed or was skipped".into());
+                    // Its time is its own, none: not the wait for the failed dependency.
+                    self.record(change, None, skipped, Instant::now());
+                    return Err(());
                 }
             }
         }
@@ -347,7 +348,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
         self.emit(change, Phase::Started, change.live_id.as_deref(), None, None);
         let result = match (change.action, live) {
             (Action::Update, Some(id)) => {
-                node.spec.update(self, node, &change.diffs, &id).await.map(|_| (id, Outcome::Updated))
+                let update = Update { diffs: &change.diffs, inputs: &inputs, resolved: &change.resolved };
+                node.spec.update(self, node, update, &id).await.map(|_| (id, Outcome::Updated))
             }
             _ => {
                 let made = node.spec.create(self, node, &inputs, &change.resolved).await;

@@ -18,6 +18,8 @@ pub enum ResourceKind {
     SecurityGroup,
     Volume,
     Instance,
+    /// A Parameter Store parameter, identified by its name.
+    Parameter,
 }
 
 /// Where a resource is in its life, in amiplan's terms; `cloud::aws` maps AWS's state words to
@@ -100,6 +102,9 @@ pub struct LiveResource {
     /// For the same AMIs: the createVolumePermission of each snapshot behind them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshot_sharing: Vec<(String, Sharing)>,
+    /// For parameters: the value (an AMI ID, for amiplan's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 impl LiveResource {
@@ -125,6 +130,7 @@ impl LiveResource {
             deprecation: None,
             sharing: None,
             snapshot_sharing: vec![],
+            value: None,
         }
     }
 }

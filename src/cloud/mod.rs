@@ -29,6 +29,22 @@ pub struct DiscoveryQuery {
     pub image_names: Vec<String>,
     /// Also look for the transient resources of helper builds (network, volume, instance).
     pub build_resources: bool,
+    /// Parameters to read whoever owns them (those the manifests want): an existing one that is
+    /// not owned must not be overwritten unasked.
+    pub parameter_names: Vec<String>,
+}
+
+/// A Parameter Store parameter holding an AMI ID (`DataType: aws:ec2:image`).
+#[derive(Debug, Clone)]
+pub struct ImageParameter {
+    pub name: String,
+    /// The AMI ID.
+    pub value: String,
+    pub description: Option<String>,
+    /// Set when the parameter is created; an existing one keeps its tags.
+    pub tags: BTreeMap<String, String>,
+    /// Replace the value of an existing parameter.
+    pub overwrite: bool,
 }
 
 /// State of an AMI, snapshot or instance as a wait sees it.
@@ -387,6 +403,31 @@ pub trait BuildHosts: Sync {
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
+/// Parameter Store parameters naming AMIs: what `resolve:ssm:` and CloudFormation read.
+pub trait Parameters: Sync {
+    /// Writes the parameter, without waiting for Parameter Store to accept its value; returns
+    /// the version written. Creating one that exists fails with [`ErrorClass::Duplicate`].
+    fn put_image_parameter(
+        &self,
+        region: &str,
+        parameter: &ImageParameter,
+    ) -> impl Future<Output = Result<i64, CloudError>> + Send;
+    /// The parameter's value and version, or `None` when it does not exist.
+    fn parameter(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<(String, i64)>, CloudError>> + Send;
+    fn tag_parameter(
+        &self,
+        region: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Deletes the parameter; one already gone is deleted.
+    fn delete_parameter(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
 /// Stack locks: one named, labelled marker per region that only one run can create.
 pub trait Locks: Sync {
     /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when
@@ -425,6 +466,12 @@ pub trait Locks: Sync {
 ///
 /// Guarantees expected of implementations: creates tag at creation where the API allows it,
 /// deletes of something already gone succeed, and no method logs credentials.
-pub trait Cloud: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks {}
+pub trait Cloud:
+    Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters
+{
+}
 
-impl<T: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks> Cloud for T {}
+impl<T: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters> Cloud
+    for T
+{
+}

@@ -39,6 +39,42 @@ pub struct Manifest {
     /// snapshots are deregistered once the new version is available and published.
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// Where users find the AMIs: channels, and Parameter Store parameters naming each AMI in
+    /// every region.
+    #[serde(default)]
+    pub catalog: Option<Catalog>,
+}
+
+/// The stack's catalogue: which version each channel points at, and the parameters naming the
+/// AMIs of versions and channels. It lives in Parameter Store, in every region of the stack.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Channel name → the version it points at, e.g. `stable: "40-1.14"`. A channel moves to a
+    /// version only once its AMIs are available, tested and published in every region.
+    #[serde(default)]
+    pub channels: BTreeMap<String, String>,
+    /// Parameter Store settings (default prefix `/amiplan/<stack>`).
+    #[serde(default)]
+    pub ssm: Option<Ssm>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssm {
+    /// Path every parameter name starts with, e.g. `/acme/fedora-cloud`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Name templates under the prefix, each with `{version}` (one parameter per version) or
+    /// `{channel}` (one per channel), and the image name placeholders that tell variants apart.
+    /// Default: `{version}/{arch}/…/image_id` and `{channel}/{arch}/…/image_id`, with one level
+    /// per variant axis that has more than one value.
+    #[serde(default)]
+    pub parameters: Option<Vec<String>>,
+    /// Take over parameters of these names that amiplan does not own (otherwise they are left
+    /// alone and the plan says so).
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

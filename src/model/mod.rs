@@ -12,9 +12,12 @@ use crate::deprecation::Deprecation;
 use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
 
+mod catalog;
 mod publish;
 mod sources;
 
+pub use catalog::CatalogSpec;
+use catalog::check_catalog;
 use publish::{check_retention, check_sharing, check_test};
 use sources::{check_helper, check_source};
 
@@ -40,6 +43,7 @@ pub struct Stack {
     pub version: Option<String>,
     /// Versions to keep, the current one included.
     pub keep_versions: Option<u32>,
+    pub catalog: Option<CatalogSpec>,
 }
 
 /// The boot test of new AMIs.
@@ -263,7 +267,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         build_region: m.build.region.clone(),
         volume_size_gib: m.build.volume_size,
         regions,
-        variants,
+        variants: variants.clone(),
         description: m.image.description.clone(),
         tags: m.image.tags.clone(),
         kms_keys: m.image.kms_keys.clone(),
@@ -271,6 +275,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         test: check_test(loaded, &mut report),
         version: m.version.clone(),
         keep_versions: check_retention(loaded, &mut report),
+        catalog: check_catalog(loaded, &variants, &mut report),
         deprecation: m
             .deprecate_after
             .as_deref()
@@ -324,6 +329,11 @@ fn deprecation_refusal(deprecation: Deprecation, public: bool) -> Option<String>
         ));
     }
     None
+}
+
+/// Versions and channel names: usable in AMI names, tags and parameter names.
+fn is_valid_version(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_instance_type(text: &str) -> bool {

@@ -13,9 +13,7 @@ use crate::manifest::raw::{self, Architecture};
 pub(super) fn check_retention(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Option<u32> {
     let m = &loaded.manifest;
     if let Some(version) = &m.version {
-        let ok = (1..=64).contains(&version.len())
-            && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !ok {
+        if !super::is_valid_version(version) {
             report("version", format!("version `{version}` must be 1-64 letters, digits, `.`, `_` or `-`"));
         }
         if !m.image.name.contains("{version}") {

@@ -13,12 +13,14 @@ use crate::resource::Spec;
 use crate::tags;
 
 mod build;
+mod catalog;
 mod claim;
 mod compare;
 mod gate;
 mod retention;
 
 use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
+use catalog::{orphan_parameter, parameter_change, pinned_versions};
 use claim::{claim, preference};
 use compare::judge;
 use gate::test_change;
@@ -159,6 +161,10 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             }
             continue;
         }
+        if node.kind() == NodeKind::Parameter && !destroy {
+            // Judged once every AMI it may name is (below).
+            continue;
+        }
         if node.kind() == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
             if !destroy {
@@ -217,14 +223,27 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             changes.push(delete(node.stack.clone(), node.id.clone(), node.kind(), duplicate, reason));
         }
     }
-    let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans) };
+    let mut catalog_warnings = Vec::new();
+    if !destroy {
+        for node in desired.topological().into_iter().filter(|n| n.kind() == NodeKind::Parameter) {
+            let index: HashMap<&str, &Change> = changes.iter().map(|c| (c.node.as_str(), c)).collect();
+            let (change, warning) = parameter_change(node, desired, observed, &claims, &index);
+            catalog_warnings.extend(warning);
+            changes.push(change);
+        }
+    }
+    let pinned = pinned_versions(desired, observed, &changes);
+    let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans, &pinned) };
     for live in claims.orphans {
         let reason = if destroy { Reason::Destroy } else { Reason::NoLongerWanted };
         let kind = NodeKind::of_resource(live.kind);
         let node =
             live.node().map(str::to_string).unwrap_or_else(|| format!("{}/{}@{}", kind.as_str(), live.id, live.region));
         let mut change = delete(live.stack().unwrap_or_default().to_string(), node, kind, live, reason);
-        match verdicts.get(&(live.region.as_str(), live.id.as_str())) {
+        let parameter = (live.kind == ResourceKind::Parameter && !destroy)
+            .then(|| orphan_parameter(live, desired, observed, &verdicts))
+            .flatten();
+        match parameter.as_ref().or_else(|| verdicts.get(&(live.region.as_str(), live.id.as_str()))) {
             Some(Retention::Keep(why)) => {
                 change.action = Action::NoOp;
                 change.reasons = vec![why.clone()];
@@ -248,6 +267,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     assign_snapshots(&mut changes, observed);
     let mut warnings = account_warnings;
     warnings.extend(network_warnings);
+    warnings.extend(catalog_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
         format!(

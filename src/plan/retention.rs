@@ -15,9 +15,12 @@ pub(super) enum Retention {
 
 /// For stacks with retention: which owned resources of earlier versions stay (the newest `keep`
 /// − 1 versions, by their newest creation time) and which go once the new version is out.
+/// Versions a channel points at (`pinned`: (stack, version) → channel) are kept whatever their
+/// age.
 pub(super) fn retention<'a>(
     desired: &DesiredGraph,
     orphans: &[&'a LiveResource],
+    pinned: &BTreeMap<(String, String), String>,
 ) -> HashMap<(&'a str, &'a str), Retention> {
     let mut versions: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
     for live in orphans {
@@ -38,7 +41,9 @@ pub(super) fn retention<'a>(
             versions.iter().filter(|((s, _), _)| *s == stack).map(|((_, v), created)| (*created, *v)).collect();
         older.sort_by(|a, b| b.cmp(a));
         let rank = older.iter().position(|(_, v)| *v == version.as_str()).unwrap_or(usize::MAX);
-        let verdict = if rank + 1 < keep as usize {
+        let verdict = if let Some(channel) = pinned.get(&(stack.to_string(), version.clone())) {
+            Retention::Keep(Reason::KeptForChannel { channel: channel.clone() })
+        } else if rank + 1 < keep as usize {
             Retention::Keep(Reason::KeptByRetention { version: version.clone(), keep })
         } else {
             Retention::Retire(Reason::Retired { version: version.clone(), keep, current: current.to_string() })

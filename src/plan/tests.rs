@@ -49,6 +49,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         test: None,
         version: None,
         keep_versions: None,
+        catalog: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
             deprecation: None,
             sharing: None,
             snapshot_sharing: vec![],
+            value: None,
         });
     }
     resources

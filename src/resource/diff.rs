@@ -21,6 +21,8 @@ pub enum Attribute {
     /// Who may create volumes from the AMI's snapshots.
     CreateVolumePermission,
     Deprecation,
+    /// A parameter's value.
+    Value,
     /// A tag, by key.
     Tag(String),
     /// An attribute AWS fixes at creation, by its name in the spec (`boot_mode`).
@@ -34,6 +36,7 @@ impl std::fmt::Display for Attribute {
             Attribute::LaunchPermission => f.write_str("launch_permission"),
             Attribute::CreateVolumePermission => f.write_str("create_volume_permission"),
             Attribute::Deprecation => f.write_str("deprecation"),
+            Attribute::Value => f.write_str("value"),
             Attribute::Tag(key) => write!(f, "tags.{key}"),
             Attribute::Immutable(name) => f.write_str(name),
         }
@@ -53,6 +56,7 @@ impl From<String> for Attribute {
             "launch_permission" => Attribute::LaunchPermission,
             "create_volume_permission" => Attribute::CreateVolumePermission,
             "deprecation" => Attribute::Deprecation,
+            "value" => Attribute::Value,
             _ => match text.strip_prefix("tags.") {
                 Some(key) => Attribute::Tag(key.to_string()),
                 None => Attribute::Immutable(text),

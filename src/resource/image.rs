@@ -152,11 +152,13 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
                 share(steps, node, id, &status.snapshot_ids).await?;
                 shared = true;
             }
-            // Tags are set after the loop; what AWS fixes at creation is never updated.
+            // Tags are set after the loop; what AWS fixes at creation is never updated; an AMI
+            // has no value.
             Attribute::LaunchPermission
             | Attribute::CreateVolumePermission
             | Attribute::Tag(_)
-            | Attribute::Immutable(_) => {}
+            | Attribute::Immutable(_)
+            | Attribute::Value => {}
         }
     }
     update_tags(steps, region, id, diffs).await

@@ -11,6 +11,7 @@ pub mod helper;
 pub mod image;
 pub mod network;
 mod node;
+pub mod parameter;
 pub mod public_access;
 mod reason;
 pub mod security_group;
@@ -56,6 +57,8 @@ pub enum NodeKind {
     /// The account's block public access settings where AMIs are to be public: read, never
     /// changed.
     PublicAccess,
+    /// A Parameter Store parameter naming an AMI (a version's or a channel's).
+    Parameter,
 }
 
 impl NodeKind {
@@ -73,6 +76,7 @@ impl NodeKind {
             NodeKind::Helper => "helper",
             NodeKind::Test => "test",
             NodeKind::PublicAccess => "public-access",
+            NodeKind::Parameter => "parameter",
         }
     }
 
@@ -93,6 +97,7 @@ impl NodeKind {
             NodeKind::Helper => helper::TRANSIENT,
             NodeKind::Test => test::TRANSIENT,
             NodeKind::PublicAccess => public_access::TRANSIENT,
+            NodeKind::Parameter => parameter::TRANSIENT,
         }
     }
 
@@ -114,6 +119,7 @@ impl NodeKind {
             NodeKind::SecurityGroup => ResourceKind::SecurityGroup,
             NodeKind::Volume => ResourceKind::Volume,
             NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
+            NodeKind::Parameter => ResourceKind::Parameter,
             NodeKind::PublicAccess => return None,
         })
     }
@@ -130,22 +136,24 @@ impl NodeKind {
             ResourceKind::SecurityGroup => NodeKind::SecurityGroup,
             ResourceKind::Volume => NodeKind::Volume,
             ResourceKind::Instance => NodeKind::Helper,
+            ResourceKind::Parameter => NodeKind::Parameter,
         }
     }
 
-    /// Deletes run in this order (lowest first): what depends on something goes before it.
+    /// Deletes run in this order (lowest first): what depends on something goes before it. A
+    /// catalogue stops naming an AMI before the AMI goes.
     pub fn delete_rank(self) -> u8 {
         match self {
-            NodeKind::Image | NodeKind::ImageCopy => 0,
-            NodeKind::Snapshot => 1,
-            NodeKind::Helper | NodeKind::Test => 2,
-            NodeKind::PublicAccess => 0,
-            NodeKind::Volume => 3,
-            NodeKind::SecurityGroup => 4,
-            NodeKind::RouteTable => 5,
-            NodeKind::InternetGateway => 6,
-            NodeKind::Subnet => 7,
-            NodeKind::Vpc => 8,
+            NodeKind::Parameter | NodeKind::PublicAccess => 0,
+            NodeKind::Image | NodeKind::ImageCopy => 1,
+            NodeKind::Snapshot => 2,
+            NodeKind::Helper | NodeKind::Test => 3,
+            NodeKind::Volume => 4,
+            NodeKind::SecurityGroup => 5,
+            NodeKind::RouteTable => 6,
+            NodeKind::InternetGateway => 7,
+            NodeKind::Subnet => 8,
+            NodeKind::Vpc => 9,
         }
     }
 }
@@ -166,6 +174,7 @@ pub enum Spec {
     Helper(helper::Helper),
     Test(test::BootTest),
     PublicAccess(public_access::PublicSharing),
+    Parameter(parameter::Parameter),
 }
 
 impl Spec {
@@ -183,6 +192,7 @@ impl Spec {
             Spec::Helper(_) => NodeKind::Helper,
             Spec::Test(_) => NodeKind::Test,
             Spec::PublicAccess(_) => NodeKind::PublicAccess,
+            Spec::Parameter(_) => NodeKind::Parameter,
         }
     }
 
@@ -203,6 +213,7 @@ impl Spec {
             Spec::Helper(spec) => spec.immutable(),
             Spec::Test(spec) => spec.immutable(),
             Spec::PublicAccess(spec) => spec.immutable(),
+            Spec::Parameter(spec) => spec.immutable(),
         };
         pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
     }
@@ -221,7 +232,8 @@ impl Spec {
             | Spec::Volume(_)
             | Spec::Helper(_)
             | Spec::Test(_)
-            | Spec::PublicAccess(_) => None,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => None,
         }
     }
 }
@@ -247,7 +259,8 @@ impl Spec {
             | Spec::Volume(_)
             | Spec::Helper(_)
             | Spec::Test(_)
-            | Spec::PublicAccess(_) => None,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => None,
         }
     }
 
@@ -266,7 +279,8 @@ impl Spec {
             | Spec::RouteTable(_)
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
-            | Spec::PublicAccess(_) => None,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => None,
         }
     }
 }
@@ -294,6 +308,7 @@ impl Spec {
             Spec::Volume(spec) => spec.create(steps, node, inputs).await,
             Spec::Helper(spec) => spec.create(steps, node, inputs, resolved).await,
             Spec::Test(spec) => spec.run(steps, node, inputs, resolved).await,
+            Spec::Parameter(spec) => spec.create(steps, node, inputs, resolved).await,
             Spec::PublicAccess(_) => {
                 Err(StepError { resource: None, message: format!("{} is read-only: nothing is made", node.id) })
             }
@@ -305,10 +320,12 @@ impl Spec {
         &self,
         steps: &S,
         node: &Node,
-        diffs: &[AttrDiff],
+        change: Update<'_>,
         id: &str,
     ) -> Result<(), StepError> {
+        let Update { diffs, inputs, resolved } = change;
         match self {
+            Spec::Parameter(spec) => spec.update(steps, node, diffs, inputs, resolved).await,
             Spec::Snapshot(_) => snapshot::update(steps, node, diffs, id).await,
             Spec::Image(_) | Spec::Copy(_) => image::update(steps, node, diffs, id).await,
             // Adopted as they are: a build's resources are never changed in place (a running
@@ -349,7 +366,15 @@ pub async fn delete<S: Steps>(
         | NodeKind::Test => remove_build_resource(steps, region, kind, id).await,
         // Read-only: nothing of it is ever made, so nothing is deleted.
         NodeKind::PublicAccess => Ok(()),
+        NodeKind::Parameter => parameter::delete(steps, region, id).await,
     }
+}
+
+/// What an update of a node is to do, and what it has to do it with.
+pub struct Update<'a> {
+    pub diffs: &'a [AttrDiff],
+    pub inputs: &'a Inputs,
+    pub resolved: &'a Resolved,
 }
 
 // The pure comparison of desired against live, by kind.
@@ -368,7 +393,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Helper(_)
             | Spec::Test(_)
-            | Spec::PublicAccess(_) => false,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => false,
         };
         failed.then(|| Reason::Failed { id: live.id.clone(), state: live.state.to_string() })
     }
@@ -386,7 +412,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::Test(_)
-            | Spec::PublicAccess(_) => None,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => None,
         }
     }
 
@@ -405,6 +432,8 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_) => vec![],
+            // Its value is judged by the planner, which knows the AMI it should name.
+            Spec::Parameter(_) => return vec![],
         };
         diffs.extend(tag_diffs(node, live));
         diffs
@@ -424,7 +453,8 @@ impl Spec {
             | Spec::Volume(_)
             | Spec::Helper(_)
             | Spec::Test(_)
-            | Spec::PublicAccess(_) => None,
+            | Spec::PublicAccess(_)
+            | Spec::Parameter(_) => None,
         }
     }
 }

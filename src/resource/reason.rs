@@ -102,6 +102,28 @@ pub enum Reason {
     KeptForLaunchTemplate {
         template: String,
     },
+    // Catalogues.
+    /// A channel stays where it is: the version it is to point at is not out everywhere.
+    HeldBack {
+        channel: String,
+        version: String,
+        why: String,
+    },
+    /// A channel moves once this run has made, tested and published every AMI of the version.
+    MovesAfterApply {
+        channel: String,
+        version: String,
+    },
+    /// A parameter of that name exists and amiplan does not own it.
+    NotOwned {
+        value: String,
+    },
+    /// A parameter amiplan does not own, taken over as the manifest says.
+    TakeOver,
+    /// An AMI a channel points at: kept whatever retention says.
+    KeptForChannel {
+        channel: String,
+    },
     /// A reason read back from a saved plan: its text.
     Read(String),
 }
@@ -158,6 +180,19 @@ impl std::fmt::Display for Reason {
                 write!(f, "retention keeps {keep} version(s): {version} goes once {current} is available and published")
             }
             Reason::KeptForLaunchTemplate { template } => write!(f, "kept: launch template `{template}` still uses it"),
+            Reason::HeldBack { channel, version, why } => {
+                write!(f, "channel {channel} held back: {version} is not out everywhere ({why})")
+            }
+            Reason::MovesAfterApply { channel, version } => write!(
+                f,
+                "channel {channel} moves to {version} once its AMIs are available, tested and published in every region"
+            ),
+            Reason::NotOwned { value } => write!(
+                f,
+                "exists (naming {value}) and is not amiplan's: left as it is (catalog.ssm.overwrite takes it over)"
+            ),
+            Reason::TakeOver => f.write_str("not amiplan's: taken over as catalog.ssm.overwrite says"),
+            Reason::KeptForChannel { channel } => write!(f, "kept: channel {channel} points at it"),
             Reason::Read(text) => f.write_str(text),
         }
     }

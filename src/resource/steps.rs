@@ -53,8 +53,31 @@ pub trait Steps: Sync {
 /// What the plan resolved for a node and apply must use as shown (see `plan::Change::resolved`).
 pub type Resolved = BTreeMap<String, String>;
 
-/// The resources a node's dependencies resolved to, by kind (a node has at most one of each).
-pub type Inputs = BTreeMap<NodeKind, String>;
+/// The resources a node's dependencies resolved to: by kind (most nodes depend on at most one
+/// of each), and by node.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    by_kind: BTreeMap<NodeKind, String>,
+    by_node: BTreeMap<String, String>,
+}
+
+impl Inputs {
+    /// Records that dependency `node`, of `kind`, resolved to `resource`.
+    pub fn add(&mut self, node: &str, kind: NodeKind, resource: String) {
+        self.by_kind.insert(kind, resource.clone());
+        self.by_node.insert(node.to_string(), resource);
+    }
+
+    /// The resource of the dependency of `kind`.
+    pub fn get(&self, kind: &NodeKind) -> Option<&String> {
+        self.by_kind.get(kind)
+    }
+
+    /// The resource of dependency `node`.
+    pub fn of_node(&self, node: &str) -> Option<&String> {
+        self.by_node.get(node)
+    }
+}
 
 pub fn input(inputs: &Inputs, kind: NodeKind, node: &Node) -> Result<String, StepError> {
     inputs.get(&kind).cloned().ok_or_else(|| StepError {

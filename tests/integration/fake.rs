@@ -10,8 +10,8 @@ use amiplan::cloud::Sharing;
 use amiplan::cloud::aws::aws_error;
 use amiplan::cloud::{
     Account, BuildHosts, BuildResource, CloudError, Discovery, DiscoveryQuery, ErrorClass, HeldLock, HelperLaunch,
-    ImageCopy, ImageRegistration, Images, Locks, Permissions, Placement, ResourceStatus, SnapshotUpload, Snapshots,
-    State as LiveState, Tagging,
+    ImageCopy, ImageParameter, ImageRegistration, Images, Locks, Parameters, Permissions, Placement, ResourceStatus,
+    SnapshotUpload, Snapshots, State as LiveState, Tagging,
 };
 use amiplan::cloud::{LiveResource, ResourceKind};
 
@@ -39,6 +39,8 @@ struct State {
     locks: HashMap<(String, String), BTreeMap<String, String>>,
     /// createVolumePermission per (region, snapshot).
     snapshot_sharing: HashMap<(String, String), Sharing>,
+    /// The version of each parameter (region, name).
+    parameter_versions: HashMap<(String, String), i64>,
 }
 
 #[derive(Default)]
@@ -88,6 +90,33 @@ impl FakeCloud {
 
     pub fn calls(&self, operation: &str) -> usize {
         self.state.lock().unwrap().calls.iter().filter(|(_, op)| *op == operation).count()
+    }
+
+    /// The value of parameter `name` in `region`, and its tags.
+    pub fn parameter(&self, region: &str, name: &str) -> Option<(String, BTreeMap<String, String>)> {
+        let state = self.state.lock().unwrap();
+        let live = state.resources.get(&(region.to_string(), name.to_string()))?;
+        Some((live.value.clone()?, live.tags.clone()))
+    }
+
+    /// Every parameter in `region`, by name → value.
+    pub fn parameters(&self, region: &str) -> BTreeMap<String, String> {
+        let state = self.state.lock().unwrap();
+        state
+            .resources
+            .values()
+            .filter(|r| r.region == region && r.kind == ResourceKind::Parameter)
+            .map(|r| (r.id.clone(), r.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Someone else's parameter, untagged.
+    pub fn put_foreign_parameter(&self, region: &str, name: &str, value: &str) {
+        let mut state = self.state.lock().unwrap();
+        let mut live = LiveResource::new(region, ResourceKind::Parameter, name, LiveState::Ready, BTreeMap::new());
+        live.name = Some(name.to_string());
+        live.value = Some(value.to_string());
+        state.resources.insert((region.to_string(), name.to_string()), live);
     }
 
     pub fn images(&self, region: &str) -> Vec<LiveResource> {
@@ -144,6 +173,7 @@ impl FakeCloud {
             deprecation: None,
             sharing: None,
             snapshot_sharing: vec![],
+            value: None,
         };
         state.resources.insert((region.to_string(), id.clone()), live);
         state.invisible.insert(id.clone(), self.lag);
@@ -227,9 +257,18 @@ impl Discovery for FakeCloud {
                 let by_stack = r.tags.get("amiplan:stack").is_some_and(|s| query.stacks.contains(s));
                 let by_name =
                     r.kind == ResourceKind::Image && r.name.as_ref().is_some_and(|n| query.image_names.contains(n));
-                by_stack || by_name
+                let parameter = r.kind == ResourceKind::Parameter && query.parameter_names.contains(&r.id);
+                by_stack || by_name || parameter
             })
             .cloned()
+            .map(|mut r| {
+                // As Parameter Store's discovery: a parameter's stack (from the tag filter), no
+                // other tag.
+                if r.kind == ResourceKind::Parameter {
+                    r.tags.retain(|key, _| key == "amiplan:stack");
+                }
+                r
+            })
             .collect())
     }
 
@@ -394,6 +433,57 @@ impl Permissions for FakeCloud {
         let mut state = self.state.lock().unwrap();
         let have = state.snapshot_sharing.entry((region.to_string(), id.to_string())).or_default();
         *have = changed(have, add, remove);
+        Ok(())
+    }
+}
+
+impl Parameters for FakeCloud {
+    async fn put_image_parameter(&self, region: &str, parameter: &ImageParameter) -> Result<i64, CloudError> {
+        self.call("PutParameter", region)?;
+        let mut state = self.state.lock().unwrap();
+        let key = (region.to_string(), parameter.name.clone());
+        if !parameter.value.starts_with("ami-") {
+            return Err(aws_error("PutParameter", region, Some("ValidationException"), "not an AMI ID"));
+        }
+        match state.resources.get_mut(&key) {
+            Some(_) if !parameter.overwrite => {
+                return Err(aws_error("PutParameter", region, Some("ParameterAlreadyExists"), "exists"));
+            }
+            Some(live) => live.value = Some(parameter.value.clone()),
+            None => {
+                let tags = parameter.tags.clone();
+                let mut live =
+                    LiveResource::new(region, ResourceKind::Parameter, &parameter.name, LiveState::Ready, tags);
+                live.name = Some(parameter.name.clone());
+                live.value = Some(parameter.value.clone());
+                state.resources.insert(key.clone(), live);
+            }
+        }
+        let version = state.parameter_versions.entry(key).or_default();
+        *version += 1;
+        Ok(*version)
+    }
+
+    async fn parameter(&self, region: &str, name: &str) -> Result<Option<(String, i64)>, CloudError> {
+        self.call("GetParameter", region)?;
+        let state = self.state.lock().unwrap();
+        let key = (region.to_string(), name.to_string());
+        let version = state.parameter_versions.get(&key).copied().unwrap_or(1);
+        Ok(state.resources.get(&key).and_then(|live| Some((live.value.clone()?, version))))
+    }
+
+    async fn tag_parameter(&self, region: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
+        self.call("AddTagsToResource", region)?;
+        let mut state = self.state.lock().unwrap();
+        if let Some(live) = state.resources.get_mut(&(region.to_string(), name.to_string())) {
+            live.tags.extend(tags.clone());
+        }
+        Ok(())
+    }
+
+    async fn delete_parameter(&self, region: &str, name: &str) -> Result<(), CloudError> {
+        self.call("DeleteParameter", region)?;
+        self.state.lock().unwrap().resources.remove(&(region.to_string(), name.to_string()));
         Ok(())
     }
 }

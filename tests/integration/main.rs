@@ -1,6 +1,7 @@
 //! Integration tests: the amiplan binary against a real moto server.
 
 mod aws_rules;
+mod catalog;
 mod changes;
 mod executor;
 mod fake;

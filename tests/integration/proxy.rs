@@ -88,6 +88,12 @@ impl Call {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Whether the service speaks JSON (EBS direct, Parameter Store) rather than EC2's query
+    /// protocol: its errors are JSON, and named differently.
+    pub fn json(&self) -> bool {
+        matches!(self.service.as_str(), "ebs" | "ssm")
+    }
+
     /// Anything but Describe/Get/List changes something.
     pub fn is_mutating(&self) -> bool {
         !["Describe", "Get", "List"].iter().any(|p| self.operation.starts_with(p))
@@ -391,12 +397,16 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let roll = state.rng.f64();
     if in_burst || roll < faults.throttle {
         state.injected.throttled += 1;
-        let code = if call.service == "ebs" { "ThrottlingException" } else { "RequestLimitExceeded" };
+        let code = if call.json() { "ThrottlingException" } else { "RequestLimitExceeded" };
         return (Verdict::Answer(error(call, StatusCode::SERVICE_UNAVAILABLE, code)), latency, None);
     }
     if roll < faults.throttle + faults.server_error {
         state.injected.server_errors += 1;
-        let code = if call.service == "ebs" { "InternalServerException" } else { "InternalError" };
+        let code = match call.service.as_str() {
+            "ebs" => "InternalServerException",
+            "ssm" => "InternalServerError",
+            _ => "InternalError",
+        };
         return (Verdict::Answer(error(call, StatusCode::INTERNAL_SERVER_ERROR, code)), latency, None);
     }
     if roll < faults.throttle + faults.server_error + faults.drop {
@@ -559,7 +569,7 @@ fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
     // EC2 and EBS both answer a refused request with 400.
     let refuse = |code: &str, message: &str| Verdict::Answer(error_with(call, StatusCode::BAD_REQUEST, code, message));
     if rules.on(Rule::RegionDenied) && rules.denied_regions.contains(&call.region) {
-        let code = if call.service == "ebs" { "AccessDeniedException" } else { "UnauthorizedOperation" };
+        let code = if call.json() { "AccessDeniedException" } else { "UnauthorizedOperation" };
         let message =
             format!("You are not authorized to perform this operation in {} (organization policy)", call.region);
         return enforced(
@@ -668,7 +678,7 @@ fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
             if too_long {
                 let message =
                     format!("{name} is longer than AWS allows ({key_limit}/{value_limit} characters): {value}");
-                let code = if call.service == "ebs" { "ValidationException" } else { "InvalidParameterValue" };
+                let code = if call.json() { "ValidationException" } else { "InvalidParameterValue" };
                 return enforced(state, Rule::TagLimits, refuse(code, &message));
             }
         }
@@ -822,7 +832,7 @@ fn error(call: &Call, status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 }
 
 fn error_with(call: &Call, status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    if call.service == "ebs" {
+    if call.json() {
         let body = serde_json::json!({ "__type": code, "message": message }).to_string();
         return Response::builder()
             .status(status)
@@ -861,23 +871,14 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             .filter(|s| s.starts_with("snap-"))
             .map(|s| ("SnapshotId".to_string(), s.to_string()))
             .collect();
-        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(body) {
-            for (key, value) in fields {
-                match value {
-                    serde_json::Value::Array(items) => {
-                        for (index, item) in items.iter().enumerate() {
-                            for (field, inner) in item.as_object().into_iter().flatten() {
-                                let text = inner.as_str().map(str::to_string).unwrap_or_else(|| inner.to_string());
-                                params.push((format!("{key}.{}.{field}", index + 1), text));
-                            }
-                        }
-                    }
-                    serde_json::Value::String(text) => params.push((key, text)),
-                    other => params.push((key, other.to_string())),
-                }
-            }
-        }
+        params.extend(json_params(body));
         return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
+    }
+    if service == "ssm" {
+        // awsJson1_1: `X-Amz-Target: AmazonSSM.PutParameter` and a JSON body.
+        let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let operation = target.rsplit('.').next().unwrap_or_default().to_string();
+        return Call { service, operation, region, params: json_params(body), at: Instant::now() };
     }
     let mut operation = String::new();
     let mut params = Vec::new();
@@ -889,4 +890,35 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
         }
     }
     Call { service, operation, region, params, at: Instant::now() }
+}
+
+/// The fields of a JSON request body as `Name`/`List.1.Field` pairs, like the query protocol's.
+fn json_params(body: &Bytes) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return params;
+    };
+    for (key, value) in fields {
+        match value {
+            serde_json::Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    match item {
+                        serde_json::Value::Object(object) => {
+                            for (field, inner) in object {
+                                let text = inner.as_str().map(str::to_string).unwrap_or_else(|| inner.to_string());
+                                params.push((format!("{key}.{}.{field}", index + 1), text));
+                            }
+                        }
+                        other => {
+                            let text = other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string());
+                            params.push((format!("{key}.{}", index + 1), text));
+                        }
+                    }
+                }
+            }
+            serde_json::Value::String(text) => params.push((key, text)),
+            other => params.push((key, other.to_string())),
+        }
+    }
+    params
 }

@@ -40,6 +40,7 @@ pub(super) fn live_image(region: &str, image: &Image) -> LiveResource {
         deprecation: image.deprecation_time.clone(),
         sharing: None,
         snapshot_sharing: vec![],
+        value: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         deprecation: None,
         sharing: None,
         snapshot_sharing: vec![],
+        value: None,
     }
 }
 
@@ -151,6 +153,8 @@ impl AwsCloud {
                 let state = |v: &Volume| states::volume(&word(v.state().map(|s| s.as_str())));
                 found.iter().map(|v| live(v.volume_id(), state(v), tag_map(v.tags()))).collect()
             }
+            // Not an EC2 resource: found by `discover_parameters`.
+            ResourceKind::Parameter => vec![],
         })
     }
 
@@ -171,7 +175,7 @@ impl AwsCloud {
 
 impl Discovery for AwsCloud {
     async fn discover(&self, region: &str, query: &DiscoveryQuery) -> Result<Vec<LiveResource>, CloudError> {
-        if query.stacks.is_empty() && query.image_names.is_empty() {
+        if query.stacks.is_empty() && query.image_names.is_empty() && query.parameter_names.is_empty() {
             return Ok(vec![]);
         }
         let by_stack = || {
@@ -192,8 +196,9 @@ impl Discovery for AwsCloud {
             let by_name = Filter::builder().name("name").set_values(Some(names.to_vec())).build();
             self.describe_kind(region, ResourceKind::Image, vec![by_name])
         }));
-        let (tagged, named) = futures::try_join!(tagged, named)?;
-        Ok(tagged.into_iter().chain(named).flatten().collect())
+        let parameters = self.discover_parameters(region, &query.stacks, &query.parameter_names);
+        let (tagged, named, parameters) = futures::try_join!(tagged, named, parameters)?;
+        Ok(tagged.into_iter().chain(named).flatten().chain(parameters).collect())
     }
 
     async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {

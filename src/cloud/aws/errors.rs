@@ -48,7 +48,9 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "RequestThrottledException"
             | "TooManyRequestsException"
             | "SlowDown"
-            | "SnapshotCreationPerVolumeRateExceeded",
+            | "SnapshotCreationPerVolumeRateExceeded"
+            // Parameter Store: another update of the same parameter is under way.
+            | "TooManyUpdates",
         ) => ErrorClass::Throttling,
         Some(
             "InternalError"
@@ -63,7 +65,12 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
         Some("DependencyViolation" | "VolumeInUse" | "InvalidVolume.InUse" | "InvalidSnapshot.InUse") => {
             ErrorClass::InUse
         }
-        Some("InvalidAMIName.Duplicate" | "InvalidKeyPair.Duplicate" | "InvalidGroup.Duplicate") => {
+        Some(
+            "InvalidAMIName.Duplicate"
+            | "InvalidKeyPair.Duplicate"
+            | "InvalidGroup.Duplicate"
+            | "ParameterAlreadyExists",
+        ) => {
             ErrorClass::Duplicate
         }
         Some(
@@ -106,6 +113,9 @@ mod tests {
         assert_eq!(classify(Some("InvalidSnapshot.InUse"), Some(400)), ErrorClass::InUse);
         assert_eq!(classify(Some("DependencyViolation"), Some(400)), ErrorClass::InUse);
         assert_eq!(classify(Some("InvalidAMIName.Duplicate"), Some(400)), ErrorClass::Duplicate);
+        assert_eq!(classify(Some("ParameterAlreadyExists"), Some(400)), ErrorClass::Duplicate);
+        assert_eq!(classify(Some("ParameterNotFound"), Some(400)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("TooManyUpdates"), Some(400)), ErrorClass::Throttling);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);

@@ -31,6 +31,7 @@ mod errors;
 mod images;
 mod locks;
 mod network;
+mod parameters;
 mod permissions;
 mod snapshots;
 mod states;
@@ -84,6 +85,7 @@ pub struct AwsCloud {
     tuning: Tuning,
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
     ebs: Mutex<HashMap<String, aws_sdk_ebs::Client>>,
+    ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
     /// Instances whose live console EC2 refused (not Nitro): read buffered from then on.
     buffered_consoles: Mutex<HashSet<String>>,
 }
@@ -108,7 +110,14 @@ impl AwsCloud {
             loader = loader.profile_name(profile);
         }
         let config = loader.load().await;
-        AwsCloud { config, tuning, ec2: Mutex::default(), ebs: Mutex::default(), buffered_consoles: Mutex::default() }
+        AwsCloud {
+            config,
+            tuning,
+            ec2: Mutex::default(),
+            ebs: Mutex::default(),
+            ssm: Mutex::default(),
+            buffered_consoles: Mutex::default(),
+        }
     }
 
     fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -120,6 +129,12 @@ impl AwsCloud {
     fn ebs(&self, region: &str) -> aws_sdk_ebs::Client {
         cached(&self.ebs, region, |region| {
             aws_sdk_ebs::Client::from_conf(aws_sdk_ebs::config::Builder::from(&self.config).region(region).build())
+        })
+    }
+
+    fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        cached(&self.ssm, region, |region| {
+            aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&self.config).region(region).build())
         })
     }
 

@@ -1,0 +1,196 @@
+//! Checks of the catalogue: channels, and the Parameter Store names every AMI gets.
+
+use std::collections::BTreeMap;
+
+use super::{PLACEHOLDERS, Variant, is_valid_version};
+use crate::manifest::Loaded;
+use crate::resource::parameter::VariantKey;
+
+/// The catalogue of a stack, checked: every name it expands to is one Parameter Store takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogSpec {
+    /// Channel → the version it points at.
+    pub channels: BTreeMap<String, String>,
+    pub prefix: String,
+    /// Full name templates (prefix included) of each version's parameters.
+    pub version_templates: Vec<String>,
+    /// Full name templates of each channel's parameters.
+    pub channel_templates: Vec<String>,
+    /// Take over parameters of these names that amiplan does not own.
+    pub overwrite: bool,
+}
+
+/// Parameter Store's limits (Systems Manager user guide, "Parameter Store quotas" and
+/// "Creating Systems Manager parameters"): names of letters, digits and `_.-/`, at most 15
+/// levels, at most 1011 characters, nothing under `/aws` or `/ssm`.
+const MAX_NAME: usize = 1011;
+const MAX_LEVELS: usize = 15;
+
+pub(super) fn check_catalog(
+    loaded: &Loaded,
+    variants: &[Variant],
+    report: &mut impl FnMut(&str, String),
+) -> Option<CatalogSpec> {
+    let m = &loaded.manifest;
+    let catalog = m.catalog.as_ref()?;
+    let Some(version) = m.version.as_deref() else {
+        report("catalog", "a catalogue needs a top-level `version`: it names AMIs by version".to_string());
+        return None;
+    };
+    for (channel, target) in &catalog.channels {
+        let path = format!("catalog.channels.{channel}");
+        if !is_valid_version(channel) {
+            report(&path, format!("channel name `{channel}` must be 1-64 letters, digits, `.`, `_` or `-`"));
+        }
+        if !is_valid_version(target) {
+            report(&path, format!("version `{target}` must be 1-64 letters, digits, `.`, `_` or `-`"));
+        }
+    }
+    let ssm = catalog.ssm.clone().unwrap_or_default();
+    let prefix = ssm.prefix.clone().unwrap_or_else(|| format!("/amiplan/{}", m.stack));
+    if let Some(problem) = prefix_problem(&prefix) {
+        report("catalog.ssm.prefix", problem);
+        return None;
+    }
+    let (templates, at): (Vec<String>, Vec<String>) = match &ssm.parameters {
+        Some(list) => {
+            if list.is_empty() {
+                report("catalog.ssm.parameters", "list at least one name template, or leave it out".to_string());
+            }
+            (list.clone(), (0..list.len()).map(|i| format!("catalog.ssm.parameters[{i}]")).collect())
+        }
+        None => {
+            let defaults = default_templates(variants, !catalog.channels.is_empty());
+            let at = vec!["catalog".to_string(); defaults.len()];
+            (defaults, at)
+        }
+    };
+    let mut spec = CatalogSpec {
+        channels: catalog.channels.clone(),
+        prefix: prefix.clone(),
+        version_templates: vec![],
+        channel_templates: vec![],
+        overwrite: ssm.overwrite,
+    };
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (template, path) in templates.iter().zip(&at) {
+        if let Some(problem) = template_problem(template, !catalog.channels.is_empty()) {
+            report(path, problem);
+            continue;
+        }
+        let full = format!("{prefix}/{template}");
+        let channels: Vec<Option<&str>> = if template.contains("{channel}") {
+            spec.channel_templates.push(full.clone());
+            catalog.channels.keys().map(|c| Some(c.as_str())).collect()
+        } else {
+            spec.version_templates.push(full.clone());
+            vec![None]
+        };
+        for variant in variants {
+            let key = VariantKey::of(&variant.attrs);
+            for channel in &channels {
+                let name = key.render(&full, &m.stack, version, *channel);
+                if let Some(problem) = name_problem(&name) {
+                    report(path, format!("parameter name `{name}` {problem}"));
+                }
+                *names.entry(name).or_default() += 1;
+            }
+        }
+    }
+    for (name, count) in names {
+        if count > 1 {
+            report(
+                "catalog",
+                format!(
+                    "{count} parameters would be named `{name}`; add placeholders (e.g. {{volume_type}}) so that every variant, version and channel has its own"
+                ),
+            );
+        }
+    }
+    Some(spec)
+}
+
+/// One level per variant axis with more than one value, so that each variant has its own name.
+fn default_templates(variants: &[Variant], channels: bool) -> Vec<String> {
+    let keys: Vec<VariantKey> = variants.iter().map(|v| VariantKey::of(&v.attrs)).collect();
+    let varies = |axis: fn(&VariantKey) -> String| {
+        let mut values: Vec<String> = keys.iter().map(axis).collect();
+        values.sort();
+        values.dedup();
+        values.len() > 1
+    };
+    let mut levels = vec!["{arch}"];
+    if varies(|k| k.virtualization.clone()) {
+        levels.push("{virtualization}");
+    }
+    if varies(|k| k.volume_type.clone()) {
+        levels.push("{volume_type}");
+    }
+    if varies(|k| k.encrypted.to_string()) {
+        levels.push("{encryption}");
+    }
+    let suffix = format!("{}/image_id", levels.join("/"));
+    let mut templates = vec![format!("{{version}}/{suffix}")];
+    if channels {
+        templates.push(format!("{{channel}}/{suffix}"));
+    }
+    templates
+}
+
+fn prefix_problem(prefix: &str) -> Option<String> {
+    if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') || prefix.contains("//") {
+        return Some(format!(
+            "prefix `{prefix}` must be a path like /acme/fedora-cloud (leading `/`, no trailing `/`)"
+        ));
+    }
+    let first = prefix[1..].split('/').next().unwrap_or_default().to_ascii_lowercase();
+    if first.starts_with("aws") || first.starts_with("ssm") {
+        return Some(format!("prefix `{prefix}`: names under /aws and /ssm are reserved by AWS"));
+    }
+    name_problem(prefix).map(|problem| format!("prefix `{prefix}` {problem}"))
+}
+
+fn template_problem(template: &str, has_channels: bool) -> Option<String> {
+    if template.starts_with('/') || template.ends_with('/') || template.contains("//") || template.is_empty() {
+        return Some(format!(
+            "`{template}` must be a relative path under the prefix, like {{version}}/{{arch}}/image_id"
+        ));
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Some(format!("placeholder `{{{after}` is never closed with `}}`"));
+        };
+        let name = &after[..close];
+        if name != "channel" && !PLACEHOLDERS.contains(&name) {
+            return Some(format!("unknown placeholder `{{{name}}}`; known: {}, channel", PLACEHOLDERS.join(", ")));
+        }
+        rest = &after[close + 1..];
+    }
+    match (template.contains("{version}"), template.contains("{channel}")) {
+        (true, true) => Some(format!(
+            "`{template}` has both {{version}} and {{channel}}: a parameter names either a version's AMI or a channel's"
+        )),
+        (false, false) => Some(format!(
+            "`{template}` needs {{version}} or {{channel}}: every version and channel gets its own parameter"
+        )),
+        (false, true) if !has_channels => {
+            Some(format!("`{template}` uses {{channel}}, but catalog.channels declares none"))
+        }
+        _ => None,
+    }
+}
+
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.len() > MAX_NAME {
+        return Some("is longer than Parameter Store's 1011 characters");
+    }
+    if name.matches('/').count() > MAX_LEVELS {
+        return Some("has more than Parameter Store's 15 levels");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)) {
+        return Some("may hold only letters, digits, `_`, `.`, `-` and `/`");
+    }
+    None
+}
