@@ -20,6 +20,24 @@ pub struct CatalogSpec {
     pub overwrite: bool,
 }
 
+impl CatalogSpec {
+    /// Every parameter name of `version` and of each channel, for `variants`.
+    pub fn names(&self, stack: &str, version: &str, variants: &[Variant]) -> Vec<String> {
+        let mut names = Vec::new();
+        for variant in variants.iter().map(|v| VariantKey::of(&v.attrs)) {
+            for template in &self.version_templates {
+                names.push(variant.render(template, stack, version, None));
+            }
+            for (channel, target) in &self.channels {
+                for template in &self.channel_templates {
+                    names.push(variant.render(template, stack, target, Some(channel)));
+                }
+            }
+        }
+        names
+    }
+}
+
 /// Parameter Store's limits (Systems Manager user guide, "Parameter Store quotas" and
 /// "Creating Systems Manager parameters"): names of letters, digits and `_.-/`, at most 15
 /// levels, at most 1011 characters, nothing under `/aws` or `/ssm`.
@@ -37,14 +55,21 @@ pub(super) fn check_catalog(
         report("catalog", "a catalogue needs a top-level `version`: it names AMIs by version".to_string());
         return None;
     };
+    let mut channels_ok = true;
     for (channel, target) in &catalog.channels {
         let path = format!("catalog.channels.{channel}");
         if !is_valid_version(channel) {
             report(&path, format!("channel name `{channel}` must be 1-64 letters, digits, `.`, `_` or `-`"));
+            channels_ok = false;
         }
         if !is_valid_version(target) {
             report(&path, format!("version `{target}` must be 1-64 letters, digits, `.`, `_` or `-`"));
+            channels_ok = false;
         }
+    }
+    if !channels_ok {
+        // Every name a bad channel would give is bad too: said once, above.
+        return None;
     }
     let ssm = catalog.ssm.clone().unwrap_or_default();
     let prefix = ssm.prefix.clone().unwrap_or_else(|| format!("/amiplan/{}", m.stack));

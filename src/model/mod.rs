@@ -509,6 +509,20 @@ fn ami_name_problem(name: &str) -> Option<&'static str> {
 }
 
 fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
+    let mut parameters: BTreeMap<(&str, String), &str> = BTreeMap::new();
+    for (loaded, stack) in stacks {
+        let (Some(catalog), Some(version)) = (&stack.catalog, &stack.version) else { continue };
+        for name in catalog.names(&stack.name, version, &stack.variants) {
+            for region in &stack.regions {
+                if let Some(other) = parameters.insert((region, name.clone()), &stack.name)
+                    && other != stack.name
+                {
+                    let message = format!("parameter `{name}` in {region} is also written by stack `{other}`");
+                    problems.push(loaded.at("catalog", message));
+                }
+            }
+        }
+    }
     let mut stack_names: BTreeMap<&str, &Loaded> = BTreeMap::new();
     let mut ami_names: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     for (loaded, stack) in stacks {

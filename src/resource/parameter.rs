@@ -6,7 +6,6 @@
 //! made holds the AMI.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::steps::{Inputs, Resolved, StepError, Steps};
 use super::{AttrDiff, Attribute, Node, Pairs};
@@ -18,9 +17,6 @@ pub const TRANSIENT: bool = false;
 
 /// Where the plan puts the AMI a parameter is to name, when it is known before apply.
 pub const RESOLVED_AMI: &str = "ami";
-
-/// How long Parameter Store may take to show a value it accepted.
-const READ_BACK: Duration = Duration::from_secs(120);
 
 /// The node of the parameter `name` in `region`: amiplan tags each parameter with it at
 /// creation, and discovery (which reads no tags of parameters) knows it from the name.
@@ -213,7 +209,7 @@ impl Parameter {
     async fn read_back<S: Steps>(&self, steps: &S, region: &str, ami: &str, version: i64) -> Result<(), StepError> {
         let cloud = steps.cloud();
         let what = format!("parameter {} in {region}", self.name);
-        let shown = wait_until(steps.policy(), READ_BACK, &what, || async {
+        let shown = wait_until(steps.policy(), steps.deadlines().parameter, &what, || async {
             Ok(match cloud.parameter(region, &self.name).await? {
                 Some((value, shown)) if shown >= version && value == ami => Poll::Ready(()),
                 Some((value, shown)) => Poll::Pending(format!("version {shown} names {value}")),

@@ -23,6 +23,9 @@ pub struct Deadlines {
     /// `Latest`, EC2 posts the console buffered at the stop some time after the instance reads
     /// `stopped`.
     pub console_grace: Duration,
+    /// How long Parameter Store may take to show a value it accepted (it checks AMI IDs after
+    /// PutParameter answered).
+    pub parameter: Duration,
 }
 
 impl Default for Deadlines {
@@ -33,6 +36,7 @@ impl Default for Deadlines {
             copy: Duration::from_secs(90 * 60),
             transient: Duration::from_secs(15 * 60),
             console_grace: Duration::from_secs(5 * 60),
+            parameter: Duration::from_secs(2 * 60),
         }
     }
 }

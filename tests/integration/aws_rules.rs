@@ -134,3 +134,24 @@ async fn encryption_by_default_is_warned_about_before_a_public_stack_is_built() 
         amiplan_async(&moto.endpoint, &dir, &[&["destroy", "stack.yaml", "--auto-approve"][..], &args].concat()).await;
     expect_code(&destroyed, 0);
 }
+
+/// Rule `image-parameter-validation`: Parameter Store answers success to an `aws:ec2:image`
+/// value that is no available AMI, and never stores it. (amiplan reads every write back:
+/// `catalog::a_parameter_parameter_store_never_stored_is_reported_failed`.)
+#[test]
+fn parameter_store_never_stores_an_image_parameter_that_is_no_ami() {
+    let moto = Moto::start();
+    let put = |name: &str, value: &str| {
+        let args = ["ssm", "put-parameter", "--name", name, "--value", value, "--type", "String", "--data-type"];
+        moto.aws("us-east-1", &[&args[..], &["aws:ec2:image"]].concat())
+    };
+    let get = |name: &str| moto.aws("us-east-1", &["ssm", "get-parameter", "--name", name]);
+    let answered = put("/rules/none", "ami-0123456789abcdef0").expect("answered as success");
+    assert_eq!(answered["Version"], 1, "{answered}");
+    let read = get("/rules/none").expect_err("never stored");
+    assert!(read.contains("ParameterNotFound"), "{read}");
+    // A text parameter is stored as moto always did.
+    moto.aws("us-east-1", &["ssm", "put-parameter", "--name", "/rules/text", "--value", "x", "--type", "String"])
+        .unwrap();
+    assert_eq!(get("/rules/text").unwrap()["Parameter"]["Value"], "x");
+}

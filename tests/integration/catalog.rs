@@ -197,3 +197,147 @@ async fn versions_and_channels_in_every_region_promoted_held_back_retired_and_de
         assert_eq!(left, theirs, "{region}");
     }
 }
+
+/// An AMI that goes between plan and apply: Parameter Store accepts the write and never stores
+/// it; amiplan reads it back and reports the parameter failed, naming why.
+#[tokio::test]
+async fn a_parameter_parameter_store_never_stored_is_reported_failed() {
+    let dir = dir("catalog-read-back");
+    let cloud = FakeCloud::default();
+    release(&dir, 1, "");
+    converge(&cloud, &dir, false).await;
+    release(&dir, 2, "");
+    converge(&cloud, &dir, false).await;
+    release(&dir, 2, "stable: \"1\"");
+    let workspace = workspace(&dir).await;
+    let observed = workspace.observe(&cloud, RegionScope::Manifest).await.unwrap();
+    let planned = workspace.plan(&observed, false);
+    let gone = ami(&cloud, "eu-west-1", "cat-1-gp3");
+    amiplan::cloud::Images::deregister_image(&cloud, "eu-west-1", &gone).await.unwrap();
+    let mut options = ApplyOptions { policy: RetryPolicy::fast(), ..ApplyOptions::default() };
+    options.deadlines.parameter = Duration::from_millis(300);
+    let report = amiplan::apply::apply(&cloud, &planned, &workspace.graph, &options, &AtomicBool::new(false)).await;
+    let failed: Vec<_> =
+        report.nodes.iter().filter(|n| matches!(n.outcome, amiplan::apply::Outcome::Failed(_))).collect();
+    assert_eq!(failed.len(), 1, "{report:#?}");
+    assert_eq!(failed[0].node, "parameter/acme/cat/stable/x86_64/gp3/image_id@eu-west-1");
+    let amiplan::apply::Outcome::Failed(why) = &failed[0].outcome else { unreachable!() };
+    assert!(why.contains(&format!("Parameter Store did not take {gone}")), "{why}");
+    assert!(cloud.parameter("eu-west-1", "/acme/cat/stable/x86_64/gp3/image_id").is_none());
+}
+
+/// Every parameter under `/acme/cat` in `region`, read with the AWS CLI: name → (value, data type).
+fn catalogue_read_by_cli(moto: &Moto, region: &str) -> BTreeMap<String, (String, String)> {
+    let args = ["ssm", "get-parameters-by-path", "--path", "/acme/cat", "--recursive"];
+    let answer = moto.aws(region, &args).unwrap();
+    answer["Parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let field = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+            (field("Name"), (field("Value"), field("DataType")))
+        })
+        .collect()
+}
+
+async fn ami_named(moto: &Moto, region: &str, name: &str) -> String {
+    let found = moto.images_named(region, name).await;
+    assert_eq!(found.len(), 1, "{name} in {region}");
+    found[0].image_id().unwrap().to_string()
+}
+
+fn plan_summary(output: &std::process::Output) -> String {
+    let text = stdout(output);
+    text.lines().find(|l| l.starts_with("Plan:")).unwrap_or_else(|| panic!("no summary: {text}")).to_string()
+}
+
+/// Against moto, read back with the AWS CLI: the parameters of two versions and two channels in
+/// three regions, a promotion that changes exactly the channel's parameters, retention that
+/// removes a retired version from Parameter Store before its AMIs, someone else's parameter left
+/// alone, and destroy.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_written_promoted_retired_and_destroyed_in_moto() {
+    let moto = Moto::start();
+    let dir = dir("catalog-moto");
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest", "--events", "events.jsonl"];
+    release(&dir, 1, "stable: \"1\"");
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    release(&dir, 2, "stable: \"1\", testing: \"2\"");
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    for region in CATALOG_REGIONS {
+        let read = catalogue_read_by_cli(&moto, region);
+        assert_eq!(read.len(), 8, "{region}: {read:#?}");
+        assert!(read.values().all(|(_, data_type)| data_type == "aws:ec2:image"), "{read:#?}");
+        let value = |path: &str| read[&format!("/acme/cat/{path}/image_id")].0.clone();
+        assert_eq!(value("testing/x86_64/gp3"), ami_named(&moto, region, "cat-2-gp3").await);
+        assert_eq!(value("2/x86_64/standard"), ami_named(&moto, region, "cat-2-standard").await);
+        assert_eq!(value("stable/x86_64/gp3"), ami_named(&moto, region, "cat-1-gp3").await);
+        assert_eq!(value("1/x86_64/gp3"), value("stable/x86_64/gp3"));
+    }
+    let one = moto.aws("eu-west-1", &["ssm", "get-parameter", "--name", "/acme/cat/stable/x86_64/gp3/image_id"]);
+    assert_eq!(one.unwrap()["Parameter"]["Value"], ami_named(&moto, "eu-west-1", "cat-1-gp3").await);
+
+    // Promotion: stable's six parameters, nothing else.
+    release(&dir, 2, "stable: \"2\", testing: \"2\"");
+    let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest"]);
+    let summary = plan_summary(&planned);
+    assert!(summary.starts_with("Plan: 0 to create, 6 to update in place, 0 to replace, 0 to delete "), "{summary}");
+    assert!(stdout(&planned).contains("parameter/acme/cat/stable/x86_64/gp3/image_id@ap-southeast-2"));
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    for region in CATALOG_REGIONS {
+        let read = catalogue_read_by_cli(&moto, region);
+        assert_eq!(
+            read["/acme/cat/stable/x86_64/standard/image_id"].0,
+            ami_named(&moto, region, "cat-2-standard").await
+        );
+    }
+
+    // Someone else's parameter at a name version 3 would use stays theirs, and the plan says so.
+    let theirs =
+        ["ssm", "put-parameter", "--name", "/acme/cat/3/x86_64/gp3/image_id", "--value", "theirs", "--type", "String"];
+    moto.aws("us-east-1", &theirs).unwrap();
+    std::fs::remove_file(dir.join("events.jsonl")).unwrap();
+    release(&dir, 3, "stable: \"2\", testing: \"3\"");
+    let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest"]);
+    assert!(stdout(&planned).contains("is not amiplan's: left as it is"), "{}", stdout(&planned));
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    for region in CATALOG_REGIONS {
+        let read = catalogue_read_by_cli(&moto, region);
+        assert!(!read.keys().any(|name| name.starts_with("/acme/cat/1/")), "{region}: version 1 is gone: {read:#?}");
+        assert!(moto.images_named(region, "cat-1-gp3").await.is_empty(), "{region}");
+        assert_eq!(read["/acme/cat/stable/x86_64/gp3/image_id"].0, ami_named(&moto, region, "cat-2-gp3").await);
+        assert_eq!(read["/acme/cat/testing/x86_64/gp3/image_id"].0, ami_named(&moto, region, "cat-3-gp3").await);
+    }
+    assert_eq!(catalogue_read_by_cli(&moto, "us-east-1")["/acme/cat/3/x86_64/gp3/image_id"].0, "theirs");
+    // The catalogue stops naming version 1 before its AMIs go.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished = |prefix: &str| {
+        events
+            .iter()
+            .filter(|e| e["node"].as_str().unwrap().starts_with(prefix) && e["event"] == "succeeded")
+            .map(|e| e["time"].as_str().unwrap().to_string())
+            .max()
+            .unwrap()
+    };
+    let started = |prefix: &str| {
+        events
+            .iter()
+            .filter(|e| e["node"].as_str().unwrap().starts_with(prefix) && e["event"] == "started")
+            .map(|e| e["time"].as_str().unwrap().to_string())
+            .min()
+            .unwrap()
+    };
+    assert!(finished("parameter/acme/cat/1/") <= started("image/cat-1-"), "{events:#?}");
+
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]), 0);
+    for region in CATALOG_REGIONS {
+        let left: Vec<String> = catalogue_read_by_cli(&moto, region).into_keys().collect();
+        let theirs = if region == "us-east-1" { vec!["/acme/cat/3/x86_64/gp3/image_id".to_string()] } else { vec![] };
+        assert_eq!(left, theirs, "{region}");
+    }
+}

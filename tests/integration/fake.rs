@@ -442,8 +442,12 @@ impl Parameters for FakeCloud {
         self.call("PutParameter", region)?;
         let mut state = self.state.lock().unwrap();
         let key = (region.to_string(), parameter.name.clone());
-        if !parameter.value.starts_with("ami-") {
-            return Err(aws_error("PutParameter", region, Some("ValidationException"), "not an AMI ID"));
+        let image = (region.to_string(), parameter.value.clone());
+        let available = state.resources.get(&image).is_some_and(|i| i.kind == ResourceKind::Image);
+        if !available {
+            // As Parameter Store: aws:ec2:image is checked after the answer; a value that is no
+            // AMI of the region is never stored.
+            return Ok(state.parameter_versions.get(&key).copied().unwrap_or(0) + 1);
         }
         match state.resources.get_mut(&key) {
             Some(_) if !parameter.overwrite => {

@@ -100,6 +100,22 @@ fn validate_reports_every_problem_at_once() {
     assert!(err.contains("m.yaml:5:9: unknown placeholder") && err.contains("m.yaml:9:22: unknown region"), "{err}");
 }
 
+/// Two stacks may not write the same parameter: each would undo the other's every run.
+#[test]
+fn two_stacks_writing_one_parameter_are_refused() {
+    let dir = workdir("parameter-collision");
+    std::fs::write(dir.join("disk.raw"), b"x").unwrap();
+    let catalog = "version: \"1\"\ncatalog: { ssm: { prefix: /shared, parameters: [\"{version}/{volume_type}\"] } }\n";
+    let named = VALID.replace("ok-{volume_type}", "ok-{version}-{volume_type}");
+    std::fs::write(dir.join("a.yaml"), format!("{named}{catalog}")).unwrap();
+    let other = named.replace("stack: ok", "stack: other").replace("ok-{version}", "other-{version}");
+    std::fs::write(dir.join("b.yaml"), format!("{other}{catalog}")).unwrap();
+    let output = amiplan_at(NO_AWS, &dir, &["validate", "a.yaml", "b.yaml"]);
+    expect_code(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains("b.yaml:11:1: parameter `/shared/1/gp3` in us-east-1 is also written by stack `ok`"), "{err}");
+}
+
 #[test]
 fn usage_errors_have_their_own_exit_code() {
     let dir = workdir("usage");

@@ -306,6 +306,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         *state.enforced.entry(rule.name()).or_default() += 1;
         return Ok(error_with(&call, StatusCode::BAD_REQUEST, code, &refusal));
     }
+    if let Some(answer) = unchecked_image_parameter(&shared, &call, &parts).await {
+        let mut state = shared.state.lock().unwrap();
+        state.calls.push(call.clone());
+        *state.enforced.entry(Rule::ImageParameterValidation.name()).or_default() += 1;
+        return Ok(answer);
+    }
     let (verdict, latency, kill) = judge(&shared, &call);
     tokio::time::sleep(latency).await;
     let pending = match verdict {
@@ -544,11 +550,44 @@ async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::re
     })
 }
 
+/// PutParameter of an `aws:ec2:image` value that is no AMI available in the region: AWS answers
+/// success and never stores it. So does the proxy, without asking moto to store it.
+async fn unchecked_image_parameter(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+) -> Option<Response<Full<Bytes>>> {
+    let rules = shared.state.lock().unwrap().faults.rules.clone();
+    if call.operation != "PutParameter"
+        || call.param("DataType") != Some("aws:ec2:image")
+        || !rules.on(Rule::ImageParameterValidation)
+    {
+        return None;
+    }
+    let image = call.param("Value").unwrap_or_default();
+    let question = format!("Action=DescribeImages&Version=2016-11-15&ImageId.1={image}");
+    let images = ask_moto(shared, parts, question).await.unwrap_or_default();
+    if images.contains("<imageState>available</imageState>") {
+        return None;
+    }
+    let body = serde_json::json!({ "Version": 1, "Tier": "Standard" }).to_string();
+    Some(
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap(),
+    )
+}
+
 /// Asks moto an EC2 question of its own, in the region of the request being judged.
 async fn ask_moto(shared: &Shared, parts: &hyper::http::request::Parts, body: String) -> Option<String> {
     let mut request = Request::builder().method("POST").uri(format!("{}/", shared.upstream));
     for name in ["authorization", "host", "x-amz-date"] {
         if let Some(value) = parts.headers.get(name) {
+            // moto serves the service the credential scope names: make it EC2's (moto checks
+            // no signature).
+            let value = value.to_str().unwrap_or_default().replace("/ssm/aws4_request", "/ec2/aws4_request");
             request = request.header(name, value);
         }
     }

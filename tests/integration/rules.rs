@@ -30,10 +30,11 @@ pub enum Rule {
     InstanceTypeOfferings,
     VpcQuota,
     EbsEncryptionByDefault,
+    ImageParameterValidation,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -48,6 +49,7 @@ impl Rule {
         Rule::InstanceTypeOfferings,
         Rule::VpcQuota,
         Rule::EbsEncryptionByDefault,
+        Rule::ImageParameterValidation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Rule {
             Rule::InstanceTypeOfferings => "instance-type-offerings",
             Rule::VpcQuota => "vpc-quota",
             Rule::EbsEncryptionByDefault => "ebs-encryption-by-default",
+            Rule::ImageParameterValidation => "image-parameter-validation",
         }
     }
 
@@ -110,6 +113,9 @@ impl Rule {
             }
             Rule::InstanceTypeOfferings => {
                 "EC2 API reference, DescribeInstanceTypeOfferings; RunInstances answers Unsupported for an instance type the subnet's Availability Zone does not offer (t3.small is not offered in us-east-1e)"
+            }
+            Rule::ImageParameterValidation => {
+                "Systems Manager user guide, Native parameter support for Amazon Machine Image IDs (parameter-store-ec2-aliases.html): with DataType aws:ec2:image, PutParameter answers success and checks the AMI afterwards; a value that is not an AMI available in the Region is never stored"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"

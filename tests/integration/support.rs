@@ -192,6 +192,38 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The pinned AWS CLI (`scripts/aws-cli-env`), for reading what amiplan wrote as users do.
+fn aws_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("AMIPLAN_AWS_CLI") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(root.join("scripts/aws-cli-env")).output().expect("scripts/aws-cli-env runs");
+    assert!(output.status.success(), "scripts/aws-cli-env failed: {}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+impl Moto {
+    /// Runs `aws <args> --output json` against this server in `region`; its JSON answer, or
+    /// `Err(stderr)`.
+    pub fn aws(&self, region: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+        let output = Command::new(aws_cli())
+            .args(args)
+            .args(["--output", "json", "--region", region, "--endpoint-url", &self.endpoint])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .output()
+            .expect("the AWS CLI runs");
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null))
+    }
+}
+
 fn moto_server() -> PathBuf {
     if let Some(path) = std::env::var_os("AMIPLAN_MOTO_SERVER") {
         return PathBuf::from(path);
