@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod cloud;
 pub mod deprecation;
+pub mod distribution;
 pub mod duration;
 pub mod events;
 pub mod graph;

@@ -287,3 +287,29 @@ pub async fn observe<C: Cloud>(
         denied_regions,
     })
 }
+
+/// What the catalogue is made of in `regions` (those of `graph` when empty): the stacks' AMIs,
+/// and every parameter under their catalogue prefixes. One paginated DescribeImages and one
+/// GetParametersByPath per prefix in each region, whatever the number of AMIs.
+pub async fn catalogue_state<C: Cloud>(
+    cloud: &C,
+    graph: &DesiredGraph,
+    stacks: &[String],
+    regions: &[String],
+) -> Result<Vec<LiveResource>, CloudError> {
+    let regions: Vec<String> =
+        graph.regions().into_iter().filter(|r| regions.is_empty() || regions.contains(r)).collect();
+    let reads = regions.iter().map(|region| async move {
+        let mut prefixes: Vec<&str> = graph
+            .nodes()
+            .filter(|n| &n.region == region)
+            .filter_map(|n| graph.catalog(&n.stack).map(|(catalog, _)| catalog.prefix.as_str()))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let parameters = try_join_all(prefixes.into_iter().map(|prefix| cloud.parameters_under(region, prefix)));
+        let (images, parameters) = futures::try_join!(cloud.stack_images(region, stacks), parameters)?;
+        Ok::<_, CloudError>(images.into_iter().chain(parameters.into_iter().flatten()).collect::<Vec<_>>())
+    });
+    Ok(try_join_all(reads).await?.into_iter().flatten().collect())
+}

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplyOptions, Report};
 use crate::cloud::{Cloud, Sharing};
+use crate::distribution::Catalogue;
 use crate::graph::DesiredGraph;
 use crate::job;
 use crate::lock::{self, LockSite};
@@ -99,6 +100,17 @@ impl Workspace {
     /// The plan towards these manifests (or towards nothing), as of now.
     pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
         plan::plan(&self.graph, observed, &self.stack_names(), destroy, crate::deprecation::now())
+    }
+}
+
+impl Workspace {
+    /// The catalogue of these stacks as AWS shows it now, in `regions` (every region of the
+    /// manifests when empty).
+    pub async fn catalogue<C: Cloud>(&self, cloud: &C, regions: &[String]) -> anyhow::Result<Catalogue> {
+        let names: Vec<String> = self.stack_names().into_iter().collect();
+        let found =
+            observe::catalogue_state(cloud, &self.graph, &names, regions).await.context("reading the catalogue")?;
+        Ok(Catalogue::from_live(&self.graph, &found))
     }
 }
 

@@ -53,6 +53,68 @@ pub enum Command {
     Unlock(Paths),
     /// Print the manifest JSON Schema.
     Schema,
+    /// Write the catalogue from live state: simplestreams index and products, a stream document
+    /// per channel, a record per version and every AMI per region (amis.json).
+    Catalog(CatalogArgs),
+    /// Which AMI for a region, architecture, variant and channel (or version): prints its ID.
+    Resolve(ResolveArgs),
+    /// Serve resolve queries and the catalogue files over HTTP, refreshed from AWS.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    /// Directory to write the catalogue tree into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[arg(long)]
+    pub region: String,
+    /// x86_64 or arm64.
+    #[arg(long)]
+    pub arch: String,
+    /// A variant axis: volume_type=gp3, encryption=encrypted, virtualization=hvm, boot_mode=uefi.
+    #[arg(long = "variant", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub variants: Vec<(String, String)>,
+    /// The channel whose AMI to give.
+    #[arg(long, conflicts_with = "version")]
+    pub channel: Option<String>,
+    /// The version whose AMI to give (default: the newest).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Only this stack's AMIs.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Read a catalogue (amis.json) from a file or an http(s) URL instead of AWS.
+    #[arg(long, value_name = "FILE|URL")]
+    pub from: Option<String>,
+    /// Print the AMI with its name, version, channel and deprecation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// How often the view is read from AWS again.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub refresh: Duration,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! every outcome to an exit code. Errors are reported here, one clear line first.
 
 mod args;
+mod distribution;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -146,6 +147,27 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
             }
             Ok(exit::OK)
+        }
+        Command::Catalog(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            distribution::catalog(&cloud, &workspace, args).await
+        }
+        Command::Resolve(args) => {
+            let catalogue = match &args.from {
+                Some(from) => distribution::read_catalogue(from).await?,
+                None => {
+                    let workspace = Workspace::load(&args.paths.paths).await?;
+                    let cloud = connect(&workspace.stacks).await;
+                    workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
+                }
+            };
+            distribution::resolve(&catalogue, args).await
+        }
+        Command::Serve(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let cloud = connect(&workspace.stacks).await;
+            distribution::serve(cloud, workspace, args).await
         }
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;

@@ -215,6 +215,12 @@ pub trait Discovery: Sync {
         region: &str,
         query: &DiscoveryQuery,
     ) -> impl Future<Output = Result<Vec<LiveResource>, CloudError>> + Send;
+    /// Owned AMIs tagged with one of `stacks`: one paginated DescribeImages.
+    fn stack_images(
+        &self,
+        region: &str,
+        stacks: &[String],
+    ) -> impl Future<Output = Result<Vec<LiveResource>, CloudError>> + Send;
     /// AMIs that the latest or default version of a launch template of the account uses, with the
     /// template's name.
     fn launch_template_images(
@@ -412,6 +418,13 @@ pub trait Parameters: Sync {
         region: &str,
         parameter: &ImageParameter,
     ) -> impl Future<Output = Result<i64, CloudError>> + Send;
+    /// Every parameter under `path` (recursively), whoever owns it, with its value: one
+    /// paginated GetParametersByPath.
+    fn parameters_under(
+        &self,
+        region: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Vec<LiveResource>, CloudError>> + Send;
     /// The parameter's value and version, or `None` when it does not exist.
     fn parameter(
         &self,

@@ -20,7 +20,7 @@ const CATALOG_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 
 /// Version `version` of stack `cat` (two volume types, three regions, keep two versions) with
 /// `channels` (`stable: "1"`, …).
-fn release(dir: &Path, version: u32, channels: &str) {
+pub(crate) fn release(dir: &Path, version: u32, channels: &str) {
     let image = dir.join(format!("disk-{version}.raw"));
     if !image.exists() {
         sample_image(&image, 2, 300 + version as u64);

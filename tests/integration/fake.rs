@@ -272,6 +272,18 @@ impl Discovery for FakeCloud {
             .collect())
     }
 
+    async fn stack_images(&self, region: &str, stacks: &[String]) -> Result<Vec<LiveResource>, CloudError> {
+        self.call("DescribeImages", region)?;
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .resources
+            .values()
+            .filter(|r| r.region == region && r.kind == ResourceKind::Image)
+            .filter(|r| r.tags.get("amiplan:stack").is_some_and(|s| stacks.contains(s)))
+            .cloned()
+            .collect())
+    }
+
     async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
         self.call("DescribeLaunchTemplateVersions", region)?;
         Ok(BTreeMap::new())
@@ -466,6 +478,22 @@ impl Parameters for FakeCloud {
         let version = state.parameter_versions.entry(key).or_default();
         *version += 1;
         Ok(*version)
+    }
+
+    async fn parameters_under(&self, region: &str, path: &str) -> Result<Vec<LiveResource>, CloudError> {
+        self.call("GetParametersByPath", region)?;
+        let state = self.state.lock().unwrap();
+        let under = format!("{}/", path.trim_end_matches('/'));
+        Ok(state
+            .resources
+            .values()
+            .filter(|r| r.region == region && r.kind == ResourceKind::Parameter && r.id.starts_with(&under))
+            .map(|r| {
+                let mut found = r.clone();
+                found.tags.clear();
+                found
+            })
+            .collect())
     }
 
     async fn parameter(&self, region: &str, name: &str) -> Result<Option<(String, i64)>, CloudError> {

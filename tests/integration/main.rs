@@ -3,6 +3,7 @@
 mod aws_rules;
 mod catalog;
 mod changes;
+mod distribution;
 mod executor;
 mod fake;
 mod faults;

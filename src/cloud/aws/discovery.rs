@@ -201,6 +201,11 @@ impl Discovery for AwsCloud {
         Ok(tagged.into_iter().chain(named).flatten().chain(parameters).collect())
     }
 
+    async fn stack_images(&self, region: &str, stacks: &[String]) -> Result<Vec<LiveResource>, CloudError> {
+        let by_stack = Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(stacks.to_vec())).build();
+        self.describe_kind(region, ResourceKind::Image, vec![by_stack]).await
+    }
+
     async fn launch_template_images(&self, region: &str) -> Result<BTreeMap<String, String>, CloudError> {
         let ec2 = self.ec2(region);
         let request = ec2.describe_launch_template_versions().versions("$Latest").versions("$Default");

@@ -115,6 +115,28 @@ impl Parameters for AwsCloud {
         Ok(written.version())
     }
 
+    async fn parameters_under(&self, region: &str, path: &str) -> Result<Vec<LiveResource>, CloudError> {
+        let ssm = self.ssm(region);
+        let pages = self
+            .call("GetParametersByPath", region)
+            .send(|| {
+                let request = ssm.get_parameters_by_path().path(path).recursive(true).max_results(10);
+                request.into_paginator().send().collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.parameters())
+            .filter_map(|p| {
+                let name = p.name()?;
+                let mut live = LiveResource::new(region, ResourceKind::Parameter, name, State::Ready, BTreeMap::new());
+                live.name = Some(name.to_string());
+                live.value = p.value().map(str::to_string);
+                Some(live)
+            })
+            .collect())
+    }
+
     async fn parameter(&self, region: &str, name: &str) -> Result<Option<(String, i64)>, CloudError> {
         let ssm = self.ssm(region);
         let read = self.call("GetParameter", region).on(name).send(|| ssm.get_parameter().name(name).send()).await;
