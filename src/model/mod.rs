@@ -16,8 +16,8 @@ mod catalog;
 mod publish;
 mod sources;
 
-pub use catalog::CatalogSpec;
 use catalog::check_catalog;
+pub use catalog::{CatalogSpec, VariantKey};
 use publish::{check_retention, check_sharing, check_test};
 use sources::{check_helper, check_source};
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use super::steps::{Inputs, Resolved, StepError, Steps};
 use super::{AttrDiff, Attribute, Node, Pairs};
 use crate::cloud::retry::{Poll, wait_until};
-use crate::cloud::{ErrorClass, ImageAttrs, ImageParameter, LiveResource, Parameters, Permissions};
-use crate::tags;
+use crate::cloud::{ErrorClass, ImageParameter, LiveResource, Parameters, Permissions};
+pub use crate::model::VariantKey;
 
 pub const TRANSIENT: bool = false;
 
@@ -38,62 +38,6 @@ pub struct Parameter {
     pub image_node: Option<String>,
     /// Take over a parameter of that name that amiplan does not own.
     pub overwrite: bool,
-}
-
-/// What tells the AMIs of one version apart, and an AMI of one version from the same variant's
-/// AMI of another: the variant axes, as their names appear in templates.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VariantKey {
-    pub architecture: String,
-    pub virtualization: String,
-    pub volume_type: String,
-    pub encrypted: bool,
-    /// Empty when the AMI has no boot mode of its own.
-    pub boot_mode: String,
-}
-
-impl VariantKey {
-    pub fn of(attrs: &ImageAttrs) -> VariantKey {
-        VariantKey {
-            architecture: attrs.architecture.as_str().to_string(),
-            virtualization: attrs.virtualization.as_str().to_string(),
-            volume_type: attrs.volume_type.as_str().to_string(),
-            encrypted: attrs.encrypted,
-            boot_mode: attrs.boot_mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
-        }
-    }
-
-    /// The variant of a live AMI amiplan made, from the attributes it tagged it with.
-    pub fn of_live(live: &LiveResource) -> Option<VariantKey> {
-        let attrs = tags::decode_spec(live.tags.get(tags::ATTRS)?);
-        Some(VariantKey {
-            architecture: attrs.get("architecture")?.clone(),
-            virtualization: attrs.get("virtualization")?.clone(),
-            volume_type: attrs.get("volume_type")?.clone(),
-            encrypted: attrs.get("encrypted")? == "true",
-            boot_mode: attrs.get("boot_mode").cloned().unwrap_or_default(),
-        })
-    }
-
-    /// `template` with the variant's placeholders filled in, and the others given.
-    pub fn render(&self, template: &str, stack: &str, version: &str, channel: Option<&str>) -> String {
-        let boot_mode = if self.boot_mode.is_empty() { "default" } else { &self.boot_mode };
-        template
-            .replace("{stack}", stack)
-            .replace("{version}", version)
-            .replace("{channel}", channel.unwrap_or_default())
-            .replace("{arch}", &self.architecture)
-            .replace("{virtualization}", &self.virtualization)
-            .replace("{volume_type}", &self.volume_type)
-            .replace("{encryption}", if self.encrypted { "encrypted" } else { "unencrypted" })
-            .replace("{boot_mode}", boot_mode)
-    }
-
-    /// `x86_64 hvm gp3 unencrypted`, for plans and descriptions.
-    pub fn describe(&self) -> String {
-        let encryption = if self.encrypted { "encrypted" } else { "unencrypted" };
-        format!("{} {} {} {encryption}", self.architecture, self.virtualization, self.volume_type)
-    }
 }
 
 impl Parameter {
