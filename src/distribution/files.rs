@@ -208,7 +208,22 @@ pub struct WriteError {
 /// reader sees the old file or the new one, never half of one), unchanged files untouched, the
 /// index last. A version file is written once: one that exists is never rewritten (clients may
 /// have cached it by its path); when it differs from live state, that is returned as a warning.
+/// The record of a version that is gone (retired) is removed, after the index.
 pub fn write_tree(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<String>, WriteError> {
+    let warnings = write_files(root, files)?;
+    for stack in std::fs::read_dir(root.join("versions")).into_iter().flatten().flatten() {
+        for record in std::fs::read_dir(stack.path()).into_iter().flatten().flatten() {
+            let path = record.path();
+            let relative = path.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            if relative.ends_with(".json") && !files.contains_key(&relative) {
+                std::fs::remove_file(&path).map_err(|source| WriteError { path: relative, source })?;
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+fn write_files(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<String>, WriteError> {
     let mut warnings = Vec::new();
     let ordered = files.iter().filter(|(p, _)| p.as_str() != INDEX).chain(files.get_key_value(INDEX));
     for (relative, bytes) in ordered {
@@ -245,4 +260,61 @@ pub fn read_flat(text: &str) -> Result<Catalogue, String> {
     let mut entries: Vec<Entry> = regions.into_values().flatten().collect();
     entries.sort();
     Ok(Catalogue { entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str, region: &str) -> Entry {
+        Entry {
+            stack: "cat".into(),
+            region: region.into(),
+            version: version.into(),
+            arch: "x86_64".into(),
+            virtualization: "hvm".into(),
+            volume_type: "gp3".into(),
+            encrypted: false,
+            boot_mode: None,
+            image_id: format!("ami-{version}-{region}"),
+            name: format!("cat-{version}"),
+            created: Some(format!("2026-0{version}-01T00:00:00Z")),
+            deprecation: None,
+            public: true,
+            channels: vec!["stable".into()],
+        }
+    }
+
+    #[test]
+    fn a_version_file_is_written_once_and_the_rest_is_replaced_whole() {
+        let root = std::env::temp_dir().join(format!("amiplan-tree-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let first = render(&Catalogue { entries: vec![entry("1", "eu-west-1")] });
+        assert!(write_tree(&root, &first).unwrap().is_empty());
+        assert_eq!(std::fs::read(root.join("amis.json")).unwrap(), first["amis.json"]);
+        // Version 1 gains a region: its record stays as first published, and says so.
+        let grown = render(&Catalogue { entries: vec![entry("1", "eu-west-1"), entry("1", "us-east-1")] });
+        let warnings = write_tree(&root, &grown).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("versions/cat/1.json differs from live state"));
+        assert_eq!(std::fs::read(root.join("versions/cat/1.json")).unwrap(), first["versions/cat/1.json"]);
+        assert_eq!(std::fs::read(root.join("amis.json")).unwrap(), grown["amis.json"]);
+        let leftovers: Vec<_> = std::fs::read_dir(root.join("streams/v1"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let updated = json_of(&grown["streams/v1/index.json"])["updated"].clone();
+        assert_eq!(updated, "Thu, 1 Jan 2026 00:00:00 +0000", "the newest AMI's creation, not the clock");
+        // Version 1 retired: its record goes with it.
+        let retired = render(&Catalogue { entries: vec![entry("2", "eu-west-1")] });
+        assert!(write_tree(&root, &retired).unwrap().is_empty());
+        assert!(!root.join("versions/cat/1.json").exists() && root.join("versions/cat/2.json").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn json_of(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
 }

@@ -52,28 +52,34 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-impl View {
-    /// The view of `catalogue`, keeping the validators of files whose content is unchanged.
-    fn update(&mut self, catalogue: &Catalogue, at: i64) {
-        let mut served = BTreeMap::new();
+/// What a refresh builds, off the request path: the catalogue by place and its files.
+struct Built {
+    by_place: BTreeMap<(String, String), Catalogue>,
+    files: BTreeMap<String, Served>,
+}
+
+impl Built {
+    /// The view of `catalogue`, keeping the validators of `previous` files whose content is
+    /// unchanged.
+    fn new(catalogue: &Catalogue, previous: &BTreeMap<String, Served>, at: i64) -> Built {
+        let mut files = BTreeMap::new();
         for (path, body) in files::render(catalogue) {
             let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..12]));
-            let modified = match self.files.get(&path) {
+            let modified = match previous.get(&path) {
                 Some(old) if old.etag == etag => old.modified,
                 _ => at,
             };
-            served.insert(path, Served { body: Bytes::from(body), etag, modified });
+            files.insert(path, Served { body: Bytes::from(body), etag, modified });
         }
         let mut by_place: BTreeMap<(String, String), Catalogue> = BTreeMap::new();
         for entry in &catalogue.entries {
             by_place.entry((entry.region.clone(), entry.arch.clone())).or_default().entries.push(entry.clone());
         }
-        self.by_place = by_place;
-        self.files = served;
-        self.refreshed = Some(at);
-        self.error = None;
+        Built { by_place, files }
     }
+}
 
+impl View {
     /// Whether the view is not as fresh as it should be: the last refresh failed, or none has
     /// succeeded for two intervals.
     fn stale(&self) -> bool {
@@ -113,9 +119,29 @@ pub async fn serve(
 }
 
 async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
+    let mut last: Option<Catalogue> = None;
     loop {
         match refresh().await {
-            Ok(catalogue) => shared.write().expect("view lock").update(&catalogue, now()),
+            // Most refreshes find nothing new: nothing to rebuild.
+            Ok(catalogue) if last.as_ref() == Some(&catalogue) => {
+                let mut view = shared.write().expect("view lock");
+                (view.refreshed, view.error) = (Some(now()), None);
+            }
+            Ok(catalogue) => {
+                // Built on a blocking thread and swapped in whole: requests keep being answered
+                // from the old view meanwhile, never waiting for a render.
+                let previous = shared.read().expect("view lock").files.clone();
+                let (catalogue, built) = tokio::task::spawn_blocking(move || {
+                    let built = Built::new(&catalogue, &previous, now());
+                    (catalogue, built)
+                })
+                .await
+                .expect("building a view does not panic");
+                let mut view = shared.write().expect("view lock");
+                (view.by_place, view.files) = (built.by_place, built.files);
+                (view.refreshed, view.error) = (Some(now()), None);
+                last = Some(catalogue);
+            }
             Err(error) => {
                 tracing::warn!(%error, "refreshing the catalogue failed: serving the last good view");
                 shared.write().expect("view lock").error = Some(error);

@@ -110,6 +110,7 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
     assert_eq!(json(&files, "versions/cat/2.json")["amis"].as_array().unwrap().len(), 6);
 
     // resolve, live and from the file, agrees with the files.
+    let files_before_retirement = files.clone();
     let query = ["resolve", "stack.yaml", "--region", "eu-west-1", "--arch", "x86_64", "--variant", "volume_type=gp3"];
     let live = moto.amiplan(&dir, &[&query[..], &["--channel", "stable"]].concat());
     expect_code(&live, 0);
@@ -132,6 +133,21 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
         stderr(&ambiguous)
     );
 
+    // Version 3 retires version 1 (keep 2): it leaves the catalogue files in the same run.
+    release(&dir, 3, "stable: \"2\", testing: \"3\"");
+    expect_code(&moto.amiplan(&dir, &apply), 0);
+    expect_code(&moto.amiplan(&dir, &["catalog", "stack.yaml", "--out", "tree"]), 0);
+    let files = tree(&dir.join("tree"));
+    let flat = json(&files, "amis.json");
+    let versions: std::collections::BTreeSet<&str> =
+        flat["regions"]["eu-west-1"].as_array().unwrap().iter().map(|e| e["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2", "3"].into(), "{flat:#}");
+    assert!(!files.contains_key("versions/cat/1.json") && files.contains_key("versions/cat/3.json"));
+    assert_eq!(files["versions/cat/2.json"], files_before_retirement["versions/cat/2.json"], "never rewritten");
+    let products = json(&files, "streams/v1/amiplan:cat:aws.json");
+    assert!(products["products"]["cat:x86_64"]["versions"].get("1").is_none());
+    let stable_gp3 = ami(&moto, "eu-west-1", "cat-2-gp3").await;
+
     // serve: the same answers from memory; revalidation; stale but serving without AWS; SIGTERM.
     let mut command = tokio::process::Command::from(amiplan_command(
         &moto.endpoint,
@@ -151,7 +167,7 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
     let answer = get(resolve_url.clone(), vec![]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let resolved: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-    assert_eq!((resolved["image_id"].as_str(), resolved["version"].as_str()), (Some(stable_gp3.as_str()), Some("1")));
+    assert_eq!((resolved["image_id"].as_str(), resolved["version"].as_str()), (Some(stable_gp3.as_str()), Some("2")));
     let ambiguous = get(format!("{base}/v1/resolve?region=eu-west-1&arch=x86_64"), vec![]).await;
     assert_eq!(ambiguous.status, 409, "{}", ambiguous.body);
     let index = get(format!("{base}/streams/v1/index.json"), vec![]).await;

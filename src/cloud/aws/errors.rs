@@ -56,6 +56,8 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             "InternalError"
             | "InternalFailure"
             | "InternalServerException"
+            // Parameter Store's.
+            | "InternalServerError"
             | "ServiceUnavailable"
             | "Unavailable"
             | "RequestTimeout"
@@ -116,6 +118,7 @@ mod tests {
         assert_eq!(classify(Some("ParameterAlreadyExists"), Some(400)), ErrorClass::Duplicate);
         assert_eq!(classify(Some("ParameterNotFound"), Some(400)), ErrorClass::NotFound);
         assert_eq!(classify(Some("TooManyUpdates"), Some(400)), ErrorClass::Throttling);
+        assert_eq!(classify(Some("InternalServerError"), Some(500)), ErrorClass::Transient);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
