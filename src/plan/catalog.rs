@@ -138,6 +138,8 @@ fn earlier_version(node: &Node, spec: &Parameter, desired: &DesiredGraph, observ
         if tested && !ami.tags.contains_key(tags::TESTED) {
             return Target::Held(format!("{} ({what}) has not passed its boot test", ami.id));
         }
+        // Grants to accounts are read only for AMIs shared that way; where they were not read,
+        // the public flag is judged here and the grants when the parameter is written.
         let shared =
             ami.sharing.clone().unwrap_or_else(|| crate::cloud::Sharing { public: ami.public, ..node.sharing.clone() });
         let missing = sibling.sharing.minus(&shared);

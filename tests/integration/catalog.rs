@@ -226,6 +226,27 @@ async fn a_parameter_parameter_store_never_stored_is_reported_failed() {
     assert!(cloud.parameter("eu-west-1", "/acme/cat/stable/x86_64/gp3/image_id").is_none());
 }
 
+/// A channel never names an AMI that is not shared with the manifest's audience: a private
+/// version behind a public stack's channel is held back, and says why.
+#[tokio::test]
+async fn a_private_ami_is_never_behind_a_public_channel() {
+    let dir = dir("catalog-audience");
+    let cloud = FakeCloud::default();
+    release(&dir, 1, "");
+    converge(&cloud, &dir, false).await;
+    release(&dir, 2, "stable: \"1\"");
+    let manifest = std::fs::read_to_string(dir.join("stack.yaml")).unwrap();
+    std::fs::write(dir.join("stack.yaml"), format!("{manifest}publish: {{ public: true }}\n")).unwrap();
+    let planned = plan(&cloud, &dir).await;
+    let stable: Vec<_> = planned.changes.iter().filter(|c| c.node.contains("/stable/")).collect();
+    assert_eq!(stable.len(), 6);
+    assert!(stable.iter().all(|c| c.action == Action::NoOp), "{stable:#?}");
+    let why = planned.warnings.iter().find(|w| w.contains("channel stable held back")).expect("a warning");
+    assert!(why.contains("is not shared with public"), "{why}");
+    converge(&cloud, &dir, false).await;
+    assert!(cloud.parameters("eu-west-1").keys().all(|name| !name.contains("/stable/")));
+}
+
 /// Every parameter under `/acme/cat` in `region`, read with the AWS CLI: name → (value, data type).
 fn catalogue_read_by_cli(moto: &Moto, region: &str) -> BTreeMap<String, (String, String)> {
     let args = ["ssm", "get-parameters-by-path", "--path", "/acme/cat", "--recursive"];

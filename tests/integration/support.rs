@@ -194,13 +194,7 @@ fn free_port() -> u16 {
 
 /// The pinned AWS CLI (`scripts/aws-cli-env`), for reading what amiplan wrote as users do.
 fn aws_cli() -> PathBuf {
-    if let Some(path) = std::env::var_os("AMIPLAN_AWS_CLI") {
-        return PathBuf::from(path);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(root.join("scripts/aws-cli-env")).output().expect("scripts/aws-cli-env runs");
-    assert!(output.status.success(), "scripts/aws-cli-env failed: {}", String::from_utf8_lossy(&output.stderr));
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    installed("AMIPLAN_AWS_CLI", "scripts/aws-cli-env")
 }
 
 impl Moto {
@@ -225,12 +219,17 @@ impl Moto {
 }
 
 fn moto_server() -> PathBuf {
-    if let Some(path) = std::env::var_os("AMIPLAN_MOTO_SERVER") {
+    installed("AMIPLAN_MOTO_SERVER", "scripts/moto-env")
+}
+
+/// A pinned tool: where `variable` says (scripts/test sets it), or where `script` installs it.
+fn installed(variable: &str, script: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(root.join("scripts/moto-env")).output().expect("scripts/moto-env runs");
-    assert!(output.status.success(), "scripts/moto-env failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(root.join(script)).output().unwrap_or_else(|e| panic!("{script} runs: {e}"));
+    assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
