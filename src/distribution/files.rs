@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Catalogue, Entry};
@@ -22,7 +23,8 @@ pub const FLAT_FORMAT: &str = "amiplan-catalogue:1";
 /// Where the simplestreams index is; written last.
 pub const INDEX: &str = "streams/v1/index.json";
 
-/// Every file of the catalogue, by path relative to the tree's root.
+/// Every file of the catalogue, by path relative to the tree's root. Serialized from borrowed,
+/// typed documents: no intermediate JSON tree of 10,000 AMIs is ever built.
 pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
     let updated = catalogue.updated();
     let mut files = BTreeMap::new();
@@ -30,48 +32,48 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
     for entry in &catalogue.entries {
         stacks.entry(entry.stack.as_str()).or_default().push(entry);
     }
-    let mut index = serde_json::Map::new();
+    let mut index = BTreeMap::new();
     for (stack, entries) in &stacks {
         let content_id = format!("amiplan:{stack}:aws");
         let path = format!("streams/v1/{content_id}.json");
         let products = products(entries);
-        let names: Vec<&String> = products.keys().collect();
+        let names: Vec<String> = products.keys().cloned().collect();
+        let document = Products {
+            content_id: &content_id,
+            datatype: "image-ids",
+            format: "products:1.0",
+            products,
+            updated: rfc2822(updated),
+        };
+        files.insert(path.clone(), pretty(&document));
         index.insert(
             content_id.clone(),
-            json!({
-                "cloudname": "aws",
-                "datatype": "image-ids",
-                "format": "products:1.0",
-                "path": path,
-                "products": names,
-                "updated": rfc2822(updated),
-            }),
+            IndexEntry {
+                cloudname: "aws",
+                datatype: "image-ids",
+                format: "products:1.0",
+                path,
+                products: names,
+                updated: rfc2822(updated),
+            },
         );
-        let document = json!({
-            "content_id": content_id,
-            "datatype": "image-ids",
-            "format": "products:1.0",
-            "products": products,
-            "updated": rfc2822(updated),
-        });
-        files.insert(path, pretty(&document));
         for (channel, document) in channel_streams(stack, entries, updated) {
             files.insert(format!("streams/{stack}/{channel}.json"), pretty(&document));
         }
-        let mut versions: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        let mut versions: BTreeMap<&str, Vec<VersionAmi>> = BTreeMap::new();
         for entry in entries {
-            versions.entry(entry.version.as_str()).or_default().push(json!({
-                "region": entry.region,
-                "image_id": entry.image_id,
-                "name": entry.name,
-                "arch": entry.arch,
-                "virtualization": entry.virtualization,
-                "volume_type": entry.volume_type,
-                "encrypted": entry.encrypted,
-            }));
+            versions.entry(entry.version.as_str()).or_default().push(VersionAmi {
+                region: &entry.region,
+                image_id: &entry.image_id,
+                name: &entry.name,
+                arch: &entry.arch,
+                virtualization: &entry.virtualization,
+                volume_type: &entry.volume_type,
+                encrypted: entry.encrypted,
+            });
         }
         for (version, amis) in versions {
-            let document = json!({ "stack": stack, "version": version, "amis": amis });
+            let document = VersionRecord { stack, version, amis };
             files.insert(format!("versions/{stack}/{version}.json"), pretty(&document));
         }
     }
@@ -79,45 +81,118 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
     for entry in &catalogue.entries {
         regions.entry(entry.region.as_str()).or_default().push(entry);
     }
-    let flat = json!({ "format": FLAT_FORMAT, "updated": rfc3339(updated), "regions": regions });
+    let flat = Flat { format: FLAT_FORMAT, updated: rfc3339(updated), regions };
     files.insert("amis.json".to_string(), pretty(&flat));
-    let index = json!({ "format": "index:1.0", "index": index, "updated": rfc2822(updated) });
+    let index = Index { format: "index:1.0", index, updated: rfc2822(updated) };
     files.insert(INDEX.to_string(), pretty(&index));
     files
 }
 
+#[derive(Serialize)]
+struct Index {
+    format: &'static str,
+    index: BTreeMap<String, IndexEntry>,
+    updated: String,
+}
+
+#[derive(Serialize)]
+struct IndexEntry {
+    cloudname: &'static str,
+    datatype: &'static str,
+    format: &'static str,
+    path: String,
+    products: Vec<String>,
+    updated: String,
+}
+
+#[derive(Serialize)]
+struct Products<'a> {
+    content_id: &'a str,
+    datatype: &'static str,
+    format: &'static str,
+    products: BTreeMap<String, Product<'a>>,
+    updated: String,
+}
+
+#[derive(Serialize)]
+struct Product<'a> {
+    arch: &'a str,
+    os: &'a str,
+    release: &'a str,
+    versions: BTreeMap<&'a str, ProductVersion<'a>>,
+}
+
+#[derive(Serialize, Default)]
+struct ProductVersion<'a> {
+    items: BTreeMap<String, Item<'a>>,
+}
+
+/// One simplestreams item: an AMI in a region (`crsn`), as Ubuntu's `image-ids` items are.
+#[derive(Serialize)]
+struct Item<'a> {
+    id: &'a str,
+    name: &'a str,
+    crsn: &'a str,
+    endpoint: String,
+    virt: &'a str,
+    root_store: &'static str,
+    volume_type: &'a str,
+    encrypted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deprecation: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct VersionRecord<'a> {
+    stack: &'a str,
+    version: &'a str,
+    amis: Vec<VersionAmi<'a>>,
+}
+
+#[derive(Serialize)]
+struct VersionAmi<'a> {
+    region: &'a str,
+    image_id: &'a str,
+    name: &'a str,
+    arch: &'a str,
+    virtualization: &'a str,
+    volume_type: &'a str,
+    encrypted: bool,
+}
+
+#[derive(Serialize)]
+struct Flat<'a> {
+    format: &'static str,
+    updated: String,
+    regions: BTreeMap<&'a str, Vec<&'a Entry>>,
+}
+
 /// Products (`<stack>:<arch>`) → versions → items, one item per region and variant.
-fn products(entries: &[&Entry]) -> BTreeMap<String, Value> {
-    let mut products: BTreeMap<String, BTreeMap<&str, serde_json::Map<String, Value>>> = BTreeMap::new();
+fn products<'a>(entries: &[&'a Entry]) -> BTreeMap<String, Product<'a>> {
+    let mut products: BTreeMap<String, Product<'a>> = BTreeMap::new();
     for entry in entries {
-        let product = format!("{}:{}", entry.stack, entry.arch);
-        let encryption = if entry.encrypted { "encrypted" } else { "unencrypted" };
-        let item = format!("{}:{}:{}:{encryption}", entry.region, entry.virtualization, entry.volume_type);
-        let mut fields = json!({
-            "id": entry.image_id,
-            "name": entry.name,
-            "crsn": entry.region,
-            "endpoint": format!("https://ec2.{}.amazonaws.com", entry.region),
-            "virt": entry.virtualization,
-            "root_store": if entry.volume_type == "standard" { "ebs" } else { "ssd" },
-            "volume_type": entry.volume_type,
-            "encrypted": entry.encrypted,
+        let product = products.entry(format!("{}:{}", entry.stack, entry.arch)).or_insert_with(|| Product {
+            arch: &entry.arch,
+            os: &entry.stack,
+            release: &entry.stack,
+            versions: BTreeMap::new(),
         });
-        if let Some(at) = &entry.deprecation {
-            fields["deprecation"] = json!(at);
-        }
-        products.entry(product).or_default().entry(entry.version.as_str()).or_default().insert(item, fields);
+        let encryption = if entry.encrypted { "encrypted" } else { "unencrypted" };
+        let item = Item {
+            id: &entry.image_id,
+            name: &entry.name,
+            crsn: &entry.region,
+            endpoint: format!("https://ec2.{}.amazonaws.com", entry.region),
+            virt: &entry.virtualization,
+            root_store: if entry.volume_type == "standard" { "ebs" } else { "ssd" },
+            volume_type: &entry.volume_type,
+            encrypted: entry.encrypted,
+            deprecation: entry.deprecation.as_deref(),
+        };
+        let key = format!("{}:{}:{}:{encryption}", entry.region, entry.virtualization, entry.volume_type);
+        product.versions.entry(entry.version.as_str()).or_default().items.insert(key, item);
     }
     products
-        .into_iter()
-        .map(|(product, versions)| {
-            let (stack, arch) = product.split_once(':').unwrap_or_default();
-            let versions: BTreeMap<&str, Value> =
-                versions.into_iter().map(|(version, items)| (version, json!({ "items": items }))).collect();
-            let value = json!({ "arch": arch, "os": stack, "release": stack, "versions": versions });
-            (product, value)
-        })
-        .collect()
 }
 
 /// One stream document per channel: per architecture and region, the release and AMI of the
@@ -176,7 +251,7 @@ fn slug(entry: &Entry) -> String {
     format!("{}-{}-{encryption}", entry.virtualization, entry.volume_type)
 }
 
-fn pretty(value: &Value) -> Vec<u8> {
+fn pretty(value: &impl Serialize) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(value).expect("JSON values serialize");
     text.push(b'\n');
     text

@@ -73,51 +73,59 @@ impl Catalogue {
     /// The one AMI `query` names. Without a channel or version, the newest version wins.
     /// `now` (seconds since the epoch) says which AMIs are deprecated.
     pub fn resolve(&self, query: &Query, now: i64) -> Result<Resolved, Unresolved> {
-        if query.channel.is_some() && query.version.is_some() {
-            return Err(Unresolved::ChannelAndVersion);
+        resolve_among(&self.entries, query, now)
+    }
+}
+
+/// [`Catalogue::resolve`] among some entries (those of one region and architecture, say).
+pub fn resolve_among<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    query: &Query,
+    now: i64,
+) -> Result<Resolved, Unresolved> {
+    if query.channel.is_some() && query.version.is_some() {
+        return Err(Unresolved::ChannelAndVersion);
+    }
+    if let Some(key) = query.variant.keys().find(|k| !AXES.contains(&k.as_str())) {
+        return Err(Unresolved::UnknownAxis(key.clone()));
+    }
+    let mut found: Vec<&Entry> = entries
+        .into_iter()
+        .filter(|e| e.region == query.region && e.arch == query.arch)
+        .filter(|e| query.stack.as_ref().is_none_or(|s| *s == e.stack))
+        .filter(|e| query.variant.iter().all(|(k, v)| e.axis(k).as_deref() == Some(v.as_str())))
+        .filter(|e| query.channel.as_ref().is_none_or(|c| e.channels.contains(c)))
+        .filter(|e| query.version.as_ref().is_none_or(|v| *v == e.version))
+        .collect();
+    if query.channel.is_none() && query.version.is_none() {
+        // The newest version of each stack and variant: its latest.
+        let mut newest: BTreeMap<(&str, String), Option<&str>> = BTreeMap::new();
+        for entry in &found {
+            let slot = newest.entry((entry.stack.as_str(), entry.variant())).or_default();
+            *slot = (*slot).max(entry.created.as_deref());
         }
-        if let Some(key) = query.variant.keys().find(|k| !AXES.contains(&k.as_str())) {
-            return Err(Unresolved::UnknownAxis(key.clone()));
-        }
-        let mut found: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.region == query.region && e.arch == query.arch)
-            .filter(|e| query.stack.as_ref().is_none_or(|s| *s == e.stack))
-            .filter(|e| query.variant.iter().all(|(k, v)| e.axis(k).as_deref() == Some(v.as_str())))
-            .filter(|e| query.channel.as_ref().is_none_or(|c| e.channels.contains(c)))
-            .filter(|e| query.version.as_ref().is_none_or(|v| *v == e.version))
-            .collect();
-        if query.channel.is_none() && query.version.is_none() {
-            // The newest version of each stack and variant: its latest.
-            let mut newest: BTreeMap<(&str, String), Option<&str>> = BTreeMap::new();
-            for entry in &found {
-                let slot = newest.entry((entry.stack.as_str(), entry.variant())).or_default();
-                *slot = (*slot).max(entry.created.as_deref());
-            }
-            found.retain(|e| newest[&(e.stack.as_str(), e.variant())] == e.created.as_deref());
-        }
-        match found.as_slice() {
-            [] => Err(Unresolved::NoMatch(query.describe())),
-            [one] => Ok(Resolved {
-                image_id: one.image_id.clone(),
-                name: one.name.clone(),
-                stack: one.stack.clone(),
-                version: one.version.clone(),
-                region: one.region.clone(),
-                arch: one.arch.clone(),
-                virtualization: one.virtualization.clone(),
-                volume_type: one.volume_type.clone(),
-                encrypted: one.encrypted,
-                channel: query.channel.clone(),
-                deprecation: one.deprecation.clone(),
-                deprecated: one.deprecated_at(now),
-            }),
-            many => Err(Unresolved::Ambiguous {
-                what: query.describe(),
-                candidates: many.iter().map(|e| (*e).clone()).collect(),
-            }),
-        }
+        found.retain(|e| newest[&(e.stack.as_str(), e.variant())] == e.created.as_deref());
+    }
+    match found.as_slice() {
+        [] => Err(Unresolved::NoMatch(query.describe())),
+        [one] => Ok(Resolved {
+            image_id: one.image_id.clone(),
+            name: one.name.clone(),
+            stack: one.stack.clone(),
+            version: one.version.clone(),
+            region: one.region.clone(),
+            arch: one.arch.clone(),
+            virtualization: one.virtualization.clone(),
+            volume_type: one.volume_type.clone(),
+            encrypted: one.encrypted,
+            channel: query.channel.clone(),
+            deprecation: one.deprecation.clone(),
+            deprecated: one.deprecated_at(now),
+        }),
+        many => Err(Unresolved::Ambiguous {
+            what: query.describe(),
+            candidates: many.iter().map(|e| (*e).clone()).collect(),
+        }),
     }
 }
 

@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::resolve::{Query, Unresolved};
+use super::resolve::{Query, Unresolved, resolve_among};
 use super::{Catalogue, files};
 
 /// Reads the catalogue from AWS, once.
@@ -34,8 +34,9 @@ struct Served {
 /// What the server knows, swapped whole by each refresh.
 #[derive(Debug, Default)]
 struct View {
-    /// The catalogue by (region, architecture): a request looks only at its own.
-    by_place: BTreeMap<(String, String), Catalogue>,
+    catalogue: Arc<Catalogue>,
+    /// The entries of each (region, architecture): a request looks only at its own.
+    by_place: Places,
     files: BTreeMap<String, Served>,
     /// When the view was last read from AWS (seconds since the epoch), if ever.
     refreshed: Option<i64>,
@@ -52,9 +53,12 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// What a refresh builds, off the request path: the catalogue by place and its files.
+/// Where each region's and architecture's entries are in the catalogue.
+type Places = BTreeMap<(String, String), Vec<usize>>;
+
+/// What a refresh builds, off the request path: where entries are, and the files.
 struct Built {
-    by_place: BTreeMap<(String, String), Catalogue>,
+    by_place: Places,
     files: BTreeMap<String, Served>,
 }
 
@@ -71,15 +75,20 @@ impl Built {
             };
             files.insert(path, Served { body: Bytes::from(body), etag, modified });
         }
-        let mut by_place: BTreeMap<(String, String), Catalogue> = BTreeMap::new();
-        for entry in &catalogue.entries {
-            by_place.entry((entry.region.clone(), entry.arch.clone())).or_default().entries.push(entry.clone());
+        let mut by_place: Places = BTreeMap::new();
+        for (i, entry) in catalogue.entries.iter().enumerate() {
+            by_place.entry((entry.region.clone(), entry.arch.clone())).or_default().push(i);
         }
         Built { by_place, files }
     }
 }
 
 impl View {
+    /// Whether the view was built, and from this very catalogue.
+    fn shows(&self, catalogue: &Catalogue) -> bool {
+        self.refreshed.is_some() && *self.catalogue == *catalogue
+    }
+
     /// Whether the view is not as fresh as it should be: the last refresh failed, or none has
     /// succeeded for two intervals.
     fn stale(&self) -> bool {
@@ -119,11 +128,10 @@ pub async fn serve(
 }
 
 async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
-    let mut last: Option<Catalogue> = None;
     loop {
         match refresh().await {
             // Most refreshes find nothing new: nothing to rebuild.
-            Ok(catalogue) if last.as_ref() == Some(&catalogue) => {
+            Ok(catalogue) if shared.read().expect("view lock").shows(&catalogue) => {
                 let mut view = shared.write().expect("view lock");
                 (view.refreshed, view.error) = (Some(now()), None);
             }
@@ -138,9 +146,8 @@ async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
                 .await
                 .expect("building a view does not panic");
                 let mut view = shared.write().expect("view lock");
-                (view.by_place, view.files) = (built.by_place, built.files);
+                (view.catalogue, view.by_place, view.files) = (Arc::new(catalogue), built.by_place, built.files);
                 (view.refreshed, view.error) = (Some(now()), None);
-                last = Some(catalogue);
             }
             Err(error) => {
                 tracing::warn!(%error, "refreshing the catalogue failed: serving the last good view");
@@ -180,9 +187,9 @@ async fn resolve(State(shared): State<Shared>, Params(mut params): Params<BTreeM
         arch,
         variant: params,
     };
-    let empty = Catalogue::default();
-    let catalogue = view.by_place.get(&(query.region.clone(), query.arch.clone())).unwrap_or(&empty);
-    let mut response = match catalogue.resolve(&query, now()) {
+    let place = view.by_place.get(&(query.region.clone(), query.arch.clone()));
+    let entries = place.into_iter().flatten().map(|&i| &view.catalogue.entries[i]);
+    let mut response = match resolve_among(entries, &query, now()) {
         Ok(found) => axum::Json(found).into_response(),
         Err(Unresolved::Ambiguous { what, candidates }) => {
             let body = json!({ "error": format!("{} AMIs match {what}", candidates.len()), "candidates": candidates });
