@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{PLACEHOLDERS, Variant, is_valid_version};
+use super::{BadPlaceholder, PLACEHOLDERS, Variant, bad_placeholder, is_valid_version};
 use crate::cloud::{ImageAttrs, LiveResource};
 use crate::manifest::Loaded;
 use crate::tags;
@@ -182,17 +182,14 @@ fn template_problem(template: &str, has_channels: bool) -> Option<String> {
             "`{template}` must be a relative path under the prefix, like {{version}}/{{arch}}/image_id"
         ));
     }
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Some(format!("placeholder `{{{after}` is never closed with `}}`"));
-        };
-        let name = &after[..close];
-        if name != "channel" && !PLACEHOLDERS.contains(&name) {
+    match bad_placeholder(template, &["channel"]) {
+        Some(BadPlaceholder::Unclosed(rest)) => {
+            return Some(format!("placeholder `{{{rest}` is never closed with `}}`"));
+        }
+        Some(BadPlaceholder::Unknown(name)) => {
             return Some(format!("unknown placeholder `{{{name}}}`; known: {}, channel", PLACEHOLDERS.join(", ")));
         }
-        rest = &after[close + 1..];
+        None => {}
     }
     match (template.contains("{version}"), template.contains("{channel}")) {
         (true, true) => Some(format!(

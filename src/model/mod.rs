@@ -471,17 +471,35 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
     variants
 }
 
-/// What is wrong with the placeholders of a name template, if anything.
+/// What is wrong with the placeholders of an AMI name template, if anything.
 fn placeholder_problem(template: &str) -> Option<String> {
+    Some(match bad_placeholder(template, &[])? {
+        BadPlaceholder::Unclosed(rest) => format!("placeholder `{{{rest}` in name is never closed with `}}`"),
+        BadPlaceholder::Unknown(name) => {
+            format!("unknown placeholder `{{{name}}}` in name; known: {}", PLACEHOLDERS.join(", "))
+        }
+    })
+}
+
+/// A placeholder a template cannot have.
+enum BadPlaceholder<'a> {
+    /// `{` and what follows, never closed.
+    Unclosed(&'a str),
+    /// Neither an image-name placeholder nor one of the caller's.
+    Unknown(&'a str),
+}
+
+/// The first bad placeholder of `template`, which may also use `extra` ones.
+fn bad_placeholder<'a>(template: &'a str, extra: &[&str]) -> Option<BadPlaceholder<'a>> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            return Some(format!("placeholder `{{{after}` in name is never closed with `}}`"));
+            return Some(BadPlaceholder::Unclosed(after));
         };
         let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
-            return Some(format!("unknown placeholder `{{{name}}}` in name; known: {}", PLACEHOLDERS.join(", ")));
+        if !PLACEHOLDERS.contains(&name) && !extra.contains(&name) {
+            return Some(BadPlaceholder::Unknown(name));
         }
         rest = &after[close + 1..];
     }
