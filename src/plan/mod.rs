@@ -225,12 +225,16 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     }
     let mut catalog_warnings = Vec::new();
     if !destroy {
+        // A parameter waits only for images and tests, never for another parameter: one index
+        // of the changes so far serves them all.
+        let index: HashMap<&str, &Change> = changes.iter().map(|c| (c.node.as_str(), c)).collect();
+        let mut parameters = Vec::new();
         for node in desired.topological().into_iter().filter(|n| n.kind() == NodeKind::Parameter) {
-            let index: HashMap<&str, &Change> = changes.iter().map(|c| (c.node.as_str(), c)).collect();
             let (change, warning) = parameter_change(node, desired, observed, &claims, &index);
             catalog_warnings.extend(warning);
-            changes.push(change);
+            parameters.push(change);
         }
+        changes.extend(parameters);
     }
     let pinned = pinned_versions(desired, observed, &changes);
     let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans, &pinned) };

@@ -55,7 +55,9 @@ impl Node {
         if let Some(attrs) = tags::encode_spec(&self.spec.immutable()) {
             all.insert(tags::ATTRS.into(), attrs);
         }
-        if self.sharing.names_anyone() {
+        // Only AMIs have launch permissions to read back; a parameter's sharing is its AMI's
+        // audience, checked when it is written.
+        if self.kind().is_image() && self.sharing.names_anyone() {
             all.insert(tags::SHARED.into(), "true".into());
         }
         all
