@@ -22,3 +22,4 @@ pub mod render;
 pub mod resource;
 pub mod source;
 pub mod tags;
+pub mod upstream;

@@ -22,6 +22,7 @@ use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::source::{self, Prepared};
+use crate::upstream;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -36,8 +37,20 @@ pub mod exit {
 }
 
 /// Validated stacks from manifests.
+/// Manifests that track an upstream are validated before it is read, then again with what it
+/// named.
 pub fn load_stacks(paths: &[PathBuf]) -> anyhow::Result<Vec<Stack>> {
-    let loaded = manifest::load(paths)?;
+    load_stacks_with(paths, &upstream::Http::new())
+}
+
+pub fn load_stacks_with(paths: &[PathBuf], fetch: &dyn upstream::Fetch) -> anyhow::Result<Vec<Stack>> {
+    let mut loaded = manifest::load(paths)?;
+    let pending = upstream::prepare(&mut loaded)?;
+    if pending.is_empty() {
+        return Ok(model::validate(&loaded)?);
+    }
+    model::validate(&loaded)?;
+    upstream::resolve(&mut loaded, pending, fetch)?;
     Ok(model::validate(&loaded)?)
 }
 
@@ -51,7 +64,9 @@ impl Workspace {
     /// Loads and validates the manifests, inspects local sources and prepares helper and test
     /// jobs, and builds the desired graph.
     pub async fn load(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
-        let stacks = load_stacks(paths)?;
+        // Reading an upstream blocks: keep it off the runtime's workers.
+        let owned = paths.to_vec();
+        let stacks = tokio::task::spawn_blocking(move || load_stacks(&owned)).await??;
         let mut prepared = HashMap::new();
         for stack in &stacks {
             let context = || format!("stack {} ({})", stack.name, stack.manifest.display());
@@ -99,7 +114,11 @@ impl Workspace {
 
     /// The plan towards these manifests (or towards nothing), as of now.
     pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
-        plan::plan(&self.graph, observed, &self.stack_names(), destroy, crate::deprecation::now())
+        let mut plan = plan::plan(&self.graph, observed, &self.stack_names(), destroy, crate::deprecation::now());
+        if !destroy {
+            plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
+        }
+        plan
     }
 }
 

@@ -66,6 +66,16 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
         let shown: Vec<&&Change> = changes.iter().filter(|c| verbose || c.action != Action::NoOp).collect();
         let label = if stack.is_empty() { "(no stack tag)" } else { stack };
         let _ = writeln!(out, "{}", style.bold(&format!("stack {label}")));
+        for found in plan.upstream.iter().filter(|u| u.stack == stack) {
+            let version = if found.version_derived { format!(", version {}", found.version) } else { String::new() };
+            let line = format!(
+                "upstream: {} (sha256 {}){version}, from {}",
+                found.file,
+                found.sha256,
+                found.read.join(" and ")
+            );
+            let _ = writeln!(out, "    {}", style.dim(&line));
+        }
         if shown.is_empty() {
             let _ = writeln!(out, "    {}", style.dim("no changes"));
         }
@@ -186,6 +196,7 @@ mod tests {
                 change(Action::NoOp, "image/c@us-east-1", Some("ami-3")),
             ],
             warnings: vec![],
+            upstream: vec![],
         };
         insta::assert_snapshot!(super::plan(&plan, Style { color: false }, false));
         let colored = super::plan(&plan, Style { color: true }, false);

@@ -43,6 +43,8 @@ pub struct Loaded {
     pub path: PathBuf,
     pub manifest: Manifest,
     pub positions: PositionIndex,
+    /// What `source.upstream` resolved to, once [`crate::upstream::resolve_all`] has run.
+    pub upstream: Option<crate::upstream::Resolution>,
 }
 
 impl Loaded {
@@ -129,7 +131,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
         return Err(vec![Diagnostic { file: path.to_path_buf(), position: pos, message }]);
     }
     match serde_yaml_ng::from_str::<Manifest>(text) {
-        Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions }),
+        Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions, upstream: None }),
         Err(err) => {
             let position =
                 err.location().map(|l| Position { line: l.line(), column: l.column() }).unwrap_or(Position::START);

@@ -132,6 +132,28 @@ pub struct Source {
     /// Build a system from a root file system tarball on the helper (`build.method: helper`).
     #[serde(default)]
     pub bootstrap: Option<Bootstrap>,
+    /// Find the newest upstream file at plan time instead of naming it: it becomes `url` (or
+    /// `bootstrap.tarball`) and its digest `sha256` (or `bootstrap.sha256`).
+    #[serde(default)]
+    pub upstream: Option<Upstream>,
+}
+
+/// Where the upstream publishes its newest file and its digest, read at every plan.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// http(s) URL of a list naming the newest file, one `path [size]` per line, relative to
+    /// the list's directory (Gentoo's `latest-stage3-amd64-openrc.txt`). Without it, the file is
+    /// the one entry of `checksums` that `file` matches.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// http(s) URL of a checksum file listing the file's SHA-256, in `sha256sum` or BSD form
+    /// (Fedora's `CHECKSUM`). `{url}` stands for the file's URL (Gentoo: `"{url}.sha256"`).
+    pub checksums: String,
+    /// The file's name with `{version}` where its version is, e.g.
+    /// `Fedora-Cloud-Base-Generic-{version}.x86_64.raw.xz`. Without a top-level `version`, the
+    /// stack's version is the part `{version}` matched.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -151,10 +173,13 @@ pub enum ImageFormat {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bootstrap {
-    /// http(s) URL of the tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2).
-    pub tarball: String,
-    /// Expected SHA-256 (hex) of the tarball.
-    pub sha256: String,
+    /// http(s) URL of the tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2); found by
+    /// `source.upstream` when that is given.
+    #[serde(default)]
+    pub tarball: Option<String>,
+    /// Expected SHA-256 (hex) of the tarball; found by `source.upstream` when that is given.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// Local script (relative to the manifest) run on the helper with the unpacked root in
     /// `$AMIPLAN_ROOT`, before anything is written: hostname, networking, kernel, fstab.
     pub script: String,

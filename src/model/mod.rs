@@ -44,6 +44,8 @@ pub struct Stack {
     /// Versions to keep, the current one included.
     pub keep_versions: Option<u32>,
     pub catalog: Option<CatalogSpec>,
+    /// What `source.upstream` named at this load, if the stack tracks one.
+    pub upstream: Option<crate::upstream::Resolution>,
 }
 
 /// The boot test of new AMIs.
@@ -276,6 +278,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         version: m.version.clone(),
         keep_versions: check_retention(loaded, &mut report),
         catalog: check_catalog(loaded, &variants, &mut report),
+        upstream: loaded.upstream.clone(),
         deprecation: m
             .deprecate_after
             .as_deref()

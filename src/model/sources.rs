@@ -63,8 +63,23 @@ pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String
     let Some(bootstrap) = &source.bootstrap else {
         return Origin::File { path: PathBuf::new(), sha256: None };
     };
-    check_url(&bootstrap.tarball, "source.bootstrap.tarball", report);
-    let sha256 = digest(&bootstrap.sha256, "source.bootstrap.sha256", report);
+    let tarball = bootstrap.tarball.clone().unwrap_or_else(|| {
+        report("source.bootstrap", "bootstrap needs `tarball` (or source.upstream to find it)".to_string());
+        String::new()
+    });
+    if !tarball.is_empty() {
+        check_url(&tarball, "source.bootstrap.tarball", report);
+    }
+    let sha256 = match &bootstrap.sha256 {
+        Some(given) => digest(given, "source.bootstrap.sha256", report),
+        None => {
+            report(
+                "source.bootstrap",
+                "bootstrap needs `sha256` of the tarball (or source.upstream to find it)".to_string(),
+            );
+            String::new()
+        }
+    };
     let script = local_file(loaded, &bootstrap.script, "source.bootstrap.script", report);
     let finalize = bootstrap.finalize.as_ref().map(|f| local_file(loaded, f, "source.bootstrap.finalize", report));
     let mut files = BTreeMap::new();
@@ -88,14 +103,7 @@ pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String
     if !label_ok {
         report("source.bootstrap.label", "label must be 1-16 letters, digits, `.`, `_` or `-`".to_string());
     }
-    Origin::Bootstrap(BootstrapSpec {
-        tarball: bootstrap.tarball.clone(),
-        sha256,
-        script,
-        finalize,
-        files,
-        label: bootstrap.label.clone(),
-    })
+    Origin::Bootstrap(BootstrapSpec { tarball, sha256, script, finalize, files, label: bootstrap.label.clone() })
 }
 
 pub(super) fn local_file(

@@ -106,6 +106,9 @@ pub struct Plan {
     /// Preflight findings that do not stop the plan but will make part of it fail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What each stack that tracks an upstream resolved it to for this plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<crate::upstream::Resolution>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +292,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         observed: observed.fingerprint(),
         changes,
         warnings,
+        upstream: vec![],
     }
 }
 

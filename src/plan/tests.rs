@@ -50,6 +50,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         version: None,
         keep_versions: None,
         catalog: None,
+        upstream: None,
     }
 }
 

@@ -206,10 +206,17 @@ async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str
 
 /// Plays a helper whose job succeeds, after the checks every helper must pass.
 async fn play_helper(moto: &Moto, proxy: &Proxy, stack: &str) {
+    play_helper_checking(moto, proxy, stack, DIGEST).await;
+}
+
+/// Plays a helper whose job checks `digest` and succeeds; returns the job's script.
+pub(crate) async fn play_helper_checking(moto: &Moto, proxy: &Proxy, stack: &str, digest: &str) -> String {
     let instance = wait_for_helper(moto, stack).await;
-    let job = check_helper(moto, &instance, stack, DIGEST).await;
+    let script = user_data(moto, instance.instance_id().unwrap()).await;
+    let job = check_helper(moto, &instance, stack, digest).await;
     let console = job_console(moto, proxy, &instance, &job).await;
     finish_helper(moto, proxy, instance.instance_id().unwrap(), &console).await;
+    script
 }
 
 fn succeeded(job: &str) -> String {

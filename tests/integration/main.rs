@@ -16,3 +16,4 @@ mod pipeline;
 mod proxy;
 mod publish;
 mod support;
+mod upstream;

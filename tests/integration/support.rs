@@ -394,3 +394,60 @@ pub fn crash_points(total: usize) -> impl Iterator<Item = usize> {
 pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
     assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
 }
+
+/// Static text files over HTTP on 127.0.0.1, changed by the test while it runs (an upstream's
+/// index and checksum files). Counts the requests it answered.
+pub struct Files {
+    pub url: String,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Files {
+    pub async fn start() -> Files {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new()));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (files.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (files, requests) = (served.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&request).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body = files.lock().unwrap().get(&path).cloned();
+                    let (status, body) = match body {
+                        Some(body) => ("200 OK", body),
+                        None => ("404 Not Found", String::new()),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Files { url, files, requests }
+    }
+
+    pub fn set(&self, path: &str, body: &str) {
+        self.files.lock().unwrap().insert(path.to_string(), body.to_string());
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

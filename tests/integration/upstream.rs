@@ -1,0 +1,109 @@
+//! Tracking an upstream (`source.upstream`): the newest file and its digest are read from the
+//! upstream's index and checksum files (served on 127.0.0.1) at every plan, against moto behind
+//! the rules proxy, with the helper played as in `helper.rs`.
+
+use crate::helper::play_helper_checking;
+use crate::proxy::{Faults, Proxy};
+use crate::support::*;
+
+const FIRST: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const SECOND: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn manifest(files: &Files, regions: &str) -> String {
+    format!(
+        "stack: tracked
+source:
+  upstream:
+    index: {url}/autobuilds/latest-tracked.txt
+    checksums: \"{{url}}.sha256\"
+    file: \"tracked-{{version}}.raw.zst\"
+build:
+  region: us-east-1
+  method: helper
+  volume_size: 2
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m }}
+image:
+  name: \"tracked-{{version}}-{{volume_type}}\"
+  architecture: x86_64
+variants:
+  volume_type: [gp3]
+regions: {regions}
+",
+        url = files.url
+    )
+}
+
+/// Upstream publishes `version`: the index names it, its checksum file gives `digest`.
+fn publish(files: &Files, version: &str, digest: &str) {
+    let signed = format!(
+        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n# Latest as of today\n{version}/tracked-{version}.raw.zst 1048576\n-----BEGIN PGP SIGNATURE-----\n\nabc=\n-----END PGP SIGNATURE-----\n"
+    );
+    files.set("/autobuilds/latest-tracked.txt", &signed);
+    files.set(
+        &format!("/autobuilds/{version}/tracked-{version}.raw.zst.sha256"),
+        &format!("# SHA256 HASH\n{digest}  tracked-{version}.raw.zst\n"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_resolved() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 61).await;
+    let files = Files::start().await;
+    publish(&files, "20261122T1700Z", FIRST);
+    let dir = workdir("upstream-tracked");
+    std::fs::write(dir.join("stack.yaml"), manifest(&files, "[us-east-1]")).unwrap();
+    let scheduled = ["plan", "stack.yaml", "--detailed-exitcode", "--regions", "manifest"];
+
+    let planned = amiplan_at(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--json", "--regions", "manifest"]);
+    expect_code(&planned, 0);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&planned)).unwrap();
+    let found = &plan["upstream"][0];
+    let url = format!("{}/autobuilds/20261122T1700Z/tracked-20261122T1700Z.raw.zst", files.url);
+    assert_eq!(found["url"], url.as_str(), "{found}");
+    assert_eq!((found["sha256"].as_str(), found["version"].as_str()), (Some(FIRST), Some("20261122T1700Z")));
+    let nodes: Vec<&str> = plan["changes"].as_array().unwrap().iter().filter_map(|c| c["node"].as_str()).collect();
+    assert!(
+        nodes.contains(&"image/tracked-20261122T1700Z-gp3@us-east-1"),
+        "the version comes from the file: {nodes:?}"
+    );
+
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, script) = tokio::join!(
+        amiplan_async(&proxy.endpoint, &dir, &apply),
+        play_helper_checking(&moto, &proxy, "tracked", FIRST)
+    );
+    expect_code(&applied, 0);
+    assert!(script.contains(&url), "the helper downloads what upstream named");
+    expect_code(&amiplan_at(&proxy.endpoint, &dir, &scheduled), 0);
+
+    publish(&files, "20261123T1700Z", SECOND);
+    let newer = amiplan_at(&proxy.endpoint, &dir, &scheduled);
+    expect_code(&newer, 2);
+    let text = stdout(&newer);
+    assert!(
+        text.contains(&format!("upstream: tracked-20261123T1700Z.raw.zst (sha256 {SECOND}), version 20261123T1700Z")),
+        "{text}"
+    );
+    assert!(text.contains("image/tracked-20261123T1700Z-gp3@us-east-1 create"), "{text}");
+
+    // An upstream that lists no digest for its newest file: a clear error at the manifest's
+    // `source.upstream`, and not one AWS call.
+    files
+        .set("/autobuilds/20261123T1700Z/tracked-20261123T1700Z.raw.zst.sha256", &format!("{SECOND}  other.raw.zst\n"));
+    let calls = proxy.calls().len();
+    let broken = amiplan_at(&proxy.endpoint, &dir, &scheduled);
+    expect_code(&broken, 1);
+    let error = stderr(&broken);
+    assert!(error.contains("stack.yaml:3:"), "{error}");
+    assert!(error.contains("has no SHA-256 of tracked-20261123T1700Z.raw.zst"), "{error}");
+    assert_eq!(proxy.calls().len(), calls, "nothing asked of AWS");
+
+    // A manifest with a mistake elsewhere is refused before upstream is read.
+    std::fs::write(dir.join("stack.yaml"), manifest(&files, "[us-east-1, mars-north-1]")).unwrap();
+    let requests = files.requests();
+    let invalid = amiplan_at(&proxy.endpoint, &dir, &scheduled);
+    expect_code(&invalid, 1);
+    assert!(stderr(&invalid).contains("mars-north-1"), "{}", stderr(&invalid));
+    assert_eq!(files.requests(), requests, "upstream is not read for an invalid manifest");
+}
