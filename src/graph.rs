@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::cloud::Sharing;
 use crate::job::Job;
 use crate::model::{CatalogSpec, HelperSpec, Origin, Stack, TestSpec, Variant};
+use crate::resource::catalog_files::{self, CatalogFiles};
 use crate::resource::parameter::{self, Parameter, VariantKey};
 use crate::resource::snapshot::{MadeBy, Snapshot};
 pub use crate::resource::{Node, NodeKind, spec_hash};
@@ -223,6 +224,7 @@ impl DesiredGraph {
         let mut tags = stack.tags.clone();
         tags.insert(tags::VERSION.into(), version.to_string());
         let all: Vec<NodeIndex> = published.iter().flat_map(|p| std::iter::once(p.image).chain(p.test)).collect();
+        let mut parameters = Vec::new();
         for one in published {
             let variant = VariantKey::of(&one.variant.attrs);
             let image_node = format!("image/{}@{}", one.variant.name, one.region);
@@ -272,6 +274,25 @@ impl DesiredGraph {
                 for dependency in after {
                     self.graph.add_edge(dependency, index, ());
                 }
+                parameters.push(index);
+            }
+        }
+        if let Some(s3) = &catalog.s3 {
+            let index = self.add(Node {
+                id: catalog_files::node_id(&s3.bucket, &s3.prefix, &s3.region),
+                stack: stack.name.clone(),
+                region: s3.region.clone(),
+                name: None,
+                spec: Spec::CatalogFiles(CatalogFiles { bucket: s3.bucket.clone(), prefix: s3.prefix.clone() }),
+                description: None,
+                tags: BTreeMap::new(),
+                sharing: Sharing::default(),
+                deprecation: None,
+                gated: false,
+            });
+            // The files name every AMI and parameter of the stack: written after all of them.
+            for dependency in all.into_iter().chain(parameters) {
+                self.graph.add_edge(dependency, index, ());
             }
         }
     }

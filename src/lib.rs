@@ -22,4 +22,3 @@ pub mod render;
 pub mod resource;
 pub mod source;
 pub mod tags;
-pub mod upstream;

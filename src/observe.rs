@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind, RouteOut};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
-use crate::resource::{Spec, helper, parameter};
+use crate::resource::catalog_files::{self, CatalogFiles};
+use crate::resource::{Node, Spec, helper, parameter};
 use crate::tags;
 
 /// Live state of every region a set of stacks may own resources in.
@@ -119,6 +120,21 @@ async fn read_launch_templates<C: Cloud>(
         Ok::<_, CloudError>((region.to_string(), cloud.launch_template_images(region).await?))
     });
     Ok(try_join_all(reads).await?.into_iter().collect())
+}
+
+/// A stack's catalogue files: one listing of their prefix, then the tags of each file of the
+/// stack's layout (S3 lists no tags), so that only files amiplan wrote count as its own.
+async fn read_files<C: Cloud>(cloud: &C, node: &Node, spec: &CatalogFiles) -> Result<Option<LiveResource>, CloudError> {
+    let listing = spec.relative(cloud.list_objects(&node.region, &spec.bucket, &spec.prefix).await?);
+    let candidates = listing.into_iter().filter(|(path, _)| catalog_files::in_layout(&node.stack, path));
+    let reads = candidates.map(|(path, etag)| async move {
+        let key = format!("{}{path}", spec.prefix);
+        let found = cloud.object_tags(&node.region, &spec.bucket, &key).await?;
+        let ours = found.as_ref().and_then(|tags| tags.get(tags::NODE)) == Some(&node.id);
+        Ok::<_, CloudError>(ours.then_some((path, etag)))
+    });
+    let owned: Vec<_> = futures::stream::iter(reads).buffer_unordered(SHARING_READS).try_collect().await?;
+    Ok(catalog_files::from_listing(node, spec, owned.into_iter().flatten().collect()))
 }
 
 /// Attribute reads in flight at once: well under EC2's request rate, fast for hundreds of AMIs.
@@ -253,6 +269,11 @@ pub async fn observe<C: Cloud>(
         // Tagged with its node at creation; discovery reads no tags of parameters but the stack.
         live.tags.insert(tags::NODE.into(), parameter::node_id(&live.id, &live.region));
     }
+    let listings = graph.nodes().filter_map(|node| match &node.spec {
+        Spec::CatalogFiles(spec) => Some(read_files(cloud, node, spec)),
+        _ => None,
+    });
+    resources.extend(try_join_all(listings).await?.into_iter().flatten());
     read_sharing(cloud, graph, &mut resources).await?;
     let helper_amis = resolved.into_iter().flatten().collect();
     // The account's settings, where a read-only node asks for them.

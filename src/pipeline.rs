@@ -22,7 +22,7 @@ use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::source::{self, Prepared};
-use crate::upstream;
+use crate::manifest::upstream;
 
 /// Exit codes, documented in the README.
 pub mod exit {

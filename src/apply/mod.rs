@@ -25,7 +25,7 @@ use crate::events::{self, Event, Events, Phase};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::plan::{Action, Change, Plan};
 pub use crate::resource::steps::Deadlines;
-use crate::resource::steps::{Inputs, Steps};
+use crate::resource::steps::{Inputs, StepError, Steps};
 use crate::resource::{self, Node, Update};
 
 #[derive(Debug, Clone)]
@@ -315,6 +315,11 @@ impl<'a, C: Cloud> Executor<'a, C> {
         match change.action {
             Action::NoOp => {
                 self.record(change, live.clone(), Outcome::Unchanged, started);
+                // A parameter left as it is (someone else's, or a channel held back) holds back
+                // nothing: what waits for it (the catalogue files) renders what is there.
+                if change.kind == NodeKind::Parameter {
+                    return Ok(live.unwrap_or_default());
+                }
                 return live.ok_or(());
             }
             Action::Delete => return Err(()),
@@ -403,5 +408,18 @@ impl<C: Cloud> Steps for Executor<'_, C> {
 
     fn node(&self, id: &str) -> Option<&Node> {
         self.graph.get(id)
+    }
+
+    async fn catalogue_files(&self, stack: &str) -> Result<BTreeMap<String, Vec<u8>>, StepError> {
+        let stacks = [stack.to_string()];
+        let mut found = crate::observe::catalogue_state(self.cloud, self.graph, &stacks, &[]).await?;
+        // Versions this run retires leave the catalogue before their AMIs go (in the retire
+        // phase, after this).
+        let retiring: Vec<(&str, &str)> = (self.plan.changes.iter())
+            .filter(|c| c.retire && c.kind.is_image())
+            .filter_map(|c| Some((c.region.as_str(), c.live_id.as_deref()?)))
+            .collect();
+        found.retain(|live| !retiring.contains(&(live.region.as_str(), live.id.as_str())));
+        Ok(crate::distribution::files::render(&crate::distribution::Catalogue::from_live(self.graph, &found)))
     }
 }

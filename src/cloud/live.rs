@@ -20,6 +20,9 @@ pub enum ResourceKind {
     Instance,
     /// A Parameter Store parameter, identified by its name.
     Parameter,
+    /// The catalogue files under one S3 prefix, identified as `s3://bucket/prefix`: the files
+    /// are one resource, read with one listing.
+    CatalogFiles,
 }
 
 /// Where a resource is in its life, in amiplan's terms; `cloud::aws` maps AWS's state words to
@@ -105,6 +108,9 @@ pub struct LiveResource {
     /// For parameters: the value (an AMI ID, for amiplan's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// For catalogue files: each file's path under the prefix → its etag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 impl LiveResource {
@@ -131,6 +137,7 @@ impl LiveResource {
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
+            files: BTreeMap::new(),
         }
     }
 }

@@ -441,6 +441,49 @@ pub trait Parameters: Sync {
     fn delete_parameter(&self, region: &str, name: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
+/// One object of a bucket as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    /// The entity tag without quotes: the MD5 of the content for objects written in one part
+    /// without SSE-KMS.
+    pub etag: String,
+}
+
+/// S3 objects: the catalogue files amiplan publishes to a bucket.
+pub trait Objects: Sync {
+    /// Every object under `prefix` (ListObjectsV2, paginated).
+    fn list_objects(
+        &self,
+        region: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<StoredObject>, CloudError>> + Send;
+    /// Writes one object in one part, tagged (its MD5 sent for S3 to check); returns its etag.
+    fn put_object(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// The object's tags; `None` when it is gone.
+    fn object_tags(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
+    /// Deletes the object; one already gone is deleted.
+    fn delete_object(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
 /// Stack locks: one named, labelled marker per region that only one run can create.
 pub trait Locks: Sync {
     /// Atomically creates the lock `name` in `region`, labelled with `holder`. Returns `None` when
@@ -480,11 +523,11 @@ pub trait Locks: Sync {
 /// Guarantees expected of implementations: creates tag at creation where the API allows it,
 /// deletes of something already gone succeed, and no method logs credentials.
 pub trait Cloud:
-    Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters
+    Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters + Objects
 {
 }
 
-impl<T: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters> Cloud
-    for T
+impl<T: Account + Discovery + Images + Snapshots + Permissions + Tagging + BuildHosts + Locks + Parameters + Objects>
+    Cloud for T
 {
 }

@@ -20,8 +20,8 @@ use super::{Catalogue, Entry};
 /// Format of `amis.json`.
 pub const FLAT_FORMAT: &str = "amiplan-catalogue:1";
 
-/// Where the simplestreams index is; written last.
-pub const INDEX: &str = "streams/v1/index.json";
+/// Where the simplestreams index is (written last), and the flat list of every AMI.
+pub use crate::resource::catalog_files::{FLAT, INDEX};
 
 /// Every file of the catalogue, by path relative to the tree's root. Serialized from borrowed,
 /// typed documents: no intermediate JSON tree of 10,000 AMIs is ever built.
@@ -35,7 +35,7 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
     let mut index = BTreeMap::new();
     for (stack, entries) in &stacks {
         let content_id = format!("amiplan:{stack}:aws");
-        let path = format!("streams/v1/{content_id}.json");
+        let path = crate::resource::catalog_files::products_path(stack);
         let products = products(entries);
         let names: Vec<String> = products.keys().cloned().collect();
         let document = Products {
@@ -82,7 +82,7 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
         regions.entry(entry.region.as_str()).or_default().push(entry);
     }
     let flat = Flat { format: FLAT_FORMAT, updated: rfc3339(updated), regions };
-    files.insert("amis.json".to_string(), pretty(&flat));
+    files.insert(FLAT.to_string(), pretty(&flat));
     let index = Index { format: "index:1.0", index, updated: rfc2822(updated) };
     files.insert(INDEX.to_string(), pretty(&index));
     files

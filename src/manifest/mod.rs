@@ -3,6 +3,7 @@
 
 pub mod locate;
 pub mod raw;
+pub mod upstream;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -43,8 +44,8 @@ pub struct Loaded {
     pub path: PathBuf,
     pub manifest: Manifest,
     pub positions: PositionIndex,
-    /// What `source.upstream` resolved to, once [`crate::upstream::resolve_all`] has run.
-    pub upstream: Option<crate::upstream::Resolution>,
+    /// What `source.upstream` resolved to, once [`upstream::resolve`] has run.
+    pub upstream: Option<crate::manifest::upstream::Resolution>,
 }
 
 impl Loaded {

@@ -57,6 +57,23 @@ pub struct Catalog {
     /// Parameter Store settings (default prefix `/amiplan/<stack>`).
     #[serde(default)]
     pub ssm: Option<Ssm>,
+    /// Also publish the catalogue files (the tree `amiplan catalog` writes) to an S3 bucket,
+    /// after the stack's AMIs and parameters, in every apply.
+    #[serde(default)]
+    pub s3: Option<S3>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// An existing bucket; amiplan never creates or changes buckets.
+    pub bucket: String,
+    /// Key prefix of the tree, e.g. `images/fedora/` (default: the bucket's root).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The bucket's region (default: the build region).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

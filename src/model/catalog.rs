@@ -19,6 +19,17 @@ pub struct CatalogSpec {
     pub channel_templates: Vec<String>,
     /// Take over parameters of these names that amiplan does not own.
     pub overwrite: bool,
+    /// Where the catalogue files are published, if anywhere.
+    pub s3: Option<S3Target>,
+}
+
+/// A bucket prefix the stack's catalogue files are published under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Empty, or ending in `/`.
+    pub prefix: String,
+    pub region: String,
 }
 
 impl CatalogSpec {
@@ -44,6 +55,55 @@ impl CatalogSpec {
 /// levels, at most 1011 characters, nothing under `/aws` or `/ssm`.
 const MAX_NAME: usize = 1011;
 const MAX_LEVELS: usize = 15;
+
+/// Bucket names as S3 allows them for new buckets (virtual-host style, so no upper case or
+/// `_`); prefixes of plain characters that need no quoting in a URL.
+fn check_s3(
+    s3: &crate::manifest::raw::S3,
+    build_region: &str,
+    report: &mut impl FnMut(&str, String),
+) -> Option<S3Target> {
+    let bucket = &s3.bucket;
+    let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edges(bucket.chars().next())
+        && edges(bucket.chars().last())
+        && !bucket.contains("..")
+        && !bucket.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+    let mut ok = true;
+    if !bucket_ok {
+        report(
+            "catalog.s3.bucket",
+            format!("`{bucket}` is not an S3 bucket name (3-63 lower-case letters, digits, `.` and `-`)"),
+        );
+        ok = false;
+    }
+    let mut prefix = s3.prefix.clone().unwrap_or_default();
+    let prefix_ok = prefix.len() <= 512
+        && !prefix.starts_with('/')
+        && !prefix.contains("//")
+        && !prefix.split('/').any(|part| part == "." || part == "..")
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()".contains(c));
+    if !prefix_ok {
+        report(
+            "catalog.s3.prefix",
+            format!(
+                "`{prefix}` must be a relative key prefix of letters, digits and `/!-_.*'()`, without `.`, `..` or empty parts"
+            ),
+        );
+        ok = false;
+    }
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let region = s3.region.clone().unwrap_or_else(|| build_region.to_string());
+    if !super::KNOWN_REGIONS.contains(&region.as_str()) {
+        report("catalog.s3.region", format!("unknown region `{region}`"));
+        ok = false;
+    }
+    ok.then(|| S3Target { bucket: bucket.clone(), prefix, region })
+}
 
 pub(super) fn check_catalog(
     loaded: &Loaded,
@@ -97,6 +157,7 @@ pub(super) fn check_catalog(
         version_templates: vec![],
         channel_templates: vec![],
         overwrite: ssm.overwrite,
+        s3: catalog.s3.as_ref().and_then(|s3| check_s3(s3, &m.build.region, report)),
     };
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (template, path) in templates.iter().zip(&at) {

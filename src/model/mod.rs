@@ -17,7 +17,7 @@ mod publish;
 mod sources;
 
 use catalog::check_catalog;
-pub use catalog::{CatalogSpec, VariantKey};
+pub use catalog::{CatalogSpec, S3Target, VariantKey};
 use publish::{check_retention, check_sharing, check_test};
 use sources::{check_helper, check_source};
 
@@ -45,7 +45,7 @@ pub struct Stack {
     pub keep_versions: Option<u32>,
     pub catalog: Option<CatalogSpec>,
     /// What `source.upstream` named at this load, if the stack tracks one.
-    pub upstream: Option<crate::upstream::Resolution>,
+    pub upstream: Option<crate::manifest::upstream::Resolution>,
 }
 
 /// The boot test of new AMIs.
@@ -542,6 +542,17 @@ fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
                     problems.push(loaded.at("catalog", message));
                 }
             }
+        }
+    }
+    let mut destinations: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for (loaded, stack) in stacks {
+        let Some(s3) = stack.catalog.as_ref().and_then(|c| c.s3.as_ref()) else { continue };
+        if let Some(other) = destinations.insert((&s3.bucket, &s3.prefix), &stack.name) {
+            let message = format!(
+                "s3://{}/{} is also where stack `{other}` publishes its catalogue: give each stack its own prefix",
+                s3.bucket, s3.prefix
+            );
+            problems.push(loaded.at("catalog.s3", message));
         }
     }
     let mut stack_names: BTreeMap<&str, &Loaded> = BTreeMap::new();

@@ -7,9 +7,12 @@ use super::claim::Claims;
 use super::retention::Retention;
 use super::{Action, Change, Reason};
 use crate::cloud::{LiveResource, ResourceKind, State};
+use crate::distribution::Catalogue;
+use crate::distribution::files::render;
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::observe::Observed;
 use crate::resource::Spec;
+use crate::resource::catalog_files;
 use crate::resource::parameter::{self, Parameter, RESOLVED_AMI, VariantKey};
 use crate::tags;
 
@@ -240,4 +243,39 @@ pub(super) fn orphan_parameter(
             named.then(|| Retention::Keep(why.clone()))
         }
     }
+}
+
+/// The change of a stack's catalogue files: rewritten after this run's changes to its AMIs and
+/// parameters, or else compared file by file with what the catalogue is now.
+pub(super) fn files_change(
+    node: &Node,
+    desired: &DesiredGraph,
+    observed: &Observed,
+    claims: &Claims,
+    changes: &[Change],
+) -> Change {
+    let live = claims.by_node.get(node.id.as_str()).and_then(|found| found.first());
+    let if_any = if live.is_some() { Action::Update } else { Action::Create };
+    let mut change =
+        Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, live.map(|l| l.id.as_str()));
+    let catalogued =
+        |kind: NodeKind| matches!(kind, NodeKind::Image | NodeKind::ImageCopy | NodeKind::Test | NodeKind::Parameter);
+    if changes.iter().any(|c| c.stack == node.stack && c.action != Action::NoOp && catalogued(c.kind)) {
+        change.action = if_any;
+        change.reasons.push(Reason::RenderedAfterApply);
+        return change;
+    }
+    let mine: Vec<LiveResource> = observed
+        .resources
+        .iter()
+        .filter(|r| r.kind != ResourceKind::Image || r.stack() == Some(node.stack.as_str()))
+        .cloned()
+        .collect();
+    let files = render(&Catalogue::from_live(desired, &mine));
+    let before = live.map(|l| l.files.clone()).unwrap_or_default();
+    change.diffs = catalog_files::file_diffs(&node.stack, &files, &before);
+    if !change.diffs.is_empty() {
+        change.action = if_any;
+    }
+    change
 }

@@ -20,7 +20,7 @@ mod gate;
 mod retention;
 
 use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
-use catalog::{orphan_parameter, parameter_change, pinned_versions};
+use catalog::{files_change, orphan_parameter, parameter_change, pinned_versions};
 use claim::{claim, preference};
 use compare::judge;
 use gate::test_change;
@@ -108,7 +108,7 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// What each stack that tracks an upstream resolved it to for this plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub upstream: Vec<crate::upstream::Resolution>,
+    pub upstream: Vec<crate::manifest::upstream::Resolution>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +164,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             }
             continue;
         }
-        if node.kind() == NodeKind::Parameter && !destroy {
+        if matches!(node.kind(), NodeKind::Parameter | NodeKind::CatalogFiles) && !destroy {
             // Judged once every AMI it may name is (below).
             continue;
         }
@@ -241,7 +241,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     }
     let pinned = pinned_versions(desired, observed, &changes);
     let verdicts = if destroy { HashMap::new() } else { retention(desired, &claims.orphans, &pinned) };
-    for live in claims.orphans {
+    for live in &claims.orphans {
         let reason = if destroy { Reason::Destroy } else { Reason::NoLongerWanted };
         let kind = NodeKind::of_resource(live.kind);
         let node =
@@ -270,6 +270,16 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             change.reasons = vec![Reason::KeptForLaunchTemplate { template: template.clone() }];
         }
         changes.push(change);
+    }
+    if !destroy {
+        // The files name every AMI and channel of the stack: judged after all of them.
+        let mut files = Vec::new();
+        for node in desired.nodes() {
+            if node.kind() == NodeKind::CatalogFiles {
+                files.push(files_change(node, desired, observed, &claims, &changes));
+            }
+        }
+        changes.extend(files);
     }
     assign_snapshots(&mut changes, observed);
     let mut warnings = account_warnings;

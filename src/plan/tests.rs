@@ -89,6 +89,7 @@ fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
+            files: Default::default(),
         });
     }
     resources

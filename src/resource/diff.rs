@@ -23,6 +23,8 @@ pub enum Attribute {
     Deprecation,
     /// A parameter's value.
     Value,
+    /// One catalogue file, by its path under the prefix (its entity tag is the value).
+    File(String),
     /// A tag, by key.
     Tag(String),
     /// An attribute AWS fixes at creation, by its name in the spec (`boot_mode`).
@@ -38,6 +40,7 @@ impl std::fmt::Display for Attribute {
             Attribute::Deprecation => f.write_str("deprecation"),
             Attribute::Value => f.write_str("value"),
             Attribute::Tag(key) => write!(f, "tags.{key}"),
+            Attribute::File(path) => write!(f, "files.{path}"),
             Attribute::Immutable(name) => f.write_str(name),
         }
     }
@@ -57,9 +60,10 @@ impl From<String> for Attribute {
             "create_volume_permission" => Attribute::CreateVolumePermission,
             "deprecation" => Attribute::Deprecation,
             "value" => Attribute::Value,
-            _ => match text.strip_prefix("tags.") {
-                Some(key) => Attribute::Tag(key.to_string()),
-                None => Attribute::Immutable(text),
+            _ => match (text.strip_prefix("tags."), text.strip_prefix("files.")) {
+                (Some(key), _) => Attribute::Tag(key.to_string()),
+                (None, Some(path)) => Attribute::File(path.to_string()),
+                (None, None) => Attribute::Immutable(text),
             },
         }
     }

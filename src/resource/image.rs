@@ -157,6 +157,7 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
             Attribute::LaunchPermission
             | Attribute::CreateVolumePermission
             | Attribute::Tag(_)
+            | Attribute::File(_)
             | Attribute::Immutable(_)
             | Attribute::Value => {}
         }

@@ -5,6 +5,7 @@
 //! Everything common to all kinds is an exhaustive `match` on [`Spec`] or [`NodeKind`] in this
 //! file: a new kind fails to compile until every such place says what it does.
 
+pub mod catalog_files;
 pub mod copy;
 mod diff;
 pub mod helper;
@@ -59,6 +60,8 @@ pub enum NodeKind {
     PublicAccess,
     /// A Parameter Store parameter naming an AMI (a version's or a channel's).
     Parameter,
+    /// The stack's catalogue files in an S3 bucket.
+    CatalogFiles,
 }
 
 impl NodeKind {
@@ -77,6 +80,7 @@ impl NodeKind {
             NodeKind::Test => "test",
             NodeKind::PublicAccess => "public-access",
             NodeKind::Parameter => "parameter",
+            NodeKind::CatalogFiles => "catalog-files",
         }
     }
 
@@ -98,6 +102,7 @@ impl NodeKind {
             NodeKind::Test => test::TRANSIENT,
             NodeKind::PublicAccess => public_access::TRANSIENT,
             NodeKind::Parameter => parameter::TRANSIENT,
+            NodeKind::CatalogFiles => catalog_files::TRANSIENT,
         }
     }
 
@@ -120,6 +125,7 @@ impl NodeKind {
             NodeKind::Volume => ResourceKind::Volume,
             NodeKind::Helper | NodeKind::Test => ResourceKind::Instance,
             NodeKind::Parameter => ResourceKind::Parameter,
+            NodeKind::CatalogFiles => ResourceKind::CatalogFiles,
             NodeKind::PublicAccess => return None,
         })
     }
@@ -137,6 +143,7 @@ impl NodeKind {
             ResourceKind::Volume => NodeKind::Volume,
             ResourceKind::Instance => NodeKind::Helper,
             ResourceKind::Parameter => NodeKind::Parameter,
+            ResourceKind::CatalogFiles => NodeKind::CatalogFiles,
         }
     }
 
@@ -144,7 +151,7 @@ impl NodeKind {
     /// catalogue stops naming an AMI before the AMI goes.
     pub fn delete_rank(self) -> u8 {
         match self {
-            NodeKind::Parameter | NodeKind::PublicAccess => 0,
+            NodeKind::Parameter | NodeKind::CatalogFiles | NodeKind::PublicAccess => 0,
             NodeKind::Image | NodeKind::ImageCopy => 1,
             NodeKind::Snapshot => 2,
             NodeKind::Helper | NodeKind::Test => 3,
@@ -175,6 +182,7 @@ pub enum Spec {
     Test(test::BootTest),
     PublicAccess(public_access::PublicSharing),
     Parameter(parameter::Parameter),
+    CatalogFiles(catalog_files::CatalogFiles),
 }
 
 impl Spec {
@@ -193,6 +201,7 @@ impl Spec {
             Spec::Test(_) => NodeKind::Test,
             Spec::PublicAccess(_) => NodeKind::PublicAccess,
             Spec::Parameter(_) => NodeKind::Parameter,
+            Spec::CatalogFiles(_) => NodeKind::CatalogFiles,
         }
     }
 
@@ -214,6 +223,7 @@ impl Spec {
             Spec::Test(spec) => spec.immutable(),
             Spec::PublicAccess(spec) => spec.immutable(),
             Spec::Parameter(spec) => spec.immutable(),
+            Spec::CatalogFiles(spec) => spec.immutable(),
         };
         pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
     }
@@ -233,7 +243,8 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => None,
         }
     }
 }
@@ -260,7 +271,8 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => None,
         }
     }
 
@@ -280,7 +292,8 @@ impl Spec {
             | Spec::SecurityGroup(_)
             | Spec::Volume(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => None,
         }
     }
 }
@@ -309,6 +322,7 @@ impl Spec {
             Spec::Helper(spec) => spec.create(steps, node, inputs, resolved).await,
             Spec::Test(spec) => spec.run(steps, node, inputs, resolved).await,
             Spec::Parameter(spec) => spec.create(steps, node, inputs, resolved).await,
+            Spec::CatalogFiles(spec) => spec.publish(steps, node).await,
             Spec::PublicAccess(_) => {
                 Err(StepError { resource: None, message: format!("{} is read-only: nothing is made", node.id) })
             }
@@ -326,6 +340,7 @@ impl Spec {
         let Update { diffs, inputs, resolved } = change;
         match self {
             Spec::Parameter(spec) => spec.update(steps, node, diffs, inputs, resolved).await,
+            Spec::CatalogFiles(spec) => spec.publish(steps, node).await.map(drop),
             Spec::Snapshot(_) => snapshot::update(steps, node, diffs, id).await,
             Spec::Image(_) | Spec::Copy(_) => image::update(steps, node, diffs, id).await,
             // Adopted as they are: a build's resources are never changed in place (a running
@@ -367,6 +382,7 @@ pub async fn delete<S: Steps>(
         // Read-only: nothing of it is ever made, so nothing is deleted.
         NodeKind::PublicAccess => Ok(()),
         NodeKind::Parameter => parameter::delete(steps, region, id).await,
+        NodeKind::CatalogFiles => catalog_files::delete(steps, region, id).await,
     }
 }
 
@@ -394,7 +410,8 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => false,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => false,
         };
         failed.then(|| Reason::Failed { id: live.id.clone(), state: live.state.to_string() })
     }
@@ -413,7 +430,8 @@ impl Spec {
             | Spec::Volume(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => None,
         }
     }
 
@@ -432,8 +450,9 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_) => vec![],
-            // Its value is judged by the planner, which knows the AMI it should name.
-            Spec::Parameter(_) => return vec![],
+            // Its value is judged by the planner, which knows the AMI it should name; the
+            // files' content too, from the catalogue.
+            Spec::Parameter(_) | Spec::CatalogFiles(_) => return vec![],
         };
         diffs.extend(tag_diffs(node, live));
         diffs
@@ -454,7 +473,8 @@ impl Spec {
             | Spec::Helper(_)
             | Spec::Test(_)
             | Spec::PublicAccess(_)
-            | Spec::Parameter(_) => None,
+            | Spec::Parameter(_)
+            | Spec::CatalogFiles(_) => None,
         }
     }
 }

@@ -114,6 +114,8 @@ pub enum Reason {
         channel: String,
         version: String,
     },
+    /// The catalogue files are rendered from AWS once this run's AMIs and parameters are done.
+    RenderedAfterApply,
     /// A parameter of that name exists and amiplan does not own it.
     NotOwned {
         value: String,
@@ -187,6 +189,9 @@ impl std::fmt::Display for Reason {
                 f,
                 "channel {channel} moves to {version} once its AMIs are available, tested and published in every region"
             ),
+            Reason::RenderedAfterApply => {
+                f.write_str("rewritten from the catalogue once this run's AMIs and parameters are done")
+            }
             Reason::NotOwned { value } => write!(
                 f,
                 "exists (naming {value}) and is not amiplan's: left as it is (catalog.ssm.overwrite takes it over)"

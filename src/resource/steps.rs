@@ -52,6 +52,11 @@ pub trait Steps: Sync {
     fn client_token(&self, node: &Node, request: &dyn std::fmt::Debug) -> String;
     /// The desired node `id`.
     fn node(&self, id: &str) -> Option<&Node>;
+    /// The catalogue files of `stack` (path → bytes), rendered from AWS as it is now.
+    fn catalogue_files(
+        &self,
+        stack: &str,
+    ) -> impl std::future::Future<Output = Result<BTreeMap<String, Vec<u8>>, StepError>> + Send;
 }
 
 /// What the plan resolved for a node and apply must use as shown (see `plan::Change::resolved`).

@@ -21,6 +21,11 @@ const CATALOG_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 /// Version `version` of stack `cat` (two volume types, three regions, keep two versions) with
 /// `channels` (`stable: "1"`, …).
 pub(crate) fn release(dir: &Path, version: u32, channels: &str) {
+    release_with(dir, version, channels, "");
+}
+
+/// [`release`] with more lines in `catalog:` (`  s3: …`).
+fn release_with(dir: &Path, version: u32, channels: &str, catalog: &str) {
     let image = dir.join(format!("disk-{version}.raw"));
     if !image.exists() {
         sample_image(&image, 2, 300 + version as u64);
@@ -39,7 +44,7 @@ regions: [{}]
 catalog:
   channels: {{ {channels} }}
   ssm: {{ prefix: /acme/cat }}
-",
+{catalog}",
         CATALOG_REGIONS.join(", ")
     );
     std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
@@ -247,6 +252,68 @@ async fn a_private_ami_is_never_behind_a_public_channel() {
     assert!(cloud.parameters("eu-west-1").keys().all(|name| !name.contains("/stable/")));
 }
 
+const BUCKET: &str = "cat-catalogue";
+const TO_S3: &str = "  s3: { bucket: cat-catalogue, prefix: images/cat }\n";
+
+/// The catalogue files as `amiplan catalog` renders them from live state now.
+async fn rendered(cloud: &FakeCloud, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let catalogue = workspace(dir).await.catalogue(cloud, &[]).await.unwrap();
+    amiplan::distribution::files::render(&catalogue)
+}
+
+/// The objects amiplan published under `images/cat/`, by path under it.
+fn published(cloud: &FakeCloud) -> BTreeMap<String, Vec<u8>> {
+    let objects = cloud.objects(BUCKET).into_iter();
+    objects.filter_map(|(key, body)| Some((key.strip_prefix("images/cat/")?.to_string(), body))).collect()
+}
+
+#[tokio::test]
+async fn catalogue_files_are_published_to_s3_after_the_amis_and_only_what_changed() {
+    let dir = dir("catalog-s3-fake");
+    let cloud = FakeCloud::default();
+    cloud.put_foreign_object(BUCKET, "images/cat/README", b"someone else's");
+    cloud.put_foreign_object(BUCKET, "images/cat/versions/cat/0.json", b"not amiplan's either");
+
+    release_with(&dir, 1, "stable: \"1\"", TO_S3);
+    let planned = plan(&cloud, &dir).await;
+    let files = planned.changes.iter().find(|c| c.node == "catalog-files/s3://cat-catalogue/images/cat/@us-east-1");
+    let files = files.unwrap_or_else(|| panic!("{planned:#?}"));
+    assert_eq!(files.action, Action::Create);
+    assert!(files.reasons[0].to_string().contains("once this run's AMIs and parameters are done"), "{files:?}");
+    converge(&cloud, &dir, false).await;
+    let mut first = published(&cloud);
+    assert_eq!(first.remove("README").as_deref(), Some(&b"someone else's"[..]));
+    first.remove("versions/cat/0.json");
+    assert_eq!(first, rendered(&cloud, &dir).await, "the tree of `amiplan catalog`, published");
+    assert!(first.contains_key("versions/cat/1.json") && first.contains_key("streams/cat/stable.json"));
+
+    // Nothing changed: nothing to write.
+    let puts = cloud.calls("PutObject");
+    let again = plan(&cloud, &dir).await;
+    assert!(!again.has_changes(), "{again:#?}");
+    converge(&cloud, &dir, false).await;
+    assert_eq!(cloud.calls("PutObject"), puts);
+
+    // Version 2, then 3 with the channels moved on: version 1 is retired, and its file goes
+    // with it; only what changed is written; someone else's objects stay.
+    release_with(&dir, 2, "stable: \"1\", testing: \"2\"", TO_S3);
+    converge(&cloud, &dir, false).await;
+    let puts = cloud.calls("PutObject");
+    release_with(&dir, 3, "stable: \"2\", testing: \"3\"", TO_S3);
+    converge(&cloud, &dir, false).await;
+    let mut third = published(&cloud);
+    assert!(!third.contains_key("versions/cat/1.json"), "a retired version leaves the bucket: {:?}", third.keys());
+    assert!(third.remove("README").is_some() && third.remove("versions/cat/0.json").is_some());
+    assert_eq!(third, rendered(&cloud, &dir).await);
+    let written = cloud.calls("PutObject") - puts;
+    assert!(written < third.len(), "{written} of {} files written: the unchanged are left", third.len());
+    assert!(!plan(&cloud, &dir).await.has_changes());
+
+    converge(&cloud, &dir, true).await;
+    let left: Vec<String> = cloud.objects(BUCKET).into_keys().collect();
+    assert_eq!(left, ["images/cat/README", "images/cat/versions/cat/0.json"], "only amiplan's objects go");
+}
+
 /// Every parameter under `/acme/cat` in `region`, read with the AWS CLI: name → (value, data type).
 fn catalogue_read_by_cli(moto: &Moto, region: &str) -> BTreeMap<String, (String, String)> {
     let args = ["ssm", "get-parameters-by-path", "--path", "/acme/cat", "--recursive"];
@@ -282,10 +349,20 @@ async fn parameters_are_written_promoted_retired_and_destroyed_in_moto() {
     let moto = Moto::start();
     let dir = dir("catalog-moto");
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest", "--events", "events.jsonl"];
-    release(&dir, 1, "stable: \"1\"");
+    moto.aws("us-east-1", &["s3api", "create-bucket", "--bucket", BUCKET]).unwrap();
+    let theirs = dir.join("theirs.txt");
+    std::fs::write(&theirs, "someone else's").unwrap();
+    let put = ["s3api", "put-object", "--bucket", BUCKET, "--key", "images/cat/README", "--body"];
+    moto.aws("us-east-1", &[&put[..], &[theirs.to_str().unwrap()]].concat()).unwrap();
+    release_with(&dir, 1, "stable: \"1\"", TO_S3);
     expect_code(&moto.amiplan(&dir, &apply), 0);
-    release(&dir, 2, "stable: \"1\", testing: \"2\"");
+    release_with(&dir, 2, "stable: \"1\", testing: \"2\"", TO_S3);
     expect_code(&moto.amiplan(&dir, &apply), 0);
+    assert_eq!(bucket_read_by_cli(&moto, &dir), catalog_command(&moto, &dir), "S3 holds the tree `catalog` writes");
+    let tags =
+        moto.aws("us-east-1", &["s3api", "get-object-tagging", "--bucket", BUCKET, "--key", "images/cat/amis.json"]);
+    assert!(tags.unwrap()["TagSet"].to_string().contains("catalog-files/s3://cat-catalogue/images/cat/@us-east-1"));
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]), 0);
     for region in CATALOG_REGIONS {
         let read = catalogue_read_by_cli(&moto, region);
         assert_eq!(read.len(), 8, "{region}: {read:#?}");
@@ -299,11 +376,11 @@ async fn parameters_are_written_promoted_retired_and_destroyed_in_moto() {
     let one = moto.aws("eu-west-1", &["ssm", "get-parameter", "--name", "/acme/cat/stable/x86_64/gp3/image_id"]);
     assert_eq!(one.unwrap()["Parameter"]["Value"], ami_named(&moto, "eu-west-1", "cat-1-gp3").await);
 
-    // Promotion: stable's six parameters, nothing else.
-    release(&dir, 2, "stable: \"2\", testing: \"2\"");
+    // Promotion: stable's six parameters, and the files that name them, nothing else.
+    release_with(&dir, 2, "stable: \"2\", testing: \"2\"", TO_S3);
     let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest"]);
     let summary = plan_summary(&planned);
-    assert!(summary.starts_with("Plan: 0 to create, 6 to update in place, 0 to replace, 0 to delete "), "{summary}");
+    assert!(summary.starts_with("Plan: 0 to create, 7 to update in place, 0 to replace, 0 to delete "), "{summary}");
     assert!(stdout(&planned).contains("parameter/acme/cat/stable/x86_64/gp3/image_id@ap-southeast-2"));
     expect_code(&moto.amiplan(&dir, &apply), 0);
     for region in CATALOG_REGIONS {
@@ -319,10 +396,13 @@ async fn parameters_are_written_promoted_retired_and_destroyed_in_moto() {
         ["ssm", "put-parameter", "--name", "/acme/cat/3/x86_64/gp3/image_id", "--value", "theirs", "--type", "String"];
     moto.aws("us-east-1", &theirs).unwrap();
     std::fs::remove_file(dir.join("events.jsonl")).unwrap();
-    release(&dir, 3, "stable: \"2\", testing: \"3\"");
+    release_with(&dir, 3, "stable: \"2\", testing: \"3\"", TO_S3);
     let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--regions", "manifest"]);
     assert!(stdout(&planned).contains("is not amiplan's: left as it is"), "{}", stdout(&planned));
     expect_code(&moto.amiplan(&dir, &apply), 0);
+    let files = bucket_read_by_cli(&moto, &dir);
+    assert!(!files.contains_key("versions/cat/1.json"), "a retired version leaves the bucket: {:?}", files.keys());
+    assert_eq!(files, catalog_command(&moto, &dir));
     for region in CATALOG_REGIONS {
         let read = catalogue_read_by_cli(&moto, region);
         assert!(!read.keys().any(|name| name.starts_with("/acme/cat/1/")), "{region}: version 1 is gone: {read:#?}");
@@ -361,4 +441,45 @@ async fn parameters_are_written_promoted_retired_and_destroyed_in_moto() {
         let theirs = if region == "us-east-1" { vec!["/acme/cat/3/x86_64/gp3/image_id".to_string()] } else { vec![] };
         assert_eq!(left, theirs, "{region}");
     }
+    let left = moto.aws("us-east-1", &["s3api", "list-objects-v2", "--bucket", BUCKET]).unwrap();
+    let keys: Vec<&str> = left["Contents"].as_array().unwrap().iter().filter_map(|o| o["Key"].as_str()).collect();
+    assert_eq!(keys, ["images/cat/README"], "destroy removes amiplan's files only");
+}
+
+/// The files under `images/cat/` of the bucket, read with the AWS CLI (someone else's README
+/// left out): path → content.
+fn bucket_read_by_cli(moto: &Moto, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let listed = moto.aws("us-east-1", &["s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", "images/cat/"]);
+    let listed = listed.unwrap();
+    let keys: Vec<&str> = listed["Contents"].as_array().unwrap().iter().filter_map(|o| o["Key"].as_str()).collect();
+    let body = dir.join("object.json");
+    keys.into_iter()
+        .filter(|key| *key != "images/cat/README")
+        .map(|key| {
+            moto.aws("us-east-1", &["s3api", "get-object", "--bucket", BUCKET, "--key", key, body.to_str().unwrap()])
+                .unwrap();
+            (key.strip_prefix("images/cat/").unwrap().to_string(), std::fs::read(&body).unwrap())
+        })
+        .collect()
+}
+
+/// The tree `amiplan catalog --out` writes now.
+fn catalog_command(moto: &Moto, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let out = dir.join("catalog-out");
+    let _ = std::fs::remove_dir_all(&out);
+    expect_code(&moto.amiplan(dir, &["catalog", "stack.yaml", "--out", out.to_str().unwrap()]), 0);
+    let mut files = BTreeMap::new();
+    let mut pending = vec![out.clone()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(&out).unwrap().to_string_lossy().into_owned();
+                files.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }

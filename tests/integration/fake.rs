@@ -10,8 +10,8 @@ use amiplan::cloud::Sharing;
 use amiplan::cloud::aws::aws_error;
 use amiplan::cloud::{
     Account, BuildHosts, BuildResource, CloudError, Discovery, DiscoveryQuery, ErrorClass, HeldLock, HelperLaunch,
-    ImageCopy, ImageParameter, ImageRegistration, Images, Locks, Parameters, Permissions, Placement, ResourceStatus,
-    SnapshotUpload, Snapshots, State as LiveState, Tagging,
+    ImageCopy, ImageParameter, ImageRegistration, Images, Locks, Objects, Parameters, Permissions, Placement,
+    ResourceStatus, SnapshotUpload, Snapshots, State as LiveState, StoredObject, Tagging,
 };
 use amiplan::cloud::{LiveResource, ResourceKind};
 
@@ -41,7 +41,12 @@ struct State {
     snapshot_sharing: HashMap<(String, String), Sharing>,
     /// The version of each parameter (region, name).
     parameter_versions: HashMap<(String, String), i64>,
+    /// S3 objects by (bucket, key): content and tags.
+    objects: BTreeMap<(String, String), StoredBody>,
 }
+
+/// An S3 object's content and tags.
+type StoredBody = (Vec<u8>, BTreeMap<String, String>);
 
 #[derive(Default)]
 pub struct FakeCloud {
@@ -174,6 +179,7 @@ impl FakeCloud {
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
+            files: Default::default(),
         };
         state.resources.insert((region.to_string(), id.clone()), live);
         state.invisible.insert(id.clone(), self.lag);
@@ -445,6 +451,72 @@ impl Permissions for FakeCloud {
         let mut state = self.state.lock().unwrap();
         let have = state.snapshot_sharing.entry((region.to_string(), id.to_string())).or_default();
         *have = changed(have, add, remove);
+        Ok(())
+    }
+}
+
+impl FakeCloud {
+    /// The objects of `bucket`, by key.
+    pub fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+        let state = self.state.lock().unwrap();
+        state
+            .objects
+            .iter()
+            .filter(|((b, _), _)| b == bucket)
+            .map(|((_, k), (body, _))| (k.clone(), body.clone()))
+            .collect()
+    }
+
+    /// Puts an object as someone else would: untagged.
+    pub fn put_foreign_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let mut state = self.state.lock().unwrap();
+        state.objects.insert((bucket.to_string(), key.to_string()), (body.to_vec(), BTreeMap::new()));
+    }
+}
+
+impl Objects for FakeCloud {
+    async fn list_objects(&self, region: &str, bucket: &str, prefix: &str) -> Result<Vec<StoredObject>, CloudError> {
+        self.call("ListObjectsV2", region)?;
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .objects
+            .iter()
+            .filter(|((b, key), _)| b == bucket && key.starts_with(prefix))
+            .map(|((_, key), (body, _))| StoredObject {
+                key: key.clone(),
+                etag: amiplan::resource::catalog_files::etag(body),
+            })
+            .collect())
+    }
+
+    async fn put_object(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        self.call("PutObject", region)?;
+        let mut state = self.state.lock().unwrap();
+        state.objects.insert((bucket.to_string(), key.to_string()), (body.to_vec(), tags.clone()));
+        Ok(amiplan::resource::catalog_files::etag(body))
+    }
+
+    async fn object_tags(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, CloudError> {
+        self.call("GetObjectTagging", region)?;
+        let state = self.state.lock().unwrap();
+        Ok(state.objects.get(&(bucket.to_string(), key.to_string())).map(|(_, tags)| tags.clone()))
+    }
+
+    async fn delete_object(&self, region: &str, bucket: &str, key: &str) -> Result<(), CloudError> {
+        self.call("DeleteObject", region)?;
+        self.state.lock().unwrap().objects.remove(&(bucket.to_string(), key.to_string()));
         Ok(())
     }
 }

@@ -261,7 +261,7 @@ impl BuildHosts for AwsCloud {
             ResourceKind::Vpc => {
                 self.call("DeleteVpc", region).on(id).send(|| ec2.delete_vpc().vpc_id(id).send()).await.or_gone()
             }
-            ResourceKind::Image | ResourceKind::Snapshot | ResourceKind::Parameter => {
+            ResourceKind::Image | ResourceKind::Snapshot | ResourceKind::Parameter | ResourceKind::CatalogFiles => {
                 Err(CloudError::new("Delete", region, ErrorClass::Fatal, format!("{id} is not a build resource")))
             }
         }

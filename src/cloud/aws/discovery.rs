@@ -41,6 +41,7 @@ pub(super) fn live_image(region: &str, image: &Image) -> LiveResource {
         sharing: None,
         snapshot_sharing: vec![],
         value: None,
+        files: BTreeMap::new(),
     }
 }
 
@@ -64,6 +65,7 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         sharing: None,
         snapshot_sharing: vec![],
         value: None,
+        files: BTreeMap::new(),
     }
 }
 
@@ -153,8 +155,9 @@ impl AwsCloud {
                 let state = |v: &Volume| states::volume(&word(v.state().map(|s| s.as_str())));
                 found.iter().map(|v| live(v.volume_id(), state(v), tag_map(v.tags()))).collect()
             }
-            // Not an EC2 resource: found by `discover_parameters`.
-            ResourceKind::Parameter => vec![],
+            // Not EC2 resources: found by `discover_parameters`, and by one listing per bucket
+            // prefix.
+            ResourceKind::Parameter | ResourceKind::CatalogFiles => vec![],
         })
     }
 

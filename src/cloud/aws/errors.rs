@@ -84,7 +84,12 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "UnauthorizedAccess",
         ) => ErrorClass::Denied,
         Some(code)
-            if code.ends_with(".NotFound") || code.ends_with("NotFound") || code == "ResourceNotFoundException" =>
+            if code.ends_with(".NotFound")
+                || code.ends_with("NotFound")
+                || code == "ResourceNotFoundException"
+                // S3's.
+                || code == "NoSuchKey"
+                || code == "NoSuchBucket" =>
         {
             ErrorClass::NotFound
         }
@@ -117,6 +122,8 @@ mod tests {
         assert_eq!(classify(Some("InvalidAMIName.Duplicate"), Some(400)), ErrorClass::Duplicate);
         assert_eq!(classify(Some("ParameterAlreadyExists"), Some(400)), ErrorClass::Duplicate);
         assert_eq!(classify(Some("ParameterNotFound"), Some(400)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("NoSuchKey"), Some(404)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("SlowDown"), Some(503)), ErrorClass::Throttling);
         assert_eq!(classify(Some("TooManyUpdates"), Some(400)), ErrorClass::Throttling);
         assert_eq!(classify(Some("InternalServerError"), Some(500)), ErrorClass::Transient);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);

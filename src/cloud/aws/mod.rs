@@ -31,6 +31,7 @@ mod errors;
 mod images;
 mod locks;
 mod network;
+mod objects;
 mod parameters;
 mod permissions;
 mod snapshots;
@@ -86,6 +87,7 @@ pub struct AwsCloud {
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
     ebs: Mutex<HashMap<String, aws_sdk_ebs::Client>>,
     ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
+    s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     /// Instances whose live console EC2 refused (not Nitro): read buffered from then on.
     buffered_consoles: Mutex<HashSet<String>>,
 }
@@ -116,6 +118,7 @@ impl AwsCloud {
             ec2: Mutex::default(),
             ebs: Mutex::default(),
             ssm: Mutex::default(),
+            s3: Mutex::default(),
             buffered_consoles: Mutex::default(),
         }
     }
@@ -135,6 +138,16 @@ impl AwsCloud {
     fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
         cached(&self.ssm, region, |region| {
             aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&self.config).region(region).build())
+        })
+    }
+
+    fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        cached(&self.s3, region, |region| {
+            // Buckets are found by host name on AWS; an endpoint of one host (an emulator, a
+            // proxy) can only serve them by path.
+            let by_path = self.config.endpoint_url().is_some();
+            let config = aws_sdk_s3::config::Builder::from(&self.config).region(region).force_path_style(by_path);
+            aws_sdk_s3::Client::from_conf(config.build())
         })
     }
 

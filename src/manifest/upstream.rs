@@ -38,7 +38,7 @@ pub trait Fetch {
     fn text(&self, url: &str) -> Result<String, String>;
 }
 
-/// The real reader: one attempt of at most 30 s per file, at most [`MAX_LIST_BYTES`].
+/// The real reader: one attempt of at most 30 s per file, of at most 1 MiB.
 pub struct Http {
     agent: ureq::Agent,
 }
