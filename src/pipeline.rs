@@ -18,11 +18,11 @@ use crate::graph::DesiredGraph;
 use crate::job;
 use crate::lock::{self, LockSite};
 use crate::manifest;
+use crate::manifest::upstream;
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::source::{self, Prepared};
-use crate::manifest::upstream;
 
 /// Exit codes, documented in the README.
 pub mod exit {

@@ -55,6 +55,8 @@ pub struct ResourceStatus {
     pub reason: Option<String>,
     /// For AMIs: the snapshots behind their block devices.
     pub snapshot_ids: Vec<String>,
+    /// For AMIs: when AWS deprecates them (RFC 3339), as discovery reports it.
+    pub deprecation: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -145,9 +145,20 @@ async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
                 })
                 .await
                 .expect("building a view does not panic");
-                let mut view = shared.write().expect("view lock");
-                (view.catalogue, view.by_place, view.files) = (Arc::new(catalogue), built.by_place, built.files);
-                (view.refreshed, view.error) = (Some(now()), None);
+                let old = {
+                    let mut view = shared.write().expect("view lock");
+                    (view.refreshed, view.error) = (Some(now()), None);
+                    (
+                        std::mem::replace(&mut view.catalogue, Arc::new(catalogue)),
+                        std::mem::replace(&mut view.by_place, built.by_place),
+                        std::mem::replace(&mut view.files, built.files),
+                    )
+                };
+                // The old view is freed outside the lock, then its memory given back: it was
+                // allocated on another thread than the new one, and the allocator would
+                // otherwise keep both for the next rebuild.
+                drop(old);
+                give_back_freed_memory();
             }
             Err(error) => {
                 tracing::warn!(%error, "refreshing the catalogue failed: serving the last good view");
@@ -155,6 +166,16 @@ async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
             }
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// Returns the allocator's free pages to the system (glibc keeps them per thread arena).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes no
+    // pointer and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -69,6 +69,14 @@ pub(super) fn parameter_change(
         (Some(live), _) => {
             change.live_id = Some(live.id.clone());
             change.diffs.extend(parameter::value_diff(live, after, &spec.version));
+            if let Some(ami) = after.filter(|_| change.diffs.is_empty()) {
+                let image = observed
+                    .resources
+                    .iter()
+                    .find(|r| r.kind == ResourceKind::Image && r.region == node.region && r.id == ami);
+                let deprecation = image.and_then(|i| i.deprecation.as_deref());
+                change.diffs.extend(spec.description_diff(node, live, deprecation));
+            }
         }
         (None, Some(live)) if spec.overwrite => {
             change.live_id = Some(live.id.clone());

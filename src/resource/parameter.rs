@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::steps::{Inputs, Resolved, StepError, Steps};
 use super::{AttrDiff, Attribute, Node, Pairs};
 use crate::cloud::retry::{Poll, wait_until};
-use crate::cloud::{ErrorClass, ImageParameter, LiveResource, Parameters, Permissions};
+use crate::cloud::{ErrorClass, ImageParameter, Images, LiveResource, Parameters, Permissions};
 pub use crate::model::VariantKey;
 
 pub const TRANSIENT: bool = false;
@@ -47,12 +47,29 @@ impl Parameter {
         vec![("data_type", "aws:ec2:image".to_string())]
     }
 
-    fn description(&self, node: &Node) -> String {
+    /// What the parameter says of itself: whose AMI of which version and variant, and when AWS
+    /// deprecates that AMI (Parameter Store has no deprecation of its own: this is the mark).
+    pub fn description(&self, node: &Node, deprecation: Option<&str>) -> String {
         let variant = self.variant.describe();
-        match &self.channel {
+        let what = match &self.channel {
             Some(channel) => format!("{} {variant}, channel {channel}: {}", node.stack, self.version),
             None => format!("{} {} {variant}", node.stack, self.version),
+        };
+        match deprecation {
+            Some(at) => format!("{what}; deprecated from {at}"),
+            None => what,
         }
+    }
+
+    /// The description change of an owned parameter whose AMI stays, once its AMI's deprecation
+    /// (`None`: none) is known.
+    pub fn description_diff(&self, node: &Node, live: &LiveResource, deprecation: Option<&str>) -> Option<AttrDiff> {
+        let after = self.description(node, deprecation);
+        (live.description.as_deref() != Some(after.as_str())).then(|| AttrDiff {
+            attribute: Attribute::Description,
+            before: live.description.clone(),
+            after: Some(after),
+        })
     }
 
     /// The AMI to name: the one the image node made or kept in this run, or the one the plan
@@ -93,7 +110,7 @@ impl Parameter {
         inputs: &Inputs,
         resolved: &Resolved,
     ) -> Result<(), StepError> {
-        if diffs.iter().any(|d| d.attribute == Attribute::Value) {
+        if diffs.iter().any(|d| d.attribute == Attribute::Value || d.attribute == Attribute::Description) {
             let ami = self.ami(node, inputs, resolved)?;
             self.write(steps, node, &ami, true).await?;
         }
@@ -109,6 +126,12 @@ impl Parameter {
         let region = node.region.as_str();
         let cloud = steps.cloud();
         let image = cloud.image_sharing(region, ami).await?;
+        // An AMI gone since the plan: Parameter Store refuses it, which the read-back reports.
+        let deprecation = match cloud.image_status(region, ami).await {
+            Ok(status) => status.deprecation,
+            Err(error) if error.is_not_found() => None,
+            Err(error) => return Err(error.into()),
+        };
         let missing = node.sharing.minus(&image);
         if !missing.is_private() {
             return Err(StepError {
@@ -123,7 +146,7 @@ impl Parameter {
         let parameter = ImageParameter {
             name: self.name.clone(),
             value: ami.to_string(),
-            description: Some(self.description(node)),
+            description: Some(self.description(node, deprecation.as_deref())),
             tags: node.desired_tags(),
             overwrite,
         };

@@ -252,6 +252,34 @@ async fn a_private_ami_is_never_behind_a_public_channel() {
     assert!(cloud.parameters("eu-west-1").keys().all(|name| !name.contains("/stable/")));
 }
 
+/// Parameter Store has no deprecation: a parameter says in its description when AWS deprecates
+/// the AMI it names, and says it anew when the manifest changes the deprecation.
+#[tokio::test]
+async fn a_parameter_says_when_its_ami_is_deprecated() {
+    let dir = dir("catalog-deprecation");
+    let cloud = FakeCloud::default();
+    let manifest = |after: &str| {
+        let text = format!(
+            "stack: dep\nversion: \"1\"\ndeprecate_after: {after}\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage: {{ name: \"dep-{{version}}\", architecture: x86_64 }}\nregions: [us-east-1]\ncatalog: {{ channels: {{ stable: \"1\" }} }}\n"
+        );
+        std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    };
+    sample_image(&dir.join("disk.raw"), 2, 77);
+    manifest("2031-01-01");
+    converge(&cloud, &dir, false).await;
+    for name in ["/amiplan/dep/1/x86_64/image_id", "/amiplan/dep/stable/x86_64/image_id"] {
+        let said = cloud.parameter_description("us-east-1", name).unwrap();
+        assert!(said.ends_with("; deprecated from 2031-01-01T00:00:00Z"), "{name}: {said}");
+    }
+    assert!(!plan(&cloud, &dir).await.has_changes());
+
+    manifest("2032-06-01");
+    converge(&cloud, &dir, false).await;
+    let said = cloud.parameter_description("us-east-1", "/amiplan/dep/stable/x86_64/image_id").unwrap();
+    assert!(said.ends_with("; deprecated from 2032-06-01T00:00:00Z"), "{said}");
+    assert!(!plan(&cloud, &dir).await.has_changes(), "converged in one apply");
+}
+
 const BUCKET: &str = "cat-catalogue";
 const TO_S3: &str = "  s3: { bucket: cat-catalogue, prefix: images/cat }\n";
 

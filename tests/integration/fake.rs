@@ -104,6 +104,12 @@ impl FakeCloud {
         Some((live.value.clone()?, live.tags.clone()))
     }
 
+    /// The description of parameter `name` in `region`.
+    pub fn parameter_description(&self, region: &str, name: &str) -> Option<String> {
+        let state = self.state.lock().unwrap();
+        state.resources.get(&(region.to_string(), name.to_string()))?.description.clone()
+    }
+
     /// Every parameter in `region`, by name → value.
     pub fn parameters(&self, region: &str) -> BTreeMap<String, String> {
         let state = self.state.lock().unwrap();
@@ -205,7 +211,8 @@ impl FakeCloud {
         let still_pending = state.pending.get_mut(id).filter(|l| **l > 0).map(|left| *left -= 1).is_some();
         let live = state.resources.get(&(region.to_string(), id.to_string())).ok_or_else(gone)?;
         let state_name = if still_pending { LiveState::Pending } else { live.state.clone() };
-        Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids: live.snapshot_ids.clone() })
+        let (snapshot_ids, deprecation) = (live.snapshot_ids.clone(), live.deprecation.clone());
+        Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids, deprecation })
     }
 
     fn modify(&self, region: &str, id: &str, change: impl FnOnce(&mut LiveResource)) -> Result<(), CloudError> {
@@ -272,6 +279,10 @@ impl Discovery for FakeCloud {
                 // other tag.
                 if r.kind == ResourceKind::Parameter {
                     r.tags.retain(|key, _| key == "amiplan:stack");
+                    // DescribeParameters (by tag) tells the description of owned ones only.
+                    if r.tags.is_empty() {
+                        r.description = None;
+                    }
                 }
                 r
             })
@@ -537,13 +548,17 @@ impl Parameters for FakeCloud {
             Some(_) if !parameter.overwrite => {
                 return Err(aws_error("PutParameter", region, Some("ParameterAlreadyExists"), "exists"));
             }
-            Some(live) => live.value = Some(parameter.value.clone()),
+            Some(live) => {
+                live.value = Some(parameter.value.clone());
+                live.description = parameter.description.clone();
+            }
             None => {
                 let tags = parameter.tags.clone();
                 let mut live =
                     LiveResource::new(region, ResourceKind::Parameter, &parameter.name, LiveState::Ready, tags);
                 live.name = Some(parameter.name.clone());
                 live.value = Some(parameter.value.clone());
+                live.description = parameter.description.clone();
                 state.resources.insert(key.clone(), live);
             }
         }

@@ -199,6 +199,7 @@ impl BuildHosts for AwsCloud {
             state: states::instance(instance.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or_default()),
             reason: instance.state_reason().and_then(|r| r.message.clone()),
             snapshot_ids: vec![],
+            deprecation: None,
         })
     }
 

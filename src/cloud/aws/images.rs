@@ -90,6 +90,7 @@ impl Images for AwsCloud {
             state: states::image(image.state.as_ref().map(|s| s.as_str()).unwrap_or_default()),
             reason: image.state_reason.as_ref().and_then(|r| r.message.clone()),
             snapshot_ids: image_snapshots(image),
+            deprecation: image.deprecation_time.clone(),
         })
     }
 

@@ -28,7 +28,7 @@ impl AwsCloud {
     ) -> Result<Vec<LiveResource>, CloudError> {
         let owned = futures::future::try_join_all(stacks.iter().map(|stack| self.parameters_of(region, stack)));
         let owned = match owned.await {
-            Ok(owned) => owned.into_iter().flatten().collect::<BTreeMap<String, String>>(),
+            Ok(owned) => owned.into_iter().flatten().collect::<BTreeMap<String, (String, Option<String>)>>(),
             // Without a catalogue here, a run need not read Parameter Store at all; a catalogue
             // that is wanted must be readable.
             Err(error) if error.class == ErrorClass::Denied && names.is_empty() => {
@@ -46,10 +46,13 @@ impl AwsCloud {
             .into_iter()
             .map(|(name, value)| {
                 let mut found_tags = BTreeMap::new();
-                if let Some(stack) = owned.get(&name) {
+                let mut description = None;
+                if let Some((stack, said)) = owned.get(&name) {
                     found_tags.insert(tags::STACK.to_string(), stack.clone());
+                    description = said.clone();
                 }
                 let mut live = LiveResource::new(region, ResourceKind::Parameter, &name, State::Ready, found_tags);
+                live.description = description;
                 live.name = Some(name);
                 live.value = Some(value);
                 live
@@ -57,8 +60,13 @@ impl AwsCloud {
             .collect())
     }
 
-    /// Names of the parameters tagged `amiplan:stack=stack`, each with the stack.
-    async fn parameters_of(&self, region: &str, stack: &str) -> Result<Vec<(String, String)>, CloudError> {
+    /// Names of the parameters tagged `amiplan:stack=stack`, each with the stack and its
+    /// description.
+    async fn parameters_of(
+        &self,
+        region: &str,
+        stack: &str,
+    ) -> Result<Vec<(String, (String, Option<String>))>, CloudError> {
         let ssm = self.ssm(region);
         let by_stack = ParameterStringFilter::builder()
             .key(format!("tag:{}", tags::STACK))
@@ -76,7 +84,7 @@ impl AwsCloud {
         Ok(pages
             .iter()
             .flat_map(|page| page.parameters())
-            .filter_map(|p| Some((p.name()?.to_string(), stack.to_string())))
+            .filter_map(|p| Some((p.name()?.to_string(), (stack.to_string(), p.description().map(str::to_string)))))
             .collect())
     }
 

@@ -27,6 +27,7 @@ impl Snapshots for AwsCloud {
             state: states::snapshot(snapshot.state.as_ref().map(|s| s.as_str()).unwrap_or_default()),
             reason: snapshot.state_message.clone(),
             snapshot_ids: vec![],
+            deprecation: None,
         })
     }
 
