@@ -9,7 +9,7 @@ use amiplan::job::{self, JobResult};
 use amiplan::manifest::raw::ImageFormat;
 use amiplan::model::{BootstrapSpec, Origin};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::support::*;
@@ -26,13 +26,8 @@ async fn serve(body: Vec<u8>, truncate: bool) -> String {
             let Ok((mut socket, _)) = listener.accept().await else { return };
             let body = body.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
+                if request_head(&mut socket).await.is_none() {
+                    return;
                 }
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let sent = if truncate { &body[..body.len() / 2] } else { &body[..] };

@@ -395,6 +395,20 @@ pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
     assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
 }
 
+/// Reads an HTTP request up to the end of its head; `None` when the client went away first.
+pub async fn request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    Some(request)
+}
+
 /// Static text files over HTTP on 127.0.0.1, changed by the test while it runs (an upstream's
 /// index and checksum files). Counts the requests it answered.
 pub struct Files {
@@ -405,7 +419,7 @@ pub struct Files {
 
 impl Files {
     pub async fn start() -> Files {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new()));
@@ -415,14 +429,7 @@ impl Files {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (files, requests) = (served.clone(), counted.clone());
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buffer[..n]),
-                        }
-                    }
+                    let Some(request) = request_head(&mut socket).await else { return };
                     requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let head = String::from_utf8_lossy(&request).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
