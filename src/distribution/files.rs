@@ -45,7 +45,7 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
             products,
             updated: rfc2822(updated),
         };
-        files.insert(path.clone(), pretty(&document));
+        files.insert(path.clone(), json(&document));
         index.insert(
             content_id.clone(),
             IndexEntry {
@@ -58,7 +58,7 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
             },
         );
         for (channel, document) in channel_streams(stack, entries, updated) {
-            files.insert(format!("streams/{stack}/{channel}.json"), pretty(&document));
+            files.insert(format!("streams/{stack}/{channel}.json"), json(&document));
         }
         let mut versions: BTreeMap<&str, Vec<VersionAmi>> = BTreeMap::new();
         for entry in entries {
@@ -74,7 +74,7 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
         }
         for (version, amis) in versions {
             let document = VersionRecord { stack, version, amis };
-            files.insert(format!("versions/{stack}/{version}.json"), pretty(&document));
+            files.insert(format!("versions/{stack}/{version}.json"), json(&document));
         }
     }
     let mut regions: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
@@ -82,9 +82,9 @@ pub fn render(catalogue: &Catalogue) -> BTreeMap<String, Vec<u8>> {
         regions.entry(entry.region.as_str()).or_default().push(entry);
     }
     let flat = Flat { format: FLAT_FORMAT, updated: rfc3339(updated), regions };
-    files.insert(FLAT.to_string(), pretty(&flat));
+    files.insert(FLAT.to_string(), json(&flat));
     let index = Index { format: "index:1.0", index, updated: rfc2822(updated) };
-    files.insert(INDEX.to_string(), pretty(&index));
+    files.insert(INDEX.to_string(), json(&index));
     files
 }
 
@@ -251,8 +251,10 @@ fn slug(entry: &Entry) -> String {
     format!("{}-{}-{encryption}", entry.virtualization, entry.volume_type)
 }
 
-fn pretty(value: &impl Serialize) -> Vec<u8> {
-    let mut text = serde_json::to_vec_pretty(value).expect("JSON values serialize");
+/// One JSON document per file, compact: clients are programs, and `serve` holds every file of a
+/// catalogue of thousands of AMIs in memory (twice, while it swaps views).
+fn json(value: &impl Serialize) -> Vec<u8> {
+    let mut text = serde_json::to_vec(value).expect("JSON values serialize");
     text.push(b'\n');
     text
 }

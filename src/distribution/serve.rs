@@ -154,11 +154,8 @@ async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
                         std::mem::replace(&mut view.files, built.files),
                     )
                 };
-                // The old view is freed outside the lock, then its memory given back: it was
-                // allocated on another thread than the new one, and the allocator would
-                // otherwise keep both for the next rebuild.
+                // Freed outside the lock.
                 drop(old);
-                give_back_freed_memory();
             }
             Err(error) => {
                 tracing::warn!(%error, "refreshing the catalogue failed: serving the last good view");
@@ -166,16 +163,6 @@ async fn refresh_forever(shared: Shared, refresh: Refresh, interval: Duration) {
             }
         }
         tokio::time::sleep(interval).await;
-    }
-}
-
-/// Returns the allocator's free pages to the system (glibc keeps them per thread arena).
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes no
-    // pointer and is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
