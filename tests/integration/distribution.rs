@@ -95,6 +95,14 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
         (item["crsn"].as_str(), item["virt"].as_str(), item["root_store"].as_str()),
         (Some("eu-west-1"), Some("hvm"), Some("ssd"))
     );
+    // Canonical's own reader finds the same AMIs in it.
+    let read = sstream_query(&dir.join("tree/streams/v1/index.json"), &["crsn=eu-west-1", "version_name=1"]);
+    let mut found: Vec<(&str, &str)> =
+        read.iter().map(|i| (i["name"].as_str().unwrap(), i["id"].as_str().unwrap())).collect();
+    found.sort();
+    let standard = ami(&moto, "eu-west-1", "cat-1-standard").await;
+    assert_eq!(found, [("cat-1-gp3", stable_gp3.as_str()), ("cat-1-standard", standard.as_str())], "{read:#?}");
+    assert!(read.iter().all(|i| i["content_id"] == "amiplan:cat:aws" && i["virt"] == "hvm"), "{read:#?}");
     let stable = json(&files, "streams/cat/stable.json");
     assert_eq!(stable["stream"], "stable");
     let region = &stable["architectures"]["x86_64"]["images"]["aws"]["regions"]["eu-west-1"];

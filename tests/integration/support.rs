@@ -223,6 +223,14 @@ fn moto_server() -> PathBuf {
 }
 
 /// A pinned tool: where `variable` says (scripts/test sets it), or where `script` installs it.
+/// Canonical's simplestreams reader, `sstream-query`, run over a tree: the items it finds.
+pub fn sstream_query(index: &Path, filters: &[&str]) -> Vec<serde_json::Value> {
+    let reader = installed("AMIPLAN_SSTREAM_QUERY", "scripts/simplestreams-env");
+    let output = Command::new(reader).arg("--json").arg(index).args(filters).output().unwrap();
+    assert!(output.status.success(), "sstream-query: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("sstream-query printed no JSON list: {e}"))
+}
+
 fn installed(variable: &str, script: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
