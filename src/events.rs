@@ -43,6 +43,9 @@ pub struct Event<'a> {
     pub seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// Where a boot test's collected reports were stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reports: Option<&'a Path>,
 }
 
 impl Events {

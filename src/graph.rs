@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cloud::Sharing;
 use crate::job::Job;
-use crate::model::{CatalogSpec, HelperSpec, Origin, Stack, TestSpec, Variant};
+use crate::model::{CatalogSpec, DiskLayout, HelperSpec, Origin, Stack, TestSpec, Variant};
 use crate::resource::catalog_files::{self, CatalogFiles};
 use crate::resource::parameter::{self, Parameter, VariantKey};
 use crate::resource::snapshot::{MadeBy, Snapshot};
@@ -380,10 +380,11 @@ impl DesiredGraph {
             spot: helper.spot,
             job: job.clone(),
             existing_subnet: existing,
-            scratch_gib: match stack.source {
+            scratch_gib: match &stack.source {
                 // The tarball and the unpacked tree, each up to the volume's size.
-                Origin::Bootstrap(_) => 2 * target.size_gib,
-                // The downloaded image, at most the volume's size.
+                Origin::Bootstrap(bootstrap) if bootstrap.layout == DiskLayout::WholeDisk => 2 * target.size_gib,
+                // The download (image or tarball), at most the volume's size: a partitioned
+                // system is unpacked straight onto the volume.
                 _ => target.size_gib,
             },
         })));

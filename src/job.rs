@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::manifest::raw::Architecture;
 use crate::manifest::raw::ImageFormat;
-use crate::model::{BootstrapSpec, Origin};
+use crate::model::{BootstrapSpec, DiskLayout, Origin};
 
 /// Marker of the line that carries the result on the console.
 pub const RESULT_MARKER: &str = "AMIPLAN-RESULT";
@@ -67,6 +68,16 @@ pub fn read_result(console: &str, job_id: &str) -> Option<JobResult> {
     })
 }
 
+/// The console up to job `job_id`'s last result line: what led to the result, without the
+/// shutdown that follows it.
+pub fn up_to_result<'a>(console: &'a str, job_id: &str) -> &'a str {
+    let marker = format!("{RESULT_MARKER} {job_id} ");
+    match console.rfind(&marker) {
+        Some(at) => console[at..].find('\n').map_or(console, |end| &console[..at + end + 1]),
+        None => console,
+    }
+}
+
 /// The last `lines` lines of a console log, for error reports.
 pub fn log_tail(console: &str, lines: usize) -> String {
     let all: Vec<&str> = console.lines().collect();
@@ -90,15 +101,24 @@ pub fn prepare(stack: &str, origin: &Origin) -> Result<Job, JobError> {
 }
 
 /// The boot test of a new AMI: the user's script, embedded with its digest, run on an instance
-/// launched from the AMI; its exit status is the result.
-pub fn prepare_test(stack: &str, script: &Path) -> Result<Job, JobError> {
+/// launched from the AMI; its exit status is the result. With `reports`, the files the script
+/// left in that directory are sent on the console before the result (see [`read_reports`]).
+pub fn prepare_test(stack: &str, script: &Path, reports: Option<&str>) -> Result<Job, JobError> {
     let mut body = String::from("rm -rf \"$WORK\"\nmkdir -p \"$WORK\"\n");
     embed(&mut body, script, "$WORK/test")?;
     body.push_str(
         r#"STEP="run the test script"
 say "testing"
 chmod +x "$WORK/test"
-"$WORK/test" || fail "the test script failed (exit status $?)"
+status=0
+"$WORK/test" || status=$?
+"#,
+    );
+    if let Some(reports) = reports {
+        let _ = write!(body, "{}", SEND_REPORTS.replace("@@REPORTS@@", reports));
+    }
+    body.push_str(
+        r#"[ "$status" -eq 0 ] || fail "the test script failed (exit status $status)"
 say "test passed"
 "#,
     );
@@ -108,6 +128,76 @@ say "test passed"
         return Err(JobError::TooLarge { size: template.len() });
     }
     Ok(Job { id, template })
+}
+
+/// The most a report archive may take on the console: EC2 keeps only the last 64 KiB, and the
+/// base64 lines (with their markers) take about 1.45 times the archive.
+pub const MAX_REPORTS_BYTES: usize = 24 * 1024;
+const REPORT_MARKER: &str = "AMIPLAN-REPORT";
+const REPORT_END_MARKER: &str = "AMIPLAN-REPORT-END";
+
+/// Sends the reports directory as a gzipped tar, base64 in numbered console lines, then its size
+/// and SHA-256; a directory too large for the console is named, not sent.
+const SEND_REPORTS: &str = r#"STEP="send the reports"
+REPORTS='@@REPORTS@@'
+if [ -d "$REPORTS" ]; then
+  tar -czf "$WORK/reports.tar.gz" -C "$REPORTS" . 2>/dev/null || say "could not archive $REPORTS"
+  size=$(stat -c %s "$WORK/reports.tar.gz" 2>/dev/null || echo 0)
+  if [ "$size" -gt 24576 ]; then
+    say "the reports in $REPORTS take $size bytes compressed, more than the console carries (24576): not sent"
+  elif [ "$size" -gt 0 ]; then
+    digest=$(sha256sum "$WORK/reports.tar.gz" | cut -d' ' -f1)
+    n=0
+    base64 -w 76 "$WORK/reports.tar.gz" | while IFS= read -r line; do
+      n=$((n + 1))
+      printf 'AMIPLAN-REPORT %s %d %s\n' "$JOB" "$n" "$line" >>"$CONSOLE"
+    done
+    printf 'AMIPLAN-REPORT-END %s %s %s\n' "$JOB" "$size" "$digest" >>"$CONSOLE"
+  fi
+else
+  say "no reports: $REPORTS does not exist"
+fi
+"#;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReportsError {
+    #[error("the reports on the console are incomplete or garbled (line {0} missing or out of order)")]
+    Garbled(usize),
+    #[error("the reports on the console do not match their digest ({0})")]
+    Digest(String),
+}
+
+/// The gzipped tar of reports that job `job_id` sent on `console`, if it sent one.
+pub fn read_reports(console: &str, job_id: &str) -> Option<Result<Vec<u8>, ReportsError>> {
+    let end_prefix = format!("{REPORT_END_MARKER} {job_id} ");
+    let end = console.lines().rev().find_map(|line| line.find(&end_prefix).map(|at| &line[at + end_prefix.len()..]))?;
+    let mut fields = end.split_whitespace();
+    let (size, digest) = (fields.next()?.parse::<usize>().ok()?, fields.next()?.to_string());
+    let prefix = format!("{REPORT_MARKER} {job_id} ");
+    let mut encoded = String::new();
+    let mut expected = 1;
+    for line in console.lines() {
+        let Some(at) = line.find(&prefix) else { continue };
+        let mut parts = line[at + prefix.len()..].trim_end_matches('\r').splitn(2, ' ');
+        match parts.next().and_then(|n| n.parse::<usize>().ok()) {
+            // A test that ran twice on one console sends a fresh series.
+            Some(1) if expected > 1 => {
+                encoded.clear();
+                expected = 1;
+            }
+            Some(n) if n == expected => {}
+            _ => return Some(Err(ReportsError::Garbled(expected))),
+        }
+        encoded.push_str(parts.next().unwrap_or_default().trim());
+        expected += 1;
+    }
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) else {
+        return Some(Err(ReportsError::Garbled(expected)));
+    };
+    if bytes.len() != size || hex::encode(Sha256::digest(&bytes)) != digest {
+        return Some(Err(ReportsError::Digest(format!("{} bytes, expected {size}", bytes.len()))));
+    }
+    Some(Ok(bytes))
 }
 
 /// `what`: what the job is, for whoever reads the user-data (`helper job`, `boot test`).
@@ -125,9 +215,15 @@ STEP="start"
 REASON=""
 say() { printf 'AMIPLAN-LOG %s %s\n' "$JOB" "$*" >>"$CONSOLE" 2>/dev/null || true; echo "$*" >&2; }
 fail() { REASON="$*"; exit 1; }
+MOUNTED=""
+unmount_all() {
+  if [ -n "$MOUNTED" ]; then umount -R "$MOUNTED" 2>/dev/null || umount -lR "$MOUNTED" 2>/dev/null || true; fi
+  MOUNTED=""
+}
 finish() {
   status=$?
   trap - EXIT
+  unmount_all
   if [ "$status" -eq 0 ]; then
     printf 'AMIPLAN-RESULT %s ok\n' "$JOB" >>"$CONSOLE"
   else
@@ -143,6 +239,12 @@ package_of() {
   case "$1:$2" in
     sha256sum:*|dd:*|base64:*|stat:*|cut:*) echo coreutils ;;
     mkfs.ext4:*) echo e2fsprogs ;;
+    mkfs.vfat:*) echo dosfstools ;;
+    sfdisk:apt-get) echo fdisk ;;
+    sfdisk:*|blkid:*) echo util-linux ;;
+    grub-install:apt-get) echo grub-pc-bin grub-efi-amd64-bin grub2-common ;;
+    grub-install:dnf) echo grub2-tools grub2-pc-modules grub2-efi-x64-modules ;;
+    grub-install:zypper) echo grub2 grub2-i386-pc grub2-x86_64-efi ;;
     blockdev:*) echo util-linux ;;
     xz:apt-get) echo xz-utils ;;
     qemu-img:apt-get) echo qemu-utils ;;
@@ -150,9 +252,11 @@ package_of() {
     *) echo "$1" ;;
   esac
 }
+# Fedora's family names GRUB's installer grub2-install.
+have() { command -v "$1" >/dev/null 2>&1 || { [ "$1" = grub-install ] && command -v grub2-install >/dev/null 2>&1; }; }
 need() {
   missing=""
-  for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+  for tool in "$@"; do have "$tool" || missing="$missing $tool"; done
   [ -z "$missing" ] && return 0
   manager=""
   for candidate in dnf apt-get zypper; do
@@ -169,7 +273,7 @@ need() {
     zypper) zypper --non-interactive --quiet install $packages ;;
   esac >/dev/null 2>&1 || fail "installing$packages with $manager failed"
   for tool in $missing; do
-    command -v "$tool" >/dev/null 2>&1 || fail "the helper has no \`$tool\`, even after installing $(package_of "$tool" "$manager")"
+    have "$tool" || fail "the helper has no \`$tool\`, even after installing $(package_of "$tool" "$manager")"
   done
 }
 check_digest() {
@@ -237,13 +341,22 @@ say "image written"
 }
 
 fn write_bootstrap(out: &mut String, bootstrap: &BootstrapSpec) -> Result<(), JobError> {
-    out.push_str("need curl sha256sum tar base64 mkfs.ext4\n");
+    let tools = match bootstrap.layout {
+        DiskLayout::Gpt(_) => "curl sha256sum tar base64 mkfs.ext4 mkfs.vfat sfdisk blkid grub-install",
+        DiskLayout::WholeDisk => "curl sha256sum tar base64 mkfs.ext4",
+    };
+    let _ = writeln!(out, "need {tools}");
     let _ = writeln!(out, "fetch '{}' \"$WORK/rootfs.tar\"", bootstrap.tarball);
     out.push_str("STEP=\"verify the tarball\"\n");
     let _ = writeln!(out, "check_digest \"$WORK/rootfs.tar\" {} \"the downloaded tarball\"", bootstrap.sha256);
     embed(out, &bootstrap.script, "$WORK/provision")?;
     if let Some(finalize) = &bootstrap.finalize {
         embed(out, finalize, "$WORK/finalize")?;
+    }
+    if let DiskLayout::Gpt(_) = bootstrap.layout {
+        // Unpacked straight onto the target's root partition: the helper needs scratch space
+        // for the tarball only.
+        let _ = write!(out, "{}", PARTITION.replace("@@LABEL@@", &bootstrap.label));
     }
     out.push_str(
         r#"STEP="unpack the tarball"
@@ -260,34 +373,126 @@ tar -xpf "$WORK/rootfs.tar" -C "$WORK/root" --numeric-owner --xattrs --xattrs-in
             "mkdir -p \"$(dirname \"$WORK/root{target}\")\"\ncp \"{staged}\" \"$WORK/root{target}\"\nchmod 0644 \"$WORK/root{target}\""
         );
     }
-    let _ = write!(
-        out,
+    out.push_str(
         r#"STEP="run the provisioning script"
 say "provisioning"
 chmod +x "$WORK/provision"
 AMIPLAN_ROOT="$WORK/root" AMIPLAN_DEVICE="$DEVICE" "$WORK/provision" || fail "the provisioning script failed (exit status $?)"
-STEP="write the file system"
+"#,
+    );
+    match bootstrap.layout {
+        DiskLayout::Gpt(architecture) => {
+            let (targets, console) = match architecture {
+                Architecture::X86_64 => ("i386-pc x86_64-efi", "console=tty0 console=ttyS0,115200n8"),
+                Architecture::Arm64 => ("arm64-efi", "console=tty0 console=ttyS0,115200n8"),
+            };
+            let _ = write!(out, "{}", BOOT_LOADER.replace("@@TARGETS@@", targets).replace("@@CONSOLE@@", console));
+        }
+        DiskLayout::WholeDisk => {
+            let _ = write!(
+                out,
+                r#"STEP="write the file system"
 say "writing an ext4 file system labelled {label}"
 mkfs.ext4 -q -F -L '{label}' -d "$WORK/root" "$DEVICE"
 sync
 "#,
-        label = bootstrap.label
-    );
+                label = bootstrap.label
+            );
+        }
+    }
     if bootstrap.finalize.is_some() {
-        out.push_str(
+        let mount = match bootstrap.layout {
+            // The root is still mounted where it was unpacked.
+            DiskLayout::Gpt(_) => "",
+            DiskLayout::WholeDisk => {
+                "mkdir -p \"$WORK/root\"\nmount \"$DEVICE\" \"$WORK/root\"\nMOUNTED=\"$WORK/root\"\n"
+            }
+        };
+        let _ = write!(
+            out,
             r#"STEP="run the finalize script"
-mkdir -p "$WORK/mnt"
-mount "$DEVICE" "$WORK/mnt"
-chmod +x "$WORK/finalize"
-AMIPLAN_ROOT="$WORK/mnt" AMIPLAN_DEVICE="$DEVICE" "$WORK/finalize" || { umount "$WORK/mnt"; fail "the finalize script failed"; }
-umount "$WORK/mnt"
-sync
-"#,
+{mount}chmod +x "$WORK/finalize"
+AMIPLAN_ROOT="$WORK/root" AMIPLAN_DEVICE="$DEVICE" "$WORK/finalize" || fail "the finalize script failed (exit status $?)"
+"#
         );
     }
-    out.push_str("say \"system written\"\n");
+    out.push_str("STEP=\"unmount the root\"\nunmount_all\nsync\nsay \"system written\"\n");
     Ok(())
 }
+
+/// The GPT layout of a bootstrapped HVM volume: a 1 MiB BIOS boot partition for GRUB's core
+/// image, a 100 MiB EFI system partition (FAT32) and the root file system (ext4) on the rest.
+const PARTITION: &str = r#"STEP="partition the volume"
+say "partitioning $DEVICE: BIOS boot, EFI system and root (GPT)"
+sfdisk --quiet --wipe always "$DEVICE" >/dev/null <<'AMIPLAN_EOF'
+label: gpt
+start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, name="bios-boot"
+size=204800, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="efi"
+type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="@@LABEL@@"
+AMIPLAN_EOF
+partition() { case "$DEVICE" in *[0-9]) echo "${DEVICE}p$1" ;; *) echo "${DEVICE}$1" ;; esac; }
+for _ in $(seq 1 30); do
+  [ -b "$(partition 3)" ] && break
+  partx --update "$DEVICE" 2>/dev/null || true
+  udevadm settle 2>/dev/null || true
+  sleep 1
+done
+[ -b "$(partition 3)" ] || fail "the partitions of $DEVICE never appeared"
+STEP="make the file systems"
+mkfs.vfat -F 32 -n EFI "$(partition 2)" >/dev/null
+mkfs.ext4 -q -F -L '@@LABEL@@' "$(partition 3)"
+ROOT_UUID=$(blkid -s UUID -o value "$(partition 3)")
+EFI_UUID=$(blkid -s UUID -o value "$(partition 2)")
+mkdir -p "$WORK/root"
+mount "$(partition 3)" "$WORK/root"
+MOUNTED="$WORK/root"
+mkdir -p "$WORK/root/boot/efi"
+mount "$(partition 2)" "$WORK/root/boot/efi"
+"#;
+
+/// Finds the kernel and initramfs the system brings, and installs GRUB on the removable-media
+/// paths (no firmware variables: the AMI boots on any instance), pointing at the root by UUID.
+const BOOT_LOADER: &str = r#"STEP="find the kernel"
+kernel=$(cd "$WORK/root/boot" && ls -1 vmlinuz-* kernel-* 2>/dev/null | grep -v '\.old$' | sort -V | tail -n 1 || true)
+[ -n "$kernel" ] || fail "the system has no kernel: /boot holds no vmlinuz-* or kernel-* (use a tarball with a kernel, or install one in the provisioning script)"
+version=${kernel#vmlinuz-}
+version=${version#kernel-}
+initrd=""
+for candidate in "initrd.img-$version" "initramfs-$version.img" "initrd-$version" "initramfs-$version"; do
+  if [ -f "$WORK/root/boot/$candidate" ]; then initrd=$candidate; break; fi
+done
+say "booting /boot/$kernel${initrd:+ with /boot/$initrd}"
+STEP="write fstab"
+if ! grep -Eq '^[^#[:space:]]+[[:space:]]+/[[:space:]]' "$WORK/root/etc/fstab" 2>/dev/null; then
+  mkdir -p "$WORK/root/etc"
+  printf 'UUID=%s / ext4 defaults 0 1\nUUID=%s /boot/efi vfat umask=0077 0 2\n' "$ROOT_UUID" "$EFI_UUID" >>"$WORK/root/etc/fstab"
+fi
+STEP="install GRUB"
+say "installing GRUB for @@TARGETS@@"
+grub=$(command -v grub-install || command -v grub2-install)
+grubdir=grub
+[ "$(basename "$grub")" = grub2-install ] && grubdir=grub2
+for target in @@TARGETS@@; do
+  case "$target" in
+    *-efi) "$grub" --target="$target" --efi-directory="$WORK/root/boot/efi" --boot-directory="$WORK/root/boot" --removable --no-nvram ;;
+    *) "$grub" --target="$target" --boot-directory="$WORK/root/boot" "$DEVICE" ;;
+  esac >/dev/null 2>&1 || fail "grub-install --target=$target failed"
+done
+cat >"$WORK/root/boot/$grubdir/grub.cfg" <<AMIPLAN_EOF
+# Written by amiplan: boots /boot/$kernel from the root file system $ROOT_UUID.
+set default=0
+set timeout=1
+serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output console serial
+menuentry 'amiplan: /boot/$kernel' {
+  set gfxpayload=text
+  search --no-floppy --fs-uuid --set=root $ROOT_UUID
+  linux /boot/$kernel root=UUID=$ROOT_UUID ro @@CONSOLE@@ nvme_core.io_timeout=4294967295
+  ${initrd:+initrd /boot/$initrd}
+}
+AMIPLAN_EOF
+"#;
 
 /// Embeds a local file as base64 and checks its digest on the helper before use.
 fn embed(out: &mut String, source: &Path, target: &str) -> Result<(), JobError> {
@@ -329,6 +534,32 @@ mod tests {
     }
 
     #[test]
+    fn reports_are_read_back_only_when_whole() {
+        let archive = b"not really a tar, but bytes".to_vec();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&archive);
+        let (first, second) = encoded.split_at(20);
+        let digest = hex::encode(Sha256::digest(&archive));
+        let console = format!(
+            "[ 1.0] noise\r\nAMIPLAN-REPORT abc 1 {first}\r\nkernel: x\nAMIPLAN-REPORT abc 2 {second}\nAMIPLAN-REPORT-END abc {} {digest}\n",
+            archive.len()
+        );
+        assert_eq!(read_reports(&console, "abc"), Some(Ok(archive.clone())));
+        assert_eq!(read_reports(&console, "other"), None);
+        let missing = console.replace(&format!("AMIPLAN-REPORT abc 1 {first}"), "");
+        assert!(matches!(read_reports(&missing, "abc"), Some(Err(ReportsError::Garbled(1)))));
+        let flipped = if second.starts_with('A') { 'B' } else { 'A' };
+        let altered = console.replace(second, &format!("{flipped}{}", &second[1..]));
+        assert!(matches!(read_reports(&altered, "abc"), Some(Err(_))));
+    }
+
+    #[test]
+    fn failure_reports_end_at_the_result_line() {
+        let console = "boot\nwhy it failed\nAMIPLAN-RESULT abc failed: no\r\nreboot: Power down\n";
+        assert_eq!(up_to_result(console, "abc"), "boot\nwhy it failed\nAMIPLAN-RESULT abc failed: no\r\n");
+        assert_eq!(up_to_result(console, "other"), console);
+    }
+
+    #[test]
     fn url_jobs_embed_the_digest_and_the_volume() {
         let origin = Origin::Url {
             url: "https://example.org/f.raw.xz".into(),
@@ -359,6 +590,7 @@ mod tests {
             finalize: None,
             files: Default::default(),
             label: "root".into(),
+            layout: DiskLayout::Gpt(Architecture::X86_64),
         });
         assert!(matches!(prepare("big", &origin), Err(JobError::TooLarge { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

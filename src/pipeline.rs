@@ -85,7 +85,7 @@ impl Workspace {
         let mut tests = HashMap::new();
         for stack in &stacks {
             if let Some(test) = &stack.test {
-                let job = job::prepare_test(&stack.name, &test.script)
+                let job = job::prepare_test(&stack.name, &test.script, test.reports.as_deref())
                     .with_context(|| format!("the test of stack {} ({})", stack.name, stack.manifest.display()))?;
                 tests.insert(stack.name.clone(), job);
             }

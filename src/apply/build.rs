@@ -76,7 +76,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
                 continue;
             }
             let _slot = self.slot(&change.region).await;
-            self.emit(&teardown, super::Phase::Started, Some(id), None, None);
+            self.emit(&teardown, super::Phase::Started, Some(id), None, None, None);
             match remove_build_resource(self, &change.region, change.kind, id).await {
                 Ok(()) => self.record(&teardown, Some(id.clone()), Outcome::Deleted, started),
                 Err(error) => {

@@ -7,6 +7,7 @@
 //! by its dependents through a shared handle).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +39,8 @@ pub struct ApplyOptions {
     pub keep_on_failure: bool,
     /// Where to write run events (JSON lines), if anywhere.
     pub events: Option<Arc<Events>>,
+    /// Where the reports boot tests collect are stored: `<dir>/<stack>/<node>/<run>/`.
+    pub reports: PathBuf,
 }
 
 impl Default for ApplyOptions {
@@ -48,6 +51,7 @@ impl Default for ApplyOptions {
             policy: RetryPolicy::default(),
             keep_on_failure: false,
             events: None,
+            reports: PathBuf::from("amiplan-reports"),
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct NodeReport {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub seconds: f64,
+    /// Where the reports a boot test collected from its instance were stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reports: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,6 +110,10 @@ struct Executor<'a, C> {
     interrupted: &'a AtomicBool,
     /// Names this run's attempt in client tokens (see [`Executor::client_token`]).
     attempt: String,
+    /// When the run started (UTC, `20261124T101500Z`): names its directory of reports.
+    started: String,
+    /// Reports stored per node.
+    collected: Mutex<HashMap<String, PathBuf>>,
 }
 
 /// Executes `plan` (made from `graph`). `interrupted` is polled before each node starts: once it
@@ -128,6 +139,8 @@ pub async fn apply<C: Cloud>(
         resources: Mutex::default(),
         interrupted,
         attempt: format!("{:016x}", fastrand::u64(..)),
+        started: jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string(),
+        collected: Mutex::default(),
     };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
@@ -150,7 +163,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
             Outcome::Skipped(why) => (Phase::Skipped, Some(why.as_str())),
             _ => (Phase::Succeeded, None),
         };
-        self.emit(change, phase, resource.as_deref(), Some(seconds), error);
+        let reports = self.collected.lock().expect("collected lock").get(&change.node).cloned();
+        self.emit(change, phase, resource.as_deref(), Some(seconds), error, reports.as_deref());
         let report = NodeReport {
             stack: change.stack.clone(),
             node: change.node.clone(),
@@ -159,6 +173,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             resource,
             outcome,
             seconds: started.elapsed().as_secs_f64(),
+            reports,
         };
         match &report.outcome {
             Outcome::Failed(error) => tracing::error!(node = %report.node, %error, "failed"),
@@ -169,7 +184,15 @@ impl<'a, C: Cloud> Executor<'a, C> {
         self.reports.lock().expect("report lock").push(report);
     }
 
-    fn emit(&self, change: &Change, event: Phase, resource: Option<&str>, seconds: Option<f64>, error: Option<&str>) {
+    fn emit(
+        &self,
+        change: &Change,
+        event: Phase,
+        resource: Option<&str>,
+        seconds: Option<f64>,
+        error: Option<&str>,
+        reports: Option<&Path>,
+    ) {
         let Some(events) = &self.options.events else { return };
         let action = serde_json::to_value(change.action).ok();
         events.emit(&Event {
@@ -182,6 +205,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
             resource,
             seconds,
             error,
+            reports,
         });
     }
 
@@ -256,7 +280,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         }
         let _slot = self.slot(&change.region).await;
         let started = Instant::now();
-        self.emit(change, Phase::Started, Some(&id), None, None);
+        self.emit(change, Phase::Started, Some(&id), None, None, None);
         let result = resource::delete(self, change.kind, &change.region, &id, &change.with_snapshots).await;
         match result {
             // A replace reports once, after its create half.
@@ -350,7 +374,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let _slot = self.slot(&node.region).await;
         // A node's time is its own work, not the wait for its dependencies or a slot.
         let started = Instant::now();
-        self.emit(change, Phase::Started, change.live_id.as_deref(), None, None);
+        self.emit(change, Phase::Started, change.live_id.as_deref(), None, None, None);
         let result = match (change.action, live) {
             (Action::Update, Some(id)) => {
                 let update = Update { diffs: &change.diffs, inputs: &inputs, resolved: &change.resolved };
@@ -408,6 +432,16 @@ impl<C: Cloud> Steps for Executor<'_, C> {
 
     fn node(&self, id: &str) -> Option<&Node> {
         self.graph.get(id)
+    }
+
+    fn reports_dir(&self, node: &Node) -> PathBuf {
+        let node_dir: String =
+            node.id.chars().map(|c| if c.is_ascii_alphanumeric() || "._-@".contains(c) { c } else { '_' }).collect();
+        self.options.reports.join(&node.stack).join(node_dir).join(&self.started)
+    }
+
+    fn collected_reports(&self, node: &Node, dir: &Path) {
+        self.collected.lock().expect("collected lock").insert(node.id.clone(), dir.to_path_buf());
     }
 
     async fn catalogue_files(&self, stack: &str) -> Result<BTreeMap<String, Vec<u8>>, StepError> {

@@ -190,6 +190,10 @@ pub struct Execution {
     /// How long to wait for another run's lock on a stack (0s: fail at once).
     #[arg(long, value_parser = parse_wait, default_value = "0s")]
     pub lock_timeout: Duration,
+    /// Where boot tests' collected reports (`test.reports`) are stored, as
+    /// DIR/<stack>/<node>/<run>/.
+    #[arg(long, value_name = "DIR", default_value = "amiplan-reports")]
+    pub reports_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -209,6 +209,7 @@ fn run_of(cloud: &AwsCloud, args: &Execution, regions: RegionScope, destroy: boo
         policy: cloud.retry_policy().clone(),
         keep_on_failure: args.keep_on_failure,
         events,
+        reports: args.reports_dir.clone(),
     };
     Ok(Run { regions, destroy, lock_timeout: args.lock_timeout, options })
 }
@@ -330,6 +331,9 @@ fn render_report(report: &Report, style: Style) -> String {
             continue;
         }
         out.push_str(&format!("  {label} {} {id} ({:.1}s){detail}\n", node.node, node.seconds));
+        if let Some(reports) = &node.reports {
+            out.push_str(&format!("      reports: {}\n", reports.display()));
+        }
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if report.interrupted {

@@ -119,6 +119,10 @@ pub struct Test {
     /// Subnet for the test instances; default: the default VPC's default subnet.
     #[serde(default)]
     pub subnet: Option<String>,
+    /// A directory in the instance: what the test script leaves there is collected after it
+    /// ends, pass or fail, and stored locally (through the console, up to 24 KiB compressed).
+    #[serde(default)]
+    pub reports: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -56,6 +56,8 @@ pub struct TestSpec {
     pub timeout: Duration,
     pub all_regions: bool,
     pub subnet: Option<String>,
+    /// The directory in the instance whose files are collected after the test.
+    pub reports: Option<String>,
 }
 
 /// Where the disk image comes from.
@@ -78,6 +80,17 @@ pub struct BootstrapSpec {
     /// Target path in the image → local file.
     pub files: BTreeMap<String, PathBuf>,
     pub label: String,
+    pub layout: DiskLayout,
+}
+
+/// How a bootstrapped system is laid out on the volume, decided by the variants it boots as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskLayout {
+    /// HVM: a GPT disk (BIOS boot, EFI system and root partitions) with GRUB installed for both
+    /// firmwares on x86_64, for UEFI on arm64.
+    Gpt(Architecture),
+    /// Paravirtual: one ext4 file system on the whole volume, which PV-GRUB reads.
+    WholeDisk,
 }
 
 /// How and where the helper instance of a `build.method: helper` stack runs.
@@ -222,7 +235,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         report("build.volume_size", format!("volume_size {size} GiB is outside 1..=16384"));
     }
 
-    let source = check_source(loaded, &mut report);
+    let mut source = check_source(loaded, &mut report);
     let helper = check_helper(loaded, &mut report);
     for key in m.image.tags.keys() {
         if key.starts_with("amiplan:") || key.starts_with("aws:") {
@@ -248,6 +261,9 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     }
 
     let variants = expand(loaded, &mut report);
+    if let Origin::Bootstrap(bootstrap) = &mut source {
+        bootstrap.layout = disk_layout(&variants, m.image.architecture, &mut report);
+    }
     let shares = !m.publish.accounts.is_empty()
         || !m.publish.organizations.is_empty()
         || !m.publish.organizational_units.is_empty();
@@ -289,6 +305,22 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
                 }
             }),
     }
+}
+
+/// A bootstrapped volume boots either as HVM (partitions and GRUB) or paravirtual (PV-GRUB reads
+/// a whole-disk file system): not both.
+fn disk_layout(variants: &[Variant], architecture: Architecture, report: &mut impl FnMut(&str, String)) -> DiskLayout {
+    let paravirtual = variants.iter().filter(|v| v.attrs.virtualization == Virtualization::Paravirtual).count();
+    if paravirtual == 0 {
+        return DiskLayout::Gpt(architecture);
+    }
+    if paravirtual < variants.len() {
+        report(
+            "variants.virtualization",
+            "a bootstrapped volume boots either as hvm (GPT and GRUB) or as paravirtual (a whole-disk file system for PV-GRUB), not both; make one stack per virtualization".to_string(),
+        );
+    }
+    DiskLayout::WholeDisk
 }
 
 /// Why AWS would refuse this key where amiplan passes it: StartSnapshot (the build region of a

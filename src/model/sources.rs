@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::{BootstrapSpec, HelperSpec, Origin, is_instance_type, parse_minutes};
+use super::{BootstrapSpec, DiskLayout, HelperSpec, Origin, is_instance_type, parse_minutes};
 use crate::manifest::Loaded;
 use crate::manifest::raw::{self, BuildMethod, HelperAmi, ImageFormat, VolumeType};
 
@@ -103,7 +103,17 @@ pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String
     if !label_ok {
         report("source.bootstrap.label", "label must be 1-16 letters, digits, `.`, `_` or `-`".to_string());
     }
-    Origin::Bootstrap(BootstrapSpec { tarball, sha256, script, finalize, files, label: bootstrap.label.clone() })
+    // The layout follows from the variants, which are checked later (`disk_layout`).
+    let layout = DiskLayout::WholeDisk;
+    Origin::Bootstrap(BootstrapSpec {
+        tarball,
+        sha256,
+        script,
+        finalize,
+        files,
+        label: bootstrap.label.clone(),
+        layout,
+    })
 }
 
 pub(super) fn local_file(

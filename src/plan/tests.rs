@@ -344,8 +344,9 @@ fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
         timeout: std::time::Duration::from_secs(600),
         all_regions: false,
         subnet: None,
+        reports: None,
     });
-    let job = crate::job::prepare_test("demo", &dir.join("t.sh")).unwrap();
+    let job = crate::job::prepare_test("demo", &dir.join("t.sh"), None).unwrap();
     let sources =
         HashMap::from([(gated.name.clone(), Prepared::Upload(SourceInfo { sha256: "a".into(), size_bytes: 10 }))]);
     let desired = DesiredGraph::build_with_tests(

@@ -157,9 +157,10 @@ pub async fn wait_for_job<S: Steps>(
             Duration::ZERO
         };
         Ok(match job::read_result(&console, job_id) {
-            Some(JobResult::Failed(reason)) => {
-                Poll::Ready(Err(format!("the {who}'s job failed: {reason}\n{}", log(who, &console))))
-            }
+            Some(JobResult::Failed(reason)) => Poll::Ready(Err(format!(
+                "the {who}'s job failed: {reason}\n{}",
+                log(who, job::up_to_result(&console, job_id))
+            ))),
             Some(JobResult::Succeeded) if ended => Poll::Ready(Ok(())),
             Some(JobResult::Succeeded) => Poll::Pending(format!("job done, waiting for the {who} to power off")),
             None if ended && silent_for >= grace => Poll::Ready(Err(format!(

@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(pairs(Spec::Volume(volume)), owned(&expected));
         let script = std::env::temp_dir().join(format!("amiplan-spec-format-{}.sh", std::process::id()));
         std::fs::write(&script, "true\n").unwrap();
-        let job = crate::job::prepare_test("demo", &script).unwrap();
+        let job = crate::job::prepare_test("demo", &script, None).unwrap();
         std::fs::remove_file(&script).unwrap();
         let helper = helper::Helper {
             ami: crate::manifest::raw::HelperAmi::Filter(AmiFilter { owner: "amazon".into(), name: "al2023-*".into() }),

@@ -47,6 +47,10 @@ pub trait Steps: Sync {
     fn cloud(&self) -> &Self::Cloud;
     fn policy(&self) -> &RetryPolicy;
     fn deadlines(&self) -> &Deadlines;
+    /// Where the reports of `node`'s boot test go in this run.
+    fn reports_dir(&self, node: &Node) -> std::path::PathBuf;
+    /// Records that `node` stored reports in `dir`, for the run's report and events.
+    fn collected_reports(&self, node: &Node, dir: &std::path::Path);
     /// The client token of one create of `node` with `request` (built with an empty token): the
     /// same request of the same attempt gets the same token, anything else a new one.
     fn client_token(&self, node: &Node, request: &dyn std::fmt::Debug) -> String;

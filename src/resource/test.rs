@@ -93,7 +93,11 @@ impl BootTest {
                     wait_started(steps, region, &instance).await?;
                     wait_for_job(steps, region, "test instance", &instance, &self.job.id, self.timeout).await
                 };
-                let result = ran.await;
+                let mut result = ran.await;
+                if let Err(problem) = collect_reports(steps, node, region, &instance, &self.job.id).await {
+                    // Reports that cannot be stored fail the test: the user asked for them.
+                    result = result.and(Err(StepError { resource: Some(instance.clone()), message: problem }));
+                }
                 let cleaned = remove_build_resource(steps, region, NodeKind::Helper, &instance).await;
                 result.and(cleaned.map_err(StepError::from))
             }
@@ -121,4 +125,30 @@ impl BootTest {
         publish(steps, image, &image_id, &status).await?;
         Ok(image_id)
     }
+}
+
+/// Stores the reports the test job sent on the console, if it sent any, as files under the run's
+/// reports directory (the archive itself too). Read once the job has ended, pass or fail.
+async fn collect_reports<S: Steps>(
+    steps: &S,
+    node: &Node,
+    region: &str,
+    instance: &str,
+    job_id: &str,
+) -> Result<(), String> {
+    let Ok(console) = steps.cloud().console_output(region, instance).await else {
+        return Ok(()); // the result was read; the reports are a bonus the console may have lost
+    };
+    let archive = match crate::job::read_reports(&console, job_id) {
+        None => return Ok(()),
+        Some(Ok(archive)) => archive,
+        Some(Err(problem)) => return Err(format!("the test's reports could not be collected: {problem}")),
+    };
+    let dir = steps.reports_dir(node);
+    let stored = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("reports.tar.gz"), &archive))
+        .and_then(|()| tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice())).unpack(dir.join("files")));
+    stored.map_err(|e| format!("the test's reports could not be stored in {}: {e}", dir.display()))?;
+    steps.collected_reports(node, &dir);
+    Ok(())
 }

@@ -172,8 +172,8 @@ async fn job_console(moto: &Moto, proxy: &Proxy, instance: &Instance, job: &str)
         let volumes = ec2.describe_volumes().filters(attached).send().await.unwrap();
         let target = volumes.volumes().iter().find(|v| v.attachments().iter().any(|a| a.device() == Some("/dev/sdf")));
         let target_gib = target.and_then(|v| v.size()).unwrap_or(0);
-        let bootstrap = user_data(moto, id).await.contains("mkfs.ext4 -q -F -L");
-        if let Some(why) = rules::scratch_refusal(root_gib, target_gib, bootstrap) {
+        let unpacks_on_root = user_data(moto, id).await.contains("-d \"$WORK/root\" \"$DEVICE\"");
+        if let Some(why) = rules::scratch_refusal(root_gib, target_gib, unpacks_on_root) {
             return failed(job, &why);
         }
     }

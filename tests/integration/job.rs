@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use amiplan::job::{self, JobResult};
 use amiplan::manifest::raw::ImageFormat;
-use amiplan::model::{BootstrapSpec, Origin};
+use amiplan::model::{BootstrapSpec, DiskLayout, Origin};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -219,6 +219,7 @@ fn bootstrap(dir: &Path, script: &str) -> (Vec<u8>, BootstrapSpec) {
         finalize: None,
         files: BTreeMap::from([("/etc/resolv.conf".to_string(), dir.join("resolv.conf"))]),
         label: "funtoo".into(),
+        layout: DiskLayout::WholeDisk,
     };
     (tarball, spec)
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the amiplan binary against a real moto server.
 
 mod aws_rules;
+mod boots;
 mod catalog;
 mod changes;
 mod distribution;
@@ -11,6 +12,7 @@ mod helper;
 mod hostile;
 mod job;
 mod lifecycle;
+mod machines;
 mod manifests;
 mod pipeline;
 mod proxy;

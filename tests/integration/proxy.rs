@@ -137,6 +137,9 @@ struct State {
     enforced: HashMap<&'static str, usize>,
     /// The RunInstances request behind each instance.
     launches: HashMap<String, Call>,
+    /// The RegisterImage or CopyImage request behind each AMI (moto shows a made-up root
+    /// snapshot instead of the one registered).
+    image_requests: HashMap<String, Call>,
     /// Mutating calls that reached moto (not those a fault or a rule answered), in order.
     forwarded_mutating: Vec<String>,
     /// Operations whose first answer was lost already.
@@ -184,6 +187,7 @@ impl Proxy {
             stalled: HashSet::new(),
             enforced: HashMap::new(),
             launches: HashMap::new(),
+            image_requests: HashMap::new(),
             forwarded_mutating: Vec::new(),
             answers_lost: HashSet::new(),
         };
@@ -254,6 +258,12 @@ impl Proxy {
     #[allow(dead_code)]
     pub fn launch_of(&self, instance: &str) -> Option<Call> {
         self.shared.state.lock().unwrap().launches.get(instance).cloned()
+    }
+
+    /// amiplan's RegisterImage or CopyImage request that made `image`.
+    #[allow(dead_code)]
+    pub fn image_request(&self, image: &str) -> Option<Call> {
+        self.shared.state.lock().unwrap().image_requests.get(image).cloned()
     }
 
     /// How many requests each AWS rule refused or answered differently from moto.
@@ -805,7 +815,8 @@ fn remember_answer(shared: &Shared, call: &Call, parts: &hyper::http::response::
         }
         "RegisterImage" | "CopyImage" => {
             if let Some(id) = between(&text, "<imageId>", "</imageId>") {
-                state.image_created.entry(id).or_insert_with(SystemTime::now);
+                state.image_created.entry(id.clone()).or_insert_with(SystemTime::now);
+                state.image_requests.insert(id, call.clone());
             }
         }
         _ => {}

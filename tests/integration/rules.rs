@@ -335,7 +335,7 @@ pub fn root_volume_gib(launch: &Call, root_device: &str, snapshot_gib: i32) -> i
         .max(snapshot_gib)
 }
 
-/// Why a helper's job runs out of scratch space, if it does: it downloads (and, for a bootstrap,
+/// Why a helper's job runs out of scratch space, if it does: it downloads (and, for a whole-disk bootstrap,
 /// unpacks) on the helper's root volume, of which the system itself takes about 2 GiB.
 #[allow(dead_code)] // the benchmarks include this file and play no helper
 pub fn scratch_refusal(root_gib: i32, target_gib: i32, bootstrap: bool) -> Option<String> {

@@ -417,12 +417,19 @@ pub async fn request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>>
     Some(request)
 }
 
-/// Static text files over HTTP on 127.0.0.1, changed by the test while it runs (an upstream's
-/// index and checksum files). Counts the requests it answered.
+/// Files over HTTP on 127.0.0.1: texts changed by the test while it runs (an upstream's index
+/// and checksum files) and files from disk (images and tarballs the VMs download). Counts the
+/// requests it answered.
 pub struct Files {
     pub url: String,
-    files: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Body>>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone)]
+enum Body {
+    Text(String),
+    File(PathBuf),
 }
 
 impl Files {
@@ -430,7 +437,7 @@ impl Files {
         use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, String>::new()));
+        let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, Body>::new()));
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (served, counted) = (files.clone(), requests.clone());
         tokio::spawn(async move {
@@ -442,15 +449,25 @@ impl Files {
                     let head = String::from_utf8_lossy(&request).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let body = files.lock().unwrap().get(&path).cloned();
-                    let (status, body) = match body {
-                        Some(body) => ("200 OK", body),
-                        None => ("404 Not Found", String::new()),
+                    let answer = |status: &str, length: u64| {
+                        format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
                     };
-                    let answer = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(answer.as_bytes()).await;
+                    match body {
+                        Some(Body::Text(text)) => {
+                            let head = answer("200 OK", text.len() as u64);
+                            let _ = socket.write_all(format!("{head}{text}").as_bytes()).await;
+                        }
+                        Some(Body::File(file)) => {
+                            let mut file = tokio::fs::File::open(file).await.unwrap();
+                            let length = file.metadata().await.unwrap().len();
+                            if socket.write_all(answer("200 OK", length).as_bytes()).await.is_ok() {
+                                let _ = tokio::io::copy(&mut file, &mut socket).await;
+                            }
+                        }
+                        None => {
+                            let _ = socket.write_all(answer("404 Not Found", 0).as_bytes()).await;
+                        }
+                    }
                     let _ = socket.shutdown().await;
                 });
             }
@@ -459,7 +476,13 @@ impl Files {
     }
 
     pub fn set(&self, path: &str, body: &str) {
-        self.files.lock().unwrap().insert(path.to_string(), body.to_string());
+        self.files.lock().unwrap().insert(path.to_string(), Body::Text(body.to_string()));
+    }
+
+    /// Serves the file at `file` as `path`.
+    #[allow(dead_code)]
+    pub fn set_file(&self, path: &str, file: &Path) {
+        self.files.lock().unwrap().insert(path.to_string(), Body::File(file.to_path_buf()));
     }
 
     pub fn requests(&self) -> usize {

@@ -1,0 +1,251 @@
+//! End to end through moto and real VMs (`machines.rs`): every AMI built here boots, under the
+//! firmware its boot mode names, and its boot test runs on it. These tests take turns (the VMs
+//! take both cores); together they take several minutes.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::machines::{Boot, DOWNLOADS, Firmware, Runner, images, passed};
+use crate::proxy::{Faults, Proxy};
+use crate::support::*;
+
+const REGION: &str = "us-east-1";
+const COPY_REGION: &str = "us-west-2";
+
+fn sha256_of(file: &Path) -> String {
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut reader = std::fs::File::open(file).unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buffer).unwrap();
+        if n == 0 {
+            break hex::encode(hasher.finalize());
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap().path();
+        std::fs::copy(&entry, to.join(entry.file_name().unwrap())).unwrap();
+    }
+}
+
+fn summary(boots: &[Boot]) -> String {
+    boots
+        .iter()
+        .map(|b| {
+            let tail = amiplan::job::log_tail(&b.console, 25);
+            format!(
+                "--- {} {} {:?} ({:?}, powered off: {}) ---\n{tail}",
+                b.node, b.instance, b.firmware, b.took, b.powered_off
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Launch permissions of an AMI: whether it is public.
+async fn is_public(moto: &Moto, region: &str, image: &str) -> bool {
+    let ec2 = moto.ec2(region).await;
+    let out = ec2
+        .describe_image_attribute()
+        .image_id(image)
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .unwrap();
+    out.launch_permissions().iter().any(|p| p.group().map(|g| g.as_str()) == Some("all"))
+}
+
+/// Scenario 2, the Funtoo/Gentoo way: the Debian root tarball stands in for a stage3. The helper
+/// VM partitions the volume, unpacks and provisions the system and installs amiplan's GRUB; the
+/// AMI then boots under UEFI and under legacy BIOS, where the boot test finds what the
+/// provisioning script and the `files:` list put in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_a_bootstrapped_system_boots_with_the_built_in_grub_under_uefi_and_bios() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 91).await;
+    let files = Files::start().await;
+    let runner = Runner::new(&moto, &proxy, REGION, "bootstrap").await.downloads_from(&files.url);
+    let tarball = images().join("rootfs.tar");
+    files.set_file("/debian-12-rootfs.tar", &tarball);
+
+    let dir = workdir("vm-bootstrap");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    copy_dir(&examples.join("debian"), &dir.join("debian"));
+    let manifest = std::fs::read_to_string(examples.join("debian-bootstrap.yaml"))
+        .unwrap()
+        .replace("https://images.example.org/debian-12-rootfs.tar", &format!("{DOWNLOADS}/debian-12-rootfs.tar"))
+        .replace("5d5b5f3a1f0c9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0", &sha256_of(&tarball));
+    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
+    let stack = "debian-bootstrap";
+
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
+    expect_code(&applied, 0);
+    let helper = &boots[0];
+    assert!(helper.node.starts_with("helper/") && helper.powered_off, "{report}");
+    assert!(helper.console.contains("installing GRUB for i386-pc x86_64-efi"), "{report}");
+    let tests: Vec<&Boot> = boots.iter().filter(|b| b.node.starts_with("test/")).collect();
+    assert_eq!(tests.iter().map(|b| b.firmware).collect::<Vec<_>>(), [Firmware::Uefi, Firmware::Bios], "{report}");
+    for (boot, firmware) in tests.iter().zip(["uefi", "bios"]) {
+        assert!(boot.powered_off && passed(&boot.console), "{report}");
+        assert!(boot.console.contains(&format!("via {firmware}")), "the test ran under {firmware}: {report}");
+        assert!(boot.console.contains("amiplan: /boot/vmlinuz-"), "booted through amiplan's GRUB menu: {report}");
+    }
+    let images = moto.stack_images(REGION, stack).await;
+    assert_eq!(images.len(), 1, "{report}");
+    assert_eq!(tag(images[0].tags(), "amiplan:tested").map(str::len), Some(12), "the pass is recorded: {report}");
+    assert_stack_gone_but_images(&moto, stack).await;
+
+    // The test's report (of its last boot, under BIOS) was collected and is named in the report.
+    let line = stdout(&applied).lines().find_map(|l| l.trim().strip_prefix("reports: ").map(str::to_string));
+    let stored = dir.join(line.unwrap_or_else(|| panic!("the run names its reports: {report}")));
+    assert!(stored.starts_with(dir.join("amiplan-reports").join(stack)), "{}", stored.display());
+    let collected = std::fs::read_to_string(stored.join("files/boot.txt")).unwrap();
+    assert!(collected.contains("firmware: bios") && collected.contains("root: /dev/nvme0n1p3"), "{collected}");
+    assert!(stored.join("reports.tar.gz").is_file());
+}
+
+/// Scenario 1, fedimg's way: a `.raw.xz` of a bootable image, written by the helper VM. The
+/// snapshot holds exactly the decompressed image; the AMI boots, passes its test, and only then is
+/// copied and made public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_a_downloaded_raw_xz_is_written_byte_for_byte_boots_and_is_then_copied_and_published() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 92).await;
+    let files = Files::start().await;
+    let runner = Runner::new(&moto, &proxy, REGION, "fedimg").await.downloads_from(&files.url);
+    let compressed = images().join("bootable.raw.xz");
+    files.set_file("/bootable.raw.xz", &compressed);
+
+    let dir = workdir("vm-fedimg");
+    std::fs::write(
+        dir.join("boot-test.sh"),
+        "#!/bin/sh\nset -eu\ntest -d /etc/cloud\ngrep -q nvme0n1p3 /proc/partitions\n",
+    )
+    .unwrap();
+    let stack = "fedimg";
+    let manifest = format!(
+        "stack: {stack}
+source:
+  url: {DOWNLOADS}/bootable.raw.xz
+  sha256: {}
+build:
+  region: {REGION}
+  method: helper
+  volume_size: 2
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 20m }}
+image:
+  name: \"fedimg-{{arch}}\"
+  architecture: x86_64
+  boot_mode: legacy-bios
+test: {{ script: boot-test.sh, timeout: 20m }}
+regions: [{REGION}, {COPY_REGION}]
+publish: {{ public: true }}
+",
+        sha256_of(&compressed)
+    );
+    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
+
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
+    expect_code(&applied, 0);
+    assert!(boots.iter().all(|b| b.powered_off && passed(&b.console)), "{report}");
+    assert_eq!(boots[1].firmware, Firmware::Bios, "{report}");
+
+    // The snapshot's content is what the helper wrote: the decompressed image, byte for byte.
+    let snapshot = &moto.stack_snapshots(REGION, stack).await[0];
+    let written = runner.volume_file(snapshot.volume_id().unwrap()).expect("the runner kept the volume");
+    let original = images().join("bootable.raw");
+    assert_eq!(std::fs::metadata(&written).unwrap().len(), std::fs::metadata(&original).unwrap().len());
+    assert_eq!(sha256_of(&written), sha256_of(&original), "the snapshot holds the decompressed image");
+
+    for region in [REGION, COPY_REGION] {
+        let images = moto.stack_images(region, stack).await;
+        assert_eq!(images.len(), 1, "{region}: {report}");
+        assert!(is_public(&moto, region, images[0].image_id().unwrap()).await, "{region} is public: {report}");
+    }
+    assert_stack_gone_but_images(&moto, stack).await;
+}
+
+/// Scenarios 3 and 4: a bootable raw image uploaded directly. A boot test that fails keeps the
+/// AMI private and uncopied and reports the VM's console; once the test is fixed the same AMI is
+/// tested again, passes, and is copied and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_a_directly_uploaded_image_boots_a_failing_test_holds_it_back_and_a_fixed_one_publishes_it() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 93).await;
+    let runner = Runner::new(&moto, &proxy, REGION, "direct").await;
+    let dir = workdir("vm-direct");
+    // A link, not a copy: amiplan refuses a source that leads outside the manifest's directory.
+    std::fs::hard_link(images().join("bootable.raw"), dir.join("disk.raw")).unwrap();
+    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\necho 'the service under test is not running' >&2\nexit 1\n")
+        .unwrap();
+    let stack = "direct-boot";
+    let manifest = format!(
+        "stack: {stack}
+source: {{ file: disk.raw }}
+build: {{ region: {REGION} }}
+image:
+  name: \"direct-boot-{{arch}}\"
+  architecture: x86_64
+  boot_mode: uefi
+test: {{ script: boot-test.sh, timeout: 20m }}
+regions: [{REGION}, {COPY_REGION}]
+publish: {{ public: true }}
+"
+    );
+    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&failed), stderr(&failed), summary(&boots));
+    expect_code(&failed, 1);
+    assert_eq!(boots.len(), 1, "{report}");
+    assert_eq!(boots[0].firmware, Firmware::Uefi, "{report}");
+    let output = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(output.contains("the test script failed (exit status 1)"), "{report}");
+    assert!(output.contains("the service under test is not running"), "the console tail is reported: {report}");
+    assert!(output.contains("Linux version") || output.contains("cloud-init"), "it is the VM's console: {report}");
+    let built = moto.stack_images(REGION, stack).await;
+    assert_eq!(built.len(), 1, "{report}");
+    let image = built[0].image_id().unwrap().to_string();
+    assert!(!is_public(&moto, REGION, &image).await, "a failed AMI stays private");
+    assert!(moto.stack_images(COPY_REGION, stack).await.is_empty(), "and is not copied");
+
+    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\nset -eu\ntest -d /sys/firmware/efi\necho fixed\n").unwrap();
+    let (applied, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
+    expect_code(&applied, 0);
+    assert!(passed(&boots[0].console), "{report}");
+    assert_eq!(moto.stack_images(REGION, stack).await[0].image_id(), Some(image.as_str()), "the same AMI: {report}");
+    for region in [REGION, COPY_REGION] {
+        let images = moto.stack_images(region, stack).await;
+        assert_eq!(images.len(), 1, "{region}: {report}");
+        assert!(is_public(&moto, region, images[0].image_id().unwrap()).await, "{region}: {report}");
+    }
+}
+
+/// Nothing but the AMIs and their snapshots is left of a build: no instance still running, no
+/// volume, no temporary network.
+async fn assert_stack_gone_but_images(moto: &Moto, stack: &str) {
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = || aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let volumes = ec2.describe_volumes().filters(by_stack()).send().await.unwrap();
+    assert!(volumes.volumes().is_empty(), "{:?}", volumes.volumes());
+    let vpcs = ec2.describe_vpcs().filters(by_stack()).send().await.unwrap();
+    assert!(vpcs.vpcs().is_empty(), "{:?}", vpcs.vpcs());
+    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+        assert_eq!(state.as_deref(), Some("terminated"), "{}", instance.instance_id().unwrap());
+    }
+}
