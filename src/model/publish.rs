@@ -59,19 +59,15 @@ pub(super) fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String))
     {
         report("test.subnet", format!("`{subnet}` is not a subnet id (subnet-…)"));
     }
-    if let Some(reports) = &test.reports {
-        let plain = reports.starts_with('/')
-            && reports != "/"
-            && !reports.split('/').any(|part| part == "..")
-            && reports.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c));
-        if !plain {
-            report(
-                "test.reports",
-                format!(
-                    "`{reports}` must be an absolute directory of plain characters in the instance, not `/`, without `..`"
-                ),
-            );
-        }
+    if let Some(reports) = &test.reports
+        && !super::sources::is_plain_absolute_path(reports)
+    {
+        report(
+            "test.reports",
+            format!(
+                "`{reports}` must be an absolute directory of plain characters in the instance, not `/`, without `..`"
+            ),
+        );
     }
     Some(TestSpec {
         script,

@@ -85,10 +85,7 @@ pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String
     let mut files = BTreeMap::new();
     for (target, file) in &bootstrap.files {
         let path = format!("source.bootstrap.files.{target}");
-        let safe = target.starts_with('/')
-            && !target.split('/').any(|part| part == "..")
-            && target.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c));
-        if !safe || target == "/" {
+        if !is_plain_absolute_path(target) {
             report(
                 &path,
                 format!(
@@ -114,6 +111,15 @@ pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String
         label: bootstrap.label.clone(),
         layout,
     })
+}
+
+/// An absolute path inside an image or instance, other than `/`, of plain characters and without
+/// `..`: safe to put in a generated script.
+pub(super) fn is_plain_absolute_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path != "/"
+        && !path.split('/').any(|part| part == "..")
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c))
 }
 
 pub(super) fn local_file(

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
-use base64::Engine as _;
 
 use crate::proxy::rules::{self, Rule};
 use crate::proxy::{Faults, Proxy};
@@ -80,16 +79,7 @@ fn write_manifest(name: &str, text: &str) -> std::path::PathBuf {
 }
 
 async fn user_data(moto: &Moto, instance: &str) -> String {
-    let ec2 = moto.ec2(REGION).await;
-    let out = ec2
-        .describe_instance_attribute()
-        .instance_id(instance)
-        .attribute(InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let encoded = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+    crate::support::user_data(&moto.ec2(REGION).await, instance).await
 }
 
 /// Waits for the stack's helper to run, with its target volume attached (amiplan attaches it

@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, Instance, InstanceAttributeName};
-use base64::Engine as _;
+use aws_sdk_ec2::types::{Filter, Instance};
 
 use crate::proxy::Proxy;
 use crate::proxy::rules::{self, Rule};
@@ -419,15 +418,7 @@ impl<'a> Runner<'a> {
     /// A NoCloud seed (a CD labelled `cidata`) with the instance's user-data, as EC2's metadata
     /// service would hand it to cloud-init.
     async fn seed(&self, ec2: &aws_sdk_ec2::Client, instance: &str) -> PathBuf {
-        let out = ec2
-            .describe_instance_attribute()
-            .instance_id(instance)
-            .attribute(InstanceAttributeName::UserData)
-            .send()
-            .await
-            .unwrap();
-        let encoded = out.user_data().and_then(|v| v.value()).unwrap_or_default();
-        let user_data = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let user_data = crate::support::user_data(ec2, instance).await;
         let dir = self.work.join(format!("{instance}-seed"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("user-data"), user_data).unwrap();

@@ -311,16 +311,7 @@ async fn play_tests_in(moto: &Moto, proxy: &Proxy, stack: &str, regions: &[&str]
                 let groups = ec2.describe_security_groups().group_ids(group.group_id().unwrap()).send().await.unwrap();
                 assert!(groups.security_groups()[0].ip_permissions().is_empty(), "no inbound rules");
             }
-            let attribute = ec2
-                .describe_instance_attribute()
-                .instance_id(&id)
-                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-                .send()
-                .await
-                .unwrap();
-            let encoded = attribute.user_data().and_then(|v| v.value()).unwrap();
-            use base64::Engine as _;
-            let script = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
+            let script = user_data(&ec2, &id).await;
             let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap();
             proxy.set_console(&id, &format!("AMIPLAN-LOG {job} testing\nAMIPLAN-RESULT {job} {result}\n"));
             ec2.stop_instances().instance_ids(&id).send().await.unwrap();

@@ -403,6 +403,20 @@ pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
     assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
 }
 
+/// The user-data amiplan launched `instance` with (the job script).
+pub async fn user_data(ec2: &aws_sdk_ec2::Client, instance: &str) -> String {
+    use base64::Engine as _;
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = out.user_data().and_then(|v| v.value()).unwrap_or_default();
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
 /// Reads an HTTP request up to the end of its head; `None` when the client went away first.
 pub async fn request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
