@@ -365,6 +365,9 @@ mkdir -p "$WORK/root"
 tar -xpf "$WORK/rootfs.tar" -C "$WORK/root" --numeric-owner --xattrs --xattrs-include='*.*'
 "#,
     );
+    if let DiskLayout::Gpt(_) = bootstrap.layout {
+        out.push_str(MOUNT_ESP);
+    }
     for (target, source) in &bootstrap.files {
         let staged = format!("$WORK/files/{}", hex::encode(&Sha256::digest(target.as_bytes())[..8]));
         embed(out, source, &staged)?;
@@ -446,8 +449,24 @@ EFI_UUID=$(blkid -s UUID -o value "$(partition 2)")
 mkdir -p "$WORK/root"
 mount "$(partition 3)" "$WORK/root"
 MOUNTED="$WORK/root"
+"#;
+
+/// Mounts the EFI system partition at /boot/efi once the tarball is unpacked: FAT holds no owners,
+/// modes or links, so tar must not write onto it. What the tarball brings under /boot/efi is
+/// copied onto the partition as plain files.
+const MOUNT_ESP: &str = r#"STEP="mount the EFI system partition"
 mkdir -p "$WORK/root/boot/efi"
+if [ -n "$(ls -A "$WORK/root/boot/efi")" ]; then
+  mv "$WORK/root/boot/efi" "$WORK/efi-from-tarball"
+  mkdir "$WORK/root/boot/efi"
+fi
 mount "$(partition 2)" "$WORK/root/boot/efi"
+if [ -d "$WORK/efi-from-tarball" ]; then
+  say "copying the tarball's /boot/efi onto the EFI system partition"
+  cp -rL --no-preserve=mode,ownership,timestamps "$WORK/efi-from-tarball/." "$WORK/root/boot/efi/" \
+    || fail "the tarball's /boot/efi does not fit on the EFI system partition (100 MiB, FAT32)"
+  rm -rf "$WORK/efi-from-tarball"
+fi
 "#;
 
 /// Finds the kernel and initramfs the system brings, and installs GRUB on the removable-media
@@ -575,6 +594,35 @@ mod tests {
         assert!(script.contains("xz -dc"));
         assert_eq!(job, prepare("fedora", &origin).unwrap(), "generation is deterministic");
         assert_ne!(job.id, prepare("other", &origin).unwrap().id);
+    }
+
+    /// FAT holds no owners or links: the tarball is unpacked before the EFI system partition is
+    /// mounted under it, and the boot loader is installed after both.
+    #[test]
+    fn a_gpt_bootstrap_unpacks_before_mounting_the_efi_partition() {
+        let dir = std::env::temp_dir().join(format!("amiplan-job-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("provision.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let origin = Origin::Bootstrap(BootstrapSpec {
+            tarball: "https://example.org/stage3.tar.xz".into(),
+            sha256: "cd".repeat(32),
+            script,
+            finalize: None,
+            files: Default::default(),
+            label: "root".into(),
+            layout: DiskLayout::Gpt(Architecture::X86_64),
+        });
+        let job = prepare("order", &origin).unwrap();
+        let script = job.script("vol-0123");
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("no {needle:?} in the job"));
+        assert!(at("sfdisk --quiet") < at("tar -xpf"));
+        assert!(at("tar -xpf") < at(r#"mount "$(partition 2)""#));
+        assert!(at(r#"mount "$(partition 2)""#) < at("run the provisioning script"));
+        assert!(at("run the provisioning script") < at("--efi-directory"));
+        let checked = std::process::Command::new("bash").arg("-n").arg("-c").arg(&script).output().unwrap();
+        assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -16,4 +16,7 @@ test -s /etc/amiplan/provisioned-at
 # The root is the partition GRUB was told about, mounted read-write by fstab.
 findmnt -n -o SOURCE / | grep -q nvme0n1p3
 touch /var/tmp/writable
+# The EFI system partition is mounted where fstab says, with GRUB's UEFI loader on it.
+findmnt -n -o FSTYPE /boot/efi | grep -q vfat
+test -f /boot/efi/EFI/BOOT/BOOTX64.EFI
 echo "booted $(uname -r) via $firmware"

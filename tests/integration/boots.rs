@@ -72,26 +72,70 @@ async fn vm_a_bootstrapped_system_boots_with_the_built_in_grub_under_uefi_and_bi
     let proxy = Proxy::start(&moto.raw, Faults::default(), 91).await;
     let files = Files::start().await;
     let runner = Runner::new(&moto, &proxy, REGION, "bootstrap").await.downloads_from(&files.url);
-    let tarball = images().join("rootfs.tar");
-    files.set_file("/debian-12-rootfs.tar", &tarball);
-
     let dir = workdir("vm-bootstrap");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     copy_dir(&examples.join("debian"), &dir.join("debian"));
-    let manifest = std::fs::read_to_string(examples.join("debian-bootstrap.yaml"))
-        .unwrap()
-        .replace("https://images.example.org/debian-12-rootfs.tar", &format!("{DOWNLOADS}/debian-12-rootfs.tar"))
-        .replace("5d5b5f3a1f0c9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0", &sha256_of(&tarball));
-    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
-    let stack = "debian-bootstrap";
+    // What the tarball brings under /boot/efi (owned by a user FAT cannot name) must end up on
+    // the EFI system partition, and the booted system must find it there.
+    let mut boot_test = std::fs::read_to_string(dir.join("debian/boot-test.sh")).unwrap();
+    boot_test.push_str("grep -q 'from the tarball' /boot/efi/EFI/tarball/notes.txt\n");
+    std::fs::write(dir.join("debian/boot-test.sh"), boot_test).unwrap();
+    let tarball = dir.join("debian-12-rootfs.tar");
+    std::fs::copy(images().join("rootfs.tar"), &tarball).unwrap();
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(extra.join("boot/efi/EFI/tarball")).unwrap();
+    std::fs::write(extra.join("boot/efi/EFI/tarball/notes.txt"), "from the tarball\n").unwrap();
+    let appended = std::process::Command::new("tar")
+        .args(["--append", "--owner=1000", "--group=1000", "-f"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&extra)
+        .arg("boot/efi/EFI/tarball")
+        .status()
+        .unwrap();
+    assert!(appended.success());
+    files.set_file("/debian-12-rootfs.tar", &tarball);
+    // A tarball with no kernel: the helper stops with the reason before installing GRUB.
+    let kernelless = dir.join("no-kernel.tar");
+    std::fs::create_dir_all(dir.join("no-kernel/boot")).unwrap();
+    std::fs::create_dir_all(dir.join("no-kernel/etc")).unwrap();
+    let packed = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&kernelless)
+        .arg("-C")
+        .arg(dir.join("no-kernel"))
+        .args(["boot", "etc"])
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    files.set_file("/no-kernel.tar", &kernelless);
 
+    let example = std::fs::read_to_string(examples.join("debian-bootstrap.yaml")).unwrap();
+    let manifest = |name: &str, tarball: &Path| {
+        example
+            .replace("https://images.example.org/debian-12-rootfs.tar", &format!("{DOWNLOADS}/{name}"))
+            .replace("5d5b5f3a1f0c9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0", &sha256_of(tarball))
+    };
+    let stack = "debian-bootstrap";
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    std::fs::write(dir.join("stack.yaml"), manifest("no-kernel.tar", &kernelless)).unwrap();
+    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&failed), stderr(&failed), summary(&boots));
+    expect_code(&failed, 1);
+    assert!(boots[0].console.contains("the system has no kernel"), "{report}");
+    assert!(!boots[0].console.contains("installing GRUB"), "{report}");
+    assert!(format!("{}{}", stdout(&failed), stderr(&failed)).contains("the system has no kernel"), "{report}");
+    assert!(moto.stack_images(REGION, stack).await.is_empty(), "{report}");
+
+    std::fs::write(dir.join("stack.yaml"), manifest("debian-12-rootfs.tar", &tarball)).unwrap();
     let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
     let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
     expect_code(&applied, 0);
     let helper = &boots[0];
     assert!(helper.node.starts_with("helper/") && helper.powered_off, "{report}");
     assert!(helper.console.contains("installing GRUB for i386-pc x86_64-efi"), "{report}");
+    assert!(helper.console.contains("copying the tarball's /boot/efi onto the EFI system partition"), "{report}");
     let tests: Vec<&Boot> = boots.iter().filter(|b| b.node.starts_with("test/")).collect();
     assert_eq!(tests.iter().map(|b| b.firmware).collect::<Vec<_>>(), [Firmware::Uefi, Firmware::Bios], "{report}");
     for (boot, firmware) in tests.iter().zip(["uefi", "bios"]) {
