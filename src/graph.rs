@@ -65,6 +65,7 @@ impl DesiredGraph {
             instance_type: spec.instance_type.clone(),
             timeout: spec.timeout,
             subnet: spec.subnet.clone(),
+            reports_bucket: spec.reports_bucket.clone(),
         };
         self.add(Node {
             id: format!("test/{}@{region}", variant.name),

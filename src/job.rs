@@ -21,6 +21,9 @@ pub const RESULT_MARKER: &str = "AMIPLAN-RESULT";
 /// EC2 refuses user-data above 16 KiB.
 pub const MAX_USER_DATA: usize = 16 * 1024;
 const VOLUME_SLOT: &str = "@@AMIPLAN_VOLUME@@";
+const REPORTS_URL_SLOT: &str = "@@AMIPLAN_REPORTS_URL@@";
+/// Room kept in the user-data for a presigned URL (with a session token it takes about 1.5 KiB).
+const MAX_REPORTS_URL: usize = 4096;
 
 /// A generated job, still waiting for the ID of the volume it will write to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,12 @@ impl Job {
     /// The user-data for a helper writing to `volume_id`.
     pub fn script(&self, volume_id: &str) -> String {
         self.template.replace(VOLUME_SLOT, volume_id)
+    }
+
+    /// The user-data for a boot test whose reports go to `url` (a presigned PUT); the URL is no
+    /// part of the job's identity, since a new one is signed for every launch.
+    pub fn test_script(&self, reports_url: Option<&str>) -> String {
+        self.script("").replace(REPORTS_URL_SLOT, reports_url.unwrap_or_default())
     }
 }
 
@@ -103,7 +112,7 @@ pub fn prepare(stack: &str, origin: &Origin) -> Result<Job, JobError> {
 /// The boot test of a new AMI: the user's script, embedded with its digest, run on an instance
 /// launched from the AMI; its exit status is the result. With `reports`, the files the script
 /// left in that directory are sent on the console before the result (see [`read_reports`]).
-pub fn prepare_test(stack: &str, script: &Path, reports: Option<&str>) -> Result<Job, JobError> {
+pub fn prepare_test(stack: &str, script: &Path, reports: Option<&TestReports>) -> Result<Job, JobError> {
     let mut body = String::from("rm -rf \"$WORK\"\nmkdir -p \"$WORK\"\n");
     embed(&mut body, script, "$WORK/test")?;
     body.push_str(
@@ -114,8 +123,15 @@ status=0
 "$WORK/test" || status=$?
 "#,
     );
-    if let Some(reports) = reports {
-        let _ = write!(body, "{}", SEND_REPORTS.replace("@@REPORTS@@", reports));
+    match reports {
+        None => {}
+        Some(TestReports { directory, through_bucket: false }) => {
+            let _ = write!(body, "{}", SEND_REPORTS.replace("@@REPORTS@@", directory));
+        }
+        Some(TestReports { directory, through_bucket: true }) => {
+            let send = UPLOAD_REPORTS.replace("@@REPORTS@@", directory).replace("@@REPORTS_URL@@", REPORTS_URL_SLOT);
+            let _ = write!(body, "{send}");
+        }
     }
     body.push_str(
         r#"[ "$status" -eq 0 ] || fail "the test script failed (exit status $status)"
@@ -124,7 +140,8 @@ say "test passed"
     );
     let id = hex::encode(&Sha256::digest(format!("{stack}\0test\0{body}").as_bytes())[..6]);
     let template = format!("{}{PRELUDE}{body}", header("boot test", stack, &id));
-    if template.len() > MAX_USER_DATA {
+    let room = if template.contains(REPORTS_URL_SLOT) { MAX_REPORTS_URL } else { 0 };
+    if template.len() + room > MAX_USER_DATA {
         return Err(JobError::TooLarge { size: template.len() });
     }
     Ok(Job { id, template })
@@ -158,6 +175,74 @@ else
   say "no reports: $REPORTS does not exist"
 fi
 "#;
+
+/// What a boot test collects: a directory in the instance, sent on the console or uploaded to a
+/// bucket through a presigned URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestReports {
+    pub directory: String,
+    pub through_bucket: bool,
+}
+
+const STORED_MARKER: &str = "AMIPLAN-REPORT-STORED";
+const LOST_MARKER: &str = "AMIPLAN-REPORT-LOST";
+
+/// Uploads the reports directory as a gzipped tar with one PUT to the presigned URL (with curl,
+/// or with python3 where an image has no curl, as minimal cloud images with cloud-init do), then
+/// names its size and SHA-256 on the console (or why it could not be sent).
+const UPLOAD_REPORTS: &str = r#"STEP="upload the reports"
+REPORTS='@@REPORTS@@'
+REPORTS_URL='@@REPORTS_URL@@'
+if [ -d "$REPORTS" ]; then
+  if ! tar -czf "$WORK/reports.tar.gz" -C "$REPORTS" . 2>/dev/null; then
+    printf 'AMIPLAN-REPORT-LOST %s could not archive %s\n' "$JOB" "$REPORTS" >>"$CONSOLE"
+  elif ! command -v curl >/dev/null 2>&1 && ! command -v python3 >/dev/null 2>&1; then
+    printf 'AMIPLAN-REPORT-LOST %s the instance has neither curl nor python3 to upload them\n' "$JOB" >>"$CONSOLE"
+  else
+    size=$(stat -c %s "$WORK/reports.tar.gz")
+    digest=$(sha256sum "$WORK/reports.tar.gz" | cut -d' ' -f1)
+    if command -v curl >/dev/null 2>&1; then
+      say "uploading the reports in $REPORTS ($size bytes compressed) with curl"
+      upload() { curl -fsS --retry 3 --connect-timeout 20 --max-time 600 -H 'Content-Type: application/gzip' --upload-file "$WORK/reports.tar.gz" "$REPORTS_URL"; }
+    else
+      say "uploading the reports in $REPORTS ($size bytes compressed) with python3"
+      upload() {
+        python3 -c 'import sys, urllib.request
+body = open(sys.argv[1], "rb").read()
+put = urllib.request.Request(sys.argv[2], data=body, method="PUT", headers={"Content-Type": "application/gzip"})
+urllib.request.urlopen(put, timeout=600).read()' "$WORK/reports.tar.gz" "$REPORTS_URL"
+      }
+    fi
+    if why=$(upload 2>&1); then
+      printf 'AMIPLAN-REPORT-STORED %s %s %s\n' "$JOB" "$size" "$digest" >>"$CONSOLE"
+    else
+      printf 'AMIPLAN-REPORT-LOST %s the upload failed: %s\n' "$JOB" "$(printf '%s' "$why" | tail -n 1)" >>"$CONSOLE"
+    fi
+  fi
+else
+  say "no reports: $REPORTS does not exist"
+fi
+"#;
+
+/// What the test job said about the reports it uploaded: their size and SHA-256, or why they
+/// could not be sent. `None` when it said nothing (no reports directory).
+pub fn uploaded_reports(console: &str, job_id: &str) -> Option<Result<(u64, String), String>> {
+    console.lines().rev().find_map(|line| {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix(STORED_MARKER).and_then(|r| r.strip_prefix(' ')) {
+            let mut fields = rest.split(' ');
+            if fields.next() != Some(job_id) {
+                return None;
+            }
+            let size = fields.next()?.parse().ok()?;
+            let digest = fields.next()?.to_string();
+            return Some(Ok((size, digest)));
+        }
+        let rest = line.strip_prefix(LOST_MARKER)?.strip_prefix(' ')?;
+        let why = rest.strip_prefix(job_id)?.strip_prefix(' ')?;
+        Some(Err(why.to_string()))
+    })
+}
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReportsError {
@@ -569,6 +654,38 @@ mod tests {
         let flipped = if second.starts_with('A') { 'B' } else { 'A' };
         let altered = console.replace(second, &format!("{flipped}{}", &second[1..]));
         assert!(matches!(read_reports(&altered, "abc"), Some(Err(_))));
+    }
+
+    #[test]
+    fn uploaded_reports_are_named_by_size_and_digest_or_why_not() {
+        let stored = format!("boot\nAMIPLAN-REPORT-STORED abc 1234 {}\r\nAMIPLAN-RESULT abc ok\n", "ef".repeat(32));
+        assert_eq!(uploaded_reports(&stored, "abc"), Some(Ok((1234, "ef".repeat(32)))));
+        assert_eq!(uploaded_reports(&stored, "other"), None);
+        let lost = "AMIPLAN-REPORT-LOST abc the upload failed: curl: (22) 403\n";
+        assert_eq!(uploaded_reports(lost, "abc"), Some(Err("the upload failed: curl: (22) 403".to_string())));
+        assert_eq!(uploaded_reports("AMIPLAN-RESULT abc ok\n", "abc"), None);
+    }
+
+    #[test]
+    fn a_test_uploading_its_reports_gets_its_url_at_launch_and_keeps_its_identity() {
+        let dir = std::env::temp_dir().join(format!("amiplan-job-upload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("test.sh");
+        std::fs::write(&script, "#!/bin/sh\ntrue\n").unwrap();
+        let reports = |through_bucket| TestReports { directory: "/var/tmp/reports".into(), through_bucket };
+        let uploading = prepare_test("demo", &script, Some(&reports(true))).unwrap();
+        let url = "https://b.s3.us-east-1.amazonaws.com/k?X-Amz-Signature=ab&X-Amz-Expires=600";
+        let user_data = uploading.test_script(Some(url));
+        assert!(user_data.contains(&format!("REPORTS_URL='{url}'")));
+        assert!(!user_data.contains("@@"), "every slot is filled");
+        assert!(user_data.contains("curl -fsS") && user_data.contains("urllib.request"));
+        let consoled = prepare_test("demo", &script, Some(&reports(false))).unwrap();
+        assert!(!consoled.test_script(None).contains("--upload-file"));
+        assert!(consoled.test_script(None).contains("AMIPLAN-REPORT-END"));
+        assert_ne!(uploading.id, consoled.id);
+        let checked = std::process::Command::new("bash").arg("-n").arg("-c").arg(&user_data).output().unwrap();
+        assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

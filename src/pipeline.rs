@@ -85,7 +85,11 @@ impl Workspace {
         let mut tests = HashMap::new();
         for stack in &stacks {
             if let Some(test) = &stack.test {
-                let job = job::prepare_test(&stack.name, &test.script, test.reports.as_deref())
+                let reports = test.reports.as_ref().map(|directory| job::TestReports {
+                    directory: directory.clone(),
+                    through_bucket: test.reports_bucket.is_some(),
+                });
+                let job = job::prepare_test(&stack.name, &test.script, reports.as_ref())
                     .with_context(|| format!("the test of stack {} ({})", stack.name, stack.manifest.display()))?;
                 tests.insert(stack.name.clone(), job);
             }

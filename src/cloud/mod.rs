@@ -477,6 +477,22 @@ pub trait Objects: Sync {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, CloudError>> + Send;
+    /// A URL that lets whoever holds it PUT one object at `key` until `expires_in` has passed,
+    /// signed with amiplan's credentials (no call is made).
+    fn presign_put(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+    /// The object's content; `None` when there is none.
+    fn get_object(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, CloudError>> + Send;
     /// Deletes the object; one already gone is deleted.
     fn delete_object(
         &self,

@@ -68,7 +68,7 @@ pub struct Catalog {
 pub struct S3 {
     /// An existing bucket; amiplan never creates or changes buckets.
     pub bucket: String,
-    /// Key prefix of the tree, e.g. `images/fedora/` (default: the bucket's root).
+    /// Key prefix, e.g. `images/fedora/` (default: the bucket's root).
     #[serde(default)]
     pub prefix: Option<String>,
     /// The bucket's region (default: the build region).
@@ -123,6 +123,12 @@ pub struct Test {
     /// ends, pass or fail, and stored locally (through the console, up to 24 KiB compressed).
     #[serde(default)]
     pub reports: Option<String>,
+    /// Collect `reports` through this existing bucket instead of the console, for reports of any
+    /// size: the instance uploads them to a presigned URL (no instance role), to
+    /// `<prefix>amiplan-reports/<stack>/<ami>.tar.gz`, and amiplan removes them once stored
+    /// locally. The test instance then needs a way out: it gets a public address.
+    #[serde(default)]
+    pub reports_bucket: Option<S3>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

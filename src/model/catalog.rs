@@ -58,7 +58,8 @@ const MAX_LEVELS: usize = 15;
 
 /// Bucket names as S3 allows them for new buckets (virtual-host style, so no upper case or
 /// `_`); prefixes of plain characters that need no quoting in a URL.
-fn check_s3(
+pub(super) fn check_s3(
+    field: &str,
     s3: &crate::manifest::raw::S3,
     build_region: &str,
     report: &mut impl FnMut(&str, String),
@@ -74,7 +75,7 @@ fn check_s3(
     let mut ok = true;
     if !bucket_ok {
         report(
-            "catalog.s3.bucket",
+            &format!("{field}.bucket"),
             format!("`{bucket}` is not an S3 bucket name (3-63 lower-case letters, digits, `.` and `-`)"),
         );
         ok = false;
@@ -87,7 +88,7 @@ fn check_s3(
         && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/!-_.*'()".contains(c));
     if !prefix_ok {
         report(
-            "catalog.s3.prefix",
+            &format!("{field}.prefix"),
             format!(
                 "`{prefix}` must be a relative key prefix of letters, digits and `/!-_.*'()`, without `.`, `..` or empty parts"
             ),
@@ -99,7 +100,7 @@ fn check_s3(
     }
     let region = s3.region.clone().unwrap_or_else(|| build_region.to_string());
     if !super::KNOWN_REGIONS.contains(&region.as_str()) {
-        report("catalog.s3.region", format!("unknown region `{region}`"));
+        report(&format!("{field}.region"), format!("unknown region `{region}`"));
         ok = false;
     }
     ok.then(|| S3Target { bucket: bucket.clone(), prefix, region })
@@ -157,7 +158,7 @@ pub(super) fn check_catalog(
         version_templates: vec![],
         channel_templates: vec![],
         overwrite: ssm.overwrite,
-        s3: catalog.s3.as_ref().and_then(|s3| check_s3(s3, &m.build.region, report)),
+        s3: catalog.s3.as_ref().and_then(|s3| check_s3("catalog.s3", s3, &m.build.region, report)),
     };
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (template, path) in templates.iter().zip(&at) {

@@ -58,6 +58,8 @@ pub struct TestSpec {
     pub subnet: Option<String>,
     /// The directory in the instance whose files are collected after the test.
     pub reports: Option<String>,
+    /// The bucket the reports travel through, when not the console.
+    pub reports_bucket: Option<S3Target>,
 }
 
 /// Where the disk image comes from.

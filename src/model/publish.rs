@@ -69,6 +69,13 @@ pub(super) fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String))
             ),
         );
     }
+    if test.reports_bucket.is_some() && test.reports.is_none() {
+        report("test.reports_bucket", "a reports bucket needs test.reports, the directory to collect".to_string());
+    }
+    let reports_bucket = test
+        .reports_bucket
+        .as_ref()
+        .and_then(|s3| super::catalog::check_s3("test.reports_bucket", s3, &loaded.manifest.build.region, report));
     Some(TestSpec {
         script,
         instance_type,
@@ -76,6 +83,7 @@ pub(super) fn check_test(loaded: &Loaded, report: &mut impl FnMut(&str, String))
         all_regions: test.regions == raw::TestRegions::All,
         subnet: test.subnet.clone(),
         reports: test.reports.clone(),
+        reports_bucket,
     })
 }
 

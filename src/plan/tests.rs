@@ -345,6 +345,7 @@ fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
         all_regions: false,
         subnet: None,
         reports: None,
+        reports_bucket: None,
     });
     let job = crate::job::prepare_test("demo", &dir.join("t.sh"), None).unwrap();
     let sources =

@@ -583,6 +583,7 @@ mod tests {
             instance_type: "t3.small".into(),
             timeout: std::time::Duration::from_secs(60),
             subnet: None,
+            reports_bucket: None,
         };
         assert_eq!(pairs(Spec::Test(test)), owned(&[("instance_type", "t3.small"), ("job", job_id.as_str())]));
     }

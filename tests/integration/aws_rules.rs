@@ -155,3 +155,47 @@ fn parameter_store_never_stores_an_image_parameter_that_is_no_ami() {
         .unwrap();
     assert_eq!(get("/rules/text").unwrap()["Parameter"]["Value"], "x");
 }
+
+/// Rule `presigned-urls`: a presigned PUT is good until `X-Amz-Date` + `X-Amz-Expires`, and
+/// refused after (moto never lets one expire). Boot tests upload their reports with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_put_is_refused_once_it_has_expired() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 17).await;
+    moto.s3("us-east-1").await.create_bucket().bucket("presigned").send().await.unwrap();
+    let credentials = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&proxy.endpoint)
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let presign = |key: &'static str, secs: u64| {
+        let s3 = s3.clone();
+        async move {
+            let valid = PresigningConfig::expires_in(std::time::Duration::from_secs(secs)).unwrap();
+            s3.put_object().bucket("presigned").key(key).presigned(valid).await.unwrap().uri().to_string()
+        }
+    };
+    let lasting = presign("lasting", 600).await;
+    let brief = presign("brief", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let put = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut answer = agent.put(&url).send(&b"report"[..]).unwrap();
+            (answer.status().as_u16(), answer.body_mut().read_to_string().unwrap_or_default())
+        })
+    };
+    assert_eq!(put(lasting).await.unwrap().0, 200);
+    let (status, body) = put(brief).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Request has expired"), "{body}");
+    assert_eq!(proxy.enforced(Rule::PresignedUrls), 1);
+    let stored = moto.s3("us-east-1").await.list_objects_v2().bucket("presigned").send().await.unwrap();
+    let keys: Vec<&str> = stored.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["lasting"]);
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::machines::{Boot, DOWNLOADS, Firmware, Runner, images, passed};
+use crate::proxy::rules::Rule;
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
@@ -231,8 +232,19 @@ async fn vm_a_directly_uploaded_image_boots_a_failing_test_holds_it_back_and_a_f
     let dir = workdir("vm-direct");
     // A link, not a copy: amiplan refuses a source that leads outside the manifest's directory.
     std::fs::hard_link(images().join("bootable.raw"), dir.join("disk.raw")).unwrap();
-    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\necho 'the service under test is not running' >&2\nexit 1\n")
-        .unwrap();
+    // The failing test leaves more reports than the console carries: they go through the bucket.
+    let failing = "#!/bin/sh
+mkdir -p /var/tmp/reports
+echo 'the service is not running' > /var/tmp/reports/why.txt
+head -c 100000 /dev/urandom > /var/tmp/reports/noise.bin
+echo 'the service under test is not running' >&2
+exit 1
+";
+    std::fs::write(dir.join("boot-test.sh"), failing).unwrap();
+    let bucket = "direct-boot-reports";
+    moto.s3(REGION).await.create_bucket().bucket(bucket).send().await.unwrap();
+    // The test instance reaches S3 from the default subnet, through the default VPC's gateway.
+    moto.complete_default_vpc(REGION).await;
     let stack = "direct-boot";
     let manifest = format!(
         "stack: {stack}
@@ -242,7 +254,7 @@ image:
   name: \"direct-boot-{{arch}}\"
   architecture: x86_64
   boot_mode: uefi
-test: {{ script: boot-test.sh, timeout: 20m }}
+test: {{ script: boot-test.sh, timeout: 20m, reports: /var/tmp/reports, reports_bucket: {{ bucket: {bucket}, prefix: runs/ }} }}
 regions: [{REGION}, {COPY_REGION}]
 publish: {{ public: true }}
 "
@@ -264,12 +276,47 @@ publish: {{ public: true }}
     let image = built[0].image_id().unwrap().to_string();
     assert!(!is_public(&moto, REGION, &image).await, "a failed AMI stays private");
     assert!(moto.stack_images(COPY_REGION, stack).await.is_empty(), "and is not copied");
+    // The VM uploaded its reports with one presigned PUT; amiplan checked, stored and removed them.
+    let key = format!("runs/amiplan-reports/{stack}/{image}.tar.gz");
+    let puts: Vec<_> = proxy.calls().into_iter().filter(|c| c.operation == "PutObject").collect();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!((puts[0].param("Bucket"), puts[0].param("Key")), (Some(bucket), Some(key.as_str())));
+    assert!(puts[0].param("X-Amz-Signature").is_some(), "presigned: {puts:?}");
+    let valid: u64 = puts[0].param("X-Amz-Expires").unwrap().parse().unwrap();
+    assert_eq!(valid, 20 * 60 + 30 * 60, "the test's timeout and the margin");
+    assert_eq!(proxy.enforced(Rule::PresignedUrls), 0);
+    let line = stdout(&failed).lines().find_map(|l| l.trim().strip_prefix("reports: ").map(str::to_string));
+    let stored = dir.join(line.unwrap_or_else(|| panic!("the run names its reports: {report}")));
+    let why = std::fs::read_to_string(stored.join("files/why.txt")).unwrap();
+    assert_eq!(why, "the service is not running\n");
+    assert_eq!(std::fs::metadata(stored.join("files/noise.bin")).unwrap().len(), 100_000);
+    let left = moto.s3(REGION).await.list_objects_v2().bucket(bucket).send().await.unwrap();
+    assert!(left.contents().is_empty(), "collected reports leave the bucket: {:?}", left.contents());
 
-    std::fs::write(dir.join("boot-test.sh"), "#!/bin/sh\nset -eu\ntest -d /sys/firmware/efi\necho fixed\n").unwrap();
+    assert!(boots[0].console.contains("with curl"), "{report}");
+
+    // The image has curl; the fixed script hides it, so the upload takes the python3 path of
+    // images without curl.
+    let fixed = "#!/bin/sh
+set -eu
+test -d /sys/firmware/efi
+mkdir -p /var/tmp/reports
+echo fixed > /var/tmp/reports/result.txt
+mv /usr/bin/curl /usr/bin/curl.hidden
+echo fixed
+";
+    std::fs::write(dir.join("boot-test.sh"), fixed).unwrap();
     let (applied, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
     let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
     expect_code(&applied, 0);
     assert!(passed(&boots[0].console), "{report}");
+    assert!(boots[0].console.contains("with python3"), "{report}");
+    let line = stdout(&applied).lines().find_map(|l| l.trim().strip_prefix("reports: ").map(str::to_string));
+    let stored = dir.join(line.unwrap_or_else(|| panic!("the run names its reports: {report}")));
+    assert_eq!(std::fs::read_to_string(stored.join("files/result.txt")).unwrap(), "fixed\n");
+    assert_eq!(proxy.calls().iter().filter(|c| c.operation == "PutObject").count(), 2);
+    let left = moto.s3(REGION).await.list_objects_v2().bucket(bucket).send().await.unwrap();
+    assert!(left.contents().is_empty(), "{:?}", left.contents());
     assert_eq!(moto.stack_images(REGION, stack).await[0].image_id(), Some(image.as_str()), "the same AMI: {report}");
     for region in [REGION, COPY_REGION] {
         let images = moto.stack_images(region, stack).await;

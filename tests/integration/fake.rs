@@ -525,6 +525,23 @@ impl Objects for FakeCloud {
         Ok(state.objects.get(&(bucket.to_string(), key.to_string())).map(|(_, tags)| tags.clone()))
     }
 
+    async fn presign_put(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, CloudError> {
+        self.call("PresignPutObject", region)?;
+        Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{key}?expires={}", expires_in.as_secs()))
+    }
+
+    async fn get_object(&self, region: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        self.call("GetObject", region)?;
+        let state = self.state.lock().unwrap();
+        Ok(state.objects.get(&(bucket.to_string(), key.to_string())).map(|(body, _)| body.clone()))
+    }
+
     async fn delete_object(&self, region: &str, bucket: &str, key: &str) -> Result<(), CloudError> {
         self.call("DeleteObject", region)?;
         self.state.lock().unwrap().objects.remove(&(bucket.to_string(), key.to_string()));

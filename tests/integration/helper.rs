@@ -190,8 +190,7 @@ async fn finish_helper(moto: &Moto, proxy: &Proxy, instance: &str, console: &str
     }
     assert!(polled(proxy), "amiplan never read the console of {instance}");
     proxy.set_console(instance, console);
-    moto.ec2(REGION).await.stop_instances().instance_ids(instance).send().await.unwrap();
-    proxy.power_off(instance);
+    crate::support::power_off(&moto.ec2(REGION).await, proxy, instance).await;
 }
 
 /// Plays a helper whose job succeeds, after the checks every helper must pass.

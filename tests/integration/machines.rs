@@ -20,13 +20,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, Instance};
 
 use crate::proxy::Proxy;
 use crate::proxy::rules::{self, Rule};
-use crate::support::{BLOCK, Moto, tag, workdir};
+use crate::support::{BLOCK, Moto, is_running, power_off, tag, workdir};
 
 /// The address a VM downloads from: QEMU forwards it to the runner's file server.
 pub const DOWNLOADS: &str = "http://10.0.2.100";
@@ -59,6 +60,53 @@ pub enum Firmware {
     Uefi,
 }
 
+/// What a VM's user-mode network reaches: nothing, or one server on the build machine.
+#[derive(Debug, Clone, Copy)]
+enum Network {
+    None,
+    /// `DOWNLOADS` (10.0.2.100:80) is the file server on this port.
+    Downloads(u16),
+    /// 127.0.0.1:port in the VM is the AWS endpoint amiplan was given (the proxy on this port),
+    /// so the URLs amiplan signs work there as on the build machine: QEMU forwards 10.0.2.100:80
+    /// to the proxy, and a forwarder the NoCloud vendor-data starts in the VM listens on
+    /// 127.0.0.1:port and passes each connection to 10.0.2.100:80.
+    Endpoint(u16),
+}
+
+/// The forwarder behind [`Network::Endpoint`]: the test images have Python (cloud-init's), and
+/// `systemd-run` keeps it out of cloud-init's own service. Without `--no-block` and default
+/// dependencies off, the unit would wait for basic.target, which waits for cloud-init: a deadlock.
+const ENDPOINT_VENDOR_DATA: &str = r#"#cloud-config
+bootcmd:
+  - |
+    cat > /run/amiplan-endpoint.py <<'EOF'
+    import socket, sys, threading
+    def pipe(source, target):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(sys.argv[1])))
+    listener.listen(16)
+    while True:
+        client, _ = listener.accept()
+        upstream = socket.create_connection(("10.0.2.100", 80))
+        threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+    EOF
+    systemd-run --no-block --property DefaultDependencies=no --unit amiplan-endpoint python3 /run/amiplan-endpoint.py @@PORT@@
+"#;
+
 /// One VM that ran for an instance.
 #[derive(Debug, Clone)]
 pub struct Boot {
@@ -67,7 +115,7 @@ pub struct Boot {
     pub node: String,
     pub firmware: Firmware,
     pub console: String,
-    /// Powered off by itself (rather than killed at the timeout).
+    /// Powered off by itself (rather than killed at the timeout or once amiplan ended it).
     pub powered_off: bool,
     pub took: Duration,
 }
@@ -85,6 +133,8 @@ pub struct Runner<'a> {
     volumes: std::sync::Mutex<HashMap<String, PathBuf>>,
     /// The VMs that ran, in order.
     boots: std::sync::Mutex<Vec<Boot>>,
+    /// An instance is being served (its VM prepared, running or being recorded).
+    serving: AtomicBool,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -103,14 +153,14 @@ impl<'a> Runner<'a> {
             timeout: Duration::from_secs(600),
             volumes: std::sync::Mutex::new(HashMap::new()),
             boots: std::sync::Mutex::new(Vec::new()),
+            serving: AtomicBool::new(false),
             _turn: turn,
         }
     }
 
     /// Forwards the VMs' downloads (`DOWNLOADS`) to `url`, a server on 127.0.0.1.
     pub fn downloads_from(mut self, url: &str) -> Self {
-        let port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok());
-        self.downloads_port = Some(port.expect("a loopback URL with a port"));
+        self.downloads_port = Some(port_of(url));
         self
     }
 
@@ -121,7 +171,10 @@ impl<'a> Runner<'a> {
 
     /// Runs `amiplan` (a command's future) while booting a VM for each of the first `count`
     /// instances of `stack` it launches, in turn; returns its output and what each VM printed.
-    /// When amiplan ends first (a job failed, say), the VMs still running are killed.
+    /// amiplan may end first: it reads the live console, so it can end an instance whose job it
+    /// saw fail before the VM powers off. The VM being served then is seen to its end (it is
+    /// killed once moto says the instance is ending, as EC2 would) so that its console is among
+    /// the boots returned.
     pub async fn alongside(
         &self,
         stack: &str,
@@ -129,10 +182,24 @@ impl<'a> Runner<'a> {
         amiplan: impl std::future::Future<Output = std::process::Output>,
     ) -> (std::process::Output, Vec<Boot>) {
         self.boots.lock().unwrap().clear();
+        let serve = self.serve(stack, count);
+        tokio::pin!(serve);
         let output = tokio::select! {
             output = amiplan => output,
-            () = self.serve(stack, count) => unreachable!("serving never ends by itself"),
+            () = &mut serve => unreachable!("serving never ends by itself"),
         };
+        let ended = Instant::now();
+        while self.serving.load(Ordering::SeqCst) {
+            // An instance amiplan left running is its leak, which the test sees in moto; the VM
+            // is not waited for past its timeout's worth.
+            if ended.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            tokio::select! {
+                () = &mut serve => unreachable!("serving never ends by itself"),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
         (output, self.boots.lock().unwrap().clone())
     }
 
@@ -156,10 +223,15 @@ impl<'a> Runner<'a> {
                     continue;
                 }
                 let node = tag(instance.tags(), "amiplan:node").unwrap_or_default().to_string();
+                self.serving.store(true, Ordering::SeqCst);
                 let ran = if node.starts_with("helper/") {
                     match self.target_volume(&ec2, &id).await {
                         Some(volume) => self.run_helper(&ec2, &instance, &node, &volume).await,
-                        None => continue, // amiplan attaches it right before it waits for the job
+                        None => {
+                            // amiplan attaches it right before it waits for the job
+                            self.serving.store(false, Ordering::SeqCst);
+                            continue;
+                        }
                     }
                 } else if node.starts_with("test/") {
                     self.run_test(&ec2, &instance, &node).await
@@ -167,6 +239,7 @@ impl<'a> Runner<'a> {
                     panic!("instance {id} of {stack} has no node amiplan would launch: {node}");
                 };
                 self.boots.lock().unwrap().extend(ran);
+                self.serving.store(false, Ordering::SeqCst);
                 served.insert(id);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -206,7 +279,10 @@ impl<'a> Runner<'a> {
             Disk { file: root, format: "qcow2", bus: Bus::Virtio },
             Disk { file: target, format: "raw", bus: Bus::Nvme { serial: volume_id.replace('-', ""), boot: false } },
         ];
-        let network = if cut_off.is_some() { None } else { self.downloads_port };
+        let network = match (cut_off, self.downloads_port) {
+            (None, Some(port)) => Network::Downloads(port),
+            _ => Network::None,
+        };
         vec![self.boot(ec2, instance, node, Firmware::Kernel, disks, network, true).await]
     }
 
@@ -222,6 +298,17 @@ impl<'a> Runner<'a> {
             Some("uefi-preferred") => vec![Firmware::Uefi, Firmware::Bios],
             _ => vec![Firmware::Bios],
         };
+        // A test instance with a way out (one uploading its reports) reaches the AWS endpoint.
+        let launch = self.proxy.launch_of(instance.instance_id().unwrap()).expect("amiplan launched the test");
+        let cut_off = if self.proxy.rules().on(Rule::HelperNetwork) {
+            rules::no_way_out(ec2, &launch, instance).await
+        } else {
+            None
+        };
+        let network = match cut_off {
+            None => Network::Endpoint(port_of(&self.proxy.endpoint)),
+            Some(_) => Network::None,
+        };
         let mut boots = Vec::new();
         let count = firmwares.len();
         for (index, firmware) in firmwares.into_iter().enumerate() {
@@ -232,10 +319,10 @@ impl<'a> Runner<'a> {
             let disks = vec![Disk { file: root, format: "qcow2", bus: Bus::Nvme { serial, boot: true } }];
             // One instance, booted under each firmware in turn: it powers off (for amiplan) after
             // the last, or after the first that fails.
-            let boot = self.boot(ec2, instance, node, firmware, disks, None, index + 1 == count).await;
+            let boot = self.boot(ec2, instance, node, firmware, disks, network, index + 1 == count).await;
             let failed = !passed(&boot.console);
             if failed && index + 1 < count {
-                self.power_off(ec2, &boot.instance).await;
+                power_off(ec2, self.proxy, &boot.instance).await;
             }
             boots.push(boot);
             if failed {
@@ -306,11 +393,11 @@ impl<'a> Runner<'a> {
         node: &str,
         firmware: Firmware,
         disks: Vec<Disk>,
-        downloads_port: Option<u16>,
+        network: Network,
         last: bool,
     ) -> Boot {
         let id = instance.instance_id().unwrap().to_string();
-        let seed = self.seed(ec2, &id).await;
+        let seed = self.seed(ec2, &id, network).await;
         let console_file = self.work.join(format!("{id}-{firmware:?}.console"));
         let mut args: Vec<String> = [
             "-machine",
@@ -367,9 +454,12 @@ impl<'a> Runner<'a> {
             }
         }
         args.extend(["-drive".into(), format!("file={},if=virtio,format=raw,readonly=on", seed.display())]);
-        let forward = downloads_port
-            .map(|port| format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"))
-            .unwrap_or_default();
+        let forward = match network {
+            Network::None => String::new(),
+            Network::Downloads(port) | Network::Endpoint(port) => {
+                format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}")
+            }
+        };
         args.extend(["-netdev".into(), format!("user,id=n0,restrict=on{forward}")]);
         args.extend(["-device".into(), "virtio-net-pci,netdev=n0,romfile=".into()]);
 
@@ -382,6 +472,7 @@ impl<'a> Runner<'a> {
             .kill_on_drop(true)
             .spawn()
             .expect("qemu-system-x86_64 starts");
+        let mut polls = 0u32;
         let powered_off = loop {
             let console = std::fs::read(&console_file).unwrap_or_default();
             self.proxy.set_console(&id, &String::from_utf8_lossy(&console));
@@ -394,38 +485,39 @@ impl<'a> Runner<'a> {
                 }
                 break true;
             }
-            if started.elapsed() > self.timeout {
+            if started.elapsed() > self.timeout || (polls % 4 == 3 && !is_running(ec2, &id).await) {
                 let _ = qemu.kill().await;
                 break false;
             }
+            polls += 1;
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let console = String::from_utf8_lossy(&std::fs::read(&console_file).unwrap_or_default()).into_owned();
         self.proxy.set_console(&id, &console);
         if powered_off && last {
-            self.power_off(ec2, &id).await;
+            power_off(ec2, self.proxy, &id).await;
         }
         Boot { instance: id, node: node.to_string(), firmware, console, powered_off, took: started.elapsed() }
     }
 
-    /// The instance powered off: it stops in moto, and EC2 buffers its console.
-    async fn power_off(&self, ec2: &aws_sdk_ec2::Client, instance: &str) {
-        // amiplan may have ended the instance already (a failed job is final at once).
-        let _ = ec2.stop_instances().instance_ids(instance).send().await;
-        self.proxy.power_off(instance);
-    }
-
     /// A NoCloud seed (a CD labelled `cidata`) with the instance's user-data, as EC2's metadata
     /// service would hand it to cloud-init.
-    async fn seed(&self, ec2: &aws_sdk_ec2::Client, instance: &str) -> PathBuf {
+    async fn seed(&self, ec2: &aws_sdk_ec2::Client, instance: &str, network: Network) -> PathBuf {
         let user_data = crate::support::user_data(ec2, instance).await;
         let dir = self.work.join(format!("{instance}-seed"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("user-data"), user_data).unwrap();
         std::fs::write(dir.join("meta-data"), format!("instance-id: {instance}\nlocal-hostname: {instance}\n"))
             .unwrap();
+        let mut vendor = Vec::new();
+        if let Network::Endpoint(port) = network {
+            std::fs::write(dir.join("vendor-data"), ENDPOINT_VENDOR_DATA.replace("@@PORT@@", &port.to_string()))
+                .unwrap();
+            vendor.extend(["--vendor-data".into(), dir.join("vendor-data").into_os_string()]);
+        }
         let seed = dir.join("seed.img");
         let made = tokio::process::Command::new("cloud-localds")
+            .args(&vendor)
             .arg(&seed)
             .arg(dir.join("user-data"))
             .arg(dir.join("meta-data"))
@@ -435,6 +527,11 @@ impl<'a> Runner<'a> {
         assert!(made.status.success(), "cloud-localds: {}", String::from_utf8_lossy(&made.stderr));
         seed
     }
+}
+
+/// The port of a loopback URL (`http://127.0.0.1:PORT`).
+fn port_of(url: &str) -> u16 {
+    url.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("a loopback URL with a port")
 }
 
 /// The snapshot of the root device in a RegisterImage request.

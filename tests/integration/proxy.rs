@@ -719,6 +719,29 @@ fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
         }
         _ => {}
     }
+    if call.service == "s3"
+        && rules.on(Rule::PresignedUrls)
+        && let Some(signed) = call.param("X-Amz-Date")
+    {
+        let expires: u64 = call.param("X-Amz-Expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+        let s3_error = |status: StatusCode, code: &str, message: &str| {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            );
+            let answer = Response::builder().status(status).header("content-type", "application/xml");
+            Verdict::Answer(answer.body(Full::new(Bytes::from(body))).unwrap())
+        };
+        if !(1..=rules::MAX_PRESIGNED_SECS).contains(&expires) {
+            let message = "X-Amz-Expires must be less than a week (in seconds) that is 604800";
+            let answer = s3_error(StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError", message);
+            return enforced(state, Rule::PresignedUrls, answer);
+        }
+        let signed_at = rules::parse_amz_date(signed);
+        if signed_at.is_none_or(|at| at + Duration::from_secs(expires) < SystemTime::now()) {
+            let answer = s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+            return enforced(state, Rule::PresignedUrls, answer);
+        }
+    }
     if rules.on(Rule::TagLimits) {
         let (key_limit, value_limit) = if call.service == "ebs" { (127, 255) } else { (128, 256) };
         for (name, value) in &call.params {
@@ -901,9 +924,34 @@ fn error_with(call: &Call, status: StatusCode, code: &str, message: &str) -> Res
 /// Service, region (from the SigV4 credential scope), operation and parameters of a request.
 fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
     let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let scope: Vec<&str> = auth.split("Credential=").nth(1).unwrap_or("").split('/').collect();
+    // A presigned URL carries its signature in the query instead of a header.
+    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let presigned = query.iter().find(|(k, _)| k == "X-Amz-Credential").map(|(_, v)| v.clone());
+    let credential = presigned.clone().unwrap_or_else(|| auth.split("Credential=").nth(1).unwrap_or("").to_string());
+    let scope: Vec<&str> = credential.split('/').collect();
     let region = scope.get(2).unwrap_or(&"").to_string();
     let service = scope.get(3).unwrap_or(&"").to_string();
+    if service == "s3" {
+        // REST: the operation is the method on a bucket (path style) or on a key in it.
+        let path = parts.uri.path().trim_start_matches('/');
+        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+        let has = |name: &str| query.iter().any(|(k, _)| k == name);
+        let operation = match (parts.method.as_str(), key.is_empty()) {
+            ("GET", true) if has("list-type") => "ListObjectsV2",
+            ("GET", false) if has("tagging") => "GetObjectTagging",
+            ("GET", false) => "GetObject",
+            ("PUT", false) => "PutObject",
+            ("DELETE", false) => "DeleteObject",
+            _ => "OtherS3",
+        };
+        let mut params = vec![("Bucket".to_string(), bucket.to_string()), ("Key".to_string(), key.to_string())];
+        if presigned.is_some() {
+            params.extend(query.into_iter().filter(|(k, _)| k.starts_with("X-Amz-")));
+        }
+        return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
+    }
     if service == "ebs" {
         let path = parts.uri.path();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

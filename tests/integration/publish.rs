@@ -314,8 +314,7 @@ async fn play_tests_in(moto: &Moto, proxy: &Proxy, stack: &str, regions: &[&str]
             let script = user_data(&ec2, &id).await;
             let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap();
             proxy.set_console(&id, &format!("AMIPLAN-LOG {job} testing\nAMIPLAN-RESULT {job} {result}\n"));
-            ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-            proxy.power_off(&id);
+            crate::support::power_off(&ec2, proxy, &id).await;
             played.insert(id);
         }
         if played.len() == count {

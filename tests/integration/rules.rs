@@ -31,10 +31,11 @@ pub enum Rule {
     VpcQuota,
     EbsEncryptionByDefault,
     ImageParameterValidation,
+    PresignedUrls,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -50,6 +51,7 @@ impl Rule {
         Rule::VpcQuota,
         Rule::EbsEncryptionByDefault,
         Rule::ImageParameterValidation,
+        Rule::PresignedUrls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Rule {
             Rule::VpcQuota => "vpc-quota",
             Rule::EbsEncryptionByDefault => "ebs-encryption-by-default",
             Rule::ImageParameterValidation => "image-parameter-validation",
+            Rule::PresignedUrls => "presigned-urls",
         }
     }
 
@@ -116,6 +119,9 @@ impl Rule {
             }
             Rule::ImageParameterValidation => {
                 "Systems Manager user guide, Native parameter support for Amazon Machine Image IDs (parameter-store-ec2-aliases.html): with DataType aws:ec2:image, PutParameter answers success and checks the AMI afterwards; a value that is not an AMI available in the Region is never stored"
+            }
+            Rule::PresignedUrls => {
+                "S3 API reference, Authenticating Requests: Using Query Parameters (sigv4-query-string-auth.html): X-Amz-Expires is 1 to 604800 seconds (7 days); a request after X-Amz-Date + X-Amz-Expires answers 403 AccessDenied (Request has expired)"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
@@ -256,6 +262,18 @@ pub fn rfc3339(time: SystemTime) -> String {
     // AWS keeps deprecation times to the minute.
     let secs = (secs + 59) / 60 * 60;
     aws_smithy_types::DateTime::from_secs(secs).fmt(Format::DateTime).unwrap()
+}
+
+/// The longest a SigV4 presigned URL may be valid.
+pub const MAX_PRESIGNED_SECS: u64 = 604_800;
+
+/// SigV4's `X-Amz-Date` (`20261124T061200Z`).
+pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
+    if text.len() != 16 || !text.is_char_boundary(8) {
+        return None;
+    }
+    let (d, t) = (&text[..8], &text[9..15]);
+    parse_rfc3339(&format!("{}-{}-{}T{}:{}:{}Z", &d[..4], &d[4..6], &d[6..], &t[..2], &t[2..4], &t[4..]))
 }
 
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {

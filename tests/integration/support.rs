@@ -112,6 +112,31 @@ impl Moto {
         aws_sdk_ebs::Client::new(&self.config(region).await)
     }
 
+    /// Gives `region`'s default VPC what AWS gives every default VPC and moto leaves out: an
+    /// attached internet gateway and a 0.0.0.0/0 route to it in the main route table (VPC user
+    /// guide, Default VPCs: "Default VPC components").
+    pub async fn complete_default_vpc(&self, region: &str) {
+        use aws_sdk_ec2::types::Filter;
+        let ec2 = self.ec2(region).await;
+        let default = Filter::builder().name("is-default").values("true").build();
+        let vpcs = ec2.describe_vpcs().filters(default).send().await.unwrap();
+        let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+        let gateway = ec2.create_internet_gateway().send().await.unwrap();
+        let gateway = gateway.internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();
+        ec2.attach_internet_gateway().internet_gateway_id(&gateway).vpc_id(&vpc).send().await.unwrap();
+        let main = Filter::builder().name("association.main").values("true").build();
+        let in_vpc = Filter::builder().name("vpc-id").values(&vpc).build();
+        let tables = ec2.describe_route_tables().filters(main).filters(in_vpc).send().await.unwrap();
+        let table = tables.route_tables()[0].route_table_id().unwrap().to_string();
+        let route = ec2.create_route().route_table_id(&table).destination_cidr_block("0.0.0.0/0");
+        route.gateway_id(&gateway).send().await.unwrap();
+    }
+
+    pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.config(region).await).force_path_style(true);
+        aws_sdk_s3::Client::from_conf(config.build())
+    }
+
     async fn config(&self, region: &str) -> aws_config::SdkConfig {
         let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
         aws_config::defaults(BehaviorVersion::latest())
@@ -401,6 +426,33 @@ pub fn crash_points(total: usize) -> impl Iterator<Item = usize> {
 /// Asserts that the run after a crash at mutating call `k` (`killed_at`) succeeded.
 pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
     assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
+}
+
+/// `instance` powered itself off: it stops in moto, and EC2 buffers its console. amiplan reads
+/// the live console, so it may have terminated the instance already; moto (unlike EC2, which
+/// refuses to stop a terminated instance) would bring it back as `stopped` and leave amiplan
+/// waiting for a termination that never comes. So it is stopped only while it runs, and
+/// terminated again if amiplan's TerminateInstances crossed the stop.
+pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str) {
+    if is_running(ec2, instance).await {
+        let _ = ec2.stop_instances().instance_ids(instance).send().await;
+    }
+    let terminated = proxy.calls().iter().any(|c| {
+        c.operation == "TerminateInstances"
+            && c.params.iter().any(|(k, v)| k.starts_with("InstanceId") && v == instance)
+    });
+    if terminated {
+        ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+    }
+    proxy.power_off(instance);
+}
+
+/// Whether `instance` is pending or running in moto (not stopped or ended by amiplan).
+pub async fn is_running(ec2: &aws_sdk_ec2::Client, instance: &str) -> bool {
+    use aws_sdk_ec2::types::InstanceStateName;
+    let out = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
+    let state = out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name().cloned());
+    matches!(state, Some(InstanceStateName::Running | InstanceStateName::Pending))
 }
 
 /// The user-data amiplan launched `instance` with (the job script).

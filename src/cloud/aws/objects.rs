@@ -1,14 +1,16 @@
 //! S3: the catalogue files under a prefix of a bucket. One listing (ListObjectsV2, paginated)
 //! reads every file's entity tag; tags are read one object at a time, and only before a delete.
+//! Boot tests' reports come through a bucket too: a presigned PUT, read back and deleted.
 
 use std::collections::BTreeMap;
 
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine as _;
 use md5::{Digest, Md5};
 
 use super::{AwsCloud, Missing};
-use crate::cloud::{CloudError, Objects, StoredObject};
+use crate::cloud::{CloudError, ErrorClass, Objects, StoredObject};
 
 /// Catalogue files are JSON.
 const CONTENT_TYPE: &str = "application/json";
@@ -77,6 +79,41 @@ impl Objects for AwsCloud {
             .or_none()?;
         Ok(answer
             .map(|found| found.tag_set().iter().map(|tag| (tag.key().to_string(), tag.value().to_string())).collect()))
+    }
+
+    async fn presign_put(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, CloudError> {
+        let s3 = self.s3(region);
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| CloudError::new("PresignPutObject", region, ErrorClass::Fatal, e.to_string()).on(key))?;
+        let presigned = self
+            .call("PresignPutObject", region)
+            .on(key)
+            .send(|| s3.put_object().bucket(bucket).key(key).presigned(config.clone()))
+            .await?;
+        Ok(presigned.uri().to_string())
+    }
+
+    async fn get_object(&self, region: &str, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        let s3 = self.s3(region);
+        let Some(answer) = self
+            .call("GetObject", region)
+            .on(key)
+            .send(|| s3.get_object().bucket(bucket).key(key).send())
+            .await
+            .or_none()?
+        else {
+            return Ok(None);
+        };
+        let body = answer.body.collect().await.map_err(|e| {
+            CloudError::new("GetObject", region, ErrorClass::Transient, format!("the body was cut off: {e}")).on(key)
+        })?;
+        Ok(Some(body.into_bytes().to_vec()))
     }
 
     async fn delete_object(&self, region: &str, bucket: &str, key: &str) -> Result<(), CloudError> {
