@@ -2,6 +2,7 @@
 //! edges (snapshot → image → copies). Apply walks it in topological order, destroy in reverse.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -86,11 +87,12 @@ impl DesiredGraph {
         if let (Some(version), Some(keep)) = (&stack.version, stack.keep_versions) {
             self.retention.insert(stack.name.clone(), (version.clone(), keep));
         }
-        let (volume_size_gib, digest) = match (prepared, &stack.source) {
+        let (volume_size_gib, digest, alias) = match (prepared, &stack.source) {
             (Prepared::Upload(source), _) => {
-                (stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib()), source.sha256.clone())
+                let size = stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib());
+                (size, source.address.clone(), source.file_sha256.clone())
             }
-            (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job)),
+            (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job), None),
         };
         let build = &stack.build_region;
         // Each version has its own snapshot: older AMIs kept by retention still use theirs.
@@ -108,9 +110,7 @@ impl DesiredGraph {
                 node_tags.insert(tags::VERSION.into(), version.clone());
             }
             let made_by = match (prepared, &stack.source, &stack.helper) {
-                (Prepared::Upload(source), Origin::File { path, .. }, _) => {
-                    MadeBy::Upload { source: path.clone(), size_bytes: source.size_bytes }
-                }
+                (Prepared::Upload(source), Origin::File { .. }, _) => MadeBy::Upload { source: Arc::clone(source) },
                 // A helper writes one volume; the other encryption is a copy of its snapshot.
                 (Prepared::Helper(_), _, Some(_)) if encrypted && plain.is_some() => MadeBy::EncryptCopy,
                 (Prepared::Helper(job), _, Some(helper)) => {
@@ -120,6 +120,7 @@ impl DesiredGraph {
             };
             let spec = Snapshot {
                 source_sha256: digest.clone(),
+                source_alias: alias.clone(),
                 volume_size_gib,
                 encrypted,
                 kms_key: kms_key.clone(),
@@ -166,6 +167,7 @@ impl DesiredGraph {
                     attrs: variant.attrs.clone(),
                     volume_size_gib,
                     source_sha256: digest.clone(),
+                    source_alias: alias.clone(),
                     kms_key,
                 };
                 let spec = if region == build {

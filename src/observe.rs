@@ -22,6 +22,10 @@ pub struct Observed {
     pub account: String,
     pub regions: Vec<String>,
     pub resources: Vec<LiveResource>,
+    /// Whole-file SHA-256 of stacks' sources, by stack, where resources tagged with that older
+    /// digest form were found (see `Workspace::observe`).
+    #[serde(default)]
+    pub older_digests: BTreeMap<String, String>,
     /// Helper AMI filters resolved to the newest match: `owner=… name=…@region` → AMI ID.
     #[serde(default)]
     pub helper_amis: BTreeMap<String, String>,
@@ -293,6 +297,7 @@ pub async fn observe<C: Cloud>(
     let snapshot_block_public_access = states.into_iter().flatten().collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
     Ok(Observed {
+        older_digests: BTreeMap::new(),
         account,
         regions,
         resources,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -15,14 +16,15 @@ use crate::apply::{self, ApplyOptions, Report};
 use crate::cloud::{Cloud, Sharing};
 use crate::distribution::Catalogue;
 use crate::graph::DesiredGraph;
-use crate::job;
+use crate::job::{self, Job};
 use crate::lock::{self, LockSite};
 use crate::manifest;
 use crate::manifest::upstream;
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
-use crate::source::{self, Prepared};
+use crate::source::{self, Prepared, SourceInfo};
+use crate::tags;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -58,6 +60,9 @@ pub fn load_stacks_with(paths: &[PathBuf], fetch: &dyn upstream::Fetch) -> anyho
 pub struct Workspace {
     pub stacks: Vec<Stack>,
     pub graph: DesiredGraph,
+    /// Each stack's inspected source or helper job, and its test job: what the graph is built of.
+    prepared: HashMap<String, Prepared>,
+    tests: HashMap<String, Job>,
 }
 
 impl Workspace {
@@ -76,7 +81,7 @@ impl Workspace {
                     let info = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
                         .await?
                         .with_context(context)?;
-                    Prepared::Upload(info)
+                    Prepared::Upload(std::sync::Arc::new(info))
                 }
                 None => Prepared::Helper(job::prepare(&stack.name, &stack.source).with_context(context)?),
             };
@@ -95,7 +100,7 @@ impl Workspace {
             }
         }
         let graph = DesiredGraph::build_with_tests(&stacks, &prepared, &tests);
-        Ok(Workspace { stacks, graph })
+        Ok(Workspace { stacks, graph, prepared, tests })
     }
 
     pub fn lock_sites(&self) -> Vec<LockSite> {
@@ -111,14 +116,82 @@ impl Workspace {
         home_region(&self.stacks)
     }
 
+    /// The inspected local images, one per stack that uploads one.
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &SourceInfo)> {
+        self.prepared.iter().filter_map(|(stack, prepared)| match prepared {
+            Prepared::Upload(info) => Some((stack.as_str(), info.as_ref())),
+            Prepared::Helper(_) => None,
+        })
+    }
+
     pub async fn observe<C: Cloud>(&self, cloud: &C, scope: RegionScope) -> anyhow::Result<Observed> {
         let names: Vec<String> = self.stack_names().into_iter().collect();
-        observe::observe(cloud, &self.graph, &names, scope, self.home_region()).await.context("reading live state")
+        let mut observed = observe::observe(cloud, &self.graph, &names, scope, self.home_region())
+            .await
+            .context("reading live state")?;
+        observed.older_digests = self.older_digests(&observed).await?;
+        Ok(observed)
+    }
+
+    /// Snapshots and AMIs that amiplan tagged before content addresses carry the whole file's
+    /// SHA-256 instead. Where a stack has such resources, its file is hashed once (then cached)
+    /// so that the plan recognises them as made from this image and re-tags them in place.
+    async fn older_digests(&self, observed: &Observed) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut digests = BTreeMap::new();
+        for (stack, info) in self.sources() {
+            let older = observed.resources.iter().any(|live| {
+                live.stack() == Some(stack)
+                    && live.tags.get(tags::SOURCE).is_some_and(|s| !s.starts_with(source::ADDRESS_PREFIX))
+            });
+            let digest = match (&info.file_sha256, older) {
+                (Some(digest), _) => digest.clone(),
+                (None, false) => continue,
+                (None, true) => {
+                    let path = info.path.clone();
+                    tracing::info!(
+                        "{}: hashing the whole file once, to recognise what older amiplan made of it",
+                        path.display()
+                    );
+                    let cache = source::cache::default_dir();
+                    tokio::task::spawn_blocking(move || source::file_sha256(&path, cache.as_deref()))
+                        .await?
+                        .with_context(|| format!("stack {stack}"))?
+                }
+            };
+            digests.insert(stack.to_string(), digest);
+        }
+        Ok(digests)
+    }
+
+    /// The desired graph again, if it must know whole-file digests that `observe` found a use
+    /// for and inspection did not compute.
+    fn rebuilt_knowing(&self, digests: &BTreeMap<String, String>) -> Option<DesiredGraph> {
+        let unknown = |stack: &str| match self.prepared.get(stack) {
+            Some(Prepared::Upload(info)) => info.file_sha256.is_none(),
+            _ => false,
+        };
+        if !digests.keys().any(|stack| unknown(stack)) {
+            return None;
+        }
+        let mut prepared = self.prepared.clone();
+        for (stack, digest) in digests {
+            if let Some(Prepared::Upload(info)) = prepared.get_mut(stack) {
+                Arc::make_mut(info).file_sha256 = Some(digest.clone());
+            }
+        }
+        Some(DesiredGraph::build_with_tests(&self.stacks, &prepared, &self.tests))
     }
 
     /// The plan towards these manifests (or towards nothing), as of now.
     pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
-        let mut plan = plan::plan(&self.graph, observed, &self.stack_names(), destroy, crate::deprecation::now());
+        let rebuilt = self.rebuilt_knowing(&observed.older_digests);
+        let mut plan = plan::plan(
+            rebuilt.as_ref().unwrap_or(&self.graph),
+            observed,
+            &self.stack_names(),
+            destroy,
+            crate::deprecation::now(),
+        );
         if !destroy {
             plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
         }

@@ -6,6 +6,7 @@ use anstyle::AnsiColor;
 use similar::{ChangeTag, TextDiff};
 
 use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
+use crate::source::SourceInfo;
 
 /// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's
 /// `--color`, which follows `NO_COLOR` and `CLICOLOR_FORCE` through anstream).
@@ -53,6 +54,28 @@ fn verb(action: Action) -> &'static str {
         Action::Delete => "delete",
         Action::NoOp => "no change",
     }
+}
+
+/// One line per uploaded source image: what it holds, and whether it was read or remembered
+/// (an unchanged file is not read again, see `source::cache`).
+pub fn sources<'a>(sources: impl Iterator<Item = (&'a str, &'a SourceInfo)>) -> String {
+    let mut sources: Vec<_> = sources.collect();
+    sources.sort_by_key(|(stack, _)| *stack);
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut out = String::new();
+    for (stack, info) in sources {
+        let how = if info.from_cache { "unchanged since it was last read, not read again" } else { "read in full" };
+        let _ = writeln!(
+            out,
+            "Source of {stack}: {} ({}, {:.1} MiB image, {} blocks with data = {:.1} MiB to upload), {how}",
+            info.path.display(),
+            info.format,
+            mib(info.size_bytes),
+            info.blocks.len(),
+            mib(info.data_bytes()),
+        );
+    }
+    out
 }
 
 /// The plan as a person reads it: changes grouped by stack, unchanged nodes only when `verbose`.

@@ -116,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
+                print!("{}", render::sources(workspace.sources()));
                 print!("{}", render::plan(&plan, style, args.show_unchanged));
             }
             Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })

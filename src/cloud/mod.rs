@@ -6,6 +6,7 @@
 
 pub mod attrs;
 pub mod aws;
+mod blocks;
 mod error;
 mod live;
 pub mod retry;
@@ -14,9 +15,9 @@ pub mod tags;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 
 pub use attrs::{ImageAttrs, VolumeType};
+pub use blocks::{BlockDigest, BlockSource, EBS_BLOCK_SIZE};
 pub use error::{CloudError, ErrorClass};
 pub use live::{LiveResource, PublicAccess, ResourceKind, State};
 pub use sharing::Sharing;
@@ -61,8 +62,8 @@ pub struct ResourceStatus {
 
 #[derive(Debug, Clone)]
 pub struct SnapshotUpload {
-    pub source: PathBuf,
-    pub size_bytes: u64,
+    /// The image, as inspected: its blocks with data and their digests.
+    pub source: std::sync::Arc<dyn BlockSource>,
     pub volume_size_gib: u32,
     pub encrypted: bool,
     pub kms_key: Option<String>,
@@ -281,7 +282,7 @@ pub trait Images: Sync {
 
 /// EBS snapshots: direct uploads, copies, snapshots of volumes.
 pub trait Snapshots: Sync {
-    /// Uploads a local raw image into a new snapshot; returns its ID once the upload is complete
+    /// Uploads a local image into a new snapshot; returns its ID once the upload is complete
     /// (the snapshot may still be `pending`).
     fn upload_snapshot(
         &self,

@@ -302,7 +302,7 @@ pub struct AmiFilter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildMethod {
-    /// Upload the raw image into a snapshot with the EBS direct APIs; no instance at all.
+    /// Upload the image (raw, .raw.xz, .raw.zst, .raw.gz or qcow2) into a snapshot with the EBS direct APIs; no instance at all.
     #[default]
     Direct,
     /// A helper instance writes the image to a volume, which is snapshotted.

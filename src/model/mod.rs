@@ -65,7 +65,7 @@ pub struct TestSpec {
 /// Where the disk image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// A local raw image uploaded with the EBS direct APIs.
+    /// A local image (raw, compressed or qcow2) uploaded with the EBS direct APIs.
     File { path: PathBuf, sha256: Option<String> },
     /// An image the helper downloads and writes to the target volume.
     Url { url: String, sha256: String, format: ImageFormat },

@@ -50,7 +50,7 @@ pub(super) fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stack
 /// Sort key among several live resources for one node: the healthiest, matching, oldest first.
 pub(super) fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
     let broken = node.spec.failed(live).is_some();
-    let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash());
+    let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash_for(live));
     let untagged = live.node().is_none();
     (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())
 }

@@ -20,7 +20,7 @@ pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Opti
         return (change, None);
     }
     if let Some(live_hash) = live.tags.get(tags::SPEC)
-        && *live_hash != node.spec_hash()
+        && *live_hash != node.spec_hash_for(live)
     {
         change.action = Action::Replace;
         change.diffs = spec_diffs(node, live);
@@ -54,7 +54,10 @@ pub(super) fn spec_diffs(node: &Node, live: &LiveResource) -> Vec<AttrDiff> {
     let before = live.tags.get(tags::ATTRS).map(|t| tags::decode_spec(t)).unwrap_or_default();
     let mut diffs = Vec::new();
     for (key, after) in &node.spec.immutable() {
-        let before = if key == "source_sha256" { live.tags.get(tags::SOURCE) } else { before.get(key) };
+        let before = match key.as_str() {
+            "source_sha256" => live.tags.get(tags::SOURCE).filter(|s| node.spec.source_alias() != Some(s.as_str())),
+            _ => before.get(key),
+        };
         if before.is_some_and(|b| b != after) {
             let attribute = Attribute::Immutable(key.clone());
             diffs.push(AttrDiff { attribute, before: before.cloned(), after: Some(after.clone()) });

@@ -1,13 +1,14 @@
 //! The planner's unit tests.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::*;
 use crate::cloud::State;
 use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
 use crate::model::{ImageAttrs, Origin, Stack, Variant};
-use crate::source::{Prepared, SourceInfo};
+use crate::source::{Format, Prepared, SourceInfo};
 
 /// The planner's clock in these tests: 2026-06-01.
 const NOW: i64 = 1_780_272_000;
@@ -54,9 +55,15 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
     }
 }
 
+/// A 10-byte image whose address is `address` (the plan only compares addresses).
+fn source(address: &str) -> Arc<SourceInfo> {
+    let mut info = SourceInfo::from_blocks(Path::new("disk.raw"), Format::Raw, 10, vec![(0, [1; 32])]);
+    info.address = address.into();
+    Arc::new(info)
+}
+
 fn graph(stack: &Stack, sha: &str) -> DesiredGraph {
-    let sources =
-        HashMap::from([(stack.name.clone(), Prepared::Upload(SourceInfo { sha256: sha.into(), size_bytes: 10 }))]);
+    let sources = HashMap::from([(stack.name.clone(), Prepared::Upload(source(sha)))]);
     DesiredGraph::build(std::slice::from_ref(stack), &sources)
 }
 
@@ -101,6 +108,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         regions: vec![],
         resources,
         helper_amis: BTreeMap::new(),
+        older_digests: BTreeMap::new(),
         block_public_access: BTreeMap::new(),
         snapshot_block_public_access: BTreeMap::new(),
         launch_templates: BTreeMap::new(),
@@ -232,6 +240,32 @@ fn a_new_source_digest_replaces_snapshot_and_image() {
     assert!(plan.changes[0].diffs.iter().any(|d| d.attribute == "source_sha256"));
 }
 
+/// What older amiplan made is tagged with the whole file's SHA-256; once the file is known to
+/// have that digest, its snapshot and AMIs are re-tagged in place, never made again.
+#[test]
+fn resources_tagged_with_the_whole_file_digest_are_retagged_not_replaced() {
+    let desired = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
+    let legacy = "ab".repeat(32);
+    let live = observed(applied(&graph(&desired, &legacy)));
+    let with_digest = |file_sha256: &str| {
+        let mut info = (*source("sha256-blocks:cd")).clone();
+        info.file_sha256 = Some(file_sha256.to_string());
+        let sources = HashMap::from([(desired.name.clone(), Prepared::Upload(Arc::new(info)))]);
+        DesiredGraph::build(std::slice::from_ref(&desired), &sources)
+    };
+    let plan = plan(&with_digest(&legacy), &live, &stacks(), false, NOW);
+    assert_eq!(plan.changes.len(), 3, "{plan:#?}");
+    for change in &plan.changes {
+        assert_eq!(change.action, Action::Update, "{change:#?}");
+        let attributes: Vec<String> = change.diffs.iter().map(|d| d.attribute.to_string()).collect();
+        assert_eq!(attributes, ["tags.amiplan:source", "tags.amiplan:spec"], "{}", change.node);
+        assert_eq!(change.diffs[0].after.as_deref(), Some("sha256-blocks:cd"));
+    }
+    // Another file's digest is another image.
+    let plan = super::plan(&with_digest(&"ef".repeat(32)), &live, &stacks(), false, NOW);
+    assert!(plan.changes.iter().all(|c| c.action == Action::Replace), "{plan:#?}");
+}
+
 #[test]
 fn untagged_ami_with_the_desired_name_is_adopted() {
     let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
@@ -348,8 +382,7 @@ fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
         reports_bucket: None,
     });
     let job = crate::job::prepare_test("demo", &dir.join("t.sh"), None).unwrap();
-    let sources =
-        HashMap::from([(gated.name.clone(), Prepared::Upload(SourceInfo { sha256: "a".into(), size_bytes: 10 }))]);
+    let sources = HashMap::from([(gated.name.clone(), Prepared::Upload(source("a")))]);
     let desired = DesiredGraph::build_with_tests(
         std::slice::from_ref(&gated),
         &sources,

@@ -18,6 +18,10 @@ pub struct Ami {
     pub volume_size_gib: u32,
     /// The digest of the source the AMI's snapshot was made from.
     pub source_sha256: String,
+    /// The whole file's SHA-256 where it is known: what amiplan wrote into `amiplan:source`
+    /// before content addresses. A resource tagged with it was made from this image too, and is
+    /// re-tagged rather than replaced (see [`super::Node::spec_hash_for`]).
+    pub source_alias: Option<String>,
     /// The KMS key its snapshots are encrypted with in this region (encrypted variants only).
     pub kms_key: Option<String>,
 }

@@ -228,6 +228,16 @@ impl Spec {
         pairs.into_iter().map(|(key, value)| (key.to_string(), value)).collect()
     }
 
+    /// The older digest form of what the resource is made from, where known.
+    pub fn source_alias(&self) -> Option<&str> {
+        match self {
+            Spec::Snapshot(spec) => spec.source_alias.as_deref(),
+            Spec::Image(spec) => spec.ami.source_alias.as_deref(),
+            Spec::Copy(spec) => spec.ami.source_alias.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The digest of what the resource is made from, for kinds made from a source.
     pub fn source_digest(&self) -> Option<&str> {
         match self {

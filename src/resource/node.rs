@@ -43,6 +43,21 @@ impl Node {
         spec_hash(&self.spec.immutable())
     }
 
+    /// The spec hash `live` must carry to be this node as it is: a resource tagged with the
+    /// source's older digest (the whole file's SHA-256, see [`Spec::source_alias`]) was made
+    /// from the same image, so it is judged by the hash it was given with that digest, and
+    /// its tags are then brought up to date in place instead of it being made again.
+    pub fn spec_hash_for(&self, live: &crate::cloud::LiveResource) -> String {
+        match self.spec.source_alias().filter(|alias| live.tags.get(tags::SOURCE).is_some_and(|s| s == alias)) {
+            Some(alias) => {
+                let mut spec = self.spec.immutable();
+                spec.insert("source_sha256".into(), alias.to_string());
+                spec_hash(&spec)
+            }
+            None => self.spec_hash(),
+        }
+    }
+
     /// Every tag the live resource should carry: user tags plus ownership tags.
     pub fn desired_tags(&self) -> BTreeMap<String, String> {
         let mut all = self.tags.clone();

@@ -2,15 +2,16 @@
 //! target volume, or an encrypted copy of the plain one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::helper::{wait_for_job, wait_started};
 use super::steps::{Inputs, StepError, Steps, input, settle};
 use super::{Node, NodeKind, Pairs, Reason, or_empty};
 use crate::cloud::retry::{Poll, wait_until};
+use crate::cloud::{BlockSource, CloudError, ErrorClass, LiveResource, ResourceStatus, SnapshotUpload, State};
 use crate::cloud::{BuildHosts, Snapshots, Tagging};
-use crate::cloud::{CloudError, ErrorClass, LiveResource, ResourceStatus, SnapshotUpload, State};
+use crate::source::SourceInfo;
 use crate::tags;
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
@@ -21,6 +22,10 @@ pub const TRANSIENT: bool = false;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub source_sha256: String,
+    /// The whole file's SHA-256 where it is known: what amiplan wrote into `amiplan:source`
+    /// before content addresses. A resource tagged with it was made from this image too, and is
+    /// re-tagged rather than replaced (see [`super::Node::spec_hash_for`]).
+    pub source_alias: Option<String>,
     pub volume_size_gib: u32,
     pub encrypted: bool,
     pub kms_key: Option<String>,
@@ -30,8 +35,8 @@ pub struct Snapshot {
 /// How the snapshot is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MadeBy {
-    /// Direct upload of a local raw image (EBS direct APIs).
-    Upload { source: PathBuf, size_bytes: u64 },
+    /// Direct upload of a local image (EBS direct APIs).
+    Upload { source: Arc<SourceInfo> },
     /// Wait for the helper's job, then snapshot the target volume.
     Capture { job_id: String, timeout: Duration },
     /// An encrypted copy of the plain snapshot this one depends on (CopySnapshot).
@@ -71,24 +76,17 @@ impl Snapshot {
 impl Snapshot {
     pub(super) async fn create<S: Steps>(&self, steps: &S, node: &Node, inputs: &Inputs) -> Result<String, StepError> {
         match &self.made_by {
-            MadeBy::Upload { source, size_bytes } => self.upload(steps, node, source, *size_bytes).await,
+            MadeBy::Upload { source } => self.upload(steps, node, source).await,
             MadeBy::Capture { job_id, timeout } => capture(steps, node, inputs, job_id, *timeout).await,
             MadeBy::EncryptCopy => self.encrypt_copy(steps, node, inputs).await,
         }
     }
 
     /// Uploads the image (idempotently, by client token), marks the upload complete, and waits.
-    async fn upload<S: Steps>(
-        &self,
-        steps: &S,
-        node: &Node,
-        source: &std::path::Path,
-        size_bytes: u64,
-    ) -> Result<String, StepError> {
+    async fn upload<S: Steps>(&self, steps: &S, node: &Node, source: &Arc<SourceInfo>) -> Result<String, StepError> {
         let region = node.region.as_str();
         let mut upload = SnapshotUpload {
-            source: source.to_path_buf(),
-            size_bytes,
+            source: Arc::clone(source) as Arc<dyn BlockSource>,
             volume_size_gib: self.volume_size_gib,
             encrypted: self.encrypted,
             kms_key: self.kms_key.clone(),

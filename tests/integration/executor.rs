@@ -50,7 +50,10 @@ fn desired(dir: &Path, text: &str) -> DesiredGraph {
     let mut sources = HashMap::new();
     for stack in &stacks {
         let (path, _) = stack.local_source().unwrap();
-        sources.insert(stack.name.clone(), Prepared::Upload(amiplan::source::inspect(path, None).unwrap()));
+        sources.insert(
+            stack.name.clone(),
+            Prepared::Upload(std::sync::Arc::new(amiplan::source::inspect_with(path, None, None).unwrap())),
+        );
     }
     DesiredGraph::build(&stacks, &sources)
 }

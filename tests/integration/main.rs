@@ -8,6 +8,7 @@ mod distribution;
 mod executor;
 mod fake;
 mod faults;
+mod formats;
 mod helper;
 mod hostile;
 mod job;

@@ -57,6 +57,10 @@ pub struct Faults {
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
+    /// Answer PutSnapshotBlock here, after checking its checksum, instead of sending the block
+    /// to moto: a sink as fast as the checks, so that the client's own cost is what a
+    /// benchmark measures. StartSnapshot and CompleteSnapshot (checked too) still go to moto.
+    pub ebs_sink: bool,
     /// AWS's rules, all on by default.
     pub rules: Rules,
     /// Operations whose first request moto carries out but whose answer is lost (the
@@ -135,6 +139,11 @@ struct State {
     stalled: HashSet<String>,
     /// How many times each rule refused or changed a request.
     enforced: HashMap<&'static str, usize>,
+    /// Snapshots started with the EBS direct APIs and not yet completed (rule
+    /// `started-snapshots-pending`).
+    started_snapshots: HashSet<String>,
+    /// SHA-256 of each block written, per snapshot (rule `block-checksums`).
+    block_digests: HashMap<String, std::collections::BTreeMap<u64, [u8; 32]>>,
     /// The RunInstances request behind each instance.
     launches: HashMap<String, Call>,
     /// The RegisterImage or CopyImage request behind each AMI (moto shows a made-up root
@@ -186,6 +195,8 @@ impl Proxy {
             public_images: HashSet::new(),
             stalled: HashSet::new(),
             enforced: HashMap::new(),
+            block_digests: HashMap::new(),
+            started_snapshots: HashSet::new(),
             launches: HashMap::new(),
             image_requests: HashMap::new(),
             forwarded_mutating: Vec::new(),
@@ -316,6 +327,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         *state.enforced.entry(rule.name()).or_default() += 1;
         return Ok(error_with(&call, StatusCode::BAD_REQUEST, code, &refusal));
     }
+    if let Some(answer) = checked_blocks(&shared, &call, &parts, &body) {
+        return Ok(answer);
+    }
     if let Some(answer) = unchecked_image_parameter(&shared, &call, &parts).await {
         let mut state = shared.state.lock().unwrap();
         state.calls.push(call.clone());
@@ -343,6 +357,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
+    if answer_parts.status.is_success() {
+        bytes = started_snapshots_pending(&shared, &call, bytes);
+    }
     remember_answer(&shared, &call, &answer_parts, &bytes);
     {
         let mut state = shared.state.lock().unwrap();
@@ -383,6 +400,70 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         std::future::pending::<()>().await;
     }
     Ok(Response::from_parts(answer_parts, Full::new(bytes)))
+}
+
+/// Rule `block-checksums`, and the sink: each block's checksum is checked against its data, and
+/// CompleteSnapshot's count and linear aggregate against the blocks written.
+fn checked_blocks(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+) -> Option<Response<Full<Bytes>>> {
+    use base64::Engine;
+    use sha2::Digest;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mut state = shared.state.lock().unwrap();
+    let (check, sink) = (state.faults.rules.on(Rule::BlockChecksums), state.faults.ebs_sink);
+    if !(check || sink) {
+        return None;
+    }
+    let snapshot = call.param("SnapshotId")?.to_string();
+    let refuse = |state: &mut State, message: String| {
+        state.calls.push(call.clone());
+        *state.enforced.entry(Rule::BlockChecksums.name()).or_default() += 1;
+        Some(error_with(call, StatusCode::BAD_REQUEST, "ValidationException", &message))
+    };
+    match call.operation.as_str() {
+        "PutSnapshotBlock" => {
+            let index: u64 = parts.uri.path().rsplit('/').next()?.parse().ok()?;
+            let digest: [u8; 32] = sha2::Sha256::digest(body).into();
+            let checksum = base64.encode(digest);
+            if checksum != header("x-amz-checksum") {
+                let message = format!("The checksum of block {index} does not match its data ({checksum})");
+                return refuse(&mut state, message);
+            }
+            state.block_digests.entry(snapshot).or_default().insert(index, digest);
+            if sink {
+                state.calls.push(call.clone());
+                let body = serde_json::json!({ "Checksum": checksum, "ChecksumAlgorithm": "SHA256" }).to_string();
+                let answer = Response::builder().status(StatusCode::CREATED).header("content-type", "application/json");
+                return Some(answer.body(Full::new(Bytes::from(body))).unwrap());
+            }
+        }
+        "CompleteSnapshot" => {
+            let written = state.block_digests.get(&snapshot).cloned().unwrap_or_default();
+            let linear = base64.encode(sha2::Sha256::digest(written.values().flatten().copied().collect::<Vec<u8>>()));
+            let claimed = header("x-amz-checksum");
+            if header("x-amz-changedblockscount") != written.len().to_string() {
+                let message = format!(
+                    "ChangedBlocksCount is {}, but {} blocks were written",
+                    header("x-amz-changedblockscount"),
+                    written.len()
+                );
+                return refuse(&mut state, message);
+            }
+            if !claimed.is_empty() && claimed != linear {
+                return refuse(
+                    &mut state,
+                    format!("The aggregated checksum {claimed} does not match the blocks written ({linear})"),
+                );
+            }
+        }
+        _ => {}
+    }
+    None
 }
 
 async fn forward(
@@ -865,6 +946,47 @@ fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
     if let Some(id) = id {
         shared.state.lock().unwrap().created.insert(id, Instant::now());
     }
+}
+
+/// Rule `started-snapshots-pending`: what StartSnapshot made is pending until CompleteSnapshot,
+/// in every DescribeSnapshots answer.
+fn started_snapshots_pending(shared: &Shared, call: &Call, bytes: Bytes) -> Bytes {
+    let mut state = shared.state.lock().unwrap();
+    if !state.faults.rules.on(Rule::StartedSnapshotsPending) {
+        return bytes;
+    }
+    match call.operation.as_str() {
+        "StartSnapshot" => {
+            let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            if let Some(id) = answer.as_ref().and_then(|v| v["SnapshotId"].as_str()) {
+                state.started_snapshots.insert(id.to_string());
+            }
+        }
+        "CompleteSnapshot" => {
+            if let Some(id) = call.param("SnapshotId") {
+                state.started_snapshots.remove(id);
+            }
+        }
+        "DescribeSnapshots" if !state.started_snapshots.is_empty() => {
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut rewritten = false;
+            for id in &state.started_snapshots {
+                let Some(at) = text.find(&format!("<snapshotId>{id}</snapshotId>")) else { continue };
+                let end = text[at + 1..].find("<snapshotId>").map_or(text.len(), |next| at + 1 + next);
+                if let Some(status) = text[at..end].find("<status>completed</status>") {
+                    let start = at + status;
+                    text.replace_range(start..start + "<status>completed</status>".len(), "<status>pending</status>");
+                    rewritten = true;
+                }
+            }
+            if rewritten {
+                *state.enforced.entry(Rule::StartedSnapshotsPending.name()).or_default() += 1;
+                return Bytes::from(text);
+            }
+        }
+        _ => {}
+    }
+    bytes
 }
 
 fn between(text: &str, open: &str, close: &str) -> Option<String> {

@@ -32,10 +32,12 @@ pub enum Rule {
     EbsEncryptionByDefault,
     ImageParameterValidation,
     PresignedUrls,
+    BlockChecksums,
+    StartedSnapshotsPending,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 18] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -52,6 +54,8 @@ impl Rule {
         Rule::EbsEncryptionByDefault,
         Rule::ImageParameterValidation,
         Rule::PresignedUrls,
+        Rule::BlockChecksums,
+        Rule::StartedSnapshotsPending,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +76,8 @@ impl Rule {
             Rule::EbsEncryptionByDefault => "ebs-encryption-by-default",
             Rule::ImageParameterValidation => "image-parameter-validation",
             Rule::PresignedUrls => "presigned-urls",
+            Rule::BlockChecksums => "block-checksums",
+            Rule::StartedSnapshotsPending => "started-snapshots-pending",
         }
     }
 
@@ -122,6 +128,12 @@ impl Rule {
             }
             Rule::PresignedUrls => {
                 "S3 API reference, Authenticating Requests: Using Query Parameters (sigv4-query-string-auth.html): X-Amz-Expires is 1 to 604800 seconds (7 days); a request after X-Amz-Date + X-Amz-Expires answers 403 AccessDenied (Request has expired)"
+            }
+            Rule::BlockChecksums => {
+                "EBS user guide, Use EBS direct APIs checksums to validate snapshot data (ebsapis-using-checksums.html): EBS checks each PutSnapshotBlock's SHA-256 against the data and the request fails if they differ; CompleteSnapshot's linear aggregate is over the written blocks' checksums in block-index order"
+            }
+            Rule::StartedSnapshotsPending => {
+                "EBS user guide, Write snapshots with EBS direct APIs (writesnapshots.html): StartSnapshot makes a snapshot in the pending state, and only CompleteSnapshot seals it (completed); moto shows it completed at once"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"

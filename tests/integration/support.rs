@@ -137,14 +137,8 @@ impl Moto {
         aws_sdk_s3::Client::from_conf(config.build())
     }
 
-    async fn config(&self, region: &str) -> aws_config::SdkConfig {
-        let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .endpoint_url(&self.raw)
-            .credentials_provider(credentials)
-            .load()
-            .await
+    pub async fn config(&self, region: &str) -> aws_config::SdkConfig {
+        config_at(&self.raw, region).await
     }
 
     /// AMIs owned by the account and tagged with `stack`.
@@ -174,6 +168,17 @@ pub fn amiplan_at(endpoint: &str, dir: &Path, args: &[&str]) -> Output {
     amiplan_command(endpoint, dir, args).output().expect("amiplan runs")
 }
 
+/// An SDK configuration for `endpoint` (moto, or a proxy in front of it) with test credentials.
+pub async fn config_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
 /// The amiplan command, not yet started: throwaway credentials, no profile, no metadata service.
 pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_amiplan"));
@@ -194,6 +199,8 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         // requests at the one-threaded moto, and on a loaded machine some wait several seconds.
         .env("AMIPLAN_ATTEMPT_TIMEOUT", "10s")
         .env("NO_COLOR", "1")
+        // Each test remembers its source images in its own directory, not the user's cache.
+        .env("AMIPLAN_CACHE_DIR", dir.join(".amiplan-cache"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

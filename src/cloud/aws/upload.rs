@@ -1,38 +1,44 @@
-//! EBS direct upload: a local raw image into a new snapshot, block by block, without an instance.
-//! Memory is bounded by `concurrency` blocks in flight plus one 32-byte digest per written block.
+//! EBS direct upload: a local image into a new snapshot, block by block, without an instance.
+//!
+//! One thread reads the image (raw around its holes, compressed ones decompressed as a stream,
+//! qcow2 through imago) and hands blocks with data to the requests through a short queue; each
+//! block goes with the digest the inspection found, so nothing is hashed twice, and EBS checks
+//! every block against it. Memory is bounded by the blocks in flight and queued.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_ebs::primitives::ByteStream;
 use aws_sdk_ebs::types::{ChecksumAggregationMethod, ChecksumAlgorithm, Tag};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc};
 
 use super::AwsCloud;
-use crate::cloud::{CloudError, ErrorClass, SnapshotUpload};
-
-/// EBS snapshots store 512 KiB blocks. StartSnapshot reports the size too, but emulators report
-/// other numbers (moto says 512 bytes while storing 512 KiB blocks), and a client that trusts the
-/// field sends a thousand times more requests; AWS documents this value as fixed.
-pub const BLOCK_SIZE: usize = 512 * 1024;
+use crate::cloud::{BlockSource, CloudError, EBS_BLOCK_SIZE, ErrorClass, SnapshotUpload};
 
 /// Minutes a started snapshot may stay without a block before EBS marks it `error`; a run killed
 /// mid-upload therefore leaves a snapshot that fails on its own, and the next plan replaces it.
 const START_SNAPSHOT_TIMEOUT_MINUTES: i32 = 60;
 
-/// A written block's index and digest, `None` for a skipped zero block, or the failed index.
-type BlockResult = Result<Option<(u64, [u8; 32])>, (u64, CloudError)>;
+/// EBS allows 1,000 PutSnapshotBlock requests per second per snapshot ("Amazon EBS quotas",
+/// https://docs.aws.amazon.com/ebs/latest/userguide/ebs-resource-quotas.html); requests are
+/// spaced to stay under it whatever the latency, so a fast link is not throttled into retries.
+const PUT_INTERVAL: Duration = Duration::from_micros(1_100);
+
+/// Blocks read ahead of the requests: enough to keep them fed while the reader decompresses.
+const QUEUED_BLOCKS: usize = 8;
+
+/// A written block's index, or the failed index and why.
+type BlockResult = Result<u64, (u64, CloudError)>;
 
 impl AwsCloud {
     pub(super) async fn upload(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
         let ebs = self.ebs(region);
-        let file = File::open(&upload.source).map_err(|e| local_error(region, &upload.source, e))?;
-        let file = Arc::new(file);
+        unchanged(region, upload.source.as_ref())?;
         let tags: Vec<Tag> = upload.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
         let mut start = ebs
             .start_snapshot()
@@ -48,61 +54,64 @@ impl AwsCloud {
         let snapshot_id = started.snapshot_id.ok_or_else(|| {
             CloudError::new("StartSnapshot", region, ErrorClass::Fatal, "no snapshot id in the answer")
         })?;
-        self.upload_blocks(region, upload, file, snapshot_id).await
+        self.upload_blocks(region, &upload.source, &snapshot_id).await.map_err(|e| e.on(&snapshot_id))?;
+        self.complete(region, upload.source.as_ref(), &snapshot_id).await?;
+        Ok(snapshot_id)
     }
 
+    /// Sends every block with data; fails, before CompleteSnapshot, if any block failed or the
+    /// image could not be read as it was inspected.
     async fn upload_blocks(
         &self,
         region: &str,
-        upload: &SnapshotUpload,
-        file: Arc<File>,
-        snapshot_id: String,
-    ) -> Result<String, CloudError> {
+        source: &Arc<dyn BlockSource>,
+        snapshot_id: &str,
+    ) -> Result<(), CloudError> {
         let client = self.ebs(region);
         let ebs = &client;
-        let concurrency = self.tuning.upload_concurrency;
-        let block_count = upload.size_bytes.div_ceil(BLOCK_SIZE as u64);
-        let results: Vec<BlockResult> = futures::stream::iter(0..block_count)
-            .map(|index| {
-                let file = Arc::clone(&file);
-                let snapshot_id = snapshot_id.clone();
+        let (sender, mut receiver) = mpsc::channel::<(u64, Bytes)>(QUEUED_BLOCKS);
+        let reading = Arc::clone(source);
+        let reader = tokio::task::spawn_blocking(move || {
+            reading.read_blocks(&mut |index, block| {
+                sender.blocking_send((index, block)).map_err(|_| std::io::Error::other("the upload stopped"))
+            })
+        });
+        let pace = Pace::new(PUT_INTERVAL);
+        let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
+        let results: Vec<BlockResult> = blocks
+            .map(|(index, block)| {
+                let pace = &pace;
                 async move {
-                    let block = read_block(file, index, upload.size_bytes)
-                        .await
-                        .map_err(|e| (index, local_error(region, &upload.source, e)))?;
-                    let Some(block) = block else { return Ok(None) };
-                    let digest: [u8; 32] = Sha256::digest(&block).into();
+                    let digest = source.digest(index).ok_or_else(|| (index, changed(region, source.as_ref())))?;
                     let checksum = BASE64.encode(digest);
+                    pace.wait().await;
                     self.call("PutSnapshotBlock", region)
-                        .on(&snapshot_id)
+                        .on(snapshot_id)
                         .fresh()
                         .send(|| {
                             ebs.put_snapshot_block()
-                                .snapshot_id(&snapshot_id)
+                                .snapshot_id(snapshot_id)
                                 .block_index(index as i32)
                                 .block_data(ByteStream::from(block.clone()))
-                                .data_length(BLOCK_SIZE as i32)
+                                .data_length(EBS_BLOCK_SIZE as i32)
                                 .checksum(&checksum)
                                 .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
                                 .send()
                         })
                         .await
                         .map_err(|e| (index, e))?;
-                    Ok(Some((index, digest)))
+                    Ok(index)
                 }
             })
-            .buffer_unordered(concurrency.max(1))
+            .buffer_unordered(self.tuning.upload_concurrency.max(1))
             .collect()
             .await;
-
-        let mut digests = BTreeMap::new();
+        let read = reader.await.expect("the block reader does not panic");
         let mut failed = Vec::new();
+        let mut written = 0usize;
         for result in results {
             match result {
-                Ok(Some((index, digest))) => {
-                    digests.insert(index, digest);
-                }
-                Ok(None) => {}
+                Ok(_) => written += 1,
                 Err(failure) => failed.push(failure),
             }
         }
@@ -110,44 +119,62 @@ impl AwsCloud {
             let blocks: Vec<String> = failed.iter().take(10).map(|(i, _)| i.to_string()).collect();
             let message =
                 format!("{} block(s) failed (blocks {}…); first error: {first}", failed.len(), blocks.join(", "));
-            let error = CloudError::new("PutSnapshotBlock", region, first.class, message).with_code(first.code.clone());
-            return Err(error.on(&snapshot_id));
+            return Err(CloudError::new("PutSnapshotBlock", region, first.class, message).with_code(first.code.clone()));
         }
+        if let Err(error) = read {
+            let message = format!("reading {}: {error}", source.describe());
+            return Err(CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, message));
+        }
+        if written != source.blocks().len() {
+            return Err(changed(region, source.as_ref()));
+        }
+        unchanged(region, source.as_ref())
+    }
 
-        let checksum = linear_checksum(digests.values());
+    async fn complete(&self, region: &str, source: &dyn BlockSource, snapshot_id: &str) -> Result<(), CloudError> {
+        let ebs = self.ebs(region);
+        let checksum = linear_checksum(source.blocks().iter().map(|(_, digest)| digest));
         self.call("CompleteSnapshot", region)
-            .on(&snapshot_id)
+            .on(snapshot_id)
             .fresh()
             .send(|| {
                 ebs.complete_snapshot()
-                    .snapshot_id(&snapshot_id)
-                    .changed_blocks_count(digests.len() as i32)
+                    .snapshot_id(snapshot_id)
+                    .changed_blocks_count(source.blocks().len() as i32)
                     .checksum(&checksum)
                     .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
                     .checksum_aggregation_method(ChecksumAggregationMethod::ChecksumAggregationLinear)
                     .send()
             })
             .await?;
-        Ok(snapshot_id)
+        Ok(())
     }
 }
 
-/// Reads block `index`, zero-padded to a full block; `None` when it is all zeros (EBS reads
-/// unwritten blocks as zeros, so they need no request).
-async fn read_block(file: Arc<File>, index: u64, size: u64) -> std::io::Result<Option<Vec<u8>>> {
-    tokio::task::spawn_blocking(move || {
-        let offset = index * BLOCK_SIZE as u64;
-        let len = (size - offset).min(BLOCK_SIZE as u64) as usize;
-        let mut block = vec![0u8; BLOCK_SIZE];
-        file.read_exact_at(&mut block[..len], offset)?;
-        Ok(if is_zero(&block) { None } else { Some(block) })
-    })
-    .await
-    .expect("block reads do not panic")
+/// Spaces requests at least `every` apart, however many are waiting: the next one starts a
+/// full interval after the previous one, late or not.
+struct Pace(Mutex<tokio::time::Interval>);
+
+impl Pace {
+    fn new(every: Duration) -> Pace {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Pace(Mutex::new(interval))
+    }
+
+    async fn wait(&self) {
+        self.0.lock().await.tick().await;
+    }
 }
 
-fn is_zero(block: &[u8]) -> bool {
-    block.iter().all(|&b| b == 0)
+/// The file must still be the one the plan was made from.
+fn unchanged(region: &str, source: &dyn BlockSource) -> Result<(), CloudError> {
+    source.unchanged().map_err(|why| CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, why))
+}
+
+fn changed(region: &str, source: &dyn BlockSource) -> CloudError {
+    let message = format!("{} changed after it was inspected; plan again", source.describe());
+    CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, message)
 }
 
 /// EBS's LINEAR aggregate: SHA-256 over the written blocks' raw digests in block order, base64.
@@ -159,13 +186,27 @@ pub fn linear_checksum<'a>(digests: impl Iterator<Item = &'a [u8; 32]>) -> Strin
     BASE64.encode(hasher.finalize())
 }
 
-fn local_error(region: &str, path: &std::path::Path, error: std::io::Error) -> CloudError {
-    CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, format!("reading {}: {error}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn requests_are_paced_under_the_per_snapshot_limit() {
+        let pace = Arc::new(Pace::new(PUT_INTERVAL));
+        let started = std::time::Instant::now();
+        let waiters: Vec<_> = (0..201)
+            .map(|_| {
+                let pace = Arc::clone(&pace);
+                tokio::spawn(async move { pace.wait().await })
+            })
+            .collect();
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        // The first tick is immediate; 200 more intervals follow, whatever the concurrency.
+        assert!(started.elapsed() >= PUT_INTERVAL * 200, "{:?}", started.elapsed());
+        assert!(1_000_000 / PUT_INTERVAL.as_micros() < 1_000, "under 1,000 requests per second");
+    }
 
     #[test]
     fn linear_checksum_hashes_digests_in_order() {
@@ -176,18 +217,5 @@ mod tests {
         concatenated.extend_from_slice(&b);
         assert_eq!(linear_checksum([&a, &b].into_iter()), BASE64.encode(Sha256::digest(&concatenated)));
         assert_ne!(linear_checksum([&a, &b].into_iter()), linear_checksum([&b, &a].into_iter()));
-    }
-
-    #[tokio::test]
-    async fn zero_blocks_are_skipped_and_the_tail_is_padded() {
-        let path = std::env::temp_dir().join(format!("amiplan-blocks-{}", std::process::id()));
-        let mut data = vec![0u8; BLOCK_SIZE];
-        data.extend_from_slice(b"tail");
-        std::fs::write(&path, &data).unwrap();
-        let file = Arc::new(File::open(&path).unwrap());
-        let size = data.len() as u64;
-        assert_eq!(read_block(Arc::clone(&file), 0, size).await.unwrap(), None);
-        let tail = read_block(file, 1, size).await.unwrap().unwrap();
-        assert_eq!((tail.len(), &tail[..4], is_zero(&tail[4..])), (BLOCK_SIZE, &b"tail"[..], true));
     }
 }

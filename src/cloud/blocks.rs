@@ -1,0 +1,40 @@
+//! What the EBS direct upload needs from a local image, as a trait: the `source` module reads
+//! files and knows their formats, the cloud layer only sends blocks.
+
+use std::io;
+
+use bytes::Bytes;
+
+/// EBS snapshots store 512 KiB blocks. StartSnapshot reports the size too, but emulators report
+/// other numbers (moto says 512 bytes while storing 512 KiB blocks); AWS documents this value as
+/// fixed.
+pub const EBS_BLOCK_SIZE: usize = 512 * 1024;
+
+/// A block with data: its index in the image and its SHA-256.
+pub type BlockDigest = (u64, [u8; 32]);
+
+/// An inspected image, ready to be sent block by block.
+///
+/// Its `Debug` form must name only what identifies the image: client tokens are derived from a
+/// request's debug form.
+pub trait BlockSource: std::fmt::Debug + Send + Sync {
+    /// The blocks with data, in block order, with the digests the inspection found.
+    fn blocks(&self) -> &[BlockDigest];
+
+    /// Reads the image once, handing every block with data (whole, [`EBS_BLOCK_SIZE`] bytes) to
+    /// `each` in block order; an error from `each` stops the reading.
+    fn read_blocks(&self, each: &mut dyn FnMut(u64, Bytes) -> io::Result<()>) -> io::Result<()>;
+
+    /// Fails, saying why, when the file is no longer the one that was inspected.
+    fn unchanged(&self) -> Result<(), String>;
+
+    /// How messages name it: the file and its format.
+    fn describe(&self) -> String;
+
+    /// The digest of block `index`, `None` for a block without data.
+    fn digest(&self, index: u64) -> Option<[u8; 32]> {
+        let blocks = self.blocks();
+        let at = blocks.binary_search_by_key(&index, |(i, _)| *i).ok()?;
+        Some(blocks[at].1)
+    }
+}

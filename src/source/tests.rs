@@ -1,0 +1,156 @@
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use super::*;
+
+/// Two data blocks in three, and a short tail: 3 blocks and 4 bytes.
+fn image() -> Vec<u8> {
+    let mut data = vec![0u8; 3 * BLOCK_SIZE + 4];
+    data[..5].copy_from_slice(b"first");
+    data[2 * BLOCK_SIZE..2 * BLOCK_SIZE + 6].copy_from_slice(b"second");
+    data[3 * BLOCK_SIZE..].copy_from_slice(b"tail");
+    data
+}
+
+#[test]
+fn the_content_address_is_stable_and_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.raw");
+    std::fs::write(&path, image()).unwrap();
+    let info = inspect_with(&path, None, None).unwrap();
+    assert_eq!(
+        (info.size_bytes, info.format, info.blocks.len(), info.from_cache),
+        (3 * 524288 + 4, Format::Raw, 3, false)
+    );
+    // Computed by hand from the definition in `content_address`'s documentation; a change here
+    // re-uploads every user's images.
+    let mut by_hand = Sha256::new();
+    by_hand.update(b"amiplan-blocks-v1\0");
+    by_hand.update((3 * 524288u64 + 4).to_le_bytes());
+    let data = image();
+    for index in [0u64, 2, 3] {
+        let mut block = vec![0u8; BLOCK_SIZE];
+        let start = index as usize * BLOCK_SIZE;
+        let end = (start + BLOCK_SIZE).min(data.len());
+        block[..end - start].copy_from_slice(&data[start..end]);
+        by_hand.update(index.to_le_bytes());
+        by_hand.update(Sha256::digest(&block));
+    }
+    assert_eq!(info.address, format!("sha256-blocks:{}", hex::encode(by_hand.finalize())));
+    assert_eq!(info.address, "sha256-blocks:a63cd07f3122a013b817a5b9c64d97ecb45ec6141e6a83fd9234e1e332db90a6");
+}
+
+#[test]
+fn a_changed_block_or_size_changes_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.raw");
+    std::fs::write(&path, image()).unwrap();
+    let before = inspect_with(&path, None, None).unwrap().address;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(b"X", BLOCK_SIZE as u64 + 7).unwrap();
+    let changed = inspect_with(&path, None, None).unwrap().address;
+    assert_ne!(before, changed);
+    file.write_all_at(&[0], BLOCK_SIZE as u64 + 7).unwrap();
+    assert_eq!(inspect_with(&path, None, None).unwrap().address, before);
+    file.set_len(4 * BLOCK_SIZE as u64).unwrap();
+    assert_ne!(inspect_with(&path, None, None).unwrap().address, before, "trailing zeros still change the size");
+}
+
+#[test]
+fn every_format_has_the_address_of_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = image();
+    let raw = dir.path().join("a.raw");
+    std::fs::write(&raw, &data).unwrap();
+    let address = inspect_with(&raw, None, None).unwrap().address;
+    let zst = dir.path().join("a.raw.zst");
+    std::fs::write(&zst, zstd::encode_all(&data[..], 3).unwrap()).unwrap();
+    let xz = dir.path().join("a.raw.xz");
+    let mut encoder = liblzma::write::XzEncoder::new(std::fs::File::create(&xz).unwrap(), 6);
+    encoder.write_all(&data).unwrap();
+    encoder.finish().unwrap();
+    let gz = dir.path().join("a.raw.gz");
+    let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    encoder.write_all(&data).unwrap();
+    encoder.finish().unwrap();
+    for (path, format) in [(zst, Format::Zstd), (xz, Format::Xz), (gz, Format::Gzip)] {
+        let info = inspect_with(&path, None, None).unwrap();
+        assert_eq!((info.format, info.size_bytes, &info.address), (format, data.len() as u64, &address), "{format}");
+    }
+}
+
+#[test]
+fn the_cache_answers_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = dir.path().join("a.raw");
+    std::fs::write(&path, image()).unwrap();
+    let first = inspect_with(&path, None, Some(&cache)).unwrap();
+    let second = inspect_with(&path, None, Some(&cache)).unwrap();
+    assert!(!first.from_cache && second.from_cache);
+    assert_eq!((first.address.clone(), first.blocks.clone()), (second.address.clone(), second.blocks.clone()));
+
+    // A declared digest the entry does not know means one more read; then it knows.
+    let digest = hex::encode(Sha256::digest(image()));
+    assert!(!inspect_with(&path, Some(&digest), Some(&cache)).unwrap().from_cache);
+    assert!(inspect_with(&path, Some(&digest), Some(&cache)).unwrap().from_cache);
+    assert_eq!(file_sha256(&path, Some(&cache)).unwrap(), digest);
+
+    // Modification time alone (same size, same bytes).
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+    assert!(!inspect_with(&path, None, Some(&cache)).unwrap().from_cache);
+    assert!(inspect_with(&path, None, Some(&cache)).unwrap().from_cache);
+    // Size.
+    file.set_len(4 * BLOCK_SIZE as u64).unwrap();
+    let grown = inspect_with(&path, None, Some(&cache)).unwrap();
+    assert!(!grown.from_cache);
+    assert_ne!(grown.address, first.address);
+    // Inode: the same bytes under the same name, written anew.
+    let replacement = dir.path().join("b.raw");
+    std::fs::write(&replacement, image()).unwrap();
+    std::fs::rename(&replacement, &path).unwrap();
+    let renamed = inspect_with(&path, None, Some(&cache)).unwrap();
+    assert!(!renamed.from_cache);
+    assert_eq!(renamed.address, first.address);
+    // A damaged entry is ignored, not trusted.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let entry = entry.unwrap().path();
+        let text = std::fs::read_to_string(&entry).unwrap().replace("sha256-blocks:", "sha256-blocks:0");
+        std::fs::write(&entry, text).unwrap();
+    }
+    assert!(!inspect_with(&path, None, Some(&cache)).unwrap().from_cache);
+}
+
+#[test]
+fn bad_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.raw");
+    std::fs::write(&path, b"abc").unwrap();
+    let info = inspect_with(&path, None, None).unwrap();
+    assert_eq!((info.size_bytes, info.min_volume_gib(), info.data_bytes()), (3, 1, BLOCK_SIZE as u64));
+    let wrong = "0".repeat(64);
+    let error = inspect_with(&path, Some(&wrong), None).unwrap_err();
+    assert!(matches!(error, SourceError::DigestMismatch { .. }), "{error}");
+    assert!(error.to_string().contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+
+    let named = dir.path().join("a.raw.xz");
+    std::fs::write(&named, image()).unwrap();
+    let error = inspect_with(&named, None, None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("source image {} is named as xz but holds raw; rename it or fix the download", named.display())
+    );
+
+    let empty = dir.path().join("empty.raw");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(inspect_with(&empty, None, None), Err(SourceError::Empty { .. })));
+
+    let truncated = dir.path().join("t.raw.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&image()).unwrap();
+    let gz = encoder.finish().unwrap();
+    std::fs::write(&truncated, &gz[..gz.len() / 2]).unwrap();
+    let error = inspect_with(&truncated, None, None).unwrap_err();
+    assert!(matches!(error, SourceError::Damaged { format: Format::Gzip, .. }), "{error}");
+}

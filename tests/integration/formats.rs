@@ -1,0 +1,176 @@
+//! Source images as distributions publish them: compressed or qcow2, uploaded without a raw
+//! copy, landing in the snapshot byte for byte; damaged ones stopped before CompleteSnapshot.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use amiplan::cloud::aws::{AwsCloud, Tuning};
+use amiplan::cloud::{SnapshotUpload, Snapshots};
+use amiplan::source::{FileIdentity, inspect_with};
+
+use crate::lifecycle::read_snapshot;
+use crate::proxy::rules::Rule;
+use crate::proxy::{Faults, Proxy};
+use crate::support::*;
+
+/// Writes `data` as `name` in `dir`, in the format its extension names.
+fn write_as(dir: &Path, name: &str, data: &[u8]) {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    if name.ends_with(".zst") {
+        zstd::stream::copy_encode(data, file, 3).unwrap();
+    } else if name.ends_with(".xz") {
+        let mut encoder = liblzma::write::XzEncoder::new(file, 1);
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap();
+    } else if name.ends_with(".gz") {
+        let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap();
+    } else if name.ends_with(".qcow2") {
+        let raw = dir.join("for-qcow2.raw");
+        std::fs::write(&raw, data).unwrap();
+        let status = std::process::Command::new("qemu-img")
+            .args(["convert", "-c", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&path)
+            .status()
+            .expect("qemu-img (qemu-utils) is installed");
+        assert!(status.success());
+        std::fs::remove_file(raw).unwrap();
+    } else {
+        panic!("no format for {name}");
+    }
+}
+
+fn manifest(dir: &Path, stack: &str, file: &str) {
+    let yaml = StackManifest { regions: vec!["us-east-1"], ..StackManifest::small(stack) }.yaml();
+    std::fs::write(dir.join("stack.yaml"), yaml.replace("file: disk.raw", &format!("file: {file}"))).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_published_format_lands_byte_for_byte_and_is_read_once() {
+    let moto = Moto::start();
+    let dir = workdir("formats");
+    // qcow2 sizes are whole 512-byte sectors; the sample's 1,000-byte tail is padded to 1,024.
+    let mut image = sample_image(&dir.join("disk.raw"), 7, 3);
+    image.resize(image.len().div_ceil(512) * 512, 0);
+    std::fs::write(dir.join("disk.raw"), &image).unwrap();
+    let address = inspect_with(&dir.join("disk.raw"), None, None).unwrap().address;
+    for (stack, file) in [("zst", "disk.raw.zst"), ("xz", "disk.raw.xz"), ("gz", "disk.raw.gz"), ("qcow", "disk.qcow2")]
+    {
+        write_as(&dir, file, &image);
+        manifest(&dir, stack, file);
+        let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
+        expect_code(&plan, 0);
+        assert!(stdout(&plan).contains(&format!("{file} (")), "{}", stdout(&plan));
+        assert!(stdout(&plan).contains("read in full"), "{}", stdout(&plan));
+
+        let apply = moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]);
+        expect_code(&apply, 0);
+        let snapshots = moto.stack_snapshots("us-east-1", stack).await;
+        assert_eq!(snapshots.len(), 1, "{file}");
+        assert_eq!(tag(snapshots[0].tags(), "amiplan:source"), Some(address.as_str()), "{file}: one address per image");
+        let read_back = read_snapshot(&moto, snapshots[0].snapshot_id().unwrap(), image.len()).await;
+        assert!(read_back == image, "{file}: the snapshot differs from the image");
+
+        // Unchanged: the next plan reads nothing and changes nothing.
+        let again = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+        expect_code(&again, 0);
+        assert!(stdout(&again).contains("not read again"), "{}", stdout(&again));
+        expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+        assert_stack_gone(&moto, stack, &["us-east-1"]).await;
+    }
+}
+
+/// A file damaged where its identity does not show it (a bad disk, a copy that kept the
+/// timestamps) fails the upload before CompleteSnapshot; the next apply replaces what it left
+/// and destroy removes everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_file_stops_the_upload_before_it_completes() {
+    let moto = Moto::start();
+    let dir = workdir("damaged");
+    let image = sample_image(&dir.join("disk.raw"), 7, 4);
+    let path = dir.join("disk.raw.xz");
+    write_as(&dir, "disk.raw.xz", &image);
+    let whole = std::fs::read(&path).unwrap();
+    let mut info = inspect_with(&path, None, None).unwrap();
+    std::fs::write(&path, &whole[..whole.len() * 2 / 3]).unwrap();
+    info.identity = FileIdentity::of(&path).unwrap();
+
+    let cloud = AwsCloud::from_config(config_at(&moto.endpoint, "us-east-1").await, Tuning::default());
+    let tags = BTreeMap::from([
+        ("amiplan:stack".to_string(), "damaged".to_string()),
+        ("amiplan:node".to_string(), "snapshot/damaged-root@us-east-1".to_string()),
+    ]);
+    let upload = SnapshotUpload {
+        source: Arc::new(info),
+        volume_size_gib: 1,
+        encrypted: false,
+        kms_key: None,
+        tags,
+        client_token: "damaged-1".into(),
+        description: "amiplan snapshot/damaged-root@us-east-1".into(),
+    };
+    let error = cloud.upload_snapshot("us-east-1", &upload).await.unwrap_err();
+    assert!(error.to_string().contains("disk.raw.xz (xz)"), "{error}");
+    let left = moto.stack_snapshots("us-east-1", "damaged").await;
+    assert_eq!(left.len(), 1);
+    assert!(tag(left[0].tags(), "amiplan:uploaded").is_none(), "never marked uploaded");
+
+    std::fs::write(&path, &whole).unwrap();
+    manifest(&dir, "damaged", "disk.raw.xz");
+    let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);
+    assert!(
+        stdout(&plan).contains("-/+ snapshot/damaged-root@us-east-1"),
+        "the interrupted upload is replaced: {}",
+        stdout(&plan)
+    );
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
+    let snapshots = moto.stack_snapshots("us-east-1", "damaged").await;
+    assert_eq!(snapshots.len(), 1, "the interrupted upload is gone");
+    let read_back = read_snapshot(&moto, snapshots[0].snapshot_id().unwrap(), image.len()).await;
+    let differ: Vec<usize> = (0..image.len().div_ceil(BLOCK))
+        .filter(|i| {
+            read_back[i * BLOCK..((i + 1) * BLOCK).min(image.len())]
+                != image[i * BLOCK..((i + 1) * BLOCK).min(image.len())]
+        })
+        .collect();
+    assert!(differ.is_empty(), "blocks differ: {differ:?} of {} bytes", image.len());
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+    assert_stack_gone(&moto, "damaged", &["us-east-1"]).await;
+}
+
+/// Rule `block-checksums`: blocks that are not what the inspection hashed (a file changed in a
+/// way its identity does not show) are refused by EBS, never stored, and the upload fails
+/// before CompleteSnapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocks_that_differ_from_their_digests_are_refused() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 1).await;
+    let dir = workdir("stale-digests");
+    let path = dir.join("disk.raw");
+    let mut image = sample_image(&path, 7, 5);
+    let mut info = inspect_with(&path, None, None).unwrap();
+    image[3 * BLOCK + 10] ^= 0xff;
+    std::fs::write(&path, &image).unwrap();
+    info.identity = FileIdentity::of(&path).unwrap();
+
+    let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
+    let upload = SnapshotUpload {
+        source: Arc::new(info),
+        volume_size_gib: 1,
+        encrypted: false,
+        kms_key: None,
+        tags: BTreeMap::from([("amiplan:stack".to_string(), "stale".to_string())]),
+        client_token: "stale-1".into(),
+        description: "amiplan stale".into(),
+    };
+    let error = cloud.upload_snapshot("us-east-1", &upload).await.unwrap_err();
+    assert!(error.to_string().contains("does not match its data"), "{error}");
+    assert!(proxy.enforced(Rule::BlockChecksums) >= 1);
+    let calls: Vec<String> = proxy.calls().iter().map(|c| c.operation.clone()).collect();
+    assert!(!calls.contains(&"CompleteSnapshot".to_string()), "{calls:?}");
+}
