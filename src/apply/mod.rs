@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 mod build;
 
-use crate::cloud::Cloud;
 use crate::cloud::retry::RetryPolicy;
+use crate::cloud::{Cloud, NoProgress, Progress};
 use crate::events::{self, Event, Events, Phase};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::plan::{Action, Change, Plan};
@@ -39,6 +39,8 @@ pub struct ApplyOptions {
     pub keep_on_failure: bool,
     /// Where to write run events (JSON lines), if anywhere.
     pub events: Option<Arc<Events>>,
+    /// Where uploads report the bytes they have sent.
+    pub progress: Arc<dyn Progress>,
     /// Where the reports boot tests collect are stored: `<dir>/<stack>/<node>/<run>/`.
     pub reports: PathBuf,
 }
@@ -51,6 +53,7 @@ impl Default for ApplyOptions {
             policy: RetryPolicy::default(),
             keep_on_failure: false,
             events: None,
+            progress: Arc::new(NoProgress),
             reports: PathBuf::from("amiplan-reports"),
         }
     }
@@ -424,6 +427,10 @@ impl<C: Cloud> Steps for Executor<'_, C> {
 
     fn deadlines(&self) -> &Deadlines {
         &self.options.deadlines
+    }
+
+    fn progress(&self) -> &dyn Progress {
+        self.options.progress.as_ref()
     }
 
     fn client_token(&self, node: &Node, request: &dyn std::fmt::Debug) -> String {

@@ -3,6 +3,7 @@
 
 mod args;
 mod distribution;
+mod progress;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -210,6 +211,7 @@ fn run_of(cloud: &AwsCloud, args: &Execution, regions: RegionScope, destroy: boo
         policy: cloud.retry_policy().clone(),
         keep_on_failure: args.keep_on_failure,
         events,
+        progress: progress::on_stderr(),
         reports: args.reports_dir.clone(),
     };
     Ok(Run { regions, destroy, lock_timeout: args.lock_timeout, options })

@@ -9,6 +9,7 @@ pub mod aws;
 mod blocks;
 mod error;
 mod live;
+mod progress;
 pub mod retry;
 mod sharing;
 pub mod tags;
@@ -20,6 +21,7 @@ pub use attrs::{ImageAttrs, VolumeType};
 pub use blocks::{BlockDigest, BlockSource, EBS_BLOCK_SIZE};
 pub use error::{CloudError, ErrorClass};
 pub use live::{LiveResource, PublicAccess, ResourceKind, State};
+pub use progress::{NoProgress, Progress};
 pub use sharing::Sharing;
 
 /// What to look for in one region: everything tagged with one of `stacks`, plus AMIs with one of
@@ -64,6 +66,8 @@ pub struct ResourceStatus {
 pub struct SnapshotUpload {
     /// The image, as inspected: its blocks with data and their digests.
     pub source: std::sync::Arc<dyn BlockSource>,
+    /// How progress names this upload (the node's ID).
+    pub label: String,
     pub volume_size_gib: u32,
     pub encrypted: bool,
     pub kms_key: Option<String>,
@@ -283,11 +287,12 @@ pub trait Images: Sync {
 /// EBS snapshots: direct uploads, copies, snapshots of volumes.
 pub trait Snapshots: Sync {
     /// Uploads a local image into a new snapshot; returns its ID once the upload is complete
-    /// (the snapshot may still be `pending`).
+    /// (the snapshot may still be `pending`). The bytes sent are reported to `progress`.
     fn upload_snapshot(
         &self,
         region: &str,
         upload: &SnapshotUpload,
+        progress: &dyn Progress,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
     fn snapshot_status(
         &self,

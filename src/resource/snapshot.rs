@@ -87,6 +87,7 @@ impl Snapshot {
         let region = node.region.as_str();
         let mut upload = SnapshotUpload {
             source: Arc::clone(source) as Arc<dyn BlockSource>,
+            label: format!("{} upload", node.id),
             volume_size_gib: self.volume_size_gib,
             encrypted: self.encrypted,
             kms_key: self.kms_key.clone(),
@@ -95,7 +96,7 @@ impl Snapshot {
             description: format!("amiplan {}", node.id),
         };
         upload.client_token = steps.client_token(node, &upload);
-        let id = steps.cloud().upload_snapshot(region, &upload).await?;
+        let id = steps.cloud().upload_snapshot(region, &upload, steps.progress()).await?;
         let done = BTreeMap::from([(tags::UPLOADED.to_string(), "true".to_string())]);
         steps
             .cloud()

@@ -47,6 +47,8 @@ pub trait Steps: Sync {
     fn cloud(&self) -> &Self::Cloud;
     fn policy(&self) -> &RetryPolicy;
     fn deadlines(&self) -> &Deadlines;
+    /// Where long work (uploads) reports how far it has got.
+    fn progress(&self) -> &dyn crate::cloud::Progress;
     /// Where the reports of `node`'s boot test go in this run.
     fn reports_dir(&self, node: &Node) -> std::path::PathBuf;
     /// Records that `node` stored reports in `dir`, for the run's report and events.

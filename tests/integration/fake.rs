@@ -10,7 +10,7 @@ use amiplan::cloud::Sharing;
 use amiplan::cloud::aws::aws_error;
 use amiplan::cloud::{
     Account, BuildHosts, BuildResource, CloudError, Discovery, DiscoveryQuery, ErrorClass, HeldLock, HelperLaunch,
-    ImageCopy, ImageParameter, ImageRegistration, Images, Locks, Objects, Parameters, Permissions, Placement,
+    ImageCopy, ImageParameter, ImageRegistration, Images, Locks, Objects, Parameters, Permissions, Placement, Progress,
     ResourceStatus, SnapshotUpload, Snapshots, State as LiveState, StoredObject, Tagging,
 };
 use amiplan::cloud::{LiveResource, ResourceKind};
@@ -382,7 +382,12 @@ impl Images for FakeCloud {
 }
 
 impl Snapshots for FakeCloud {
-    async fn upload_snapshot(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
+    async fn upload_snapshot(
+        &self,
+        region: &str,
+        upload: &SnapshotUpload,
+        _progress: &dyn Progress,
+    ) -> Result<String, CloudError> {
         self.call("UploadSnapshot", region)?;
         Ok(self.create(region, ResourceKind::Snapshot, None, &upload.tags, Made::Uploaded(upload.clone())))
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use amiplan::cloud::aws::{AwsCloud, Tuning};
-use amiplan::cloud::{SnapshotUpload, Snapshots};
+use amiplan::cloud::{NoProgress, SnapshotUpload, Snapshots};
 use amiplan::source::{FileIdentity, inspect_with};
 
 use crate::lifecycle::read_snapshot;
@@ -45,6 +45,11 @@ fn write_as(dir: &Path, name: &str, data: &[u8]) {
     }
 }
 
+/// Bytes as the progress lines write them (indicatif's binary units).
+fn indicatif_mib(bytes: usize) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 fn manifest(dir: &Path, stack: &str, file: &str) {
     let yaml = StackManifest { regions: vec!["us-east-1"], ..StackManifest::small(stack) }.yaml();
     std::fs::write(dir.join("stack.yaml"), yaml.replace("file: disk.raw", &format!("file: {file}"))).unwrap();
@@ -58,7 +63,9 @@ async fn every_published_format_lands_byte_for_byte_and_is_read_once() {
     let mut image = sample_image(&dir.join("disk.raw"), 7, 3);
     image.resize(image.len().div_ceil(512) * 512, 0);
     std::fs::write(dir.join("disk.raw"), &image).unwrap();
-    let address = inspect_with(&dir.join("disk.raw"), None, None).unwrap().address;
+    let inspected = inspect_with(&dir.join("disk.raw"), None, None).unwrap();
+    let address = inspected.address.clone();
+    let data = indicatif_mib(inspected.blocks.len() * BLOCK);
     for (stack, file) in [("zst", "disk.raw.zst"), ("xz", "disk.raw.xz"), ("gz", "disk.raw.gz"), ("qcow", "disk.qcow2")]
     {
         write_as(&dir, file, &image);
@@ -70,6 +77,12 @@ async fn every_published_format_lands_byte_for_byte_and_is_read_once() {
 
         let apply = moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]);
         expect_code(&apply, 0);
+        // Not a terminal: the upload's progress comes as plain lines on stderr.
+        let said = stderr(&apply);
+        let progress: Vec<&str> = said.lines().filter(|l| l.starts_with("snapshot/")).collect();
+        assert!(progress.iter().any(|l| l.ends_with(&format!("upload: sending {data}"))), "{progress:?}");
+        assert!(progress.last().is_some_and(|l| l.contains("upload: sent ")), "{progress:?}");
+        assert!(!said.contains('\u{1b}'), "no escape codes off a terminal");
         let snapshots = moto.stack_snapshots("us-east-1", stack).await;
         assert_eq!(snapshots.len(), 1, "{file}");
         assert_eq!(tag(snapshots[0].tags(), "amiplan:source"), Some(address.as_str()), "{file}: one address per image");
@@ -107,6 +120,7 @@ async fn a_damaged_file_stops_the_upload_before_it_completes() {
     ]);
     let upload = SnapshotUpload {
         source: Arc::new(info),
+        label: "upload".into(),
         volume_size_gib: 1,
         encrypted: false,
         kms_key: None,
@@ -114,7 +128,7 @@ async fn a_damaged_file_stops_the_upload_before_it_completes() {
         client_token: "damaged-1".into(),
         description: "amiplan snapshot/damaged-root@us-east-1".into(),
     };
-    let error = cloud.upload_snapshot("us-east-1", &upload).await.unwrap_err();
+    let error = cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap_err();
     assert!(error.to_string().contains("disk.raw.xz (xz)"), "{error}");
     let left = moto.stack_snapshots("us-east-1", "damaged").await;
     assert_eq!(left.len(), 1);
@@ -161,6 +175,7 @@ async fn blocks_that_differ_from_their_digests_are_refused() {
     let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
     let upload = SnapshotUpload {
         source: Arc::new(info),
+        label: "upload".into(),
         volume_size_gib: 1,
         encrypted: false,
         kms_key: None,
@@ -168,7 +183,7 @@ async fn blocks_that_differ_from_their_digests_are_refused() {
         client_token: "stale-1".into(),
         description: "amiplan stale".into(),
     };
-    let error = cloud.upload_snapshot("us-east-1", &upload).await.unwrap_err();
+    let error = cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap_err();
     assert!(error.to_string().contains("does not match its data"), "{error}");
     assert!(proxy.enforced(Rule::BlockChecksums) >= 1);
     let calls: Vec<String> = proxy.calls().iter().map(|c| c.operation.clone()).collect();

@@ -5,11 +5,16 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::{AwsCloud, Missing, missing, states, tag_spec};
-use crate::cloud::{CloudError, ResourceKind, ResourceStatus, SnapshotUpload, Snapshots};
+use crate::cloud::{CloudError, Progress, ResourceKind, ResourceStatus, SnapshotUpload, Snapshots};
 
 impl Snapshots for AwsCloud {
-    async fn upload_snapshot(&self, region: &str, request: &SnapshotUpload) -> Result<String, CloudError> {
-        self.upload(region, request).await
+    async fn upload_snapshot(
+        &self,
+        region: &str,
+        request: &SnapshotUpload,
+        progress: &dyn Progress,
+    ) -> Result<String, CloudError> {
+        self.upload(region, request, progress).await
     }
 
     async fn snapshot_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {

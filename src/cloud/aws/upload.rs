@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc};
 
 use super::AwsCloud;
-use crate::cloud::{BlockSource, CloudError, EBS_BLOCK_SIZE, ErrorClass, SnapshotUpload};
+use crate::cloud::{BlockSource, CloudError, EBS_BLOCK_SIZE, ErrorClass, Progress, SnapshotUpload};
 
 /// Minutes a started snapshot may stay without a block before EBS marks it `error`; a run killed
 /// mid-upload therefore leaves a snapshot that fails on its own, and the next plan replaces it.
@@ -36,7 +36,12 @@ const QUEUED_BLOCKS: usize = 8;
 type BlockResult = Result<u64, (u64, CloudError)>;
 
 impl AwsCloud {
-    pub(super) async fn upload(&self, region: &str, upload: &SnapshotUpload) -> Result<String, CloudError> {
+    pub(super) async fn upload(
+        &self,
+        region: &str,
+        upload: &SnapshotUpload,
+        progress: &dyn Progress,
+    ) -> Result<String, CloudError> {
         let ebs = self.ebs(region);
         unchanged(region, upload.source.as_ref())?;
         let tags: Vec<Tag> = upload.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
@@ -54,7 +59,8 @@ impl AwsCloud {
         let snapshot_id = started.snapshot_id.ok_or_else(|| {
             CloudError::new("StartSnapshot", region, ErrorClass::Fatal, "no snapshot id in the answer")
         })?;
-        self.upload_blocks(region, &upload.source, &snapshot_id).await.map_err(|e| e.on(&snapshot_id))?;
+        let reporting = Reporting { progress, work: &upload.label };
+        self.upload_blocks(region, &upload.source, &snapshot_id, reporting).await.map_err(|e| e.on(&snapshot_id))?;
         self.complete(region, upload.source.as_ref(), &snapshot_id).await?;
         Ok(snapshot_id)
     }
@@ -66,6 +72,7 @@ impl AwsCloud {
         region: &str,
         source: &Arc<dyn BlockSource>,
         snapshot_id: &str,
+        reporting: Reporting<'_>,
     ) -> Result<(), CloudError> {
         let client = self.ebs(region);
         let ebs = &client;
@@ -78,7 +85,9 @@ impl AwsCloud {
         });
         let pace = Pace::new(PUT_INTERVAL);
         let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
-        let results: Vec<BlockResult> = blocks
+        let total = source.blocks().len() as u64 * EBS_BLOCK_SIZE as u64;
+        reporting.bytes(0, total);
+        let mut results = blocks
             .map(|(index, block)| {
                 let pace = &pace;
                 async move {
@@ -100,21 +109,24 @@ impl AwsCloud {
                         })
                         .await
                         .map_err(|e| (index, e))?;
-                    Ok(index)
+                    BlockResult::Ok(index)
                 }
             })
-            .buffer_unordered(self.tuning.upload_concurrency.max(1))
-            .collect()
-            .await;
-        let read = reader.await.expect("the block reader does not panic");
+            .buffer_unordered(self.tuning.upload_concurrency.max(1));
         let mut failed = Vec::new();
         let mut written = 0usize;
-        for result in results {
+        while let Some(result) = results.next().await {
             match result {
+                Ok(_) if failed.is_empty() => {
+                    written += 1;
+                    reporting.bytes(written as u64 * EBS_BLOCK_SIZE as u64, total);
+                }
                 Ok(_) => written += 1,
                 Err(failure) => failed.push(failure),
             }
         }
+        drop(results);
+        let read = reader.await.expect("the block reader does not panic");
         if let Some((_, first)) = failed.first() {
             let blocks: Vec<String> = failed.iter().take(10).map(|(i, _)| i.to_string()).collect();
             let message =
@@ -148,6 +160,19 @@ impl AwsCloud {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Where an upload reports the bytes it has sent.
+#[derive(Clone, Copy)]
+struct Reporting<'a> {
+    progress: &'a dyn Progress,
+    work: &'a str,
+}
+
+impl Reporting<'_> {
+    fn bytes(&self, done: u64, total: u64) {
+        self.progress.bytes(self.work, done, total);
     }
 }
 

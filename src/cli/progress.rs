@@ -1,0 +1,188 @@
+//! Upload progress as people and pipelines want it: a bar per upload on a terminal (bytes, rate,
+//! time left), plain lines in a log, which must hold no escape codes and never look hung.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cloud::Progress;
+
+/// How often a log hears about an upload that is still running.
+const LINE_EVERY: Duration = Duration::from_secs(30);
+
+/// Progress shown on standard error: bars on a terminal, lines otherwise.
+pub fn on_stderr() -> Arc<dyn Progress> {
+    let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
+    if std::io::stderr().is_terminal() && !dumb {
+        Arc::new(Bars::default())
+    } else {
+        Arc::new(Lines::new(Box::new(std::io::stderr()), LINE_EVERY))
+    }
+}
+
+/// One bar per running upload.
+struct Bars {
+    all: MultiProgress,
+    running: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Bars { all: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), running: Mutex::default() }
+    }
+}
+
+impl std::fmt::Debug for Bars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bars")
+    }
+}
+
+impl Progress for Bars {
+    fn bytes(&self, work: &str, done: u64, total: u64) {
+        let mut running = self.running.lock().expect("progress lock");
+        let bar = running.entry(work.to_string()).or_insert_with(|| {
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}, {eta} left",
+            )
+            .expect("a valid template")
+            .progress_chars("=> ");
+            self.all.add(ProgressBar::new(total).with_style(style).with_prefix(work.to_string()))
+        });
+        bar.set_position(done);
+        if done >= total {
+            bar.finish();
+            running.remove(work);
+        }
+    }
+}
+
+/// Plain lines: when an upload starts, every `every` while it runs, and when it is complete.
+pub struct Lines {
+    out: Mutex<Box<dyn Write + Send>>,
+    every: Duration,
+    /// Running uploads: when they started and when a line last said so.
+    running: Mutex<HashMap<String, (Instant, Instant)>>,
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lines")
+    }
+}
+
+impl Lines {
+    pub fn new(out: Box<dyn Write + Send>, every: Duration) -> Lines {
+        Lines { out: Mutex::new(out), every, running: Mutex::default() }
+    }
+
+    /// A closed or full log must not stop an upload: write errors are dropped.
+    fn say(&self, line: String) {
+        let mut out = self.out.lock().expect("progress output lock");
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+}
+
+impl Progress for Lines {
+    fn bytes(&self, work: &str, done: u64, total: u64) {
+        let now = Instant::now();
+        let mut running = self.running.lock().expect("progress lock");
+        let Some((started, said)) = running.get_mut(work) else {
+            running.insert(work.to_string(), (now, now));
+            drop(running);
+            return self.say(format!("{work}: sending {}", HumanBytes(total)));
+        };
+        let elapsed = now - *started;
+        let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+        if done >= total {
+            running.remove(work);
+            drop(running);
+            let took = format!("{:.1} s", elapsed.as_secs_f64());
+            return self.say(format!("{work}: sent {} in {took} ({}/s)", HumanBytes(total), HumanBytes(rate as u64)));
+        }
+        if now - *said < self.every {
+            return;
+        }
+        *said = now;
+        drop(running);
+        let left = HumanDuration(Duration::from_secs_f64((total - done) as f64 / rate.max(1.0)));
+        let percent = done * 100 / total.max(1);
+        self.say(format!(
+            "{work}: sent {} of {} ({percent}%), {}/s, about {left} left",
+            HumanBytes(done),
+            HumanBytes(total),
+            HumanBytes(rate as u64)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log that the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(str::to_string).collect()
+        }
+    }
+
+    #[test]
+    fn a_log_hears_the_start_the_progress_and_the_end() {
+        let log = Shared::default();
+        let lines = Lines::new(Box::new(log.clone()), Duration::ZERO);
+        let mib = 1024 * 1024;
+        lines.bytes("snapshot/a upload", 0, 4 * mib);
+        lines.bytes("snapshot/a upload", mib, 4 * mib);
+        lines.bytes("snapshot/a upload", 4 * mib, 4 * mib);
+        let said = log.lines();
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert_eq!(said[0], "snapshot/a upload: sending 4.00 MiB");
+        assert!(said[1].starts_with("snapshot/a upload: sent 1.00 MiB of 4.00 MiB (25%), "), "{said:?}");
+        assert!(said[2].starts_with("snapshot/a upload: sent 4.00 MiB in "), "{said:?}");
+        assert!(said.iter().all(|line| !line.contains('\u{1b}')), "no escape codes in a log");
+    }
+
+    #[test]
+    fn a_log_is_not_flooded() {
+        let log = Shared::default();
+        let lines = Lines::new(Box::new(log.clone()), Duration::from_secs(3600));
+        lines.bytes("snapshot/b upload", 0, 1000);
+        for done in 1..1000 {
+            lines.bytes("snapshot/b upload", done, 1000);
+        }
+        lines.bytes("snapshot/b upload", 1000, 1000);
+        assert_eq!(log.lines().len(), 2, "{:?}", log.lines());
+    }
+
+    #[test]
+    fn a_closed_log_does_not_stop_the_work() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let lines = Lines::new(Box::new(Closed), Duration::ZERO);
+        lines.bytes("snapshot/c upload", 0, 10);
+        lines.bytes("snapshot/c upload", 10, 10);
+    }
+}
