@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod cli;
 pub mod cloud;
+mod console;
 pub mod deprecation;
 pub mod distribution;
 pub mod duration;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cloud::{Cloud, CloudError, HeldLock};
+use crate::console::errln;
 
 pub const HOLDER: &str = "amiplan:lock-holder";
 pub const SINCE: &str = "amiplan:lock-since";
@@ -170,7 +171,7 @@ async fn acquire_one<C: Cloud>(
         {
             takeovers += 1;
             let label = other.labels.get(HOLDER).cloned().unwrap_or_else(|| "an unknown run".into());
-            eprintln!("warning: taking over the lock of stack `{}` from {label}: {why}", site.stack);
+            errln!("warning: taking over the lock of stack `{}` from {label}: {why}", site.stack);
             cloud.break_lock(&site.region, &site.name(), &other).await.map_err(cloud_error)?;
             continue;
         }
@@ -220,11 +221,11 @@ impl Locks {
                 labels.insert(LOCK_OF.to_string(), site.stack.clone());
                 match cloud.relabel_lock(&site.region, &site.name(), RUN, &labels).await {
                     Ok(true) => tracing::debug!(stack = %site.stack, "lock renewed"),
-                    Ok(false) => eprintln!(
+                    Ok(false) => errln!(
                         "warning: the lock of stack `{}` was taken over by another run: this run no longer holds it",
                         site.stack
                     ),
-                    Err(error) => eprintln!("warning: could not renew the lock of stack `{}`: {error}", site.stack),
+                    Err(error) => errln!("warning: could not renew the lock of stack `{}`: {error}", site.stack),
                 }
             }
         }
@@ -234,10 +235,7 @@ impl Locks {
     pub async fn release<C: Cloud>(self, cloud: &C) {
         for site in self.held {
             if let Err(error) = cloud.unlock(&site.region, &site.name()).await {
-                eprintln!(
-                    "warning: could not release the lock of stack `{}`: {error}; run `amiplan unlock`",
-                    site.stack
-                );
+                errln!("warning: could not release the lock of stack `{}`: {error}; run `amiplan unlock`", site.stack);
             }
         }
     }

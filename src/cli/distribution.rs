@@ -6,6 +6,7 @@ use anyhow::{Context, anyhow};
 
 use super::args::{CatalogArgs, ResolveArgs, ServeArgs};
 use crate::cloud::aws::AwsCloud;
+use crate::console::{errln, outln};
 use crate::distribution::resolve::Query;
 use crate::distribution::{Catalogue, files, serve};
 use crate::pipeline::{Workspace, exit};
@@ -16,9 +17,9 @@ pub async fn catalog(cloud: &AwsCloud, workspace: &Workspace, args: &CatalogArgs
     let tree = files::render(&catalogue);
     let warnings = files::write_tree(&args.out, &tree)?;
     for warning in &warnings {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
-    println!("{} AMI(s) in {} file(s) under {}", catalogue.entries.len(), tree.len(), args.out.display());
+    outln!("{} AMI(s) in {} file(s) under {}", catalogue.entries.len(), tree.len(), args.out.display());
     Ok(exit::OK)
 }
 
@@ -34,12 +35,12 @@ pub async fn resolve(catalogue: &Catalogue, args: &ResolveArgs) -> anyhow::Resul
     };
     let found = catalogue.resolve(&query, crate::deprecation::now())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        outln!("{}", serde_json::to_string_pretty(&found)?);
     } else {
-        println!("{}", found.image_id);
+        outln!("{}", found.image_id);
     }
     if found.deprecated {
-        eprintln!("warning: {} is deprecated ({})", found.image_id, found.deprecation.unwrap_or_default());
+        errln!("warning: {} is deprecated ({})", found.image_id, found.deprecation.unwrap_or_default());
     }
     Ok(exit::OK)
 }
@@ -64,14 +65,14 @@ pub async fn serve(cloud: AwsCloud, workspace: Workspace, args: &ServeArgs) -> a
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    eprintln!("amiplan serve: listening on http://{address} (refreshing every {:?})", args.refresh);
+    errln!("amiplan serve: listening on http://{address} (refreshing every {:?})", args.refresh);
     let (cloud, workspace) = (Arc::new(cloud), Arc::new(workspace));
     let refresh: serve::Refresh = Box::new(move || {
         let (cloud, workspace) = (Arc::clone(&cloud), Arc::clone(&workspace));
         Box::pin(async move { workspace.catalogue(&*cloud, &[]).await.map_err(|e| format!("{e:#}")) })
     });
     serve::serve(listener, refresh, args.refresh, stopped()).await.context("serving")?;
-    eprintln!("amiplan serve: stopped");
+    errln!("amiplan serve: stopped");
     Ok(exit::OK)
 }
 

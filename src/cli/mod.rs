@@ -18,6 +18,7 @@ use crate::apply::{ApplyOptions, Deadlines, Outcome, Report};
 use crate::cloud::Locks;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
+use crate::console::{errln, out, outln};
 use crate::events::Events;
 use crate::manifest::{self, Invalid};
 use crate::model::Stack;
@@ -49,11 +50,11 @@ pub fn main() -> ExitCode {
         Err(error) => {
             if let Some(invalid) = error.downcast_ref::<Invalid>() {
                 for diagnostic in &invalid.0 {
-                    eprintln!("{diagnostic}");
+                    errln!("{diagnostic}");
                 }
-                eprintln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
+                errln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
             } else {
-                eprintln!("error: {error:#}");
+                errln!("error: {error:#}");
             }
             ExitCode::from(exit::ERROR)
         }
@@ -70,7 +71,13 @@ fn init_logging(verbose: u8) {
     // Defence in depth: the SDK redacts credentials in its own logs (the secrets test checks
     // this at RUST_LOG=trace), and its request-signing internals are never worth showing anyway.
     filter = filter.add_directive("aws_sigv4=off".parse().expect("a valid directive"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // A closed stderr must not turn a log line into a panic (see `console`).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .log_internal_errors(false)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -95,13 +102,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     match &cli.command {
         Command::Schema => {
-            print!("{}", manifest::raw::json_schema());
+            out!("{}", manifest::raw::json_schema());
             Ok(exit::OK)
         }
         Command::Validate(paths) => {
             let stacks = load_stacks(&paths.paths)?;
             let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
-            println!("{} stack(s) valid, {variants} AMI(s) across regions", stacks.len());
+            outln!("{} stack(s) valid, {variants} AMI(s) across regions", stacks.len());
             Ok(exit::OK)
         }
         Command::Plan(args) => {
@@ -115,10 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 saved.write(out)?;
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                outln!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
-                print!("{}", render::sources(workspace.sources()));
-                print!("{}", render::plan(&plan, style, args.show_unchanged));
+                out!("{}", render::sources(workspace.sources()));
+                out!("{}", render::plan(&plan, style, args.show_unchanged));
             }
             Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })
         }
@@ -146,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .unlock(&site.region, &site.name())
                     .await
                     .with_context(|| format!("unlocking stack {}", site.stack))?;
-                println!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
+                outln!("stack {} is unlocked ({} in {})", site.stack, site.name(), site.region);
             }
             Ok(exit::OK)
         }
@@ -176,12 +183,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cloud = connect(&workspace.stacks).await;
             let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&outputs)?);
+                outln!("{}", serde_json::to_string_pretty(&outputs)?);
             } else {
                 for (stack, images) in &outputs.stacks {
                     for (name, regions) in images {
                         for (region, ami) in regions {
-                            println!("{stack}\t{name}\t{region}\t{}\t{}", ami.image_id, ami.state);
+                            outln!("{stack}\t{name}\t{region}\t{}\t{}", ami.image_id, ami.state);
                         }
                     }
                 }
@@ -230,15 +237,15 @@ async fn converge(
     // Watch from here on: an interrupt while planning or confirming must still release the lock.
     tokio::spawn(watch_for_interrupts());
     if let Some(warning) = credentials_warning(|name| std::env::var_os(name).is_some()) {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     let terminal = Terminal { style, json: args.json, auto_approve: args.auto_approve };
     let converged = pipeline::converge(cloud, workspace, run, saved, &terminal, &INTERRUPTED).await?;
     match &converged {
-        Converged::NoChanges(plan) => println!("{}", render::summary_line(plan)),
-        Converged::Applied { report, .. } if args.json => println!("{}", serde_json::to_string_pretty(report)?),
-        Converged::Applied { report, .. } => print!("{}", render_report(report, style)),
-        Converged::InterruptedWaiting(why) => eprintln!("{why}: nothing was changed"),
+        Converged::NoChanges(plan) => outln!("{}", render::summary_line(plan)),
+        Converged::Applied { report, .. } if args.json => outln!("{}", serde_json::to_string_pretty(report)?),
+        Converged::Applied { report, .. } => out!("{}", render_report(report, style)),
+        Converged::InterruptedWaiting(why) => errln!("{why}: nothing was changed"),
     }
     Ok(converged.exit_code())
 }
@@ -253,7 +260,7 @@ struct Terminal {
 impl Review for Terminal {
     fn approve(&self, plan: &Plan, verb: &str) -> anyhow::Result<()> {
         if !self.json {
-            print!("{}", render::plan(plan, self.style, false));
+            out!("{}", render::plan(plan, self.style, false));
         }
         if self.auto_approve {
             return Ok(());
@@ -285,12 +292,12 @@ async fn watch_for_interrupts() {
         _ = terminate.recv() => {}
     }
     INTERRUPTED.store(true, Ordering::SeqCst);
-    eprintln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
+    errln!("interrupted: finishing work in flight and starting nothing new (interrupt again to quit now)");
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    eprintln!("quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it");
+    errln!("quitting now: everything made so far is tagged; run apply again to resume, or destroy to remove it");
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
@@ -298,7 +305,7 @@ fn confirm(verb: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("stdin is not a terminal, so {verb} cannot ask for confirmation; pass --auto-approve");
     }
-    print!("\nDo you want to {verb} these changes? Only 'yes' is accepted: ");
+    out!("\nDo you want to {verb} these changes? Only 'yes' is accepted: ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

@@ -1,6 +1,7 @@
 //! The main job end to end: validate → plan → apply → plan (no changes) → output → destroy.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 
 use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice};
 
@@ -100,6 +101,41 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
 
     let after = moto.amiplan(&dir, &["plan", "stack.yaml", "--destroy", "--detailed-exitcode"]);
     expect_code(&after, 0);
+}
+
+/// `amiplan apply --auto-approve 2>&1 | head -3`: the reader goes away after three lines. The
+/// run must still finish, release its lock and exit with its own code (not panic with 101);
+/// `amiplan output | head -1` likewise.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_goes_away_neither_aborts_a_run_nor_keeps_its_lock() {
+    let moto = Moto::start();
+    let dir = workdir("closed-pipe");
+    sample_image(&dir.join("disk.raw"), 5, 2);
+    StackManifest::direct("pipe").write(&dir);
+
+    let mut apply = amiplan_command(&moto.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).spawn().unwrap();
+    let mut head = BufReader::new(apply.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        assert!(head.read_line(&mut line).unwrap() > 0, "amiplan said fewer than three lines");
+    }
+    drop(head);
+    drop(apply.stderr.take());
+    let status = apply.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the run ends with its own code");
+
+    // Everything was made, and the lock is gone: a second apply takes it and has nothing to do.
+    let again = moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]);
+    expect_code(&again, 0);
+    assert!(stdout(&again).contains("No changes"), "{}", stdout(&again));
+
+    let mut output = amiplan_command(&moto.endpoint, &dir, &["output", "stack.yaml"]).spawn().unwrap();
+    drop(output.stdout.take());
+    drop(output.stderr.take());
+    assert_eq!(output.wait().unwrap().code(), Some(0));
+
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+    assert_stack_gone(&moto, "pipe", &REGIONS).await;
 }
 
 /// Reassembles the first `len` bytes of a snapshot from its blocks (absent blocks read as zeros).
