@@ -40,7 +40,7 @@ pub fn is_zero(block: &[u8]) -> bool {
 const GIB: u64 = 1024 * 1024 * 1024;
 
 /// How content addresses begin, which tells them from the whole-file SHA-256 that amiplan
-/// before 0.2 wrote into `amiplan:source` (64 hex digits, no prefix).
+/// wrote before content addresses into `amiplan:source` (64 hex digits, no prefix).
 pub const ADDRESS_PREFIX: &str = "sha256-blocks:";
 
 #[derive(Clone, PartialEq, Eq)]
