@@ -18,6 +18,8 @@ pub struct Cli {
     /// AWS profile from the shared config files; `AWS_PROFILE` works too.
     #[arg(long, global = true)]
     pub profile: Option<String>,
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it), always or never. Progress bars appear only on a terminal.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
     /// More logging on stderr (-v: progress, -vv: debug). AWS SDK internals stay quiet unless
@@ -155,14 +157,30 @@ pub struct PlanArgs {
     pub show_unchanged: bool,
 }
 
+/// What apply and destroy both take.
 #[derive(Debug, Args)]
 pub struct Execution {
     /// Skip the interactive confirmation (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
-    /// Operations in flight per region.
-    #[arg(long, default_value_t = 4)]
+    /// Operations in flight per region (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub parallelism: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an event per node as it starts, succeeds, fails or is skipped, as JSON lines, to
+    /// FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// How long to wait for another run's lock on a stack (0s: fail at once).
+    #[arg(long, value_parser = parse_wait, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+/// What only apply takes: the deadlines and choices of building, testing and copying.
+#[derive(Debug, Args)]
+pub struct Building {
     /// Deadline for a snapshot to complete (e.g. 90s, 30m, 2h).
     #[arg(long, value_parser = parse_duration, default_value = "60m")]
     pub snapshot_timeout: Duration,
@@ -176,20 +194,10 @@ pub struct Execution {
     /// is still polled: EC2 posts a stopped instance's buffered console some time after the stop.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub console_grace: Duration,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Write an event per node as it starts, succeeds, fails or is skipped, as JSON lines, to
-    /// FILE (`-`: standard output).
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
     /// Keep a failed helper build's instance, volume and network to debug it (`destroy` removes
     /// them later, as does the next apply).
     #[arg(long)]
     pub keep_on_failure: bool,
-    /// How long to wait for another run's lock on a stack (0s: fail at once).
-    #[arg(long, value_parser = parse_wait, default_value = "0s")]
-    pub lock_timeout: Duration,
     /// Where boot tests' collected reports (`test.reports`) are stored, as
     /// DIR/<stack>/<node>/<run>/.
     #[arg(long, value_name = "DIR", default_value = "amiplan-reports")]
@@ -207,6 +215,8 @@ pub struct ApplyArgs {
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub execution: Execution,
+    #[command(flatten)]
+    pub building: Building,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +233,7 @@ pub struct DestroyArgs {
 pub struct OutputArgs {
     #[command(flatten)]
     pub paths: Paths,
+    /// Print every AMI with its stack, node, region and state as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

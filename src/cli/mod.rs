@@ -27,7 +27,7 @@ use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_s
 use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
-use args::{ColorChoice, Command, Execution};
+use args::{Building, ColorChoice, Command, Execution};
 
 pub use crate::pipeline::exit;
 
@@ -136,13 +136,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cloud = connect(&workspace.stacks).await;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
-            let run = run_of(&cloud, &args.execution, regions, false)?;
+            let run = run_of(&cloud, &args.execution, Some(&args.building), regions, false)?;
             converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
             let cloud = connect(&workspace.stacks).await;
-            let run = run_of(&cloud, &args.execution, args.discovery.regions, true)?;
+            let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
         }
         Command::Unlock(paths) => {
@@ -198,29 +198,38 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// How an apply or destroy runs, from its flags.
-fn run_of(cloud: &AwsCloud, args: &Execution, regions: RegionScope, destroy: bool) -> anyhow::Result<Run> {
+/// How an apply or destroy runs, from its flags; destroy builds nothing and takes the defaults.
+fn run_of(
+    cloud: &AwsCloud,
+    args: &Execution,
+    building: Option<&Building>,
+    regions: RegionScope,
+    destroy: bool,
+) -> anyhow::Result<Run> {
     let events = match &args.events {
         Some(target) => Some(Arc::new(
             Events::open(target).with_context(|| format!("opening the events file {}", target.display()))?,
         )),
         None => None,
     };
-    let options = ApplyOptions {
+    let mut options = ApplyOptions {
         parallelism: args.parallelism,
-        deadlines: Deadlines {
-            snapshot: args.snapshot_timeout,
-            image: args.image_timeout,
-            copy: args.copy_timeout,
-            console_grace: args.console_grace,
-            ..Deadlines::default()
-        },
         policy: cloud.retry_policy().clone(),
-        keep_on_failure: args.keep_on_failure,
         events,
         progress: progress::on_stderr(),
-        reports: args.reports_dir.clone(),
+        ..ApplyOptions::default()
     };
+    if let Some(building) = building {
+        options.deadlines = Deadlines {
+            snapshot: building.snapshot_timeout,
+            image: building.image_timeout,
+            copy: building.copy_timeout,
+            console_grace: building.console_grace,
+            ..Deadlines::default()
+        };
+        options.keep_on_failure = building.keep_on_failure;
+        options.reports = building.reports_dir.clone();
+    }
     Ok(Run { regions, destroy, lock_timeout: args.lock_timeout, options })
 }
 
@@ -369,6 +378,19 @@ mod tests {
         assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"])).is_some());
         assert!(credentials_warning(env(&["AWS_ACCESS_KEY_ID"])).is_none(), "long-term keys do not expire");
         assert!(credentials_warning(env(&["AWS_PROFILE"])).is_none(), "profiles are refreshed");
+    }
+
+    #[test]
+    fn each_command_offers_only_the_flags_that_mean_something_to_it() {
+        let parse = |line: &str| Cli::try_parse_from(line.split(' ')).map_err(|e| e.kind());
+        assert!(parse("amiplan apply m.yaml --snapshot-timeout 5m --keep-on-failure --parallelism 2").is_ok());
+        for builds_only in ["--snapshot-timeout 5m", "--image-timeout 5m", "--keep-on-failure", "--reports-dir r"] {
+            let line = format!("amiplan destroy m.yaml {builds_only}");
+            assert_eq!(parse(&line).err(), Some(clap::error::ErrorKind::UnknownArgument), "{line}");
+        }
+        assert!(parse("amiplan destroy m.yaml --parallelism 2 --lock-timeout 1m").is_ok());
+        assert_eq!(parse("amiplan apply --parallelism 0").err(), Some(clap::error::ErrorKind::ValueValidation));
+        assert_eq!(parse("amiplan destroy --parallelism 0").err(), Some(clap::error::ErrorKind::ValueValidation));
     }
 
     #[test]
