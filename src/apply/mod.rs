@@ -181,7 +181,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         match &report.outcome {
             Outcome::Failed(error) => tracing::error!(node = %report.node, %error, "failed"),
             outcome => {
-                tracing::info!(node = %report.node, resource = ?report.resource, ?outcome, "done")
+                tracing::info!(node = %report.node, resource = report.resource.as_deref().unwrap_or("-"), ?outcome, "done")
             }
         }
         self.reports.lock().expect("report lock").push(report);
