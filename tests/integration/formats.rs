@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use amiplan::cloud::aws::{AwsCloud, Tuning};
 use amiplan::cloud::{NoProgress, SnapshotUpload, Snapshots};
-use amiplan::source::{FileIdentity, inspect_with};
+use amiplan::source::{FileIdentity, SourceInfo, inspect_with};
 
 use crate::lifecycle::read_snapshot;
 use crate::proxy::rules::Rule;
@@ -42,6 +42,20 @@ fn write_as(dir: &Path, name: &str, data: &[u8]) {
         std::fs::remove_file(raw).unwrap();
     } else {
         panic!("no format for {name}");
+    }
+}
+
+/// A plain 1 GiB upload of `info`, as the executor would ask for it.
+fn upload_of(info: SourceInfo, tags: BTreeMap<String, String>, client_token: &str) -> SnapshotUpload {
+    SnapshotUpload {
+        source: Arc::new(info),
+        label: "upload".into(),
+        volume_size_gib: 1,
+        encrypted: false,
+        kms_key: None,
+        tags,
+        client_token: client_token.into(),
+        description: format!("amiplan {client_token}"),
     }
 }
 
@@ -118,16 +132,7 @@ async fn a_damaged_file_stops_the_upload_before_it_completes() {
         ("amiplan:stack".to_string(), "damaged".to_string()),
         ("amiplan:node".to_string(), "snapshot/damaged-root@us-east-1".to_string()),
     ]);
-    let upload = SnapshotUpload {
-        source: Arc::new(info),
-        label: "upload".into(),
-        volume_size_gib: 1,
-        encrypted: false,
-        kms_key: None,
-        tags,
-        client_token: "damaged-1".into(),
-        description: "amiplan snapshot/damaged-root@us-east-1".into(),
-    };
+    let upload = upload_of(info, tags, "damaged-1");
     let error = cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap_err();
     assert!(error.to_string().contains("disk.raw.xz (xz)"), "{error}");
     let left = moto.stack_snapshots("us-east-1", "damaged").await;
@@ -173,16 +178,7 @@ async fn blocks_that_differ_from_their_digests_are_refused() {
     info.identity = FileIdentity::of(&path).unwrap();
 
     let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
-    let upload = SnapshotUpload {
-        source: Arc::new(info),
-        label: "upload".into(),
-        volume_size_gib: 1,
-        encrypted: false,
-        kms_key: None,
-        tags: BTreeMap::from([("amiplan:stack".to_string(), "stale".to_string())]),
-        client_token: "stale-1".into(),
-        description: "amiplan stale".into(),
-    };
+    let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "stale".to_string())]), "stale-1");
     let error = cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap_err();
     assert!(error.to_string().contains("does not match its data"), "{error}");
     assert!(proxy.enforced(Rule::BlockChecksums) >= 1);
