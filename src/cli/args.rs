@@ -53,8 +53,11 @@ pub enum Command {
     Output(OutputArgs),
     /// Break the locks of the manifests' stacks (left behind by a killed run).
     Unlock(Paths),
-    /// Print the manifest JSON Schema.
-    Schema,
+    /// Print a JSON Schema: of manifests (the default) or of the JSON plan.
+    Schema(SchemaArgs),
+    /// Render a plan saved by `plan --out`: for people, as JSON, or as Markdown for a pull
+    /// request comment.
+    Show(ShowArgs),
     /// Write the catalogue from live state: simplestreams index and products, a stream document
     /// per channel, a record per version and every AMI per region (amis.json).
     Catalog(CatalogArgs),
@@ -62,6 +65,44 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Serve resolve queries and the catalogue files over HTTP, refreshed from AWS.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which document's schema.
+    #[arg(value_enum, default_value_t = SchemaOf::Manifest)]
+    pub of: SchemaOf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaOf {
+    /// The manifests' (schema/amiplan.schema.json).
+    Manifest,
+    /// The JSON plan's, from `plan --json` and `show --json` (schema/plan.schema.json).
+    Plan,
+}
+
+/// How a plan is printed.
+#[derive(Debug, Args)]
+pub struct PlanFormat {
+    /// Print the plan as JSON (format in docs/plan-format.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the plan as Markdown for a pull request comment (at most 65,535 characters).
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also list resources that need no change.
+    #[arg(long)]
+    pub show_unchanged: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `plan --out`.
+    #[arg(value_name = "PLANFILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub format: PlanFormat,
 }
 
 #[derive(Debug, Args)]
@@ -143,18 +184,14 @@ pub struct PlanArgs {
     /// Plan the destruction of everything the stacks own.
     #[arg(long)]
     pub destroy: bool,
-    /// Print the plan as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: PlanFormat,
     /// Save the plan for `apply --plan FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Also list resources that need no change.
-    #[arg(long)]
-    pub show_unchanged: bool,
 }
 
 /// What apply and destroy both take.

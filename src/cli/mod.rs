@@ -27,7 +27,7 @@ use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_s
 use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
-use args::{Building, ColorChoice, Command, Execution};
+use args::{Building, ColorChoice, Command, Execution, PlanFormat, SchemaOf};
 
 pub use crate::pipeline::exit;
 
@@ -101,8 +101,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         async move { AwsCloud::connect(&connection, tuning).await }
     };
     match &cli.command {
-        Command::Schema => {
-            out!("{}", manifest::raw::json_schema());
+        Command::Schema(args) => {
+            out!(
+                "{}",
+                match args.of {
+                    SchemaOf::Manifest => manifest::raw::json_schema(),
+                    SchemaOf::Plan => render::document::json_schema(),
+                }
+            );
+            Ok(exit::OK)
+        }
+        Command::Show(args) => {
+            let saved = SavedPlan::read(&args.file)?;
+            let whole = format!("`amiplan show {}` shows all of it", args.file.display());
+            out!("{}", show_plan(&saved.plan, &args.format, style, &whole));
             Ok(exit::OK)
         }
         Command::Validate(paths) => {
@@ -121,12 +133,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     SavedPlan { paths: args.paths.paths.clone(), regions: args.discovery.regions, plan: plan.clone() };
                 saved.write(out)?;
             }
-            if args.json {
-                outln!("{}", serde_json::to_string_pretty(&plan)?);
-            } else {
+            if !args.format.json && !args.format.markdown {
                 out!("{}", render::sources(workspace.sources()));
-                out!("{}", render::plan(&plan, style, args.show_unchanged));
             }
+            let whole = match &args.out {
+                Some(file) => format!("`amiplan show {}` shows all of it", file.display()),
+                None => "`amiplan plan` shows all of it".to_string(),
+            };
+            out!("{}", show_plan(&plan, &args.format, style, &whole));
             Ok(if args.detailed_exitcode && plan.has_changes() { exit::CHANGES } else { exit::OK })
         }
         Command::Apply(args) => {
@@ -195,6 +209,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+    }
+}
+
+/// The plan in the format asked for; `whole` says where to read all of a shortened Markdown plan.
+fn show_plan(plan: &Plan, format: &PlanFormat, style: Style, whole: &str) -> String {
+    if format.json {
+        render::document::json(plan)
+    } else if format.markdown {
+        render::markdown::plan(plan, render::markdown::GITHUB_COMMENT_LIMIT, whole)
+    } else {
+        render::plan(plan, style, format.show_unchanged)
     }
 }
 

@@ -17,6 +17,7 @@ mod catalog;
 mod claim;
 mod compare;
 mod gate;
+mod planned;
 mod retention;
 
 use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
@@ -68,6 +69,10 @@ pub struct Change {
     /// base AMI resolved from a name filter).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resolved: BTreeMap<String, String>,
+    /// What a create (or a replace's new resource) will be, attribute by attribute, for the
+    /// reader of the plan; apply does not use it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub planned: BTreeMap<String, String>,
 }
 
 impl Change {
@@ -85,6 +90,7 @@ impl Change {
             transient: kind.is_transient(),
             retire: false,
             resolved: BTreeMap::new(),
+            planned: BTreeMap::new(),
         }
     }
 }
@@ -120,10 +126,11 @@ pub struct Summary {
     pub unchanged: usize,
 }
 
-impl Plan {
-    pub fn summary(&self) -> Summary {
+impl Summary {
+    /// How many of `changes` do what.
+    pub fn of<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Summary {
         let mut summary = Summary::default();
-        for change in &self.changes {
+        for change in changes {
             match change.action {
                 Action::NoOp => summary.unchanged += 1,
                 Action::Create => summary.create += 1,
@@ -133,6 +140,12 @@ impl Plan {
             }
         }
         summary
+    }
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.changes)
     }
 
     pub fn has_changes(&self) -> bool {
@@ -282,6 +295,11 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.extend(files);
     }
     assign_snapshots(&mut changes, observed);
+    for change in changes.iter_mut().filter(|c| matches!(c.action, Action::Create | Action::Replace)) {
+        if let Some(node) = desired.get(&change.node) {
+            change.planned = planned::planned(node, desired, change, now);
+        }
+    }
     let mut warnings = account_warnings;
     warnings.extend(network_warnings);
     warnings.extend(catalog_warnings);

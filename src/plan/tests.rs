@@ -201,6 +201,47 @@ fn nothing_live_means_create_everything_in_dependency_order() {
 }
 
 #[test]
+fn creates_say_what_they_make() {
+    let mut stack = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
+    stack.sharing.accounts = BTreeSet::from(["111122223333".to_string()]);
+    stack.deprecation = Some(crate::deprecation::Deprecation::After(30 * 24 * 3600));
+    stack.test = None;
+    let desired = graph(&stack, "aa");
+    let plan = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    let planned = |node: &str| &action_of(&plan, node)[0].planned;
+    let image = planned("image/demo-gp3@us-east-1");
+    for (attribute, value) in [
+        ("architecture", "x86_64"),
+        ("virtualization", "hvm"),
+        ("boot_mode", "uefi"),
+        ("volume_type", "gp3"),
+        ("ena", "true"),
+        ("encrypted", "false"),
+        ("description", "Demo"),
+        ("launch_permission", "account 111122223333"),
+        ("deprecation", "2026-07-01T00:00:00Z (30 days after creation)"),
+        ("tags.team", "os"),
+    ] {
+        assert_eq!(image.get(attribute).map(String::as_str), Some(value), "{attribute} in {image:#?}");
+    }
+    assert!(image.get("name").is_some_and(|n| n.starts_with("demo-gp3")), "{image:#?}");
+    let copy = planned("image/demo-gp3@eu-west-1");
+    assert_eq!(copy.get("copy_of").map(String::as_str), Some("image/demo-gp3@us-east-1"));
+    assert_eq!(copy.get("launch_permission"), image.get("launch_permission"));
+    let snapshot = planned("snapshot/demo-root@us-east-1");
+    assert_eq!(snapshot.get("source").map(String::as_str), Some("disk.raw"));
+    assert_eq!(snapshot.get("upload_bytes").map(String::as_str), Some("524288"));
+    // An hour later the relative deprecation reads differently, and the plan saved before is
+    // still the plan to apply.
+    let later = crate::plan::plan(&desired, &observed(vec![]), &stacks(), false, NOW + 3600);
+    assert_ne!(later.changes, plan.changes);
+    crate::pipeline::check_saved(&plan, &later).expect("what a create will be is not compared");
+    // Updates and unchanged nodes carry no such listing: their diffs say what changes.
+    let unchanged = crate::plan::plan(&desired, &observed(applied(&desired)), &stacks(), false, NOW);
+    assert!(unchanged.changes.iter().all(|c| c.planned.is_empty()), "{unchanged:#?}");
+}
+
+#[test]
 fn applied_state_plans_no_changes_deterministically() {
     let desired = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"]), "aa");
     let live = observed(applied(&desired));

@@ -160,7 +160,7 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     // A destroy plan shows every owned resource before destroy runs.
     let preview = moto.amiplan(&dir, &["plan", "stack.yaml", "--destroy", "--json"]);
     expect_code(&preview, 0);
-    let json: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    let json = plan_document(&stdout(&preview));
     let deletes = json["changes"].as_array().unwrap().iter().filter(|c| c["action"] == "delete").count();
     assert_eq!(deletes, 7, "{json}");
 

@@ -22,6 +22,22 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     assert!(stdout(&plan).contains("Plan: 7 to create"), "{}", stdout(&plan));
     assert!(stdout(&plan).contains("+ image/life-x86_64-gp3@eu-west-1 create"), "{}", stdout(&plan));
     assert!(moto.stack_images("us-east-1", "life").await.is_empty(), "plan must not create anything");
+    // A create says what it makes: the copy, what it copies.
+    assert!(stdout(&plan).contains("+ copy_of = \"image/life-x86_64-gp3@us-east-1\""), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("+ launch_permission = \"private\""), "{}", stdout(&plan));
+
+    // The saved plan renders again: the same for people, as the documented JSON, as Markdown.
+    let shown = moto.amiplan(&dir, &["show", "saved.json"]);
+    expect_code(&shown, 0);
+    assert!(stdout(&plan).ends_with(&stdout(&shown)), "{}\n---\n{}", stdout(&plan), stdout(&shown));
+    let shown = moto.amiplan(&dir, &["show", "saved.json", "--json"]);
+    let document = plan_document(&stdout(&shown));
+    assert_eq!(document["summary"]["create"], 7, "{document}");
+    let copy = document["changes"].as_array().unwrap().iter().find(|c| c["node"] == "image/life-x86_64-gp3@eu-west-1");
+    assert_eq!(copy.unwrap()["after"]["copy_of"], "image/life-x86_64-gp3@us-east-1", "{document}");
+    let shown = moto.amiplan(&dir, &["show", "saved.json", "--markdown"]);
+    assert!(stdout(&shown).contains("### amiplan plan: 7 to create, 0 to update, 0 to replace, 0 to delete"));
+    assert!(stdout(&shown).contains("```diff\n# snapshot/life-root@us-east-1\n"), "{}", stdout(&shown));
 
     let apply = moto.amiplan(&dir, &["apply", "--plan", "saved.json", "--auto-approve", "--events", "events.jsonl"]);
     expect_code(&apply, 0);

@@ -134,6 +134,21 @@ fn checked_in_schema_is_current() {
 }
 
 #[test]
+fn checked_in_plan_schema_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checked_in = std::fs::read_to_string(root.join("schema/plan.schema.json")).unwrap_or_default();
+    assert!(
+        checked_in == amiplan::render::document::json_schema(),
+        "schema/plan.schema.json is stale: run `cargo run -- schema plan > schema/plan.schema.json`"
+    );
+    // The documentation's example is a plan of this format.
+    let doc = std::fs::read_to_string(root.join("docs/plan-format.md")).unwrap();
+    let example = doc.split("```json\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let example = plan_document(example);
+    assert_eq!(example["format_version"], amiplan::render::document::FORMAT_VERSION);
+}
+
+#[test]
 fn examples_and_shipped_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = workdir("examples");

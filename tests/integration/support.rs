@@ -562,3 +562,17 @@ impl Files {
         self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Parses a JSON plan (`plan --json`, `show --json`) and checks it against the checked-in
+/// schema/plan.schema.json, as a consumer of the documented format would.
+pub fn plan_document(text: &str) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schema/plan.schema.json")).unwrap()).unwrap();
+    let document: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let validator = jsonschema::validator_for(&schema).expect("the plan schema is a valid schema");
+    let problems: Vec<String> =
+        validator.iter_errors(&document).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(problems.is_empty(), "the plan does not match schema/plan.schema.json: {problems:#?}\n{text}");
+    document
+}

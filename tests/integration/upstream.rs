@@ -57,7 +57,7 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
 
     let planned = amiplan_at(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--json", "--regions", "manifest"]);
     expect_code(&planned, 0);
-    let plan: serde_json::Value = serde_json::from_str(&stdout(&planned)).unwrap();
+    let plan = plan_document(&stdout(&planned));
     let found = &plan["upstream"][0];
     let url = format!("{}/autobuilds/20261122T1700Z/tracked-20261122T1700Z.raw.zst", files.url);
     assert_eq!(found["url"], url.as_str(), "{found}");

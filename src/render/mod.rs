@@ -8,6 +8,9 @@ use similar::{ChangeTag, TextDiff};
 use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
 use crate::source::SourceInfo;
 
+pub mod document;
+pub mod markdown;
+
 /// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's
 /// `--color`, which follows `NO_COLOR` and `CLICOLOR_FORCE` through anstream).
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +133,11 @@ fn render_change(out: &mut String, change: &Change, style: Style) {
         verb(change.action),
         reasons
     );
+    if change.action == Action::Create {
+        for (attribute, value) in &change.planned {
+            let _ = writeln!(out, "        {}", style.green(&format!("+ {attribute} = {value:?}")));
+        }
+    }
     if !change.diffs.is_empty() {
         out.push_str(&render_diffs(&change.diffs, style));
     }
@@ -170,60 +178,4 @@ pub fn summary_line(plan: &Plan) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::NodeKind;
-    use crate::plan::Attribute;
-
-    fn change(action: Action, node: &str, live: Option<&str>) -> Change {
-        Change {
-            stack: "demo".into(),
-            node: node.into(),
-            kind: NodeKind::Image,
-            region: "us-east-1".into(),
-            action,
-            live_id: live.map(str::to_string),
-            reasons: vec![],
-            diffs: vec![],
-            with_snapshots: vec![],
-            transient: false,
-            retire: false,
-            resolved: Default::default(),
-        }
-    }
-
-    #[test]
-    fn renders_markers_diffs_and_summary() {
-        let mut update = change(Action::Update, "image/a@us-east-1", Some("ami-1"));
-        update.diffs = vec![
-            AttrDiff { attribute: Attribute::Description, before: Some("old".into()), after: Some("new".into()) },
-            AttrDiff { attribute: Attribute::Tag("team".into()), before: None, after: Some("os".into()) },
-        ];
-        let mut replace = change(Action::Replace, "image/b@eu-west-1", Some("ami-2"));
-        replace.reasons = vec![Reason::CannotChangeInPlace { attributes: vec!["volume_type".into()] }];
-        replace.diffs = vec![AttrDiff {
-            attribute: Attribute::Immutable("volume_type".into()),
-            before: Some("gp2".into()),
-            after: Some("gp3".into()),
-        }];
-        let plan = Plan {
-            format: 1,
-            account: "123".into(),
-            destroy: false,
-            desired: "d".into(),
-            observed: "o".into(),
-            changes: vec![
-                change(Action::Create, "snapshot/demo-root@us-east-1", None),
-                update,
-                replace,
-                change(Action::NoOp, "image/c@us-east-1", Some("ami-3")),
-            ],
-            warnings: vec![],
-            upstream: vec![],
-        };
-        insta::assert_snapshot!(super::plan(&plan, Style { color: false }, false));
-        let colored = super::plan(&plan, Style { color: true }, false);
-        assert!(colored.contains("\x1b[32m  +\x1b[0m snapshot/demo-root@us-east-1"), "{colored:?}");
-        assert!(colored.contains("\x1b[31m-/+\x1b[0m image/b@eu-west-1"), "{colored:?}");
-    }
-}
+mod tests;

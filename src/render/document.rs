@@ -1,0 +1,188 @@
+//! The plan as a documented JSON document (`plan --json`, `show --json`): format described in
+//! docs/plan-format.md, its JSON Schema checked in as schema/plan.schema.json.
+//!
+//! Within a major `format_version`, changes only add: new fields, new values of `action`-like
+//! strings never. A consumer that ignores fields it does not know keeps working. The saved plan
+//! (`plan --out`) is a different, internal file that only amiplan reads.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, Change, Plan};
+
+/// `MAJOR.MINOR` of the document below.
+pub const FORMAT_VERSION: &str = "1.0";
+
+/// A plan: what apply (or destroy) would do, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "amiplan plan")]
+pub struct PlanDocument {
+    /// `MAJOR.MINOR`: a new major version may change or remove fields; a new minor one only
+    /// adds them.
+    #[schemars(regex(pattern = r"^1\.[0-9]+$"))]
+    pub format_version: String,
+    /// The amiplan that made the plan.
+    pub amiplan_version: String,
+    /// The AWS account planned against.
+    pub account: String,
+    /// Whether this is a plan to destroy everything the stacks own.
+    pub destroy: bool,
+    pub summary: SummaryDocument,
+    /// In the order apply carries them out (dependencies first; dependents first for deletes).
+    pub changes: Vec<ChangeDocument>,
+    /// Findings that do not stop the plan but will make part of it fail or surprise.
+    pub warnings: Vec<String>,
+    /// What each stack that follows an upstream image resolved it to.
+    pub upstream: Vec<UpstreamDocument>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SummaryDocument {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+/// What happens to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangeDocument {
+    pub stack: String,
+    /// The node's identity, e.g. `image/fedora-41-x86_64-gp3@eu-west-1` (tagged as
+    /// `amiplan:node`).
+    pub node: String,
+    /// The resource kind: `snapshot`, `image`, `image-copy`, `helper`, `parameter`, …
+    pub kind: String,
+    pub region: String,
+    pub action: ActionDocument,
+    /// The live resource acted on (`ami-…`, `snap-…`, a parameter name); absent for creates.
+    pub id: Option<String>,
+    /// Why, in words, one entry per reason.
+    pub reasons: Vec<String>,
+    /// The attributes that force a replacement (with `action: replace`).
+    pub replaced_because: Vec<String>,
+    /// Attributes as they are: for updates and replaces those that change, for deletes the
+    /// resource's ID; `null` for creates and resources without a change. A `null` value is
+    /// an attribute that is not set.
+    pub before: Option<BTreeMap<String, Option<String>>>,
+    /// Attributes as they will be: for creates and replaces everything the new resource will
+    /// have, for updates those that change; `null` for deletes and resources without a change.
+    pub after: Option<BTreeMap<String, Option<String>>>,
+    /// A resource that exists only for a build and is removed after it.
+    pub transient: bool,
+    /// A delete that waits until the stack's new version is available and published.
+    pub retire: bool,
+    /// With AMI deletes: the snapshots deleted with the AMI.
+    pub with_snapshots: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionDocument {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UpstreamDocument {
+    pub stack: String,
+    /// The image file's name and where it is downloaded from.
+    pub file: String,
+    pub url: String,
+    pub sha256: String,
+    pub version: String,
+}
+
+impl PlanDocument {
+    pub fn of(plan: &Plan) -> PlanDocument {
+        let summary = plan.summary();
+        PlanDocument {
+            format_version: FORMAT_VERSION.into(),
+            amiplan_version: env!("CARGO_PKG_VERSION").into(),
+            account: plan.account.clone(),
+            destroy: plan.destroy,
+            summary: SummaryDocument {
+                create: summary.create,
+                update: summary.update,
+                replace: summary.replace,
+                delete: summary.delete,
+                unchanged: summary.unchanged,
+            },
+            changes: plan.changes.iter().map(ChangeDocument::of).collect(),
+            warnings: plan.warnings.clone(),
+            upstream: plan
+                .upstream
+                .iter()
+                .map(|u| UpstreamDocument {
+                    stack: u.stack.clone(),
+                    file: u.file.clone(),
+                    url: u.url.clone(),
+                    sha256: u.sha256.clone(),
+                    version: u.version.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ChangeDocument {
+    fn of(change: &Change) -> ChangeDocument {
+        let changed = |pick: fn(&crate::plan::AttrDiff) -> &Option<String>| {
+            change.diffs.iter().map(|d| (d.attribute.to_string(), pick(d).clone())).collect::<BTreeMap<_, _>>()
+        };
+        let planned = || change.planned.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let (before, after) = match change.action {
+            Action::Create => (None, Some(planned())),
+            Action::Update => (Some(changed(|d| &d.before)), Some(changed(|d| &d.after))),
+            Action::Replace => (Some(changed(|d| &d.before)), Some(planned())),
+            Action::Delete => (Some(BTreeMap::from([("id".to_string(), change.live_id.clone())])), None),
+            Action::NoOp => (None, None),
+        };
+        let replaced_because = match change.action {
+            Action::Replace => change.diffs.iter().map(|d| d.attribute.to_string()).collect(),
+            _ => vec![],
+        };
+        ChangeDocument {
+            stack: change.stack.clone(),
+            node: change.node.clone(),
+            kind: change.kind.as_str().to_string(),
+            region: change.region.clone(),
+            action: match change.action {
+                Action::NoOp => ActionDocument::NoOp,
+                Action::Create => ActionDocument::Create,
+                Action::Update => ActionDocument::Update,
+                Action::Replace => ActionDocument::Replace,
+                Action::Delete => ActionDocument::Delete,
+            },
+            id: change.live_id.clone(),
+            reasons: change.reasons.iter().map(ToString::to_string).collect(),
+            replaced_because,
+            before,
+            after,
+            transient: change.transient,
+            retire: change.retire,
+            with_snapshots: change.with_snapshots.clone(),
+        }
+    }
+}
+
+/// The document as printed: pretty JSON and a final newline.
+pub fn json(plan: &Plan) -> String {
+    let mut text = serde_json::to_string_pretty(&PlanDocument::of(plan)).expect("a plan always serializes");
+    text.push('\n');
+    text
+}
+
+/// The JSON Schema of [`PlanDocument`], as checked in.
+pub fn json_schema() -> String {
+    let mut text =
+        serde_json::to_string_pretty(&schemars::schema_for!(PlanDocument)).expect("a schema always serializes");
+    text.push('\n');
+    text
+}
