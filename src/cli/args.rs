@@ -55,6 +55,12 @@ pub enum Command {
     Unlock(Paths),
     /// Print a JSON Schema: of manifests (the default) or of the JSON plan.
     Schema(SchemaArgs),
+    /// Print the desired dependency graph of the manifests (no AWS call).
+    Graph(GraphArgs),
+    /// Print a shell completion script: `amiplan completions bash > /etc/bash_completion.d/amiplan`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `amiplan man > amiplan.1 && man ./amiplan.1`.
+    Man,
     /// Render a plan saved by `plan --out`: for people, as JSON, or as Markdown for a pull
     /// request comment.
     Show(ShowArgs),
@@ -65,6 +71,28 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Serve resolve queries and the catalogue files over HTTP, refreshed from AWS.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    /// Graphviz DOT (`| dot -Tsvg`) or a Mermaid flowchart (renders in GitHub Markdown).
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

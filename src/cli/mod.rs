@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, anyhow, bail};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::apply::{ApplyOptions, Deadlines, Outcome, Report};
 use crate::cloud::Locks;
@@ -27,7 +27,7 @@ use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_s
 use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
-use args::{Building, ColorChoice, Command, Execution, PlanFormat, SchemaOf};
+use args::{Building, ColorChoice, Command, Execution, GraphFormat, PlanFormat, SchemaOf};
 
 pub use crate::pipeline::exit;
 
@@ -109,6 +109,29 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     SchemaOf::Plan => render::document::json_schema(),
                 }
             );
+            Ok(exit::OK)
+        }
+        Command::Graph(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            out!(
+                "{}",
+                match args.format {
+                    GraphFormat::Dot => render::graph::dot(&workspace.graph),
+                    GraphFormat::Mermaid => render::graph::mermaid(&workspace.graph),
+                }
+            );
+            Ok(exit::OK)
+        }
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "amiplan", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            out!("{}", String::from_utf8_lossy(&page));
             Ok(exit::OK)
         }
         Command::Show(args) => {

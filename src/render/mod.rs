@@ -9,6 +9,7 @@ use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
 use crate::source::SourceInfo;
 
 pub mod document;
+pub mod graph;
 pub mod markdown;
 
 /// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's

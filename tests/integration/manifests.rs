@@ -184,3 +184,44 @@ fn examples_and_shipped_manifests_validate() {
         expect_code(&output, 0);
     }
 }
+
+#[test]
+fn graph_draws_the_desired_dependencies_without_aws() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = workdir("graph");
+    let example = root.join("examples/debian-bootstrap.yaml");
+    let example = example.to_str().unwrap();
+    for format in ["dot", "mermaid"] {
+        let drawn = amiplan_at(NO_AWS, &dir, &["graph", example, "--format", format]);
+        expect_code(&drawn, 0);
+        insta::assert_snapshot!(format!("graph_{format}"), stdout(&drawn));
+    }
+}
+
+#[test]
+fn completions_and_the_manual_cover_every_command() {
+    let dir = workdir("completions");
+    let commands = ["validate", "plan", "apply", "destroy", "output", "show", "graph", "completions", "man"];
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let script = amiplan_at(NO_AWS, &dir, &["completions", shell]);
+        expect_code(&script, 0);
+        let script = stdout(&script);
+        for command in commands {
+            assert!(script.contains(command), "{shell} completion lacks {command}");
+        }
+        assert!(script.contains("detailed-exitcode") && script.contains("markdown"), "{shell}: flags complete");
+    }
+    // bash reads its script without a syntax error.
+    std::fs::write(dir.join("amiplan.bash"), stdout(&amiplan_at(NO_AWS, &dir, &["completions", "bash"]))).unwrap();
+    let checked = std::process::Command::new("bash").arg("-n").arg(dir.join("amiplan.bash")).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+
+    let manual = amiplan_at(NO_AWS, &dir, &["man"]);
+    expect_code(&manual, 0);
+    let manual = stdout(&manual);
+    assert!(manual.contains(".TH amiplan 1"), "a section-1 page");
+    for command in commands {
+        assert!(manual.contains(&format!("amiplan\\-{command}")), "the manual lists {command}");
+    }
+    assert!(manual.contains("Declarative AMI builds"), "the page says what amiplan is");
+}
