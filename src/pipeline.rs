@@ -22,7 +22,7 @@ use crate::manifest;
 use crate::manifest::upstream;
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
-use crate::plan::{self, Action, Change, PLAN_FORMAT, Plan};
+use crate::plan::{self, Action, PLAN_FORMAT, Plan};
 use crate::source::{self, Prepared, SourceInfo};
 use crate::tags;
 
@@ -273,15 +273,7 @@ pub fn check_saved(saved: &Plan, now: &Plan) -> Result<(), SavedPlanError> {
     if saved.desired != now.desired {
         return Err(SavedPlanError::DesiredChanged);
     }
-    // What a create will be (`planned`) follows from the manifests, checked above, and the
-    // clock (a relative deprecation's time): a plan applied an hour after it was made is the
-    // same plan.
-    let written = |plan: &Plan| {
-        let changes: Vec<_> =
-            plan.changes.iter().map(|c| Change { planned: Default::default(), ..c.clone() }).collect();
-        serde_json::to_value(&changes).expect("plans serialize")
-    };
-    if saved.observed != now.observed || written(saved) != written(now) {
+    if saved.observed != now.observed || saved.binding() != now.binding() {
         return Err(SavedPlanError::LiveChanged);
     }
     Ok(())

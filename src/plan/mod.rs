@@ -148,6 +148,17 @@ impl Plan {
         Summary::of(&self.changes)
     }
 
+    /// The changes as apply carries them out, as written (a saved plan's reasons are read back
+    /// as their text): two plans with the same binding do the same. What a create will be
+    /// (`planned`) is left out: it follows from the manifests, whose digest is compared
+    /// separately, and from the clock (a relative deprecation's time), and a plan applied an
+    /// hour after it was made is the same plan.
+    pub fn binding(&self) -> serde_json::Value {
+        let changes: Vec<Change> =
+            self.changes.iter().map(|c| Change { planned: BTreeMap::new(), ..c.clone() }).collect();
+        serde_json::to_value(&changes).expect("plans serialize")
+    }
+
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action != Action::NoOp)
     }

@@ -235,7 +235,7 @@ fn creates_say_what_they_make() {
     // still the plan to apply.
     let later = crate::plan::plan(&desired, &observed(vec![]), &stacks(), false, NOW + 3600);
     assert_ne!(later.changes, plan.changes);
-    crate::pipeline::check_saved(&plan, &later).expect("what a create will be is not compared");
+    assert_eq!(plan.binding(), later.binding(), "what a create will be is not compared");
     // Updates and unchanged nodes carry no such listing: their diffs say what changes.
     let unchanged = crate::plan::plan(&desired, &observed(applied(&desired)), &stacks(), false, NOW);
     assert!(unchanged.changes.iter().all(|c| c.planned.is_empty()), "{unchanged:#?}");
