@@ -194,6 +194,7 @@ impl Workspace {
         );
         if !destroy {
             plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
+            plan.warnings.extend(self.stacks.iter().flat_map(|s| s.notices.iter().map(ToString::to_string)));
         }
         plan
     }

@@ -142,6 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Validate(paths) => {
             let stacks = load_stacks(&paths.paths)?;
+            for notice in stacks.iter().flat_map(|s| &s.notices) {
+                errln!("warning: {notice}");
+            }
             let variants: usize = stacks.iter().map(|s| s.variants.len() * s.regions.len()).sum();
             outln!("{} stack(s) valid, {variants} AMI(s) across regions", stacks.len());
             Ok(exit::OK)

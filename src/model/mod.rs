@@ -13,6 +13,7 @@ use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Virtu
 use crate::manifest::{Diagnostic, Invalid, Loaded};
 
 mod catalog;
+pub mod notices;
 mod publish;
 mod sources;
 
@@ -46,6 +47,9 @@ pub struct Stack {
     pub catalog: Option<CatalogSpec>,
     /// What `source.upstream` named at this load, if the stack tracks one.
     pub upstream: Option<crate::manifest::upstream::Resolution>,
+    /// What the manifest implies that its author may not expect, and placeholders left in it:
+    /// warned about, never refused (see [`notices`]).
+    pub notices: Vec<Diagnostic>,
 }
 
 /// The boot test of new AMIs.
@@ -297,6 +301,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         keep_versions: check_retention(loaded, &mut report),
         catalog: check_catalog(loaded, &variants, &mut report),
         upstream: loaded.upstream.clone(),
+        notices: notices::notices(loaded),
         deprecation: m
             .deprecate_after
             .as_deref()

@@ -52,6 +52,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         keep_versions: None,
         catalog: None,
         upstream: None,
+        notices: vec![],
     }
 }
 

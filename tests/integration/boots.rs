@@ -115,7 +115,7 @@ async fn vm_a_bootstrapped_system_boots_with_the_built_in_grub_under_uefi_and_bi
     let manifest = |name: &str, tarball: &Path| {
         example
             .replace("https://images.example.org/debian-12-rootfs.tar", &format!("{DOWNLOADS}/{name}"))
-            .replace("5d5b5f3a1f0c9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b1a0", &sha256_of(tarball))
+            .replace("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", &sha256_of(tarball))
     };
     let stack = "debian-bootstrap";
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];

@@ -416,7 +416,7 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
         let instance = wait_for_helper(&moto, stack).await;
         assert_eq!(instance.subnet_id(), Some(subnet_id), "the helper runs in the given subnet");
         let job =
-            check_helper(&moto, &instance, stack, "3f1c1e7c5d1b8a2e0f64c1a3b5e7d9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0")
+            check_helper(&moto, &instance, stack, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
                 .await;
         let script = user_data(&moto, instance.instance_id().unwrap()).await;
         assert!(script.contains(&provision_digest), "the provisioning script is embedded and checked");

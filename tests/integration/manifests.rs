@@ -152,11 +152,9 @@ fn checked_in_plan_schema_is_current() {
 fn examples_and_shipped_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = workdir("examples");
-    // Their images are generated (the quick start makes manifests/images/quickstart.raw).
-    for image in ["examples/images/sample.raw", "manifests/images/quickstart.raw"] {
-        std::fs::create_dir_all(dir.join(image).parent().unwrap()).unwrap();
-        std::fs::write(dir.join(image), b"x").unwrap();
-    }
+    // Their images are made by the script the README names, as on a fresh clone.
+    let made = std::process::Command::new(root.join("scripts/sample-images")).arg(&dir).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     for folder in ["examples", "manifests"] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
         for entry in std::fs::read_dir(root.join(folder)).unwrap() {
@@ -182,7 +180,49 @@ fn examples_and_shipped_manifests_validate() {
         }
         let output = amiplan_at(NO_AWS, &dir, &["validate", folder]);
         expect_code(&output, 0);
+        // The examples' placeholders are flagged where they are, and nothing else is.
+        let mut placeholders: Vec<String> = stderr(&output)
+            .lines()
+            .filter(|line| line.contains("is a placeholder"))
+            .map(|line| line.split(": `").next().unwrap().replace(&format!("{}/", dir.display()), ""))
+            .collect();
+        placeholders.sort();
+        let expected: &[&str] = match folder {
+            "examples" => &[
+                // source.bootstrap.tarball and .sha256; the helper's subnet and the sha256.
+                "warning: examples/debian-bootstrap.yaml:15:14",
+                "warning: examples/debian-bootstrap.yaml:16:13",
+                "warning: examples/funtoo-bootstrap.yaml:12:13",
+                "warning: examples/funtoo-bootstrap.yaml:21:22",
+            ],
+            _ => &[],
+        };
+        assert_eq!(placeholders, expected, "{}", stderr(&output));
     }
+}
+
+#[test]
+fn a_build_region_outside_regions_is_said_not_refused() {
+    let dir = workdir("build-region");
+    std::fs::write(dir.join("disk.raw"), b"x").unwrap();
+    let manifest = VALID.replace("regions: [us-east-1, eu-west-1]", "regions: [eu-west-1]");
+    std::fs::write(dir.join("m.yaml"), &manifest).unwrap();
+    let output = amiplan_at(NO_AWS, &dir, &["validate", "m.yaml"]);
+    expect_code(&output, 0);
+    let line = manifest.lines().position(|l| l.starts_with("regions:")).unwrap() + 1;
+    assert!(
+        stderr(&output).starts_with(&format!(
+            "warning: m.yaml:{line}:1: `regions` does not list the build region us-east-1: the AMIs are made there all the same"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(dir.join("m.yaml"), manifest.replace("regions: [eu-west-1]", "regions: []")).unwrap();
+    let output = amiplan_at(NO_AWS, &dir, &["validate", "m.yaml"]);
+    expect_code(&output, 0);
+    assert!(
+        stderr(&output).contains("`regions` is empty: the AMIs are made and kept in the build region us-east-1 only")
+    );
 }
 
 #[test]

@@ -225,3 +225,18 @@ fn saved_plans_of_another_format_or_of_a_destroy_are_refused() {
     std::fs::write(&file, plan(amiplan::plan::PLAN_FORMAT, false)).unwrap();
     assert!(SavedPlan::read(&file).is_ok());
 }
+
+#[tokio::test]
+async fn a_build_region_outside_regions_is_shown_in_the_plan() {
+    let dir = setup("pipeline-build-region", "First");
+    let manifest = StackManifest { regions: vec!["eu-west-1"], ..StackManifest::small("pl") };
+    std::fs::write(dir.join("m.yaml"), manifest.yaml()).unwrap();
+    let plan = plan_now(&FakeCloud::default(), &dir).await;
+    let notice = plan.warnings.iter().find(|w| w.contains("`regions` does not list the build region us-east-1"));
+    assert!(notice.is_some_and(|n| n.contains("m.yaml:")), "{:#?}", plan.warnings);
+    // It is what the plan does: the AMI is made in the build region, and copied from there.
+    let creates: Vec<&str> = plan.changes.iter().filter(|c| c.region == "us-east-1").map(|c| c.node.as_str()).collect();
+    assert!(creates.contains(&"image/pl-x86_64-gp3@us-east-1"), "{creates:?}");
+    let markdown = amiplan::render::markdown::plan(&plan, 65_535, "");
+    assert!(markdown.contains("> [!WARNING]\n> - ") && markdown.contains("does not list the build region"));
+}
