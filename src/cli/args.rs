@@ -30,6 +30,10 @@ pub struct Cli {
     /// connection that is accepted and never answered).
     #[arg(long, global = true, env = "AMIPLAN_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub attempt_timeout: Duration,
+    /// How long one AWS call may take, all its retries (of throttling, dropped connections,
+    /// server errors) included, before the run gives up on it.
+    #[arg(long, global = true, env = "AMIPLAN_CALL_DEADLINE", value_parser = parse_duration, default_value = "10m")]
+    pub call_deadline: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod distribution;
+mod explain;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
+    let endpoint = cli.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
@@ -53,6 +55,11 @@ pub fn main() -> ExitCode {
                     errln!("{diagnostic}");
                 }
                 errln!("error: {} problem(s) found; nothing was sent to AWS", invalid.0.len());
+            } else if let Some((first, more)) = explain::first_line(&error, endpoint.as_deref()) {
+                errln!("error: {first}");
+                if more {
+                    errln!("  cause: {error:#}");
+                }
             } else {
                 errln!("error: {error:#}");
             }
@@ -89,7 +96,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             ColorChoice::Auto => anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never,
         },
     };
-    let policy = RetryPolicy { attempt_timeout: cli.attempt_timeout, ..RetryPolicy::default() };
+    let policy = RetryPolicy {
+        attempt_timeout: cli.attempt_timeout,
+        call_deadline: cli.call_deadline,
+        ..RetryPolicy::default()
+    };
     let tuning = Tuning { retry: policy.clone(), ..Tuning::default() };
     let connect = |stacks: &[Stack]| {
         let connection = Connection {
@@ -151,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan(&observed, args.destroy);
             if let Some(out) = &args.out {
@@ -173,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
             let paths = saved.as_ref().map_or(&args.paths.paths, |s| &s.paths);
             let workspace = Workspace::load(paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
             let run = run_of(&cloud, &args.execution, Some(&args.building), regions, false)?;
@@ -181,13 +192,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
         }
         Command::Unlock(paths) => {
             let stacks = load_stacks(&paths.paths)?;
-            let cloud = connect(&stacks).await;
+            let cloud = connect(&stacks).await?;
             for site in pipeline::lock_sites(&stacks) {
                 cloud
                     .unlock(&site.region, &site.name())
@@ -199,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Catalog(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             distribution::catalog(&cloud, &workspace, args).await
         }
         Command::Resolve(args) => {
@@ -207,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(from) => distribution::read_catalogue(from).await?,
                 None => {
                     let workspace = Workspace::load(&args.paths.paths).await?;
-                    let cloud = connect(&workspace.stacks).await;
+                    let cloud = connect(&workspace.stacks).await?;
                     workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
                 }
             };
@@ -215,12 +226,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Serve(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             distribution::serve(cloud, workspace, args).await
         }
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await;
+            let cloud = connect(&workspace.stacks).await?;
             let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&outputs)?);

@@ -38,6 +38,23 @@ pub struct CloudError {
     pub code: Option<String>,
     pub message: String,
     pub class: ErrorClass,
+    /// What a person can do about it, where the cloud layer can tell.
+    pub cause: Option<Cause>,
+}
+
+/// Failures a person fixes outside amiplan, told apart so the command line can say how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// No source of credentials had any (classed `Denied`: never retried).
+    NoCredentials,
+    /// A named profile the shared config and credentials files do not define.
+    UnknownProfile,
+    /// The credentials were valid once and have expired (`Denied`).
+    ExpiredCredentials,
+    /// The service does not know the credentials, or the signature does not match (`Denied`).
+    InvalidCredentials,
+    /// No connection to the endpoint: refused, unresolvable or timed out (`Transient`).
+    Unreachable,
 }
 
 impl fmt::Display for CloudError {
@@ -56,7 +73,15 @@ impl fmt::Display for CloudError {
 
 impl CloudError {
     pub fn new(operation: &'static str, region: &str, class: ErrorClass, message: impl Into<String>) -> CloudError {
-        CloudError { operation, region: region.to_string(), resource: None, code: None, message: message.into(), class }
+        CloudError {
+            operation,
+            region: region.to_string(),
+            resource: None,
+            code: None,
+            message: message.into(),
+            class,
+            cause: None,
+        }
     }
 
     pub fn on(mut self, resource: impl Into<String>) -> CloudError {
@@ -66,6 +91,11 @@ impl CloudError {
 
     pub fn with_code(mut self, code: Option<String>) -> CloudError {
         self.code = code;
+        self
+    }
+
+    pub fn with_cause(mut self, cause: Option<Cause>) -> CloudError {
+        self.cause = cause;
         self
     }
 

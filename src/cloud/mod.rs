@@ -19,7 +19,7 @@ use std::future::Future;
 
 pub use attrs::{ImageAttrs, VolumeType};
 pub use blocks::{BlockDigest, BlockSource, EBS_BLOCK_SIZE};
-pub use error::{CloudError, ErrorClass};
+pub use error::{Cause, CloudError, ErrorClass};
 pub use live::{LiveResource, PublicAccess, ResourceKind, State};
 pub use progress::{NoProgress, Progress};
 pub use sharing::Sharing;

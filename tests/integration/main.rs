@@ -5,6 +5,7 @@ mod boots;
 mod catalog;
 mod changes;
 mod distribution;
+mod errors;
 mod executor;
 mod fake;
 mod faults;

@@ -32,7 +32,12 @@ fn problems(case: &str, text: &str) -> (std::process::Output, String) {
 #[test]
 fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
     let cases: &[(&str, String, &str)] = &[
-        ("unknown-region", VALID.replace("eu-west-1]", "mars-west-1]"), "m.yaml:9:22: unknown region `mars-west-1`"),
+        ("unknown-region", VALID.replace("eu-west-1]", "mars-west-1]"), "m.yaml:9:22: unknown region `mars-west-1`\n"),
+        (
+            "region-typo",
+            VALID.replace("eu-west-1]", "eu-wset-1]"),
+            "m.yaml:9:22: unknown region `eu-wset-1` (did you mean `eu-west-1`?)",
+        ),
         (
             "name-collision",
             VALID.replace("ok-{volume_type}", "ok-fixed"),

@@ -66,6 +66,9 @@ pub struct Faults {
     /// Operations whose first request moto carries out but whose answer is lost (the
     /// connection drops after the work is done).
     pub lose_first_answer_of: Vec<&'static str>,
+    /// Operations answered with an error instead, every time: (operation, HTTP status, code,
+    /// message), as AWS answers them (an expired token, a denied action).
+    pub answer_with: Vec<(&'static str, u16, &'static str, &'static str)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -492,6 +495,10 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     let latency = faults.latency_by_operation.get(&call.operation).copied().unwrap_or(faults.latency);
     let in_burst = faults.burst.is_some_and(|b| (state.calls.len() - 1) % b.every < b.length);
     let roll = state.rng.f64();
+    if let Some((_, status, code, message)) = faults.answer_with.iter().find(|(op, ..)| *op == call.operation) {
+        let status = StatusCode::from_u16(*status).unwrap();
+        return (Verdict::Answer(error_with(call, status, code, message)), latency, None);
+    }
     if in_burst || roll < faults.throttle {
         state.injected.throttled += 1;
         let code = if call.json() { "ThrottlingException" } else { "RequestLimitExceeded" };
@@ -1037,6 +1044,17 @@ fn error_with(call: &Call, status: StatusCode, code: &str, message: &str) -> Res
             .unwrap();
     }
     let message = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    if call.service == "sts" {
+        // STS speaks the query protocol, whose errors are shaped unlike EC2's.
+        let body = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+        );
+        return Response::builder()
+            .status(status)
+            .header("content-type", "text/xml")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+    }
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
     );

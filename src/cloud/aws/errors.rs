@@ -1,8 +1,12 @@
 //! AWS's error codes, and what each means to amiplan: the only place that knows them.
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_config::profile::credentials::ProfileFileError;
+use aws_credential_types::provider::error::CredentialsError;
+use std::error::Error as _;
 
-use crate::cloud::{CloudError, ErrorClass};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use crate::cloud::{Cause, CloudError, ErrorClass};
 
 /// An error AWS answered with `code` (or, without one, a fault on the way: `None`).
 pub fn aws_error(operation: &'static str, region: &str, code: Option<&str>, message: impl Into<String>) -> CloudError {
@@ -22,8 +26,74 @@ where
         _ => None,
     };
     let code = error.code().map(str::to_string);
-    let message = error.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&error).to_string());
-    CloudError::new(operation, region, classify(code.as_deref(), status), message).with_code(code)
+    let message = error.message().map(str::to_string).unwrap_or_else(|| chain(&error.to_string(), error.source()));
+    let cause = cause_of(&error, code.as_deref());
+    let class = match cause {
+        // Retrying cannot find credentials or make them valid.
+        Some(Cause::NoCredentials | Cause::UnknownProfile | Cause::ExpiredCredentials | Cause::InvalidCredentials) => {
+            ErrorClass::Denied
+        }
+        Some(Cause::Unreachable) | None => classify(code.as_deref(), status),
+    };
+    CloudError::new(operation, region, class, message).with_code(code).with_cause(cause)
+}
+
+/// The error's own message and its sources', each once: the SDK's display of the whole context
+/// ends with a debug dump of the same chain, which is no message for a person.
+fn chain(first: &str, source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts: Vec<String> = vec![first.to_string()];
+    let mut next = source;
+    while let Some(current) = next {
+        let text = current.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
+}
+
+/// Credentials and connection failures, from AWS's code or from the SDK's error chain.
+fn cause_of<E, R>(error: &SdkError<E, R>, code: Option<&str>) -> Option<Cause>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match code {
+        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired" | "TokenRefreshRequired") => {
+            return Some(Cause::ExpiredCredentials);
+        }
+        Some(
+            "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "SignatureDoesNotMatch"
+            | "InvalidAccessKeyId"
+            | "IncompleteSignature",
+        ) => return Some(Cause::InvalidCredentials),
+        _ => {}
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = next {
+        if let Some(profile) = current.downcast_ref::<ProfileFileError>() {
+            return Some(match profile {
+                ProfileFileError::MissingProfile { .. } => Cause::UnknownProfile,
+                _ => Cause::NoCredentials,
+            });
+        }
+        if current.downcast_ref::<CredentialsError>().is_some() {
+            // Keep looking: a profile problem behind it says more.
+            let inner = current.source().and_then(|s| s.downcast_ref::<ProfileFileError>());
+            if let Some(ProfileFileError::MissingProfile { .. }) = inner {
+                return Some(Cause::UnknownProfile);
+            }
+            return Some(Cause::NoCredentials);
+        }
+        next = current.source();
+    }
+    match error {
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => Some(Cause::Unreachable),
+        _ => None,
+    }
 }
 
 /// The HTTP status of a raw response, whatever its type.
@@ -35,6 +105,32 @@ impl HasStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
     }
+}
+
+/// The IAM action that allows `operation` (as amiplan names its calls), for people told that
+/// AWS denied one.
+pub fn iam_action(operation: &str) -> String {
+    let service = match operation {
+        "GetCallerIdentity" => "sts",
+        "StartSnapshot" | "PutSnapshotBlock" | "CompleteSnapshot" | "ListSnapshotBlocks" | "GetSnapshotBlock" => "ebs",
+        "AddTagsToResource"
+        | "DeleteParameter"
+        | "DescribeParameters"
+        | "GetParameter"
+        | "GetParameters"
+        | "GetParametersByPath"
+        | "PutParameter"
+        | "ListTagsForResource" => "ssm",
+        "DeleteObject" | "GetObject" | "GetObjectTagging" | "ListObjectsV2" | "PresignPutObject" | "PutObject" => "s3",
+        _ => "ec2",
+    };
+    let action = match operation {
+        // S3's actions are not its operations' names.
+        "ListObjectsV2" => "ListBucket",
+        "PresignPutObject" => "PutObject",
+        other => other,
+    };
+    format!("{service}:{action}")
 }
 
 /// Classifies an AWS error code (and HTTP status when there is no code).
@@ -130,5 +226,14 @@ mod tests {
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
         assert_eq!(classify(None, None), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn operations_name_their_iam_actions() {
+        assert_eq!(iam_action("RegisterImage"), "ec2:RegisterImage");
+        assert_eq!(iam_action("PutSnapshotBlock"), "ebs:PutSnapshotBlock");
+        assert_eq!(iam_action("GetCallerIdentity"), "sts:GetCallerIdentity");
+        assert_eq!(iam_action("PutParameter"), "ssm:PutParameter");
+        assert_eq!(iam_action("ListObjectsV2"), "s3:ListBucket");
     }
 }

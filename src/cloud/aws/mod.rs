@@ -50,7 +50,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use errors::{HasStatus, sdk_error};
-pub use errors::{aws_error, classify};
+pub use errors::{aws_error, classify, iam_action};
 
 use super::CloudError;
 use super::retry::RetryPolicy;
@@ -63,6 +63,33 @@ pub struct Connection {
     pub profile: Option<String>,
     /// Region for calls that are not about a manifest region (STS).
     pub home_region: String,
+}
+
+/// Refuses a profile the shared config and credentials files do not define: the SDK would say
+/// only that no credentials were found.
+async fn check_profile(profile: &str, region: &str) -> Result<(), CloudError> {
+    let (fs, env) = (aws_types::os_shim_internal::Fs::real(), aws_types::os_shim_internal::Env::real());
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+    let known: Vec<String> = match aws_config::profile::load(&fs, &env, &files, None).await {
+        Ok(set) => set.profiles().map(str::to_string).collect(),
+        Err(_) => vec![],
+    };
+    if known.iter().any(|p| p == profile) {
+        return Ok(());
+    }
+    let mut known = known;
+    known.sort();
+    let listed = if known.is_empty() { "none at all".to_string() } else { format!("only {}", known.join(", ")) };
+    let guess = known
+        .iter()
+        .filter(|k| strsim::damerau_levenshtein(k, profile) <= 2)
+        .min_by_key(|k| strsim::damerau_levenshtein(k, profile))
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    let message =
+        format!("AWS profile `{profile}` not found{guess}: the shared config and credentials files define {listed}");
+    Err(CloudError::new("LoadProfile", region, super::ErrorClass::Denied, message)
+        .with_cause(Some(super::Cause::UnknownProfile)))
 }
 
 /// Tuning of the SDK-backed cloud.
@@ -94,7 +121,11 @@ pub struct AwsCloud {
 }
 
 impl AwsCloud {
-    pub async fn connect(connection: &Connection, tuning: Tuning) -> AwsCloud {
+    pub async fn connect(connection: &Connection, tuning: Tuning) -> Result<AwsCloud, CloudError> {
+        let named = connection.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok());
+        if let Some(profile) = named {
+            check_profile(&profile, &connection.home_region).await?;
+        }
         // amiplan's RetryPolicy is the one layer that retries (it knows which errors are worth
         // it, and for how long); the SDK's own retries would multiply its attempts. The SDK
         // still enforces the attempt timeout and the overall deadline of every call.
@@ -112,7 +143,7 @@ impl AwsCloud {
         if let Some(profile) = &connection.profile {
             loader = loader.profile_name(profile);
         }
-        AwsCloud::from_config(loader.load().await, tuning)
+        Ok(AwsCloud::from_config(loader.load().await, tuning))
     }
 
     /// A cloud on an SDK configuration made elsewhere (the tests' configuration for moto).
