@@ -1,6 +1,7 @@
 //! Reading manifests: files and directories in, raw manifests with their text positions out, or
 //! every problem as `file:line:col: message`. Nothing here talks to AWS.
 
+mod every_problem;
 pub mod locate;
 pub mod raw;
 pub mod upstream;
@@ -134,6 +135,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     match serde_yaml_ng::from_str::<Manifest>(text) {
         Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions, upstream: None }),
         Err(err) => {
+            let every = every_problem::problems(path, text, &positions);
+            if !every.is_empty() {
+                return Err(every);
+            }
             let position =
                 err.location().map(|l| Position { line: l.line(), column: l.column() }).unwrap_or(Position::START);
             let message = strip_location(&err.to_string());
@@ -207,7 +212,35 @@ mod tests {
         let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1 }\nimage: { name: n, architecture: sparc }\nregions: [us-east-1]\n";
         let found = problems(text);
         assert!(found[0].starts_with("m.yaml:4:"), "{found:?}");
-        assert!(found[0].contains("unknown variant `sparc`"), "{found:?}");
+        assert!(found[0].contains("\"sparc\" is not one of \"x86_64\" or \"arm64\""), "{found:?}");
+    }
+
+    #[test]
+    fn every_type_and_field_problem_is_reported_at_once() {
+        let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1, size: 3 }\nimage:\n  name: n\n  architecture: sparc\n  colour: blue\nvariants:\n  volume_type: gp3\nregions: [us-east-1]\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            vec![
+                "m.yaml:3:29: build: unknown field `size`, expected one of `helper`, `method`, `network`, `region`, `volume_size`",
+                "m.yaml:6:17: image.architecture: \"sparc\" is not one of \"x86_64\" or \"arm64\"",
+                "m.yaml:7:3: image: unknown field `colour`, expected one of `architecture`, `boot_mode`, `description`, `ena`, `imds`, `kernel_id`, `kms_keys`, `name`, `ramdisk_id`, `root_device`, `tags`, `tpm`, `virtualization`",
+                "m.yaml:9:16: variants.volume_type: \"gp3\" is not of types \"null\", \"array\"",
+            ],
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_guessed() {
+        let text = "stack: s\nsource: { file: a.raw }\nbuild: { region: us-east-1 }\nimage: { name: n, architecture: x86_64 }\nregoins: [us-east-1]\n";
+        let found = problems(text);
+        assert_eq!(found[0], "m.yaml:1:1: missing field `regions`");
+        assert!(
+            found[1]
+                .starts_with("m.yaml:5:1: unknown field `regoins` (did you mean `regions`?), expected one of `build`,"),
+            "{found:?}"
+        );
     }
 
     #[test]
