@@ -270,3 +270,37 @@ fn completions_and_the_manual_cover_every_command() {
     }
     assert!(manual.contains("Declarative AMI builds"), "the page says what amiplan is");
 }
+
+#[test]
+fn the_github_actions_example_passes_actionlint_and_uses_real_flags() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workflow = root.join("examples/github-actions/amiplan.yml");
+    let lint = |file: &Path| std::process::Command::new(root.join("scripts/actionlint")).arg(file).output().unwrap();
+    let linted = lint(&workflow);
+    assert_eq!(linted.status.code(), Some(0), "{}{}", stdout(&linted), stderr(&linted));
+    // The linter finds problems when there are some: a misspelt context.
+    let dir = workdir("actionlint");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    std::fs::write(
+        dir.join("broken.yml"),
+        text.replace("github.event.pull_request.number", "github.evnt.pull_request.number"),
+    )
+    .unwrap();
+    let broken = lint(&dir.join("broken.yml"));
+    assert_eq!(broken.status.code(), Some(1), "{}{}", stdout(&broken), stderr(&broken));
+    assert!(stdout(&broken).contains("property \"evnt\" is not defined"), "{}", stdout(&broken));
+
+    // Every amiplan command the workflow runs parses: no usage error (64), whatever else fails
+    // without AWS or the files a run would have.
+    let commands: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.trim().trim_start_matches("run: "))
+        .filter_map(|line| line.strip_prefix("amiplan "))
+        .map(|rest| rest.split_whitespace().take_while(|w| !matches!(*w, ">" | ">>" | "|" | "||" | ";")).collect())
+        .collect();
+    assert!(commands.len() >= 7, "{commands:?}");
+    for args in commands {
+        let output = amiplan_at(NO_AWS, &dir, &args);
+        assert_ne!(output.status.code(), Some(64), "amiplan {}: {}", args.join(" "), stderr(&output));
+    }
+}
