@@ -60,6 +60,10 @@ pub struct Observed {
     /// answer.
     #[serde(default)]
     pub denied_regions: BTreeMap<String, String>,
+    /// Resources of stacks no manifest given declares (`amiplan:stack` of another value): left
+    /// out of `resources` and the fingerprint, reported by plans, deleted by `--prune`.
+    #[serde(default)]
+    pub foreign: Vec<LiveResource>,
 }
 
 /// The key of a helper AMI selector in [`Observed::helper_amis`].
@@ -184,7 +188,13 @@ pub async fn observe<C: Cloud>(
             .collect();
         let build_resources =
             graph.nodes().any(|n| &n.region == region && (n.kind().is_transient() || n.kind() == NodeKind::Test));
-        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources, parameter_names };
+        let query = DiscoveryQuery {
+            stacks: stacks.to_vec(),
+            image_names,
+            build_resources,
+            parameter_names,
+            every_stack: true,
+        };
         let targeted = targeted.contains(region);
         async move {
             match cloud.discover(region, &query).await {
@@ -296,7 +306,12 @@ pub async fn observe<C: Cloud>(
     .await;
     let snapshot_block_public_access = states.into_iter().flatten().collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
+    // What other stacks own is reported, or pruned when asked, but never part of this plan's
+    // live state otherwise: a saved plan does not go stale when another stack changes.
+    let (resources, foreign): (Vec<LiveResource>, Vec<LiveResource>) =
+        resources.into_iter().partition(|live| live.stack().is_none_or(|stack| stacks.iter().any(|s| s == stack)));
     Ok(Observed {
+        foreign,
         older_digests: BTreeMap::new(),
         account,
         regions,

@@ -184,14 +184,28 @@ impl Workspace {
 
     /// The plan towards these manifests (or towards nothing), as of now.
     pub fn plan(&self, observed: &Observed, destroy: bool) -> Plan {
+        self.plan_pruning(observed, destroy, false)
+    }
+
+    /// The plan, and with `prune` the deletion of everything the stacks no manifest declares
+    /// own (found by `observe`, otherwise only reported).
+    pub fn plan_pruning(&self, observed: &Observed, destroy: bool, prune: bool) -> Plan {
         let rebuilt = self.rebuilt_knowing(&observed.older_digests);
-        let mut plan = plan::plan(
-            rebuilt.as_ref().unwrap_or(&self.graph),
-            observed,
-            &self.stack_names(),
-            destroy,
-            crate::deprecation::now(),
-        );
+        let mut stacks = self.stack_names();
+        let pruning;
+        let observed = if prune && !observed.foreign.is_empty() {
+            stacks.extend(observed.foreign.iter().filter_map(|live| live.stack().map(str::to_string)));
+            let mut all = observed.clone();
+            all.resources.append(&mut all.foreign);
+            all.resources.sort();
+            pruning = all;
+            &pruning
+        } else {
+            observed
+        };
+        let mut plan =
+            plan::plan(rebuilt.as_ref().unwrap_or(&self.graph), observed, &stacks, destroy, crate::deprecation::now());
+        plan.orphaned = plan::orphaned_stacks(&observed.foreign);
         if !destroy {
             plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
             plan.warnings.extend(self.stacks.iter().flat_map(|s| s.notices.iter().map(ToString::to_string)));
@@ -227,6 +241,9 @@ pub struct SavedPlan {
     pub paths: Vec<PathBuf>,
     /// The discovery scope the plan was made with; applying it observes the same regions.
     pub regions: RegionScope,
+    /// Whether the plan deletes what undeclared stacks own (`--prune`); applying it does too.
+    #[serde(default)]
+    pub prune: bool,
     pub plan: Plan,
 }
 
@@ -290,6 +307,8 @@ pub trait Review {
 /// How one apply or destroy runs.
 pub struct Run {
     pub regions: RegionScope,
+    /// Delete what stacks no manifest declares own (`--prune`).
+    pub prune: bool,
     pub destroy: bool,
     /// How long to wait for another run's lock on a stack.
     pub lock_timeout: Duration,
@@ -339,7 +358,7 @@ pub async fn converge<C: Cloud>(
     };
     let work = async {
         let observed = workspace.observe(cloud, run.regions).await?;
-        let plan = workspace.plan(&observed, run.destroy);
+        let plan = workspace.plan_pruning(&observed, run.destroy, run.prune);
         if let Some(saved) = saved {
             check_saved(saved, &plan)?;
         }

@@ -224,6 +224,17 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub prune: Prune,
+}
+
+/// The deletion of what stacks no manifest declares own.
+#[derive(Debug, Args)]
+pub struct Prune {
+    /// Also delete the resources of stacks no manifest given declares (reported by every plan):
+    /// a stack whose manifest was removed. Only with this flag.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// What apply and destroy both take.
@@ -280,8 +291,11 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub discovery: Discovery,
     /// Apply a plan saved by `plan --out`; refused if the manifests or live state changed since.
-    #[arg(long, value_name = "FILE")]
+    /// It names its manifests, discovery scope and pruning itself.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "prune"])]
     pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub prune: Prune,
     #[command(flatten)]
     pub execution: Execution,
     #[command(flatten)]

@@ -164,10 +164,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let workspace = Workspace::load(&args.paths.paths).await?;
             let cloud = connect(&workspace.stacks).await?;
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
-            let plan = workspace.plan(&observed, args.destroy);
+            let plan = workspace.plan_pruning(&observed, args.destroy, args.prune.prune);
             if let Some(out) = &args.out {
-                let saved =
-                    SavedPlan { paths: args.paths.paths.clone(), regions: args.discovery.regions, plan: plan.clone() };
+                let saved = SavedPlan {
+                    paths: args.paths.paths.clone(),
+                    regions: args.discovery.regions,
+                    prune: args.prune.prune,
+                    plan: plan.clone(),
+                };
                 saved.write(out)?;
             }
             if !args.format.json && !args.format.markdown {
@@ -187,7 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cloud = connect(&workspace.stacks).await?;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
-            let run = run_of(&cloud, &args.execution, Some(&args.building), regions, false)?;
+            let mut run = run_of(&cloud, &args.execution, Some(&args.building), regions, false)?;
+            run.prune = saved.as_ref().map_or(args.prune.prune, |s| s.prune);
             converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
         }
         Command::Destroy(args) => {
@@ -292,7 +297,7 @@ fn run_of(
         options.keep_on_failure = building.keep_on_failure;
         options.reports = building.reports_dir.clone();
     }
-    Ok(Run { regions, destroy, lock_timeout: args.lock_timeout, options })
+    Ok(Run { regions, prune: false, destroy, lock_timeout: args.lock_timeout, options })
 }
 
 /// Runs the pipeline's converge from the terminal: warns, watches for interrupts, shows the plan

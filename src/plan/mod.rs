@@ -115,6 +115,36 @@ pub struct Plan {
     /// What each stack that tracks an upstream resolved it to for this plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<crate::manifest::upstream::Resolution>,
+    /// Stacks that own resources but that no manifest given declares: reported, not planned
+    /// (see `--prune`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphaned: Vec<OrphanedStack>,
+}
+
+/// A stack no manifest declares, and what it owns where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanedStack {
+    pub stack: String,
+    /// Resources per region.
+    pub regions: BTreeMap<String, usize>,
+    /// Resources per kind (`image`, `snapshot`, …).
+    pub kinds: BTreeMap<String, usize>,
+}
+
+/// The stacks `foreign` resources belong to, with what each owns where.
+pub fn orphaned_stacks(foreign: &[LiveResource]) -> Vec<OrphanedStack> {
+    let mut stacks: BTreeMap<&str, OrphanedStack> = BTreeMap::new();
+    for live in foreign {
+        let Some(stack) = live.stack() else { continue };
+        let entry = stacks.entry(stack).or_insert_with(|| OrphanedStack {
+            stack: stack.to_string(),
+            regions: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+        });
+        *entry.regions.entry(live.region.clone()).or_default() += 1;
+        *entry.kinds.entry(NodeKind::of_resource(live.kind).as_str().to_string()).or_default() += 1;
+    }
+    stacks.into_values().collect()
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +362,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes,
         warnings,
         upstream: vec![],
+        orphaned: vec![],
     }
 }
 

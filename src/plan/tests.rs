@@ -119,6 +119,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         vpc_counts: BTreeMap::new(),
         encrypted_by_default: BTreeSet::new(),
         denied_regions: BTreeMap::new(),
+        foreign: vec![],
     }
 }
 

@@ -36,6 +36,18 @@ pub struct PlanDocument {
     pub warnings: Vec<String>,
     /// What each stack that follows an upstream image resolved it to.
     pub upstream: Vec<UpstreamDocument>,
+    /// Stacks that own resources but that no manifest given declares (`plan --prune` plans
+    /// their deletion).
+    pub orphaned_stacks: Vec<OrphanedDocument>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OrphanedDocument {
+    pub stack: String,
+    /// Resources per region.
+    pub regions: BTreeMap<String, usize>,
+    /// Resources per kind.
+    pub kinds: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -125,6 +137,15 @@ impl PlanDocument {
                     url: u.url.clone(),
                     sha256: u.sha256.clone(),
                     version: u.version.clone(),
+                })
+                .collect(),
+            orphaned_stacks: plan
+                .orphaned
+                .iter()
+                .map(|o| OrphanedDocument {
+                    stack: o.stack.clone(),
+                    regions: o.regions.clone(),
+                    kinds: o.kinds.clone(),
                 })
                 .collect(),
         }

@@ -45,6 +45,14 @@ pub fn plan(plan: &Plan, limit: usize, full: &str) -> String {
         }
         warnings.push('\n');
     }
+    let orphaned = super::orphaned_lines(plan);
+    if !orphaned.is_empty() {
+        let _ = writeln!(warnings, "> [!NOTE]");
+        for line in orphaned {
+            let _ = writeln!(warnings, "> - {line}");
+        }
+        warnings.push('\n');
+    }
 
     let groups = groups(plan);
     let mut table = String::new();

@@ -114,8 +114,29 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
     for warning in &plan.warnings {
         let _ = writeln!(out, "{} {warning}", style.yellow("warning:"));
     }
+    for line in orphaned_lines(plan) {
+        let _ = writeln!(out, "{} {line}", style.yellow("not declared:"));
+    }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
+}
+
+/// One line per stack that owns resources but that no manifest given declares.
+pub fn orphaned_lines(plan: &Plan) -> Vec<String> {
+    plan.orphaned
+        .iter()
+        .map(|orphan| {
+            let total: usize = orphan.regions.values().sum();
+            let regions: Vec<String> = orphan.regions.iter().map(|(r, n)| format!("{n} in {r}")).collect();
+            let kinds: Vec<String> = orphan.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            format!(
+                "stack {} owns {total} resource(s) ({}: {}) and no manifest given declares it; `--prune` plans their deletion",
+                orphan.stack,
+                regions.join(", "),
+                kinds.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn render_change(out: &mut String, change: &Change, style: Style) {

@@ -34,6 +34,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<String>) -> Plan {
         changes,
         warnings,
         upstream: vec![],
+        orphaned: vec![],
     }
 }
 
@@ -63,7 +64,7 @@ fn every_action() -> Plan {
     let mut delete = change(Action::Delete, "image/old@eu-west-1", Some("ami-9"));
     delete.reasons = vec![Reason::NoLongerWanted];
     delete.with_snapshots = vec!["snap-9".into()];
-    plan_of(
+    let mut plan = plan_of(
         vec![
             change(Action::Create, "snapshot/demo-root@us-east-1", None),
             create,
@@ -73,7 +74,13 @@ fn every_action() -> Plan {
             change(Action::NoOp, "image/c@us-east-1", Some("ami-3")),
         ],
         vec!["EBS encryption by default is on in eu-west-1".into()],
-    )
+    );
+    plan.orphaned = vec![crate::plan::OrphanedStack {
+        stack: "dropped".into(),
+        regions: BTreeMap::from([("us-east-1".into(), 3)]),
+        kinds: BTreeMap::from([("image".into(), 2), ("snapshot".into(), 1)]),
+    }];
+    plan
 }
 
 #[test]

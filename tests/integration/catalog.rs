@@ -60,7 +60,7 @@ impl Review for Approve {
 
 fn run(destroy: bool) -> Run {
     let options = ApplyOptions { policy: RetryPolicy::fast(), ..ApplyOptions::default() };
-    Run { regions: RegionScope::Manifest, destroy, lock_timeout: Duration::ZERO, options }
+    Run { regions: RegionScope::Manifest, prune: false, destroy, lock_timeout: Duration::ZERO, options }
 }
 
 async fn workspace(dir: &Path) -> Workspace {

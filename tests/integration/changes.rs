@@ -213,3 +213,37 @@ async fn a_terminal_is_asked_and_only_yes_applies() {
     assert!(stdout(&accepted).contains("Done: 7 created."), "{}", stdout(&accepted));
     assert_eq!(moto.stack_images("eu-west-1", "tty").await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_manifest_leaves_a_stack_that_plans_report_and_prune_deletes() {
+    // Two stacks applied from one directory; then one manifest is removed.
+    let (moto, dir) = setup("changes-prune", "kept");
+    let other = workdir("changes-prune-other");
+    sample_image(&other.join("disk.raw"), 3, 9);
+    StackManifest::direct("dropped").write(&other);
+    expect_code(&moto.amiplan(&other, &["apply", "stack.yaml", "--auto-approve"]), 0);
+
+    let planned = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    expect_code(&planned, 0);
+    assert!(
+        stdout(&planned).contains("not declared: stack dropped owns ")
+            && stdout(&planned).contains("`--prune` plans their deletion"),
+        "{}",
+        stdout(&planned)
+    );
+    let json = plan_document(&stdout(&moto.amiplan(&dir, &["plan", "stack.yaml", "--json"])));
+    assert_eq!(json["orphaned_stacks"][0]["stack"], "dropped", "{json}");
+    assert_eq!(json["orphaned_stacks"][0]["kinds"]["image"], 6, "{json}");
+
+    // An apply without the flag leaves it; with it, the stack's AMIs and snapshots go.
+    let applied = moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]);
+    expect_code(&applied, 0);
+    assert_eq!(moto.stack_images("us-east-1", "dropped").await.len(), 2);
+    let pruned = moto.amiplan(&dir, &["apply", "stack.yaml", "--prune", "--auto-approve"]);
+    expect_code(&pruned, 0);
+    assert_stack_gone(&moto, "dropped", &REGIONS).await;
+    assert_eq!(moto.stack_images("us-east-1", "kept").await.len(), 2, "the declared stack stays");
+    // A saved plan carries the flag: `apply --plan` does not take it again.
+    let refused = moto.amiplan(&dir, &["apply", "--plan", "x.json", "--prune"]);
+    expect_code(&refused, 64);
+}

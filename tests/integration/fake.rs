@@ -267,7 +267,12 @@ impl Discovery for FakeCloud {
             .values()
             .filter(|r| r.region == region)
             .filter(|r| {
-                let by_stack = r.tags.get("amiplan:stack").is_some_and(|s| query.stacks.contains(s));
+                let by_stack = r.tags.get("amiplan:stack").is_some_and(|s| {
+                    // As the tag-key filter: parameters and catalogue files are found by stack only.
+                    query.stacks.contains(s)
+                        || (query.every_stack
+                            && !matches!(r.kind, ResourceKind::Parameter | ResourceKind::CatalogFiles))
+                });
                 let by_name =
                     r.kind == ResourceKind::Image && r.name.as_ref().is_some_and(|n| query.image_names.contains(n));
                 let parameter = r.kind == ResourceKind::Parameter && query.parameter_names.contains(&r.id);

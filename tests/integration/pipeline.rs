@@ -36,7 +36,7 @@ async fn load(dir: &Path) -> Workspace {
 
 fn run(destroy: bool) -> Run {
     let options = ApplyOptions { policy: RetryPolicy::fast(), ..ApplyOptions::default() };
-    Run { regions: RegionScope::Manifest, destroy, lock_timeout: Duration::ZERO, options }
+    Run { regions: RegionScope::Manifest, prune: false, destroy, lock_timeout: Duration::ZERO, options }
 }
 
 /// A review that approves (and counts the plans it saw), or declines.
@@ -166,6 +166,7 @@ async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged(
     let saved = SavedPlan {
         paths: vec![dir.join("m.yaml")],
         regions: RegionScope::Manifest,
+        prune: false,
         plan: plan_now(&cloud, &dir).await,
     };
     saved.write(&file).unwrap();
@@ -197,7 +198,7 @@ async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged(
     std::fs::write(dir.join("m.yaml"), StackManifest { description: "First".into(), ..other }.yaml()).unwrap();
     let fresh = plan_now(&cloud, &dir).await;
     assert!(fresh.changes.iter().any(|c| c.reasons == ["no longer in the manifests"]), "{fresh:#?}");
-    SavedPlan { paths: vec![dir.join("m.yaml")], regions, plan: fresh }.write(&file).unwrap();
+    SavedPlan { paths: vec![dir.join("m.yaml")], regions, prune: false, plan: fresh }.write(&file).unwrap();
     let read = SavedPlan::read(&file).unwrap();
     let applied = converge(&cloud, &dir, &run(false), Some(&read.plan), &review).await;
     assert_eq!(applied.exit_code(), exit::OK, "{applied:?}");
@@ -239,4 +240,54 @@ async fn a_build_region_outside_regions_is_shown_in_the_plan() {
     assert!(creates.contains(&"image/pl-x86_64-gp3@us-east-1"), "{creates:?}");
     let markdown = amiplan::render::markdown::plan(&plan, 65_535, "");
     assert!(markdown.contains("> [!WARNING]\n> - ") && markdown.contains("does not list the build region"));
+}
+
+#[tokio::test]
+async fn a_stack_no_manifest_declares_is_reported_and_pruned_only_when_asked() {
+    let cloud = FakeCloud::default();
+    let review = Reviewer::approving();
+    let kept = setup("pipeline-prune-kept", "Kept");
+    let gone = workdir("pipeline-prune-gone");
+    sample_image(&gone.join("disk.raw"), 3, 12);
+    std::fs::write(gone.join("m.yaml"), StackManifest::small("gone").yaml()).unwrap();
+    for dir in [&kept, &gone] {
+        let applied = converge(&cloud, dir, &run(false), None, &review).await;
+        assert_eq!(applied.exit_code(), exit::OK, "{applied:?}");
+    }
+    assert_eq!(cloud.images("eu-west-1").len(), 2);
+
+    // Planned from the kept manifest alone, the other stack is reported, not planned.
+    let plan = plan_now(&cloud, &kept).await;
+    assert!(!plan.has_changes(), "{plan:#?}");
+    let orphan = plan.orphaned.iter().find(|o| o.stack == "gone").expect("the stack is reported");
+    assert_eq!(orphan.regions, BTreeMap::from([("eu-west-1".into(), 1), ("us-east-1".into(), 2)]));
+    assert_eq!(orphan.kinds, BTreeMap::from([("image".into(), 2), ("snapshot".into(), 1)]));
+    let shown = amiplan::render::plan(&plan, amiplan::render::Style { color: false }, false);
+    assert!(
+        shown.contains("not declared: stack gone owns 3 resource(s) (1 in eu-west-1, 2 in us-east-1: 2 image, 1 snapshot) and no manifest given declares it; `--prune` plans their deletion"),
+        "{shown}"
+    );
+    let again = converge(&cloud, &kept, &run(false), None, &review).await;
+    assert!(matches!(again, Converged::NoChanges(_)), "without --prune nothing of it goes: {again:?}");
+    assert_eq!(cloud.images("eu-west-1").len(), 2);
+
+    // With --prune its resources are planned for deletion, and go; the kept stack stays.
+    let workspace = load(&kept).await;
+    let observed = workspace.observe(&cloud, RegionScope::Manifest).await.unwrap();
+    let pruning = workspace.plan_pruning(&observed, false, true);
+    let deletes: Vec<(&str, &str, usize)> = pruning
+        .changes
+        .iter()
+        .filter(|c| c.action == amiplan::plan::Action::Delete)
+        .map(|c| (c.stack.as_str(), c.region.as_str(), c.with_snapshots.len()))
+        .collect();
+    // Each AMI takes its snapshot with it.
+    assert_eq!(deletes, [("gone", "eu-west-1", 1), ("gone", "us-east-1", 1)], "{pruning:#?}");
+    let pruned = converge(&cloud, &kept, &Run { prune: true, ..run(false) }, None, &review).await;
+    assert_eq!(pruned.exit_code(), exit::OK, "{pruned:?}");
+    for region in ["eu-west-1", "us-east-1"] {
+        let left: Vec<String> = cloud.images(region).iter().map(|i| i.tags["amiplan:stack"].clone()).collect();
+        assert_eq!(left, ["pl"], "{region}");
+    }
+    assert!(plan_now(&cloud, &kept).await.orphaned.is_empty());
 }

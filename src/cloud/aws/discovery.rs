@@ -182,7 +182,11 @@ impl Discovery for AwsCloud {
             return Ok(vec![]);
         }
         let by_stack = || {
-            vec![Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(query.stacks.clone())).build()]
+            vec![if query.every_stack {
+                Filter::builder().name("tag-key").values(tags::STACK).build()
+            } else {
+                Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(query.stacks.clone())).build()
+            }]
         };
         let mut kinds = vec![];
         if !query.stacks.is_empty() {
