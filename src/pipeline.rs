@@ -349,7 +349,10 @@ pub async fn converge<C: Cloud>(
     review: &impl Review,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Converged> {
-    let locks = match lock::acquire(cloud, &workspace.lock_sites(), run.lock_timeout, interrupted).await {
+    let progress = run.options.progress.as_ref();
+    let sites = workspace.lock_sites();
+    progress.phase(&format!("taking the lock of {} stack(s)", sites.len()));
+    let locks = match lock::acquire(cloud, &sites, run.lock_timeout, interrupted).await {
         Ok(locks) => locks,
         Err(error @ lock::LockError::Interrupted { .. }) => {
             return Ok(Converged::InterruptedWaiting(error.to_string()));
@@ -357,6 +360,7 @@ pub async fn converge<C: Cloud>(
         Err(error) => return Err(error.into()),
     };
     let work = async {
+        progress.phase("reading live state");
         let observed = workspace.observe(cloud, run.regions).await?;
         let plan = workspace.plan_pruning(&observed, run.destroy, run.prune);
         if let Some(saved) = saved {

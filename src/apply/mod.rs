@@ -161,6 +161,15 @@ impl<'a, C: Cloud> Executor<'a, C> {
             self.resources.lock().expect("resource lock").insert(change.node.clone(), id.clone());
         }
         let seconds = started.elapsed().as_secs_f64();
+        let said = match (&outcome, &resource) {
+            (Outcome::Failed(error), _) => format!("failed: {error}"),
+            (Outcome::Skipped(why), _) => format!("skipped: {why}"),
+            (Outcome::Created, Some(id)) => format!("created {id}"),
+            (Outcome::Updated, Some(id)) => format!("updated {id}"),
+            (Outcome::Deleted, Some(id)) => format!("deleted {id}"),
+            (outcome, _) => format!("{outcome:?}").to_lowercase(),
+        };
+        self.options.progress.finished(&change.node, &said, seconds);
         let (phase, error) = match &outcome {
             Outcome::Failed(error) => (Phase::Failed, Some(error.as_str())),
             Outcome::Skipped(why) => (Phase::Skipped, Some(why.as_str())),
@@ -196,14 +205,18 @@ impl<'a, C: Cloud> Executor<'a, C> {
         error: Option<&str>,
         reports: Option<&Path>,
     ) {
-        let Some(events) = &self.options.events else { return };
         let action = serde_json::to_value(change.action).ok();
+        let action_word = action.as_ref().and_then(|a| a.as_str()).unwrap_or_default();
+        if event == Phase::Started {
+            self.options.progress.started(&change.node, action_word);
+        }
+        let Some(events) = &self.options.events else { return };
         events.emit(&Event {
             time: events::now(),
             stack: &change.stack,
             node: &change.node,
             region: &change.region,
-            action: action.as_ref().and_then(|a| a.as_str()).unwrap_or_default(),
+            action: action_word,
             event,
             resource,
             seconds,

@@ -13,25 +13,55 @@ use crate::cloud::Progress;
 /// How often a log hears about an upload that is still running.
 const LINE_EVERY: Duration = Duration::from_secs(30);
 
+/// How often a log hears about a wait on AWS that is not over (a copy may take half an hour).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
+
 /// Progress shown on standard error: bars on a terminal, lines otherwise.
 pub fn on_stderr() -> Arc<dyn Progress> {
     let dumb = std::env::var("TERM").is_ok_and(|term| term == "dumb");
     if std::io::stderr().is_terminal() && !dumb {
         Arc::new(Bars::default())
     } else {
-        Arc::new(Lines::new(Box::new(std::io::stderr()), LINE_EVERY))
+        Arc::new(Lines::new(Box::new(std::io::stderr()), LINE_EVERY, HEARTBEAT_EVERY))
     }
 }
 
-/// One bar per running upload.
+/// One bar per running upload, a spinner per node at work and per wait on AWS, and a line
+/// above them as each node ends.
 struct Bars {
     all: MultiProgress,
     running: Mutex<HashMap<String, ProgressBar>>,
+    spinners: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Default for Bars {
     fn default() -> Self {
-        Bars { all: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), running: Mutex::default() }
+        Bars {
+            all: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: Mutex::default(),
+            spinners: Mutex::default(),
+        }
+    }
+}
+
+impl Bars {
+    /// The spinner of `key`, made on first use with `message`.
+    fn spinner(&self, key: &str, message: &str) {
+        let mut spinners = self.spinners.lock().expect("progress lock");
+        let spinner = spinners.entry(key.to_string()).or_insert_with(|| {
+            let style =
+                ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})").expect("a valid template");
+            let spinner = self.all.add(ProgressBar::new_spinner().with_style(style).with_prefix(key.to_string()));
+            spinner.enable_steady_tick(Duration::from_millis(250));
+            spinner
+        });
+        spinner.set_message(message.to_string());
+    }
+
+    fn clear(&self, key: &str) {
+        if let Some(spinner) = self.spinners.lock().expect("progress lock").remove(key) {
+            spinner.finish_and_clear();
+        }
     }
 }
 
@@ -58,14 +88,50 @@ impl Progress for Bars {
             running.remove(work);
         }
     }
+
+    fn started(&self, node: &str, what: &str) {
+        self.spinner(node, what);
+    }
+
+    fn finished(&self, node: &str, outcome: &str, seconds: f64) {
+        self.clear(node);
+        let _ = self.all.println(format!("{node}: {outcome} ({})", took(seconds)));
+    }
+
+    fn waiting(&self, work: &str, state: &str) {
+        self.spinner(work, state);
+    }
+
+    fn waited(&self, work: &str) {
+        self.clear(work);
+    }
+
+    fn phase(&self, what: &str) {
+        let _ = self.all.println(format!("{what}…"));
+    }
 }
 
-/// Plain lines: when an upload starts, every `every` while it runs, and when it is complete.
+/// Seconds as a person reads them: `4.2 s`, `3m 12s`.
+fn took(seconds: f64) -> String {
+    if seconds < 60.0 {
+        return format!("{seconds:.1} s");
+    }
+    let whole = seconds.round() as u64;
+    let (hours, minutes, seconds) = (whole / 3600, whole % 3600 / 60, whole % 60);
+    if hours > 0 { format!("{hours}h {minutes}m {seconds}s") } else { format!("{minutes}m {seconds}s") }
+}
+
+/// Plain lines: when an upload starts, every `every` while it runs, and when it is complete;
+/// when a node starts and ends; and every `heartbeat` for each wait on AWS that goes on, so a
+/// pipeline's log never looks hung.
 pub struct Lines {
     out: Mutex<Box<dyn Write + Send>>,
     every: Duration,
+    heartbeat: Duration,
     /// Running uploads: when they started and when a line last said so.
     running: Mutex<HashMap<String, (Instant, Instant)>>,
+    /// Waits on AWS: when they started and when a line last said so.
+    waits: Mutex<HashMap<String, (Instant, Instant)>>,
 }
 
 impl std::fmt::Debug for Lines {
@@ -75,8 +141,8 @@ impl std::fmt::Debug for Lines {
 }
 
 impl Lines {
-    pub fn new(out: Box<dyn Write + Send>, every: Duration) -> Lines {
-        Lines { out: Mutex::new(out), every, running: Mutex::default() }
+    pub fn new(out: Box<dyn Write + Send>, every: Duration, heartbeat: Duration) -> Lines {
+        Lines { out: Mutex::new(out), every, heartbeat, running: Mutex::default(), waits: Mutex::default() }
     }
 
     /// A closed or full log must not stop an upload: write errors are dropped.
@@ -117,6 +183,35 @@ impl Progress for Lines {
             HumanBytes(rate as u64)
         ));
     }
+
+    fn started(&self, node: &str, what: &str) {
+        self.say(format!("{node}: {what} started"));
+    }
+
+    fn finished(&self, node: &str, outcome: &str, seconds: f64) {
+        self.say(format!("{node}: {outcome} ({})", took(seconds)));
+    }
+
+    fn waiting(&self, work: &str, state: &str) {
+        let now = Instant::now();
+        let mut waits = self.waits.lock().expect("progress lock");
+        let (started, said) = waits.entry(work.to_string()).or_insert((now, now));
+        if now - *said < self.heartbeat {
+            return;
+        }
+        *said = now;
+        let elapsed = took((now - *started).as_secs_f64());
+        drop(waits);
+        self.say(format!("{work}: still {state} after {elapsed}"));
+    }
+
+    fn waited(&self, work: &str) {
+        self.waits.lock().expect("progress lock").remove(work);
+    }
+
+    fn phase(&self, what: &str) {
+        self.say(format!("{what}…"));
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +240,7 @@ mod tests {
     #[test]
     fn a_log_hears_the_start_the_progress_and_the_end() {
         let log = Shared::default();
-        let lines = Lines::new(Box::new(log.clone()), Duration::ZERO);
+        let lines = Lines::new(Box::new(log.clone()), Duration::ZERO, Duration::ZERO);
         let mib = 1024 * 1024;
         lines.bytes("snapshot/a upload", 0, 4 * mib);
         lines.bytes("snapshot/a upload", mib, 4 * mib);
@@ -159,9 +254,37 @@ mod tests {
     }
 
     #[test]
+    fn a_log_hears_nodes_start_and_end_and_a_heartbeat_while_aws_works() {
+        let log = Shared::default();
+        let lines = Lines::new(Box::new(log.clone()), Duration::ZERO, Duration::ZERO);
+        lines.phase("reading live state");
+        lines.started("image/a@eu-west-1", "create");
+        lines.waiting("snapshot snap-1 in eu-west-1", "pending, 45%");
+        lines.waited("snapshot snap-1 in eu-west-1");
+        lines.finished("image/a@eu-west-1", "created ami-1", 125.0);
+        let said = log.lines();
+        assert_eq!(said[0], "reading live state…");
+        assert_eq!(said[1], "image/a@eu-west-1: create started");
+        assert!(said[2].starts_with("snapshot snap-1 in eu-west-1: still pending, 45% after "), "{said:?}");
+        assert_eq!(said[3], "image/a@eu-west-1: created ami-1 (2m 5s)");
+        assert_eq!(said.len(), 4, "{said:?}");
+    }
+
+    #[test]
+    fn heartbeats_come_once_a_period_per_wait() {
+        let log = Shared::default();
+        let lines = Lines::new(Box::new(log.clone()), Duration::ZERO, Duration::from_secs(3600));
+        for _ in 0..100 {
+            lines.waiting("AMI ami-1 in us-east-1", "pending");
+            lines.waiting("AMI ami-2 in us-east-1", "pending");
+        }
+        assert!(log.lines().is_empty(), "no heartbeat before a period passed: {:?}", log.lines());
+    }
+
+    #[test]
     fn a_log_is_not_flooded() {
         let log = Shared::default();
-        let lines = Lines::new(Box::new(log.clone()), Duration::from_secs(3600));
+        let lines = Lines::new(Box::new(log.clone()), Duration::from_secs(3600), Duration::from_secs(3600));
         lines.bytes("snapshot/b upload", 0, 1000);
         for done in 1..1000 {
             lines.bytes("snapshot/b upload", done, 1000);
@@ -181,7 +304,7 @@ mod tests {
                 Err(std::io::ErrorKind::BrokenPipe.into())
             }
         }
-        let lines = Lines::new(Box::new(Closed), Duration::ZERO);
+        let lines = Lines::new(Box::new(Closed), Duration::ZERO, Duration::ZERO);
         lines.bytes("snapshot/c upload", 0, 10);
         lines.bytes("snapshot/c upload", 10, 10);
     }

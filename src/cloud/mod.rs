@@ -64,6 +64,8 @@ pub struct ResourceStatus {
     pub snapshot_ids: Vec<String>,
     /// For AMIs: when AWS deprecates them (RFC 3339), as discovery reports it.
     pub deprecation: Option<String>,
+    /// How far AWS says it has got, where it says (a snapshot's `Progress`, e.g. `45%`).
+    pub progress: Option<String>,
 }
 
 #[derive(Debug, Clone)]

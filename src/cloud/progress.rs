@@ -8,6 +8,22 @@ pub trait Progress: std::fmt::Debug + Send + Sync {
     /// `done` of `total` bytes. Called with `done == 0` when the work starts and with
     /// `done == total` when it is complete; a failed work stops being reported.
     fn bytes(&self, work: &str, done: u64, total: u64);
+
+    /// A node's work began: `what` it does (`create`, `delete`, …).
+    fn started(&self, _node: &str, _what: &str) {}
+
+    /// A node's work ended: `outcome` in words (`created ami-…`, `failed: …`), after `seconds`.
+    fn finished(&self, _node: &str, _outcome: &str, _seconds: f64) {}
+
+    /// `work` (e.g. `snapshot snap-… in us-east-1`) is still not done, as AWS says: `state`,
+    /// with AWS's own progress where it reports one. Called at every poll.
+    fn waiting(&self, _work: &str, _state: &str) {}
+
+    /// The wait for `work` is over, however it ended.
+    fn waited(&self, _work: &str) {}
+
+    /// The run entered a phase before any node's work (taking locks, reading live state).
+    fn phase(&self, _what: &str) {}
 }
 
 /// Progress that goes nowhere, for runs nobody watches.

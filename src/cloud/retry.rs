@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CloudError, ErrorClass};
+use super::{CloudError, ErrorClass, Progress};
 
 /// How persistent calls and waits are.
 #[derive(Debug, Clone)]
@@ -134,6 +134,23 @@ pub enum Poll<T> {
 /// pending for the policy's consistency window; throttling and transient faults are pending too.
 pub async fn wait_until<T, F, Fut>(
     policy: &RetryPolicy,
+    progress: &dyn Progress,
+    deadline: Duration,
+    what: &str,
+    check: F,
+) -> Result<T, WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>, CloudError>>,
+{
+    let result = poll_until(policy, progress, deadline, what, check).await;
+    progress.waited(what);
+    result
+}
+
+async fn poll_until<T, F, Fut>(
+    policy: &RetryPolicy,
+    progress: &dyn Progress,
     deadline: Duration,
     what: &str,
     mut check: F,
@@ -148,7 +165,10 @@ where
     loop {
         match check().await {
             Ok(Poll::Ready(value)) => return Ok(value),
-            Ok(Poll::Pending(state)) => last = state,
+            Ok(Poll::Pending(state)) => {
+                progress.waiting(what, &state);
+                last = state
+            }
             Err(error) => match error.class {
                 ErrorClass::Throttling | ErrorClass::Transient => last = error.to_string(),
                 ErrorClass::NotFound | ErrorClass::NotReady if start.elapsed() < policy.consistency_window => {
@@ -285,20 +305,22 @@ mod tests {
     #[tokio::test]
     async fn waits_treat_early_not_found_as_pending_and_time_out() {
         let calls = AtomicU32::new(0);
-        let ready = wait_until(&RetryPolicy::fast(), Duration::from_secs(5), "ami-1", || async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
-                0 => Err(error("InvalidAMIID.NotFound")),
-                1 => Ok(Poll::Pending("pending".into())),
-                _ => Ok(Poll::Ready("available")),
-            }
-        })
-        .await;
+        let ready =
+            wait_until(&RetryPolicy::fast(), &crate::cloud::NoProgress, Duration::from_secs(5), "ami-1", || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(error("InvalidAMIID.NotFound")),
+                    1 => Ok(Poll::Pending("pending".into())),
+                    _ => Ok(Poll::Ready("available")),
+                }
+            })
+            .await;
         assert_eq!(ready.unwrap(), "available");
 
-        let timeout = wait_until(&RetryPolicy::fast(), Duration::from_millis(50), "ami-2", || async {
-            Ok::<Poll<()>, CloudError>(Poll::Pending("pending".into()))
-        })
-        .await;
+        let timeout =
+            wait_until(&RetryPolicy::fast(), &crate::cloud::NoProgress, Duration::from_millis(50), "ami-2", || async {
+                Ok::<Poll<()>, CloudError>(Poll::Pending("pending".into()))
+            })
+            .await;
         assert!(matches!(timeout, Err(WaitError::Timeout { .. })));
     }
 }

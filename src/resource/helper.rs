@@ -112,7 +112,7 @@ pub(super) fn stale(live: &LiveResource) -> Option<Reason> {
 /// Waits until the instance runs (an adopted one may still be `pending`).
 pub async fn wait_started<S: Steps>(steps: &S, region: &str, id: &str) -> Result<(), StepError> {
     let what = format!("helper {id} in {region}");
-    let result = wait_until(steps.policy(), steps.deadlines().transient, &what, || async {
+    let result = wait_until(steps.policy(), steps.progress(), steps.deadlines().transient, &what, || async {
         let status = steps.cloud().instance_status(region, id).await?;
         Ok(match status.state {
             State::Pending => Poll::Pending(status.state.to_string()),
@@ -147,7 +147,7 @@ pub async fn wait_for_job<S: Steps>(
     // console buffered at the stop only a while later, so that is not yet a failure.
     let ended_at: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
     let grace = steps.deadlines().console_grace;
-    let result = wait_until(steps.policy(), timeout + grace, &what, || async {
+    let result = wait_until(steps.policy(), steps.progress(), timeout + grace, &what, || async {
         let status = cloud.instance_status(region, instance).await?;
         let console = cloud.console_output(region, instance).await?;
         let ended = status.state.has_ended();

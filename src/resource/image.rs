@@ -90,7 +90,7 @@ pub async fn wait<S: Steps>(
     deadline: Duration,
 ) -> Result<ResourceStatus, StepError> {
     let what = format!("AMI {id} in {region}");
-    let result = wait_until(steps.policy(), deadline, &what, || async {
+    let result = wait_until(steps.policy(), steps.progress(), deadline, &what, || async {
         let status = steps.cloud().image_status(region, id).await?;
         Ok(match status.state {
             State::Ready => Poll::Ready(Ok(status)),

@@ -176,7 +176,7 @@ impl Parameter {
     async fn read_back<S: Steps>(&self, steps: &S, region: &str, ami: &str, version: i64) -> Result<(), StepError> {
         let cloud = steps.cloud();
         let what = format!("parameter {} in {region}", self.name);
-        let shown = wait_until(steps.policy(), steps.deadlines().parameter, &what, || async {
+        let shown = wait_until(steps.policy(), steps.progress(), steps.deadlines().parameter, &what, || async {
             Ok(match cloud.parameter(region, &self.name).await? {
                 Some((value, shown)) if shown >= version && value == ami => Poll::Ready(()),
                 Some((value, shown)) => Poll::Pending(format!("version {shown} names {value}")),

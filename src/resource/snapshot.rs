@@ -144,12 +144,15 @@ async fn capture<S: Steps>(
 /// Waits until the snapshot is complete (or failed).
 pub async fn wait<S: Steps>(steps: &S, region: &str, id: &str) -> Result<ResourceStatus, StepError> {
     let what = format!("snapshot {id} in {region}");
-    let result = wait_until(steps.policy(), steps.deadlines().snapshot, &what, || async {
+    let result = wait_until(steps.policy(), steps.progress(), steps.deadlines().snapshot, &what, || async {
         let status = steps.cloud().snapshot_status(region, id).await?;
         Ok(match status.state {
             State::Ready => Poll::Ready(Ok(status)),
             State::Failed(_) => Poll::Ready(Err(status)),
-            other => Poll::Pending(other.to_string()),
+            other => Poll::Pending(match &status.progress {
+                Some(progress) => format!("{other}, {progress}"),
+                None => other.to_string(),
+            }),
         })
     })
     .await;

@@ -167,7 +167,7 @@ pub async fn remove_build_resource<S: Steps>(
     };
     let deadline = steps.deadlines().transient;
     let cloud = steps.cloud();
-    let result = wait_until(steps.policy(), deadline, &what, || async {
+    let result = wait_until(steps.policy(), steps.progress(), deadline, &what, || async {
         match cloud.delete_build_resource(region, resource, id).await {
             Ok(()) => Ok(Poll::Ready(())),
             // Still held by something being deleted (a volume by its instance): wait it out.
@@ -182,7 +182,7 @@ pub async fn remove_build_resource<S: Steps>(
     };
     result.map_err(as_cloud)?;
     if resource == ResourceKind::Instance {
-        let terminated = wait_until(steps.policy(), deadline, &what, || async {
+        let terminated = wait_until(steps.policy(), steps.progress(), deadline, &what, || async {
             match cloud.instance_status(region, id).await {
                 Ok(status) if status.state == State::Terminated => Ok(Poll::Ready(())),
                 Ok(status) => Ok(Poll::Pending(status.state.to_string())),

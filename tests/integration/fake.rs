@@ -212,7 +212,7 @@ impl FakeCloud {
         let live = state.resources.get(&(region.to_string(), id.to_string())).ok_or_else(gone)?;
         let state_name = if still_pending { LiveState::Pending } else { live.state.clone() };
         let (snapshot_ids, deprecation) = (live.snapshot_ids.clone(), live.deprecation.clone());
-        Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids, deprecation })
+        Ok(ResourceStatus { state: state_name, reason: None, snapshot_ids, deprecation, progress: None })
     }
 
     fn modify(&self, region: &str, id: &str, change: impl FnOnce(&mut LiveResource)) -> Result<(), CloudError> {

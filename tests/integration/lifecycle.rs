@@ -195,3 +195,47 @@ pub async fn register_bystander(moto: &Moto, region: &str) -> String {
         .unwrap();
     image.image_id().unwrap().to_string()
 }
+
+/// What a person at a terminal sees: apply run on a pseudo terminal (util-linux `script`), so
+/// that amiplan's stderr is a terminal, as it is for someone typing the command; and what a
+/// pipeline's log gets from the same run off a terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_sees_live_progress_and_a_log_sees_plain_lines() {
+    let moto = Moto::start();
+    let dir = workdir("progress-pty");
+    sample_image(&dir.join("disk.raw"), 6, 3);
+    StackManifest::small("tty").write(&dir);
+
+    // The environment the tests give amiplan, for `script` to pass on.
+    let plain = amiplan_command(&moto.endpoint, &dir, &[]);
+    let mut on_pty = std::process::Command::new("script");
+    on_pty.current_dir(&dir).env_remove("NO_COLOR").env("TERM", "xterm-256color");
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(value) if key != "NO_COLOR" => on_pty.env(key, value),
+            Some(_) => &mut on_pty,
+            None => on_pty.env_remove(key),
+        };
+    }
+    let binary = env!("CARGO_BIN_EXE_amiplan");
+    let command = format!("{binary} apply stack.yaml --auto-approve --regions manifest");
+    let output = on_pty.args(["-qefc", &command, "/dev/null"]).output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(0), "{seen}");
+    // indicatif draws and redraws in place: cursor movements and line clears.
+    assert!(seen.contains("\u{1b}[2K") || seen.contains("\u{1b}[1A"), "no live display: {seen:?}");
+    assert!(seen.contains("upload [") || seen.contains("upload: sen"), "no upload bar: {seen:?}");
+    for phase in ["taking the lock of 1 stack(s)…", "reading live state…"] {
+        assert!(seen.contains(phase), "{phase} in {seen:?}");
+    }
+    assert!(seen.contains("snapshot/tty-root@us-east-1: created snap-"), "{seen:?}");
+    assert!(seen.contains("image/tty-x86_64-gp3@eu-west-1: created ami-"), "{seen:?}");
+
+    // Off a terminal: lines as nodes start and end, no escape codes.
+    let destroyed = moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]);
+    expect_code(&destroyed, 0);
+    let log = stderr(&destroyed);
+    assert!(!log.contains('\u{1b}'), "escape codes in a log: {log:?}");
+    assert!(log.contains("image/tty-x86_64-gp3@eu-west-1: delete started"), "{log}");
+    assert!(log.contains("image/tty-x86_64-gp3@eu-west-1: deleted ami-"), "{log}");
+}

@@ -200,6 +200,7 @@ impl BuildHosts for AwsCloud {
             reason: instance.state_reason().and_then(|r| r.message.clone()),
             snapshot_ids: vec![],
             deprecation: None,
+            progress: None,
         })
     }
 

@@ -91,6 +91,7 @@ impl Images for AwsCloud {
             reason: image.state_reason.as_ref().and_then(|r| r.message.clone()),
             snapshot_ids: image_snapshots(image),
             deprecation: image.deprecation_time.clone(),
+            progress: None,
         })
     }
 

@@ -33,6 +33,7 @@ impl Snapshots for AwsCloud {
             reason: snapshot.state_message.clone(),
             snapshot_ids: vec![],
             deprecation: None,
+            progress: snapshot.progress.clone().filter(|p| !p.is_empty()),
         })
     }
 
