@@ -149,7 +149,14 @@ pub async fn apply<C: Cloud>(
     executor.create_phase(&failed_deletes).await;
     executor.retire_phase().await;
     let mut nodes = executor.reports.into_inner().expect("report lock");
-    nodes.sort_by(|a, b| (&a.stack, &a.node, &a.resource).cmp(&(&b.stack, &b.node, &b.resource)));
+    // In the plan's order (dependencies first), as people read what happened.
+    let order: HashMap<(&str, Option<&str>), usize> =
+        plan.changes.iter().enumerate().map(|(i, c)| ((c.node.as_str(), c.live_id.as_deref()), i)).collect();
+    let position = |r: &NodeReport| {
+        let by_live = order.get(&(r.node.as_str(), r.resource.as_deref()));
+        by_live.or_else(|| order.get(&(r.node.as_str(), None))).copied().unwrap_or(usize::MAX)
+    };
+    nodes.sort_by(|a, b| (position(a), &a.node, &a.resource).cmp(&(position(b), &b.node, &b.resource)));
     Report { nodes, interrupted: interrupted.load(Ordering::SeqCst) }
 }
 

@@ -6,7 +6,6 @@ mod distribution;
 mod explain;
 mod progress;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, anyhow, bail};
 use clap::{CommandFactory, Parser};
 
-use crate::apply::{ApplyOptions, Deadlines, Outcome, Report};
+use crate::apply::{ApplyOptions, Deadlines};
 use crate::cloud::Locks;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
 use crate::cloud::retry::RetryPolicy;
@@ -320,7 +319,7 @@ async fn converge(
     match &converged {
         Converged::NoChanges(plan) => outln!("{}", render::summary_line(plan)),
         Converged::Applied { report, .. } if args.json => outln!("{}", serde_json::to_string_pretty(report)?),
-        Converged::Applied { report, .. } => out!("{}", render_report(report, style)),
+        Converged::Applied { report, .. } => out!("{}", render::report::report(report, style)),
         Converged::InterruptedWaiting(why) => errln!("{why}: nothing was changed"),
     }
     Ok(converged.exit_code())
@@ -389,50 +388,6 @@ fn confirm(verb: &str) -> anyhow::Result<()> {
         return Err(anyhow!("{verb} cancelled; nothing was changed"));
     }
     Ok(())
-}
-
-fn render_report(report: &Report, style: Style) -> String {
-    let mut out = String::from("\n");
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for node in &report.nodes {
-        let id = node.resource.as_deref().unwrap_or("-");
-        let (label, detail) = match &node.outcome {
-            Outcome::Created => (style.green("created"), String::new()),
-            Outcome::Updated => (style.yellow("updated"), String::new()),
-            Outcome::Deleted => (style.red("deleted"), String::new()),
-            Outcome::Unchanged => ("unchanged".to_string(), String::new()),
-            Outcome::Failed(why) => (style.red("FAILED"), format!("\n      {why}")),
-            Outcome::Skipped(why) => (style.yellow("skipped"), format!(": {why}")),
-        };
-        let key = match node.outcome {
-            Outcome::Created => "created",
-            Outcome::Updated => "updated",
-            Outcome::Deleted => "deleted",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Failed(_) => "failed",
-            Outcome::Skipped(_) => "skipped",
-        };
-        *counts.entry(key).or_default() += 1;
-        if node.outcome == Outcome::Unchanged {
-            continue;
-        }
-        out.push_str(&format!("  {label} {} {id} ({:.1}s){detail}\n", node.node, node.seconds));
-        if let Some(reports) = &node.reports {
-            out.push_str(&format!("      reports: {}\n", reports.display()));
-        }
-    }
-    let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    if report.interrupted {
-        out.push_str(&format!("\nInterrupted ({}). Everything made so far is tagged; run apply again to resume, or destroy to remove it.\n", counts.join(", ")));
-    } else if report.succeeded() {
-        out.push_str(&format!("\nDone: {}.\n", counts.join(", ")));
-    } else {
-        out.push_str(&format!(
-            "\nFinished with failures: {}. Everything made is tagged; fix the cause and run again.\n",
-            counts.join(", ")
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

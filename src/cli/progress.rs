@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cloud::Progress;
+use crate::render::report::took;
 
 /// How often a log hears about an upload that is still running.
 const LINE_EVERY: Duration = Duration::from_secs(30);
@@ -109,16 +110,6 @@ impl Progress for Bars {
     fn phase(&self, what: &str) {
         let _ = self.all.println(format!("{what}…"));
     }
-}
-
-/// Seconds as a person reads them: `4.2 s`, `3m 12s`.
-fn took(seconds: f64) -> String {
-    if seconds < 60.0 {
-        return format!("{seconds:.1} s");
-    }
-    let whole = seconds.round() as u64;
-    let (hours, minutes, seconds) = (whole / 3600, whole % 3600 / 60, whole % 60);
-    if hours > 0 { format!("{hours}h {minutes}m {seconds}s") } else { format!("{minutes}m {seconds}s") }
 }
 
 /// Plain lines: when an upload starts, every `every` while it runs, and when it is complete;

@@ -11,6 +11,7 @@ use crate::source::SourceInfo;
 pub mod document;
 pub mod graph;
 pub mod markdown;
+pub mod report;
 
 /// ANSI styling, off when the output is not a terminal or the user said so (see the CLI's
 /// `--color`, which follows `NO_COLOR` and `CLICOLOR_FORCE` through anstream).
