@@ -111,6 +111,10 @@ pub struct LiveResource {
     /// For catalogue files: each file's path under the prefix → its etag.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// For snapshots: the bytes written to them (AWS's full snapshot size), or their volume's
+    /// size where AWS does not say; what storage they are billed for, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 impl LiveResource {
@@ -138,6 +142,7 @@ impl LiveResource {
             snapshot_sharing: vec![],
             value: None,
             files: BTreeMap::new(),
+            size_bytes: None,
         }
     }
 }

@@ -16,6 +16,7 @@ mod build;
 mod catalog;
 mod claim;
 mod compare;
+pub mod cost;
 mod gate;
 mod planned;
 mod retention;
@@ -119,6 +120,9 @@ pub struct Plan {
     /// (see `--prune`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphaned: Vec<OrphanedStack>,
+    /// The snapshot storage the plan adds and removes, by region (see [`cost`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cost: Vec<cost::RegionCost>,
 }
 
 /// A stack no manifest declares, and what it owns where.
@@ -341,6 +345,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             change.planned = planned::planned(node, desired, change, now);
         }
     }
+    let cost = cost::estimate(&changes, desired, &observed.resources);
     let mut warnings = account_warnings;
     warnings.extend(network_warnings);
     warnings.extend(catalog_warnings);
@@ -363,6 +368,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         warnings,
         upstream: vec![],
         orphaned: vec![],
+        cost,
     }
 }
 

@@ -98,6 +98,7 @@ fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
             snapshot_sharing: vec![],
             value: None,
             files: Default::default(),
+            size_bytes: (!is_image).then_some(3 << 30),
         });
     }
     resources
@@ -241,6 +242,26 @@ fn creates_say_what_they_make() {
     // Updates and unchanged nodes carry no such listing: their diffs say what changes.
     let unchanged = crate::plan::plan(&desired, &observed(applied(&desired)), &stacks(), false, NOW);
     assert!(unchanged.changes.iter().all(|c| c.planned.is_empty()), "{unchanged:#?}");
+}
+
+#[test]
+fn storage_cost_counts_uploaded_data_and_copies_and_what_deletes_free() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]), "aa");
+    let plan = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    // One block with data (512 KiB) uploaded, and copied to eu-west-1 with the AMI.
+    let added: Vec<(&str, u64, u64, bool)> =
+        plan.cost.iter().map(|c| (c.region.as_str(), c.added_bytes, c.removed_bytes, c.at_most)).collect();
+    assert_eq!(added, [("eu-west-1", 524_288, 0, false), ("us-east-1", 524_288, 0, false)]);
+    assert!((plan.cost[1].usd_per_month() - 524_288.0 / 1e9 * cost::USD_PER_GB_MONTH).abs() < 1e-12);
+
+    // Destroying frees the snapshots AWS reports the size of (3 GiB each here).
+    let live = observed(applied(&desired));
+    let destroy = crate::plan::plan(&desired, &live, &stacks(), true, NOW);
+    let removed: Vec<(&str, u64)> = destroy.cost.iter().map(|c| (c.region.as_str(), c.removed_bytes)).collect();
+    assert_eq!(removed, [("us-east-1", 3 << 30)]);
+    assert!(destroy.cost[0].usd_per_month() < 0.0);
+    // Nothing to do, nothing to pay.
+    assert!(crate::plan::plan(&desired, &live, &stacks(), false, NOW).cost.is_empty());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::plan::{Action, Change, Plan};
 pub const FORMAT_VERSION: &str = "1.0";
 
 /// A plan: what apply (or destroy) would do, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "amiplan plan")]
 pub struct PlanDocument {
     /// `MAJOR.MINOR`: a new major version may change or remove fields; a new minor one only
@@ -39,6 +39,29 @@ pub struct PlanDocument {
     /// Stacks that own resources but that no manifest given declares (`plan --prune` plans
     /// their deletion).
     pub orphaned_stacks: Vec<OrphanedDocument>,
+    /// The estimated change in the monthly bill for snapshot storage.
+    pub storage_cost: CostDocument,
+}
+
+/// Snapshot storage the plan adds and removes, and what that costs a month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CostDocument {
+    /// The price used, and where it comes from.
+    pub price_source: String,
+    pub usd_per_gb_month: f64,
+    /// The change in US dollars per month over all regions (negative: a saving).
+    pub usd_per_month: f64,
+    pub regions: Vec<RegionCostDocument>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RegionCostDocument {
+    pub region: String,
+    pub added_bytes: u64,
+    pub removed_bytes: u64,
+    pub usd_per_month: f64,
+    /// A size that is an upper bound (a helper build's volume), not the bytes with data.
+    pub at_most: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -148,6 +171,22 @@ impl PlanDocument {
                     kinds: o.kinds.clone(),
                 })
                 .collect(),
+            storage_cost: CostDocument {
+                price_source: crate::plan::cost::PRICE_SOURCE.into(),
+                usd_per_gb_month: crate::plan::cost::USD_PER_GB_MONTH,
+                usd_per_month: plan.cost.iter().map(|c| c.usd_per_month()).sum(),
+                regions: plan
+                    .cost
+                    .iter()
+                    .map(|c| RegionCostDocument {
+                        region: c.region.clone(),
+                        added_bytes: c.added_bytes,
+                        removed_bytes: c.removed_bytes,
+                        usd_per_month: c.usd_per_month(),
+                        at_most: c.at_most,
+                    })
+                    .collect(),
+            },
         }
     }
 }

@@ -54,6 +54,9 @@ pub fn plan(plan: &Plan, limit: usize, full: &str) -> String {
         warnings.push('\n');
     }
 
+    if let Some(cost) = super::cost_line(plan) {
+        let _ = writeln!(warnings, "{cost}\n");
+    }
     let groups = groups(plan);
     let mut table = String::new();
     if plan.has_changes() {

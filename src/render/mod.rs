@@ -118,8 +118,46 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
     for line in orphaned_lines(plan) {
         let _ = writeln!(out, "{} {line}", style.yellow("not declared:"));
     }
+    if let Some(cost) = cost_line(plan) {
+        let _ = writeln!(out, "{cost}");
+    }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
+}
+
+/// The estimated change in the monthly bill for snapshot storage, per region, with its price's
+/// source; `None` when the plan changes no storage.
+pub fn cost_line(plan: &Plan) -> Option<String> {
+    if plan.cost.is_empty() {
+        return None;
+    }
+    let total: f64 = plan.cost.iter().map(|c| c.usd_per_month()).sum();
+    let regions: Vec<String> = plan
+        .cost
+        .iter()
+        .map(|c| {
+            let bound = if c.at_most { "at most " } else { "" };
+            let mut parts = Vec::new();
+            if c.added_bytes > 0 {
+                parts.push(format!("+{:.2} GB", c.added_bytes as f64 / 1e9));
+            }
+            if c.removed_bytes > 0 {
+                parts.push(format!("-{:.2} GB", c.removed_bytes as f64 / 1e9));
+            }
+            format!("{} {bound}{} ({})", c.region, money(c.usd_per_month()), parts.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "Estimated monthly storage cost: {} ({}). {}.",
+        money(total),
+        regions.join("; "),
+        crate::plan::cost::PRICE_SOURCE
+    ))
+}
+
+fn money(usd: f64) -> String {
+    let sign = if usd < 0.0 { "-" } else { "+" };
+    format!("{sign}${:.2}/month", usd.abs())
 }
 
 /// One line per stack that owns resources but that no manifest given declares.

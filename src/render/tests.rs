@@ -35,6 +35,7 @@ fn plan_of(changes: Vec<Change>, warnings: Vec<String>) -> Plan {
         warnings,
         upstream: vec![],
         orphaned: vec![],
+        cost: vec![],
     }
 }
 
@@ -75,6 +76,20 @@ fn every_action() -> Plan {
         ],
         vec!["EBS encryption by default is on in eu-west-1".into()],
     );
+    plan.cost = vec![
+        crate::plan::cost::RegionCost {
+            region: "eu-west-1".into(),
+            added_bytes: 2_000_000_000,
+            removed_bytes: 8_000_000_000,
+            at_most: false,
+        },
+        crate::plan::cost::RegionCost {
+            region: "us-east-1".into(),
+            added_bytes: 10_000_000_000,
+            removed_bytes: 0,
+            at_most: true,
+        },
+    ];
     plan.orphaned = vec![crate::plan::OrphanedStack {
         stack: "dropped".into(),
         regions: BTreeMap::from([("us-east-1".into(), 3)]),

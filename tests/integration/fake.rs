@@ -186,6 +186,7 @@ impl FakeCloud {
             snapshot_sharing: vec![],
             value: None,
             files: Default::default(),
+            size_bytes: None,
         };
         state.resources.insert((region.to_string(), id.clone()), live);
         state.invisible.insert(id.clone(), self.lag);

@@ -35,6 +35,13 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     assert_eq!(document["summary"]["create"], 7, "{document}");
     let copy = document["changes"].as_array().unwrap().iter().find(|c| c["node"] == "image/life-x86_64-gp3@eu-west-1");
     assert_eq!(copy.unwrap()["after"]["copy_of"], "image/life-x86_64-gp3@us-east-1", "{document}");
+    // 9 blocks, of which 0, 3 and 6 hold data, and a last partial one: 4 blocks uploaded once in
+    // the build region, and copied with each of the 2 variants' AMIs to each other region.
+    let blocks = image.chunks(512 * 1024).filter(|b| b.iter().any(|&x| x != 0)).count() as u64;
+    for region in document["storage_cost"]["regions"].as_array().unwrap() {
+        let copies = if region["region"] == "us-east-1" { 1 } else { 2 };
+        assert_eq!(region["added_bytes"], blocks * 512 * 1024 * copies, "{region}");
+    }
     let shown = moto.amiplan(&dir, &["show", "saved.json", "--markdown"]);
     assert!(stdout(&shown).contains("### amiplan plan: 7 to create, 0 to update, 0 to replace, 0 to delete"));
     assert!(stdout(&shown).contains("```diff\n# snapshot/life-root@us-east-1\n"), "{}", stdout(&shown));

@@ -42,6 +42,7 @@ pub(super) fn live_image(region: &str, image: &Image) -> LiveResource {
         snapshot_sharing: vec![],
         value: None,
         files: BTreeMap::new(),
+        size_bytes: None,
     }
 }
 
@@ -66,6 +67,10 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
         snapshot_sharing: vec![],
         value: None,
         files: BTreeMap::new(),
+        size_bytes: snapshot
+            .full_snapshot_size_in_bytes()
+            .and_then(|bytes| u64::try_from(bytes).ok())
+            .or_else(|| snapshot.volume_size().and_then(|gib| u64::try_from(gib).ok()).map(|gib| gib << 30)),
     }
 }
 
