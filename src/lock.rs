@@ -83,7 +83,7 @@ pub fn this_holder(run: &str) -> BTreeMap<String, String> {
     let pid = std::process::id();
     BTreeMap::from([
         (HOLDER.to_string(), format!("{user}@{host} pid {pid}")),
-        (SINCE.to_string(), format!("unix time {}", now())),
+        (SINCE.to_string(), crate::deprecation::format(now() as i64)),
         (EXPIRES.to_string(), (now() + LEASE.as_secs()).to_string()),
         (HOST.to_string(), host),
         (PID.to_string(), pid.to_string()),
@@ -192,17 +192,22 @@ async fn acquire_one<C: Cloud>(
     }
 }
 
+/// A lock label's time as a time: leases are kept as seconds since the epoch, and older
+/// amiplan wrote `unix time N` for the start.
+fn as_time(label: &str) -> String {
+    match label.trim_start_matches("unix time ").parse::<i64>() {
+        Ok(seconds) => crate::deprecation::format(seconds),
+        Err(_) => label.to_string(),
+    }
+}
+
 fn held(site: &LockSite, other: &HeldLock) -> LockError {
     let label = |key: &str| other.labels.get(key).cloned().unwrap_or_else(|| "unknown".into());
-    let until = other
-        .labels
-        .get(EXPIRES)
-        .map(|e| format!("unix time {e}"))
-        .unwrap_or_else(|| "no lease: an older amiplan's lock".into());
+    let until = other.labels.get(EXPIRES).map(|e| as_time(e)).unwrap_or_else(|| "no lease: an older amiplan's lock".into());
     LockError::Held {
         stack: site.stack.clone(),
         holder: label(HOLDER),
-        since: label(SINCE),
+        since: as_time(&label(SINCE)),
         until,
         key: site.name(),
         region: site.region.clone(),
@@ -261,5 +266,14 @@ mod tests {
         assert_eq!(stale(&labels(300, "ci-1", 7), 200, "ci-1", alive), None, "a live local holder");
         assert_eq!(stale(&labels(300, "ci-1", 8), 200, "ci-2", alive), None, "another host's pid is not ours to judge");
         assert_eq!(stale(&BTreeMap::new(), 200, "ci-1", alive), None, "an older amiplan's lock has no lease");
+    }
+
+    #[test]
+    fn a_held_lock_says_its_times_as_times() {
+        let site = LockSite { stack: "web".into(), region: "us-east-1".into() };
+        let mut other = labels(1_780_272_600, "ci-1", 7);
+        other.insert(SINCE.to_string(), "unix time 1780272000".to_string());
+        let said = held(&site, &HeldLock { id: Some("key-1".into()), labels: other }).to_string();
+        assert!(said.contains("since 2026-06-01T00:00:00Z, lease until 2026-06-01T00:10:00Z"), "{said}");
     }
 }
