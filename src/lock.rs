@@ -203,7 +203,8 @@ fn as_time(label: &str) -> String {
 
 fn held(site: &LockSite, other: &HeldLock) -> LockError {
     let label = |key: &str| other.labels.get(key).cloned().unwrap_or_else(|| "unknown".into());
-    let until = other.labels.get(EXPIRES).map(|e| as_time(e)).unwrap_or_else(|| "no lease: an older amiplan's lock".into());
+    let until =
+        other.labels.get(EXPIRES).map(|e| as_time(e)).unwrap_or_else(|| "no lease: an older amiplan's lock".into());
     LockError::Held {
         stack: site.stack.clone(),
         holder: label(HOLDER),

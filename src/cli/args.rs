@@ -12,27 +12,33 @@ use crate::observe::RegionScope;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// AWS endpoint (an emulator, for example); `AWS_ENDPOINT_URL` works too.
-    #[arg(long, global = true)]
-    pub endpoint_url: Option<String>,
-    /// AWS profile from the shared config files; `AWS_PROFILE` works too.
-    #[arg(long, global = true)]
-    pub profile: Option<String>,
     /// When to colour the output: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
     /// forces it), always or never. Progress bars appear only on a terminal.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, display_order = 900)]
     pub color: ColorChoice,
     /// More logging on stderr (-v: progress, -vv: debug). AWS SDK internals stay quiet unless
     /// RUST_LOG asks for them.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 901)]
     pub verbose: u8,
+}
+
+/// How to reach AWS: only the commands that call it take these.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct Aws {
+    /// AWS endpoint (an emulator, for example); `AWS_ENDPOINT_URL` works too.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// AWS profile from the shared config files; `AWS_PROFILE` works too.
+    #[arg(long)]
+    pub profile: Option<String>,
     /// How long one attempt of an AWS call may take before it is abandoned and retried (a
     /// connection that is accepted and never answered).
-    #[arg(long, global = true, env = "AMIPLAN_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    #[arg(long, env = "AMIPLAN_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub attempt_timeout: Duration,
     /// How long one AWS call may take, all its retries (of throttling, dropped connections,
     /// server errors) included, before the run gives up on it.
-    #[arg(long, global = true, env = "AMIPLAN_CALL_DEADLINE", value_parser = parse_duration, default_value = "10m")]
+    #[arg(long, env = "AMIPLAN_CALL_DEADLINE", value_parser = parse_duration, default_value = "10m")]
     pub call_deadline: Duration,
 }
 
@@ -56,7 +62,7 @@ pub enum Command {
     /// AMI IDs per stack, variant and region.
     Output(OutputArgs),
     /// Break the locks of the manifests' stacks (left behind by a killed run).
-    Unlock(Paths),
+    Unlock(UnlockArgs),
     /// Print a JSON Schema: of manifests (the default) or of the JSON plan.
     Schema(SchemaArgs),
     /// Print the desired dependency graph of the manifests (no AWS call).
@@ -75,6 +81,36 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Serve resolve queries and the catalogue files over HTTP, refreshed from AWS.
     Serve(ServeArgs),
+}
+
+impl Command {
+    /// How the command reaches AWS, if it calls AWS at all.
+    pub fn aws(&self) -> Option<&Aws> {
+        match self {
+            Command::Plan(args) => Some(&args.aws),
+            Command::Apply(args) => Some(&args.aws),
+            Command::Destroy(args) => Some(&args.aws),
+            Command::Output(args) => Some(&args.aws),
+            Command::Unlock(args) => Some(&args.aws),
+            Command::Catalog(args) => Some(&args.aws),
+            Command::Resolve(args) => Some(&args.aws),
+            Command::Serve(args) => Some(&args.aws),
+            Command::Validate(_)
+            | Command::Schema(_)
+            | Command::Show(_)
+            | Command::Graph(_)
+            | Command::Completions(_)
+            | Command::Man => None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +180,8 @@ pub struct CatalogArgs {
     /// Directory to write the catalogue tree into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +211,8 @@ pub struct ResolveArgs {
     /// Print the AMI with its name, version, channel and deprecation as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +225,8 @@ pub struct ServeArgs {
     /// How often the view is read from AWS again.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub refresh: Duration,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -226,6 +268,8 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub prune: Prune,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 /// The deletion of what stacks no manifest declares own.
@@ -300,6 +344,8 @@ pub struct ApplyArgs {
     pub execution: Execution,
     #[command(flatten)]
     pub building: Building,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +356,8 @@ pub struct DestroyArgs {
     pub discovery: Discovery,
     #[command(flatten)]
     pub execution: Execution,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +367,8 @@ pub struct OutputArgs {
     /// Print every AMI with its stack, node, region and state as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub aws: Aws,
 }
 
 /// Like [`parse_duration`], but zero is allowed (do not wait at all).

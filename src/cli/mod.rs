@@ -27,7 +27,7 @@ use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_s
 use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
-use args::{Building, ColorChoice, Command, Execution, GraphFormat, PlanFormat, SchemaOf};
+use args::{Aws, Building, ColorChoice, Command, Execution, GraphFormat, PlanFormat, SchemaOf};
 
 pub use crate::pipeline::exit;
 
@@ -44,7 +44,8 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let endpoint = cli.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    let endpoint =
+        cli.command.aws().and_then(|aws| aws.endpoint_url.clone()).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
@@ -95,19 +96,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             ColorChoice::Auto => anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never,
         },
     };
-    let policy = RetryPolicy {
-        attempt_timeout: cli.attempt_timeout,
-        call_deadline: cli.call_deadline,
-        ..RetryPolicy::default()
-    };
-    let tuning = Tuning { retry: policy.clone(), ..Tuning::default() };
-    let connect = |stacks: &[Stack]| {
+    let connect = |aws: &Aws, stacks: &[Stack]| {
+        let policy = RetryPolicy {
+            attempt_timeout: aws.attempt_timeout,
+            call_deadline: aws.call_deadline,
+            ..RetryPolicy::default()
+        };
+        let tuning = Tuning { retry: policy, ..Tuning::default() };
         let connection = Connection {
-            endpoint_url: cli.endpoint_url.clone(),
-            profile: cli.profile.clone(),
+            endpoint_url: aws.endpoint_url.clone(),
+            profile: aws.profile.clone(),
             home_region: pipeline::home_region(stacks).to_string(),
         };
-        let tuning = tuning.clone();
         async move { AwsCloud::connect(&connection, tuning).await }
     };
     match &cli.command {
@@ -161,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan_pruning(&observed, args.destroy, args.prune.prune);
             if let Some(out) = &args.out {
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
             let paths = saved.as_ref().map_or(&args.paths.paths, |s| &s.paths);
             let workspace = Workspace::load(paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);
             let mut run = run_of(&cloud, &args.execution, Some(&args.building), regions, false)?;
@@ -196,13 +196,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Destroy(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
         }
-        Command::Unlock(paths) => {
-            let stacks = load_stacks(&paths.paths)?;
-            let cloud = connect(&stacks).await?;
+        Command::Unlock(args) => {
+            let stacks = load_stacks(&args.paths.paths)?;
+            let cloud = connect(&args.aws, &stacks).await?;
             for site in pipeline::lock_sites(&stacks) {
                 cloud
                     .unlock(&site.region, &site.name())
@@ -214,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Catalog(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::catalog(&cloud, &workspace, args).await
         }
         Command::Resolve(args) => {
@@ -222,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(from) => distribution::read_catalogue(from).await?,
                 None => {
                     let workspace = Workspace::load(&args.paths.paths).await?;
-                    let cloud = connect(&workspace.stacks).await?;
+                    let cloud = connect(&args.aws, &workspace.stacks).await?;
                     workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
                 }
             };
@@ -230,12 +230,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Serve(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::serve(cloud, workspace, args).await
         }
         Command::Output(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
-            let cloud = connect(&workspace.stacks).await?;
+            let cloud = connect(&args.aws, &workspace.stacks).await?;
             let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&outputs)?);
@@ -413,6 +413,20 @@ mod tests {
         assert!(parse("amiplan destroy m.yaml --parallelism 2 --lock-timeout 1m").is_ok());
         assert_eq!(parse("amiplan apply --parallelism 0").err(), Some(clap::error::ErrorKind::ValueValidation));
         assert_eq!(parse("amiplan destroy --parallelism 0").err(), Some(clap::error::ErrorKind::ValueValidation));
+        // Commands that never call AWS do not offer its flags; those that do, do.
+        for offline in ["validate m.yaml", "graph m.yaml", "show p.json", "schema", "man", "completions bash"] {
+            for aws in ["--endpoint-url http://x", "--profile p", "--attempt-timeout 5s", "--call-deadline 1m"] {
+                let line = format!("amiplan {offline} {aws}");
+                assert_eq!(parse(&line).err(), Some(clap::error::ErrorKind::UnknownArgument), "{line}");
+            }
+        }
+        for online in ["plan", "apply", "destroy", "output", "unlock", "catalog --out d", "serve"] {
+            let line = format!("amiplan {online} m.yaml --endpoint-url http://x --profile p --call-deadline 1m");
+            assert!(parse(&line).is_ok(), "{line}");
+        }
+        // A saved plan names its manifests and pruning: giving them again is refused.
+        assert_eq!(parse("amiplan apply m.yaml --plan p.json").err(), Some(clap::error::ErrorKind::ArgumentConflict));
+        assert_eq!(parse("amiplan apply --plan p.json --prune").err(), Some(clap::error::ErrorKind::ArgumentConflict));
     }
 
     #[test]
