@@ -22,4 +22,5 @@ pub mod plan;
 pub mod render;
 pub mod resource;
 pub mod source;
+mod spelling;
 pub mod tags;

@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.color);
     let endpoint =
         cli.command.aws().and_then(|aws| aws.endpoint_url.clone()).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, color: ColorChoice) {
     let level = match verbose {
         0 => "amiplan=warn",
         1 => "amiplan=info",
@@ -78,8 +78,17 @@ fn init_logging(verbose: u8) {
     // Defence in depth: the SDK redacts credentials in its own logs (the secrets test checks
     // this at RUST_LOG=trace), and its request-signing internals are never worth showing anyway.
     filter = filter.add_directive("aws_sigv4=off".parse().expect("a valid directive"));
+    // Colour only for a person at a terminal: a log written to a file or a pipe gets none,
+    // whatever --color says.
+    let ansi = std::io::stderr().is_terminal()
+        && match color {
+            ColorChoice::Never => false,
+            ColorChoice::Always => true,
+            ColorChoice::Auto => anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never,
+        };
     // A closed stderr must not turn a log line into a panic (see `console`).
     tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

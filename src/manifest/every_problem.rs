@@ -105,13 +105,7 @@ fn expected(key: &str, known: &[String]) -> String {
     if known.is_empty() {
         return String::new();
     }
-    let near = known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(k, key), k))
-        .filter(|(distance, _)| *distance <= 2)
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default();
+    let near = crate::spelling::hint(key, known.iter().map(String::as_str));
     let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
     format!("{near}, expected one of {}", list.join(", "))
 }

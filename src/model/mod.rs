@@ -395,13 +395,7 @@ fn parse_minutes(text: &str) -> Result<Duration, String> {
 
 fn check_region(region: &str, path: &str, report: &mut impl FnMut(&str, String)) {
     if !KNOWN_REGIONS.contains(&region) {
-        let guess = KNOWN_REGIONS
-            .iter()
-            .map(|known| (strsim::damerau_levenshtein(known, region), known))
-            .filter(|(distance, _)| *distance <= 2)
-            .min()
-            .map(|(_, known)| format!(" (did you mean `{known}`?)"))
-            .unwrap_or_default();
+        let guess = crate::spelling::hint(region, KNOWN_REGIONS.iter().copied());
         report(path, format!("unknown region `{region}`{guess}"));
     }
 }

@@ -70,6 +70,14 @@ fn an_unknown_profile_is_named_with_the_ones_there_are() {
 #[test]
 fn an_endpoint_that_does_not_answer_is_named() {
     let dir = setup("errors-unreachable", MANIFEST);
+    let logged = amiplan_at(
+        "http://127.0.0.1:9",
+        &dir,
+        &["plan", "m.yaml", "--call-deadline", "2s", "-vv", "--color", "always"],
+    );
+    // The retries were logged, and a log that is not a terminal gets no colour whatever --color says.
+    assert!(stderr(&logged).contains("retrying"), "{}", stderr(&logged));
+    assert!(!stderr(&logged).contains('\u{1b}'), "{:?}", stderr(&logged));
     let output = amiplan_at("http://127.0.0.1:9", &dir, &["plan", "m.yaml", "--call-deadline", "3s"]);
     assert_eq!(
         first_line(&output),

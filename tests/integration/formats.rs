@@ -93,10 +93,12 @@ async fn every_published_format_lands_byte_for_byte_and_is_read_once() {
         expect_code(&apply, 0);
         // Not a terminal: the upload's progress comes as plain lines on stderr.
         let said = stderr(&apply);
-        let progress: Vec<&str> = said.lines().filter(|l| l.starts_with("snapshot/")).collect();
+        let progress: Vec<&str> =
+            said.lines().filter(|l| l.starts_with("snapshot/") && l.contains(" upload: ")).collect();
         assert!(progress.iter().any(|l| l.ends_with(&format!("upload: sending {data}"))), "{progress:?}");
         assert!(progress.last().is_some_and(|l| l.contains("upload: sent ")), "{progress:?}");
         assert!(!said.contains('\u{1b}'), "no escape codes off a terminal");
+        assert!(said.contains(&format!("snapshot/{stack}-root@us-east-1: created snap-")), "{said}");
         let snapshots = moto.stack_snapshots("us-east-1", stack).await;
         assert_eq!(snapshots.len(), 1, "{file}");
         assert_eq!(tag(snapshots[0].tags(), "amiplan:source"), Some(address.as_str()), "{file}: one address per image");

@@ -441,15 +441,33 @@ pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
 /// waiting for a termination that never comes. So it is stopped only while it runs, and
 /// terminated again if amiplan's TerminateInstances crossed the stop.
 pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str) {
-    if is_running(ec2, instance).await {
+    let terminated = || {
+        proxy.calls().iter().any(|c| {
+            c.operation == "TerminateInstances"
+                && c.params.iter().any(|(k, v)| k.starts_with("InstanceId") && v == instance)
+        })
+    };
+    // Not stopped at all once amiplan terminated it: the crossing below is then impossible.
+    if !terminated() && is_running(ec2, instance).await {
         let _ = ec2.stop_instances().instance_ids(instance).send().await;
     }
-    let terminated = proxy.calls().iter().any(|c| {
-        c.operation == "TerminateInstances"
-            && c.params.iter().any(|(k, v)| k.starts_with("InstanceId") && v == instance)
-    });
-    if terminated {
-        ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
+    if terminated() {
+        // moto refuses a second termination of an instance whose first one it carried out
+        // (its network interface is gone): that instance is terminated, which is all we want.
+        if let Err(error) = ec2.terminate_instances().instance_ids(instance).send().await {
+            let out = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
+            let state = out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name().cloned());
+            assert!(
+                matches!(
+                    state,
+                    Some(
+                        aws_sdk_ec2::types::InstanceStateName::Terminated
+                            | aws_sdk_ec2::types::InstanceStateName::ShuttingDown
+                    )
+                ),
+                "terminating {instance} again failed ({error:?}) and it is {state:?}"
+            );
+        }
     }
     proxy.power_off(instance);
 }

@@ -80,6 +80,7 @@ async fn check_profile(profile: &str, region: &str) -> Result<(), CloudError> {
     let mut known = known;
     known.sort();
     let listed = if known.is_empty() { "none at all".to_string() } else { format!("only {}", known.join(", ")) };
+    // `crate::spelling` says this for the rest of amiplan; the cloud layer uses nothing of it.
     let guess = known
         .iter()
         .filter(|k| strsim::damerau_levenshtein(k, profile) <= 2)
