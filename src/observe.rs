@@ -188,13 +188,7 @@ pub async fn observe<C: Cloud>(
             .collect();
         let build_resources =
             graph.nodes().any(|n| &n.region == region && (n.kind().is_transient() || n.kind() == NodeKind::Test));
-        let query = DiscoveryQuery {
-            stacks: stacks.to_vec(),
-            image_names,
-            build_resources,
-            parameter_names,
-            every_stack: true,
-        };
+        let query = DiscoveryQuery { stacks: stacks.to_vec(), image_names, build_resources, parameter_names };
         let targeted = targeted.contains(region);
         async move {
             match cloud.discover(region, &query).await {

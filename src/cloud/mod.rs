@@ -35,10 +35,6 @@ pub struct DiscoveryQuery {
     /// Parameters to read whoever owns them (those the manifests want): an existing one that is
     /// not owned must not be overwritten unasked.
     pub parameter_names: Vec<String>,
-    /// Find the images, snapshots and build resources of every stack, not only of `stacks`
-    /// (anything tagged `amiplan:stack`): stacks no manifest declares any more are reported, and
-    /// pruned when asked.
-    pub every_stack: bool,
 }
 
 /// A Parameter Store parameter holding an AMI ID (`DataType: aws:ec2:image`).

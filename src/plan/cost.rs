@@ -48,13 +48,9 @@ pub(super) fn estimate(changes: &[Change], desired: &DesiredGraph, observed: &[L
         observed.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
     let mut regions: BTreeMap<String, RegionCost> = BTreeMap::new();
     for change in changes {
-        let entry = |regions: &mut BTreeMap<String, RegionCost>| {
-            regions
-                .entry(change.region.clone())
-                .or_insert_with(|| RegionCost { region: change.region.clone(), ..RegionCost::default() })
-                .clone()
-        };
-        let mut cost = entry(&mut regions);
+        let cost = regions
+            .entry(change.region.clone())
+            .or_insert_with(|| RegionCost { region: change.region.clone(), ..RegionCost::default() });
         if matches!(change.action, Action::Create | Action::Replace)
             && let Some((bytes, at_most)) = desired.get(&change.node).and_then(|node| stored(node, desired))
         {
@@ -72,7 +68,6 @@ pub(super) fn estimate(changes: &[Change], desired: &DesiredGraph, observed: &[L
                 }
             }
         }
-        regions.insert(change.region.clone(), cost);
     }
     regions.into_values().filter(|c| c.added_bytes > 0 || c.removed_bytes > 0).collect()
 }

@@ -102,6 +102,27 @@ async fn expired_credentials_say_to_refresh_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn unknown_keys_say_to_check_them() {
+    let moto = Moto::start();
+    // STS's answer to an access key it does not know.
+    let answer = vec![(
+        "GetCallerIdentity",
+        403,
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+    )];
+    let proxy = Proxy::start(&moto.raw, Faults { answer_with: answer, ..Faults::default() }, 1).await;
+    let dir = setup("errors-invalid-keys", MANIFEST);
+    let output = amiplan_async(&proxy.endpoint, &dir, &["plan", "m.yaml"]).await;
+    assert_eq!(
+        first_line(&output),
+        "error: AWS does not accept these credentials (GetCallerIdentity in us-east-1, which AWS answered with InvalidClientTokenId): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile's keys"
+    );
+    let calls = proxy.calls().iter().filter(|c| c.operation == "GetCallerIdentity").count();
+    assert_eq!(calls, 1, "keys AWS does not know are not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_denied_region_names_the_action_and_the_opt_in() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 1).await;

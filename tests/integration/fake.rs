@@ -270,9 +270,7 @@ impl Discovery for FakeCloud {
             .filter(|r| {
                 let by_stack = r.tags.get("amiplan:stack").is_some_and(|s| {
                     // As the tag-key filter: parameters and catalogue files are found by stack only.
-                    query.stacks.contains(s)
-                        || (query.every_stack
-                            && !matches!(r.kind, ResourceKind::Parameter | ResourceKind::CatalogFiles))
+                    query.stacks.contains(s) || !matches!(r.kind, ResourceKind::Parameter | ResourceKind::CatalogFiles)
                 });
                 let by_name =
                     r.kind == ResourceKind::Image && r.name.as_ref().is_some_and(|n| query.image_names.contains(n));

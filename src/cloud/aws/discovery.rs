@@ -186,13 +186,9 @@ impl Discovery for AwsCloud {
         if query.stacks.is_empty() && query.image_names.is_empty() && query.parameter_names.is_empty() {
             return Ok(vec![]);
         }
-        let by_stack = || {
-            vec![if query.every_stack {
-                Filter::builder().name("tag-key").values(tags::STACK).build()
-            } else {
-                Filter::builder().name(format!("tag:{}", tags::STACK)).set_values(Some(query.stacks.clone())).build()
-            }]
-        };
+        // Every stack's images, snapshots and build resources, not only those of `stacks`:
+        // stacks no manifest declares any more are reported, and pruned when asked.
+        let by_stack = || vec![Filter::builder().name("tag-key").values(tags::STACK).build()];
         let mut kinds = vec![];
         if !query.stacks.is_empty() {
             kinds.extend([ResourceKind::Image, ResourceKind::Snapshot]);
