@@ -147,6 +147,10 @@ impl Progress for Lines {
     fn bytes(&self, work: &str, done: u64, total: u64) {
         let now = Instant::now();
         let mut running = self.running.lock().expect("progress lock");
+        // Nothing sent yet of a running upload: it started again (a retried node).
+        if done == 0 {
+            running.remove(work);
+        }
         let Some((started, said)) = running.get_mut(work) else {
             running.insert(work.to_string(), (now, now));
             drop(running);
@@ -180,6 +184,8 @@ impl Progress for Lines {
     }
 
     fn finished(&self, node: &str, outcome: &str, seconds: f64) {
+        // A failed upload never reports its last byte: its node's end is its end.
+        self.running.lock().expect("progress lock").retain(|work, _| !work.starts_with(&format!("{node} ")));
         self.say(format!("{node}: {outcome} ({})", took(seconds)));
     }
 
@@ -282,6 +288,21 @@ mod tests {
         }
         lines.bytes("snapshot/b upload", 1000, 1000);
         assert_eq!(log.lines().len(), 2, "{:?}", log.lines());
+    }
+
+    #[test]
+    fn a_failed_upload_is_forgotten_and_a_retry_starts_afresh() {
+        let log = Shared::default();
+        let lines = Lines::new(Box::new(log.clone()), Duration::from_secs(3600), Duration::from_secs(3600));
+        lines.bytes("snapshot/d upload", 0, 1000);
+        lines.bytes("snapshot/d upload", 400, 1000);
+        lines.finished("snapshot/d", "failed: the file changed", 1.0);
+        assert!(lines.running.lock().unwrap().is_empty(), "the failed upload is not running any more");
+        // The next attempt says it starts, from nothing.
+        lines.bytes("snapshot/d upload", 0, 1000);
+        lines.bytes("snapshot/d upload", 0, 1000);
+        let said = log.lines();
+        assert_eq!(said.iter().filter(|l| l.contains("sending")).count(), 3, "{said:?}");
     }
 
     #[test]

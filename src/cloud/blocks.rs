@@ -31,6 +31,11 @@ pub trait BlockSource: std::fmt::Debug + Send + Sync {
     /// How messages name it: the file and its format.
     fn describe(&self) -> String;
 
+    /// What an upload says when the file is not the one inspected.
+    fn changed_message(&self) -> String {
+        format!("{} changed after it was inspected; plan again", self.describe())
+    }
+
     /// The digest of block `index`, `None` for a block without data.
     fn digest(&self, index: u64) -> Option<[u8; 32]> {
         let blocks = self.blocks();

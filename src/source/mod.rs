@@ -113,7 +113,7 @@ impl BlockSource for SourceInfo {
     fn unchanged(&self) -> Result<(), String> {
         match FileIdentity::of(&self.path) {
             Ok(now) if now == self.identity => Ok(()),
-            Ok(_) => Err(format!("{} changed after it was inspected; plan again", self.describe())),
+            Ok(_) => Err(self.changed_message()),
             Err(error) => Err(format!("reading {}: {error}", self.path.display())),
         }
     }

@@ -198,8 +198,7 @@ fn unchanged(region: &str, source: &dyn BlockSource) -> Result<(), CloudError> {
 }
 
 fn changed(region: &str, source: &dyn BlockSource) -> CloudError {
-    let message = format!("{} changed after it was inspected; plan again", source.describe());
-    CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, message)
+    CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, source.changed_message())
 }
 
 /// EBS's LINEAR aggregate: SHA-256 over the written blocks' raw digests in block order, base64.
