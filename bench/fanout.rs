@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../tests/integration/call_record.rs"]
+mod call_record;
 #[path = "common.rs"]
 mod common;
 #[path = "../tests/integration/proxy.rs"]
@@ -18,6 +20,8 @@ use support::*;
 
 #[tokio::main]
 async fn main() {
+    // The tests' call record would add reads of moto to what is measured.
+    call_record::stop_recording();
     let moto = Moto::start();
     let dir = workdir("bench-fanout");
     sample_image(&dir.join("disk.raw"), 4, 2);

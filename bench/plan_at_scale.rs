@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../tests/integration/call_record.rs"]
+mod call_record;
 #[path = "common.rs"]
 mod common;
 #[path = "../tests/integration/proxy.rs"]
@@ -17,6 +19,8 @@ use support::*;
 
 #[tokio::main]
 async fn main() {
+    // The tests' call record would add reads of moto to what is measured.
+    call_record::stop_recording();
     let moto = Moto::start();
     let dir = workdir("bench-plan");
     sample_image(&dir.join("disk.raw"), 2, 1);

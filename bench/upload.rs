@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../tests/integration/call_record.rs"]
+mod call_record;
 #[path = "common.rs"]
 mod common;
 #[path = "../tests/integration/proxy.rs"]
@@ -165,6 +167,8 @@ fn faults(sink: bool) -> proxy::Faults {
 
 #[tokio::main]
 async fn main() {
+    // The tests' call record would add reads of moto to what is measured.
+    call_record::stop_recording();
     let runs: usize = std::env::var("AMIPLAN_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let only: Option<String> = std::env::var("AMIPLAN_BENCH_IMAGES").ok();
     // `moto`, `sink` or both (the default).

@@ -19,6 +19,7 @@ pub mod model;
 pub mod observe;
 pub mod pipeline;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod resource;
 pub mod source;

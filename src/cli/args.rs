@@ -67,6 +67,10 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Print the desired dependency graph of the manifests (no AWS call).
     Graph(GraphArgs),
+    /// Print the least-privilege IAM policy (JSON) that plan, apply and destroy of the manifests
+    /// need: only the actions their features use, creation scoped to their regions, changes and
+    /// removal to resources tagged with their stacks (no AWS call).
+    Policy(PolicyArgs),
     /// Print a shell completion script: `amiplan completions bash > /etc/bash_completion.d/amiplan`.
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `amiplan man > amiplan.1 && man ./amiplan.1`.
@@ -99,6 +103,7 @@ impl Command {
             | Command::Schema(_)
             | Command::Show(_)
             | Command::Graph(_)
+            | Command::Policy(_)
             | Command::Completions(_)
             | Command::Man => None,
         }
@@ -120,6 +125,20 @@ pub struct GraphArgs {
     /// Graphviz DOT (`| dot -Tsvg`) or a Mermaid flowchart (renders in GitHub Markdown).
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    /// Only what plan, output, catalog, resolve and serve need: reads, no change (a role for
+    /// pull requests).
+    #[arg(long, conflicts_with = "prune")]
+    pub read_only: bool,
+    /// Also what `apply --prune` needs: removing the resources of any stack (anything tagged
+    /// `amiplan:stack`), not only of these manifests' stacks.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

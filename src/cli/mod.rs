@@ -17,6 +17,7 @@ use clap::{CommandFactory, Parser};
 use crate::apply::{ApplyOptions, Deadlines};
 use crate::cloud::Locks;
 use crate::cloud::aws::{AwsCloud, Connection, Tuning};
+use crate::cloud::needs::Access;
 use crate::cloud::retry::RetryPolicy;
 use crate::console::{errln, out, outln};
 use crate::events::Events;
@@ -139,6 +140,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     GraphFormat::Mermaid => render::graph::mermaid(&workspace.graph),
                 }
             );
+            Ok(exit::OK)
+        }
+        Command::Policy(args) => {
+            let workspace = Workspace::load(&args.paths.paths).await?;
+            let access = match (args.read_only, args.prune) {
+                (true, _) => Access::ReadOnly,
+                (false, true) => Access::ConvergeAndPrune,
+                (false, false) => Access::Converge,
+            };
+            let policy = crate::cloud::aws::iam_policy(&crate::policy::needs(&workspace.graph), access);
+            out!("{}", serde_json::to_string_pretty(&policy)?);
             Ok(exit::OK)
         }
         Command::Completions(args) => {

@@ -9,6 +9,7 @@ pub mod aws;
 mod blocks;
 mod error;
 mod live;
+pub mod needs;
 mod progress;
 pub mod retry;
 mod sharing;

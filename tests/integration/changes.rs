@@ -178,16 +178,8 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
 /// Runs amiplan under a pseudo-terminal (util-linux `script`) and types `answer` at its prompt.
 fn on_terminal(moto: &Moto, dir: &std::path::Path, args: &str, answer: &str) -> std::process::Output {
     use std::io::Write;
-    let command = format!("{} {args}", env!("CARGO_BIN_EXE_amiplan"));
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(dir)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AMIPLAN_ATTEMPT_TIMEOUT", "10s")
-        .env("NO_COLOR", "1")
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let mut child = crate::support::amiplan_on_pty(&moto.endpoint, dir, &args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

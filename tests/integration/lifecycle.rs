@@ -213,20 +213,10 @@ async fn a_terminal_sees_live_progress_and_a_log_sees_plain_lines() {
     sample_image(&dir.join("disk.raw"), 6, 3);
     StackManifest::small("tty").write(&dir);
 
-    // The environment the tests give amiplan, for `script` to pass on.
-    let plain = amiplan_command(&moto.endpoint, &dir, &[]);
-    let mut on_pty = std::process::Command::new("script");
-    on_pty.current_dir(&dir).env_remove("NO_COLOR").env("TERM", "xterm-256color");
-    for (key, value) in plain.get_envs() {
-        match value {
-            Some(value) if key != "NO_COLOR" => on_pty.env(key, value),
-            Some(_) => &mut on_pty,
-            None => on_pty.env_remove(key),
-        };
-    }
-    let binary = env!("CARGO_BIN_EXE_amiplan");
-    let command = format!("{binary} apply stack.yaml --auto-approve --regions manifest");
-    let output = on_pty.args(["-qefc", &command, "/dev/null"]).output().unwrap();
+    let args = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let mut on_pty = amiplan_on_pty(&moto.endpoint, &dir, &args);
+    on_pty.env_remove("NO_COLOR").env("TERM", "xterm-256color");
+    let output = on_pty.output().unwrap();
     let seen = String::from_utf8_lossy(&output.stdout).to_string();
     assert_eq!(output.status.code(), Some(0), "{seen}");
     // indicatif draws and redraws in place: cursor movements and line clears.

@@ -2,6 +2,7 @@
 
 mod aws_rules;
 mod boots;
+mod call_record;
 mod catalog;
 mod changes;
 mod distribution;

@@ -246,7 +246,7 @@ fn graph_draws_the_desired_dependencies_without_aws() {
 #[test]
 fn completions_and_the_manual_cover_every_command() {
     let dir = workdir("completions");
-    let commands = ["validate", "plan", "apply", "destroy", "output", "show", "graph", "completions", "man"];
+    let commands = ["validate", "plan", "apply", "destroy", "output", "show", "graph", "policy", "completions", "man"];
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let script = amiplan_at(NO_AWS, &dir, &["completions", shell]);
         expect_code(&script, 0);
@@ -303,4 +303,115 @@ fn the_github_actions_example_passes_actionlint_and_uses_real_flags() {
         let output = amiplan_at(NO_AWS, &dir, &args);
         assert_ne!(output.status.code(), Some(64), "amiplan {}: {}", args.join(" "), stderr(&output));
     }
+}
+
+/// The statement of `policy` with this `Sid`.
+fn statement<'a>(policy: &'a serde_json::Value, sid: &str) -> Option<&'a serde_json::Value> {
+    policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid)
+}
+
+fn actions(statement: Option<&serde_json::Value>) -> Vec<&str> {
+    statement.map_or(vec![], |s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect())
+}
+
+const EU_KEY: &str = "arn:aws:kms:eu-west-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const US_KEY: &str = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+#[test]
+fn the_policy_follows_the_manifests_features_without_aws() {
+    let dir = workdir("policy");
+    std::fs::write(dir.join("disk.raw"), b"x").unwrap();
+    let policy_of = |text: &str| -> serde_json::Value {
+        std::fs::write(dir.join("m.yaml"), text).unwrap();
+        let output = amiplan_at(NO_AWS, &dir, &["policy", "m.yaml"]);
+        expect_code(&output, 0);
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
+
+    // A direct upload copied to a second region: uploads, images and copies, nothing else.
+    let direct = policy_of(VALID);
+    let sids: Vec<&str> = direct["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, ["Discover", "MakeInTheManifestsRegions", "ChangeAndRemoveTheStacksOwnResources"]);
+    let make = statement(&direct, "MakeInTheManifestsRegions").unwrap();
+    assert_eq!(make["Condition"]["StringEquals"]["aws:RequestedRegion"], serde_json::json!(["eu-west-1", "us-east-1"]));
+    let made = actions(Some(make));
+    for action in
+        ["ebs:StartSnapshot", "ebs:PutSnapshotBlock", "ebs:CompleteSnapshot", "ec2:RegisterImage", "ec2:CopyImage"]
+    {
+        assert!(made.contains(&action), "{action} missing from {made:?}");
+    }
+    assert!(!made.contains(&"ec2:RunInstances"), "no helper, no boot test: {made:?}");
+    let own = statement(&direct, "ChangeAndRemoveTheStacksOwnResources").unwrap();
+    assert_eq!(own["Condition"]["StringEquals"]["aws:ResourceTag/amiplan:stack"], serde_json::json!(["ok"]));
+    assert!(!actions(Some(own)).contains(&"ec2:EnableImageDeprecation"));
+    assert!(!actions(statement(&direct, "Discover")).contains(&"ec2:GetImageBlockPublicAccessState"));
+
+    // A role that prunes removes any stack's resources, from any build.
+    let output = amiplan_at(NO_AWS, &dir, &["policy", "m.yaml", "--prune"]);
+    expect_code(&output, 0);
+    let pruning: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(statement(&pruning, "ChangeAndRemoveTheStacksOwnResources").is_none());
+    let any = statement(&pruning, "ChangeAndRemoveAnyStacksResources").expect("a statement for any stack");
+    assert_eq!(any["Condition"], serde_json::json!({"Null": {"aws:ResourceTag/amiplan:stack": "false"}}));
+    assert!(actions(Some(any)).contains(&"ec2:TerminateInstances"), "{any}");
+
+    // One region: no copy.
+    let single = policy_of(&VALID.replace("[us-east-1, eu-west-1]", "[us-east-1]"));
+    assert!(!actions(statement(&single, "MakeInTheManifestsRegions")).contains(&"ec2:CopyImage"));
+
+    // Public: the account's block public access settings are read.
+    let public = policy_of(&format!("{VALID}publish: {{ public: true }}\n"));
+    assert!(actions(statement(&public, "Discover")).contains(&"ec2:GetImageBlockPublicAccessState"));
+
+    // Shared, deprecated, encrypted with a named key, catalogued: each adds its own actions,
+    // parameters and objects scoped to the manifest's names.
+    let full = policy_of(&format!(
+        "version: \"1\"\n{}deprecate_after: 365d\npublish: {{ accounts: [\"210987654321\"] }}\ncatalog:\n  ssm: {{ prefix: /acme/ok }}\n  s3: {{ bucket: acme-amis, prefix: catalog, region: us-east-1 }}\n",
+        VALID
+            .replace("ok-{volume_type}", "ok-{version}-{volume_type}-{encryption}")
+            .replace(
+                "  architecture: x86_64\n",
+                &format!("  architecture: x86_64\n  kms_keys: {{ eu-west-1: {EU_KEY}, us-east-1: {US_KEY} }}\n")
+            )
+            .replace("variants:\n", "variants:\n  encrypted: [false, true]\n")
+    ));
+    assert!(actions(statement(&full, "ChangeAndRemoveTheStacksOwnResources")).contains(&"ec2:EnableImageDeprecation"));
+    assert!(actions(statement(&full, "Discover")).contains(&"ec2:GetEbsEncryptionByDefault"));
+    let parameters = statement(&full, "TheManifestsParameters").expect("a parameters statement");
+    assert_eq!(
+        parameters["Resource"],
+        serde_json::json!(["arn:aws:ssm:*:*:parameter/acme/ok", "arn:aws:ssm:*:*:parameter/acme/ok/*"])
+    );
+    let files = statement(&full, "CatalogueFiles").expect("a catalogue statement");
+    assert_eq!(files["Resource"], serde_json::json!(["arn:aws:s3:::acme-amis/catalog/*"]));
+    assert_eq!(
+        statement(&full, "ListCatalogueFiles").unwrap()["Resource"],
+        serde_json::json!(["arn:aws:s3:::acme-amis"])
+    );
+    let keys = statement(&full, "UseTheManifestsKeys").expect("a key statement");
+    assert_eq!(keys["Resource"], serde_json::json!([EU_KEY, US_KEY]));
+    assert!(statement(&direct, "UseTheManifestsKeys").is_none());
+
+    // For a pull request's role: the reads, nothing that changes anything.
+    let output = amiplan_at(NO_AWS, &dir, &["policy", "m.yaml", "--read-only"]);
+    expect_code(&output, 0);
+    let read_only: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let sids: Vec<&str> =
+        read_only["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+    assert_eq!(sids, ["Discover", "TheManifestsParameters", "CatalogueFiles", "ListCatalogueFiles"]);
+    assert_eq!(
+        actions(statement(&read_only, "TheManifestsParameters")),
+        ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
+    );
+    assert_eq!(actions(statement(&read_only, "CatalogueFiles")), ["s3:GetObject", "s3:GetObjectTagging"]);
+}
+
+#[test]
+fn the_helper_examples_policy_is_as_reviewed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = workdir("policy-helper");
+    let example = root.join("examples/fedora-helper.yaml");
+    let output = amiplan_at(NO_AWS, &dir, &["policy", example.to_str().unwrap()]);
+    expect_code(&output, 0);
+    insta::assert_snapshot!("policy_fedora_helper", stdout(&output));
 }

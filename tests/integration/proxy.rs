@@ -87,9 +87,33 @@ pub struct Call {
     /// When the proxy received it (the fan-out benchmark reads it).
     #[allow(dead_code)]
     pub at: Instant,
+    /// Made by amiplan (its user agent says `app/amiplan…`, or a URL it presigned), not by a
+    /// test's own checks.
+    pub by_amiplan: bool,
+    /// The application its user agent names (`amiplan-run-7`: the tests name each run).
+    pub app: Option<String>,
+    /// An S3 PUT with tags (`x-amz-tagging`), which IAM checks as `s3:PutObjectTagging` too.
+    pub tagging: bool,
+    /// The EC2 resources the call names and the stack each was tagged with when it came (for
+    /// the calls IAM scopes by the resource's tag: see `call_record.rs`).
+    pub resource_stacks: Vec<(String, Option<String>)>,
 }
 
 impl Call {
+    fn new(service: String, operation: String, region: String, params: Vec<(String, String)>) -> Call {
+        Call {
+            service,
+            operation,
+            region,
+            params,
+            at: Instant::now(),
+            by_amiplan: false,
+            app: None,
+            tagging: false,
+            resource_stacks: Vec::new(),
+        }
+    }
+
     /// The first value of parameter `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -166,6 +190,8 @@ struct Shared {
 
 pub struct Proxy {
     pub endpoint: String,
+    /// The test that started it (its thread's name), for the call record.
+    scenario: String,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -173,6 +199,8 @@ pub struct Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.server.abort();
+        let calls = std::mem::take(&mut self.shared.state.lock().unwrap().calls);
+        crate::call_record::write(&self.endpoint, &self.scenario, &calls);
     }
 }
 
@@ -220,7 +248,8 @@ impl Proxy {
                 });
             }
         });
-        Proxy { endpoint, shared, server }
+        let scenario = std::thread::current().name().unwrap_or("unnamed").to_string();
+        Proxy { endpoint, scenario, shared, server }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -318,7 +347,8 @@ enum Verdict {
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let call = identify(&parts, &body);
+    let mut call = identify(&parts, &body);
+    call.resource_stacks = crate::call_record::resource_stacks(&shared.client, &shared.upstream, &call).await;
     if let Some(refusal) = placement_refusal(&shared, &call, &parts).await {
         let (rule, code) = match call.operation.as_str() {
             "CreateVpc" => (Rule::VpcQuota, "VpcLimitExceeded"),
@@ -996,7 +1026,7 @@ fn started_snapshots_pending(shared: &Shared, call: &Call, bytes: Bytes) -> Byte
     bytes
 }
 
-fn between(text: &str, open: &str, close: &str) -> Option<String> {
+pub(crate) fn between(text: &str, open: &str, close: &str) -> Option<String> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(text[start..end].to_string())
@@ -1061,8 +1091,23 @@ fn error_with(call: &Call, status: StatusCode, code: &str, message: &str) -> Res
     Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
 }
 
-/// Service, region (from the SigV4 credential scope), operation and parameters of a request.
+/// Service, region (from the SigV4 credential scope), operation and parameters of a request,
+/// and whether amiplan made it.
 fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
+    let mut call = identify_operation(parts, body);
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let presigned = call.params.iter().any(|(k, _)| k == "X-Amz-Credential");
+    call.app = [header("x-amz-user-agent"), header("user-agent")]
+        .iter()
+        .flat_map(|ua| ua.split(' '))
+        .find_map(|token| token.strip_prefix("app/"))
+        .map(str::to_string);
+    call.by_amiplan = presigned || call.app.as_deref().is_some_and(|app| app.starts_with("amiplan"));
+    call.tagging = parts.headers.contains_key("x-amz-tagging");
+    call
+}
+
+fn identify_operation(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
     let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     // A presigned URL carries its signature in the query instead of a header.
     let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
@@ -1090,7 +1135,7 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
         if presigned.is_some() {
             params.extend(query.into_iter().filter(|(k, _)| k.starts_with("X-Amz-")));
         }
-        return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
+        return Call::new(service, operation.to_string(), region, params);
     }
     if service == "ebs" {
         let path = parts.uri.path();
@@ -1110,13 +1155,13 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             .map(|s| ("SnapshotId".to_string(), s.to_string()))
             .collect();
         params.extend(json_params(body));
-        return Call { service, operation: operation.to_string(), region, params, at: Instant::now() };
+        return Call::new(service, operation.to_string(), region, params);
     }
     if service == "ssm" {
         // awsJson1_1: `X-Amz-Target: AmazonSSM.PutParameter` and a JSON body.
         let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
         let operation = target.rsplit('.').next().unwrap_or_default().to_string();
-        return Call { service, operation, region, params: json_params(body), at: Instant::now() };
+        return Call::new(service, operation, region, json_params(body));
     }
     let mut operation = String::new();
     let mut params = Vec::new();
@@ -1127,7 +1172,7 @@ fn identify(parts: &hyper::http::request::Parts, body: &Bytes) -> Call {
             _ => params.push((key.into_owned(), value.into_owned())),
         }
     }
-    Call { service, operation, region, params, at: Instant::now() }
+    Call::new(service, operation, region, params)
 }
 
 /// The fields of a JSON request body as `Name`/`List.1.Field` pairs, like the query protocol's.

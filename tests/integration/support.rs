@@ -35,7 +35,9 @@ impl RulesProxy {
         let upstream = upstream.to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, endpoint) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
+        // Named as the test, for the call record.
+        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
             runtime.block_on(async move {
                 let proxy = crate::proxy::Proxy::start(&upstream, crate::proxy::Faults::default(), 7).await;
@@ -43,6 +45,7 @@ impl RulesProxy {
                 let _ = stopped.await;
             });
         });
+        let thread = thread.expect("the rules proxy's thread starts");
         let endpoint = endpoint.recv().expect("the rules proxy starts");
         (RulesProxy { stop: Some(stop), thread: Some(thread) }, endpoint)
     }
@@ -181,9 +184,12 @@ pub async fn config_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
 
 /// The amiplan command, not yet started: throwaway credentials, no profile, no metadata service.
 pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
+    // Named in its requests' user agent, so that the call record knows which run made a call.
+    let run = crate::call_record::register_run(endpoint, dir, args);
     let mut command = Command::new(env!("CARGO_BIN_EXE_amiplan"));
     command
         .args(args)
+        .env("AWS_SDK_UA_APP_ID", run)
         .current_dir(dir)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -205,6 +211,23 @@ pub fn amiplan_command(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// amiplan with `args` under a pseudo terminal (util-linux `script`), in the environment
+/// [`amiplan_command`] gives it.
+pub fn amiplan_on_pty(endpoint: &str, dir: &Path, args: &[&str]) -> Command {
+    let plain = amiplan_command(endpoint, dir, args);
+    let mut on_pty = Command::new("script");
+    on_pty.current_dir(dir);
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(value) => on_pty.env(key, value),
+            None => on_pty.env_remove(key),
+        };
+    }
+    let command = format!("{} {}", env!("CARGO_BIN_EXE_amiplan"), args.join(" "));
+    on_pty.args(["-qefc", &command, "/dev/null"]);
+    on_pty
 }
 
 /// Runs amiplan without blocking the runtime (for tests that serve a proxy on it meanwhile).

@@ -34,6 +34,7 @@ mod network;
 mod objects;
 mod parameters;
 mod permissions;
+mod policy;
 mod snapshots;
 mod states;
 mod tagging;
@@ -51,6 +52,7 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use errors::{HasStatus, sdk_error};
 pub use errors::{aws_error, classify, iam_action};
+pub use policy::{KEY_ACTIONS, iam_policy};
 
 use super::CloudError;
 use super::retry::RetryPolicy;
@@ -144,7 +146,16 @@ impl AwsCloud {
         if let Some(profile) = &connection.profile {
             loader = loader.profile_name(profile);
         }
-        Ok(AwsCloud::from_config(loader.load().await, tuning))
+        let mut config = loader.load().await;
+        // Requests say they are amiplan's (`app/amiplan` in the user agent, which CloudTrail
+        // records) unless the user named the application (`AWS_SDK_UA_APP_ID`, or
+        // `sdk_ua_app_id` in the profile). The tests' call record tells amiplan's calls from
+        // their own checks by it, and each run's from the others'.
+        if config.app_name().is_none() {
+            config =
+                config.into_builder().app_name(aws_config::AppName::new("amiplan").expect("a valid app name")).build();
+        }
+        Ok(AwsCloud::from_config(config, tuning))
     }
 
     /// A cloud on an SDK configuration made elsewhere (the tests' configuration for moto).
