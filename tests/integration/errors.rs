@@ -85,40 +85,43 @@ fn an_endpoint_that_does_not_answer_is_named() {
     );
 }
 
+/// The first line of a plan whose first call, STS's, AWS answers with `code` and `message`
+/// (HTTP 403), and how often amiplan made that call.
+async fn plan_refused_by_sts(name: &str, code: &'static str, message: &'static str) -> (String, usize) {
+    let moto = Moto::start();
+    let answer = vec![("GetCallerIdentity", 403, code, message)];
+    let proxy = Proxy::start(&moto.raw, Faults { answer_with: answer, ..Faults::default() }, 1).await;
+    let dir = setup(name, MANIFEST);
+    let output = amiplan_async(&proxy.endpoint, &dir, &["plan", "m.yaml"]).await;
+    let calls = proxy.calls().iter().filter(|c| c.operation == "GetCallerIdentity").count();
+    (first_line(&output), calls)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_credentials_say_to_refresh_them() {
-    let moto = Moto::start();
-    let answer =
-        vec![("GetCallerIdentity", 403, "ExpiredToken", "The security token included in the request is expired")];
-    let proxy = Proxy::start(&moto.raw, Faults { answer_with: answer, ..Faults::default() }, 1).await;
-    let dir = setup("errors-expired", MANIFEST);
-    let output = amiplan_async(&proxy.endpoint, &dir, &["plan", "m.yaml"]).await;
+    let (line, calls) =
+        plan_refused_by_sts("errors-expired", "ExpiredToken", "The security token included in the request is expired")
+            .await;
     assert_eq!(
-        first_line(&output),
+        line,
         "error: the AWS credentials have expired (GetCallerIdentity in us-east-1, which AWS answered with ExpiredToken): refresh them (`aws sso login`, or new session credentials) and run again"
     );
-    let calls = proxy.calls().iter().filter(|c| c.operation == "GetCallerIdentity").count();
     assert_eq!(calls, 1, "an expired token is not retried");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_keys_say_to_check_them() {
-    let moto = Moto::start();
     // STS's answer to an access key it does not know.
-    let answer = vec![(
-        "GetCallerIdentity",
-        403,
+    let (line, calls) = plan_refused_by_sts(
+        "errors-invalid-keys",
         "InvalidClientTokenId",
         "The security token included in the request is invalid.",
-    )];
-    let proxy = Proxy::start(&moto.raw, Faults { answer_with: answer, ..Faults::default() }, 1).await;
-    let dir = setup("errors-invalid-keys", MANIFEST);
-    let output = amiplan_async(&proxy.endpoint, &dir, &["plan", "m.yaml"]).await;
+    )
+    .await;
     assert_eq!(
-        first_line(&output),
+        line,
         "error: AWS does not accept these credentials (GetCallerIdentity in us-east-1, which AWS answered with InvalidClientTokenId): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile's keys"
     );
-    let calls = proxy.calls().iter().filter(|c| c.operation == "GetCallerIdentity").count();
     assert_eq!(calls, 1, "keys AWS does not know are not retried");
 }
 
