@@ -36,6 +36,8 @@ pub fn stop_recording() {
 
 /// Commands that call AWS and change something: they get the whole policy.
 const CONVERGING: &[&str] = &["apply", "destroy", "unlock"];
+/// Flags whose value is a file or directory but no manifest.
+const NOT_MANIFESTS: &[&str] = &["--out", "--events", "--reports-dir", "--from"];
 /// Commands that call AWS and only read: they get the read-only policy.
 const READING: &[&str] = &["plan", "output", "catalog", "resolve", "serve"];
 
@@ -55,21 +57,20 @@ pub fn register_run(endpoint: &str, dir: &Path, args: &[&str]) -> String {
     let Some(command) = args.first().filter(|c| CONVERGING.contains(c) || READING.contains(c)) else {
         return run;
     };
+    // Manifest files and directories among the arguments; the values of flags that name other
+    // files are not manifests, and a saved plan names its own.
     let mut paths: Vec<String> = Vec::new();
     let mut previous = *command;
     for arg in &args[1..] {
-        let value_of_flag = previous.starts_with("--") && !previous.contains('=');
         let path = dir.join(arg);
-        let manifest = path.is_dir() || arg.ends_with(".yaml") || arg.ends_with(".yml");
-        if !arg.starts_with('-')
-            && manifest
-            && path.exists()
-            && !(value_of_flag && path.is_dir() && previous == "--out")
-        {
-            paths.push(arg.to_string());
-        }
         if previous == "--plan" {
             paths.extend(saved_plan_paths(&path));
+        } else if !arg.starts_with('-')
+            && !NOT_MANIFESTS.contains(&previous)
+            && (path.is_dir() || arg.ends_with(".yaml") || arg.ends_with(".yml"))
+            && path.exists()
+        {
+            paths.push(arg.to_string());
         }
         previous = arg;
     }
