@@ -28,6 +28,9 @@ pub struct DesiredGraph {
     retention: BTreeMap<String, (String, u32)>,
     /// Stacks with a catalogue, and their current version.
     catalogs: BTreeMap<String, (CatalogSpec, String)>,
+    /// Stacks whose build region's AMIs are only the copies' source (`build.keep_image:
+    /// false`), and that region.
+    seeds: BTreeMap<String, String>,
 }
 
 /// The nodes of one AMI of the stack's current version: what a catalogue parameter waits for.
@@ -95,6 +98,9 @@ impl DesiredGraph {
             (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job), None),
         };
         let build = &stack.build_region;
+        if !stack.keep_build_image {
+            self.seeds.insert(stack.name.clone(), build.clone());
+        }
         // Each version has its own snapshot: older AMIs kept by retention still use theirs.
         let versioned = stack.version.as_ref().map(|v| format!("-{v}")).unwrap_or_default();
         let mut snapshots: BTreeMap<bool, NodeIndex> = BTreeMap::new();
@@ -175,7 +181,9 @@ impl DesiredGraph {
                 } else {
                     Spec::Copy(copy::Copy { ami, source_region: build.clone() })
                 };
-                if stack.sharing.public {
+                // A source of copies only: private, never deprecated, gone once copied.
+                let seed = region == build && !stack.keep_build_image;
+                if stack.sharing.public && !seed {
                     self.add_public_access(stack, region);
                 }
                 let tested_here = test.is_some_and(|t| region == build || t.all_regions);
@@ -187,8 +195,8 @@ impl DesiredGraph {
                     spec,
                     description: stack.description.clone(),
                     tags: image_tags.clone(),
-                    sharing: stack.sharing.clone(),
-                    deprecation: stack.deprecation,
+                    sharing: if seed { Sharing::default() } else { stack.sharing.clone() },
+                    deprecation: stack.deprecation.filter(|_| !seed),
                     gated: tested_here,
                 });
                 match primary {
@@ -211,7 +219,9 @@ impl DesiredGraph {
                     primary_test.get_or_insert(test);
                     gate = Some(test);
                 }
-                published.push(Published { variant, region, image: index, test: gate });
+                if !seed {
+                    published.push(Published { variant, region, image: index, test: gate });
+                }
             }
         }
         if let (Some(catalog), Some(version)) = (&stack.catalog, &stack.version) {
@@ -416,6 +426,19 @@ impl DesiredGraph {
     /// The catalogue of `stack` and its current version, if it has one.
     pub fn catalog(&self, stack: &str) -> Option<(&CatalogSpec, &str)> {
         self.catalogs.get(stack).map(|(catalog, version)| (catalog, version.as_str()))
+    }
+
+    /// The build region of `stack` when its AMIs there are only the copies' source
+    /// (`build.keep_image: false`).
+    pub fn seed_region(&self, stack: &str) -> Option<&str> {
+        self.seeds.get(stack).map(String::as_str)
+    }
+
+    /// Whether `node` is part of the copies' source that is not kept: an AMI of the build
+    /// region, its boot test or a snapshot behind it, of a stack with `build.keep_image: false`.
+    pub fn is_seed(&self, node: &Node) -> bool {
+        self.seed_region(&node.stack) == Some(node.region.as_str())
+            && matches!(node.kind(), NodeKind::Image | NodeKind::Snapshot | NodeKind::Test)
     }
 
     /// The current version of `stack` and how many versions it keeps, if it has retention.

@@ -422,7 +422,9 @@ fn outputs_of(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Output
         let Some(node) = workspace.graph.get(&change.node).filter(|n| n.kind().is_image()) else {
             continue;
         };
-        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete) else {
+        // The copies' source that is not kept is nobody's output.
+        let Some(id) = change.live_id.as_deref().filter(|_| change.action != Action::Delete && !change.until_copied)
+        else {
             continue;
         };
         let Some(resource) = live.get(&(change.region.as_str(), id)) else {

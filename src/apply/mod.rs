@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod build;
+mod seed;
 
 use crate::cloud::retry::RetryPolicy;
 use crate::cloud::{Cloud, NoProgress, Progress};
@@ -147,6 +148,7 @@ pub async fn apply<C: Cloud>(
     };
     let failed_deletes = executor.delete_phase().await;
     executor.create_phase(&failed_deletes).await;
+    executor.remove_copied_sources().await;
     executor.retire_phase().await;
     let mut nodes = executor.reports.into_inner().expect("report lock");
     // In the plan's order (dependencies first), as people read what happened.

@@ -104,6 +104,10 @@ impl Catalogue {
             .filter(|r| r.kind == ResourceKind::Image && r.state == State::Ready)
             .filter_map(|image| {
                 let stack = image.stack().filter(|s| stacks.contains(s))?;
+                // The copies' source of a stack that does not keep it is never published.
+                if graph.seed_region(stack) == Some(image.region.as_str()) {
+                    return None;
+                }
                 if gated.contains(&(stack, image.region.as_str())) && !image.tags.contains_key(tags::TESTED) {
                     return None;
                 }

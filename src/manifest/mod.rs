@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "m.yaml:3:29: build: unknown field `size`, expected one of `helper`, `method`, `network`, `region`, `volume_size`",
+                "m.yaml:3:29: build: unknown field `size`, expected one of `helper`, `keep_image`, `method`, `network`, `region`, `volume_size`",
                 "m.yaml:6:17: image.architecture: \"sparc\" is not one of \"x86_64\" or \"arm64\"",
                 "m.yaml:7:3: image: unknown field `colour`, expected one of `architecture`, `boot_mode`, `description`, `ena`, `imds`, `kernel_id`, `kms_keys`, `name`, `ramdisk_id`, `root_device`, `tags`, `tpm`, `virtualization`",
                 "m.yaml:9:16: variants.volume_type: \"gp3\" is not of types \"null\", \"array\"",

@@ -21,7 +21,8 @@ pub struct Manifest {
     /// Lists per axis; their cartesian product gives one AMI per region each.
     #[serde(default)]
     pub variants: Variants,
-    /// Every region that gets the AMIs. The build region is always included.
+    /// Every region that gets the AMIs. The build region is included unless
+    /// `build.keep_image` is false.
     pub regions: Vec<String>,
     #[serde(default)]
     pub publish: Publish,
@@ -242,6 +243,12 @@ pub struct Build {
     /// The helper instance (`method: helper`).
     #[serde(default)]
     pub helper: Option<Helper>,
+    /// Keep the build region's AMIs when the build region is not one of `regions` (default:
+    /// true). `false`: there they are only the copies' source, made (with their snapshots)
+    /// when a copy must be made and removed once every copy exists; never shared, deprecated
+    /// or catalogued there.
+    #[serde(default = "default_true")]
+    pub keep_image: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -34,6 +34,9 @@ pub struct Stack {
     pub volume_size_gib: Option<u32>,
     /// Build region first, then the others in manifest order.
     pub regions: Vec<String>,
+    /// Whether the build region's AMIs stay once copied (`build.keep_image`); when not, they
+    /// and their snapshots are the copies' source only.
+    pub keep_build_image: bool,
     pub variants: Vec<Variant>,
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
@@ -122,6 +125,12 @@ pub struct Variant {
 impl Stack {
     pub fn kms_key(&self, region: &str) -> Option<&str> {
         self.kms_keys.get(region).map(String::as_str)
+    }
+
+    /// The regions whose AMIs stay and are published: every region, less a build region whose
+    /// AMIs are only the copies' source.
+    pub fn published_regions(&self) -> impl Iterator<Item = &String> {
+        self.regions.iter().filter(|r| self.keep_build_image || **r != self.build_region)
     }
 
     /// The local image to upload and its expected digest, for direct builds.
@@ -273,8 +282,26 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     let shares = !m.publish.accounts.is_empty()
         || !m.publish.organizations.is_empty()
         || !m.publish.organizational_units.is_empty();
+    if !m.build.keep_image {
+        if m.regions.is_empty() {
+            report(
+                "build.keep_image",
+                "`keep_image: false` needs `regions` to name where the AMIs are copied to: with none, the build region's AMIs are the only ones".to_string(),
+            );
+        } else if m.regions.contains(&m.build.region) {
+            report(
+                "build.keep_image",
+                format!(
+                    "`keep_image: false` removes the build region's AMIs once copied, but `regions` lists the build region {}: remove it from `regions`, or keep the AMIs",
+                    m.build.region
+                ),
+            );
+        }
+    }
+    // Where the AMIs are shared: not a build region whose AMIs are only the copies' source.
+    let shared_in = regions.iter().filter(|r| m.build.keep_image || **r != m.build.region);
     if shares && variants.iter().any(|v| v.attrs.encrypted) {
-        for region in regions.iter().filter(|r| !m.image.kms_keys.contains_key(*r)) {
+        for region in shared_in.filter(|r| !m.image.kms_keys.contains_key(*r)) {
             report(
                 "publish",
                 format!(
@@ -291,6 +318,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         build_region: m.build.region.clone(),
         volume_size_gib: m.build.volume_size,
         regions,
+        keep_build_image: m.build.keep_image,
         variants: variants.clone(),
         description: m.image.description.clone(),
         tags: m.image.tags.clone(),
@@ -574,7 +602,7 @@ fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
     for (loaded, stack) in stacks {
         let (Some(catalog), Some(version)) = (&stack.catalog, &stack.version) else { continue };
         for name in catalog.names(&stack.name, version, &stack.variants) {
-            for region in &stack.regions {
+            for region in stack.published_regions() {
                 if let Some(other) = parameters.insert((region, name.clone()), &stack.name)
                     && other != stack.name
                 {

@@ -23,11 +23,11 @@ pub fn notices(loaded: &Loaded) -> Vec<Diagnostic> {
                 format!("`regions` is empty: the AMIs are made and kept in the build region {build} only"),
             ),
         );
-    } else if !m.regions.contains(build) {
+    } else if !m.regions.contains(build) && m.build.keep_image {
         found.push(loaded.at(
             "regions",
             format!(
-                "`regions` does not list the build region {build}: the AMIs are made there all the same, as the source of the copies, and kept with them (amiplan owns, shares and deprecates them like the copies); add {build} to `regions` to say so"
+                "`regions` does not list the build region {build}: the AMIs are made there all the same, as the source of the copies, and kept with them (amiplan owns, shares and deprecates them like the copies); add {build} to `regions` to say so, or set `build.keep_image: false` to remove them once the copies exist"
             ),
         ));
     }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::claim::{Claims, preference};
 use super::compare::compare;
+use super::seed::Seeds;
 use super::{Action, Change, RESOLVED_AMI, RESOLVED_PUBLIC_ADDRESS, RESOLVED_ZONE, Reason};
 use crate::cloud::RouteOut;
 use crate::graph::{DesiredGraph, Node, NodeKind};
@@ -12,11 +13,21 @@ use crate::manifest::raw::HelperAmi;
 use crate::observe::{Observed, helper_ami_key};
 use crate::resource::Spec;
 
-/// Stacks whose helper build must run: the snapshot it feeds has no usable live resource.
-pub(super) fn stacks_building(desired: &DesiredGraph, claims: &Claims<'_>, now: i64) -> BTreeSet<String> {
+/// Stacks whose helper build must run: the snapshot it feeds has no usable live resource (and,
+/// for the copies' source of a stack that does not keep it, some copy needs it).
+pub(super) fn stacks_building(
+    desired: &DesiredGraph,
+    claims: &Claims<'_>,
+    seeds: &Seeds,
+    now: i64,
+) -> BTreeSet<String> {
     desired
         .nodes()
         .filter(|node| node.spec.is_capture())
+        .filter(|node| {
+            let exists = claims.by_node.get(node.id.as_str()).is_some_and(|live| !live.is_empty());
+            !desired.is_seed(node) || seeds.wanted(&node.id, exists)
+        })
         .filter(|node| {
             let mut candidates = claims.by_node.get(node.id.as_str()).cloned().unwrap_or_default();
             candidates.sort_by_key(|live| preference(node, live));

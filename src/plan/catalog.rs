@@ -111,11 +111,13 @@ fn target(
     let Some(image_node) = &spec.image_node else {
         return earlier_version(node, spec, desired, observed);
     };
-    // A channel waits for every AMI of the version; a version's parameter for its own AMI.
+    // A channel waits for every AMI of the version; a version's parameter for its own AMI. The
+    // copies' source that is not kept is not one of them: the copies wait for it.
     let waits_for: Vec<&str> = if spec.channel.is_some() {
         desired
             .nodes()
             .filter(|n| n.stack == node.stack && (n.kind().is_image() || n.kind() == NodeKind::Test))
+            .filter(|n| !desired.is_seed(n))
             .map(|n| n.id.as_str())
             .collect()
     } else {
@@ -268,7 +270,9 @@ pub(super) fn files_change(
         Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, live.map(|l| l.id.as_str()));
     let catalogued =
         |kind: NodeKind| matches!(kind, NodeKind::Image | NodeKind::ImageCopy | NodeKind::Test | NodeKind::Parameter);
-    if changes.iter().any(|c| c.stack == node.stack && c.action != Action::NoOp && catalogued(c.kind)) {
+    // The copies' source that is not kept is never in the files.
+    let source = |c: &Change| c.until_copied || c.reasons.contains(&Reason::CopiesExist);
+    if changes.iter().any(|c| c.stack == node.stack && c.action != Action::NoOp && catalogued(c.kind) && !source(c)) {
         change.action = if_any;
         change.reasons.push(Reason::RenderedAfterApply);
         return change;

@@ -51,7 +51,9 @@ pub(super) fn estimate(changes: &[Change], desired: &DesiredGraph, observed: &[L
         let cost = regions
             .entry(change.region.clone())
             .or_insert_with(|| RegionCost { region: change.region.clone(), ..RegionCost::default() });
+        // The copies' source that is not kept is gone again by the end of the run.
         if matches!(change.action, Action::Create | Action::Replace)
+            && !change.until_copied
             && let Some((bytes, at_most)) = desired.get(&change.node).and_then(|node| stored(node, desired))
         {
             cost.added_bytes += bytes;

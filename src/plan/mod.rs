@@ -20,6 +20,7 @@ pub mod cost;
 mod gate;
 mod planned;
 mod retention;
+mod seed;
 
 use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
 use catalog::{files_change, orphan_parameter, parameter_change, pinned_versions};
@@ -27,6 +28,7 @@ use claim::{claim, preference};
 use compare::judge;
 use gate::test_change;
 use retention::{Retention, retention};
+use seed::Seeds;
 
 /// Version of the saved-plan format; a plan file of another version is refused.
 pub const PLAN_FORMAT: u32 = 1;
@@ -63,6 +65,10 @@ pub struct Change {
     /// A resource created for a build and removed after it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
+    /// A build region's AMI or snapshot that is only the copies' source (`build.keep_image:
+    /// false`): removed once the stack's copies are done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_copied: bool,
     /// A delete that waits until the stack's new version is available and published (retention).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retire: bool,
@@ -89,6 +95,7 @@ impl Change {
             diffs: vec![],
             with_snapshots: vec![],
             transient: kind.is_transient(),
+            until_copied: false,
             retire: false,
             resolved: BTreeMap::new(),
             planned: BTreeMap::new(),
@@ -203,7 +210,8 @@ impl Plan {
 /// time the planner knows: it reads no clock.
 pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<String>, destroy: bool, now: i64) -> Plan {
     let claims = claim(desired, observed, stacks);
-    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims, now) };
+    let seeds = if destroy { Seeds::default() } else { Seeds::of(desired, &claims, now) };
+    let building = if destroy { BTreeSet::new() } else { stacks_building(desired, &claims, &seeds, now) };
     let mut changes = Vec::new();
     // Destroy lists (and runs) dependents before what they depend on.
     let mut order = desired.topological();
@@ -228,7 +236,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         }
         if node.kind() == NodeKind::Test {
             // A test has nothing to destroy: its record is a tag on the AMI.
-            if !destroy {
+            if !destroy && seed_wanted(desired, &seeds, &claims, node) {
                 let mut change = test_change(node, desired, &claims, now);
                 if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
                     network_warnings.push(warning);
@@ -244,6 +252,16 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
                 candidates
                     .iter()
                     .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::Destroy)),
+            );
+            continue;
+        }
+        let seed = desired.is_seed(node);
+        if seed && !seeds.wanted(&node.id, !candidates.is_empty()) {
+            // Every copy exists: the copies' source goes (or stays unmade).
+            changes.extend(
+                candidates
+                    .iter()
+                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::CopiesExist)),
             );
             continue;
         }
@@ -268,6 +286,10 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         };
         if node.kind().is_transient() {
             change.reasons.insert(0, Reason::ForTheBuild);
+        }
+        if seed {
+            change.until_copied = true;
+            change.reasons.insert(0, Reason::UntilCopied);
         }
         resolve_helper_ami(node, observed, &mut change);
         if let Some(warning) = resolve_helper_network(node, observed, &mut change) {
@@ -370,6 +392,19 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         orphaned: vec![],
         cost,
     }
+}
+
+/// Whether a node is wanted as far as `build.keep_image: false` goes: every node but a seed the
+/// copies do not need. A seed test is wanted when its AMI is.
+fn seed_wanted(desired: &DesiredGraph, seeds: &Seeds, claims: &claim::Claims<'_>, node: &Node) -> bool {
+    if !desired.is_seed(node) {
+        return true;
+    }
+    let subject = match &node.spec {
+        Spec::Test(test) => test.image_node.as_str(),
+        _ => node.id.as_str(),
+    };
+    seeds.wanted(&node.id, claims.by_node.get(subject).is_some_and(|live| !live.is_empty()))
 }
 
 fn delete(stack: String, node: String, kind: NodeKind, live: &LiveResource, reason: Reason) -> Change {

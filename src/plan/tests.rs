@@ -41,6 +41,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         build_region: regions[0].into(),
         volume_size_gib: None,
         regions: regions.iter().map(|r| r.to_string()).collect(),
+        keep_build_image: true,
         variants,
         description: Some("Demo".into()),
         tags: BTreeMap::from([("team".into(), "os".into())]),
@@ -473,4 +474,112 @@ fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
     let tested = plan(&desired, &observed(live), &stacks, false, NOW);
     assert!(!tested.has_changes(), "{tested:#?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `build.keep_image: false`: the build region's AMI and snapshot are made only for copies that
+/// must be made, kept while a copy is still to change, and removed once every copy exists.
+#[test]
+fn a_build_region_not_kept_is_made_for_copies_and_removed_after() {
+    let stack = Stack {
+        keep_build_image: false,
+        sharing: Sharing { public: true, ..Sharing::default() },
+        ..stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1", "ap-southeast-2"])
+    };
+    let desired = graph(&stack, "aa");
+    // As apply leaves them: the copies public, the source private.
+    let applied = |desired: &DesiredGraph| {
+        let mut live = applied(desired);
+        for copy in live.iter_mut().filter(|r| r.kind == ResourceKind::Image && r.region != "us-east-1") {
+            copy.public = true;
+        }
+        live
+    };
+    let source_nodes = ["snapshot/demo-root@us-east-1", "image/demo-gp3@us-east-1"];
+    let is_source = |r: &LiveResource| source_nodes.contains(&r.node().unwrap_or_default());
+    let source = desired.get("image/demo-gp3@us-east-1").unwrap();
+    assert!(!source.sharing.public, "the copies' source is never shared");
+    assert!(desired.nodes().all(|n| n.region != "us-east-1" || n.kind() != NodeKind::PublicAccess));
+
+    // First apply: the source is made, marked to go once copied, and not counted as storage.
+    let first = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    for node in source_nodes {
+        let change = action_of(&first, node)[0];
+        assert_eq!((change.action, change.until_copied), (Action::Create, true), "{change:?}");
+        assert_eq!(change.reasons[0], Reason::UntilCopied);
+    }
+    let copy = action_of(&first, "image/demo-gp3@eu-west-1")[0];
+    assert_eq!((copy.action, copy.until_copied), (Action::Create, false));
+    assert!(first.cost.iter().all(|c| c.region != "us-east-1"), "{:?}", first.cost);
+
+    // After it: the copies exist and the source is gone; nothing to do, nothing remade.
+    let copied: Vec<LiveResource> = applied(&desired).into_iter().filter(|r| !is_source(r)).collect();
+    let again = plan(&desired, &observed(copied.clone()), &stacks(), false, NOW);
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+    assert!(source_nodes.iter().all(|n| action_of(&again, n).is_empty()), "{:#?}", again.changes);
+
+    // A run stopped after the copies: the next plan removes the source.
+    let left = plan(&desired, &observed(applied(&desired)), &stacks(), false, NOW);
+    for node in source_nodes {
+        let change = action_of(&left, node)[0];
+        assert_eq!((change.action, &change.reasons[..]), (Action::Delete, &[Reason::CopiesExist][..]));
+    }
+    assert!(left.changes.iter().filter(|c| c.action != Action::NoOp).count() == 2, "{:#?}", left.changes);
+
+    // A region added: the source is made again for its copy, the other copy stays.
+    let added: Vec<LiveResource> = copied.iter().filter(|r| r.region != "ap-southeast-2").cloned().collect();
+    let grown = plan(&desired, &observed(added), &stacks(), false, NOW);
+    for node in source_nodes {
+        assert_eq!(action_of(&grown, node)[0].action, Action::Create);
+    }
+    assert_eq!(action_of(&grown, "image/demo-gp3@ap-southeast-2")[0].action, Action::Create);
+    assert_eq!(action_of(&grown, "image/demo-gp3@eu-west-1")[0].action, Action::NoOp);
+
+    // A copy still pending keeps a source that exists, and does not make one that does not.
+    let mut pending = applied(&desired);
+    for live in pending.iter_mut().filter(|r| r.node() == Some("image/demo-gp3@eu-west-1")) {
+        live.state = State::Pending;
+    }
+    let waiting = plan(&desired, &observed(pending.clone()), &stacks(), false, NOW);
+    for node in source_nodes {
+        let change = action_of(&waiting, node)[0];
+        assert_eq!((change.action, change.until_copied), (Action::NoOp, true), "{change:?}");
+    }
+    pending.retain(|r| !is_source(r));
+    let waiting = plan(&desired, &observed(pending), &stacks(), false, NOW);
+    assert!(source_nodes.iter().all(|n| action_of(&waiting, n).is_empty()), "{:#?}", waiting.changes);
+
+    // Destroy removes a source left behind like anything else.
+    let destroy = plan(&desired, &observed(applied(&desired)), &stacks(), true, NOW);
+    assert!(source_nodes.iter().all(|n| action_of(&destroy, n)[0].action == Action::Delete));
+}
+
+/// The boot test of a source that is not kept runs when copies are to be made, never for a
+/// source that is gone.
+#[test]
+fn the_test_of_a_source_not_kept_runs_only_for_new_copies() {
+    let stack = Stack {
+        keep_build_image: false,
+        test: Some(crate::model::TestSpec {
+            script: PathBuf::from("test.sh"),
+            instance_type: "t3.micro".into(),
+            timeout: std::time::Duration::from_secs(600),
+            all_regions: false,
+            subnet: None,
+            reports: None,
+            reports_bucket: None,
+        }),
+        ..stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("test.sh"), "true\n").unwrap();
+    let job = crate::job::prepare_test("demo", &dir.path().join("test.sh"), None).unwrap();
+    let sources = HashMap::from([(stack.name.clone(), Prepared::Upload(source("aa")))]);
+    let tests = HashMap::from([(stack.name.clone(), job)]);
+    let desired = DesiredGraph::build_with_tests(std::slice::from_ref(&stack), &sources, &tests);
+    let first = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    assert_eq!(action_of(&first, "test/demo-gp3@us-east-1")[0].action, Action::Create);
+    let copied: Vec<LiveResource> = applied(&desired).into_iter().filter(|r| r.region != "us-east-1").collect();
+    let again = plan(&desired, &observed(copied), &stacks(), false, NOW);
+    assert!(action_of(&again, "test/demo-gp3@us-east-1").is_empty(), "{:#?}", again.changes);
+    assert!(!again.has_changes());
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{Action, Change, Plan};
 
 /// `MAJOR.MINOR` of the document below.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// A plan: what apply (or destroy) would do, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -108,6 +108,9 @@ pub struct ChangeDocument {
     pub after: Option<BTreeMap<String, Option<String>>>,
     /// A resource that exists only for a build and is removed after it.
     pub transient: bool,
+    /// A build region's AMI or snapshot that is only the copies' source (`build.keep_image:
+    /// false`): removed once the copies are done. Since format 1.1.
+    pub until_copied: bool,
     /// A delete that waits until the stack's new version is available and published.
     pub retire: bool,
     /// With AMI deletes: the snapshots deleted with the AMI.
@@ -226,6 +229,7 @@ impl ChangeDocument {
             before,
             after,
             transient: change.transient,
+            until_copied: change.until_copied,
             retire: change.retire,
             with_snapshots: change.with_snapshots.clone(),
         }

@@ -238,6 +238,7 @@ fn symbol(action: Action) -> &'static str {
 fn verb(change: &Change) -> &'static str {
     match change.action {
         Action::Create if change.transient => "create (for the build)",
+        Action::Create if change.until_copied => "create (the copies' source, removed once copied)",
         Action::Create => "create",
         Action::Update => "update in place",
         Action::Replace => "**replace**",

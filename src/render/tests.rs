@@ -18,6 +18,7 @@ fn change(action: Action, node: &str, live: Option<&str>) -> Change {
         diffs: vec![],
         with_snapshots: vec![],
         transient: false,
+        until_copied: false,
         retire: false,
         resolved: Default::default(),
         planned: Default::default(),

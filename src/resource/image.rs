@@ -178,6 +178,19 @@ pub async fn delete<S: Steps>(steps: &S, region: &str, id: &str, with_snapshots:
     Ok(())
 }
 
+/// Removes an AMI that was only the source of copies, with the snapshots behind it except those
+/// in `removed_apart` (snapshot nodes deleted by their own change).
+pub async fn remove_source<S: Steps>(
+    steps: &S,
+    region: &str,
+    id: &str,
+    removed_apart: &[String],
+) -> Result<(), CloudError> {
+    let status = steps.cloud().image_status(region, id).await?;
+    let behind: Vec<String> = status.snapshot_ids.into_iter().filter(|s| !removed_apart.contains(s)).collect();
+    delete(steps, region, id, &behind).await
+}
+
 /// What of an AMI can change in place and differs: description, launch permissions,
 /// deprecation and its snapshots' createVolumePermission.
 pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDiff> {

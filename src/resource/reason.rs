@@ -11,6 +11,8 @@ pub enum Reason {
     Destroy,
     NoLongerWanted,
     BuildFinished,
+    /// The copies' source of a stack that does not keep it, every copy being made.
+    CopiesExist,
     DuplicateOf {
         kept: String,
     },
@@ -53,6 +55,8 @@ pub enum Reason {
     Refused(String),
     // Builds and tests.
     ForTheBuild,
+    /// The copies' source of a stack that does not keep it: removed once the copies are done.
+    UntilCopied,
     NoHelperAmi {
         owner: String,
         name: String,
@@ -136,6 +140,7 @@ impl std::fmt::Display for Reason {
             Reason::Destroy => f.write_str("destroy"),
             Reason::NoLongerWanted => f.write_str("no longer in the manifests"),
             Reason::BuildFinished => f.write_str("transient: the build it served is finished"),
+            Reason::CopiesExist => f.write_str("every copy exists and `build.keep_image` is false"),
             Reason::DuplicateOf { kept } => write!(f, "duplicate of {kept}"),
             Reason::Failed { id, state } => write!(f, "{id} is in state `{state}`"),
             Reason::UploadInterrupted { id } => write!(f, "{id} is an upload that never completed"),
@@ -147,6 +152,9 @@ impl std::fmt::Display for Reason {
             Reason::StillPending { id } => write!(f, "{id} is still pending: apply waits for it"),
             Reason::Refused(why) => f.write_str(why),
             Reason::ForTheBuild => f.write_str("transient: created for the build, removed after"),
+            Reason::UntilCopied => {
+                f.write_str("the copies' source: removed once they are done (`build.keep_image: false`)")
+            }
             Reason::NoHelperAmi { owner, name, region } => {
                 write!(f, "no AMI owned by {owner} matches `{name}` in {region}: the helper cannot start")
             }

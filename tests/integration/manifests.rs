@@ -70,6 +70,16 @@ fn bad_manifests_are_refused_with_positions_and_no_aws_call() {
         ),
         ("wrong-type", VALID.replace("[gp3, standard]", "gp3"), "m.yaml:8:16: "),
         ("duplicate-key", format!("{VALID}stack: again\n"), "m.yaml:10:1: duplicate key `stack`"),
+        (
+            "keep-image-in-regions",
+            VALID.replace("us-east-1 }", "us-east-1, keep_image: false }"),
+            "m.yaml:3:41: `keep_image: false` removes the build region's AMIs once copied, but `regions` lists the build region us-east-1",
+        ),
+        (
+            "keep-image-no-regions",
+            VALID.replace("us-east-1 }", "us-east-1, keep_image: false }").replace("[us-east-1, eu-west-1]", "[]"),
+            "m.yaml:3:41: `keep_image: false` needs `regions` to name where the AMIs are copied to",
+        ),
         ("bad-yaml", "stack: [unclosed\n".to_string(), "m.yaml:"),
     ];
     for (case, text, expected) in cases {
@@ -218,7 +228,7 @@ fn a_build_region_outside_regions_is_said_not_refused() {
     assert!(
         stderr(&output).starts_with(&format!(
             "warning: m.yaml:{line}:1: `regions` does not list the build region us-east-1: the AMIs are made there all the same"
-        )),
+        )) && stderr(&output).contains("or set `build.keep_image: false` to remove them once the copies exist"),
         "{}",
         stderr(&output)
     );
@@ -228,6 +238,13 @@ fn a_build_region_outside_regions_is_said_not_refused() {
     assert!(
         stderr(&output).contains("`regions` is empty: the AMIs are made and kept in the build region us-east-1 only")
     );
+    // The notice names the way out; taking it leaves nothing to say.
+    assert!(VALID.contains("build: { region: us-east-1 }"));
+    let not_kept = manifest.replace("us-east-1 }", "us-east-1, keep_image: false }");
+    std::fs::write(dir.join("m.yaml"), &not_kept).unwrap();
+    let output = amiplan_at(NO_AWS, &dir, &["validate", "m.yaml"]);
+    expect_code(&output, 0);
+    assert!(!stderr(&output).contains("build region"), "{}", stderr(&output));
 }
 
 #[test]

@@ -526,3 +526,74 @@ async fn with_test_regions_all_every_copy_is_booted_before_it_is_published() {
         0,
     );
 }
+
+/// Snapshots of the account in `region`, whoever tagged them: what a removal leaves behind shows
+/// here even when it carries no amiplan tag.
+async fn own_snapshots(moto: &Moto, region: &str) -> usize {
+    let out = moto.ec2(region).await.describe_snapshots().owner_ids("self").send().await.unwrap();
+    out.snapshots().len()
+}
+
+/// `build.keep_image: false`: the build region's AMIs and snapshot are only the copies' source.
+/// They are made when a copy must be made (the first apply, a region added), removed by the same
+/// apply once the copies are done, never published or catalogued, and not remade for nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_region_not_kept_is_removed_once_copied_and_remade_only_for_new_copies() {
+    let moto = Moto::start();
+    let dir = workdir("publish-seed");
+    sample_image(&dir.join("disk.raw"), 3, 23);
+    let seeded = |regions: &str| {
+        manifest(regions, "{ public: true }")
+            .replace("build: { region: us-east-1 }", "build: { region: us-east-1, keep_image: false }")
+            .replace("stack: pub\n", "stack: pub\nversion: \"1\"\n")
+            .replace("pub-{volume_type}", "pub-{version}-{volume_type}")
+            + "catalog:\n  channels: { stable: \"1\" }\n  ssm: { prefix: /acme/pub }\n"
+    };
+    write(&dir, &seeded("eu-west-1"));
+    let validate = moto.amiplan(&dir, &["validate", "stack.yaml"]);
+    expect_code(&validate, 0);
+    assert!(!stderr(&validate).contains("does not list the build region"), "{}", stderr(&validate));
+    let snapshots_before = own_snapshots(&moto, "us-east-1").await;
+
+    let first = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    expect_code(&first, 2);
+    let text = stdout(&first);
+    assert!(text.contains("the copies' source: removed once they are done (`build.keep_image: false`)"), "{text}");
+    let cost = text.lines().find(|l| l.starts_with("Estimated monthly storage cost")).unwrap();
+    assert!(cost.contains("eu-west-1") && !cost.contains("us-east-1"), "nothing stays in us-east-1: {text}");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
+    let public = set(&["group all"]);
+    assert_published(&moto, &["eu-west-1"], &public, &public).await;
+    assert!(moto.stack_images("us-east-1", "pub").await.is_empty(), "the source AMIs are gone");
+    assert!(moto.stack_snapshots("us-east-1", "pub").await.is_empty(), "the source snapshot is gone");
+    assert_eq!(own_snapshots(&moto, "us-east-1").await, snapshots_before, "nothing is left behind untagged");
+    let again = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    expect_code(&again, 0);
+
+    // The catalogue names the copies only.
+    expect_code(&moto.amiplan(&dir, &["catalog", "stack.yaml", "--out", "tree"]), 0);
+    let flat: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tree/amis.json")).unwrap()).unwrap();
+    let regions: Vec<&String> = flat["regions"].as_object().unwrap().keys().collect();
+    assert_eq!(regions, ["eu-west-1"], "{flat}");
+    let query = ["resolve", "stack.yaml", "--arch", "x86_64", "--variant", "volume_type=gp3", "--channel", "stable"];
+    expect_code(&moto.amiplan(&dir, &[&query[..], &["--region", "eu-west-1"]].concat()), 0);
+    expect_code(&moto.amiplan(&dir, &[&query[..], &["--region", "us-east-1"]].concat()), 1);
+
+    // A new region: the source is made again for its copies, and removed again.
+    write(&dir, &seeded("eu-west-1, ap-southeast-2"));
+    let grown = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    expect_code(&grown, 2);
+    let text = stdout(&grown);
+    let creates: Vec<String> = plan_lines(&grown).into_iter().filter(|l| l.contains(" create")).collect();
+    assert!(creates.iter().all(|l| l.contains("@us-east-1") || l.contains("@ap-southeast-2")), "{text}");
+    assert!(!creates.iter().any(|l| l.contains("@eu-west-1")), "{text}");
+    expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
+    assert_published(&moto, &["eu-west-1", "ap-southeast-2"], &public, &public).await;
+    assert!(moto.stack_images("us-east-1", "pub").await.is_empty());
+    assert!(moto.stack_snapshots("us-east-1", "pub").await.is_empty());
+    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]), 0);
+
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+    assert_stack_gone(&moto, "pub", &["us-east-1", "eu-west-1", "ap-southeast-2"]).await;
+}
