@@ -583,3 +583,51 @@ fn the_test_of_a_source_not_kept_runs_only_for_new_copies() {
     assert!(action_of(&again, "test/demo-gp3@us-east-1").is_empty(), "{:#?}", again.changes);
     assert!(!again.has_changes());
 }
+
+/// With a helper, `build.keep_image: false` decides whether the build runs: for copies still to
+/// make, never once they exist and the source is gone.
+#[test]
+fn a_helper_build_runs_for_the_source_of_new_copies_only() {
+    let origin = Origin::Url {
+        url: "https://images.internal/demo.raw".into(),
+        sha256: "ab".repeat(32),
+        format: crate::manifest::raw::ImageFormat::Raw,
+    };
+    let stack = Stack {
+        keep_build_image: false,
+        source: origin.clone(),
+        helper: Some(crate::model::HelperSpec {
+            ami: crate::manifest::raw::HelperAmi::Id("ami-0a1b2c3d4e5f60718".into()),
+            instance_type: "t3.small".into(),
+            volume_type: VolumeType::Gp3,
+            spot: false,
+            timeout: std::time::Duration::from_secs(1800),
+            subnet: None,
+        }),
+        volume_size_gib: Some(2),
+        ..stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1", "ap-southeast-2"])
+    };
+    let job = crate::job::prepare("demo", &origin).unwrap();
+    let sources = HashMap::from([(stack.name.clone(), Prepared::Helper(job))]);
+    let desired = DesiredGraph::build(std::slice::from_ref(&stack), &sources);
+    let builds = |plan: &Plan| {
+        plan.changes.iter().filter(|c| c.transient && c.action == Action::Create).map(|c| c.kind).collect::<Vec<_>>()
+    };
+    let first = plan(&desired, &observed(vec![]), &stacks(), false, NOW);
+    assert!(builds(&first).contains(&NodeKind::Helper), "{:#?}", first.changes);
+
+    // The copies made and the source gone (only images and snapshots are left by a build).
+    let copied: Vec<LiveResource> = applied(&desired)
+        .into_iter()
+        .filter(|r| r.region != "us-east-1" && matches!(r.kind, ResourceKind::Image | ResourceKind::Snapshot))
+        .collect();
+    let again = plan(&desired, &observed(copied.clone()), &stacks(), false, NOW);
+    assert!(builds(&again).is_empty(), "{:#?}", again.changes);
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+
+    // One copy missing: the build runs again to make its source.
+    let fewer: Vec<LiveResource> = copied.into_iter().filter(|r| r.region != "ap-southeast-2").collect();
+    let grown = plan(&desired, &observed(fewer), &stacks(), false, NOW);
+    assert!(builds(&grown).contains(&NodeKind::Helper), "{:#?}", grown.changes);
+    assert_eq!(action_of(&grown, "snapshot/demo-root@us-east-1")[0].action, Action::Create);
+}
