@@ -270,14 +270,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         if retiring.is_empty() {
             return;
         }
-        let unfinished: BTreeMap<String, String> = self
-            .reports
-            .lock()
-            .expect("report lock")
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
-            .map(|r| (r.stack.clone(), r.node.clone()))
-            .collect();
+        let unfinished = self.unfinished_stacks();
         let mut ranks: Vec<u8> = retiring.iter().map(|c| c.kind.delete_rank()).collect();
         ranks.sort();
         ranks.dedup();
@@ -294,6 +287,13 @@ impl<'a, C: Cloud> Executor<'a, C> {
             }))
             .await;
         }
+    }
+
+    /// Stacks with a node that failed or was skipped so far, each with one such node.
+    fn unfinished_stacks(&self) -> BTreeMap<String, String> {
+        let reports = self.reports.lock().expect("report lock");
+        let unfinished = reports.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
+        unfinished.map(|r| (r.stack.clone(), r.node.clone())).collect()
     }
 
     async fn delete(&self, change: &Change) -> bool {

@@ -2,8 +2,6 @@
 //! region's AMIs and the snapshots behind them go. Only when every node of the stack succeeded:
 //! a copy that failed or was skipped needs its source on the next run.
 
-use std::collections::BTreeMap;
-
 use futures::future::join_all;
 use tokio::time::Instant;
 
@@ -19,14 +17,7 @@ impl<C: Cloud> Executor<'_, C> {
         if sources.is_empty() {
             return;
         }
-        let unfinished: BTreeMap<String, String> = self
-            .reports
-            .lock()
-            .expect("report lock")
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
-            .map(|r| (r.stack.clone(), r.node.clone()))
-            .collect();
+        let unfinished = self.unfinished_stacks();
         let resources = self.resources.lock().expect("resource lock").clone();
         // Snapshots a source AMI's removal leaves to their own change.
         let own: Vec<String> =

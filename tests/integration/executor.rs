@@ -212,3 +212,39 @@ async fn the_report_names_every_node_including_unchanged_ones() {
     assert_eq!(outcomes.iter().filter(|(_, o)| *o == Outcome::Unchanged).count(), 2, "the snapshots");
     assert_eq!(outcomes.iter().filter(|(_, o)| *o == Outcome::Updated).count(), 12);
 }
+
+/// `build.keep_image: false`: a copy that fails keeps the build region's AMIs and snapshots (the
+/// next apply copies from them instead of uploading again), and the apply that finishes the
+/// copies removes them.
+#[tokio::test]
+async fn a_source_not_kept_stays_while_a_copy_failed_and_goes_with_the_last_copy() {
+    let dir = setup("fake-seed");
+    let text = default_manifest()
+        .replace("build: { region: us-east-1 }", "build: { region: us-east-1, keep_image: false }")
+        .replace("regions: [us-east-1, ", "regions: [");
+    let graph = desired(&dir, &text);
+    let cloud = FakeCloud::default();
+    cloud.fail("CopyImage", "ap-southeast-2", "InternalError");
+    let report = run(&cloud, &graph).await;
+    assert!(!report.succeeded());
+    let kept: Vec<_> = report
+        .nodes
+        .iter()
+        .filter(|n| n.region == "us-east-1" && n.action == Action::Delete)
+        .filter(|n| matches!(&n.outcome, Outcome::Skipped(why) if why.starts_with("kept as the copies' source")))
+        .collect();
+    assert_eq!(kept.len(), 4 + 2, "four AMIs and two snapshots kept: {report:#?}");
+    assert_eq!(cloud.images("us-east-1").len(), 4);
+
+    cloud.heal();
+    let plan = plan_for(&cloud, &graph).await;
+    assert_eq!(plan.summary().create, 4, "only the failed copies: {plan:#?}");
+    assert!(plan.changes.iter().filter(|c| c.until_copied).all(|c| c.action == Action::NoOp), "{plan:#?}");
+    let report = run(&cloud, &graph).await;
+    assert!(report.succeeded(), "{report:#?}");
+    let uploads = cloud.made().iter().filter(|(_, _, m)| matches!(m, Made::Uploaded(_))).count();
+    assert_eq!(uploads, 2, "the source was not made again");
+    assert!(cloud.images("us-east-1").is_empty(), "the source AMIs went with the last copies");
+    assert!(cloud.snapshots("us-east-1").is_empty(), "and their snapshots");
+    assert!(!plan_for(&cloud, &graph).await.has_changes());
+}

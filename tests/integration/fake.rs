@@ -131,8 +131,16 @@ impl FakeCloud {
     }
 
     pub fn images(&self, region: &str) -> Vec<LiveResource> {
+        self.resources(region, ResourceKind::Image)
+    }
+
+    pub fn snapshots(&self, region: &str) -> Vec<LiveResource> {
+        self.resources(region, ResourceKind::Snapshot)
+    }
+
+    fn resources(&self, region: &str, kind: ResourceKind) -> Vec<LiveResource> {
         let state = self.state.lock().unwrap();
-        state.resources.values().filter(|r| r.region == region && r.kind == ResourceKind::Image).cloned().collect()
+        state.resources.values().filter(|r| r.region == region && r.kind == kind).cloned().collect()
     }
 
     fn call(&self, operation: &'static str, region: &str) -> Result<(), CloudError> {
