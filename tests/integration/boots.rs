@@ -14,7 +14,7 @@ use crate::support::*;
 const REGION: &str = "us-east-1";
 const COPY_REGION: &str = "us-west-2";
 
-fn sha256_of(file: &Path) -> String {
+pub(crate) fn sha256_of(file: &Path) -> String {
     use std::io::Read;
     let mut hasher = Sha256::new();
     let mut reader = std::fs::File::open(file).unwrap();
@@ -222,13 +222,14 @@ publish: {{ public: true }}
 }
 
 /// Scenarios 3 and 4: a bootable raw image uploaded directly. A boot test that fails keeps the
-/// AMI private and uncopied and reports the VM's console; once the test is fixed the same AMI is
-/// tested again, passes, and is copied and published.
+/// AMI private and uncopied, leaves no instance or security group, and reports the VM's console;
+/// once the test is fixed the same AMI is tested again, passes, and is copied; with
+/// `test.regions: all` the copy boots its own test in its region before it is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_a_directly_uploaded_image_boots_a_failing_test_holds_it_back_and_a_fixed_one_publishes_it() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 93).await;
-    let runner = Runner::new(&moto, &proxy, REGION, "direct").await;
+    let runner = Runner::new(&moto, &proxy, REGION, "direct").await.also_in(COPY_REGION);
     let dir = workdir("vm-direct");
     // A link, not a copy: amiplan refuses a source that leads outside the manifest's directory.
     std::fs::hard_link(images().join("bootable.raw"), dir.join("disk.raw")).unwrap();
@@ -243,8 +244,9 @@ exit 1
     std::fs::write(dir.join("boot-test.sh"), failing).unwrap();
     let bucket = "direct-boot-reports";
     moto.s3(REGION).await.create_bucket().bucket(bucket).send().await.unwrap();
-    // The test instance reaches S3 from the default subnet, through the default VPC's gateway.
+    // The test instances reach S3 from the default subnet, through the default VPC's gateway.
     moto.complete_default_vpc(REGION).await;
+    moto.complete_default_vpc(COPY_REGION).await;
     let stack = "direct-boot";
     let manifest = format!(
         "stack: {stack}
@@ -254,12 +256,12 @@ image:
   name: \"direct-boot-{{arch}}\"
   architecture: x86_64
   boot_mode: uefi
-test: {{ script: boot-test.sh, timeout: 20m, reports: /var/tmp/reports, reports_bucket: {{ bucket: {bucket}, prefix: runs/ }} }}
+test: {{ script: boot-test.sh, timeout: 20m, regions: all, reports: /var/tmp/reports, reports_bucket: {{ bucket: {bucket}, prefix: runs/ }} }}
 regions: [{REGION}, {COPY_REGION}]
 publish: {{ public: true }}
 "
     );
-    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
+    std::fs::write(dir.join("stack.yaml"), &manifest).unwrap();
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
 
     let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
@@ -276,6 +278,23 @@ publish: {{ public: true }}
     let image = built[0].image_id().unwrap().to_string();
     assert!(!is_public(&moto, REGION, &image).await, "a failed AMI stays private");
     assert!(moto.stack_images(COPY_REGION, stack).await.is_empty(), "and is not copied");
+    assert_eq!(tag(built[0].tags(), "amiplan:tested"), None, "{report}");
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = || aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let groups = ec2.describe_security_groups().filters(by_stack()).send().await.unwrap();
+    assert!(groups.security_groups().is_empty(), "the test's security groups are gone");
+    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("terminated"));
+    }
+    // The AMI is kept; the next plan tests it again before the copy and the copy's own test.
+    let plan = ["plan", "stack.yaml", "--regions", "manifest"];
+    let planned = amiplan_async(&proxy.endpoint, &dir, &plan).await;
+    let text = stdout(&planned);
+    assert!(text.contains("Plan: 3 to create, 0 to update in place, 0 to replace, 0 to delete"), "{text}");
+    for node in [format!("test/direct-boot-x86_64@{REGION}"), format!("test/direct-boot-x86_64@{COPY_REGION}")] {
+        assert!(text.contains(&node), "{node}: {text}");
+    }
     // The VM uploaded its reports with one presigned PUT; amiplan checked, stored and removed them.
     let key = format!("runs/amiplan-reports/{stack}/{image}.tar.gz");
     let puts: Vec<_> = proxy.calls().into_iter().filter(|c| c.operation == "PutObject").collect();
@@ -306,23 +325,37 @@ mv /usr/bin/curl /usr/bin/curl.hidden
 echo fixed
 ";
     std::fs::write(dir.join("boot-test.sh"), fixed).unwrap();
-    let (applied, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
     let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
     expect_code(&applied, 0);
-    assert!(passed(&boots[0].console), "{report}");
-    assert!(boots[0].console.contains("with python3"), "{report}");
+    assert_eq!(boots.len(), 2, "{report}");
+    assert!(boots.iter().all(|b| passed(&b.console) && b.console.contains("with python3")), "{report}");
+    // The copy is booted after the AMI it copies passed, in its own region.
+    let order: Vec<&str> = boots.iter().map(|b| b.node.as_str()).collect();
+    let expected = [format!("test/direct-boot-x86_64@{REGION}"), format!("test/direct-boot-x86_64@{COPY_REGION}")];
+    assert_eq!(order, expected, "{report}");
     let line = stdout(&applied).lines().find_map(|l| l.trim().strip_prefix("reports: ").map(str::to_string));
     let stored = dir.join(line.unwrap_or_else(|| panic!("the run names its reports: {report}")));
     assert_eq!(std::fs::read_to_string(stored.join("files/result.txt")).unwrap(), "fixed\n");
-    assert_eq!(proxy.calls().iter().filter(|c| c.operation == "PutObject").count(), 2);
+    assert_eq!(proxy.calls().iter().filter(|c| c.operation == "PutObject").count(), 3);
     let left = moto.s3(REGION).await.list_objects_v2().bucket(bucket).send().await.unwrap();
     assert!(left.contents().is_empty(), "{:?}", left.contents());
     assert_eq!(moto.stack_images(REGION, stack).await[0].image_id(), Some(image.as_str()), "the same AMI: {report}");
     for region in [REGION, COPY_REGION] {
         let images = moto.stack_images(region, stack).await;
         assert_eq!(images.len(), 1, "{region}: {report}");
+        assert!(tag(images[0].tags(), "amiplan:tested").is_some(), "{region} was tested: {report}");
         assert!(is_public(&moto, region, images[0].image_id().unwrap()).await, "{region}: {report}");
     }
+    // Tested once: a re-run plans nothing; a new region plans its copy and that copy's test only.
+    let unchanged = amiplan_async(&proxy.endpoint, &dir, &[&plan[..], &["--detailed-exitcode"]].concat()).await;
+    expect_code(&unchanged, 0);
+    let grown = manifest.replace(&format!("{COPY_REGION}]"), &format!("{COPY_REGION}, sa-east-1]"));
+    std::fs::write(dir.join("stack.yaml"), grown).unwrap();
+    let planned = amiplan_async(&proxy.endpoint, &dir, &plan).await;
+    let text = stdout(&planned);
+    assert!(text.contains("Plan: 2 to create, 0 to update in place, 0 to replace, 0 to delete"), "{text}");
+    assert!(text.contains("test/direct-boot-x86_64@sa-east-1"), "{text}");
 }
 
 /// Nothing but the AMIs and their snapshots is left of a build: no instance still running, no

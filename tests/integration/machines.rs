@@ -64,7 +64,8 @@ pub enum Firmware {
 #[derive(Debug, Clone, Copy)]
 enum Network {
     None,
-    /// `DOWNLOADS` (10.0.2.100:80) is the file server on this port.
+    /// `DOWNLOADS` (10.0.2.100:80) is the file server on this port, and so is 127.0.0.1:port in
+    /// the VM (the forwarder below), so that URLs of the build machine's server work unchanged.
     Downloads(u16),
     /// 127.0.0.1:port in the VM is the AWS endpoint amiplan was given (the proxy on this port),
     /// so the URLs amiplan signs work there as on the build machine: QEMU forwards 10.0.2.100:80
@@ -73,7 +74,7 @@ enum Network {
     Endpoint(u16),
 }
 
-/// The forwarder behind [`Network::Endpoint`]: the test images have Python (cloud-init's), and
+/// The forwarder behind [`Network::Endpoint`] and [`Network::Downloads`]: the test images have Python (cloud-init's), and
 /// `systemd-run` keeps it out of cloud-init's own service. Without `--no-block` and default
 /// dependencies off, the unit would wait for basic.target, which waits for cloud-init: a deadlock.
 const ENDPOINT_VENDOR_DATA: &str = r#"#cloud-config
@@ -123,7 +124,8 @@ pub struct Boot {
 pub struct Runner<'a> {
     moto: &'a Moto,
     proxy: &'a Proxy,
-    region: &'a str,
+    /// Where instances are served: the build region first, then copy regions tested too.
+    regions: Vec<&'a str>,
     images: PathBuf,
     work: PathBuf,
     /// The port of the file server on 127.0.0.1 that downloads are forwarded to.
@@ -146,7 +148,7 @@ impl<'a> Runner<'a> {
         Runner {
             moto,
             proxy,
-            region,
+            regions: vec![region],
             images,
             work: workdir(&format!("vm-{name}")),
             downloads_port: None,
@@ -156,6 +158,12 @@ impl<'a> Runner<'a> {
             serving: AtomicBool::new(false),
             _turn: turn,
         }
+    }
+
+    /// Serves the instances of `region` too (test instances of copies, `test.regions: all`).
+    pub fn also_in(mut self, region: &'a str) -> Self {
+        self.regions.push(region);
+        self
     }
 
     /// Forwards the VMs' downloads (`DOWNLOADS`) to `url`, a server on 127.0.0.1.
@@ -204,7 +212,10 @@ impl<'a> Runner<'a> {
     }
 
     async fn serve(&self, stack: &str, count: usize) {
-        let ec2 = self.moto.ec2(self.region).await;
+        let mut clients = Vec::new();
+        for region in &self.regions {
+            clients.push(self.moto.ec2(region).await);
+        }
         let mut served = std::collections::BTreeSet::new();
         let started = Instant::now();
         while served.len() < count {
@@ -213,11 +224,14 @@ impl<'a> Runner<'a> {
                 "only {} of {count} instances appeared",
                 served.len()
             );
-            let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
-            let running = Filter::builder().name("instance-state-name").values("running").build();
-            let out = ec2.describe_instances().filters(by_stack).filters(running).send().await.unwrap();
-            let instances: Vec<Instance> = out.reservations().iter().flat_map(|r| r.instances()).cloned().collect();
-            for instance in instances {
+            let mut instances: Vec<(&aws_sdk_ec2::Client, Instance)> = Vec::new();
+            for ec2 in &clients {
+                let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+                let running = Filter::builder().name("instance-state-name").values("running").build();
+                let out = ec2.describe_instances().filters(by_stack).filters(running).send().await.unwrap();
+                instances.extend(out.reservations().iter().flat_map(|r| r.instances()).map(|i| (ec2, i.clone())));
+            }
+            for (ec2, instance) in instances {
                 let id = instance.instance_id().unwrap().to_string();
                 if served.contains(&id) {
                     continue;
@@ -225,8 +239,8 @@ impl<'a> Runner<'a> {
                 let node = tag(instance.tags(), "amiplan:node").unwrap_or_default().to_string();
                 self.serving.store(true, Ordering::SeqCst);
                 let ran = if node.starts_with("helper/") {
-                    match self.target_volume(&ec2, &id).await {
-                        Some(volume) => self.run_helper(&ec2, &instance, &node, &volume).await,
+                    match self.target_volume(ec2, &id).await {
+                        Some(volume) => self.run_helper(ec2, &instance, &node, &volume).await,
                         None => {
                             // amiplan attaches it right before it waits for the job
                             self.serving.store(false, Ordering::SeqCst);
@@ -234,7 +248,7 @@ impl<'a> Runner<'a> {
                         }
                     }
                 } else if node.starts_with("test/") {
-                    self.run_test(&ec2, &instance, &node).await
+                    self.run_test(ec2, &instance, &node).await
                 } else {
                     panic!("instance {id} of {stack} has no node amiplan would launch: {node}");
                 };
@@ -292,7 +306,8 @@ impl<'a> Runner<'a> {
         // registered is in its request.
         let registered = self.registration(image_id);
         let snapshot = root_snapshot(&registered, image_id);
-        let content = self.snapshot_content(ec2, &snapshot).await;
+        // A copy's content is its source's, in the region the source was registered in.
+        let content = self.snapshot_content(&registered.region, &snapshot).await;
         let firmwares = match registered.param("BootMode") {
             Some("uefi") => vec![Firmware::Uefi],
             Some("uefi-preferred") => vec![Firmware::Uefi, Firmware::Bios],
@@ -343,8 +358,8 @@ impl<'a> Runner<'a> {
 
     /// The bytes of `snapshot`: the disk file of the volume it was made from, or its blocks read
     /// back from moto's EBS direct APIs.
-    async fn snapshot_content(&self, ec2: &aws_sdk_ec2::Client, snapshot: &str) -> PathBuf {
-        let out = ec2.describe_snapshots().snapshot_ids(snapshot).send().await.unwrap();
+    async fn snapshot_content(&self, region: &str, snapshot: &str) -> PathBuf {
+        let out = self.moto.ec2(region).await.describe_snapshots().snapshot_ids(snapshot).send().await.unwrap();
         let described = &out.snapshots()[0];
         if let Some(file) = described.volume_id().and_then(|v| self.volume_file(v)) {
             return file;
@@ -354,7 +369,7 @@ impl<'a> Runner<'a> {
             return file;
         }
         let gib = u64::try_from(described.volume_size().unwrap()).unwrap();
-        let ebs = self.moto.ebs(self.region).await;
+        let ebs = self.moto.ebs(region).await;
         let disk = std::fs::File::create(&file).unwrap();
         disk.set_len(gib << 30).unwrap();
         let mut next = None;
@@ -510,7 +525,7 @@ impl<'a> Runner<'a> {
         std::fs::write(dir.join("meta-data"), format!("instance-id: {instance}\nlocal-hostname: {instance}\n"))
             .unwrap();
         let mut vendor = Vec::new();
-        if let Network::Endpoint(port) = network {
+        if let Network::Endpoint(port) | Network::Downloads(port) = network {
             std::fs::write(dir.join("vendor-data"), ENDPOINT_VENDOR_DATA.replace("@@PORT@@", &port.to_string()))
                 .unwrap();
             vendor.extend(["--vendor-data".into(), dir.join("vendor-data").into_os_string()]);

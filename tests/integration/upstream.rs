@@ -1,12 +1,12 @@
 //! Tracking an upstream (`source.upstream`): the newest file and its digest are read from the
 //! upstream's index and checksum files (served on 127.0.0.1) at every plan, against moto behind
-//! the rules proxy, with the helper played as in `helper.rs`.
+//! the rules proxy; the helper that downloads what upstream named is a real VM (`machines.rs`).
 
-use crate::helper::play_helper_checking;
+use crate::machines::{Runner, images, passed};
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
-const FIRST: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+/// The digest the second version's checksum file gives: planned, never built.
 const SECOND: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 fn manifest(files: &Files, regions: &str) -> String {
@@ -16,12 +16,12 @@ source:
   upstream:
     index: {url}/autobuilds/latest-tracked.txt
     checksums: \"{{url}}.sha256\"
-    file: \"tracked-{{version}}.raw.zst\"
+    file: \"tracked-{{version}}.raw.xz\"
 build:
   region: us-east-1
   method: helper
   volume_size: 2
-  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m }}
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 20m }}
 image:
   name: \"tracked-{{version}}-{{volume_type}}\"
   architecture: x86_64
@@ -36,12 +36,12 @@ regions: {regions}
 /// Upstream publishes `version`: the index names it, its checksum file gives `digest`.
 fn publish(files: &Files, version: &str, digest: &str) {
     let signed = format!(
-        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n# Latest as of today\n{version}/tracked-{version}.raw.zst 1048576\n-----BEGIN PGP SIGNATURE-----\n\nabc=\n-----END PGP SIGNATURE-----\n"
+        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n# Latest as of today\n{version}/tracked-{version}.raw.xz 1048576\n-----BEGIN PGP SIGNATURE-----\n\nabc=\n-----END PGP SIGNATURE-----\n"
     );
     files.set("/autobuilds/latest-tracked.txt", &signed);
     files.set(
-        &format!("/autobuilds/{version}/tracked-{version}.raw.zst.sha256"),
-        &format!("# SHA256 HASH\n{digest}  tracked-{version}.raw.zst\n"),
+        &format!("/autobuilds/{version}/tracked-{version}.raw.xz.sha256"),
+        &format!("# SHA256 HASH\n{digest}  tracked-{version}.raw.xz\n"),
     );
 }
 
@@ -50,7 +50,12 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 61).await;
     let files = Files::start().await;
-    publish(&files, "20261122T1700Z", FIRST);
+    let runner = Runner::new(&moto, &proxy, "us-east-1", "upstream").await.downloads_from(&files.url);
+    // The first version is a real image: the helper VM downloads and writes it.
+    let image = images().join("bootable.raw.xz");
+    let first = crate::boots::sha256_of(&image);
+    files.set_file("/autobuilds/20261122T1700Z/tracked-20261122T1700Z.raw.xz", &image);
+    publish(&files, "20261122T1700Z", &first);
     let dir = workdir("upstream-tracked");
     std::fs::write(dir.join("stack.yaml"), manifest(&files, "[us-east-1]")).unwrap();
     let scheduled = ["plan", "stack.yaml", "--detailed-exitcode", "--regions", "manifest"];
@@ -59,9 +64,9 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     expect_code(&planned, 0);
     let plan = plan_document(&stdout(&planned));
     let found = &plan["upstream"][0];
-    let url = format!("{}/autobuilds/20261122T1700Z/tracked-20261122T1700Z.raw.zst", files.url);
+    let url = format!("{}/autobuilds/20261122T1700Z/tracked-20261122T1700Z.raw.xz", files.url);
     assert_eq!(found["url"], url.as_str(), "{found}");
-    assert_eq!((found["sha256"].as_str(), found["version"].as_str()), (Some(FIRST), Some("20261122T1700Z")));
+    assert_eq!((found["sha256"].as_str(), found["version"].as_str()), (Some(first.as_str()), Some("20261122T1700Z")));
     let nodes: Vec<&str> = plan["changes"].as_array().unwrap().iter().filter_map(|c| c["node"].as_str()).collect();
     assert!(
         nodes.contains(&"image/tracked-20261122T1700Z-gp3@us-east-1"),
@@ -69,12 +74,15 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     );
 
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let (applied, script) = tokio::join!(
-        amiplan_async(&proxy.endpoint, &dir, &apply),
-        play_helper_checking(&moto, &proxy, "tracked", FIRST)
-    );
+    let (applied, boots) = runner.alongside("tracked", 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let consoles: Vec<&str> = boots.iter().map(|b| b.console.as_str()).collect();
     expect_code(&applied, 0);
-    assert!(script.contains(&url), "the helper downloads what upstream named");
+    assert!(boots[0].powered_off && passed(&boots[0].console), "{consoles:?}");
+    // The helper downloaded what upstream named: the snapshot holds it, decompressed.
+    let snapshot = &moto.stack_snapshots("us-east-1", "tracked").await[0];
+    let written = runner.volume_file(snapshot.volume_id().unwrap()).expect("the runner kept the volume");
+    let original = crate::boots::sha256_of(&images().join("bootable.raw"));
+    assert_eq!(crate::boots::sha256_of(&written), original, "the snapshot holds upstream's image");
     expect_code(&amiplan_at(&proxy.endpoint, &dir, &scheduled), 0);
 
     publish(&files, "20261123T1700Z", SECOND);
@@ -82,21 +90,20 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     expect_code(&newer, 2);
     let text = stdout(&newer);
     assert!(
-        text.contains(&format!("upstream: tracked-20261123T1700Z.raw.zst (sha256 {SECOND}), version 20261123T1700Z")),
+        text.contains(&format!("upstream: tracked-20261123T1700Z.raw.xz (sha256 {SECOND}), version 20261123T1700Z")),
         "{text}"
     );
     assert!(text.contains("image/tracked-20261123T1700Z-gp3@us-east-1 create"), "{text}");
 
     // An upstream that lists no digest for its newest file: a clear error at the manifest's
     // `source.upstream`, and not one AWS call.
-    files
-        .set("/autobuilds/20261123T1700Z/tracked-20261123T1700Z.raw.zst.sha256", &format!("{SECOND}  other.raw.zst\n"));
+    files.set("/autobuilds/20261123T1700Z/tracked-20261123T1700Z.raw.xz.sha256", &format!("{SECOND}  other.raw.xz\n"));
     let calls = proxy.calls().len();
     let broken = amiplan_at(&proxy.endpoint, &dir, &scheduled);
     expect_code(&broken, 1);
     let error = stderr(&broken);
     assert!(error.contains("stack.yaml:3:"), "{error}");
-    assert!(error.contains("has no SHA-256 of tracked-20261123T1700Z.raw.zst"), "{error}");
+    assert!(error.contains("has no SHA-256 of tracked-20261123T1700Z.raw.xz"), "{error}");
     assert_eq!(proxy.calls().len(), calls, "nothing asked of AWS");
 
     // A manifest with a mistake elsewhere is refused before upstream is read.
