@@ -197,9 +197,29 @@ publish: {{ public: true }}
 ",
         sha256_of(&compressed)
     );
-    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
-
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    // Scenario 3 for a helper: a download that is not the image the manifest names. The helper
+    // VM refuses it before writing anything; the report has the reason and the VM's console.
+    files.set("/wrong.raw.xz", "not the image\n");
+    let wrong = manifest.replace("/bootable.raw.xz", "/wrong.raw.xz");
+    std::fs::write(dir.join("stack.yaml"), &wrong).unwrap();
+    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let report = format!("{}\n{}\n{}", stdout(&failed), stderr(&failed), summary(&boots));
+    expect_code(&failed, 1);
+    assert_eq!(boots.len(), 1, "{report}");
+    let expected =
+        format!("has SHA-256 {}, expected {}", hex::encode(Sha256::digest(b"not the image\n")), sha256_of(&compressed));
+    assert!(stdout(&failed).contains(&expected), "{report}");
+    assert!(
+        stdout(&failed).contains("Linux version") || stdout(&failed).contains("cloud-init"),
+        "the VM's console: {report}"
+    );
+    assert!(moto.stack_images(REGION, stack).await.is_empty(), "{report}");
+    assert!(moto.stack_snapshots(REGION, stack).await.is_empty(), "{report}");
+    assert_stack_gone_but_images(&moto, stack).await;
+
+    std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
     let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
     let report = format!("{}\n{}\n{}", stdout(&applied), stderr(&applied), summary(&boots));
     expect_code(&applied, 0);
