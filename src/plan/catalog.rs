@@ -271,8 +271,10 @@ pub(super) fn files_change(
     let catalogued =
         |kind: NodeKind| matches!(kind, NodeKind::Image | NodeKind::ImageCopy | NodeKind::Test | NodeKind::Parameter);
     // The copies' source that is not kept is never in the files.
-    let source = |c: &Change| c.until_copied || c.reasons.contains(&Reason::CopiesExist);
-    if changes.iter().any(|c| c.stack == node.stack && c.action != Action::NoOp && catalogued(c.kind) && !source(c)) {
+    if changes
+        .iter()
+        .any(|c| c.stack == node.stack && c.action != Action::NoOp && catalogued(c.kind) && !c.until_copied)
+    {
         change.action = if_any;
         change.reasons.push(Reason::RenderedAfterApply);
         return change;

@@ -1,7 +1,7 @@
 //! One node against the live resource claimed for it: the change that takes one to the other.
 
 use super::{Action, AttrDiff, Attribute, Change, Reason};
-use crate::cloud::{LiveResource, State};
+use crate::cloud::{LiveResource, Sharing, State};
 use crate::graph::Node;
 use crate::tags;
 
@@ -13,6 +13,11 @@ pub(super) fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
 /// The change that takes `live` to `node`, and what of the manifest the plan leaves undone
 /// because AWS would refuse it (said in the change's reasons too, and warned about).
 pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<Reason>) {
+    if node.gated && !live.tags.contains_key(tags::TESTED) {
+        // Until its test passes, an AMI stays private and is not deprecated.
+        let untested = Node { gated: false, sharing: Sharing::default(), deprecation: None, ..node.clone() };
+        return judge(&untested, live, now);
+    }
     let mut change = Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, Some(&live.id));
     if let Some(why) = node.spec.failed(live).or_else(|| node.spec.stale(live)) {
         change.action = Action::Replace;

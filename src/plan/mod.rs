@@ -5,12 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::Sharing;
 use crate::cloud::{LiveResource, ResourceKind};
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::observe::Observed;
 use crate::resource::Spec;
-use crate::tags;
 
 mod build;
 mod catalog;
@@ -66,7 +64,8 @@ pub struct Change {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
     /// A build region's AMI or snapshot that is only the copies' source (`build.keep_image:
-    /// false`): removed once the stack's copies are done.
+    /// false`): removed once the stack's copies are done (by apply after them, or by a delete
+    /// when every copy exists).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub until_copied: bool,
     /// A delete that waits until the stack's new version is available and published (retention).
@@ -258,11 +257,10 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         let seed = desired.is_seed(node);
         if seed && !seeds.wanted(&node.id, !candidates.is_empty()) {
             // Every copy exists: the copies' source goes (or stays unmade).
-            changes.extend(
-                candidates
-                    .iter()
-                    .map(|live| delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::CopiesExist)),
-            );
+            changes.extend(candidates.iter().map(|live| Change {
+                until_copied: true,
+                ..delete(node.stack.clone(), node.id.clone(), node.kind(), live, Reason::CopiesExist)
+            }));
             continue;
         }
         if node.kind().is_transient() && !building.contains(&node.stack) {
@@ -277,11 +275,6 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         let mut candidates = candidates.into_iter();
         let (mut change, refused) = match candidates.next() {
             None => (Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::Create, None), None),
-            Some(live) if node.gated && !live.tags.contains_key(tags::TESTED) => {
-                // Until its test passes, an AMI stays private and is not deprecated.
-                let untested = Node { sharing: Sharing::default(), deprecation: None, ..node.clone() };
-                judge(&untested, live, now)
-            }
             Some(live) => judge(node, live, now),
         };
         if node.kind().is_transient() {

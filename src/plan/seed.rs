@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use super::Action;
 use super::claim::{Claims, preference};
 use super::compare::compare;
-use crate::cloud::Sharing;
 use crate::graph::{DesiredGraph, Node, NodeKind};
-use crate::tags;
 
 /// The seed nodes this plan needs.
 #[derive(Debug, Default)]
@@ -52,14 +50,7 @@ impl Seeds {
 fn copy_action(copy: &Node, claims: &Claims<'_>, now: i64) -> Action {
     let mut candidates = claims.by_node.get(copy.id.as_str()).cloned().unwrap_or_default();
     candidates.sort_by_key(|live| preference(copy, live));
-    match candidates.first() {
-        None => Action::Create,
-        Some(live) if copy.gated && !live.tags.contains_key(tags::TESTED) => {
-            let untested = Node { sharing: Sharing::default(), deprecation: None, ..copy.clone() };
-            compare(&untested, live, now).action
-        }
-        Some(live) => compare(copy, live, now).action,
-    }
+    candidates.first().map_or(Action::Create, |live| compare(copy, live, now).action)
 }
 
 /// The seed nodes `id` depends on, directly or through other seed nodes.

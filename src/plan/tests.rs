@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::*;
-use crate::cloud::State;
+use crate::cloud::{Sharing, State};
 use crate::manifest::raw::{Architecture, BootMode, Virtualization, VolumeType};
 use crate::model::{ImageAttrs, Origin, Stack, Variant};
 use crate::source::{Format, Prepared, SourceInfo};
+use crate::tags;
 
 /// The planner's clock in these tests: 2026-06-01.
 const NOW: i64 = 1_780_272_000;
@@ -522,6 +523,7 @@ fn a_build_region_not_kept_is_made_for_copies_and_removed_after() {
     for node in source_nodes {
         let change = action_of(&left, node)[0];
         assert_eq!((change.action, &change.reasons[..]), (Action::Delete, &[Reason::CopiesExist][..]));
+        assert!(change.until_copied, "{change:?}");
     }
     assert!(left.changes.iter().filter(|c| c.action != Action::NoOp).count() == 2, "{:#?}", left.changes);
 

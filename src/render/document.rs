@@ -109,7 +109,8 @@ pub struct ChangeDocument {
     /// A resource that exists only for a build and is removed after it.
     pub transient: bool,
     /// A build region's AMI or snapshot that is only the copies' source (`build.keep_image:
-    /// false`): removed once the copies are done. Since format 1.1.
+    /// false`): with a create, removed once the copies are done; with a delete, every copy
+    /// exists. Since format 1.1.
     pub until_copied: bool,
     /// A delete that waits until the stack's new version is available and published.
     pub retire: bool,
