@@ -15,9 +15,14 @@ const REGION: &str = "us-east-1";
 const COPY_REGION: &str = "us-west-2";
 
 pub(crate) fn sha256_of(file: &Path) -> String {
+    sha256_of_prefix(file, u64::MAX)
+}
+
+/// The SHA-256 of the first `length` bytes of `file` (all of it when shorter).
+pub(crate) fn sha256_of_prefix(file: &Path, length: u64) -> String {
     use std::io::Read;
     let mut hasher = Sha256::new();
-    let mut reader = std::fs::File::open(file).unwrap();
+    let mut reader = std::fs::File::open(file).unwrap().take(length);
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = reader.read(&mut buffer).unwrap();
@@ -121,13 +126,24 @@ async fn vm_a_bootstrapped_system_boots_with_the_built_in_grub_under_uefi_and_bi
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
 
     std::fs::write(dir.join("stack.yaml"), manifest("no-kernel.tar", &kernelless)).unwrap();
-    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let keep = [&apply[..], &["--keep-on-failure"]].concat();
+    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &keep)).await;
     let report = format!("{}\n{}\n{}", stdout(&failed), stderr(&failed), summary(&boots));
     expect_code(&failed, 1);
     assert!(boots[0].console.contains("the system has no kernel"), "{report}");
     assert!(!boots[0].console.contains("installing GRUB"), "{report}");
     assert!(format!("{}{}", stdout(&failed), stderr(&failed)).contains("the system has no kernel"), "{report}");
     assert!(moto.stack_images(REGION, stack).await.is_empty(), "{report}");
+    // Kept for debugging (`--keep-on-failure`), then removed by `destroy`: the stopped helper,
+    // its volume, its security group and the temporary network.
+    let left = leftovers(&moto, REGION, stack).await;
+    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
+        assert!(left.iter().any(|l| l.starts_with(kind)), "{kind} is kept: {left:?}\n{report}");
+    }
+    let destroy = ["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let destroyed = amiplan_async(&proxy.endpoint, &dir, &destroy).await;
+    expect_code(&destroyed, 0);
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new(), "{}", stdout(&destroyed));
 
     std::fs::write(dir.join("stack.yaml"), manifest("debian-12-rootfs.tar", &tarball)).unwrap();
     let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
@@ -200,24 +216,50 @@ publish: {{ public: true }}
     let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
 
     // Scenario 3 for a helper: a download that is not the image the manifest names. The helper
-    // VM refuses it before writing anything; the report has the reason and the VM's console.
+    // VM refuses it before writing anything; the report and the events have the reason and the
+    // VM's console, and nothing is left.
     files.set("/wrong.raw.xz", "not the image\n");
     let wrong = manifest.replace("/bootable.raw.xz", "/wrong.raw.xz");
     std::fs::write(dir.join("stack.yaml"), &wrong).unwrap();
-    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
+    let with_events = [&apply[..], &["--events", "events.jsonl"]].concat();
+    let (failed, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &with_events)).await;
     let report = format!("{}\n{}\n{}", stdout(&failed), stderr(&failed), summary(&boots));
     expect_code(&failed, 1);
     assert_eq!(boots.len(), 1, "{report}");
     let expected =
         format!("has SHA-256 {}, expected {}", hex::encode(Sha256::digest(b"not the image\n")), sha256_of(&compressed));
-    assert!(stdout(&failed).contains(&expected), "{report}");
+    assert!(stdout(&failed).contains(&format!("the helper's job failed: the downloaded image {expected}")), "{report}");
     assert!(
         stdout(&failed).contains("Linux version") || stdout(&failed).contains("cloud-init"),
         "the VM's console: {report}"
     );
+    assert!(stdout(&failed).contains("AMIPLAN-LOG"), "the job's own log: {report}");
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = events.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failure = events.iter().find(|e| e["event"] == "failed").unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(failure["node"], format!("snapshot/{stack}-root@{REGION}"), "{failure}");
+    assert!(failure["error"].as_str().unwrap().contains(&expected), "{failure}");
+    assert_eq!(failure["resource"].as_str(), Some(boots[0].instance.as_str()), "the helper is named: {failure}");
+    let skipped: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "skipped").filter_map(|e| e["node"].as_str()).collect();
+    assert!(skipped.contains(&format!("image/fedimg-x86_64@{REGION}").as_str()), "{skipped:?}");
     assert!(moto.stack_images(REGION, stack).await.is_empty(), "{report}");
     assert!(moto.stack_snapshots(REGION, stack).await.is_empty(), "{report}");
     assert_stack_gone_but_images(&moto, stack).await;
+
+    // The same failure with `--keep-on-failure`: the helper (stopped), its volume and network
+    // stay for debugging until the next apply or `destroy`.
+    let keep = [&apply[..], &["--keep-on-failure"]].concat();
+    let (kept, boots) = runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &keep)).await;
+    let report = format!("{}\n{}\n{}", stdout(&kept), stderr(&kept), summary(&boots));
+    expect_code(&kept, 1);
+    assert!(boots[0].powered_off && stdout(&kept).contains(&expected), "{report}");
+    assert!(stdout(&kept).contains("kept for debugging"), "{report}");
+    let left = leftovers(&moto, REGION, stack).await;
+    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
+        assert!(left.iter().any(|l| l.starts_with(kind)), "{kind} is kept: {left:?}");
+    }
+    assert!(left.contains(&format!("instance {} (stopped)", boots[0].instance)), "{left:?}");
 
     std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
     let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
@@ -225,6 +267,20 @@ publish: {{ public: true }}
     expect_code(&applied, 0);
     assert!(boots.iter().all(|b| b.powered_off && passed(&b.console)), "{report}");
     assert_eq!(boots[1].firmware, Firmware::Bios, "{report}");
+    // The kept pieces were taken over or replaced, and nothing of the build is left. Every launch
+    // was a new attempt with a token of its own (rule `client-tokens`: EC2 would answer a token
+    // used before with its first, long terminated, helper).
+    assert_stack_gone_but_images(&moto, stack).await;
+    let launches: Vec<Option<String>> = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "RunInstances")
+        .map(|c| c.param("ClientToken").map(str::to_string))
+        .collect();
+    assert!(launches.iter().all(Option::is_some), "every launch carries a token: {launches:?}");
+    let distinct: std::collections::BTreeSet<&Option<String>> = launches.iter().collect();
+    assert_eq!(distinct.len(), 4, "three helpers and a test instance, a new token each: {launches:?}");
+    assert_eq!(proxy.enforced(Rule::ClientTokens), 0, "no token was refused or answered from an earlier launch");
 
     // The snapshot's content is what the helper wrote: the decompressed image, byte for byte.
     let snapshot = &moto.stack_snapshots(REGION, stack).await[0];
@@ -239,6 +295,9 @@ publish: {{ public: true }}
         assert!(is_public(&moto, region, images[0].image_id().unwrap()).await, "{region} is public: {report}");
     }
     assert_stack_gone_but_images(&moto, stack).await;
+    let destroy = ["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    expect_code(&amiplan_async(&proxy.endpoint, &dir, &destroy).await, 0);
+    assert_stack_gone(&moto, stack, &[REGION, COPY_REGION]).await;
 }
 
 /// Scenarios 3 and 4: a bootable raw image uploaded directly. A boot test that fails keeps the

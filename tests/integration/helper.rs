@@ -1,13 +1,15 @@
-//! Helper builds against moto. moto does not boot instances, so each test plays the helper from
-//! outside: it waits for the helper instance, checks what amiplan launched (user-data, IMDSv2, no
-//! key, no inbound rules), then answers as a real helper would: its result on the console (served
-//! by the fault proxy) and a power-off.
+//! Helper builds against moto. The two examples run on a real helper VM (`machines.rs`) while
+//! the test checks what amiplan launched (user-data, IMDSv2, no key, no inbound rules). Where a
+//! test needs what a VM cannot give (a kill at a chosen call, faults, the launch's root volume
+//! size), the test plays the helper from outside instead: it answers as a real helper would, its
+//! result on the console (served by the fault proxy) and a power-off.
 
 use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
 
+use crate::machines::{DOWNLOADS, Runner, images, passed};
 use crate::proxy::rules::{self, Rule};
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
@@ -20,31 +22,21 @@ const DIGEST: &str = "6205ae0c524b4d1816dbd3573ce29b5c44ed26c9fbc874fbe48c41c89d
 struct HelperManifest {
     stack: String,
     volume_size: u32,
-    /// Extra settings of `helper:` (`spot: true`).
+    /// Extra settings of `helper:`.
     helper: Vec<&'static str>,
     /// `network:` of the build, when not the default temporary network.
     network: Option<&'static str>,
-    /// Plain and encrypted variants, the encrypted ones with this key in the region.
-    encrypted_with: Option<&'static str>,
 }
 
 impl HelperManifest {
     fn new(stack: &str) -> HelperManifest {
-        HelperManifest { stack: stack.to_string(), volume_size: 2, helper: vec![], network: None, encrypted_with: None }
+        HelperManifest { stack: stack.to_string(), volume_size: 2, helper: vec![], network: None }
     }
 
     fn yaml(&self) -> String {
         let stack = &self.stack;
         let helper: String = self.helper.iter().map(|setting| format!(", {setting}")).collect();
         let network = self.network.map(|n| format!("  network: {n}\n")).unwrap_or_default();
-        let (name, keys, encrypted) = match self.encrypted_with {
-            Some(key) => (
-                "{volume_type}-{encryption}",
-                format!("  kms_keys: {{ {REGION}: {key} }}\n"),
-                "  encrypted: [false, true]\n",
-            ),
-            None => ("{volume_type}", String::new(), ""),
-        };
         format!(
             "# yaml-language-server: $schema=x
 stack: {stack}
@@ -57,11 +49,11 @@ build:
 {network}  volume_size: {}
   helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 5m{helper} }}
 image:
-  name: \"{stack}-{name}\"
+  name: \"{stack}-{{volume_type}}\"
   architecture: x86_64
-{keys}variants:
+variants:
   volume_type: [gp3]
-{encrypted}regions: [{REGION}]
+regions: [{REGION}]
 ",
             self.volume_size
         )
@@ -214,38 +206,6 @@ fn succeeded(job: &str) -> String {
     )
 }
 
-/// Every resource tagged with the stack other than AMIs and snapshots, plus its helpers that
-/// have not terminated: what a finished build must not leave. (Not DescribeTags: moto keeps the
-/// tags of deleted resources there.)
-async fn leftovers(moto: &Moto, stack: &str) -> Vec<String> {
-    let ec2 = moto.ec2(REGION).await;
-    let by_stack = || Filter::builder().name("tag:amiplan:stack").values(stack).build();
-    let mut found = Vec::new();
-    let out = ec2.describe_vpcs().filters(by_stack()).send().await.unwrap();
-    found.extend(out.vpcs().iter().map(|v| format!("Vpc {}", v.vpc_id().unwrap())));
-    let out = ec2.describe_subnets().filters(by_stack()).send().await.unwrap();
-    found.extend(out.subnets().iter().map(|v| format!("Subnet {}", v.subnet_id().unwrap())));
-    let out = ec2.describe_internet_gateways().filters(by_stack()).send().await.unwrap();
-    found.extend(
-        out.internet_gateways().iter().map(|v| format!("InternetGateway {}", v.internet_gateway_id().unwrap())),
-    );
-    let out = ec2.describe_route_tables().filters(by_stack()).send().await.unwrap();
-    found.extend(out.route_tables().iter().map(|v| format!("RouteTable {}", v.route_table_id().unwrap())));
-    let out = ec2.describe_security_groups().filters(by_stack()).send().await.unwrap();
-    found.extend(out.security_groups().iter().map(|v| format!("SecurityGroup {}", v.group_id().unwrap())));
-    let out = ec2.describe_volumes().filters(by_stack()).send().await.unwrap();
-    found.extend(out.volumes().iter().map(|v| format!("Volume {}", v.volume_id().unwrap())));
-    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
-    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
-        let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
-        if state != "terminated" {
-            found.push(format!("instance {} ({state})", instance.instance_id().unwrap_or_default()));
-        }
-    }
-    found.sort();
-    found
-}
-
 /// What AWS gives every default VPC and moto does not: an attached internet gateway and a
 /// 0.0.0.0/0 route to it in the main route table.
 async fn give_default_vpc_a_way_out(ec2: &aws_sdk_ec2::Client, vpc: &str) {
@@ -284,12 +244,26 @@ fn copy_example(name: &str, dir: &Path) {
     }
 }
 
+/// The fedimg-style example on a real helper VM, with the image it names served locally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace() {
+async fn vm_the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 41).await;
     let dir = workdir("helper-fedora");
     copy_example("fedora-helper.yaml", &dir);
+    // Fedora's image is on the internet: the VM downloads the test image under its name, from
+    // the build machine's file server, and checks its digest.
+    let files = Files::start().await;
+    let image = images().join("bootable.raw.xz");
+    let digest = crate::boots::sha256_of(&image);
+    let name = "Fedora-Cloud-Base-Generic-41-1.4.x86_64.raw.xz";
+    files.set_file(&format!("/{name}"), &image);
+    let example = std::fs::read_to_string(dir.join("fedora-helper.yaml")).unwrap();
+    let released =
+        format!("https://download.fedoraproject.org/pub/fedora/linux/releases/41/Cloud/x86_64/images/{name}");
+    assert!(example.contains(&released) && example.contains(DIGEST), "the example names Fedora's image");
+    let local = example.replace(&released, &format!("{DOWNLOADS}/{name}")).replace(DIGEST, &digest);
+    std::fs::write(dir.join("fedora-helper.yaml"), local).unwrap();
     let stack = "fedora-helper-example";
     let args = ["--regions", "manifest"];
 
@@ -307,16 +281,18 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
     assert!(text.contains("boots ami-"), "the resolved helper AMI is shown: {text}");
 
     let apply_args = [&["apply", "fedora-helper.yaml", "--auto-approve"][..], &args].concat();
-    let player = async {
+    let runner = Runner::new(&moto, &proxy, REGION, "fedora-example").await.downloads_from(&files.url);
+    let inspector = async {
         let instance = wait_for_helper(&moto, stack).await;
-        let job = check_helper(&moto, &instance, stack, DIGEST).await;
+        check_helper(&moto, &instance, stack, &digest).await;
         let script = user_data(&moto, instance.instance_id().unwrap()).await;
-        assert!(script.contains("Fedora-Cloud-Base-Generic-41-1.4.x86_64.raw.xz") && script.contains("xz -dc"));
-        let console = job_console(&moto, &proxy, &instance, &job).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &console).await;
+        assert!(script.contains(name) && script.contains("xz -dc"));
     };
-    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply_args), player);
+    let ((applied, boots), ()) =
+        tokio::join!(runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &apply_args)), inspector);
+    let consoles: Vec<&str> = boots.iter().map(|b| b.console.as_str()).collect();
     expect_code(&applied, 0);
+    assert!(boots[0].powered_off && passed(&boots[0].console), "{consoles:?}");
 
     for region in ["us-east-1", "us-west-2"] {
         for name in ["hvm-standard", "hvm-gp3", "paravirtual-standard", "paravirtual-gp3"] {
@@ -329,8 +305,18 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
         snapshots.iter().any(|s| tag(s.tags(), "amiplan:node") == Some(&format!("snapshot/{stack}-root@{REGION}"))),
         "the snapshot of the target volume is tagged"
     );
+    // The 5 GiB volume starts with the decompressed image, byte for byte.
+    let written = runner.volume_file(snapshots[0].volume_id().unwrap()).expect("the runner kept the volume");
+    let original = images().join("bootable.raw");
+    let length = std::fs::metadata(&original).unwrap().len();
+    assert_eq!(std::fs::metadata(&written).unwrap().len(), 5 << 30);
     assert_eq!(
-        leftovers(&moto, stack).await,
+        crate::boots::sha256_of_prefix(&written, length),
+        crate::boots::sha256_of(&original),
+        "the snapshot holds the decompressed image"
+    );
+    assert_eq!(
+        leftovers(&moto, REGION, stack).await,
         Vec::<String>::new(),
         "every transient resource is gone: {}\n{:?}",
         stdout(&applied),
@@ -365,12 +351,36 @@ async fn the_fedora_helper_example_builds_in_a_temporary_vpc_and_leaves_no_trace
     assert_stack_gone(&moto, stack, &["us-east-1", "us-west-2"]).await;
 }
 
+/// The Funtoo example on a real helper VM, with a stand-in for its stage3 served locally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone() {
+async fn vm_the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 42).await;
     let dir = workdir("helper-funtoo");
     copy_example("funtoo-bootstrap.yaml", &dir);
+    // Funtoo's stage3 is on the internet: the Debian root tarball stands in for it, with the
+    // OpenRC runlevel directory a stage3 has and the example's provisioning script links into.
+    let files = Files::start().await;
+    let stage3 = dir.join("stage3-latest.tar");
+    std::fs::copy(images().join("rootfs.tar"), &stage3).unwrap();
+    std::fs::create_dir_all(dir.join("openrc/etc/runlevels/default")).unwrap();
+    let appended = std::process::Command::new("tar")
+        .args(["--append", "--owner=0", "--group=0", "-f"])
+        .arg(&stage3)
+        .arg("-C")
+        .arg(dir.join("openrc"))
+        .arg("etc/runlevels")
+        .status()
+        .unwrap();
+    assert!(appended.success());
+    files.set_file("/stage3-latest.tar", &stage3);
+    let example = std::fs::read_to_string(dir.join("funtoo-bootstrap.yaml")).unwrap();
+    let placeholder = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let released = "https://build.funtoo.org/next/x86-64bit/generic_64/stage3-latest.tar.xz";
+    assert!(example.contains(released) && example.contains(placeholder), "the example names Funtoo's stage3");
+    let digest = crate::boots::sha256_of(&stage3);
+    let local = example.replace(released, &format!("{DOWNLOADS}/stage3-latest.tar")).replace(placeholder, &digest);
+    std::fs::write(dir.join("funtoo-bootstrap.yaml"), local).unwrap();
     let ec2 = moto.ec2(REGION).await;
     let subnets = ec2.describe_subnets().send().await.unwrap().subnets().to_vec();
     let in_zone = |zone: &str| subnets.iter().find(|s| s.availability_zone() == Some(zone)).unwrap().clone();
@@ -412,82 +422,43 @@ async fn the_funtoo_example_bootstraps_in_an_existing_subnet_and_leaves_it_alone
     let provision = std::fs::read(dir.join("funtoo/provision.sh")).unwrap();
     let provision_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&provision));
 
-    let player = async {
+    let runner = Runner::new(&moto, &proxy, REGION, "funtoo-example").await.downloads_from(&files.url);
+    let inspector = async {
         let instance = wait_for_helper(&moto, stack).await;
         assert_eq!(instance.subnet_id(), Some(subnet_id), "the helper runs in the given subnet");
-        let job =
-            check_helper(&moto, &instance, stack, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
-                .await;
+        check_helper(&moto, &instance, stack, &digest).await;
         let script = user_data(&moto, instance.instance_id().unwrap()).await;
         assert!(script.contains(&provision_digest), "the provisioning script is embedded and checked");
         assert!(script.contains("mkfs.ext4 -q -F -L 'funtoo'"), "{script}");
-        let console = job_console(&moto, &proxy, &instance, &job).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &console).await;
     };
     let args = ["apply", "funtoo-bootstrap.yaml", "--auto-approve", "--regions", "manifest"];
-    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &args), player);
+    let ((applied, boots), ()) =
+        tokio::join!(runner.alongside(stack, 1, amiplan_async(&proxy.endpoint, &dir, &args)), inspector);
+    let consoles: Vec<&str> = boots.iter().map(|b| b.console.as_str()).collect();
     expect_code(&applied, 0);
+    assert!(boots[0].powered_off && passed(&boots[0].console), "{consoles:?}");
+    // The volume is one ext4 file system labelled `funtoo`, provisioned by the example's script
+    // (PV-GRUB's menu, naming the tarball's kernel) and its `files:`.
+    let snapshot = &moto.stack_snapshots(REGION, stack).await[0];
+    let written = runner.volume_file(snapshot.volume_id().unwrap()).expect("the runner kept the volume");
+    let read = |path: &str| {
+        let out = std::process::Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(&written).output();
+        String::from_utf8_lossy(&out.expect("debugfs (e2fsprogs) runs").stdout).into_owned()
+    };
+    let menu = read("/boot/grub/menu.lst");
+    assert!(menu.contains("kernel /boot/vmlinuz-") && menu.contains("root=LABEL=funtoo"), "{menu}");
+    assert_eq!(read("/etc/conf.d/hostname"), std::fs::read_to_string(dir.join("funtoo/hostname")).unwrap());
+    assert!(read("/etc/fstab").starts_with("LABEL=funtoo"), "{}", read("/etc/fstab"));
+    let label = std::process::Command::new("e2label").arg(&written).output().expect("e2label runs");
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "funtoo");
     assert_eq!(moto.images_named(REGION, "funtoo-example-x86_64-paravirtual").await.len(), 1);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
     let calls = proxy.calls();
     for untouched in ["CreateVpc", "CreateSubnet", "DeleteSubnet", "DeleteVpc", "CreateRouteTable"] {
         assert!(!calls.iter().any(|c| c.operation == untouched), "{untouched} must not be called");
     }
     let still = ec2.describe_subnets().subnet_ids(subnet_id).send().await.unwrap();
     assert_eq!(still.subnets().len(), 1, "the existing subnet is still there");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_reports_the_helper_log_and_cleans_up_unless_asked_to_keep() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.raw, Faults::default(), 43).await;
-    let stack = "helper-fails";
-    let dir = write_manifest(stack, &small_helper_manifest(stack));
-    let failure = |job: &str| {
-        format!(
-            "AMIPLAN-LOG {job} downloading https://images.example.org/x\nAMIPLAN-RESULT {job} failed: the downloaded image has SHA-256 00ff, expected {DIGEST}\n"
-        )
-    };
-    let play = || async {
-        let instance = wait_for_helper(&moto, stack).await;
-        let job = check_helper(&moto, &instance, stack, DIGEST).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &failure(&job)).await;
-    };
-
-    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let with_events = [&apply[..], &["--events", "events.jsonl"]].concat();
-    let (failed, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &with_events), play());
-    expect_code(&failed, 1);
-    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    let failure_event = events
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|e| e["event"] == "failed")
-        .expect("a failed event");
-    assert_eq!(failure_event["node"], format!("snapshot/{stack}-root@{REGION}"));
-    assert!(failure_event["error"].as_str().unwrap().contains("SHA-256 00ff"), "{failure_event}");
-    assert!(failure_event["resource"].as_str().unwrap().starts_with("i-"), "the helper is named: {failure_event}");
-    assert!(events.contains("\"event\":\"skipped\""), "the image is reported skipped: {events}");
-    let report = stdout(&failed);
-    assert!(report.contains("the helper's job failed: the downloaded image has SHA-256 00ff"), "{report}");
-    assert!(report.contains("AMIPLAN-LOG") && report.contains("downloading"), "the helper's log is shown: {report}");
-    assert!(moto.images_named(REGION, "helper-fails-gp3").await.is_empty(), "no AMI from a failed build");
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "a failed build is cleaned up");
-
-    let keep = [&apply[..], &["--keep-on-failure"]].concat();
-    let (kept, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &keep), play());
-    expect_code(&kept, 1);
-    assert!(stdout(&kept).contains("kept for debugging"), "{}", stdout(&kept));
-    let left = leftovers(&moto, stack).await;
-    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
-        assert!(left.iter().any(|l| l.contains(kind)), "{kind} is kept: {left:?}");
-    }
-
-    let destroyed =
-        amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
-            .await;
-    expect_code(&destroyed, 0);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "destroy removes what was kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,7 +494,7 @@ async fn a_rerun_after_a_crash_adopts_the_running_helper() {
     let launches = proxy.calls().iter().filter(|c| c.operation == "RunInstances").count();
     assert_eq!(launches, 0, "no second helper was started");
     assert_eq!(moto.images_named(REGION, "helper-crash-gp3").await.len(), 1);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,7 +517,7 @@ async fn a_helper_build_converges_through_throttling_errors_drops_and_lag() {
     let injected = proxy.injected();
     assert!(injected.throttled > 0 && injected.not_found > 0, "faults were injected: {injected:?}");
     assert_eq!(moto.images_named(REGION, "helper-faults-gp3").await.len(), 1);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
     let ec2 = moto.ec2(REGION).await;
     let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
     let instances = ec2.describe_instances().filters(by_stack).send().await.unwrap();
@@ -581,7 +552,7 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
         let (recovered, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play(stack.clone()));
         expect_recovered(&recovered, k, &killed_at);
         assert_eq!(moto.images_named(REGION, &format!("{stack}-gp3")).await.len(), 1, "k={k} ({killed_at})");
-        assert_eq!(leftovers(&moto, &stack).await, Vec::<String>::new(), "k={k} ({killed_at})");
+        assert_eq!(leftovers(&moto, REGION, &stack).await, Vec::<String>::new(), "k={k} ({killed_at})");
         let ec2 = moto.ec2(REGION).await;
         let by_stack = Filter::builder().name("tag:amiplan:stack").values(&stack).build();
         let helpers = ec2.describe_instances().filters(by_stack).send().await.unwrap();
@@ -605,113 +576,6 @@ async fn killed_at_any_step_of_a_build_the_rerun_converges_and_destroy_finds_eve
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_build_serves_both_encryptions_through_an_encrypted_snapshot_copy() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.raw, Faults::default(), 47).await;
-    let stack = "helper-enc";
-    let text = HelperManifest { encrypted_with: Some("alias/images"), ..HelperManifest::new(stack) }.yaml();
-    let dir = write_manifest(stack, &text);
-    let player = play_helper(&moto, &proxy, stack);
-    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
-    expect_code(&applied, 0);
-    let calls = proxy.calls();
-    assert_eq!(calls.iter().filter(|c| c.operation == "RunInstances").count(), 1, "one helper for both");
-    let copy = calls.iter().find(|c| c.operation == "CopySnapshot").expect("an encrypted copy");
-    let param =
-        |call: &crate::proxy::Call, key: &str| call.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    assert_eq!(param(copy, "Encrypted").as_deref(), Some("true"));
-    assert_eq!(param(copy, "KmsKeyId").as_deref(), Some("alias/images"));
-    let snapshots = moto.stack_snapshots(REGION, stack).await;
-    let node = |s: &aws_sdk_ec2::types::Snapshot| tag(s.tags(), "amiplan:node").map(str::to_string);
-    let encrypted = snapshots.iter().find(|s| node(s) == Some(format!("snapshot/{stack}-root-encrypted@{REGION}")));
-    let encrypted = encrypted.expect("the encrypted snapshot node").snapshot_id().unwrap().to_string();
-    let registered: Vec<_> = calls.iter().filter(|c| c.operation == "RegisterImage").collect();
-    assert_eq!(registered.len(), 2);
-    let named = |call: &&crate::proxy::Call| param(call, "BlockDeviceMapping.1.Ebs.SnapshotId");
-    assert!(registered.iter().any(|c| named(c) == Some(encrypted.clone())), "the encrypted AMI uses the copy");
-    for name in ["helper-enc-gp3-encrypted", "helper-enc-gp3-unencrypted"] {
-        assert_eq!(moto.images_named(REGION, name).await.len(), 1, "{name}");
-    }
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
-    let destroyed =
-        amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"])
-            .await;
-    expect_code(&destroyed, 0);
-    assert!(moto.stack_snapshots(REGION, stack).await.is_empty());
-}
-
-/// A one-time spot helper cannot stop: it terminates when its job powers it off, and amiplan
-/// still reads its result from the console.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spot_helper_terminates_when_done_and_its_result_is_still_read() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.raw, Faults::default(), 48).await;
-    let stack = "helper-spot";
-    let dir =
-        write_manifest(stack, &HelperManifest { helper: vec!["spot: true"], ..HelperManifest::new(stack) }.yaml());
-    let player = async {
-        let instance = wait_for_helper(&moto, stack).await;
-        let id = instance.instance_id().unwrap();
-        let ec2 = moto.ec2(REGION).await;
-        let shutdown = ec2
-            .describe_instance_attribute()
-            .instance_id(id)
-            .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("terminate"));
-        let launch = proxy.calls().into_iter().find(|c| c.operation == "RunInstances").unwrap();
-        assert!(launch.params.contains(&("InstanceMarketOptions.MarketType".into(), "spot".into())), "{launch:?}");
-        let script = user_data(&moto, id).await;
-        let job = script.lines().find_map(|l| l.strip_prefix("JOB=")).unwrap().to_string();
-        // Wait until amiplan reads the console, then answer and power off the spot way.
-        while !proxy.calls().iter().any(|c| c.operation == "GetConsoleOutput") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        proxy.set_console(id, &job_console(&moto, &proxy, &instance, &job).await);
-        ec2.terminate_instances().instance_ids(id).send().await.unwrap();
-        proxy.power_off(id);
-    };
-    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
-    expect_code(&applied, 0);
-    assert_eq!(moto.images_named(REGION, "helper-spot-gp3").await.len(), 1);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
-}
-
-/// Rule `console-output`: a Xen helper type (t2) has no live console, and EC2 posts the console
-/// buffered at the stop only some time after the instance reads `stopped`. amiplan falls back to
-/// the buffered console and keeps polling through that delay instead of calling the job failed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_xen_helper_is_read_from_its_buffered_console_after_it_stops() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.raw, Faults::default(), 49).await;
-    let stack = "helper-xen";
-    let text = HelperManifest { helper: vec!["instance_type: t2.micro"], ..HelperManifest::new(stack) }.yaml();
-    let dir = write_manifest(stack, &text);
-    let player = play_helper(&moto, &proxy, stack);
-    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), player);
-    expect_code(&applied, 0);
-    assert_eq!(moto.images_named(REGION, "helper-xen-gp3").await.len(), 1);
-    let reads: Vec<Option<String>> = proxy
-        .calls()
-        .iter()
-        .filter(|c| c.operation == "GetConsoleOutput")
-        .map(|c| c.param("Latest").map(str::to_string))
-        .collect();
-    // Live reads until EC2 refuses them for this type, buffered reads from then on.
-    let live = reads.iter().take_while(|latest| latest.as_deref() == Some("true")).count();
-    assert!(live >= 1, "the live console is tried first: {reads:?}");
-    assert!(reads[live..].iter().all(|latest| latest.as_deref() == Some("false")), "then the buffered one: {reads:?}");
-    assert!(reads.len() > live, "{reads:?}");
-    assert!(proxy.enforced(Rule::ConsoleOutput) > 2, "the buffered console was empty until posted");
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
-}
-
 /// Rule `helper-scratch`: a 20 GiB image does not fit in the scratch space of a stock 8 GiB
 /// helper root volume; amiplan maps a root volume grown by what the job needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,38 +593,7 @@ async fn a_large_image_builds_on_a_stock_helper_ami() {
     assert!(size >= 8 + 20, "the root volume makes room for the image: {launch:?}");
     assert_eq!(launch.param("BlockDeviceMapping.1.Ebs.DeleteOnTermination"), Some("true"));
     assert_eq!(moto.images_named(REGION, "helper-large-gp3").await.len(), 1);
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new());
-}
-
-/// Rule `client-tokens`: AWS keeps a token's first instance even after it terminated, and
-/// refuses the token with other parameters. A build that failed and is run again launches a new
-/// helper (new volume, new group: new parameters) with a new token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_build_run_again_after_a_failure_launches_a_new_helper() {
-    let moto = Moto::start();
-    let proxy = Proxy::start(&moto.raw, Faults::default(), 51).await;
-    let stack = "helper-again";
-    let dir = write_manifest(stack, &small_helper_manifest(stack));
-    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
-    let fail = async {
-        let instance = wait_for_helper(&moto, stack).await;
-        let job = check_helper(&moto, &instance, stack, DIGEST).await;
-        finish_helper(&moto, &proxy, instance.instance_id().unwrap(), &failed(&job, "the mirror was down")).await;
-    };
-    let (first, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), fail);
-    expect_code(&first, 1);
-    let (second, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_helper(&moto, &proxy, stack));
-    expect_code(&second, 0);
-    let tokens: Vec<String> = proxy
-        .calls()
-        .iter()
-        .filter(|c| c.operation == "RunInstances")
-        .filter_map(|c| c.param("ClientToken").map(str::to_string))
-        .collect();
-    assert_eq!(tokens.len(), 2, "every launch carries a token: {tokens:?}");
-    assert_ne!(tokens[0], tokens[1], "a new attempt, a new token");
-    assert_eq!(proxy.enforced(Rule::ClientTokens), 0, "no token was refused or answered from the first use");
-    assert_eq!(moto.images_named(REGION, "helper-again-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
 }
 
 /// Every create of a helper build survives a lost answer (AWS did the work, the connection
@@ -796,7 +629,7 @@ async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
         assert_eq!(count(create), 1, "{create} (no token): what the lost attempt made was found and adopted");
     }
     assert!(proxy.enforced(Rule::ClientTokens) >= 3, "token creates were answered with their first resource");
-    assert_eq!(leftovers(&moto, stack).await, Vec::<String>::new(), "no second network, group or volume");
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new(), "no second network, group or volume");
     let ec2 = moto.ec2(REGION).await;
     let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
     let instances = ec2.describe_instances().filters(by_stack).send().await.unwrap();

@@ -458,7 +458,8 @@ pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
     assert_eq!(recovered.status.code(), Some(0), "k={k} ({killed_at}): {}\n{}", stdout(recovered), stderr(recovered));
 }
 
-/// `instance` powered itself off: it stops in moto, and EC2 buffers its console. amiplan reads
+/// `instance` powered itself off: it stops in moto (or terminates, when it was launched to
+/// terminate on shutdown, as a one-time spot instance is), and EC2 buffers its console. amiplan reads
 /// the live console, so it may have terminated the instance already; moto (unlike EC2, which
 /// refuses to stop a terminated instance) would bring it back as `stopped` and leave amiplan
 /// waiting for a termination that never comes. So it is stopped only while it runs, and
@@ -471,8 +472,13 @@ pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str)
         })
     };
     // Not stopped at all once amiplan terminated it: the crossing below is then impossible.
+    let terminates = shuts_down_by_terminating(ec2, instance).await;
     if !terminated() && is_running(ec2, instance).await {
-        let _ = ec2.stop_instances().instance_ids(instance).send().await;
+        if terminates {
+            let _ = ec2.terminate_instances().instance_ids(instance).send().await;
+        } else {
+            let _ = ec2.stop_instances().instance_ids(instance).send().await;
+        }
     }
     if terminated() {
         // moto refuses a second termination of an instance whose first one it carried out
@@ -493,6 +499,50 @@ pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str)
         }
     }
     proxy.power_off(instance);
+}
+
+/// Every resource tagged with the stack other than AMIs and snapshots, plus its helpers that
+/// have not terminated: what a finished build must not leave. (Not DescribeTags: moto keeps the
+/// tags of deleted resources there.)
+pub async fn leftovers(moto: &Moto, region: &str, stack: &str) -> Vec<String> {
+    let ec2 = moto.ec2(region).await;
+    let by_stack = || Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let mut found = Vec::new();
+    let out = ec2.describe_vpcs().filters(by_stack()).send().await.unwrap();
+    found.extend(out.vpcs().iter().map(|v| format!("Vpc {}", v.vpc_id().unwrap())));
+    let out = ec2.describe_subnets().filters(by_stack()).send().await.unwrap();
+    found.extend(out.subnets().iter().map(|v| format!("Subnet {}", v.subnet_id().unwrap())));
+    let out = ec2.describe_internet_gateways().filters(by_stack()).send().await.unwrap();
+    found.extend(
+        out.internet_gateways().iter().map(|v| format!("InternetGateway {}", v.internet_gateway_id().unwrap())),
+    );
+    let out = ec2.describe_route_tables().filters(by_stack()).send().await.unwrap();
+    found.extend(out.route_tables().iter().map(|v| format!("RouteTable {}", v.route_table_id().unwrap())));
+    let out = ec2.describe_security_groups().filters(by_stack()).send().await.unwrap();
+    found.extend(out.security_groups().iter().map(|v| format!("SecurityGroup {}", v.group_id().unwrap())));
+    let out = ec2.describe_volumes().filters(by_stack()).send().await.unwrap();
+    found.extend(out.volumes().iter().map(|v| format!("Volume {}", v.volume_id().unwrap())));
+    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+        if state != "terminated" {
+            found.push(format!("instance {} ({state})", instance.instance_id().unwrap_or_default()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether `instance` ends (rather than stops) when its system powers off.
+async fn shuts_down_by_terminating(ec2: &aws_sdk_ec2::Client, instance: &str) -> bool {
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .unwrap();
+    out.instance_initiated_shutdown_behavior().and_then(|v| v.value()) == Some("terminate")
 }
 
 /// Whether `instance` is pending or running in moto (not stopped or ended by amiplan).

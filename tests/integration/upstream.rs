@@ -3,6 +3,7 @@
 //! the rules proxy; the helper that downloads what upstream named is a real VM (`machines.rs`).
 
 use crate::machines::{Runner, images, passed};
+use crate::proxy::rules::Rule;
 use crate::proxy::{Faults, Proxy};
 use crate::support::*;
 
@@ -21,12 +22,14 @@ build:
   region: us-east-1
   method: helper
   volume_size: 2
-  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 20m }}
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }}, timeout: 20m, spot: true, instance_type: t2.micro }}
 image:
-  name: \"tracked-{{version}}-{{volume_type}}\"
+  name: \"tracked-{{version}}-{{volume_type}}-{{encryption}}\"
   architecture: x86_64
+  kms_keys: {{ us-east-1: alias/images }}
 variants:
   volume_type: [gp3]
+  encrypted: [false, true]
 regions: {regions}
 ",
         url = files.url
@@ -45,8 +48,50 @@ fn publish(files: &Files, version: &str, digest: &str) {
     );
 }
 
+/// One helper served both encryptions: it ran as a one-time spot instance of a Xen type, which
+/// terminates when its job powers it off (its result still read, from the buffered console), and
+/// the encrypted variant is registered from an encrypted copy of the one snapshot it wrote.
+async fn spot_helper_served_both_encryptions(
+    moto: &Moto,
+    proxy: &Proxy,
+    snapshots: &[aws_sdk_ec2::types::Snapshot],
+    helper: &str,
+) {
+    let calls = proxy.calls();
+    let launches: Vec<_> = calls.iter().filter(|c| c.operation == "RunInstances").collect();
+    assert_eq!(launches.len(), 1, "one helper for both encryptions");
+    assert_eq!(launches[0].param("InstanceMarketOptions.MarketType"), Some("spot"), "{:?}", launches[0]);
+    let ec2 = moto.ec2("us-east-1").await;
+    let out = ec2.describe_instances().instance_ids(helper).send().await.unwrap();
+    let state = out.reservations()[0].instances()[0].state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+    assert_eq!(state.as_deref(), Some("terminated"), "a spot helper ends when its job powers it off");
+    let copy = calls.iter().find(|c| c.operation == "CopySnapshot").expect("an encrypted copy");
+    assert_eq!((copy.param("Encrypted"), copy.param("KmsKeyId")), (Some("true"), Some("alias/images")));
+    let encrypted = snapshots
+        .iter()
+        .find(|s| tag(s.tags(), "amiplan:node") == Some("snapshot/tracked-20261122T1700Z-root-encrypted@us-east-1"))
+        .and_then(|s| s.snapshot_id())
+        .expect("the encrypted snapshot node");
+    let registered: Vec<_> = calls.iter().filter(|c| c.operation == "RegisterImage").collect();
+    assert_eq!(registered.len(), 2);
+    assert!(
+        registered.iter().any(|c| c.param("BlockDeviceMapping.1.Ebs.SnapshotId") == Some(encrypted)),
+        "the encrypted AMI is registered from the copy"
+    );
+    assert_eq!(leftovers(moto, "us-east-1", "tracked").await, Vec::<String>::new());
+    // Rule `console-output`: a Xen type (t2) has no live console, and EC2 posts the console it
+    // buffered at the stop only a while after the instance ended. amiplan tried the live console,
+    // fell back to the buffered one and kept polling through that delay.
+    let reads: Vec<Option<&str>> =
+        calls.iter().filter(|c| c.operation == "GetConsoleOutput").map(|c| c.param("Latest")).collect();
+    let live = reads.iter().take_while(|latest| *latest == &Some("true")).count();
+    assert!(live >= 1 && reads.len() > live, "{reads:?}");
+    assert!(reads[live..].iter().all(|latest| *latest == Some("false")), "then the buffered console: {reads:?}");
+    assert!(proxy.enforced(Rule::ConsoleOutput) > 2, "the buffered console was empty until posted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_resolved() {
+async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_a_spot_helper_builds_both_encryptions() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.raw, Faults::default(), 61).await;
     let files = Files::start().await;
@@ -69,7 +114,7 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     assert_eq!((found["sha256"].as_str(), found["version"].as_str()), (Some(first.as_str()), Some("20261122T1700Z")));
     let nodes: Vec<&str> = plan["changes"].as_array().unwrap().iter().filter_map(|c| c["node"].as_str()).collect();
     assert!(
-        nodes.contains(&"image/tracked-20261122T1700Z-gp3@us-east-1"),
+        nodes.contains(&"image/tracked-20261122T1700Z-gp3-encrypted@us-east-1"),
         "the version comes from the file: {nodes:?}"
     );
 
@@ -79,10 +124,16 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
     expect_code(&applied, 0);
     assert!(boots[0].powered_off && passed(&boots[0].console), "{consoles:?}");
     // The helper downloaded what upstream named: the snapshot holds it, decompressed.
-    let snapshot = &moto.stack_snapshots("us-east-1", "tracked").await[0];
-    let written = runner.volume_file(snapshot.volume_id().unwrap()).expect("the runner kept the volume");
+    let snapshots = moto.stack_snapshots("us-east-1", "tracked").await;
+    let node = |s: &aws_sdk_ec2::types::Snapshot| tag(s.tags(), "amiplan:node").unwrap_or_default().to_string();
+    let plain = snapshots
+        .iter()
+        .find(|s| node(s) == "snapshot/tracked-20261122T1700Z-root@us-east-1")
+        .expect("the build's snapshot");
+    let written = runner.volume_file(plain.volume_id().unwrap()).expect("the runner kept the volume");
     let original = crate::boots::sha256_of(&images().join("bootable.raw"));
     assert_eq!(crate::boots::sha256_of(&written), original, "the snapshot holds upstream's image");
+    spot_helper_served_both_encryptions(&moto, &proxy, &snapshots, &boots[0].instance).await;
     expect_code(&amiplan_at(&proxy.endpoint, &dir, &scheduled), 0);
 
     publish(&files, "20261123T1700Z", SECOND);
@@ -93,7 +144,7 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_builds_what_it_res
         text.contains(&format!("upstream: tracked-20261123T1700Z.raw.xz (sha256 {SECOND}), version 20261123T1700Z")),
         "{text}"
     );
-    assert!(text.contains("image/tracked-20261123T1700Z-gp3@us-east-1 create"), "{text}");
+    assert!(text.contains("image/tracked-20261123T1700Z-gp3-unencrypted@us-east-1 create"), "{text}");
 
     // An upstream that lists no digest for its newest file: a clear error at the manifest's
     // `source.upstream`, and not one AWS call.
