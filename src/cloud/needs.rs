@@ -23,7 +23,7 @@ pub struct Needs {
 }
 
 /// One thing a stack's resources need beyond the base.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::EnumIter)]
 pub enum Capability {
     /// The source image is uploaded as a snapshot (EBS direct APIs).
     Upload,

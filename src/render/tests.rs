@@ -116,6 +116,24 @@ fn markdown_for_a_pull_request() {
 }
 
 #[test]
+fn markdown_names_the_copies_source_and_what_the_build_alone_needs() {
+    let mut source = change(Action::Create, "image/demo-gp3@us-east-1", None);
+    source.until_copied = true;
+    let mut copy = change(Action::Create, "image/demo-gp3@eu-west-1", None);
+    copy.planned = BTreeMap::from([("source".into(), "image/demo-gp3@us-east-1".into())]);
+    let mut helper = change(Action::Create, "helper/demo@us-east-1", None);
+    helper.transient = true;
+    let text = markdown::plan(&plan_of(vec![source, copy, helper], vec![]), markdown::GITHUB_COMMENT_LIMIT, "");
+    let row = |node: &str| {
+        text.lines().find(|l| l.starts_with("| ") && l.contains(node)).unwrap_or_else(|| panic!("{node}: {text}"))
+    };
+    assert!(row("image/demo-gp3@us-east-1").contains("create (the copies' source, removed once copied)"), "{text}");
+    assert!(row("helper/demo@us-east-1").contains("create (for the build)"), "{text}");
+    let copied = row("image/demo-gp3@eu-west-1");
+    assert!(copied.contains("create") && !copied.contains("source, removed") && !copied.contains("for the build"));
+}
+
+#[test]
 fn markdown_says_no_changes_plainly() {
     let plan = plan_of(vec![change(Action::NoOp, "image/c@us-east-1", Some("ami-3"))], vec![]);
     let text = markdown::plan(&plan, markdown::GITHUB_COMMENT_LIMIT, "");

@@ -414,6 +414,22 @@ async fn a_build_region_not_kept_is_removed_once_copied_and_remade_only_for_new_
     let creates: Vec<String> = plan_lines(&grown).into_iter().filter(|l| l.contains(" create")).collect();
     assert!(creates.iter().all(|l| l.contains("@us-east-1") || l.contains("@ap-southeast-2")), "{text}");
     assert!(!creates.iter().any(|l| l.contains("@eu-west-1")), "{text}");
+    // The new region's copy is refused: the source stays for the next run, and `output`, which
+    // lists what users may launch, does not name it.
+    let denied = ("CopyImage", 403, "UnauthorizedOperation", "You are not authorized to perform this operation.");
+    let refusing = Proxy::start(&moto.raw, Faults { answer_with: vec![denied], ..Faults::default() }, 72).await;
+    let failed = amiplan_async(&refusing.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
+    expect_code(&failed, 1);
+    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 2, "the source stays: {}", stdout(&failed));
+    let output = moto.amiplan(&dir, &["output", "stack.yaml", "--json"]);
+    expect_code(&output, 0);
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let amis = listed["stacks"]["pub"].as_object().unwrap();
+    assert!(!amis.is_empty(), "{listed}");
+    for regions in amis.values() {
+        let regions: Vec<&String> = regions.as_object().unwrap().keys().collect();
+        assert_eq!(regions, ["eu-west-1"], "the copies only: {listed}");
+    }
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     assert_published(&moto, &["eu-west-1", "ap-southeast-2"], &public, &public).await;
     assert!(moto.stack_images("us-east-1", "pub").await.is_empty());

@@ -113,18 +113,6 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
     }
 }
 
-const ALL_CAPABILITIES: &[Capability] = &[
-    Capability::Upload,
-    Capability::HelperBuild,
-    Capability::OwnNetwork,
-    Capability::EncryptSnapshot,
-    Capability::Copies,
-    Capability::Sharing,
-    Capability::PublicImages,
-    Capability::Deprecation,
-    Capability::BootTest,
-];
-
 /// Parameter Store actions on the manifests' parameters: reads, and changes.
 const PARAMETER_READS: &[&str] = &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"];
 const PARAMETER_CHANGES: &[&str] = &["ssm:AddTagsToResource", "ssm:DeleteParameter", "ssm:PutParameter"];
@@ -162,8 +150,8 @@ pub fn iam_policy(needs: &Needs, access: Access) -> Value {
     }
     if prune {
         // Another stack's leftovers may come from any build.
-        for capability in ALL_CAPABILITIES {
-            own.extend(actions(*capability).2);
+        for capability in <Capability as strum::IntoEnumIterator>::iter() {
+            own.extend(actions(capability).2);
         }
     }
     let partition = partition(needs.regions.iter().next().map_or("", String::as_str));
