@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance, InstanceAttributeName};
+use aws_sdk_ec2::types::{Filter, HttpTokensState, Instance};
 
 use crate::machines::{DOWNLOADS, Runner, images, passed};
 use crate::proxy::rules::{self, Rule};
@@ -111,14 +111,7 @@ async fn check_helper(moto: &Moto, instance: &Instance, stack: &str, digest: &st
         assert!(group.ip_permissions().is_empty(), "no inbound rules: {:?}", group.ip_permissions());
         assert_eq!(tag(group.tags(), "amiplan:stack"), Some(stack));
     }
-    let shutdown = ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("stop"));
+    assert_eq!(shutdown_behavior(&ec2, id).await.as_deref(), Some("stop"));
     let script = user_data(moto, id).await;
     assert!(script.starts_with("#!/bin/bash\n") && script.contains("set -euo pipefail"), "{script}");
     assert!(script.contains(digest), "the job checks the digest");

@@ -472,7 +472,7 @@ pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str)
         })
     };
     // Not stopped at all once amiplan terminated it: the crossing below is then impossible.
-    let terminates = shuts_down_by_terminating(ec2, instance).await;
+    let terminates = shutdown_behavior(ec2, instance).await.as_deref() == Some("terminate");
     if !terminated() && is_running(ec2, instance).await {
         if terminates {
             let _ = ec2.terminate_instances().instance_ids(instance).send().await;
@@ -533,8 +533,8 @@ pub async fn leftovers(moto: &Moto, region: &str, stack: &str) -> Vec<String> {
     found
 }
 
-/// Whether `instance` ends (rather than stops) when its system powers off.
-async fn shuts_down_by_terminating(ec2: &aws_sdk_ec2::Client, instance: &str) -> bool {
+/// What `instance` does when its system powers off: `stop` or `terminate`.
+pub async fn shutdown_behavior(ec2: &aws_sdk_ec2::Client, instance: &str) -> Option<String> {
     let out = ec2
         .describe_instance_attribute()
         .instance_id(instance)
@@ -542,7 +542,7 @@ async fn shuts_down_by_terminating(ec2: &aws_sdk_ec2::Client, instance: &str) ->
         .send()
         .await
         .unwrap();
-    out.instance_initiated_shutdown_behavior().and_then(|v| v.value()) == Some("terminate")
+    out.instance_initiated_shutdown_behavior().and_then(|v| v.value()).map(str::to_string)
 }
 
 /// Whether `instance` is pending or running in moto (not stopped or ended by amiplan).
