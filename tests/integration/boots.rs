@@ -134,16 +134,12 @@ async fn vm_a_bootstrapped_system_boots_with_the_built_in_grub_under_uefi_and_bi
     assert!(!boots[0].console.contains("installing GRUB"), "{report}");
     assert!(format!("{}{}", stdout(&failed), stderr(&failed)).contains("the system has no kernel"), "{report}");
     assert!(moto.stack_images(REGION, stack).await.is_empty(), "{report}");
-    // Kept for debugging (`--keep-on-failure`), then removed by `destroy`: the stopped helper,
-    // its volume, its security group and the temporary network.
-    let left = leftovers(&moto, REGION, stack).await;
-    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
-        assert!(left.iter().any(|l| l.starts_with(kind)), "{kind} is kept: {left:?}\n{report}");
-    }
+    // Kept for debugging (`--keep-on-failure`), then removed by `destroy`.
+    assert_build_kept(&moto, stack, &report).await;
     let destroy = ["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"];
     let destroyed = amiplan_async(&proxy.endpoint, &dir, &destroy).await;
     expect_code(&destroyed, 0);
-    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new(), "{}", stdout(&destroyed));
+    assert_stack_gone_but_images(&moto, stack).await;
 
     std::fs::write(dir.join("stack.yaml"), manifest("debian-12-rootfs.tar", &tarball)).unwrap();
     let (applied, boots) = runner.alongside(stack, 2, amiplan_async(&proxy.endpoint, &dir, &apply)).await;
@@ -255,10 +251,7 @@ publish: {{ public: true }}
     expect_code(&kept, 1);
     assert!(boots[0].powered_off && stdout(&kept).contains(&expected), "{report}");
     assert!(stdout(&kept).contains("kept for debugging"), "{report}");
-    let left = leftovers(&moto, REGION, stack).await;
-    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
-        assert!(left.iter().any(|l| l.starts_with(kind)), "{kind} is kept: {left:?}");
-    }
+    let left = assert_build_kept(&moto, stack, &report).await;
     assert!(left.contains(&format!("instance {} (stopped)", boots[0].instance)), "{left:?}");
 
     std::fs::write(dir.join("stack.yaml"), manifest).unwrap();
@@ -438,17 +431,17 @@ echo fixed
 }
 
 /// Nothing but the AMIs and their snapshots is left of a build: no instance still running, no
-/// volume, no temporary network.
+/// volume, no security group, no temporary network.
 async fn assert_stack_gone_but_images(moto: &Moto, stack: &str) {
-    let ec2 = moto.ec2(REGION).await;
-    let by_stack = || aws_sdk_ec2::types::Filter::builder().name("tag:amiplan:stack").values(stack).build();
-    let volumes = ec2.describe_volumes().filters(by_stack()).send().await.unwrap();
-    assert!(volumes.volumes().is_empty(), "{:?}", volumes.volumes());
-    let vpcs = ec2.describe_vpcs().filters(by_stack()).send().await.unwrap();
-    assert!(vpcs.vpcs().is_empty(), "{:?}", vpcs.vpcs());
-    let instances = ec2.describe_instances().filters(by_stack()).send().await.unwrap();
-    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
-        let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
-        assert_eq!(state.as_deref(), Some("terminated"), "{}", instance.instance_id().unwrap());
+    assert_eq!(leftovers(moto, REGION, stack).await, Vec::<String>::new());
+}
+
+/// Everything of a failed build is kept (`--keep-on-failure`): the stopped helper, its volume,
+/// its security group and the temporary network.
+async fn assert_build_kept(moto: &Moto, stack: &str, report: &str) -> Vec<String> {
+    let left = leftovers(moto, REGION, stack).await;
+    for kind in ["Vpc", "Subnet", "InternetGateway", "RouteTable", "SecurityGroup", "Volume", "instance"] {
+        assert!(left.iter().any(|l| l.starts_with(kind)), "{kind} is kept: {left:?}\n{report}");
     }
+    left
 }
