@@ -180,12 +180,17 @@ struct State {
     forwarded_mutating: Vec<String>,
     /// Operations whose first answer was lost already.
     answers_lost: HashSet<String>,
+    /// Instances a TerminateInstances forwarded to moto terminated.
+    terminated: HashSet<String>,
 }
 
 struct Shared {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     state: Mutex<State>,
+    /// Held for reading while a TerminateInstances is with moto, and for writing by a test
+    /// powering an instance off: see [`Proxy::hold_terminations`].
+    terminations: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub struct Proxy {
@@ -232,9 +237,15 @@ impl Proxy {
             image_requests: HashMap::new(),
             forwarded_mutating: Vec::new(),
             answers_lost: HashSet::new(),
+            terminated: HashSet::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
-        let shared = Arc::new(Shared { upstream: upstream.to_string(), client, state: Mutex::new(state) });
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            client,
+            state: Mutex::new(state),
+            terminations: Arc::default(),
+        });
         let server_shared = Arc::clone(&shared);
         let server = tokio::spawn(async move {
             loop {
@@ -283,6 +294,22 @@ impl Proxy {
         let mut state = self.shared.state.lock().unwrap();
         let console = state.consoles.entry(instance.to_string()).or_default();
         console.buffered = Some((Instant::now(), console.live.clone()));
+    }
+
+    /// Keeps amiplan's TerminateInstances away from moto until the guard drops, once those moto
+    /// has already started are done: a test powering an instance off decides between stopping it
+    /// and leaving it alone by [`Proxy::terminated`], and a termination landing between that
+    /// decision and the stop would let moto turn the terminated instance back into a stopped one
+    /// (EC2 refuses to stop a terminated instance).
+    #[allow(dead_code)]
+    pub async fn hold_terminations(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.shared.terminations).write_owned().await
+    }
+
+    /// Whether a TerminateInstances that moto carried out named `instance`.
+    #[allow(dead_code)]
+    pub fn terminated(&self, instance: &str) -> bool {
+        self.shared.state.lock().unwrap().terminated.contains(instance)
     }
 
     /// The mutating calls that reached moto since the last [`Proxy::clear_calls`]: what
@@ -385,7 +412,18 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         let most = state.most_in_flight.entry(key.clone()).or_default();
         *most = (*most).max(now);
     }
+    let terminating = (call.operation == "TerminateInstances").then(|| Arc::clone(&shared.terminations));
+    let terminating = match &terminating {
+        Some(gate) => Some(gate.read().await),
+        None => None,
+    };
     let forwarded = forward(&shared, &parts, body).await;
+    if terminating.is_some() && forwarded.as_ref().is_ok_and(|(answer, _)| answer.status.is_success()) {
+        let mut state = shared.state.lock().unwrap();
+        let ids = call.params.iter().filter(|(k, _)| k.starts_with("InstanceId")).map(|(_, v)| v.clone());
+        state.terminated.extend(ids);
+    }
+    drop(terminating);
     *shared.state.lock().unwrap().in_flight.get_mut(&key).unwrap() -= 1;
     let (mut answer_parts, mut bytes) = forwarded?;
 

@@ -460,44 +460,20 @@ pub fn expect_recovered(recovered: &Output, k: usize, killed_at: &str) {
 
 /// `instance` powered itself off: it stops in moto (or terminates, when it was launched to
 /// terminate on shutdown, as a one-time spot instance is), and EC2 buffers its console. amiplan reads
-/// the live console, so it may have terminated the instance already; moto (unlike EC2, which
-/// refuses to stop a terminated instance) would bring it back as `stopped` and leave amiplan
-/// waiting for a termination that never comes. So it is stopped only while it runs, and
-/// terminated again if amiplan's TerminateInstances crossed the stop.
+/// the live console, so it may have terminated the instance already; then it is left alone, since
+/// moto (unlike EC2, which refuses to stop a terminated instance) would bring it back as `stopped`
+/// and leave amiplan waiting for a termination that never comes. The proxy holds amiplan's
+/// terminations back while this decides and stops, so none can land in between.
 pub async fn power_off(ec2: &aws_sdk_ec2::Client, proxy: &Proxy, instance: &str) {
-    let terminated = || {
-        proxy.calls().iter().any(|c| {
-            c.operation == "TerminateInstances"
-                && c.params.iter().any(|(k, v)| k.starts_with("InstanceId") && v == instance)
-        })
-    };
-    // Not stopped at all once amiplan terminated it: the crossing below is then impossible.
-    let terminates = shutdown_behavior(ec2, instance).await.as_deref() == Some("terminate");
-    if !terminated() && is_running(ec2, instance).await {
-        if terminates {
-            let _ = ec2.terminate_instances().instance_ids(instance).send().await;
+    let terminations = proxy.hold_terminations().await;
+    if !proxy.terminated(instance) && is_running(ec2, instance).await {
+        if shutdown_behavior(ec2, instance).await.as_deref() == Some("terminate") {
+            ec2.terminate_instances().instance_ids(instance).send().await.unwrap();
         } else {
-            let _ = ec2.stop_instances().instance_ids(instance).send().await;
+            ec2.stop_instances().instance_ids(instance).send().await.unwrap();
         }
     }
-    if terminated() {
-        // moto refuses a second termination of an instance whose first one it carried out
-        // (its network interface is gone): that instance is terminated, which is all we want.
-        if let Err(error) = ec2.terminate_instances().instance_ids(instance).send().await {
-            let out = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
-            let state = out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.state()?.name().cloned());
-            assert!(
-                matches!(
-                    state,
-                    Some(
-                        aws_sdk_ec2::types::InstanceStateName::Terminated
-                            | aws_sdk_ec2::types::InstanceStateName::ShuttingDown
-                    )
-                ),
-                "terminating {instance} again failed ({error:?}) and it is {state:?}"
-            );
-        }
-    }
+    drop(terminations);
     proxy.power_off(instance);
 }
 
