@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod cache;
 pub mod format;
 mod qcow2;
+mod xz;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,138 @@
+//! xz files decoded by as many threads as there are cores.
+//!
+//! Images are published as `.raw.xz` made with `xz -T0`, which cuts the stream into blocks that
+//! can be decoded independently; liblzma's multi-threaded decoder hands those blocks to its
+//! threads (a file of one block, as single-threaded `xz` writes, is decoded by one thread as
+//! before). That decoder reads one stream, so the streams of a concatenated file (`cat a.xz
+//! b.xz`, which `xz -d` accepts) are decoded one after the other, skipping the stream padding
+//! between them.
+
+use std::io::{self, BufRead, Read};
+
+use liblzma::bufread::XzDecoder;
+use liblzma::stream::{MtStreamBuilder, Stream};
+
+/// The memory the decoder's threads may use, decompressed blocks waiting for the upload
+/// included; where one thread per core would need more, it uses fewer (one at the least). 12 MiB
+/// gives two threads the 3 MiB blocks of `xz -T2 -1` and keeps the whole upload within 64 MiB when
+/// the sink is slow and blocks queue (62 MiB against moto; 24 MiB took it to 77 MiB: see
+/// `bench/README.md`). Blocks of `xz -T0 -6` (24 MiB) get one thread.
+const THREADING_MEMORY_LIMIT: u64 = 12 * 1024 * 1024;
+
+/// The decompressed bytes of every xz stream in `input`, in order.
+pub struct XzStreams<R: BufRead> {
+    decoder: Option<XzDecoder<R>>,
+    ended: bool,
+}
+
+impl<R: BufRead> XzStreams<R> {
+    pub fn new(input: R) -> io::Result<XzStreams<R>> {
+        Ok(XzStreams { decoder: Some(XzDecoder::new_stream(input, decoder()?)), ended: false })
+    }
+}
+
+impl<R: BufRead> Read for XzStreams<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if buffer.is_empty() || self.ended {
+            return Ok(0);
+        }
+        loop {
+            let read = self.decoder.as_mut().expect("always set between reads").read(buffer)?;
+            if read > 0 {
+                return Ok(read);
+            }
+            // One stream ended; another may follow its padding.
+            let mut input = self.decoder.take().expect("always set between reads").into_inner();
+            skip_padding(&mut input)?;
+            self.ended = input.fill_buf()?.is_empty();
+            self.decoder = Some(XzDecoder::new_stream(input, decoder()?));
+            if self.ended {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+fn decoder() -> io::Result<Stream> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(u32::MAX as usize) as u32;
+    MtStreamBuilder::new()
+        .threads(threads)
+        .memlimit_threading(THREADING_MEMORY_LIMIT)
+        .memlimit_stop(u64::MAX)
+        .decoder()
+        .map_err(io::Error::other)
+}
+
+/// Stream padding: null bytes in multiples of four (the xz file format, section 2.2).
+fn skip_padding(input: &mut impl BufRead) -> io::Result<()> {
+    let mut skipped = 0usize;
+    loop {
+        let available = input.fill_buf()?;
+        let zeros = available.iter().take_while(|&&b| b == 0).count();
+        let done = zeros < available.len() || available.is_empty();
+        input.consume(zeros);
+        skipped += zeros;
+        if done {
+            break;
+        }
+    }
+    if !skipped.is_multiple_of(4) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "xz stream padding is not a multiple of four bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn compress(data: &[u8], threads: u32) -> Vec<u8> {
+        let stream = MtStreamBuilder::new().threads(threads).preset(1).block_size(64 * 1024).encoder().unwrap();
+        let mut encoder = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn decode(file: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut streams = XzStreams::new(file)?;
+        streams.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn sample(len: usize, seed: u64) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..len).map(|i| if i % 3 == 0 { rng.u8(..) } else { (i % 7) as u8 }).collect()
+    }
+
+    #[test]
+    fn a_file_of_many_blocks_decodes_whole() {
+        let data = sample(1024 * 1024, 1);
+        assert_eq!(decode(&compress(&data, 2)).unwrap(), data);
+    }
+
+    #[test]
+    fn concatenated_streams_with_padding_decode_in_order() {
+        let (first, second) = (sample(300 * 1024, 2), sample(200 * 1024, 3));
+        let mut file = compress(&first, 2);
+        file.extend_from_slice(&[0; 8]);
+        file.extend(compress(&second, 1));
+        file.extend_from_slice(&[0; 4]);
+        assert_eq!(decode(&file).unwrap(), [first, second].concat());
+    }
+
+    #[test]
+    fn damage_padding_and_trailing_bytes_are_errors() {
+        let data = sample(400 * 1024, 4);
+        let file = compress(&data, 2);
+        assert!(decode(&file[..file.len() / 2]).is_err(), "truncated");
+        let mut flipped = file.clone();
+        flipped[file.len() / 2] ^= 0x55;
+        assert!(decode(&flipped).is_err(), "damaged");
+        assert!(decode(&[&file[..], &[0; 3]].concat()).is_err(), "padding of three bytes");
+        assert!(decode(&[&file[..], b"junk"].concat()).is_err(), "trailing bytes");
+        assert!(decode(&[]).is_err(), "no stream at all");
+    }
+}
