@@ -21,40 +21,39 @@ const THREADING_MEMORY_LIMIT: u64 = 12 * 1024 * 1024;
 
 /// The decompressed bytes of every xz stream in `input`, in order.
 pub struct XzStreams<R: BufRead> {
+    /// The current stream's decoder; `None` once the input has no stream left.
     decoder: Option<XzDecoder<R>>,
-    ended: bool,
 }
 
 impl<R: BufRead> XzStreams<R> {
     pub fn new(input: R) -> io::Result<XzStreams<R>> {
-        Ok(XzStreams { decoder: Some(XzDecoder::new_stream(input, decoder()?)), ended: false })
+        Ok(XzStreams { decoder: Some(XzDecoder::new_stream(input, decoder()?)) })
     }
 }
 
 impl<R: BufRead> Read for XzStreams<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if buffer.is_empty() || self.ended {
+        if buffer.is_empty() {
             return Ok(0);
         }
-        loop {
-            let read = self.decoder.as_mut().expect("always set between reads").read(buffer)?;
+        while let Some(current) = self.decoder.as_mut() {
+            let read = current.read(buffer)?;
             if read > 0 {
                 return Ok(read);
             }
             // One stream ended; another may follow its padding.
-            let mut input = self.decoder.take().expect("always set between reads").into_inner();
+            let mut input = self.decoder.take().expect("set: it was just read").into_inner();
             skip_padding(&mut input)?;
-            self.ended = input.fill_buf()?.is_empty();
-            self.decoder = Some(XzDecoder::new_stream(input, decoder()?));
-            if self.ended {
-                return Ok(0);
+            if !input.fill_buf()?.is_empty() {
+                self.decoder = Some(XzDecoder::new_stream(input, decoder()?));
             }
         }
+        Ok(0)
     }
 }
 
 fn decoder() -> io::Result<Stream> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(u32::MAX as usize) as u32;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     MtStreamBuilder::new()
         .threads(threads)
         .memlimit_threading(THREADING_MEMORY_LIMIT)

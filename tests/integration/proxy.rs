@@ -412,11 +412,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         let most = state.most_in_flight.entry(key.clone()).or_default();
         *most = (*most).max(now);
     }
-    let terminating = (call.operation == "TerminateInstances").then(|| Arc::clone(&shared.terminations));
-    let terminating = match &terminating {
-        Some(gate) => Some(gate.read().await),
-        None => None,
-    };
+    let terminating =
+        if call.operation == "TerminateInstances" { Some(shared.terminations.read().await) } else { None };
     let forwarded = forward(&shared, &parts, body).await;
     if terminating.is_some() && forwarded.as_ref().is_ok_and(|(answer, _)| answer.status.is_success()) {
         let mut state = shared.state.lock().unwrap();
