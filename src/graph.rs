@@ -16,7 +16,7 @@ use crate::resource::parameter::{self, Parameter, VariantKey};
 use crate::resource::snapshot::{MadeBy, Snapshot};
 pub use crate::resource::{Node, NodeKind, spec_hash};
 use crate::resource::{Spec, copy, helper, image, network, public_access, security_group, test, volume};
-use crate::source::Prepared;
+use crate::source::{Prepared, SourceAddress};
 use crate::tags;
 
 /// The desired graph of a set of stacks.
@@ -95,7 +95,9 @@ impl DesiredGraph {
                 let size = stack.volume_size_gib.unwrap_or_else(|| source.min_volume_gib());
                 (size, source.address.clone(), source.file_sha256.clone())
             }
-            (Prepared::Helper(job), origin) => (stack.volume_size_gib.unwrap_or(8), helper_digest(origin, job), None),
+            (Prepared::Helper(job), origin) => {
+                (stack.volume_size_gib.unwrap_or(8), SourceAddress::known(helper_digest(origin, job)), None)
+            }
         };
         let build = &stack.build_region;
         if !stack.keep_build_image {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::apply::{self, ApplyOptions, Report};
 use crate::cloud::{Cloud, Sharing};
@@ -66,8 +67,9 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Loads and validates the manifests, inspects local sources and prepares helper and test
-    /// jobs, and builds the desired graph.
+    /// Loads and validates the manifests, inspects local sources (or leaves an xz image for its
+    /// upload, see [`source::inspect_or_defer`]) and prepares helper and test jobs, and builds
+    /// the desired graph.
     pub async fn load(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
         // Reading an upstream blocks: keep it off the runtime's workers.
         let owned = paths.to_vec();
@@ -78,9 +80,10 @@ impl Workspace {
             let ready = match stack.local_source() {
                 Some((path, expected)) => {
                     let (path, expected) = (path.to_path_buf(), expected.map(str::to_string));
-                    let info = tokio::task::spawn_blocking(move || source::inspect(&path, expected.as_deref()))
-                        .await?
-                        .with_context(context)?;
+                    let info =
+                        tokio::task::spawn_blocking(move || source::inspect_or_defer(&path, expected.as_deref()))
+                            .await?
+                            .with_context(context)?;
                     Prepared::Upload(std::sync::Arc::new(info))
                 }
                 None => Prepared::Helper(job::prepare(&stack.name, &stack.source).with_context(context)?),
@@ -129,8 +132,32 @@ impl Workspace {
         let mut observed = observe::observe(cloud, &self.graph, &names, scope, self.home_region())
             .await
             .context("reading live state")?;
+        self.read_compared_sources(&observed).await?;
         observed.older_digests = self.older_digests(&observed).await?;
         Ok(observed)
+    }
+
+    /// Reads the sources left for their upload whose address the plan must compare with
+    /// something live: a snapshot or AMI (of this image or another) claimed by one of the nodes
+    /// made from them. Where nothing is, the plan creates everything and the upload reads the
+    /// image once.
+    async fn read_compared_sources(&self, observed: &Observed) -> anyhow::Result<()> {
+        let claimed = plan::claimed_nodes(&self.graph, observed, &self.stack_names());
+        for (stack, prepared) in &self.prepared {
+            let Prepared::Upload(info) = prepared else { continue };
+            let compared = self.graph.nodes().any(|node| {
+                node.stack == *stack && node.spec.source_digest().is_some() && claimed.contains(node.id.as_str())
+            });
+            if info.data_blocks().is_some() || !compared {
+                continue;
+            }
+            let (reading, cache) = (Arc::clone(info), source::cache::default_dir());
+            tracing::info!("{}: reading it, to compare with what exists of stack {stack}", info.path.display());
+            tokio::task::spawn_blocking(move || reading.read_now(cache.as_deref()))
+                .await?
+                .with_context(|| format!("stack {stack}"))?;
+        }
+        Ok(())
     }
 
     /// Snapshots and AMIs that amiplan tagged before content addresses carry the whole file's
@@ -206,6 +233,7 @@ impl Workspace {
         let mut plan =
             plan::plan(rebuilt.as_ref().unwrap_or(&self.graph), observed, &stacks, destroy, crate::deprecation::now());
         plan.orphaned = plan::orphaned_stacks(&observed.foreign);
+        plan.desired = self.with_unread_files(plan.desired);
         if !destroy {
             plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
             plan.warnings.extend(self.stacks.iter().flat_map(|s| s.notices.iter().map(ToString::to_string)));
@@ -215,6 +243,22 @@ impl Workspace {
 }
 
 impl Workspace {
+    /// The desired graph's digest, with the files of the sources not read yet: their address
+    /// is not in the graph, so a saved plan must be refused when such a file changed.
+    fn with_unread_files(&self, desired: String) -> String {
+        let mut unread: Vec<String> = self
+            .sources()
+            .filter(|(_, info)| info.data_blocks().is_none())
+            .map(|(stack, info)| format!("{stack}\0{info:?}"))
+            .collect();
+        if unread.is_empty() {
+            return desired;
+        }
+        unread.sort();
+        let digest = sha2::Sha256::digest(format!("{desired}\0{}", unread.join("\0")));
+        hex::encode(&digest[..16])
+    }
+
     /// The catalogue of these stacks as AWS shows it now, in `regions` (every region of the
     /// manifests when empty).
     pub async fn catalogue<C: Cloud>(&self, cloud: &C, regions: &[String]) -> anyhow::Result<Catalogue> {

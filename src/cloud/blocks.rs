@@ -18,12 +18,20 @@ pub type BlockDigest = (u64, [u8; 32]);
 /// Its `Debug` form must name only what identifies the image: client tokens are derived from a
 /// request's debug form.
 pub trait BlockSource: std::fmt::Debug + Send + Sync {
-    /// The blocks with data, in block order, with the digests the inspection found.
-    fn blocks(&self) -> &[BlockDigest];
+    /// The blocks with data, in block order, with the digests the inspection found; `None` when
+    /// the image was not read before the upload, which then hashes each block itself.
+    fn blocks(&self) -> Option<&[BlockDigest]>;
+
+    /// The image's size in bytes.
+    fn size_bytes(&self) -> u64;
 
     /// Reads the image once, handing every block with data (whole, [`EBS_BLOCK_SIZE`] bytes) to
     /// `each` in block order; an error from `each` stops the reading.
     fn read_blocks(&self, each: &mut dyn FnMut(u64, Bytes) -> io::Result<()>) -> io::Result<()>;
+
+    /// Told what an upload that hashed the blocks itself found, once it has read the whole image
+    /// and the file is unchanged.
+    fn read(&self, blocks: Vec<BlockDigest>);
 
     /// Fails, saying why, when the file is no longer the one that was inspected.
     fn unchanged(&self) -> Result<(), String>;
@@ -36,9 +44,10 @@ pub trait BlockSource: std::fmt::Debug + Send + Sync {
         format!("{} changed after it was inspected; plan again", self.describe())
     }
 
-    /// The digest of block `index`, `None` for a block without data.
+    /// The digest the inspection found for block `index`, `None` for a block without data or
+    /// an image not inspected.
     fn digest(&self, index: u64) -> Option<[u8; 32]> {
-        let blocks = self.blocks();
+        let blocks = self.blocks()?;
         let at = blocks.binary_search_by_key(&index, |(i, _)| *i).ok()?;
         Some(blocks[at].1)
     }

@@ -204,6 +204,16 @@ impl Plan {
     }
 }
 
+/// The desired nodes that live resources are claimed by: those the plan compares with
+/// something that exists.
+pub fn claimed_nodes<'a>(
+    desired: &'a DesiredGraph,
+    observed: &'a Observed,
+    stacks: &BTreeSet<String>,
+) -> BTreeSet<&'a str> {
+    claim(desired, observed, stacks).by_node.into_keys().collect()
+}
+
 /// Plans `stacks` (the stacks whose tagged resources count as owned) towards `desired`, or
 /// towards nothing at all when `destroy` is set. `now` (seconds since the epoch) is the only
 /// time the planner knows: it reads no clock.

@@ -38,7 +38,10 @@ pub(super) fn planned(node: &Node, desired: &DesiredGraph, change: &Change, now:
         Spec::Snapshot(snapshot) => {
             if let MadeBy::Upload { source } = &snapshot.made_by {
                 planned.insert("source".into(), source.path.display().to_string());
-                planned.insert("upload_bytes".into(), source.data_bytes().to_string());
+                match source.data_bytes() {
+                    Some(bytes) => planned.insert("upload_bytes".into(), bytes.to_string()),
+                    None => planned.insert("upload_bytes_at_most".into(), source.size_bytes.to_string()),
+                };
             }
         }
         Spec::Parameter(parameter) => {

@@ -61,7 +61,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
 /// A 10-byte image whose address is `address` (the plan only compares addresses).
 fn source(address: &str) -> Arc<SourceInfo> {
     let mut info = SourceInfo::from_blocks(Path::new("disk.raw"), Format::Raw, 10, vec![(0, [1; 32])]);
-    info.address = address.into();
+    info.address = crate::source::SourceAddress::known(address.into());
     Arc::new(info)
 }
 

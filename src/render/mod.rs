@@ -6,7 +6,7 @@ use anstyle::AnsiColor;
 use similar::{ChangeTag, TextDiff};
 
 use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
-use crate::source::SourceInfo;
+use crate::source::{self, SourceInfo};
 
 pub mod document;
 pub mod graph;
@@ -69,16 +69,23 @@ pub fn sources<'a>(sources: impl Iterator<Item = (&'a str, &'a SourceInfo)>) -> 
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut out = String::new();
     for (stack, info) in sources {
-        let how = if info.from_cache { "unchanged since it was last read, not read again" } else { "read in full" };
-        let _ = writeln!(
-            out,
-            "Source of {stack}: {} ({}, {:.1} MiB image, {} blocks with data = {:.1} MiB to upload), {how}",
-            info.path.display(),
-            info.format,
-            mib(info.size_bytes),
-            info.blocks.len(),
-            mib(info.data_bytes()),
-        );
+        let (path, format, size) = (info.path.display(), info.format, mib(info.size_bytes));
+        let line = match info.data_blocks() {
+            Some(blocks) => {
+                let how =
+                    if info.from_cache { "unchanged since it was last read, not read again" } else { "read in full" };
+                let data = mib(blocks.len() as u64 * source::BLOCK_SIZE as u64);
+                let count = blocks.len();
+                format!(
+                    "{path} ({format}, {size:.1} MiB image, {count} blocks with data = {data:.1} MiB to upload), {how}"
+                )
+            }
+            None => format!(
+                "{path} ({format}, {size:.1} MiB image), not read yet: nothing exists of it, so the upload reads it \
+                 once and computes its content address"
+            ),
+        };
+        let _ = writeln!(out, "Source of {stack}: {line}");
     }
     out
 }

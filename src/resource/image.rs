@@ -8,6 +8,7 @@ use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, LiveResource, ResourceStatus, Sharing, State};
 use crate::cloud::{Images, Permissions};
 use crate::deprecation;
+use crate::source::SourceAddress;
 
 pub const TRANSIENT: bool = false;
 
@@ -17,7 +18,7 @@ pub struct Ami {
     pub attrs: ImageAttrs,
     pub volume_size_gib: u32,
     /// The digest of the source the AMI's snapshot was made from.
-    pub source_sha256: String,
+    pub source_sha256: SourceAddress,
     /// The whole file's SHA-256 where it is known: what amiplan wrote into `amiplan:source`
     /// before content addresses. A resource tagged with it was made from this image too, and is
     /// re-tagged rather than replaced (see [`super::Node::spec_hash_for`]).
@@ -42,7 +43,7 @@ impl Ami {
             ("root_device", attrs.root_device.clone()),
             ("kernel_id", or_empty(attrs.kernel_id.as_deref())),
             ("ramdisk_id", or_empty(attrs.ramdisk_id.as_deref())),
-            ("source_sha256", self.source_sha256.clone()),
+            ("source_sha256", self.source_sha256.planned().to_string()),
             ("kms_key", or_empty(self.kms_key.as_deref())),
         ]
     }

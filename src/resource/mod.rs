@@ -241,9 +241,9 @@ impl Spec {
     /// The digest of what the resource is made from, for kinds made from a source.
     pub fn source_digest(&self) -> Option<&str> {
         match self {
-            Spec::Snapshot(spec) => Some(&spec.source_sha256),
-            Spec::Image(spec) => Some(&spec.ami.source_sha256),
-            Spec::Copy(spec) => Some(&spec.ami.source_sha256),
+            Spec::Snapshot(spec) => Some(spec.source_sha256.planned()),
+            Spec::Image(spec) => Some(spec.ami.source_sha256.planned()),
+            Spec::Copy(spec) => Some(spec.ami.source_sha256.planned()),
             Spec::Vpc(_)
             | Spec::Subnet(_)
             | Spec::InternetGateway(_)

@@ -11,7 +11,7 @@ use super::{Node, NodeKind, Pairs, Reason, or_empty};
 use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{BlockSource, CloudError, ErrorClass, LiveResource, ResourceStatus, SnapshotUpload, State};
 use crate::cloud::{BuildHosts, Snapshots, Tagging};
-use crate::source::SourceInfo;
+use crate::source::{SourceAddress, SourceInfo};
 use crate::tags;
 
 /// Where the target volume is attached on the helper (NVMe instances show it by volume ID).
@@ -21,7 +21,7 @@ pub const TRANSIENT: bool = false;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    pub source_sha256: String,
+    pub source_sha256: SourceAddress,
     /// The whole file's SHA-256 where it is known: what amiplan wrote into `amiplan:source`
     /// before content addresses. A resource tagged with it was made from this image too, and is
     /// re-tagged rather than replaced (see [`super::Node::spec_hash_for`]).
@@ -46,7 +46,7 @@ pub enum MadeBy {
 impl Snapshot {
     pub(super) fn immutable(&self) -> Pairs {
         let mut pairs = vec![
-            ("source_sha256", self.source_sha256.clone()),
+            ("source_sha256", self.source_sha256.planned().to_string()),
             ("volume_size_gib", self.volume_size_gib.to_string()),
             ("encrypted", self.encrypted.to_string()),
             ("kms_key", or_empty(self.kms_key.as_deref())),
@@ -97,7 +97,11 @@ impl Snapshot {
         };
         upload.client_token = steps.client_token(node, &upload);
         let id = steps.cloud().upload_snapshot(region, &upload, steps.progress()).await?;
-        let done = BTreeMap::from([(tags::UPLOADED.to_string(), "true".to_string())]);
+        // An image read only by its upload has its address now; StartSnapshot tagged the
+        // snapshot with the placeholder, and a spec hash made with it.
+        let mut done: BTreeMap<String, String> =
+            node.desired_tags().into_iter().filter(|(key, value)| upload.tags.get(key) != Some(value)).collect();
+        done.insert(tags::UPLOADED.to_string(), "true".to_string());
         steps
             .cloud()
             .set_tags(region, std::slice::from_ref(&id), &done)

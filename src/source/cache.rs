@@ -10,7 +10,6 @@
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -97,23 +96,22 @@ pub fn load(dir: &Path, source: &Path, identity: &FileIdentity) -> Option<Source
     if super::content_address(entry.size_bytes, &blocks) != entry.address {
         return None;
     }
-    Some(SourceInfo {
-        path: source.to_path_buf(),
-        format: entry.format,
-        size_bytes: entry.size_bytes,
-        address: entry.address,
-        file_sha256: entry.file_sha256,
-        blocks: Arc::new(blocks),
-        identity: entry.identity,
-        from_cache: true,
-    })
+    let mut info = SourceInfo::unread(source, entry.format, entry.size_bytes, entry.identity);
+    info.record(blocks);
+    info.file_sha256 = entry.file_sha256;
+    info.from_cache = true;
+    Some(info)
 }
 
-/// Remembers a reading, replacing the entry whole (write, then rename).
+/// Remembers a reading, replacing the entry whole (write, then rename); a source not read yet
+/// has nothing to remember.
 pub fn store(dir: &Path, info: &SourceInfo) -> io::Result<()> {
+    let (Some(blocks), Some(address)) = (info.data_blocks(), info.address.get()) else {
+        return Ok(());
+    };
     std::fs::create_dir_all(dir)?;
-    let mut raw = Vec::with_capacity(info.blocks.len() * 40);
-    for (index, digest) in info.blocks.iter() {
+    let mut raw = Vec::with_capacity(blocks.len() * 40);
+    for (index, digest) in blocks {
         raw.extend_from_slice(&index.to_le_bytes());
         raw.extend_from_slice(digest);
     }
@@ -123,7 +121,7 @@ pub fn store(dir: &Path, info: &SourceInfo) -> io::Result<()> {
         identity: info.identity,
         format: info.format,
         size_bytes: info.size_bytes,
-        address: info.address.clone(),
+        address: address.to_string(),
         file_sha256: info.file_sha256.clone(),
         blocks: BASE64.encode(raw),
     };

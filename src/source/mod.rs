@@ -12,7 +12,7 @@ mod qcow2;
 mod xz;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -44,35 +44,71 @@ const GIB: u64 = 1024 * 1024 * 1024;
 /// wrote before content addresses into `amiplan:source` (64 hex digits, no prefix).
 pub const ADDRESS_PREFIX: &str = "sha256-blocks:";
 
+/// A source's content address, shared by the snapshot and every AMI made from it: known when
+/// the image was read before planning, otherwise set by the upload's pass over it (see
+/// [`SourceInfo::read_during_upload`]). Plans made before that show [`COMPUTED_DURING_UPLOAD`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SourceAddress(Arc<OnceLock<String>>);
+
+/// What a plan shows, and a snapshot is tagged with while its upload runs, for an address not
+/// computed yet. A run that stops before the real one is tagged leaves a snapshot whose tag
+/// matches no image, which the next plan replaces.
+pub const COMPUTED_DURING_UPLOAD: &str = "computed-during-the-upload";
+
+impl SourceAddress {
+    pub fn known(address: String) -> SourceAddress {
+        SourceAddress(Arc::new(OnceLock::from(address)))
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// The address, or [`COMPUTED_DURING_UPLOAD`] before it is known.
+    pub fn planned(&self) -> &str {
+        self.get().unwrap_or(COMPUTED_DURING_UPLOAD)
+    }
+}
+
+impl std::fmt::Debug for SourceAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.planned())
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     pub path: PathBuf,
     pub format: Format,
     /// The image's size: the disk amiplan uploads, decompressed or converted.
     pub size_bytes: u64,
-    /// [`content_address`] of the image.
-    pub address: String,
+    /// [`content_address`] of the image, once read.
+    pub address: SourceAddress,
     /// SHA-256 of the file as it is on disk, when it was needed (a declared `source.sha256`,
     /// or snapshots that older amiplan tagged with it).
     pub file_sha256: Option<String>,
-    /// The blocks with data, in order.
-    pub blocks: Arc<Vec<BlockDigest>>,
+    /// The blocks with data, in order, once read (set before `address`).
+    blocks: Arc<OnceLock<Vec<BlockDigest>>>,
     /// The file as it was read; the upload refuses a file that has changed since.
     pub identity: FileIdentity,
     /// Whether this came from the cache, without reading the image.
     pub from_cache: bool,
+    /// Where the upload remembers what it read, for a source it reads first.
+    cache_dir: Option<PathBuf>,
 }
 
 /// Only what identifies the image: client tokens are derived from a request's debug form, and
-/// must not change with the cache or the file's timestamps.
+/// must not change with the cache or the file's timestamps. An image not read yet is named by
+/// its file's identity instead, so that a changed file gets a new token.
 impl std::fmt::Debug for SourceInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceInfo")
-            .field("path", &self.path)
-            .field("format", &self.format)
-            .field("size_bytes", &self.size_bytes)
-            .field("address", &self.address)
-            .finish()
+        let mut out = f.debug_struct("SourceInfo");
+        out.field("path", &self.path).field("format", &self.format).field("size_bytes", &self.size_bytes);
+        match self.address.get() {
+            Some(address) => out.field("address", &address),
+            None => out.field("identity", &self.identity),
+        };
+        out.finish()
     }
 }
 
@@ -82,33 +118,94 @@ impl SourceInfo {
         self.size_bytes.div_ceil(GIB).max(1) as u32
     }
 
-    /// What a snapshot of the image stores: its blocks with data.
-    pub fn data_bytes(&self) -> u64 {
-        self.blocks.len() as u64 * BLOCK_SIZE as u64
+    /// The blocks with data, once the image has been read.
+    pub fn data_blocks(&self) -> Option<&[BlockDigest]> {
+        self.blocks.get().map(Vec::as_slice)
+    }
+
+    /// What a snapshot of the image stores, its blocks with data, once the image has been read
+    /// (before that, at most its size).
+    pub fn data_bytes(&self) -> Option<u64> {
+        self.data_blocks().map(|blocks| blocks.len() as u64 * BLOCK_SIZE as u64)
     }
 
     /// A source made of the given blocks, as the tests and benchmarks describe images.
     pub fn from_blocks(path: &Path, format: Format, size_bytes: u64, blocks: Vec<BlockDigest>) -> SourceInfo {
+        let info = SourceInfo::unread(path, format, size_bytes, FileIdentity::default());
+        info.record(blocks);
+        info
+    }
+
+    /// A source whose size is known but whose blocks are read only by its upload.
+    fn unread(path: &Path, format: Format, size_bytes: u64, identity: FileIdentity) -> SourceInfo {
         SourceInfo {
             path: path.to_path_buf(),
             format,
             size_bytes,
-            address: content_address(size_bytes, &blocks),
+            address: SourceAddress::default(),
             file_sha256: None,
-            blocks: Arc::new(blocks),
-            identity: FileIdentity::default(),
+            blocks: Arc::default(),
+            identity,
             from_cache: false,
+            cache_dir: None,
+        }
+    }
+
+    /// Sets the blocks and, from them, the address; a source read already keeps what it had.
+    fn record(&self, blocks: Vec<BlockDigest>) {
+        let address = content_address(self.size_bytes, &blocks);
+        if self.blocks.set(blocks).is_ok() {
+            let _ = self.address.0.set(address);
+        }
+    }
+
+    /// Reads a source left for its upload now, because the plan must compare its address
+    /// with what exists; a file changed since it was first looked at is refused.
+    pub fn read_now(&self, cache_dir: Option<&Path>) -> Result<(), SourceError> {
+        if self.data_blocks().is_some() {
+            return Ok(());
+        }
+        let read = inspect_with(&self.path, None, cache_dir)?;
+        if read.identity != self.identity {
+            return Err(SourceError::Changed { path: self.path.clone() });
+        }
+        self.record(read.data_blocks().expect("inspected").to_vec());
+        Ok(())
+    }
+
+    /// What the upload's pass found, for a source it read first: the address is set and the
+    /// reading remembered, so that the next plan does not read the file again.
+    pub fn read_during_upload(&self, blocks: Vec<BlockDigest>) {
+        self.record(blocks);
+        if let Some(dir) = &self.cache_dir
+            && let Err(error) = cache::store(dir, self)
+        {
+            tracing::warn!("cannot remember what {} holds in {}: {error}", self.path.display(), dir.display());
         }
     }
 }
 
 impl BlockSource for SourceInfo {
-    fn blocks(&self) -> &[BlockDigest] {
-        &self.blocks
+    fn blocks(&self) -> Option<&[BlockDigest]> {
+        self.data_blocks()
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
     }
 
     fn read_blocks(&self, each: &mut dyn FnMut(u64, Bytes) -> std::io::Result<()>) -> std::io::Result<()> {
-        blocks::read_blocks(&self.path, self.format, false, each).map(|_| ())
+        let pass = blocks::read_blocks(&self.path, self.format, false, each)?;
+        if pass.size_bytes != self.size_bytes {
+            let message =
+                format!("it holds {} bytes, not the {} it was inspected with", pass.size_bytes, self.size_bytes);
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+        }
+        Ok(())
+    }
+
+    fn read(&self, blocks: Vec<BlockDigest>) {
+        self.read_during_upload(blocks);
     }
 
     fn unchanged(&self) -> Result<(), String> {
@@ -163,19 +260,34 @@ pub enum SourceError {
     DigestMismatch { path: PathBuf, expected: String, actual: String },
 }
 
-/// What the image in `path` holds, from the cache when the file has not changed since it was
-/// last read, else by one pass over it. With `expected`, the file's SHA-256 is checked too.
-pub fn inspect(path: &Path, expected: Option<&str>) -> Result<SourceInfo, SourceError> {
-    inspect_with(path, expected, cache::default_dir().as_deref())
+/// What the image in `path` holds, from the cache in `cache_dir` when the file has not changed
+/// since it was last read, else by one pass over it. With `expected`, the file's SHA-256 is
+/// checked too.
+pub fn inspect_with(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>) -> Result<SourceInfo, SourceError> {
+    look(path, expected, cache_dir, false)
 }
 
-/// [`inspect`] with the cache in `cache_dir`, or none.
-pub fn inspect_with(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>) -> Result<SourceInfo, SourceError> {
+/// [`inspect_with`] the default cache, except that an xz image the cache does not know (and whose file digest the
+/// manifest does not declare) is not read now: its size comes from the xz index, and the
+/// upload, if the plan makes one, reads it once and computes its address on the way. Decoding
+/// xz costs seconds of CPU per GiB, the most of any format, and an image uploaded for the
+/// first time has no snapshot to compare an address with; where it has one, the pipeline reads
+/// it before planning after all ([`SourceInfo::read_now`]).
+pub fn inspect_or_defer(path: &Path, expected: Option<&str>) -> Result<SourceInfo, SourceError> {
+    look(path, expected, cache::default_dir().as_deref(), true)
+}
+
+fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bool) -> Result<SourceInfo, SourceError> {
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };
     let identity = FileIdentity::of(path).map_err(io)?;
     let cached = cache_dir.and_then(|dir| cache::load(dir, path, &identity));
     let info = match cached {
         Some(info) if expected.is_none() || info.file_sha256.is_some() => info,
+        _ if defer && expected.is_none() && detect(path)? == Format::Xz => {
+            let mut info = unread_xz(path, identity)?;
+            info.cache_dir = cache_dir.map(Path::to_path_buf);
+            return Ok(info);
+        }
         _ => {
             let info = read(path, identity, expected.is_some())?;
             if let Some(dir) = cache_dir
@@ -193,6 +305,30 @@ pub fn inspect_with(path: &Path, expected: Option<&str>, cache_dir: Option<&Path
         return Err(SourceError::DigestMismatch { path: path.to_path_buf(), expected, actual });
     }
     Ok(info)
+}
+
+/// An xz image known by its index alone.
+fn unread_xz(path: &Path, identity: FileIdentity) -> Result<SourceInfo, SourceError> {
+    let damaged = |source| SourceError::Damaged { path: path.to_path_buf(), format: Format::Xz, source };
+    let size_bytes = std::fs::File::open(path).and_then(|file| xz::decompressed_size(&file)).map_err(damaged)?;
+    if size_bytes == 0 {
+        return Err(SourceError::Empty { path: path.to_path_buf() });
+    }
+    Ok(SourceInfo::unread(path, Format::Xz, size_bytes, identity))
+}
+
+/// The format the file's first bytes say, refused when its name promises another.
+fn detect(path: &Path) -> Result<Format, SourceError> {
+    let mut head = [0u8; 8];
+    let head_length =
+        blocks::read_head(path, &mut head).map_err(|source| SourceError::Io { path: path.into(), source })?;
+    let format = Format::detect(&head[..head_length]);
+    match Format::named(path) {
+        Some(named) if named != format && named != Format::Raw => {
+            Err(SourceError::Mislabelled { path: path.to_path_buf(), named, found: format })
+        }
+        _ => Ok(format),
+    }
 }
 
 /// The SHA-256 of the file itself, from the cache or by reading it (with the blocks again, so
@@ -213,15 +349,7 @@ pub fn file_sha256(path: &Path, cache_dir: Option<&Path>) -> Result<String, Sour
 /// One pass over the file.
 fn read(path: &Path, identity: FileIdentity, file_digest: bool) -> Result<SourceInfo, SourceError> {
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };
-    let mut head = [0u8; 8];
-    let head_length = blocks::read_head(path, &mut head).map_err(io)?;
-    let format = Format::detect(&head[..head_length]);
-    if let Some(named) = Format::named(path)
-        && named != format
-        && named != Format::Raw
-    {
-        return Err(SourceError::Mislabelled { path: path.to_path_buf(), named, found: format });
-    }
+    let format = detect(path)?;
     let mut digests = Vec::new();
     let pass = blocks::read_blocks(path, format, file_digest, &mut |index, block| {
         digests.push((index, Sha256::digest(&block).into()));
@@ -237,9 +365,9 @@ fn read(path: &Path, identity: FileIdentity, file_digest: bool) -> Result<Source
     if FileIdentity::of(path).map_err(io)? != identity {
         return Err(SourceError::Changed { path: path.to_path_buf() });
     }
-    let mut info = SourceInfo::from_blocks(path, format, pass.size_bytes, digests);
+    let mut info = SourceInfo::unread(path, format, pass.size_bytes, identity);
+    info.record(digests);
     info.file_sha256 = pass.file_sha256;
-    info.identity = identity;
     Ok(info)
 }
 

@@ -19,7 +19,7 @@ fn the_content_address_is_stable_and_documented() {
     std::fs::write(&path, image()).unwrap();
     let info = inspect_with(&path, None, None).unwrap();
     assert_eq!(
-        (info.size_bytes, info.format, info.blocks.len(), info.from_cache),
+        (info.size_bytes, info.format, info.data_blocks().unwrap().len(), info.from_cache),
         (3 * 524288 + 4, Format::Raw, 3, false)
     );
     // Computed by hand from the definition in `content_address`'s documentation; a change here
@@ -36,8 +36,11 @@ fn the_content_address_is_stable_and_documented() {
         by_hand.update(index.to_le_bytes());
         by_hand.update(Sha256::digest(&block));
     }
-    assert_eq!(info.address, format!("sha256-blocks:{}", hex::encode(by_hand.finalize())));
-    assert_eq!(info.address, "sha256-blocks:a63cd07f3122a013b817a5b9c64d97ecb45ec6141e6a83fd9234e1e332db90a6");
+    assert_eq!(info.address.get().unwrap(), format!("sha256-blocks:{}", hex::encode(by_hand.finalize())));
+    assert_eq!(
+        info.address.get().unwrap(),
+        "sha256-blocks:a63cd07f3122a013b817a5b9c64d97ecb45ec6141e6a83fd9234e1e332db90a6"
+    );
 }
 
 #[test]
@@ -88,7 +91,7 @@ fn the_cache_answers_until_the_file_changes() {
     let first = inspect_with(&path, None, Some(&cache)).unwrap();
     let second = inspect_with(&path, None, Some(&cache)).unwrap();
     assert!(!first.from_cache && second.from_cache);
-    assert_eq!((first.address.clone(), first.blocks.clone()), (second.address.clone(), second.blocks.clone()));
+    assert_eq!((&first.address, first.data_blocks()), (&second.address, second.data_blocks()));
 
     // A declared digest the entry does not know means one more read; then it knows.
     let digest = hex::encode(Sha256::digest(image()));
@@ -128,7 +131,7 @@ fn bad_files_get_clear_errors() {
     let path = dir.path().join("a.raw");
     std::fs::write(&path, b"abc").unwrap();
     let info = inspect_with(&path, None, None).unwrap();
-    assert_eq!((info.size_bytes, info.min_volume_gib(), info.data_bytes()), (3, 1, BLOCK_SIZE as u64));
+    assert_eq!((info.size_bytes, info.min_volume_gib(), info.data_bytes()), (3, 1, Some(BLOCK_SIZE as u64)));
     let wrong = "0".repeat(64);
     let error = inspect_with(&path, Some(&wrong), None).unwrap_err();
     assert!(matches!(error, SourceError::DigestMismatch { .. }), "{error}");
@@ -153,4 +156,69 @@ fn bad_files_get_clear_errors() {
     std::fs::write(&truncated, &gz[..gz.len() / 2]).unwrap();
     let error = inspect_with(&truncated, None, None).unwrap_err();
     assert!(matches!(error, SourceError::Damaged { format: Format::Gzip, .. }), "{error}");
+}
+
+#[test]
+fn an_xz_image_is_read_once_by_its_upload_and_then_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = dir.path().join("a.raw.xz");
+    let mut encoder = liblzma::write::XzEncoder::new(std::fs::File::create(&path).unwrap(), 1);
+    encoder.write_all(&image()).unwrap();
+    encoder.finish().unwrap();
+    let unread = look(&path, None, Some(&cache), true).unwrap();
+    assert_eq!(
+        (unread.size_bytes, unread.format, unread.data_blocks(), unread.address.get()),
+        (image().len() as u64, Format::Xz, None, None)
+    );
+    assert_eq!(unread.address.planned(), COMPUTED_DURING_UPLOAD);
+    assert!(format!("{unread:?}").contains("identity"), "a token of an unread image changes with its file");
+
+    // What the upload does: one pass, hashing each block on the way.
+    let mut blocks = Vec::new();
+    unread
+        .read_blocks(&mut |index, block| {
+            blocks.push((index, Sha256::digest(&block).into()));
+            Ok(())
+        })
+        .unwrap();
+    unread.read_during_upload(blocks);
+    let raw = dir.path().join("a.raw");
+    std::fs::write(&raw, image()).unwrap();
+    assert_eq!(unread.address, inspect_with(&raw, None, None).unwrap().address, "the image's address");
+    let again = look(&path, None, Some(&cache), true).unwrap();
+    assert!(again.from_cache, "remembered: the next plan does not read it");
+    assert_eq!(again.address, unread.address);
+
+    // Read before planning instead, when something exists to compare with: the same address.
+    let other = look(&path, None, None, true).unwrap();
+    other.read_now(None).unwrap();
+    assert_eq!(other.address, unread.address);
+
+    // Declared file digests are checked before anything is uploaded: no deferring then.
+    let digest = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+    let checked = look(&path, Some(&digest), None, true).unwrap();
+    assert!(checked.data_blocks().is_some());
+}
+
+#[test]
+fn an_unread_source_refuses_a_file_that_lies_about_its_size_or_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.raw.xz");
+    let write = |data: &[u8]| {
+        let mut encoder = liblzma::write::XzEncoder::new(std::fs::File::create(&path).unwrap(), 1);
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap();
+    };
+    write(&image());
+    let unread = look(&path, None, None, true).unwrap();
+    write(&image()[..BLOCK_SIZE]);
+    let error = unread.read_blocks(&mut |_, _| Ok(())).unwrap_err();
+    assert!(error.to_string().contains("not the 1572868 it was inspected with"), "{error}");
+    assert!(matches!(unread.read_now(None), Err(SourceError::Changed { .. })));
+    assert!(unread.unchanged().is_err());
+
+    std::fs::write(&path, b"\xfd7zXZ\0 but cut short").unwrap();
+    let error = look(&path, None, None, true).unwrap_err();
+    assert!(error.to_string().contains("a.raw.xz (xz): xz index"), "{error}");
 }

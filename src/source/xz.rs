@@ -81,6 +81,81 @@ fn skip_padding(input: &mut impl BufRead) -> io::Result<()> {
     Ok(())
 }
 
+/// The decompressed size of an xz file, from the indexes at the end of its streams, without
+/// decoding anything: every xz stream ends with an index that records each block's sizes (the
+/// xz file format, sections 2.1.2 and 4). Streams are walked from the last to the first, over
+/// their padding; a file without a well-formed footer and index (truncated, or not xz) is an
+/// error. The sizes are checked again when the file is decoded.
+pub fn decompressed_size(file: &std::fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let damaged = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("xz index: {why}"));
+    let read_at = |length: u64, offset: u64| -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; length as usize];
+        file.read_exact_at(&mut bytes, offset)?;
+        Ok(bytes)
+    };
+    let mut end = file.metadata()?.len();
+    let mut total = 0u64;
+    while end > 0 {
+        while end >= 4 && read_at(4, end - 4)? == [0; 4] {
+            end -= 4;
+        }
+        if end < HEADER_SIZE * 2 {
+            return Err(damaged("the file ends without a stream footer (truncated?)"));
+        }
+        let footer = read_at(HEADER_SIZE, end - HEADER_SIZE)?;
+        if footer[10..12] != *b"YZ" {
+            return Err(damaged("the file ends without a stream footer (truncated?)"));
+        }
+        let backward = (u64::from(u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"))) + 1) * 4;
+        let index_start = (end - HEADER_SIZE).checked_sub(backward).ok_or_else(|| damaged("index out of the file"))?;
+        let index = read_at(backward, index_start)?;
+        let (blocks_size, uncompressed) = parse_index(&index).ok_or_else(|| damaged("malformed index"))?;
+        let start =
+            index_start.checked_sub(blocks_size + HEADER_SIZE).ok_or_else(|| damaged("blocks out of the file"))?;
+        if read_at(6, start)? != *b"\xfd7zXZ\0" {
+            return Err(damaged("no stream header where the index places it"));
+        }
+        total = total.checked_add(uncompressed).ok_or_else(|| damaged("sizes overflow"))?;
+        end = start;
+    }
+    Ok(total)
+}
+
+/// Stream headers and footers are 12 bytes.
+const HEADER_SIZE: u64 = 12;
+
+/// The blocks' total size in the file (each padded to four bytes) and their decompressed size,
+/// from one stream's index (indicator, record count, records, padding, CRC32).
+fn parse_index(index: &[u8]) -> Option<(u64, u64)> {
+    let (&indicator, mut rest) = index.split_first()?;
+    if indicator != 0 {
+        return None;
+    }
+    let records = varint(&mut rest)?;
+    let (mut blocks, mut uncompressed) = (0u64, 0u64);
+    for _ in 0..records {
+        let unpadded = varint(&mut rest)?;
+        blocks = blocks.checked_add(unpadded.checked_add(3)? / 4 * 4)?;
+        uncompressed = uncompressed.checked_add(varint(&mut rest)?)?;
+    }
+    // What is left is the padding to four bytes and the CRC32.
+    (rest.len() >= 4 && rest.len() < 8).then_some((blocks, uncompressed))
+}
+
+/// xz's multibyte integer: seven bits per byte, least significant first, at most nine bytes.
+fn varint(input: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (position, &byte) in input.iter().enumerate().take(9) {
+        value |= u64::from(byte & 0x7f) << (7 * position);
+        if byte & 0x80 == 0 {
+            *input = &input[position + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -133,5 +208,30 @@ mod tests {
         assert!(decode(&[&file[..], &[0; 3]].concat()).is_err(), "padding of three bytes");
         assert!(decode(&[&file[..], b"junk"].concat()).is_err(), "trailing bytes");
         assert!(decode(&[]).is_err(), "no stream at all");
+    }
+
+    fn size_of(file: &[u8]) -> io::Result<u64> {
+        let mut temporary = tempfile::tempfile().unwrap();
+        temporary.write_all(file).unwrap();
+        decompressed_size(&temporary)
+    }
+
+    #[test]
+    fn the_indexes_give_the_size_without_decoding() {
+        let (first, second) = (sample(300 * 1024 + 7, 5), sample(200 * 1024, 6));
+        let one = compress(&first, 2);
+        assert_eq!(size_of(&one).unwrap(), first.len() as u64, "one stream of many blocks");
+        let mut single = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        single.write_all(&second).unwrap();
+        assert_eq!(size_of(&single.finish().unwrap()).unwrap(), second.len() as u64, "one block");
+        let mut both = one.clone();
+        both.extend_from_slice(&[0; 8]);
+        both.extend(compress(&second, 1));
+        both.extend_from_slice(&[0; 4]);
+        assert_eq!(size_of(&both).unwrap(), (first.len() + second.len()) as u64, "concatenated, padded");
+        assert!(size_of(&one[..one.len() - 5]).is_err(), "truncated");
+        assert!(size_of(&one[1..]).is_err(), "its start cut off");
+        assert!(size_of(b"not xz at all, not at all").is_err());
+        assert!(size_of(&[]).unwrap() == 0, "an empty file holds nothing (inspection refuses it)");
     }
 }

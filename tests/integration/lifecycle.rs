@@ -91,7 +91,7 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
         snapshots.iter().filter(|s| tag(s.tags(), "amiplan:node") == Some("snapshot/life-root@us-east-1")).collect();
     assert_eq!(uploaded.len(), 1);
     let digest = tag(uploaded[0].tags(), "amiplan:source").unwrap();
-    assert_eq!(digest, amiplan::source::inspect_with(&dir.join("disk.raw"), None, None).unwrap().address);
+    assert_eq!(Some(digest), amiplan::source::inspect_with(&dir.join("disk.raw"), None, None).unwrap().address.get());
     let read_back = read_snapshot(&moto, uploaded[0].snapshot_id().unwrap(), image.len()).await;
     assert!(read_back == image, "snapshot content differs from the source image");
 

@@ -2,9 +2,11 @@
 //!
 //! One thread reads the image (raw around its holes, compressed ones decompressed as a stream,
 //! qcow2 through imago) and hands blocks with data to the requests through a short queue; each
-//! block goes with the digest the inspection found, so nothing is hashed twice, and EBS checks
-//! every block against it. Memory is bounded by the blocks in flight and queued.
+//! block goes with the digest the inspection found, so nothing is hashed twice, or, for an image
+//! not read before planning, with the digest the reading thread computes; EBS checks every
+//! block against it. Memory is bounded by the blocks in flight and queued.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc};
 
 use super::AwsCloud;
-use crate::cloud::{BlockSource, CloudError, EBS_BLOCK_SIZE, ErrorClass, Progress, SnapshotUpload};
+use crate::cloud::{BlockDigest, BlockSource, CloudError, EBS_BLOCK_SIZE, ErrorClass, Progress, SnapshotUpload};
 
 /// Minutes a started snapshot may stay without a block before EBS marks it `error`; a run killed
 /// mid-upload therefore leaves a snapshot that fails on its own, and the next plan replaces it.
@@ -60,38 +62,38 @@ impl AwsCloud {
             CloudError::new("StartSnapshot", region, ErrorClass::Fatal, "no snapshot id in the answer")
         })?;
         let reporting = Reporting { progress, work: &upload.label };
-        self.upload_blocks(region, &upload.source, &snapshot_id, reporting).await.map_err(|e| e.on(&snapshot_id))?;
-        self.complete(region, upload.source.as_ref(), &snapshot_id).await?;
+        let blocks = self
+            .upload_blocks(region, &upload.source, &snapshot_id, reporting)
+            .await
+            .map_err(|e| e.on(&snapshot_id))?;
+        self.complete(region, &blocks, &snapshot_id).await?;
         Ok(snapshot_id)
     }
 
-    /// Sends every block with data; fails, before CompleteSnapshot, if any block failed or the
-    /// image could not be read as it was inspected.
+    /// Sends every block with data and returns their digests; fails, before CompleteSnapshot, if
+    /// any block failed or the image could not be read as it was inspected.
     async fn upload_blocks(
         &self,
         region: &str,
         source: &Arc<dyn BlockSource>,
         snapshot_id: &str,
         reporting: Reporting<'_>,
-    ) -> Result<(), CloudError> {
+    ) -> Result<Vec<BlockDigest>, CloudError> {
         let client = self.ebs(region);
         let ebs = &client;
-        let (sender, mut receiver) = mpsc::channel::<(u64, Bytes)>(QUEUED_BLOCKS);
+        let (sender, mut receiver) = mpsc::channel::<(u64, Bytes, [u8; 32])>(QUEUED_BLOCKS);
         let reading = Arc::clone(source);
-        let reader = tokio::task::spawn_blocking(move || {
-            reading.read_blocks(&mut |index, block| {
-                sender.blocking_send((index, block)).map_err(|_| std::io::Error::other("the upload stopped"))
-            })
-        });
+        let reader = tokio::task::spawn_blocking(move || read_and_digest(reading.as_ref(), &sender));
         let pace = Pace::new(PUT_INTERVAL);
         let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
-        let total = source.blocks().len() as u64 * EBS_BLOCK_SIZE as u64;
+        // Bytes of data when the blocks are known, else the image's bytes, reported as they pass.
+        let inspected = source.blocks().map(<[BlockDigest]>::len);
+        let total = inspected.map_or(source.size_bytes(), |blocks| blocks as u64 * EBS_BLOCK_SIZE as u64);
         reporting.bytes(0, total);
         let mut results = blocks
-            .map(|(index, block)| {
+            .map(|(index, block, digest)| {
                 let pace = &pace;
                 async move {
-                    let digest = source.digest(index).ok_or_else(|| (index, changed(region, source.as_ref())))?;
                     let checksum = BASE64.encode(digest);
                     pace.wait().await;
                     self.call("PutSnapshotBlock", region)
@@ -114,12 +116,16 @@ impl AwsCloud {
             })
             .buffer_unordered(self.tuning.upload_concurrency.max(1));
         let mut failed = Vec::new();
-        let mut written = 0usize;
+        let (mut written, mut done) = (0usize, 0u64);
         while let Some(result) = results.next().await {
             match result {
-                Ok(_) if failed.is_empty() => {
+                Ok(index) if failed.is_empty() => {
                     written += 1;
-                    reporting.bytes(written as u64 * EBS_BLOCK_SIZE as u64, total);
+                    done = match inspected {
+                        Some(_) => written as u64 * EBS_BLOCK_SIZE as u64,
+                        None => done.max((index + 1) * EBS_BLOCK_SIZE as u64).min(total),
+                    };
+                    reporting.bytes(done, total);
                 }
                 Ok(_) => written += 1,
                 Err(failure) => failed.push(failure),
@@ -133,26 +139,31 @@ impl AwsCloud {
                 format!("{} block(s) failed (blocks {}…); first error: {first}", failed.len(), blocks.join(", "));
             return Err(CloudError::new("PutSnapshotBlock", region, first.class, message).with_code(first.code.clone()));
         }
-        if let Err(error) = read {
+        let sent = read.map_err(|error| {
             let message = format!("reading {}: {error}", source.describe());
-            return Err(CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, message));
-        }
-        if written != source.blocks().len() {
+            CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, message)
+        })?;
+        if written != sent.len() || inspected.is_some_and(|blocks| blocks != sent.len()) {
             return Err(changed(region, source.as_ref()));
         }
-        unchanged(region, source.as_ref())
+        unchanged(region, source.as_ref())?;
+        if inspected.is_none() {
+            source.read(sent.clone());
+            reporting.bytes(total, total);
+        }
+        Ok(sent)
     }
 
-    async fn complete(&self, region: &str, source: &dyn BlockSource, snapshot_id: &str) -> Result<(), CloudError> {
+    async fn complete(&self, region: &str, blocks: &[BlockDigest], snapshot_id: &str) -> Result<(), CloudError> {
         let ebs = self.ebs(region);
-        let checksum = linear_checksum(source.blocks().iter().map(|(_, digest)| digest));
+        let checksum = linear_checksum(blocks.iter().map(|(_, digest)| digest));
         self.call("CompleteSnapshot", region)
             .on(snapshot_id)
             .fresh()
             .send(|| {
                 ebs.complete_snapshot()
                     .snapshot_id(snapshot_id)
-                    .changed_blocks_count(source.blocks().len() as i32)
+                    .changed_blocks_count(blocks.len() as i32)
                     .checksum(&checksum)
                     .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
                     .checksum_aggregation_method(ChecksumAggregationMethod::ChecksumAggregationLinear)
@@ -161,6 +172,27 @@ impl AwsCloud {
             .await?;
         Ok(())
     }
+}
+
+/// The reading thread: every block with data, with its digest, into the requests' queue; the
+/// digests sent, in order. An inspected image's blocks go with the digests the plan was made
+/// from (EBS refuses a block that no longer matches); an image read only now is hashed here,
+/// once, while the requests run on the other threads.
+fn read_and_digest(
+    source: &dyn BlockSource,
+    queue: &mpsc::Sender<(u64, Bytes, [u8; 32])>,
+) -> io::Result<Vec<BlockDigest>> {
+    let inspected = source.blocks().is_some();
+    let mut sent = Vec::new();
+    source.read_blocks(&mut |index, block| {
+        let digest = match inspected {
+            true => source.digest(index).ok_or_else(|| io::Error::other(source.changed_message()))?,
+            false => Sha256::digest(&block).into(),
+        };
+        sent.push((index, digest));
+        queue.blocking_send((index, block, digest)).map_err(|_| io::Error::other("the upload stopped"))
+    })?;
+    Ok(sent)
 }
 
 /// Where an upload reports the bytes it has sent.
