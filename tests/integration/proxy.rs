@@ -190,7 +190,7 @@ struct Shared {
     state: Mutex<State>,
     /// Held for reading while a TerminateInstances is with moto, and for writing by a test
     /// powering an instance off: see [`Proxy::hold_terminations`].
-    terminations: Arc<tokio::sync::RwLock<()>>,
+    terminations: tokio::sync::RwLock<()>,
 }
 
 pub struct Proxy {
@@ -244,7 +244,7 @@ impl Proxy {
             upstream: upstream.to_string(),
             client,
             state: Mutex::new(state),
-            terminations: Arc::default(),
+            terminations: tokio::sync::RwLock::default(),
         });
         let server_shared = Arc::clone(&shared);
         let server = tokio::spawn(async move {
@@ -302,8 +302,8 @@ impl Proxy {
     /// decision and the stop would let moto turn the terminated instance back into a stopped one
     /// (EC2 refuses to stop a terminated instance).
     #[allow(dead_code)]
-    pub async fn hold_terminations(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
-        Arc::clone(&self.shared.terminations).write_owned().await
+    pub async fn hold_terminations(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.shared.terminations.write().await
     }
 
     /// Whether a TerminateInstances that moto carried out named `instance`.
@@ -417,8 +417,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let forwarded = forward(&shared, &parts, body).await;
     if terminating.is_some() && forwarded.as_ref().is_ok_and(|(answer, _)| answer.status.is_success()) {
         let mut state = shared.state.lock().unwrap();
-        let ids = call.params.iter().filter(|(k, _)| k.starts_with("InstanceId")).map(|(_, v)| v.clone());
-        state.terminated.extend(ids);
+        state.terminated.extend(referenced_ids(&call));
     }
     drop(terminating);
     *shared.state.lock().unwrap().in_flight.get_mut(&key).unwrap() -= 1;
