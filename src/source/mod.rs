@@ -10,6 +10,7 @@ pub mod cache;
 pub mod format;
 mod qcow2;
 mod xz;
+mod zstd_frames;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -267,12 +268,14 @@ pub fn inspect_with(path: &Path, expected: Option<&str>, cache_dir: Option<&Path
     look(path, expected, cache_dir, false)
 }
 
-/// [`inspect_with`] the default cache, except that an xz image the cache does not know (and whose file digest the
-/// manifest does not declare) is not read now: its size comes from the xz index, and the
-/// upload, if the plan makes one, reads it once and computes its address on the way. Decoding
-/// xz costs seconds of CPU per GiB, the most of any format, and an image uploaded for the
-/// first time has no snapshot to compare an address with; where it has one, the pipeline reads
-/// it before planning after all ([`SourceInfo::read_now`]).
+/// [`inspect_with`] the default cache, except that an xz or zstd image the cache does not know
+/// (and whose file digest the manifest does not declare) is not read now: its size comes from
+/// the xz index or the zstd frame headers, and the upload, if the plan makes one, reads it once
+/// and computes its address on the way. Decoding is the costliest part of reading a compressed
+/// image, and an image uploaded for the first time has no snapshot to compare an address with;
+/// where it has one, the pipeline reads it before planning after all
+/// ([`SourceInfo::read_now`]). Raw images are read now: a second pass over them costs little,
+/// and the plan then knows exactly what will be uploaded.
 pub fn inspect_or_defer(path: &Path, expected: Option<&str>) -> Result<SourceInfo, SourceError> {
     look(path, expected, cache::default_dir().as_deref(), true)
 }
@@ -283,20 +286,21 @@ fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bo
     let cached = cache_dir.and_then(|dir| cache::load(dir, path, &identity));
     let info = match cached {
         Some(info) if expected.is_none() || info.file_sha256.is_some() => info,
-        _ if defer && expected.is_none() && detect(path)? == Format::Xz => {
-            let mut info = unread_xz(path, identity)?;
-            info.cache_dir = cache_dir.map(Path::to_path_buf);
-            return Ok(info);
-        }
-        _ => {
-            let info = read(path, identity, expected.is_some())?;
-            if let Some(dir) = cache_dir
-                && let Err(error) = cache::store(dir, &info)
-            {
-                tracing::warn!("cannot remember what {} holds in {}: {error}", path.display(), dir.display());
+        _ => match (defer && expected.is_none()).then(|| unread(path, identity)).transpose()?.flatten() {
+            Some(mut info) => {
+                info.cache_dir = cache_dir.map(Path::to_path_buf);
+                return Ok(info);
             }
-            info
-        }
+            None => {
+                let info = read(path, identity, expected.is_some())?;
+                if let Some(dir) = cache_dir
+                    && let Err(error) = cache::store(dir, &info)
+                {
+                    tracing::warn!("cannot remember what {} holds in {}: {error}", path.display(), dir.display());
+                }
+                info
+            }
+        },
     };
     if let (Some(expected), Some(actual)) = (expected, &info.file_sha256)
         && !expected.eq_ignore_ascii_case(actual)
@@ -307,14 +311,25 @@ fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bo
     Ok(info)
 }
 
-/// An xz image known by its index alone.
-fn unread_xz(path: &Path, identity: FileIdentity) -> Result<SourceInfo, SourceError> {
-    let damaged = |source| SourceError::Damaged { path: path.to_path_buf(), format: Format::Xz, source };
-    let size_bytes = std::fs::File::open(path).and_then(|file| xz::decompressed_size(&file)).map_err(damaged)?;
+/// An xz or zstd image known by its size alone, where its headers give the size (zstd written
+/// from a pipe does not record it: that image is read now); a damaged xz index or zstd frame
+/// is refused before anything is planned.
+fn unread(path: &Path, identity: FileIdentity) -> Result<Option<SourceInfo>, SourceError> {
+    let format = detect(path)?;
+    let damaged = |source| SourceError::Damaged { path: path.to_path_buf(), format, source };
+    let file = std::fs::File::open(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
+    let size_bytes = match format {
+        Format::Xz => xz::decompressed_size(&file).map_err(damaged)?,
+        Format::Zstd => match zstd_frames::decompressed_size(&file).map_err(damaged)? {
+            Some(size) => size,
+            None => return Ok(None),
+        },
+        Format::Raw | Format::Gzip | Format::Qcow2 => return Ok(None),
+    };
     if size_bytes == 0 {
         return Err(SourceError::Empty { path: path.to_path_buf() });
     }
-    Ok(SourceInfo::unread(path, Format::Xz, size_bytes, identity))
+    Ok(Some(SourceInfo::unread(path, format, size_bytes, identity)))
 }
 
 /// The format the file's first bytes say, refused when its name promises another.

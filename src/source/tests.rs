@@ -222,3 +222,23 @@ fn an_unread_source_refuses_a_file_that_lies_about_its_size_or_changed() {
     let error = look(&path, None, None, true).unwrap_err();
     assert!(error.to_string().contains("a.raw.xz (xz): xz index"), "{error}");
 }
+
+#[test]
+fn a_zstd_image_is_left_for_its_upload_only_when_its_frames_record_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.raw.zst");
+    let mut encoder = zstd::stream::write::Encoder::new(std::fs::File::create(&path).unwrap(), 3).unwrap();
+    encoder.set_pledged_src_size(Some(image().len() as u64)).unwrap();
+    encoder.write_all(&image()).unwrap();
+    encoder.finish().unwrap();
+    let unread = look(&path, None, None, true).unwrap();
+    assert_eq!((unread.size_bytes, unread.format, unread.data_blocks()), (image().len() as u64, Format::Zstd, None));
+
+    // From a pipe, zstd records no size: the image is read before planning.
+    std::fs::write(&path, zstd::stream::encode_all(&image()[..], 3).unwrap()).unwrap();
+    let read = look(&path, None, None, true).unwrap();
+    assert_eq!((read.size_bytes, read.data_blocks().map(<[_]>::len)), (image().len() as u64, Some(3)));
+    let raw = dir.path().join("a.raw");
+    std::fs::write(&raw, image()).unwrap();
+    assert!(look(&raw, None, None, true).unwrap().data_blocks().is_some(), "raw images are read before planning");
+}

@@ -123,7 +123,8 @@ impl AwsCloud {
                     written += 1;
                     done = match inspected {
                         Some(_) => written as u64 * EBS_BLOCK_SIZE as u64,
-                        None => done.max((index + 1) * EBS_BLOCK_SIZE as u64).min(total),
+                        // Blocks finish out of order: the whole image is sent only once all are.
+                        None => done.max((index + 1) * EBS_BLOCK_SIZE as u64).min(total.saturating_sub(1)),
                     };
                     reporting.bytes(done, total);
                 }
