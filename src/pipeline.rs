@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::apply::{self, ApplyOptions, Report};
 use crate::cloud::{Cloud, Sharing};
@@ -233,7 +232,6 @@ impl Workspace {
         let mut plan =
             plan::plan(rebuilt.as_ref().unwrap_or(&self.graph), observed, &stacks, destroy, crate::deprecation::now());
         plan.orphaned = plan::orphaned_stacks(&observed.foreign);
-        plan.desired = self.with_unread_files(plan.desired);
         if !destroy {
             plan.upstream = self.stacks.iter().filter_map(|s| s.upstream.clone()).collect();
             plan.warnings.extend(self.stacks.iter().flat_map(|s| s.notices.iter().map(ToString::to_string)));
@@ -243,22 +241,24 @@ impl Workspace {
 }
 
 impl Workspace {
-    /// The desired graph's digest, with the files of the sources not read yet: their address
-    /// is not in the graph, so a saved plan must be refused when such a file changed.
-    fn with_unread_files(&self, desired: String) -> String {
-        let mut unread: Vec<String> = self
-            .sources()
-            .filter(|(_, info)| info.data_blocks().is_none())
-            .map(|(stack, info)| format!("{stack}\0{info:?}"))
-            .collect();
-        if unread.is_empty() {
-            return desired;
+    /// The SHA-256 of each file whose image is not read yet (by stack): its address is not in
+    /// the plan, so a saved plan records the file itself. Hashing the file as it is on disk
+    /// costs a fraction of decoding it, and holds wherever the same file is (another checkout,
+    /// another machine).
+    pub async fn unread_files(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut files = BTreeMap::new();
+        for (stack, info) in self.sources().filter(|(_, info)| info.data_blocks().is_none()) {
+            let path = info.path.clone();
+            let digest = tokio::task::spawn_blocking(move || source::hash_file(&path))
+                .await?
+                .with_context(|| format!("stack {stack}"))?;
+            files.insert(stack.to_string(), digest);
         }
-        unread.sort();
-        let digest = sha2::Sha256::digest(format!("{desired}\0{}", unread.join("\0")));
-        hex::encode(&digest[..16])
+        Ok(files)
     }
+}
 
+impl Workspace {
     /// The catalogue of these stacks as AWS shows it now, in `regions` (every region of the
     /// manifests when empty).
     pub async fn catalogue<C: Cloud>(&self, cloud: &C, regions: &[String]) -> anyhow::Result<Catalogue> {
@@ -288,6 +288,10 @@ pub struct SavedPlan {
     /// Whether the plan deletes what undeclared stacks own (`--prune`); applying it does too.
     #[serde(default)]
     pub prune: bool,
+    /// The files of sources not read before planning, by stack: see
+    /// [`Workspace::unread_files`].
+    #[serde(default)]
+    pub unread_files: BTreeMap<String, String>,
     pub plan: Plan,
 }
 
@@ -304,11 +308,25 @@ pub enum SavedPlanError {
     Destroy { file: PathBuf },
     #[error("the manifests or source images changed since the plan was made; run `amiplan plan` again")]
     DesiredChanged,
+    #[error("source image {file} of stack {stack} changed since the plan was made; run `amiplan plan` again")]
+    SourceChanged { stack: String, file: PathBuf },
     #[error("live state changed since the plan was made; run `amiplan plan` again")]
     LiveChanged,
 }
 
 impl SavedPlan {
+    /// Refuses the plan if a source it was made without reading is not the same file now.
+    pub async fn check_unread_files(&self, workspace: &Workspace) -> anyhow::Result<()> {
+        let now = workspace.unread_files().await?;
+        for (stack, info) in workspace.sources() {
+            let (was, is) = (self.unread_files.get(stack), now.get(stack));
+            if was.is_some() && was != is {
+                return Err(SavedPlanError::SourceChanged { stack: stack.to_string(), file: info.path.clone() }.into());
+            }
+        }
+        Ok(())
+    }
+
     pub fn write(&self, file: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         std::fs::write(file, text).with_context(|| format!("writing the plan to {}", file.display()))

@@ -190,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     paths: args.paths.paths.clone(),
                     regions: args.discovery.regions,
                     prune: args.prune.prune,
+                    unread_files: workspace.unread_files().await?,
                     plan: plan.clone(),
                 };
                 saved.write(out)?;
@@ -208,6 +209,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
             let paths = saved.as_ref().map_or(&args.paths.paths, |s| &s.paths);
             let workspace = Workspace::load(paths).await?;
+            if let Some(saved) = &saved {
+                saved.check_unread_files(&workspace).await?;
+            }
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             // A saved plan is checked against the regions it was made from, not this run's flag.
             let regions = saved.as_ref().map_or(args.discovery.regions, |s| s.regions);

@@ -155,7 +155,8 @@ fn trailing_garbage(input: &mut impl Read) -> io::Result<()> {
     Ok(())
 }
 
-fn hash_file(file: File) -> io::Result<String> {
+/// The SHA-256 of the whole file, read in large pieces.
+pub fn hash_file(file: File) -> io::Result<String> {
     let mut input = BufReader::with_capacity(INPUT_BUFFER, HashingReader { inner: file, hasher: Some(Sha256::new()) });
     io::copy(&mut input, &mut io::sink())?;
     Ok(hex::encode(input.into_inner().hasher.expect("set above").finalize()))

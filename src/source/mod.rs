@@ -361,6 +361,13 @@ pub fn file_sha256(path: &Path, cache_dir: Option<&Path>) -> Result<String, Sour
     Ok(info.file_sha256.expect("asked for"))
 }
 
+/// The SHA-256 of the file as it is on disk, without decoding it.
+pub fn hash_file(path: &Path) -> Result<String, SourceError> {
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    blocks::hash_file(file).map_err(io)
+}
+
 /// One pass over the file.
 fn read(path: &Path, identity: FileIdentity, file_digest: bool) -> Result<SourceInfo, SourceError> {
     let io = |source| SourceError::Io { path: path.to_path_buf(), source };

@@ -218,6 +218,43 @@ async fn a_damaged_xz_read_only_by_its_upload_never_completes() {
     assert_stack_gone(&moto, "damagedxz", &["us-east-1"]).await;
 }
 
+/// A plan saved without reading its xz image records the file's SHA-256: the same file
+/// elsewhere (another inode and times, as in another checkout) applies; another image under
+/// the same name is refused before anything is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_of_an_unread_image_holds_for_the_same_file_only() {
+    let moto = Moto::start();
+    let dir = workdir("saved-unread");
+    let image = sample_image(&dir.join("disk.raw"), 7, 7);
+    write_as(&dir, "disk.raw.xz", &image);
+    manifest(&dir, "savedxz", "disk.raw.xz");
+    let plan = moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "p.json"]);
+    expect_code(&plan, 0);
+    assert!(stdout(&plan).contains("not read yet"), "{}", stdout(&plan));
+
+    // Another image under the same name: refused, nothing made.
+    let path = dir.join("disk.raw.xz");
+    let original = std::fs::read(&path).unwrap();
+    let mut other = image.clone();
+    other[10] ^= 1;
+    write_as(&dir, "disk.raw.xz", &other);
+    let refused = moto.amiplan(&dir, &["apply", "--plan", "p.json", "--auto-approve"]);
+    expect_code(&refused, 1);
+    assert!(stderr(&refused).contains("of stack savedxz changed since the plan was made"), "{}", stderr(&refused));
+    assert!(moto.stack_snapshots("us-east-1", "savedxz").await.is_empty());
+
+    // The same bytes as a new file: applied.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    expect_code(&moto.amiplan(&dir, &["apply", "--plan", "p.json", "--auto-approve"]), 0);
+    let snapshots = moto.stack_snapshots("us-east-1", "savedxz").await;
+    assert_eq!(snapshots.len(), 1);
+    let address = inspect_with(&dir.join("disk.raw"), None, None).unwrap().address;
+    assert_eq!(tag(snapshots[0].tags(), "amiplan:source"), address.get());
+    expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
+    assert_stack_gone(&moto, "savedxz", &["us-east-1"]).await;
+}
+
 /// Rule `block-checksums`: blocks that are not what the inspection hashed (a file changed in a
 /// way its identity does not show) are refused by EBS, never stored, and the upload fails
 /// before CompleteSnapshot.

@@ -167,6 +167,7 @@ async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged(
         paths: vec![dir.join("m.yaml")],
         regions: RegionScope::Manifest,
         prune: false,
+        unread_files: Default::default(),
         plan: plan_now(&cloud, &dir).await,
     };
     saved.write(&file).unwrap();
@@ -198,7 +199,9 @@ async fn a_saved_plan_applies_only_while_manifests_and_live_state_are_unchanged(
     std::fs::write(dir.join("m.yaml"), StackManifest { description: "First".into(), ..other }.yaml()).unwrap();
     let fresh = plan_now(&cloud, &dir).await;
     assert!(fresh.changes.iter().any(|c| c.reasons == ["no longer in the manifests"]), "{fresh:#?}");
-    SavedPlan { paths: vec![dir.join("m.yaml")], regions, prune: false, plan: fresh }.write(&file).unwrap();
+    SavedPlan { paths: vec![dir.join("m.yaml")], regions, prune: false, unread_files: Default::default(), plan: fresh }
+        .write(&file)
+        .unwrap();
     let read = SavedPlan::read(&file).unwrap();
     let applied = converge(&cloud, &dir, &run(false), Some(&read.plan), &review).await;
     assert_eq!(applied.exit_code(), exit::OK, "{applied:?}");

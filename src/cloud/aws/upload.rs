@@ -82,12 +82,14 @@ impl AwsCloud {
         let client = self.ebs(region);
         let ebs = &client;
         let (sender, mut receiver) = mpsc::channel::<(u64, Bytes, [u8; 32])>(QUEUED_BLOCKS);
+        // Decided once: another upload of the same image may finish reading it meanwhile.
+        let inspected = source.blocks().map(<[BlockDigest]>::len);
         let reading = Arc::clone(source);
-        let reader = tokio::task::spawn_blocking(move || read_and_digest(reading.as_ref(), &sender));
+        let hash = inspected.is_none();
+        let reader = tokio::task::spawn_blocking(move || read_and_digest(reading.as_ref(), hash, &sender));
         let pace = Pace::new(PUT_INTERVAL);
         let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
         // Bytes of data when the blocks are known, else the image's bytes, reported as they pass.
-        let inspected = source.blocks().map(<[BlockDigest]>::len);
         let total = inspected.map_or(source.size_bytes(), |blocks| blocks as u64 * EBS_BLOCK_SIZE as u64);
         reporting.bytes(0, total);
         let mut results = blocks
@@ -177,18 +179,18 @@ impl AwsCloud {
 
 /// The reading thread: every block with data, with its digest, into the requests' queue; the
 /// digests sent, in order. An inspected image's blocks go with the digests the plan was made
-/// from (EBS refuses a block that no longer matches); an image read only now is hashed here,
-/// once, while the requests run on the other threads.
+/// from (EBS refuses a block that no longer matches); with `hash`, for an image read only now,
+/// each block is hashed here, once, while the requests run on the other threads.
 fn read_and_digest(
     source: &dyn BlockSource,
+    hash: bool,
     queue: &mpsc::Sender<(u64, Bytes, [u8; 32])>,
 ) -> io::Result<Vec<BlockDigest>> {
-    let inspected = source.blocks().is_some();
     let mut sent = Vec::new();
     source.read_blocks(&mut |index, block| {
-        let digest = match inspected {
-            true => source.digest(index).ok_or_else(|| io::Error::other(source.changed_message()))?,
-            false => Sha256::digest(&block).into(),
+        let digest = match hash {
+            true => Sha256::digest(&block).into(),
+            false => source.digest(index).ok_or_else(|| io::Error::other(source.changed_message()))?,
         };
         sent.push((index, digest));
         queue.blocking_send((index, block, digest)).map_err(|_| io::Error::other("the upload stopped"))
