@@ -170,6 +170,11 @@ impl SourceInfo {
         if read.identity != self.identity {
             return Err(SourceError::Changed { path: self.path.clone() });
         }
+        if read.size_bytes != self.size_bytes {
+            let why = format!("it holds {} bytes, its headers say {}", read.size_bytes, self.size_bytes);
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+            return Err(SourceError::Damaged { path: self.path.clone(), format: self.format, source });
+        }
         self.record(read.data_blocks().expect("inspected").to_vec());
         Ok(())
     }

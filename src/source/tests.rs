@@ -212,6 +212,10 @@ fn an_unread_source_refuses_a_file_that_lies_about_its_size_or_changed() {
     };
     write(&image());
     let unread = look(&path, None, None, true).unwrap();
+    let identity = FileIdentity::of(&path).unwrap();
+    let lying = SourceInfo::unread(&path, Format::Xz, unread.size_bytes + 1, identity);
+    let error = lying.read_now(None).unwrap_err();
+    assert!(error.to_string().contains("its headers say 1572869"), "{error}");
     write(&image()[..BLOCK_SIZE]);
     let error = unread.read_blocks(&mut |_, _| Ok(())).unwrap_err();
     assert!(error.to_string().contains("not the 1572868 it was inspected with"), "{error}");
