@@ -150,11 +150,9 @@ impl Workspace {
             if info.data_blocks().is_some() || !compared {
                 continue;
             }
-            let (reading, cache) = (Arc::clone(info), source::cache::default_dir());
+            let reading = Arc::clone(info);
             tracing::info!("{}: reading it, to compare with what exists of stack {stack}", info.path.display());
-            tokio::task::spawn_blocking(move || reading.read_now(cache.as_deref()))
-                .await?
-                .with_context(|| format!("stack {stack}"))?;
+            tokio::task::spawn_blocking(move || reading.read_now()).await?.with_context(|| format!("stack {stack}"))?;
         }
         Ok(())
     }
@@ -310,18 +308,40 @@ pub enum SavedPlanError {
     DesiredChanged,
     #[error("source image {file} of stack {stack} changed since the plan was made; run `amiplan plan` again")]
     SourceChanged { stack: String, file: PathBuf },
+    #[error(
+        "source image {file} of stack {stack} was read by another run since the plan was made, which may have \
+         uploaded it; run `amiplan plan` again"
+    )]
+    SourceReadSince { stack: String, file: PathBuf },
     #[error("live state changed since the plan was made; run `amiplan plan` again")]
     LiveChanged,
 }
 
 impl SavedPlan {
-    /// Refuses the plan if a source it was made without reading is not the same file now.
+    /// Refuses the plan if a source it was made without reading is not the same file now, or
+    /// is the same file but has been read since: the plan did not know its address, and the
+    /// run that read it may have uploaded it (a run reads it only to upload it or to compare it
+    /// with something live), so the plan's view of what exists is no longer to be trusted.
     pub async fn check_unread_files(&self, workspace: &Workspace) -> anyhow::Result<()> {
         let now = workspace.unread_files().await?;
         for (stack, info) in workspace.sources() {
-            let (was, is) = (self.unread_files.get(stack), now.get(stack));
-            if was.is_some() && was != is {
-                return Err(SavedPlanError::SourceChanged { stack: stack.to_string(), file: info.path.clone() }.into());
+            let Some(was) = self.unread_files.get(stack) else { continue };
+            let (stack, file) = (stack.to_string(), info.path.clone());
+            let is = match now.get(&stack) {
+                Some(digest) => digest.clone(),
+                None => {
+                    let path = file.clone();
+                    let digest = tokio::task::spawn_blocking(move || source::hash_file(&path))
+                        .await?
+                        .with_context(|| format!("stack {stack}"))?;
+                    if digest == *was {
+                        return Err(SavedPlanError::SourceReadSince { stack, file }.into());
+                    }
+                    digest
+                }
+            };
+            if is != *was {
+                return Err(SavedPlanError::SourceChanged { stack, file }.into());
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ use anstyle::AnsiColor;
 use similar::{ChangeTag, TextDiff};
 
 use crate::plan::{Action, AttrDiff, Change, Plan, Reason};
-use crate::source::{self, SourceInfo};
+use crate::source::SourceInfo;
 
 pub mod document;
 pub mod graph;
@@ -70,17 +70,16 @@ pub fn sources<'a>(sources: impl Iterator<Item = (&'a str, &'a SourceInfo)>) -> 
     let mut out = String::new();
     for (stack, info) in sources {
         let (path, format, size) = (info.path.display(), info.format, mib(info.size_bytes));
-        let line = match info.data_blocks() {
-            Some(blocks) => {
+        let line = match (info.data_blocks(), info.data_bytes()) {
+            (Some(blocks), Some(data)) => {
                 let how =
                     if info.from_cache { "unchanged since it was last read, not read again" } else { "read in full" };
-                let data = mib(blocks.len() as u64 * source::BLOCK_SIZE as u64);
-                let count = blocks.len();
+                let (data, count) = (mib(data), blocks.len());
                 format!(
                     "{path} ({format}, {size:.1} MiB image, {count} blocks with data = {data:.1} MiB to upload), {how}"
                 )
             }
-            None => format!(
+            _ => format!(
                 "{path} ({format}, {size:.1} MiB image), not read yet: nothing exists of it, so the upload reads it \
                  once and computes its content address"
             ),

@@ -161,12 +161,13 @@ impl SourceInfo {
     }
 
     /// Reads a source left for its upload now, because the plan must compare its address
-    /// with what exists; a file changed since it was first looked at is refused.
-    pub fn read_now(&self, cache_dir: Option<&Path>) -> Result<(), SourceError> {
+    /// with what exists (remembered in the cache it was looked up in); a file changed since it
+    /// was first looked at is refused.
+    pub fn read_now(&self) -> Result<(), SourceError> {
         if self.data_blocks().is_some() {
             return Ok(());
         }
-        let read = inspect_with(&self.path, None, cache_dir)?;
+        let read = inspect_with(&self.path, None, self.cache_dir.as_deref())?;
         if read.identity != self.identity {
             return Err(SourceError::Changed { path: self.path.clone() });
         }
@@ -177,17 +178,6 @@ impl SourceInfo {
         }
         self.record(read.data_blocks().expect("inspected").to_vec());
         Ok(())
-    }
-
-    /// What the upload's pass found, for a source it read first: the address is set and the
-    /// reading remembered, so that the next plan does not read the file again.
-    pub fn read_during_upload(&self, blocks: Vec<BlockDigest>) {
-        self.record(blocks);
-        if let Some(dir) = &self.cache_dir
-            && let Err(error) = cache::store(dir, self)
-        {
-            tracing::warn!("cannot remember what {} holds in {}: {error}", self.path.display(), dir.display());
-        }
     }
 }
 
@@ -210,8 +200,15 @@ impl BlockSource for SourceInfo {
         Ok(())
     }
 
+    /// The upload's pass, for a source it read first: the address is set and the reading
+    /// remembered, so that the next plan does not read the file again.
     fn read(&self, blocks: Vec<BlockDigest>) {
-        self.read_during_upload(blocks);
+        self.record(blocks);
+        if let Some(dir) = &self.cache_dir
+            && let Err(error) = cache::store(dir, self)
+        {
+            tracing::warn!("cannot remember what {} holds in {}: {error}", self.path.display(), dir.display());
+        }
     }
 
     fn unchanged(&self) -> Result<(), String> {
@@ -291,21 +288,23 @@ fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bo
     let cached = cache_dir.and_then(|dir| cache::load(dir, path, &identity));
     let info = match cached {
         Some(info) if expected.is_none() || info.file_sha256.is_some() => info,
-        _ => match (defer && expected.is_none()).then(|| unread(path, identity)).transpose()?.flatten() {
-            Some(mut info) => {
+        _ => {
+            // A declared file digest is checked before anything is planned: no deferring then.
+            if defer
+                && expected.is_none()
+                && let Some(mut info) = unread(path, identity)?
+            {
                 info.cache_dir = cache_dir.map(Path::to_path_buf);
                 return Ok(info);
             }
-            None => {
-                let info = read(path, identity, expected.is_some())?;
-                if let Some(dir) = cache_dir
-                    && let Err(error) = cache::store(dir, &info)
-                {
-                    tracing::warn!("cannot remember what {} holds in {}: {error}", path.display(), dir.display());
-                }
-                info
+            let info = read(path, identity, expected.is_some())?;
+            if let Some(dir) = cache_dir
+                && let Err(error) = cache::store(dir, &info)
+            {
+                tracing::warn!("cannot remember what {} holds in {}: {error}", path.display(), dir.display());
             }
-        },
+            info
+        }
     };
     if let (Some(expected), Some(actual)) = (expected, &info.file_sha256)
         && !expected.eq_ignore_ascii_case(actual)

@@ -182,7 +182,7 @@ fn an_xz_image_is_read_once_by_its_upload_and_then_remembered() {
             Ok(())
         })
         .unwrap();
-    unread.read_during_upload(blocks);
+    BlockSource::read(&unread, blocks);
     let raw = dir.path().join("a.raw");
     std::fs::write(&raw, image()).unwrap();
     assert_eq!(unread.address, inspect_with(&raw, None, None).unwrap().address, "the image's address");
@@ -192,7 +192,7 @@ fn an_xz_image_is_read_once_by_its_upload_and_then_remembered() {
 
     // Read before planning instead, when something exists to compare with: the same address.
     let other = look(&path, None, None, true).unwrap();
-    other.read_now(None).unwrap();
+    other.read_now().unwrap();
     assert_eq!(other.address, unread.address);
 
     // Declared file digests are checked before anything is uploaded: no deferring then.
@@ -214,12 +214,12 @@ fn an_unread_source_refuses_a_file_that_lies_about_its_size_or_changed() {
     let unread = look(&path, None, None, true).unwrap();
     let identity = FileIdentity::of(&path).unwrap();
     let lying = SourceInfo::unread(&path, Format::Xz, unread.size_bytes + 1, identity);
-    let error = lying.read_now(None).unwrap_err();
+    let error = lying.read_now().unwrap_err();
     assert!(error.to_string().contains("its headers say 1572869"), "{error}");
     write(&image()[..BLOCK_SIZE]);
     let error = unread.read_blocks(&mut |_, _| Ok(())).unwrap_err();
     assert!(error.to_string().contains("not the 1572868 it was inspected with"), "{error}");
-    assert!(matches!(unread.read_now(None), Err(SourceError::Changed { .. })));
+    assert!(matches!(unread.read_now(), Err(SourceError::Changed { .. })));
     assert!(unread.unchanged().is_err());
 
     std::fs::write(&path, b"\xfd7zXZ\0 but cut short").unwrap();

@@ -251,6 +251,24 @@ async fn a_saved_plan_of_an_unread_image_holds_for_the_same_file_only() {
     assert_eq!(snapshots.len(), 1);
     let address = inspect_with(&dir.join("disk.raw"), None, None).unwrap().address;
     assert_eq!(tag(snapshots[0].tags(), "amiplan:source"), address.get());
+
+    // The same plan again, the same file, but its upload (above) read it since: refused for
+    // that reason, not as a changed file, and nothing more is made.
+    let again = moto.amiplan(&dir, &["apply", "--plan", "p.json", "--auto-approve"]);
+    expect_code(&again, 1);
+    assert!(stderr(&again).contains("was read by another run since the plan was made"), "{}", stderr(&again));
+    assert_eq!(moto.stack_snapshots("us-east-1", "savedxz").await.len(), 1);
+
+    // Another machine (no cache) with everything live: the image is read before planning, to
+    // compare with what exists, and nothing changes.
+    std::fs::remove_dir_all(dir.join(".amiplan-cache")).unwrap();
+    let fresh = moto.amiplan(&dir, &["plan", "stack.yaml", "--detailed-exitcode"]);
+    expect_code(&fresh, 0);
+    assert!(
+        stdout(&fresh).contains("disk.raw.xz (xz, ") && stdout(&fresh).contains("read in full"),
+        "{}",
+        stdout(&fresh)
+    );
     expect_code(&moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]), 0);
     assert_stack_gone(&moto, "savedxz", &["us-east-1"]).await;
 }
