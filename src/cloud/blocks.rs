@@ -25,6 +25,12 @@ pub trait BlockSource: std::fmt::Debug + Send + Sync {
     /// The image's size in bytes.
     fn size_bytes(&self) -> u64;
 
+    /// The memory reading the image needs beyond the blocks it hands on (a decoder's threads):
+    /// the upload holds that much less in blocks, to keep its peak memory the same.
+    fn reader_memory(&self) -> u64 {
+        0
+    }
+
     /// Reads the image once, handing every block with data (whole, [`EBS_BLOCK_SIZE`] bytes) to
     /// `each` in block order; an error from `each` stops the reading.
     fn read_blocks(&self, each: &mut dyn FnMut(u64, Bytes) -> io::Result<()>) -> io::Result<()>;

@@ -190,6 +190,13 @@ impl BlockSource for SourceInfo {
         self.size_bytes
     }
 
+    fn reader_memory(&self) -> u64 {
+        match self.format {
+            Format::Xz => xz::THREADING_MEMORY_LIMIT,
+            _ => 0,
+        }
+    }
+
     fn read_blocks(&self, each: &mut dyn FnMut(u64, Bytes) -> std::io::Result<()>) -> std::io::Result<()> {
         let pass = blocks::read_blocks(&self.path, self.format, false, each)?;
         if pass.size_bytes != self.size_bytes {

@@ -172,6 +172,7 @@ fn an_xz_image_is_read_once_by_its_upload_and_then_remembered() {
         (image().len() as u64, Format::Xz, None, None)
     );
     assert_eq!(unread.address.planned(), COMPUTED_DURING_UPLOAD);
+    assert_eq!(unread.reader_memory(), xz::THREADING_MEMORY_LIMIT, "its decoder's memory is counted");
     assert!(format!("{unread:?}").contains("identity"), "a token of an unread image changes with its file");
 
     // What the upload does: one pass, hashing each block on the way.
@@ -244,5 +245,7 @@ fn a_zstd_image_is_left_for_its_upload_only_when_its_frames_record_its_size() {
     assert_eq!((read.size_bytes, read.data_blocks().map(<[_]>::len)), (image().len() as u64, Some(3)));
     let raw = dir.path().join("a.raw");
     std::fs::write(&raw, image()).unwrap();
-    assert!(look(&raw, None, None, true).unwrap().data_blocks().is_some(), "raw images are read before planning");
+    let raw = look(&raw, None, None, true).unwrap();
+    assert!(raw.data_blocks().is_some(), "raw images are read before planning");
+    assert_eq!(raw.reader_memory(), 0);
 }

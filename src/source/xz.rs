@@ -14,10 +14,11 @@ use liblzma::stream::{MtStreamBuilder, Stream};
 
 /// The memory the decoder's threads may use, decompressed blocks waiting for the upload
 /// included; where one thread per core would need more, it uses fewer (one at the least). 12 MiB
-/// gives two threads the 3 MiB blocks of `xz -T2 -1` and keeps the whole upload within 64 MiB when
-/// the sink is slow and blocks queue (62 MiB against moto; 24 MiB took it to 77 MiB: see
+/// gives two threads the 3 MiB blocks of `xz -T2 -1`; the upload holds fewer blocks in flight
+/// while it decodes (see `BlockSource::reader_memory`), so that the whole upload stays within
+/// 64 MiB when the sink is slow and blocks queue (24 MiB took it to 77 MiB: see
 /// `bench/README.md`). Blocks of `xz -T0 -6` (24 MiB) get one thread.
-const THREADING_MEMORY_LIMIT: u64 = 12 * 1024 * 1024;
+pub(super) const THREADING_MEMORY_LIMIT: u64 = 12 * 1024 * 1024;
 
 /// The decompressed bytes of every xz stream in `input`, in order.
 pub struct XzStreams<R: BufRead> {

@@ -102,7 +102,8 @@ pub struct Tuning {
     /// PutSnapshotBlock requests in flight per upload. AWS's own guide to EBS direct API
     /// performance counts about 100 ms per PutSnapshotBlock; 48 in flight is then about 480
     /// requests (240 MiB) a second, half of EBS's 1,000 per second per snapshot, and 24 MiB of
-    /// blocks in memory, which keeps amiplan's peak RSS under 64 MiB during an upload.
+    /// blocks in memory, which keeps amiplan's peak RSS under 64 MiB during an upload. A source
+    /// whose reading needs memory of its own (xz's decoder threads) gets fewer.
     pub upload_concurrency: usize,
 }
 
