@@ -246,14 +246,16 @@ impl Workspace {
     pub async fn unread_files(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut files = BTreeMap::new();
         for (stack, info) in self.sources().filter(|(_, info)| info.data_blocks().is_none()) {
-            let path = info.path.clone();
-            let digest = tokio::task::spawn_blocking(move || source::hash_file(&path))
-                .await?
-                .with_context(|| format!("stack {stack}"))?;
-            files.insert(stack.to_string(), digest);
+            files.insert(stack.to_string(), file_digest(stack, &info.path).await?);
         }
         Ok(files)
     }
+}
+
+/// The SHA-256 of a stack's source file as it is on disk, off the runtime's workers.
+async fn file_digest(stack: &str, path: &Path) -> anyhow::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || source::hash_file(&path)).await?.with_context(|| format!("stack {stack}"))
 }
 
 impl Workspace {
@@ -323,25 +325,15 @@ impl SavedPlan {
     /// run that read it may have uploaded it (a run reads it only to upload it or to compare it
     /// with something live), so the plan's view of what exists is no longer to be trusted.
     pub async fn check_unread_files(&self, workspace: &Workspace) -> anyhow::Result<()> {
-        let now = workspace.unread_files().await?;
         for (stack, info) in workspace.sources() {
             let Some(was) = self.unread_files.get(stack) else { continue };
+            let is = file_digest(stack, &info.path).await?;
             let (stack, file) = (stack.to_string(), info.path.clone());
-            let is = match now.get(&stack) {
-                Some(digest) => digest.clone(),
-                None => {
-                    let path = file.clone();
-                    let digest = tokio::task::spawn_blocking(move || source::hash_file(&path))
-                        .await?
-                        .with_context(|| format!("stack {stack}"))?;
-                    if digest == *was {
-                        return Err(SavedPlanError::SourceReadSince { stack, file }.into());
-                    }
-                    digest
-                }
-            };
             if is != *was {
                 return Err(SavedPlanError::SourceChanged { stack, file }.into());
+            }
+            if info.data_blocks().is_some() {
+                return Err(SavedPlanError::SourceReadSince { stack, file }.into());
             }
         }
         Ok(())

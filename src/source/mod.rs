@@ -211,11 +211,7 @@ impl BlockSource for SourceInfo {
     /// remembered, so that the next plan does not read the file again.
     fn read(&self, blocks: Vec<BlockDigest>) {
         self.record(blocks);
-        if let Some(dir) = &self.cache_dir
-            && let Err(error) = cache::store(dir, self)
-        {
-            tracing::warn!("cannot remember what {} holds in {}: {error}", self.path.display(), dir.display());
-        }
+        remember(self.cache_dir.as_deref(), self);
     }
 
     fn unchanged(&self) -> Result<(), String> {
@@ -305,11 +301,7 @@ fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bo
                 return Ok(info);
             }
             let info = read(path, identity, expected.is_some())?;
-            if let Some(dir) = cache_dir
-                && let Err(error) = cache::store(dir, &info)
-            {
-                tracing::warn!("cannot remember what {} holds in {}: {error}", path.display(), dir.display());
-            }
+            remember(cache_dir, &info);
             info
         }
     };
@@ -320,6 +312,16 @@ fn look(path: &Path, expected: Option<&str>, cache_dir: Option<&Path>, defer: bo
         return Err(SourceError::DigestMismatch { path: path.to_path_buf(), expected, actual });
     }
     Ok(info)
+}
+
+/// Stores what `info` holds in the cache, if there is one; a cache that cannot be written costs
+/// only a second read later, so it is a warning.
+fn remember(cache_dir: Option<&Path>, info: &SourceInfo) {
+    if let Some(dir) = cache_dir
+        && let Err(error) = cache::store(dir, info)
+    {
+        tracing::warn!("cannot remember what {} holds in {}: {error}", info.path.display(), dir.display());
+    }
 }
 
 /// An xz or zstd image known by its size alone, where its headers give the size (zstd written

@@ -296,3 +296,27 @@ async fn blocks_that_differ_from_their_digests_are_refused() {
     let calls: Vec<String> = proxy.calls().iter().map(|c| c.operation.clone()).collect();
     assert!(!calls.contains(&"CompleteSnapshot".to_string()), "{calls:?}");
 }
+
+/// While it decodes xz, whose decoder threads take 12 MiB, the upload keeps half as many
+/// PutSnapshotBlock requests in flight as for a raw image, so that its peak memory stays the
+/// same: seen on the wire, with every request held 200 ms so that they pile up.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
+    let moto = Moto::start();
+    let slow = Faults {
+        latency_by_operation: [("PutSnapshotBlock".to_string(), std::time::Duration::from_millis(200))].into(),
+        ..Faults::default()
+    };
+    let dir = workdir("in-flight");
+    // 50 blocks with data (every third of 150): more than the 48 a raw image may send at once.
+    let image = sample_image(&dir.join("disk.raw"), 150, 8);
+    write_as(&dir, "disk.raw.xz", &image);
+    for (file, most) in [("disk.raw", 48), ("disk.raw.xz", 24)] {
+        let proxy = Proxy::start(&moto.raw, slow.clone(), 1).await;
+        let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
+        let info = inspect_with(&dir.join(file), None, None).unwrap();
+        let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "inflight".to_string())]), file);
+        cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
+        assert_eq!(proxy.most_in_flight("PutSnapshotBlock", "us-east-1"), most, "{file}");
+    }
+}

@@ -271,9 +271,9 @@ impl Proxy {
         self.shared.state.lock().unwrap().injected
     }
 
-    /// The most `operation` calls that were in flight at once in `region` (the fan-out benchmark
-    /// checks the per-region copy limit with it).
-    #[allow(dead_code)]
+    /// The most `operation` calls that were in flight at once in `region`, added latency
+    /// included (the fan-out benchmark checks the per-region copy limit with it, a test the
+    /// upload's blocks in flight).
     pub fn most_in_flight(&self, operation: &str, region: &str) -> usize {
         let state = self.shared.state.lock().unwrap();
         state.most_in_flight.get(&(operation.to_string(), region.to_string())).copied().unwrap_or(0)
@@ -371,6 +371,32 @@ enum Verdict {
     Stall,
 }
 
+/// A call counted as in flight from its arrival (its added latency included) to its answer, as
+/// the client sees it.
+struct InFlight {
+    shared: Arc<Shared>,
+    key: (String, String),
+}
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>, call: &Call) -> InFlight {
+        let key = (call.operation.clone(), call.region.clone());
+        let mut state = shared.state.lock().unwrap();
+        let now = *state.in_flight.entry(key.clone()).and_modify(|n| *n += 1).or_insert(1);
+        let most = state.most_in_flight.entry(key.clone()).or_default();
+        *most = (*most).max(now);
+        InFlight { shared: Arc::clone(shared), key }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.shared.state.lock() {
+            *state.in_flight.get_mut(&self.key).expect("entered") -= 1;
+        }
+    }
+}
+
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -397,6 +423,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         return Ok(answer);
     }
     let (verdict, latency, kill) = judge(&shared, &call);
+    let _in_flight = InFlight::enter(&shared, &call);
     tokio::time::sleep(latency).await;
     let pending = match verdict {
         Verdict::Answer(response) => return Ok(response),
@@ -405,13 +432,6 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Verdict::Forward { pending } => pending,
     };
 
-    let key = (call.operation.clone(), call.region.clone());
-    {
-        let mut state = shared.state.lock().unwrap();
-        let now = *state.in_flight.entry(key.clone()).and_modify(|n| *n += 1).or_insert(1);
-        let most = state.most_in_flight.entry(key.clone()).or_default();
-        *most = (*most).max(now);
-    }
     let terminating =
         if call.operation == "TerminateInstances" { Some(shared.terminations.read().await) } else { None };
     let forwarded = forward(&shared, &parts, body).await;
@@ -420,7 +440,6 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         state.terminated.extend(referenced_ids(&call));
     }
     drop(terminating);
-    *shared.state.lock().unwrap().in_flight.get_mut(&key).unwrap() -= 1;
     let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
