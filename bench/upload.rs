@@ -1,7 +1,7 @@
 //! Direct upload: amiplan against `coldsnap upload --omit-zero-blocks` (how coldsnap's users
 //! upload sparse images), in one run, alternating the tools, medians of `AMIPLAN_BENCH_RUNS`
-//! (default 5). `AMIPLAN_BENCH_IMAGES` picks images by file name, `AMIPLAN_BENCH_SINKS` sinks
-//! (`moto`, `sink`).
+//! (default 5). `AMIPLAN_BENCH_IMAGES` picks images by file name (comma-separated, each whole:
+//! `dense.raw,sparse.raw`), `AMIPLAN_BENCH_SINKS` sinks (`moto`, `sink`).
 //!
 //! Two sinks: moto through the proxy (a fresh moto per run: it keeps every block in memory), and
 //! the proxy's EBS sink, which checks every block's checksum and the final aggregate itself and
@@ -192,7 +192,7 @@ async fn main() {
             continue;
         }
         for (label, file, size) in &images {
-            if only.as_deref().is_some_and(|o| !file.contains(o)) {
+            if only.as_deref().is_some_and(|names| !names.split(',').any(|name| name.trim() == *file)) {
                 continue;
             }
             let mut amiplan = Vec::new();

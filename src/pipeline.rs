@@ -150,9 +150,20 @@ impl Workspace {
             if info.data_blocks().is_some() || !compared {
                 continue;
             }
-            let reading = Arc::clone(info);
             tracing::info!("{}: reading it, to compare with what exists of stack {stack}", info.path.display());
-            tokio::task::spawn_blocking(move || reading.read_now()).await?.with_context(|| format!("stack {stack}"))?;
+            read_now(stack, info).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the raw images left for their upload, for a plan saved to apply later: it then
+    /// says exactly what it uploads, and reading a raw image's blocks costs less than the
+    /// file's SHA-256 that a saved plan records for an image not read (see [`Self::unread_files`]).
+    pub async fn read_raw_sources(&self) -> anyhow::Result<()> {
+        for (stack, info) in self.sources() {
+            if info.data_blocks().is_none() && info.format == source::Format::Raw {
+                read_now(stack, info).await?;
+            }
         }
         Ok(())
     }
@@ -250,6 +261,12 @@ impl Workspace {
         }
         Ok(files)
     }
+}
+
+/// Reads a source left for its upload now, off the runtime's workers.
+async fn read_now(stack: &str, info: &SourceInfo) -> anyhow::Result<()> {
+    let reading = info.clone();
+    tokio::task::spawn_blocking(move || reading.read_now()).await?.with_context(|| format!("stack {stack}"))
 }
 
 /// The SHA-256 of a stack's source file as it is on disk, off the runtime's workers.

@@ -182,6 +182,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Plan(args) => {
             let workspace = Workspace::load(&args.paths.paths).await?;
+            if args.out.is_some() {
+                workspace.read_raw_sources().await?;
+            }
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let observed = workspace.observe(&cloud, args.discovery.regions).await?;
             let plan = workspace.plan_pruning(&observed, args.destroy, args.prune.prune);

@@ -80,8 +80,8 @@ pub(super) fn estimate(changes: &[Change], desired: &DesiredGraph, observed: &[L
 fn stored(node: &Node, desired: &DesiredGraph) -> Option<(u64, bool)> {
     match &node.spec {
         Spec::Snapshot(snapshot) => match &snapshot.made_by {
-            // An image not read yet stores at most its size.
-            MadeBy::Upload { source } => Some(source.data_bytes().map_or((source.size_bytes, true), |b| (b, false))),
+            // An image not read yet stores at most what it may hold in blocks with data.
+            MadeBy::Upload { source } => Some((source.data_bytes_at_most(), source.data_bytes().is_none())),
             MadeBy::Capture { .. } => Some((u64::from(snapshot.volume_size_gib) << 30, true)),
             // An encrypted copy of the plain snapshot it depends on: as large.
             MadeBy::EncryptCopy => desired

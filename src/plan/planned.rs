@@ -40,7 +40,7 @@ pub(super) fn planned(node: &Node, desired: &DesiredGraph, change: &Change, now:
                 planned.insert("source".into(), source.path.display().to_string());
                 match source.data_bytes() {
                     Some(bytes) => planned.insert("upload_bytes".into(), bytes.to_string()),
-                    None => planned.insert("upload_bytes_at_most".into(), source.size_bytes.to_string()),
+                    None => planned.insert("upload_bytes_at_most".into(), source.data_bytes_at_most().to_string()),
                 };
             }
         }

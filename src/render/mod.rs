@@ -79,10 +79,16 @@ pub fn sources<'a>(sources: impl Iterator<Item = (&'a str, &'a SourceInfo)>) -> 
                     "{path} ({format}, {size:.1} MiB image, {count} blocks with data = {data:.1} MiB to upload), {how}"
                 )
             }
-            _ => format!(
-                "{path} ({format}, {size:.1} MiB image), not read yet: nothing exists of it, so the upload reads it \
-                 once and computes its content address"
-            ),
+            _ => {
+                let at_most = match info.data_bytes_at_most() {
+                    bytes if bytes < info.size_bytes => format!(", at most {:.1} MiB to upload", mib(bytes)),
+                    _ => String::new(),
+                };
+                format!(
+                    "{path} ({format}, {size:.1} MiB image{at_most}), not read yet: nothing exists of it, so the \
+                     upload reads it once and computes its content address"
+                )
+            }
         };
         let _ = writeln!(out, "Source of {stack}: {line}");
     }

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -93,12 +94,8 @@ fn raw_around_holes(file: &File, each: &mut Sink) -> io::Result<u64> {
     let size = file.metadata()?.len();
     let block_size = BLOCK_SIZE as u64;
     let mut block = vec![0u8; BLOCK_SIZE];
-    let mut position = 0u64;
-    while position < size {
-        let Some(data) = next_data(file, position)? else { break };
-        let hole = next_hole(file, data)?.min(size);
-        let (first, end) = (data / block_size, hole.div_ceil(block_size));
-        for index in first..end {
+    data_runs(file, size, |run| {
+        for index in run {
             let offset = index * block_size;
             let length = (size - offset).min(block_size) as usize;
             file.read_exact_at(&mut block[..length], offset)?;
@@ -107,9 +104,34 @@ fn raw_around_holes(file: &File, each: &mut Sink) -> io::Result<u64> {
                 each(index, Bytes::from(std::mem::replace(&mut block, vec![0u8; BLOCK_SIZE])))?;
             }
         }
-        position = end * block_size;
-    }
+        Ok(())
+    })?;
     Ok(size)
+}
+
+/// What a raw file may hold in blocks with data, without reading it: the whole blocks its file
+/// system holds data for (all of them where holes cannot be found). Written zeros count too.
+pub fn raw_data_bytes_at_most(file: &File) -> io::Result<u64> {
+    let mut blocks = 0;
+    data_runs(file, file.metadata()?.len(), |run| {
+        blocks += run.end - run.start;
+        Ok(())
+    })?;
+    Ok(blocks * BLOCK_SIZE as u64)
+}
+
+/// The runs of whole blocks, in order, that hold data in a raw file of `size` bytes.
+fn data_runs(file: &File, size: u64, mut each: impl FnMut(Range<u64>) -> io::Result<()>) -> io::Result<()> {
+    let block_size = BLOCK_SIZE as u64;
+    let mut position = 0u64;
+    while position < size {
+        let Some(data) = next_data(file, position)? else { break };
+        let hole = next_hole(file, data)?.min(size);
+        let run = data / block_size..hole.div_ceil(block_size);
+        position = run.end * block_size;
+        each(run)?;
+    }
+    Ok(())
 }
 
 /// Where data starts at or after `offset`; `None` when only a hole follows. File systems
@@ -228,6 +250,8 @@ mod tests {
         assert_eq!(pass.size_bytes, 64 * 1024 * 1024 * 1024);
         assert_eq!(blocks.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![40 * 2048]);
         assert_eq!(&blocks[0].1[5..9], b"data");
+        // Known without reading it: the one block the file system holds data for.
+        assert_eq!(raw_data_bytes_at_most(&File::open(&path).unwrap()).unwrap(), BLOCK_SIZE as u64);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Local source images: what they hold, read once before planning and remembered.
+//! Local source images: what they hold, read once (before planning, or by the upload) and
+//! remembered.
 //!
 //! One pass over the image yields everything the plan and the upload need: its size, which
 //! 512 KiB blocks hold data, each such block's SHA-256 (what PutSnapshotBlock sends), and the
@@ -47,7 +48,7 @@ pub const ADDRESS_PREFIX: &str = "sha256-blocks:";
 
 /// A source's content address, shared by the snapshot and every AMI made from it: known when
 /// the image was read before planning, otherwise set by the upload's pass over it (see
-/// [`SourceInfo::read_during_upload`]). Plans made before that show [`COMPUTED_DURING_UPLOAD`].
+/// [`inspect_or_defer`]). Plans made before that show [`COMPUTED_DURING_UPLOAD`].
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SourceAddress(Arc<OnceLock<String>>);
 
@@ -90,6 +91,9 @@ pub struct SourceInfo {
     pub file_sha256: Option<String>,
     /// The blocks with data, in order, once read (set before `address`).
     blocks: Arc<OnceLock<Vec<BlockDigest>>>,
+    /// Before it is read, at most how many bytes of blocks with data the image has: for a raw
+    /// file, the whole blocks its file system holds data for; for others, the image's size.
+    data_at_most: u64,
     /// The file as it was read; the upload refuses a file that has changed since.
     pub identity: FileIdentity,
     /// Whether this came from the cache, without reading the image.
@@ -124,10 +128,15 @@ impl SourceInfo {
         self.blocks.get().map(Vec::as_slice)
     }
 
-    /// What a snapshot of the image stores, its blocks with data, once the image has been read
-    /// (before that, at most its size).
+    /// What a snapshot of the image stores, its blocks with data, once the image has been read.
     pub fn data_bytes(&self) -> Option<u64> {
         self.data_blocks().map(|blocks| blocks.len() as u64 * BLOCK_SIZE as u64)
+    }
+
+    /// [`data_bytes`](Self::data_bytes) once the image has been read; before that, an upper
+    /// bound known without reading it.
+    pub fn data_bytes_at_most(&self) -> u64 {
+        self.data_bytes().unwrap_or(self.data_at_most)
     }
 
     /// A source made of the given blocks, as the tests and benchmarks describe images.
@@ -146,6 +155,7 @@ impl SourceInfo {
             address: SourceAddress::default(),
             file_sha256: None,
             blocks: Arc::default(),
+            data_at_most: size_bytes,
             identity,
             from_cache: false,
             cache_dir: None,
@@ -273,14 +283,15 @@ pub fn inspect_with(path: &Path, expected: Option<&str>, cache_dir: Option<&Path
     look(path, expected, cache_dir, false)
 }
 
-/// [`inspect_with`] the default cache, except that an xz or zstd image the cache does not know
-/// (and whose file digest the manifest does not declare) is not read now: its size comes from
-/// the xz index or the zstd frame headers, and the upload, if the plan makes one, reads it once
-/// and computes its address on the way. Decoding is the costliest part of reading a compressed
-/// image, and an image uploaded for the first time has no snapshot to compare an address with;
-/// where it has one, the pipeline reads it before planning after all
-/// ([`SourceInfo::read_now`]). Raw images are read now: a second pass over them costs little,
-/// and the plan then knows exactly what will be uploaded.
+/// [`inspect_with`] the default cache, except that a raw, xz or zstd image the cache does not
+/// know (and whose file digest the manifest does not declare) is not read now: its size comes
+/// from the file, the xz index or the zstd frame headers, and the upload, if the plan makes
+/// one, reads it once and computes its address on the way. An image uploaded for the first time
+/// has no snapshot to compare an address with, so reading it before planning would only read
+/// it twice (for a 2 GiB raw image, half a second before the first request; for a compressed
+/// one, a whole second decoding); where it has one, the pipeline reads it before planning after
+/// all ([`SourceInfo::read_now`]). A raw file's plan still bounds its upload by the blocks its
+/// file system holds data for.
 pub fn inspect_or_defer(path: &Path, expected: Option<&str>) -> Result<SourceInfo, SourceError> {
     look(path, expected, cache::default_dir().as_deref(), true)
 }
@@ -324,25 +335,31 @@ fn remember(cache_dir: Option<&Path>, info: &SourceInfo) {
     }
 }
 
-/// An xz or zstd image known by its size alone, where its headers give the size (zstd written
-/// from a pipe does not record it: that image is read now); a damaged xz index or zstd frame
-/// is refused before anything is planned.
+/// A raw, xz or zstd image known by its size alone, where its file or headers give the size
+/// (zstd written from a pipe does not record it: that image is read now, as gzip and qcow2
+/// are); a damaged xz index or zstd frame is refused before anything is planned.
 fn unread(path: &Path, identity: FileIdentity) -> Result<Option<SourceInfo>, SourceError> {
     let format = detect(path)?;
     let damaged = |source| SourceError::Damaged { path: path.to_path_buf(), format, source };
-    let file = std::fs::File::open(path).map_err(|source| SourceError::Io { path: path.to_path_buf(), source })?;
+    let io = |source| SourceError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
     let size_bytes = match format {
+        Format::Raw => file.metadata().map_err(io)?.len(),
         Format::Xz => xz::decompressed_size(&file).map_err(damaged)?,
         Format::Zstd => match zstd_frames::decompressed_size(&file).map_err(damaged)? {
             Some(size) => size,
             None => return Ok(None),
         },
-        Format::Raw | Format::Gzip | Format::Qcow2 => return Ok(None),
+        Format::Gzip | Format::Qcow2 => return Ok(None),
     };
     if size_bytes == 0 {
         return Err(SourceError::Empty { path: path.to_path_buf() });
     }
-    Ok(Some(SourceInfo::unread(path, format, size_bytes, identity)))
+    let mut info = SourceInfo::unread(path, format, size_bytes, identity);
+    if format == Format::Raw {
+        info.data_at_most = blocks::raw_data_bytes_at_most(&file).map_err(io)?;
+    }
+    Ok(Some(info))
 }
 
 /// The format the file's first bytes say, refused when its name promises another.

@@ -243,9 +243,42 @@ fn a_zstd_image_is_left_for_its_upload_only_when_its_frames_record_its_size() {
     std::fs::write(&path, zstd::stream::encode_all(&image()[..], 3).unwrap()).unwrap();
     let read = look(&path, None, None, true).unwrap();
     assert_eq!((read.size_bytes, read.data_blocks().map(<[_]>::len)), (image().len() as u64, Some(3)));
-    let raw = dir.path().join("a.raw");
-    std::fs::write(&raw, image()).unwrap();
-    let raw = look(&raw, None, None, true).unwrap();
-    assert!(raw.data_blocks().is_some(), "raw images are read before planning");
-    assert_eq!(raw.reader_memory(), 0);
+}
+
+#[test]
+fn a_raw_image_is_left_for_its_upload_its_plan_bounded_by_the_blocks_holding_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // 64 blocks, mostly holes: data in blocks 3 and 40, zeros written over block 10.
+    let path = dir.path().join("a.raw");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(64 * BLOCK_SIZE as u64).unwrap();
+    file.write_all_at(b"three", 3 * BLOCK_SIZE as u64).unwrap();
+    file.write_all_at(&[0u8; BLOCK_SIZE], 10 * BLOCK_SIZE as u64).unwrap();
+    file.write_all_at(b"forty", 40 * BLOCK_SIZE as u64 + 7).unwrap();
+    let unread = look(&path, None, Some(&cache), true).unwrap();
+    assert_eq!(
+        (unread.size_bytes, unread.format, unread.data_blocks(), unread.address.get()),
+        (64 * BLOCK_SIZE as u64, Format::Raw, None, None)
+    );
+    assert_eq!(unread.data_bytes_at_most(), 3 * BLOCK_SIZE as u64, "the written zeros count, the holes do not");
+    assert_eq!(unread.reader_memory(), 0);
+
+    // What the upload does: one pass, hashing each block on the way; then the address is the
+    // image's, the bound is exact, and the next plan reads nothing.
+    let mut blocks = Vec::new();
+    unread
+        .read_blocks(&mut |index, block| {
+            blocks.push((index, Sha256::digest(&block).into()));
+            Ok(())
+        })
+        .unwrap();
+    BlockSource::read(&unread, blocks);
+    assert_eq!(unread.address, inspect_with(&path, None, None).unwrap().address);
+    assert_eq!(unread.data_bytes_at_most(), 2 * BLOCK_SIZE as u64);
+    assert!(look(&path, None, Some(&cache), true).unwrap().from_cache);
+
+    let empty = dir.path().join("empty.raw");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(look(&empty, None, None, true), Err(SourceError::Empty { .. })));
 }

@@ -144,7 +144,13 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     assert!(stderr(&refused).contains("--auto-approve"), "{}", stderr(&refused));
     assert!(moto.stack_snapshots("us-east-1", "svd").await.is_empty());
 
-    expect_code(&moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "old.json"]), 0);
+    // Nothing exists yet: a plan leaves the raw image for its upload, but a plan saved to apply
+    // later reads it, so that it says exactly what it uploads.
+    let unsaved = moto.amiplan(&dir, &["plan", "stack.yaml"]);
+    assert!(stdout(&unsaved).contains("not read yet: nothing exists of it"), "{}", stdout(&unsaved));
+    let saved = moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "old.json"]);
+    expect_code(&saved, 0);
+    assert!(stdout(&saved).contains("read in full"), "{}", stdout(&saved));
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let stale = moto.amiplan(&dir, &["apply", "--plan", "old.json", "--auto-approve"]);
     expect_code(&stale, 1);

@@ -14,6 +14,7 @@ use amiplan::cloud::{
     ResourceStatus, SnapshotUpload, Snapshots, State as LiveState, StoredObject, Tagging,
 };
 use amiplan::cloud::{LiveResource, ResourceKind};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
 pub enum Made {
@@ -401,6 +402,17 @@ impl Snapshots for FakeCloud {
         _progress: &dyn Progress,
     ) -> Result<String, CloudError> {
         self.call("UploadSnapshot", region)?;
+        // As the real upload does: an image not read before planning is read (and its address
+        // learned) by its upload.
+        if upload.source.blocks().is_none() {
+            let mut blocks = Vec::new();
+            let read = upload.source.read_blocks(&mut |index, block| {
+                blocks.push((index, Sha256::digest(&block).into()));
+                Ok(())
+            });
+            read.map_err(|e| CloudError::new("PutSnapshotBlock", region, ErrorClass::Fatal, e.to_string()))?;
+            upload.source.read(blocks);
+        }
         Ok(self.create(region, ResourceKind::Snapshot, None, &upload.tags, Made::Uploaded(upload.clone())))
     }
 

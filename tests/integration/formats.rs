@@ -44,6 +44,8 @@ fn write_as(dir: &Path, name: &str, data: &[u8]) {
             .expect("qemu-img (qemu-utils) is installed");
         assert!(status.success());
         std::fs::remove_file(raw).unwrap();
+    } else if name.ends_with(".raw") {
+        std::fs::write(&path, data).unwrap();
     } else {
         panic!("no format for {name}");
     }
@@ -84,14 +86,20 @@ async fn every_published_format_lands_byte_for_byte_and_is_read_once() {
     let inspected = inspect_with(&dir.join("disk.raw"), None, None).unwrap();
     let address = inspected.address.get().unwrap().to_string();
     let data = indicatif_mib(inspected.data_bytes().unwrap() as usize);
-    for (stack, file) in [("zst", "disk.raw.zst"), ("xz", "disk.raw.xz"), ("gz", "disk.raw.gz"), ("qcow", "disk.qcow2")]
-    {
+    let formats = [
+        ("raw", "copy.raw"),
+        ("zst", "disk.raw.zst"),
+        ("xz", "disk.raw.xz"),
+        ("gz", "disk.raw.gz"),
+        ("qcow", "disk.qcow2"),
+    ];
+    for (stack, file) in formats {
         write_as(&dir, file, &image);
         manifest(&dir, stack, file);
-        // xz and zstd (whose frames record the size) are left for the upload when nothing of
-        // them exists: one pass, the blocks hashed on the way, the address tagged once known.
+        // Raw, xz and zstd (whose frames record the size) are left for the upload when nothing
+        // of them exists: one pass, the blocks hashed on the way, the address tagged once known.
         let (first_plan, sending) = match stack {
-            "xz" | "zst" => ("not read yet: nothing exists of it", indicatif_mib(image.len())),
+            "raw" | "xz" | "zst" => ("not read yet: nothing exists of it", indicatif_mib(image.len())),
             _ => ("read in full", data.clone()),
         };
         let plan = moto.amiplan(&dir, &["plan", "stack.yaml"]);

@@ -67,8 +67,10 @@ async fn converge(cloud: &FakeCloud, dir: &Path, run: &Run, saved: Option<&Plan>
     pipeline::converge(cloud, &workspace, run, saved, review, &AtomicBool::new(false)).await.unwrap()
 }
 
+/// A plan as `plan --out` saves it (raw images read before planning).
 async fn plan_now(cloud: &FakeCloud, dir: &Path) -> Plan {
     let workspace = load(dir).await;
+    workspace.read_raw_sources().await.unwrap();
     let observed = workspace.observe(cloud, RegionScope::Manifest).await.unwrap();
     workspace.plan(&observed, false)
 }
