@@ -12,6 +12,19 @@ fn image() -> Vec<u8> {
     data
 }
 
+/// What the upload does with an image not read before planning: one pass, hashing each block
+/// on the way, then what it found is recorded.
+fn read_as_the_upload_does(unread: &SourceInfo) {
+    let mut blocks = Vec::new();
+    unread
+        .read_blocks(&mut |index, block| {
+            blocks.push((index, Sha256::digest(&block).into()));
+            Ok(())
+        })
+        .unwrap();
+    BlockSource::read(unread, blocks);
+}
+
 #[test]
 fn the_content_address_is_stable_and_documented() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,15 +188,7 @@ fn an_xz_image_is_read_once_by_its_upload_and_then_remembered() {
     assert_eq!(unread.reader_memory(), xz::THREADING_MEMORY_LIMIT, "its decoder's memory is counted");
     assert!(format!("{unread:?}").contains("identity"), "a token of an unread image changes with its file");
 
-    // What the upload does: one pass, hashing each block on the way.
-    let mut blocks = Vec::new();
-    unread
-        .read_blocks(&mut |index, block| {
-            blocks.push((index, Sha256::digest(&block).into()));
-            Ok(())
-        })
-        .unwrap();
-    BlockSource::read(&unread, blocks);
+    read_as_the_upload_does(&unread);
     let raw = dir.path().join("a.raw");
     std::fs::write(&raw, image()).unwrap();
     assert_eq!(unread.address, inspect_with(&raw, None, None).unwrap().address, "the image's address");
@@ -264,16 +269,9 @@ fn a_raw_image_is_left_for_its_upload_its_plan_bounded_by_the_blocks_holding_dat
     assert_eq!(unread.data_bytes_at_most(), 3 * BLOCK_SIZE as u64, "the written zeros count, the holes do not");
     assert_eq!(unread.reader_memory(), 0);
 
-    // What the upload does: one pass, hashing each block on the way; then the address is the
-    // image's, the bound is exact, and the next plan reads nothing.
-    let mut blocks = Vec::new();
-    unread
-        .read_blocks(&mut |index, block| {
-            blocks.push((index, Sha256::digest(&block).into()));
-            Ok(())
-        })
-        .unwrap();
-    BlockSource::read(&unread, blocks);
+    // Read by its upload: then the address is the image's, the bound is exact, and the next
+    // plan reads nothing.
+    read_as_the_upload_does(&unread);
     assert_eq!(unread.address, inspect_with(&path, None, None).unwrap().address);
     assert_eq!(unread.data_bytes_at_most(), 2 * BLOCK_SIZE as u64);
     assert!(look(&path, None, Some(&cache), true).unwrap().from_cache);
