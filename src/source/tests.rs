@@ -267,6 +267,8 @@ fn a_raw_image_is_left_for_its_upload_its_plan_bounded_by_the_blocks_holding_dat
         (64 * BLOCK_SIZE as u64, Format::Raw, None, None)
     );
     assert_eq!(unread.data_bytes_at_most(), 3 * BLOCK_SIZE as u64, "the written zeros count, the holes do not");
+    let said = crate::render::sources(std::iter::once(("s", &unread)));
+    assert!(said.contains("(raw, 32.0 MiB image, at most 1.5 MiB to upload), not read yet"), "{said}");
     assert_eq!(unread.reader_memory(), 0);
 
     // Read by its upload: then the address is the image's, the bound is exact, and the next
