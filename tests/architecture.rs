@@ -32,7 +32,20 @@ fn modules() -> BTreeMap<Module, PathBuf> {
             found.insert(module, path);
         }
     }
+    let test_modules: Vec<Module> = found.keys().filter(|module| is_test_module(&found, module)).cloned().collect();
+    for module in test_modules {
+        found.remove(&module);
+    }
     found
+}
+
+/// A module its parent declares under `#[cfg(test)]` (a unit test kept in its own file): like
+/// an inline test module, it may reach anywhere.
+fn is_test_module(found: &BTreeMap<Module, PathBuf>, module: &Module) -> bool {
+    let Some((last, parent)) = module.split_last() else { return false };
+    let Some(parent_file) = found.get(parent) else { return false };
+    let text = std::fs::read_to_string(parent_file).unwrap();
+    text.contains(&format!("#[cfg(test)]\nmod {last};"))
 }
 
 /// The source without comments and unit tests (tests may reach anywhere).
@@ -145,6 +158,15 @@ fn cloud_is_a_leaf() {
     let cloud = vec!["cloud".to_string()];
     let uses: Vec<String> = edges.get(&cloud).into_iter().flatten().map(name).collect();
     assert!(uses.is_empty(), "cloud must not depend on the rest of the crate, but uses {uses:?}");
+}
+
+/// Unit tests kept in their own file are test code, not part of the module graph.
+#[test]
+fn test_modules_in_their_own_files_are_left_out() {
+    let modules = modules();
+    let source_tests = vec!["source".to_string(), "tests".to_string()];
+    assert!(modules.contains_key(&vec!["source".to_string()]));
+    assert!(!modules.contains_key(&source_tests), "source/tests.rs is test code");
 }
 
 /// Self-check of the reader: it sees plain paths, groups and `super`.
