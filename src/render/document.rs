@@ -60,7 +60,8 @@ pub struct RegionCostDocument {
     pub added_bytes: u64,
     pub removed_bytes: u64,
     pub usd_per_month: f64,
-    /// A size that is an upper bound (a helper build's volume), not the bytes with data.
+    /// A size that is an upper bound (a helper build's volume, or an image not read yet: the
+    /// blocks its file holds data for), not the bytes with data.
     pub at_most: bool,
 }
 

@@ -148,9 +148,20 @@ async fn confirmation_and_saved_plans_protect_against_surprises() {
     // later reads it, so that it says exactly what it uploads.
     let unsaved = moto.amiplan(&dir, &["plan", "stack.yaml"]);
     assert!(stdout(&unsaved).contains("not read yet: nothing exists of it"), "{}", stdout(&unsaved));
+    // Not read, the upload and the storage it adds are bounded by the blocks the file system
+    // holds data for: all three here, the written zero block included.
+    let file_blocks = (std::fs::metadata(dir.join("disk.raw")).unwrap().len() as usize).div_ceil(BLOCK) as u64;
+    assert_eq!(file_blocks, 3);
+    let (bytes, at_most) = planned_upload(&stdout(&moto.amiplan(&dir, &["plan", "stack.yaml", "--json"])));
+    assert_eq!(bytes, ("upload_bytes_at_most", file_blocks * BLOCK as u64));
+    assert_eq!(at_most, (file_blocks * BLOCK as u64, true));
     let saved = moto.amiplan(&dir, &["plan", "stack.yaml", "--out", "old.json"]);
     expect_code(&saved, 0);
     assert!(stdout(&saved).contains("read in full"), "{}", stdout(&saved));
+    // Read (the saved plan filled the cache), exactly: the two blocks that are not zeros.
+    let (bytes, at_most) = planned_upload(&stdout(&moto.amiplan(&dir, &["plan", "stack.yaml", "--json"])));
+    assert_eq!(bytes, ("upload_bytes", 2 * BLOCK as u64));
+    assert_eq!(at_most, (2 * BLOCK as u64, false));
     expect_code(&moto.amiplan(&dir, &["apply", "stack.yaml", "--auto-approve"]), 0);
     let stale = moto.amiplan(&dir, &["apply", "--plan", "old.json", "--auto-approve"]);
     expect_code(&stale, 1);
@@ -244,4 +255,28 @@ async fn a_removed_manifest_leaves_a_stack_that_plans_report_and_prune_deletes()
     // A saved plan carries the flag: `apply --plan` does not take it again.
     let refused = moto.amiplan(&dir, &["apply", "--plan", "x.json", "--prune"]);
     expect_code(&refused, 64);
+}
+
+/// From a JSON plan of the stack's first apply: what the snapshot's change says it uploads (the
+/// attribute's name and bytes), and the storage the plan adds in the build region with whether
+/// that is a bound.
+fn planned_upload(text: &str) -> ((&'static str, u64), (u64, bool)) {
+    let json = plan_document(text);
+    let snapshot = json["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "snapshot").unwrap();
+    let after = &snapshot["after"];
+    let bytes = ["upload_bytes", "upload_bytes_at_most"]
+        .into_iter()
+        .find_map(|name| after[name].as_str().map(|value| (name, value.parse().unwrap())))
+        .unwrap_or_else(|| panic!("no upload bytes in {after}"));
+    let regions = json["storage_cost"]["regions"].as_array().unwrap();
+    let added = |name: &str| {
+        let region = regions.iter().find(|r| r["region"] == name).unwrap_or_else(|| panic!("{name} in {json}"));
+        (region["added_bytes"].as_u64().unwrap(), region["at_most"].as_bool().unwrap())
+    };
+    let (stored, at_most) = added("us-east-1");
+    // Each region the two variants are copied to stores both copies of the snapshot.
+    for copied in ["eu-west-1", "ap-southeast-2"] {
+        assert_eq!(added(copied), (2 * stored, at_most), "{json}");
+    }
+    (bytes, (stored, at_most))
 }
