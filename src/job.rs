@@ -34,6 +34,12 @@ pub struct Job {
 }
 
 impl Job {
+    /// Stands for a helper's or a test's job where a command needs none of it (destroy,
+    /// output, …): its scripts are not read, and it is never run.
+    pub fn not_read() -> Job {
+        Job { id: "not-read".into(), template: String::new() }
+    }
+
     /// The user-data for a helper writing to `volume_id`.
     pub fn script(&self, volume_id: &str) -> String {
         self.template.replace(VOLUME_SLOT, volume_id)

@@ -18,8 +18,8 @@ use crate::distribution::Catalogue;
 use crate::graph::DesiredGraph;
 use crate::job::{self, Job};
 use crate::lock::{self, LockSite};
-use crate::manifest;
 use crate::manifest::upstream;
+use crate::manifest::{self, LocalFiles};
 use crate::model::{self, Stack};
 use crate::observe::{self, Observed, RegionScope};
 use crate::plan::{self, Action, PLAN_FORMAT, Plan};
@@ -41,12 +41,19 @@ pub mod exit {
 /// Validated stacks from manifests.
 /// Manifests that track an upstream are validated before it is read, then again with what it
 /// named.
-pub fn load_stacks(paths: &[PathBuf]) -> anyhow::Result<Vec<Stack>> {
-    load_stacks_with(paths, &upstream::Http::new())
+pub fn load_stacks(paths: &[PathBuf], local_files: LocalFiles) -> anyhow::Result<Vec<Stack>> {
+    load_stacks_with(paths, local_files, &upstream::Http::new())
 }
 
-pub fn load_stacks_with(paths: &[PathBuf], fetch: &dyn upstream::Fetch) -> anyhow::Result<Vec<Stack>> {
+pub fn load_stacks_with(
+    paths: &[PathBuf],
+    local_files: LocalFiles,
+    fetch: &dyn upstream::Fetch,
+) -> anyhow::Result<Vec<Stack>> {
     let mut loaded = manifest::load(paths)?;
+    for manifest in &mut loaded {
+        manifest.local_files = local_files;
+    }
     let pending = upstream::prepare(&mut loaded)?;
     if pending.is_empty() {
         return Ok(model::validate(&loaded)?);
@@ -63,16 +70,32 @@ pub struct Workspace {
     /// Each stack's inspected source or helper job, and its test job: what the graph is built of.
     prepared: HashMap<String, Prepared>,
     tests: HashMap<String, Job>,
+    /// With [`LocalFiles::Unused`], nothing was read and `prepared` and `tests` only stand for
+    /// the sources and scripts, so that the graph has every node a stack may own.
+    local_files: LocalFiles,
 }
 
 impl Workspace {
-    /// Loads and validates the manifests, inspects local sources (or leaves an xz image for its
+    /// Loads and validates the manifests, inspects local sources (or leaves an image for its
     /// upload, see [`source::inspect_or_defer`]) and prepares helper and test jobs, and builds
     /// the desired graph.
     pub async fn load(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
+        Workspace::load_with(paths, LocalFiles::Used).await
+    }
+
+    /// [`Workspace::load`] for a command that acts on live state only (destroy, output, …):
+    /// the files the manifests name are neither needed nor read.
+    pub async fn load_for_live_state(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
+        Workspace::load_with(paths, LocalFiles::Unused).await
+    }
+
+    async fn load_with(paths: &[PathBuf], local_files: LocalFiles) -> anyhow::Result<Workspace> {
         // Reading an upstream blocks: keep it off the runtime's workers.
         let owned = paths.to_vec();
-        let stacks = tokio::task::spawn_blocking(move || load_stacks(&owned)).await??;
+        let stacks = tokio::task::spawn_blocking(move || load_stacks(&owned, local_files)).await??;
+        if local_files == LocalFiles::Unused {
+            return Ok(Workspace::unread(stacks));
+        }
         let mut prepared = HashMap::new();
         for stack in &stacks {
             let context = || format!("stack {} ({})", stack.name, stack.manifest.display());
@@ -102,7 +125,26 @@ impl Workspace {
             }
         }
         let graph = DesiredGraph::build_with_tests(&stacks, &prepared, &tests);
-        Ok(Workspace { stacks, graph, prepared, tests })
+        Ok(Workspace { stacks, graph, prepared, tests, local_files })
+    }
+
+    /// The stacks' graph without reading a file: each source and script is stood for by one
+    /// that was not read (see [`SourceInfo::not_read`] and [`Job::not_read`]).
+    fn unread(stacks: Vec<Stack>) -> Workspace {
+        let prepared: HashMap<String, Prepared> = stacks
+            .iter()
+            .map(|stack| {
+                let stands_for = match stack.local_source() {
+                    Some((path, _)) => Prepared::Upload(Arc::new(SourceInfo::not_read(path))),
+                    None => Prepared::Helper(Job::not_read()),
+                };
+                (stack.name.clone(), stands_for)
+            })
+            .collect();
+        let tests: HashMap<String, Job> =
+            stacks.iter().filter(|s| s.test.is_some()).map(|s| (s.name.clone(), Job::not_read())).collect();
+        let graph = DesiredGraph::build_with_tests(&stacks, &prepared, &tests);
+        Workspace { stacks, graph, prepared, tests, local_files: LocalFiles::Unused }
     }
 
     pub fn lock_sites(&self) -> Vec<LockSite> {
@@ -120,7 +162,8 @@ impl Workspace {
 
     /// The inspected local images, one per stack that uploads one.
     pub fn sources(&self) -> impl Iterator<Item = (&str, &SourceInfo)> {
-        self.prepared.iter().filter_map(|(stack, prepared)| match prepared {
+        let read = self.local_files == LocalFiles::Used;
+        self.prepared.iter().filter(move |_| read).filter_map(|(stack, prepared)| match prepared {
             Prepared::Upload(info) => Some((stack.as_str(), info.as_ref())),
             Prepared::Helper(_) => None,
         })
@@ -142,8 +185,7 @@ impl Workspace {
     /// image once.
     async fn read_compared_sources(&self, observed: &Observed) -> anyhow::Result<()> {
         let claimed = plan::claimed_nodes(&self.graph, observed, &self.stack_names());
-        for (stack, prepared) in &self.prepared {
-            let Prepared::Upload(info) = prepared else { continue };
+        for (stack, info) in self.sources() {
             let compared = self.graph.nodes().any(|node| {
                 node.stack == *stack && node.spec.source_digest().is_some() && claimed.contains(node.id.as_str())
             });

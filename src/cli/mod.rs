@@ -21,7 +21,7 @@ use crate::cloud::needs::Access;
 use crate::cloud::retry::RetryPolicy;
 use crate::console::{errln, out, outln};
 use crate::events::Events;
-use crate::manifest::{self, Invalid};
+use crate::manifest::{self, Invalid, LocalFiles};
 use crate::model::Stack;
 use crate::observe::RegionScope;
 use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_stacks};
@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Validate(paths) => {
-            let stacks = load_stacks(&paths.paths)?;
+            let stacks = load_stacks(&paths.paths, LocalFiles::Used)?;
             for notice in stacks.iter().flat_map(|s| &s.notices) {
                 errln!("warning: {notice}");
             }
@@ -181,7 +181,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Plan(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            // A destroy plan deletes what is live, whatever the manifests' files hold.
+            let workspace = if args.destroy {
+                Workspace::load_for_live_state(&args.paths.paths).await?
+            } else {
+                Workspace::load(&args.paths.paths).await?
+            };
             if args.out.is_some() {
                 workspace.read_raw_sources().await?;
             }
@@ -223,13 +228,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
         }
         Command::Destroy(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
         }
         Command::Unlock(args) => {
-            let stacks = load_stacks(&args.paths.paths)?;
+            let stacks = load_stacks(&args.paths.paths, LocalFiles::Unused)?;
             let cloud = connect(&args.aws, &stacks).await?;
             for site in pipeline::lock_sites(&stacks) {
                 cloud
@@ -241,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Catalog(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::catalog(&cloud, &workspace, args).await
         }
@@ -249,7 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let catalogue = match &args.from {
                 Some(from) => distribution::read_catalogue(from).await?,
                 None => {
-                    let workspace = Workspace::load(&args.paths.paths).await?;
+                    let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
                     let cloud = connect(&args.aws, &workspace.stacks).await?;
                     workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
                 }
@@ -257,12 +262,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             distribution::resolve(&catalogue, args).await
         }
         Command::Serve(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::serve(cloud, workspace, args).await
         }
         Command::Output(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {

@@ -47,6 +47,20 @@ pub struct Loaded {
     pub positions: PositionIndex,
     /// What `source.upstream` resolved to, once [`upstream::resolve`] has run.
     pub upstream: Option<crate::manifest::upstream::Resolution>,
+    /// Whether the files the manifest names must be there (see [`LocalFiles`]).
+    pub local_files: LocalFiles,
+}
+
+/// What a command does with the local files manifests name (the source image, scripts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocalFiles {
+    /// It reads or sends them (validate, plan, apply): each must be there.
+    #[default]
+    Used,
+    /// It acts on what is live only (destroy, output, resolve, serve, …): a file that is gone,
+    /// say from the build machine of an old release, must not stop it. Their paths are still
+    /// checked, and nothing reads them.
+    Unused,
 }
 
 impl Loaded {
@@ -133,7 +147,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
         return Err(vec![Diagnostic { file: path.to_path_buf(), position: pos, message }]);
     }
     match serde_yaml_ng::from_str::<Manifest>(text) {
-        Ok(manifest) => Ok(Loaded { path: path.to_path_buf(), manifest, positions, upstream: None }),
+        Ok(manifest) => {
+            Ok(Loaded { path: path.to_path_buf(), manifest, positions, upstream: None, local_files: LocalFiles::Used })
+        }
         Err(err) => {
             let every = every_problem::problems(path, text, &positions);
             if !every.is_empty() {

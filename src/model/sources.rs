@@ -6,8 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::{BootstrapSpec, DiskLayout, HelperSpec, Origin, is_instance_type, parse_minutes};
-use crate::manifest::Loaded;
 use crate::manifest::raw::{self, BuildMethod, HelperAmi, ImageFormat, VolumeType};
+use crate::manifest::{Loaded, LocalFiles};
 
 /// Exactly one of `file`, `url` and `bootstrap`, matching the build method.
 pub(super) fn check_source(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Origin {
@@ -129,7 +129,7 @@ pub(super) fn local_file(
     report: &mut dyn FnMut(&str, String),
 ) -> PathBuf {
     let file = loaded.base_dir().join(reference);
-    if let Some(problem) = source_problem(loaded.base_dir(), path, reference, &file) {
+    if let Some(problem) = source_problem(loaded.base_dir(), path, reference, &file, loaded.local_files) {
         report(path, problem);
     }
     file
@@ -226,13 +226,16 @@ pub(super) fn check_helper(loaded: &Loaded, report: &mut impl FnMut(&str, String
 /// A manifest may only name files inside its own directory: one arriving in a pull request must
 /// not be able to upload an arbitrary file of the machine it runs on (say `/etc/shadow`) into a
 /// snapshot. Symbolic links are resolved before the check.
-fn source_problem(base: &Path, field: &str, reference: &str, source: &Path) -> Option<String> {
+fn source_problem(base: &Path, field: &str, reference: &str, source: &Path, files: LocalFiles) -> Option<String> {
     let relative = Path::new(reference);
     let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if reference.is_empty() || escapes {
         return Some(format!(
             "{field} `{reference}` must be a relative path inside the manifest's directory (no `..`, not absolute)"
         ));
+    }
+    if files == LocalFiles::Unused && !source.exists() {
+        return None;
     }
     if !source.is_file() {
         let what = if field == "source.file" { "source file" } else { field };

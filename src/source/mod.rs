@@ -146,6 +146,14 @@ impl SourceInfo {
         info
     }
 
+    /// Stands for the image in `path` where a command needs none of it (destroy, output, …):
+    /// nothing is read, not even its size, and the file may be gone. Such a source is never
+    /// uploaded.
+    pub fn not_read(path: &Path) -> SourceInfo {
+        let format = Format::named(path).unwrap_or(Format::Raw);
+        SourceInfo::unread(path, format, 0, FileIdentity::default())
+    }
+
     /// A source whose size is known but whose blocks are read only by its upload.
     fn unread(path: &Path, format: Format, size_bytes: u64, identity: FileIdentity) -> SourceInfo {
         SourceInfo {

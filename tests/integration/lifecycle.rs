@@ -100,6 +100,19 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     expect_code(&again, 0);
     assert!(stdout(&again).contains("No changes."), "{}", stdout(&again));
 
+    // What acts on live state only needs none of the files the manifest names: with the image
+    // gone (as from the build machine of an old release), output, a destroy plan and destroy
+    // still work, and read nothing; a plan towards the manifest says what is missing.
+    std::fs::remove_file(dir.join("disk.raw")).unwrap();
+    let _ = std::fs::remove_dir_all(dir.join(".amiplan-cache"));
+    let missing = moto.amiplan(&dir, &["plan", "stack.yaml"]);
+    expect_code(&missing, 1);
+    assert!(stderr(&missing).contains("disk.raw` does not exist or is not a file"), "{}", stderr(&missing));
+    let preview = moto.amiplan(&dir, &["plan", "stack.yaml", "--destroy"]);
+    expect_code(&preview, 0);
+    assert!(stdout(&preview).contains("7 to delete"), "{}", stdout(&preview));
+    assert!(!stdout(&preview).contains("Source of"), "a destroy plan needs no source: {}", stdout(&preview));
+
     // Output lists every AMI by stack, variant and region.
     let output = moto.amiplan(&dir, &["output", "stack.yaml", "--json"]);
     expect_code(&output, 0);
@@ -119,6 +132,7 @@ async fn apply_converges_and_destroy_removes_exactly_what_the_stack_owns() {
     let destroy = moto.amiplan(&dir, &["destroy", "stack.yaml", "--auto-approve"]);
     expect_code(&destroy, 0);
     assert_stack_gone(&moto, "life", &REGIONS).await;
+    assert!(!dir.join(".amiplan-cache").exists(), "nothing read the image");
     let survivor = moto.ec2("us-east-1").await.describe_images().image_ids(&bystander).send().await.unwrap();
     assert_eq!(survivor.images().len(), 1, "destroy touched an AMI it does not own");
 

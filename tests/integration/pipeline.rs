@@ -296,3 +296,29 @@ async fn a_stack_no_manifest_declares_is_reported_and_pruned_only_when_asked() {
     }
     assert!(plan_now(&cloud, &kept).await.orphaned.is_empty());
 }
+
+/// Destroy, output and the distribution commands act on what is live: they read none of the
+/// files a manifest names and need none of them there, yet see every node the stack may own.
+#[tokio::test]
+async fn a_workspace_for_live_state_reads_no_file_and_needs_none() {
+    let dir = setup("live-state", "live state only");
+    let manifest = [dir.join("m.yaml")];
+    let ids = |workspace: &Workspace| workspace.graph.nodes().map(|n| n.id.clone()).collect::<Vec<_>>();
+    let full = Workspace::load(&manifest).await.unwrap();
+    let live_only = Workspace::load_for_live_state(&manifest).await.unwrap();
+    assert_eq!(ids(&live_only), ids(&full));
+    assert_eq!(full.sources().count(), 1);
+    assert_eq!(live_only.sources().count(), 0, "nothing was inspected");
+
+    std::fs::remove_file(dir.join("disk.raw")).unwrap();
+    let refused = Workspace::load(&manifest).await.err().expect("a plan needs the image");
+    assert!(format!("{refused:#}").contains("disk.raw` does not exist or is not a file"), "{refused:#}");
+    let gone = Workspace::load_for_live_state(&manifest).await.unwrap();
+    assert_eq!(ids(&gone), ids(&full));
+
+    // The paths themselves are still checked: none may lead out of the manifest's directory.
+    let text = std::fs::read_to_string(&manifest[0]).unwrap().replace("file: disk.raw", "file: ../disk.raw");
+    std::fs::write(&manifest[0], text).unwrap();
+    let outside = Workspace::load_for_live_state(&manifest).await.err().expect("a path out is refused");
+    assert!(format!("{outside:#}").contains("must be a relative path inside the manifest's directory"), "{outside:#}");
+}
