@@ -83,9 +83,10 @@ impl Workspace {
         Workspace::load_with(paths, LocalFiles::Used).await
     }
 
-    /// [`Workspace::load`] for a command that acts on live state only (destroy, output, …):
-    /// the files the manifests name are neither needed nor read.
-    pub async fn load_for_live_state(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
+    /// [`Workspace::load`] for a command that needs none of the files the manifests name: one
+    /// that acts on live state only (destroy, output, …) or on the manifests' shape (graph,
+    /// policy). The files are neither needed nor read.
+    pub async fn load_without_files(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
         Workspace::load_with(paths, LocalFiles::Unused).await
     }
 

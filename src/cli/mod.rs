@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Graph(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             out!(
                 "{}",
                 match args.format {
@@ -143,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Policy(args) => {
-            let workspace = Workspace::load(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             let access = match (args.read_only, args.prune) {
                 (true, _) => Access::ReadOnly,
                 (false, true) => Access::ConvergeAndPrune,
@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(args) => {
             // A destroy plan deletes what is live, whatever the manifests' files hold.
             let workspace = if args.destroy {
-                Workspace::load_for_live_state(&args.paths.paths).await?
+                Workspace::load_without_files(&args.paths.paths).await?
             } else {
                 Workspace::load(&args.paths.paths).await?
             };
@@ -228,7 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
         }
         Command::Destroy(args) => {
-            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Catalog(args) => {
-            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::catalog(&cloud, &workspace, args).await
         }
@@ -254,7 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let catalogue = match &args.from {
                 Some(from) => distribution::read_catalogue(from).await?,
                 None => {
-                    let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
+                    let workspace = Workspace::load_without_files(&args.paths.paths).await?;
                     let cloud = connect(&args.aws, &workspace.stacks).await?;
                     workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
                 }
@@ -262,12 +262,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             distribution::resolve(&catalogue, args).await
         }
         Command::Serve(args) => {
-            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::serve(cloud, workspace, args).await
         }
         Command::Output(args) => {
-            let workspace = Workspace::load_for_live_state(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let outputs = pipeline::outputs(&cloud, &workspace).await?;
             if args.json {

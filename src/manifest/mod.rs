@@ -57,9 +57,9 @@ pub enum LocalFiles {
     /// It reads or sends them (validate, plan, apply): each must be there.
     #[default]
     Used,
-    /// It acts on what is live only (destroy, output, resolve, serve, …): a file that is gone,
-    /// say from the build machine of an old release, must not stop it. Their paths are still
-    /// checked, and nothing reads them.
+    /// It acts on what is live only (destroy, output, resolve, serve, …) or on the manifests'
+    /// shape (graph, policy): a file that is gone, say from the build machine of an old
+    /// release, must not stop it. Their paths are still checked, and nothing reads them.
     Unused,
 }
 

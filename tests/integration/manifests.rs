@@ -421,6 +421,17 @@ fn the_policy_follows_the_manifests_features_without_aws() {
         ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
     );
     assert_eq!(actions(statement(&read_only, "CatalogueFiles")), ["s3:GetObject", "s3:GetObjectTagging"]);
+
+    // The policy follows from the manifest's shape: written where the image is not, it is the
+    // same, and so is the graph.
+    assert_eq!(policy_of(VALID), direct);
+    let graph = amiplan_at(NO_AWS, &dir, &["graph", "m.yaml"]);
+    std::fs::remove_file(dir.join("disk.raw")).unwrap();
+    assert_eq!(policy_of(VALID), direct);
+    let without = amiplan_at(NO_AWS, &dir, &["graph", "m.yaml"]);
+    expect_code(&without, 0);
+    assert_eq!(stdout(&without), stdout(&graph));
+    expect_code(&amiplan_at(NO_AWS, &dir, &["validate", "m.yaml"]), 1);
 }
 
 #[test]

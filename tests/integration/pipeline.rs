@@ -305,7 +305,7 @@ async fn a_workspace_for_live_state_reads_no_file_and_needs_none() {
     let manifest = [dir.join("m.yaml")];
     let ids = |workspace: &Workspace| workspace.graph.nodes().map(|n| n.id.clone()).collect::<Vec<_>>();
     let full = Workspace::load(&manifest).await.unwrap();
-    let live_only = Workspace::load_for_live_state(&manifest).await.unwrap();
+    let live_only = Workspace::load_without_files(&manifest).await.unwrap();
     assert_eq!(ids(&live_only), ids(&full));
     assert_eq!(full.sources().count(), 1);
     assert_eq!(live_only.sources().count(), 0, "nothing was inspected");
@@ -313,12 +313,12 @@ async fn a_workspace_for_live_state_reads_no_file_and_needs_none() {
     std::fs::remove_file(dir.join("disk.raw")).unwrap();
     let refused = Workspace::load(&manifest).await.err().expect("a plan needs the image");
     assert!(format!("{refused:#}").contains("disk.raw` does not exist or is not a file"), "{refused:#}");
-    let gone = Workspace::load_for_live_state(&manifest).await.unwrap();
+    let gone = Workspace::load_without_files(&manifest).await.unwrap();
     assert_eq!(ids(&gone), ids(&full));
 
     // The paths themselves are still checked: none may lead out of the manifest's directory.
     let text = std::fs::read_to_string(&manifest[0]).unwrap().replace("file: disk.raw", "file: ../disk.raw");
     std::fs::write(&manifest[0], text).unwrap();
-    let outside = Workspace::load_for_live_state(&manifest).await.err().expect("a path out is refused");
+    let outside = Workspace::load_without_files(&manifest).await.err().expect("a path out is refused");
     assert!(format!("{outside:#}").contains("must be a relative path inside the manifest's directory"), "{outside:#}");
 }
