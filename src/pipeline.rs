@@ -483,6 +483,11 @@ pub async fn converge<C: Cloud>(
     review: &impl Review,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Converged> {
+    // Its sources only stand for the images: it can delete what they made, never make more.
+    anyhow::ensure!(
+        run.destroy || workspace.local_files == LocalFiles::Used,
+        "a workspace loaded without its files can only destroy"
+    );
     let progress = run.options.progress.as_ref();
     let sites = workspace.lock_sites();
     progress.phase(&format!("taking the lock of {} stack(s)", sites.len()));

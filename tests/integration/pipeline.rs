@@ -309,12 +309,24 @@ async fn a_workspace_for_live_state_reads_no_file_and_needs_none() {
     assert_eq!(ids(&live_only), ids(&full));
     assert_eq!(full.sources().count(), 1);
     assert_eq!(live_only.sources().count(), 0, "nothing was inspected");
+    let cloud = FakeCloud::default();
+    let review = Reviewer::approving();
+    assert_eq!(converge(&cloud, &dir, &run(false), None, &review).await.exit_code(), exit::OK);
+    assert_eq!(cloud.images("eu-west-1").len(), 1);
 
     std::fs::remove_file(dir.join("disk.raw")).unwrap();
     let refused = Workspace::load(&manifest).await.err().expect("a plan needs the image");
     assert!(format!("{refused:#}").contains("disk.raw` does not exist or is not a file"), "{refused:#}");
     let gone = Workspace::load_without_files(&manifest).await.unwrap();
     assert_eq!(ids(&gone), ids(&full));
+    // Such a workspace deletes what the stack owns, and can never make anything.
+    let refused = pipeline::converge(&cloud, &gone, &run(false), None, &review, &AtomicBool::new(false)).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("can only destroy")));
+    assert_eq!(review.seen.get(), 1, "only the first apply was reviewed");
+    let destroyed = pipeline::converge(&cloud, &gone, &run(true), None, &review, &AtomicBool::new(false)).await;
+    assert_eq!(destroyed.unwrap().exit_code(), exit::OK);
+    assert!(cloud.images("us-east-1").is_empty() && cloud.images("eu-west-1").is_empty());
+    assert!(cloud.locks().is_empty());
 
     // The paths themselves are still checked: none may lead out of the manifest's directory.
     let text = std::fs::read_to_string(&manifest[0]).unwrap().replace("file: disk.raw", "file: ../disk.raw");
