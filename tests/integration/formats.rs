@@ -328,3 +328,73 @@ async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
         assert_eq!(proxy.most_in_flight("PutSnapshotBlock", "us-east-1"), most, "{file}");
     }
 }
+
+/// The busiest second's PutSnapshotBlock requests that EBS accepted, from the proxy's record.
+fn busiest_second(proxy: &Proxy) -> usize {
+    let mut arrivals: Vec<std::time::Instant> =
+        proxy.calls().iter().filter(|c| c.operation == "PutSnapshotBlock").map(|c| c.at).collect();
+    arrivals.sort();
+    let second = std::time::Duration::from_secs(1);
+    let mut first = 0;
+    let mut most = 0;
+    for (last, at) in arrivals.iter().enumerate() {
+        while at.duration_since(arrivals[first]) >= second {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
+}
+
+/// Rule `snapshot-block-rate`: against a sink that answers as fast as it checks, an upload of
+/// more blocks than EBS accepts in a second is never throttled: its requests, retries
+/// included, keep under 1,000 a second for the snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fast_upload_keeps_under_the_per_snapshot_request_rate() {
+    let moto = Moto::start();
+    let sink = Faults { ebs_sink: true, ..Faults::default() };
+    let proxy = Proxy::start(&moto.raw, sink, 1).await;
+    let dir = workdir("block-rate");
+    let path = dir.join("disk.raw");
+    // 1,100 blocks, each with data of its own: more than a second's worth at EBS's rate.
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for index in 0..1_100u32 {
+        let mut block = vec![(index % 251) as u8 + 1; BLOCK];
+        block[..4].copy_from_slice(&index.to_le_bytes());
+        file.write_all(&block).unwrap();
+    }
+    drop(file);
+
+    let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
+    let info = inspect_with(&path, None, None).unwrap();
+    let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "rate".to_string())]), "rate-1");
+    cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // Without the pacing, on this machine kind, the same upload was throttled (1,052 requests
+    // in its busiest second) and took half as long again.
+    let busiest = busiest_second(&proxy);
+    assert_eq!(proxy.enforced(Rule::SnapshotBlockRate), 0, "{busiest} requests in the busiest second");
+    assert!(busiest <= 1_000, "{busiest}");
+}
+
+/// Rule `snapshot-block-rate`, where the rate is lower than amiplan's pace (as when another
+/// writer shares the snapshot's budget): EBS's RequestThrottledException is waited out, and
+/// every block still lands, as CompleteSnapshot's count and linear checksum show.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_upload_waits_and_lands_whole() {
+    let moto = Moto::start();
+    let mut sink = Faults { ebs_sink: true, ..Faults::default() };
+    sink.rules.blocks_per_second = 20;
+    let proxy = Proxy::start(&moto.raw, sink, 1).await;
+    let dir = workdir("block-rate-throttled");
+    let path = dir.join("disk.raw");
+    sample_image(&path, 150, 9);
+    let tuning = Tuning { retry: amiplan::cloud::retry::RetryPolicy::fast(), ..Tuning::default() };
+    let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, tuning);
+    let info = inspect_with(&path, None, None).unwrap();
+    let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "slow".to_string())]), "slow-1");
+    cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
+    assert!(proxy.enforced(Rule::SnapshotBlockRate) > 0, "the rule throttled the upload");
+    let completed = proxy.calls().iter().filter(|c| c.operation == "CompleteSnapshot").count();
+    assert_eq!(completed, 1);
+}

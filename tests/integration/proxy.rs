@@ -171,6 +171,9 @@ struct State {
     started_snapshots: HashSet<String>,
     /// SHA-256 of each block written, per snapshot (rule `block-checksums`).
     block_digests: HashMap<String, std::collections::BTreeMap<u64, [u8; 32]>>,
+    /// When each PutSnapshotBlock of the last second was accepted, per snapshot (rule
+    /// `snapshot-block-rate`).
+    block_puts: HashMap<String, std::collections::VecDeque<Instant>>,
     /// The RunInstances request behind each instance.
     launches: HashMap<String, Call>,
     /// The RegisterImage or CopyImage request behind each AMI (moto shows a made-up root
@@ -232,6 +235,7 @@ impl Proxy {
             stalled: HashSet::new(),
             enforced: HashMap::new(),
             block_digests: HashMap::new(),
+            block_puts: HashMap::new(),
             started_snapshots: HashSet::new(),
             launches: HashMap::new(),
             image_requests: HashMap::new(),
@@ -413,6 +417,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         *state.enforced.entry(rule.name()).or_default() += 1;
         return Ok(error_with(&call, StatusCode::BAD_REQUEST, code, &refusal));
     }
+    if let Some(answer) = throttled_block(&shared, &call) {
+        return Ok(answer);
+    }
     if let Some(answer) = checked_blocks(&shared, &call, &parts, &body) {
         return Ok(answer);
     }
@@ -486,6 +493,41 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         std::future::pending::<()>().await;
     }
     Ok(Response::from_parts(answer_parts, Full::new(bytes)))
+}
+
+/// Rule `snapshot-block-rate`: a PutSnapshotBlock beyond the per-snapshot rate in the last second
+/// is refused before anything else looks at it (the sink included), and is not counted: a
+/// refused request costs the snapshot none of its rate.
+fn throttled_block(shared: &Shared, call: &Call) -> Option<Response<Full<Bytes>>> {
+    let mut state = shared.state.lock().unwrap();
+    if call.operation != "PutSnapshotBlock" || !state.faults.rules.on(Rule::SnapshotBlockRate) {
+        return None;
+    }
+    let limit = state.faults.rules.blocks_per_second;
+    let snapshot = call.param("SnapshotId").unwrap_or_default().to_string();
+    let now = Instant::now();
+    let accepted = state.block_puts.entry(snapshot.clone()).or_default();
+    while accepted.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
+        accepted.pop_front();
+    }
+    if accepted.len() < limit {
+        accepted.push_back(now);
+        return None;
+    }
+    state.calls.push(call.clone());
+    *state.enforced.entry(Rule::SnapshotBlockRate.name()).or_default() += 1;
+    let body = serde_json::json!({
+        "__type": "RequestThrottledException",
+        "message": format!("More than {limit} PutSnapshotBlock requests a second for {snapshot}"),
+        "Reason": "RESOURCE_LEVEL_THROTTLE",
+    });
+    let answer = Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header("content-type", "application/json")
+        .header("x-amzn-errortype", "RequestThrottledException")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    Some(answer)
 }
 
 /// Rule `block-checksums`, and the sink: each block's checksum is checked against its data, and

@@ -34,10 +34,11 @@ pub enum Rule {
     PresignedUrls,
     BlockChecksums,
     StartedSnapshotsPending,
+    SnapshotBlockRate,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -56,6 +57,7 @@ impl Rule {
         Rule::PresignedUrls,
         Rule::BlockChecksums,
         Rule::StartedSnapshotsPending,
+        Rule::SnapshotBlockRate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Rule {
             Rule::PresignedUrls => "presigned-urls",
             Rule::BlockChecksums => "block-checksums",
             Rule::StartedSnapshotsPending => "started-snapshots-pending",
+            Rule::SnapshotBlockRate => "snapshot-block-rate",
         }
     }
 
@@ -135,6 +138,9 @@ impl Rule {
             Rule::StartedSnapshotsPending => {
                 "EBS user guide, Write snapshots with EBS direct APIs (writesnapshots.html): StartSnapshot makes a snapshot in the pending state, and only CompleteSnapshot seals it (completed); moto shows it completed at once"
             }
+            Rule::SnapshotBlockRate => {
+                "EBS user guide, Quotas for Amazon EBS (ebs-resource-quotas.html): PutSnapshotBlock requests per snapshot, 1,000 per second; beyond it EBS answers RequestThrottledException (EBS direct APIs reference, Errors: reason RESOURCE_LEVEL_THROTTLE)"
+            }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
             }
@@ -158,6 +164,8 @@ pub struct Rules {
     pub denied_regions: Vec<String>,
     /// VPCs per region (AWS's default quota).
     pub vpc_quota: usize,
+    /// PutSnapshotBlock requests EBS accepts per snapshot in any second.
+    pub blocks_per_second: usize,
 }
 
 impl Default for Rules {
@@ -173,6 +181,7 @@ impl Default for Rules {
             // Listed by moto's DescribeRegions, used by no test manifest.
             denied_regions: vec!["me-central-1".to_string()],
             vpc_quota: 5,
+            blocks_per_second: 1_000,
         }
     }
 }

@@ -107,19 +107,23 @@ impl AwsCloud {
                 let pace = &pace;
                 async move {
                     let checksum = BASE64.encode(digest);
-                    pace.wait().await;
                     self.call("PutSnapshotBlock", region)
                         .on(snapshot_id)
                         .fresh()
                         .send(|| {
-                            ebs.put_snapshot_block()
+                            let put = ebs
+                                .put_snapshot_block()
                                 .snapshot_id(snapshot_id)
                                 .block_index(index as i32)
                                 .block_data(ByteStream::from(block.clone()))
                                 .data_length(EBS_BLOCK_SIZE as i32)
                                 .checksum(&checksum)
-                                .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
-                                .send()
+                                .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256);
+                            // Every attempt counts against the snapshot's rate, retries too.
+                            async move {
+                                pace.wait().await;
+                                put.send().await
+                            }
                         })
                         .await
                         .map_err(|e| (index, e))?;
