@@ -88,6 +88,9 @@ struct Run {
     rss: f64,
     /// amiplan only: the snapshot node's own seconds, from the events.
     node: Option<f64>,
+    /// The most PutSnapshotBlock requests the proxy saw within one second (EBS accepts 1,000
+    /// per snapshot).
+    busiest: usize,
 }
 
 async fn run_amiplan(endpoint: &str, dir: &Path, file: &str) -> Run {
@@ -106,7 +109,7 @@ async fn run_amiplan(endpoint: &str, dir: &Path, file: &str) -> Run {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
         .find(|e| e["event"] == "succeeded" && e["node"].as_str().is_some_and(|n| n.starts_with("snapshot/")))
         .and_then(|e| e["seconds"].as_f64());
-    Run { wall: measured.wall, cpu: measured.cpu, rss: measured.peak_rss_mib, node }
+    Run { wall: measured.wall, cpu: measured.cpu, rss: measured.peak_rss_mib, node, busiest: 0 }
 }
 
 /// coldsnap as its users run it; a compressed image is unpacked first, as they must.
@@ -118,13 +121,13 @@ async fn run_coldsnap(endpoint: &str, dir: &Path, file: &str) -> Run {
         _ => None,
     };
     let raw = if unpacker.is_some() { "unpacked.raw".to_string() } else { file.to_string() };
-    let mut total = Run { wall: 0.0, cpu: 0.0, rss: 0.0, node: None };
+    let mut total = Run { wall: 0.0, cpu: 0.0, rss: 0.0, node: None, busiest: 0 };
     if let Some(program) = unpacker {
         let mut command = Command::new("sh");
         command.args(["-c", &format!("{program} -d -c -q {file} > {raw}")]).current_dir(dir);
         let (measured, _) = tokio::task::spawn_blocking(move || measure(command)).await.unwrap();
         assert!(dir.join(&raw).exists());
-        total = Run { wall: measured.wall, cpu: measured.cpu, rss: measured.peak_rss_mib, node: None };
+        total = Run { wall: measured.wall, cpu: measured.cpu, rss: measured.peak_rss_mib, node: None, busiest: 0 };
     }
     let mut command = amiplan_command(endpoint, dir, &[]);
     command.env("AWS_REGION", "us-east-1");
@@ -144,6 +147,7 @@ async fn run_coldsnap(endpoint: &str, dir: &Path, file: &str) -> Run {
         cpu: total.cpu + measured.cpu,
         rss: total.rss.max(measured.peak_rss_mib),
         node: None,
+        busiest: 0,
     }
 }
 
@@ -185,8 +189,10 @@ async fn main() {
     compress(&dir, "dense.raw", "xz", &["-T2", "-1", "-c"], "dense.raw.xz");
     compress(&dir, "dense.raw", "zstd", &["-T2", "-3", "-c", "-q"], "dense.raw.zst");
 
-    println!("| sink | image | tool | wall | image GiB/s | CPU s | CPU s per image GiB | peak RSS | snapshot node |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| sink | image | tool | wall | image GiB/s | CPU s | CPU s per image GiB | peak RSS | snapshot node | busiest second |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for sink in [false, true] {
         if !sinks.contains(if sink { "sink" } else { "moto" }) {
             continue;
@@ -202,11 +208,12 @@ async fn main() {
                     let moto = Moto::start();
                     warm(&moto).await;
                     let proxy = proxy::Proxy::start(&moto.raw, faults(sink), 1).await;
-                    if which == "amiplan" {
-                        amiplan.push(run_amiplan(&proxy.endpoint, &dir, file).await);
-                    } else {
-                        coldsnap.push(run_coldsnap(&proxy.endpoint, &dir, file).await);
-                    }
+                    let (runs, mut run) = match which {
+                        "amiplan" => (&mut amiplan, run_amiplan(&proxy.endpoint, &dir, file).await),
+                        _ => (&mut coldsnap, run_coldsnap(&proxy.endpoint, &dir, file).await),
+                    };
+                    run.busiest = proxy.busiest_second("PutSnapshotBlock");
+                    runs.push(run);
                 }
             }
             let sink_name = if sink { "EBS sink" } else { "moto" };
@@ -217,8 +224,9 @@ async fn main() {
                 let gib = *size as f64 / (1024.0 * MIB as f64);
                 let node = runs.iter().filter_map(|r| r.node).collect::<Vec<_>>();
                 let node = if node.is_empty() { "–".to_string() } else { format!("{:.2} s", median(node)) };
+                let busiest = runs.iter().map(|r| r.busiest).max().unwrap_or(0);
                 println!(
-                    "| {sink_name} | {label} | {name} | {wall:.2} s | {:.2} | {cpu:.2} | {:.2} | {rss:.0} MiB | {node} |",
+                    "| {sink_name} | {label} | {name} | {wall:.2} s | {:.2} | {cpu:.2} | {:.2} | {rss:.0} MiB | {node} | {busiest} |",
                     gib / wall,
                     cpu / gib
                 );

@@ -329,23 +329,6 @@ async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
     }
 }
 
-/// The busiest second's PutSnapshotBlock requests that EBS accepted, from the proxy's record.
-fn busiest_second(proxy: &Proxy) -> usize {
-    let mut arrivals: Vec<std::time::Instant> =
-        proxy.calls().iter().filter(|c| c.operation == "PutSnapshotBlock").map(|c| c.at).collect();
-    arrivals.sort();
-    let second = std::time::Duration::from_secs(1);
-    let mut first = 0;
-    let mut most = 0;
-    for (last, at) in arrivals.iter().enumerate() {
-        while at.duration_since(arrivals[first]) >= second {
-            first += 1;
-        }
-        most = most.max(last + 1 - first);
-    }
-    most
-}
-
 /// Rule `snapshot-block-rate`: against a sink that answers as fast as it checks, an upload of
 /// more blocks than EBS accepts in a second is never throttled: its requests, retries
 /// included, keep under 1,000 a second for the snapshot.
@@ -372,7 +355,7 @@ async fn a_fast_upload_keeps_under_the_per_snapshot_request_rate() {
     std::fs::remove_file(&path).unwrap();
     // Without the pacing, on this machine kind, the same upload was throttled (1,052 requests
     // in its busiest second) and took half as long again.
-    let busiest = busiest_second(&proxy);
+    let busiest = proxy.busiest_second("PutSnapshotBlock");
     assert_eq!(proxy.enforced(Rule::SnapshotBlockRate), 0, "{busiest} requests in the busiest second");
     assert!(busiest <= 1_000, "{busiest}");
 }

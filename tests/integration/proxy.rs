@@ -275,6 +275,23 @@ impl Proxy {
         self.shared.state.lock().unwrap().injected
     }
 
+    /// The most calls of `operation` that arrived within one second (a refused call included).
+    pub fn busiest_second(&self, operation: &str) -> usize {
+        let state = self.shared.state.lock().unwrap();
+        let mut arrivals: Vec<Instant> =
+            state.calls.iter().filter(|c| c.operation == operation).map(|c| c.at).collect();
+        arrivals.sort();
+        let mut first = 0;
+        let mut most = 0;
+        for (last, at) in arrivals.iter().enumerate() {
+            while at.duration_since(arrivals[first]) >= Duration::from_secs(1) {
+                first += 1;
+            }
+            most = most.max(last + 1 - first);
+        }
+        most
+    }
+
     /// The most `operation` calls that were in flight at once in `region`, added latency
     /// included (the fan-out benchmark checks the per-region copy limit with it, a test the
     /// upload's blocks in flight).
