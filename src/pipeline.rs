@@ -42,22 +42,33 @@ pub mod exit {
 /// Manifests that track an upstream are validated before it is read, then again with what it
 /// named.
 pub fn load_stacks(paths: &[PathBuf], local_files: LocalFiles) -> anyhow::Result<Vec<Stack>> {
-    load_stacks_with(paths, local_files, &upstream::Http::new())
+    load_stacks_with(paths, local_files, Some(&upstream::Http::new()))
 }
 
+/// Validated stacks for a command that needs nothing of the source: one that removes or unlocks
+/// what is live, found by the stack's tags (destroy, unlock), or writes the IAM policy, which
+/// depends on the kinds of resources and where they go, not on what they hold (policy). It
+/// reads neither the local files nor what an upstream names now, so that it works when the
+/// image is gone from this machine or the upstream from the network. A tracked upstream's URL,
+/// digest and derived version keep their stand-ins ([`upstream::prepare`]).
+pub fn load_stacks_without_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Stack>> {
+    load_stacks_with(paths, LocalFiles::Unused, None)
+}
+
+/// [`load_stacks`] reading upstreams with `fetch`, or none of them.
 pub fn load_stacks_with(
     paths: &[PathBuf],
     local_files: LocalFiles,
-    fetch: &dyn upstream::Fetch,
+    fetch: Option<&dyn upstream::Fetch>,
 ) -> anyhow::Result<Vec<Stack>> {
     let mut loaded = manifest::load(paths)?;
     for manifest in &mut loaded {
         manifest.local_files = local_files;
     }
     let pending = upstream::prepare(&mut loaded)?;
-    if pending.is_empty() {
+    let Some(fetch) = fetch.filter(|_| !pending.is_empty()) else {
         return Ok(model::validate(&loaded)?);
-    }
+    };
     model::validate(&loaded)?;
     upstream::resolve(&mut loaded, pending, fetch)?;
     Ok(model::validate(&loaded)?)
@@ -88,6 +99,13 @@ impl Workspace {
     /// policy). The files are neither needed nor read.
     pub async fn load_without_files(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
         Workspace::load_with(paths, LocalFiles::Unused).await
+    }
+
+    /// [`Workspace::load_without_files`] that reads no upstream either (see
+    /// [`load_stacks_without_sources`]).
+    pub async fn load_without_sources(paths: &[PathBuf]) -> anyhow::Result<Workspace> {
+        let stacks = load_stacks_without_sources(paths)?;
+        Ok(Workspace::unread(stacks))
     }
 
     async fn load_with(paths: &[PathBuf], local_files: LocalFiles) -> anyhow::Result<Workspace> {

@@ -143,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Policy(args) => {
-            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_sources(&args.paths.paths).await?;
             let access = match (args.read_only, args.prune) {
                 (true, _) => Access::ReadOnly,
                 (false, true) => Access::ConvergeAndPrune,
@@ -181,9 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Plan(args) => {
-            // A destroy plan deletes what is live, whatever the manifests' files hold.
+            // A destroy plan deletes what is live, whatever the manifests' files and upstreams hold.
             let workspace = if args.destroy {
-                Workspace::load_without_files(&args.paths.paths).await?
+                Workspace::load_without_sources(&args.paths.paths).await?
             } else {
                 Workspace::load(&args.paths.paths).await?
             };
@@ -228,13 +228,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             converge(&cloud, &workspace, &run, saved.as_ref().map(|s| &s.plan), &args.execution, style).await
         }
         Command::Destroy(args) => {
-            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_sources(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             let run = run_of(&cloud, &args.execution, None, args.discovery.regions, true)?;
             converge(&cloud, &workspace, &run, None, &args.execution, style).await
         }
         Command::Unlock(args) => {
-            let stacks = load_stacks(&args.paths.paths, LocalFiles::Unused)?;
+            let stacks = pipeline::load_stacks_without_sources(&args.paths.paths)?;
             let cloud = connect(&args.aws, &stacks).await?;
             for site in pipeline::lock_sites(&stacks) {
                 cloud

@@ -334,3 +334,49 @@ async fn a_workspace_for_live_state_reads_no_file_and_needs_none() {
     let outside = Workspace::load_without_files(&manifest).await.err().expect("a path out is refused");
     assert!(format!("{outside:#}").contains("must be a relative path inside the manifest's directory"), "{outside:#}");
 }
+
+/// Destroy, unlock and policy read no upstream: with the one a manifest tracks answering
+/// nothing (a plan is refused at `source.upstream`), their stacks and workspace load without a
+/// request to it, and the workspace still has every node kind a build may leave.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_stack_reads_no_upstream() {
+    let files = Files::start().await;
+    let dir = workdir("removal-upstream");
+    let manifest = dir.join("stack.yaml");
+    let text = format!(
+        "stack: tracked
+source:
+  upstream:
+    index: {url}/latest.txt
+    checksums: \"{{url}}.sha256\"
+    file: \"tracked-{{version}}.raw.xz\"
+build:
+  region: us-east-1
+  method: helper
+  volume_size: 2
+  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }} }}
+image:
+  name: \"tracked-{{version}}\"
+  architecture: x86_64
+regions: [us-east-1]
+",
+        url = files.url
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let paths = [manifest];
+
+    let refused = Workspace::load(&paths).await.err().expect("a plan needs what upstream names");
+    assert!(format!("{refused:#}").contains("stack.yaml:3:"), "{refused:#}");
+    let asked = files.requests();
+    assert!(asked > 0);
+
+    let removal = Workspace::load_without_sources(&paths).await.unwrap();
+    let stacks = pipeline::load_stacks_without_sources(&paths).unwrap();
+    assert_eq!(files.requests(), asked, "upstream was not read");
+    assert_eq!(stacks[0].name, "tracked");
+    assert_eq!(pipeline::lock_sites(&stacks).len(), 1);
+    let kinds: std::collections::BTreeSet<String> = removal.graph.nodes().map(|n| format!("{:?}", n.kind())).collect();
+    for kind in ["Helper", "Volume", "Snapshot", "Image"] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+}

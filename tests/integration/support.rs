@@ -558,12 +558,12 @@ pub async fn request_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>>
 }
 
 /// Files over HTTP on 127.0.0.1: texts changed by the test while it runs (an upstream's index
-/// and checksum files) and files from disk (images and tarballs the VMs download). Counts the
-/// requests it answered.
+/// and checksum files) and files from disk (images and tarballs the VMs download). Keeps the
+/// path of every request it answered.
 pub struct Files {
     pub url: String,
     files: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Body>>>,
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    requested: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -578,16 +578,16 @@ impl Files {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, Body>::new()));
-        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (served, counted) = (files.clone(), requests.clone());
+        let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (served, counted) = (files.clone(), requested.clone());
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (files, requests) = (served.clone(), counted.clone());
                 tokio::spawn(async move {
                     let Some(request) = request_head(&mut socket).await else { return };
-                    requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let head = String::from_utf8_lossy(&request).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    requests.lock().unwrap().push(path.clone());
                     let body = files.lock().unwrap().get(&path).cloned();
                     let answer = |status: &str, length: u64| {
                         format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
@@ -612,7 +612,7 @@ impl Files {
                 });
             }
         });
-        Files { url, files, requests }
+        Files { url, files, requested }
     }
 
     pub fn set(&self, path: &str, body: &str) {
@@ -626,7 +626,13 @@ impl Files {
     }
 
     pub fn requests(&self) -> usize {
-        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        self.requested.lock().unwrap().len()
+    }
+
+    /// The paths asked for, in order.
+    #[allow(dead_code)]
+    pub fn requested(&self) -> Vec<String> {
+        self.requested.lock().unwrap().clone()
     }
 }
 

@@ -164,4 +164,18 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_a_spot_helper_buil
     expect_code(&invalid, 1);
     assert!(stderr(&invalid).contains("mars-north-1"), "{}", stderr(&invalid));
     assert_eq!(files.requests(), requests, "upstream is not read for an invalid manifest");
+
+    // Destroy needs nothing of upstream: with its newest digest still missing (plan fails, as
+    // above), the stack is planned for removal and removed whole, and upstream is never read.
+    std::fs::write(dir.join("stack.yaml"), manifest(&files, "[us-east-1]")).unwrap();
+    let planned = amiplan_at(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--destroy", "--regions", "manifest"]);
+    expect_code(&planned, 0);
+    let text = stdout(&planned);
+    assert!(text.contains("image/tracked-20261122T1700Z-gp3-encrypted@us-east-1 (ami-"), "{text}");
+    assert!(text.contains("0 to create, 0 to update in place, 0 to replace, 4 to delete"), "{text}");
+    let destroyed =
+        amiplan_at(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]);
+    expect_code(&destroyed, 0);
+    assert_stack_gone(&moto, "tracked", &["us-east-1"]).await;
+    assert_eq!(files.requests(), requests, "upstream is not read to destroy: {:?}", &files.requested()[requests..]);
 }
