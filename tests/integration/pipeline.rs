@@ -345,19 +345,10 @@ async fn removing_a_stack_reads_no_upstream() {
     let manifest = dir.join("stack.yaml");
     let text = format!(
         "stack: tracked
-source:
-  upstream:
-    index: {url}/latest.txt
-    checksums: \"{{url}}.sha256\"
-    file: \"tracked-{{version}}.raw.xz\"
-build:
-  region: us-east-1
-  method: helper
-  volume_size: 2
-  helper: {{ ami: {{ owner: amazon, name: \"al2023-ami-2023.*-x86_64\" }} }}
-image:
-  name: \"tracked-{{version}}\"
-  architecture: x86_64
+# As Fedora publishes: no index, one CHECKSUM file the name pattern picks from.
+source: {{ upstream: {{ checksums: {url}/CHECKSUM, file: \"Cloud-{{version}}.x86_64.raw.xz\" }} }}
+build: {{ region: us-east-1, method: helper, volume_size: 2, helper: {{ ami: ami-0abc1234def567890 }} }}
+image: {{ name: \"tracked-{{version}}\", architecture: x86_64 }}
 regions: [us-east-1]
 ",
         url = files.url
@@ -367,6 +358,7 @@ regions: [us-east-1]
 
     let refused = Workspace::load(&paths).await.err().expect("a plan needs what upstream names");
     assert!(format!("{refused:#}").contains("stack.yaml:3:"), "{refused:#}");
+    assert!(format!("{refused:#}").contains("CHECKSUM"), "{refused:#}");
     let asked = files.requests();
     assert!(asked > 0);
 
