@@ -330,8 +330,9 @@ async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
 }
 
 /// Rule `snapshot-block-rate`: against a sink that answers as fast as it checks, an upload of
-/// more blocks than EBS accepts in a second is never throttled: its requests, retries
-/// included, keep under 1,000 a second for the snapshot.
+/// more blocks than EBS accepts in a second is never throttled: its requests keep under 1,000
+/// a second for the snapshot. (The sink answers every block at once, so nothing is retried
+/// here; that retries wait their turn in the pacing too is not exercised by a test.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fast_upload_keeps_under_the_per_snapshot_request_rate() {
     let moto = Moto::start();
