@@ -57,8 +57,9 @@ pub struct Faults {
     /// Answer StartSnapshot with AWS's block size (524288) instead of moto's 512, so that clients
     /// which trust the field (coldsnap) can be compared fairly.
     pub aws_block_size: bool,
-    /// Answer PutSnapshotBlock here, after checking its checksum, instead of sending the block
-    /// to moto: a sink as fast as the checks, so that the client's own cost is what a
+    /// Answer PutSnapshotBlock here, after checking its checksum and once the faults and rules
+    /// let it through (a new snapshot's not-found window included), instead of sending the
+    /// block to moto: a sink as fast as the checks, so that the client's own cost is what a
     /// benchmark measures. StartSnapshot and CompleteSnapshot (checked too) still go to moto.
     pub ebs_sink: bool,
     /// AWS's rules, all on by default.
@@ -455,6 +456,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Verdict::Stall => std::future::pending().await,
         Verdict::Forward { pending } => pending,
     };
+    if call.operation == "PutSnapshotBlock" && shared.state.lock().unwrap().faults.ebs_sink {
+        return Ok(sunk_block(&parts));
+    }
 
     let terminating =
         if call.operation == "TerminateInstances" { Some(shared.terminations.read().await) } else { None };
@@ -547,8 +551,9 @@ fn throttled_block(shared: &Shared, call: &Call) -> Option<Response<Full<Bytes>>
     Some(answer)
 }
 
-/// Rule `block-checksums`, and the sink: each block's checksum is checked against its data, and
-/// CompleteSnapshot's count and linear aggregate against the blocks written.
+/// Rule `block-checksums`, which the sink always applies: each block's checksum is checked
+/// against its data, and CompleteSnapshot's count and linear aggregate against the blocks
+/// written.
 fn checked_blocks(
     shared: &Shared,
     call: &Call,
@@ -580,12 +585,6 @@ fn checked_blocks(
                 return refuse(&mut state, message);
             }
             state.block_digests.entry(snapshot).or_default().insert(index, digest);
-            if sink {
-                state.calls.push(call.clone());
-                let body = serde_json::json!({ "Checksum": checksum, "ChecksumAlgorithm": "SHA256" }).to_string();
-                let answer = Response::builder().status(StatusCode::CREATED).header("content-type", "application/json");
-                return Some(answer.body(Full::new(Bytes::from(body))).unwrap());
-            }
         }
         "CompleteSnapshot" => {
             let written = state.block_digests.get(&snapshot).cloned().unwrap_or_default();
@@ -609,6 +608,15 @@ fn checked_blocks(
         _ => {}
     }
     None
+}
+
+/// The sink's answer to a PutSnapshotBlock that the faults and rules let through, as EBS gives
+/// it once the block is stored: its checksum (checked against the data already).
+fn sunk_block(parts: &hyper::http::request::Parts) -> Response<Full<Bytes>> {
+    let checksum = parts.headers.get("x-amz-checksum").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let body = serde_json::json!({ "Checksum": checksum, "ChecksumAlgorithm": "SHA256" }).to_string();
+    let answer = Response::builder().status(StatusCode::CREATED).header("content-type", "application/json");
+    answer.body(Full::new(Bytes::from(body))).unwrap()
 }
 
 async fn forward(
