@@ -325,7 +325,11 @@ async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
         let info = inspect_with(&dir.join(file), None, None).unwrap();
         let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "inflight".to_string())]), file);
         cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
-        assert_eq!(proxy.most_in_flight("PutSnapshotBlock", "us-east-1"), most, "{file}");
+        // Never more than the limit, and close to it: whether the last place fills while all the
+        // others are on the wire depends on the decoder's bursts and on the retries of the new
+        // snapshot's not-found window (one short of the limit happens). 24 for raw would fail.
+        let seen = proxy.most_in_flight("PutSnapshotBlock", "us-east-1");
+        assert!(seen <= most && seen > most * 3 / 4, "{file}: {seen} in flight, the limit {most}");
     }
 }
 

@@ -97,40 +97,58 @@ impl AwsCloud {
         let reading = Arc::clone(source);
         let hash = inspected.is_none();
         let reader = tokio::task::spawn_blocking(move || read_and_digest(reading.as_ref(), hash, &sender));
-        let pace = Pace::new(PUT_INTERVAL);
-        let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
+        let pace = Arc::new(Pace::new(PUT_INTERVAL));
+        // A block waits for its turn before it takes a place among the requests in flight: where
+        // the rate, not the answers, sets the pace (a fast link), only the blocks being sent are
+        // held, not every place's worth.
+        let turns = Arc::clone(&pace);
+        let blocks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx)).then(move |queued| {
+            let pace = Arc::clone(&turns);
+            async move {
+                pace.wait().await;
+                queued
+            }
+        });
         // Bytes of data when the blocks are known, else the image's bytes, reported as they pass.
         let total = inspected.map_or(source.size_bytes(), |blocks| blocks as u64 * EBS_BLOCK_SIZE as u64);
         reporting.bytes(0, total);
-        let mut results = blocks
-            .map(|(index, block, digest)| {
-                let pace = &pace;
-                async move {
-                    let checksum = BASE64.encode(digest);
-                    self.call("PutSnapshotBlock", region)
-                        .on(snapshot_id)
-                        .fresh()
-                        .send(|| {
-                            let put = ebs
-                                .put_snapshot_block()
-                                .snapshot_id(snapshot_id)
-                                .block_index(index as i32)
-                                .block_data(ByteStream::from(block.clone()))
-                                .data_length(EBS_BLOCK_SIZE as i32)
-                                .checksum(&checksum)
-                                .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256);
-                            // Every attempt counts against the snapshot's rate, retries too.
-                            async move {
-                                pace.wait().await;
-                                put.send().await
-                            }
-                        })
-                        .await
-                        .map_err(|e| (index, e))?;
-                    BlockResult::Ok(index)
-                }
-            })
-            .buffer_unordered(blocks_in_flight(self.tuning.upload_concurrency, source.reader_memory()));
+        let mut results = Box::pin(
+            blocks
+                .map(|(index, block, digest)| {
+                    let pace = &pace;
+                    async move {
+                        let checksum = BASE64.encode(digest);
+                        let mut attempts = 0u32;
+                        self.call("PutSnapshotBlock", region)
+                            .on(snapshot_id)
+                            .fresh()
+                            .send(|| {
+                                attempts += 1;
+                                let retry = attempts > 1;
+                                let put = ebs
+                                    .put_snapshot_block()
+                                    .snapshot_id(snapshot_id)
+                                    .block_index(index as i32)
+                                    .block_data(ByteStream::from(block.clone()))
+                                    .data_length(EBS_BLOCK_SIZE as i32)
+                                    .checksum(&checksum)
+                                    .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256);
+                                // Every attempt counts against the snapshot's rate: the first
+                                // waited for its turn in the queue, a retry waits here.
+                                async move {
+                                    if retry {
+                                        pace.wait().await;
+                                    }
+                                    put.send().await
+                                }
+                            })
+                            .await
+                            .map_err(|e| (index, e))?;
+                        BlockResult::Ok(index)
+                    }
+                })
+                .buffer_unordered(blocks_in_flight(self.tuning.upload_concurrency, source.reader_memory())),
+        );
         let mut failed = Vec::new();
         let (mut written, mut done) = (0usize, 0u64);
         while let Some(result) = results.next().await {
