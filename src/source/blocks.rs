@@ -11,10 +11,10 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::format::Format;
+use super::pool::BlockPool;
 use super::{BLOCK_SIZE, Sink, is_zero};
 
 /// How much compressed input is read at once: large sequential reads, few system calls (a
@@ -35,13 +35,14 @@ pub struct Pass {
 /// the digest covers every byte).
 pub fn read_blocks(path: &Path, format: Format, file_digest: bool, each: &mut Sink) -> io::Result<Pass> {
     let file = File::open(path)?;
+    let pool = BlockPool::new();
     match format {
         Format::Raw if !file_digest => {
-            let size_bytes = raw_around_holes(&file, each)?;
+            let size_bytes = raw_around_holes(&file, &pool, each)?;
             Ok(Pass { size_bytes, file_sha256: None })
         }
         Format::Qcow2 => {
-            let size_bytes = super::qcow2::read_blocks(path, each)?;
+            let size_bytes = super::qcow2::read_blocks(path, &pool, each)?;
             let file_sha256 = if file_digest { Some(hash_file(file)?) } else { None };
             Ok(Pass { size_bytes, file_sha256 })
         }
@@ -49,10 +50,10 @@ pub fn read_blocks(path: &Path, format: Format, file_digest: bool, each: &mut Si
             let hasher = file_digest.then(Sha256::new);
             let mut input = BufReader::with_capacity(INPUT_BUFFER, HashingReader { inner: file, hasher });
             let size_bytes = match format {
-                Format::Xz => stream(super::xz::XzStreams::new(&mut input)?, each)?,
-                Format::Zstd => stream(zstd::stream::read::Decoder::with_buffer(&mut input)?, each)?,
-                Format::Gzip => stream(flate2::read::MultiGzDecoder::new(&mut input), each)?,
-                _ => stream(&mut input, each)?,
+                Format::Xz => stream(super::xz::XzStreams::new(&mut input)?, &pool, each)?,
+                Format::Zstd => stream(zstd::stream::read::Decoder::with_buffer(&mut input)?, &pool, each)?,
+                Format::Gzip => stream(flate2::read::MultiGzDecoder::new(&mut input), &pool, each)?,
+                _ => stream(&mut input, &pool, each)?,
             };
             if format != Format::Raw {
                 trailing_garbage(&mut input)?;
@@ -69,9 +70,9 @@ pub fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Blocks from a stream, in order: read in whole blocks, the last one padded with zeros.
-fn stream(mut input: impl Read, each: &mut Sink) -> io::Result<u64> {
+fn stream(mut input: impl Read, pool: &BlockPool, each: &mut Sink) -> io::Result<u64> {
     let mut size = 0u64;
-    let mut block = vec![0u8; BLOCK_SIZE];
+    let mut block = pool.take();
     for index in 0.. {
         let filled = read_full(&mut input, &mut block)?;
         if filled == 0 {
@@ -80,7 +81,7 @@ fn stream(mut input: impl Read, each: &mut Sink) -> io::Result<u64> {
         size += filled as u64;
         block[filled..].fill(0);
         if !is_zero(&block) {
-            each(index, Bytes::from(std::mem::replace(&mut block, vec![0u8; BLOCK_SIZE])))?;
+            each(index, pool.share(std::mem::replace(&mut block, pool.take())))?;
         }
         if filled < BLOCK_SIZE {
             break;
@@ -90,10 +91,10 @@ fn stream(mut input: impl Read, each: &mut Sink) -> io::Result<u64> {
 }
 
 /// A raw file, reading only what its file system holds data for.
-fn raw_around_holes(file: &File, each: &mut Sink) -> io::Result<u64> {
+fn raw_around_holes(file: &File, pool: &BlockPool, each: &mut Sink) -> io::Result<u64> {
     let size = file.metadata()?.len();
     let block_size = BLOCK_SIZE as u64;
-    let mut block = vec![0u8; BLOCK_SIZE];
+    let mut block = pool.take();
     data_runs(file, size, |run| {
         for index in run {
             let offset = index * block_size;
@@ -101,7 +102,7 @@ fn raw_around_holes(file: &File, each: &mut Sink) -> io::Result<u64> {
             file.read_exact_at(&mut block[..length], offset)?;
             block[length..].fill(0);
             if !is_zero(&block) {
-                each(index, Bytes::from(std::mem::replace(&mut block, vec![0u8; BLOCK_SIZE])))?;
+                each(index, pool.share(std::mem::replace(&mut block, pool.take())))?;
             }
         }
         Ok(())
@@ -202,6 +203,8 @@ impl<R: Read> Read for HashingReader<R> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn collect(path: &Path, format: Format, file_digest: bool) -> io::Result<(Vec<(u64, Bytes)>, Pass)> {

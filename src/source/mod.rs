@@ -9,6 +9,7 @@
 pub mod blocks;
 pub mod cache;
 pub mod format;
+mod pool;
 mod qcow2;
 mod xz;
 mod zstd_frames;

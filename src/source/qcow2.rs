@@ -4,16 +4,16 @@
 use std::io;
 use std::path::Path;
 
-use bytes::Bytes;
 use imago::qcow2::Qcow2;
 use imago::{DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Storage, StorageOpenOptions};
 
+use super::pool::BlockPool;
 use super::{BLOCK_SIZE, Sink, is_zero};
 
 /// Reads the guest disk in block order and hands every block with data to `each`; returns the
 /// disk's size. An image with a backing or external data file is refused: it names other files
 /// on this machine, which a downloaded image has no business reading.
-pub fn read_blocks(path: &Path, each: &mut Sink) -> io::Result<u64> {
+pub fn read_blocks(path: &Path, pool: &BlockPool, each: &mut Sink) -> io::Result<u64> {
     // Called from blocking threads: imago's reads run on the caller's runtime if there is one,
     // one at a time, and `each` runs outside them (it may block, handing the block on).
     let own;
@@ -35,14 +35,14 @@ pub fn read_blocks(path: &Path, each: &mut Sink) -> io::Result<u64> {
         Ok::<_, io::Error>(FormatAccess::new(image))
     })?;
     let size = disk.size();
-    let mut block = vec![0u8; BLOCK_SIZE];
+    let mut block = pool.take();
     for index in 0..size.div_ceil(BLOCK_SIZE as u64) {
         let offset = index * BLOCK_SIZE as u64;
         let length = (size - offset).min(BLOCK_SIZE as u64) as usize;
         handle.block_on(disk.read(&mut block[..length], offset))?;
         block[length..].fill(0);
         if !is_zero(&block) {
-            each(index, Bytes::from(std::mem::replace(&mut block, vec![0u8; BLOCK_SIZE])))?;
+            each(index, pool.share(std::mem::replace(&mut block, pool.take())))?;
         }
     }
     Ok(size)
@@ -71,7 +71,7 @@ mod tests {
             .expect("qemu-img (qemu-utils) is installed");
         assert!(status.success());
         let mut blocks = Vec::new();
-        let size = read_blocks(&qcow2, &mut |index, block| {
+        let size = read_blocks(&qcow2, &BlockPool::new(), &mut |index, block| {
             blocks.push((index, block));
             Ok(())
         })
