@@ -82,7 +82,13 @@ async fn check_profile(profile: &str, region: &str) -> Result<(), CloudError> {
     let mut known = known;
     known.sort();
     let listed = if known.is_empty() { "none at all".to_string() } else { format!("only {}", known.join(", ")) };
-    let guess = crate::spelling::hint(profile, known.iter().map(String::as_str));
+    // `crate::spelling` says this for the rest of amiplan; the cloud layer uses nothing of it.
+    let guess = known
+        .iter()
+        .filter(|k| strsim::damerau_levenshtein(k, profile) <= 2)
+        .min_by_key(|k| strsim::damerau_levenshtein(k, profile))
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
     let message =
         format!("AWS profile `{profile}` not found{guess}: the shared config and credentials files define {listed}");
     Err(CloudError::new("LoadProfile", region, super::ErrorClass::Denied, message)
