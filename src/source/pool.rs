@@ -1,10 +1,11 @@
 //! Block buffers for one pass over an image, reused once the requests are done with them.
 //!
 //! A pass hands each block with data on as `Bytes`, which a request and its retries share
-//! without copying. A fresh 512 KiB allocation per block left glibc's malloc holding the pages
-//! of freed blocks in its heap, between liblzma's buffers: about 12 MiB of the peak while an
-//! xz image was uploaded (`bench/README.md`). A block's buffer comes back here when the last
-//! holder of its `Bytes` drops it, so a pass allocates only as many as are alive at once.
+//! without copying. A block's buffer comes back here when the last holder of its `Bytes` drops
+//! it, so a pass allocates only as many as are alive at once. On its own that measured no
+//! different from a fresh allocation per block; what it buys is a cheap fixed malloc threshold
+//! (below), which took the peak of an xz upload against moto from 61–63 to 57 MiB
+//! (`bench/README.md`).
 
 use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 
@@ -51,7 +52,9 @@ const MMAP_THRESHOLD: usize = 256 * 1024;
 /// threshold to that size and serves them from its heaps, where freed ones keep their pages:
 /// liblzma's per-block buffers (1 to 3 MiB while an xz image is decoded) then leave about 5 MiB
 /// of freed pages behind. A fixed threshold returns them. Blocks come from the pool, so they
-/// are mapped once each, not once per block (which cost a third more CPU for a dense image).
+/// are mapped once each, not once per block (which cost about two fifths more CPU for a dense
+/// image). It is set when the first pass starts, so only processes that read images (plan,
+/// apply) run with it; `serve` keeps glibc's default.
 fn fix_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc's parameters, under its own lock.
