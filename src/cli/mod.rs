@@ -245,8 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+        // The catalogue is what is live, found by the stacks' tags and named by the versions the
+        // AMIs were tagged with: nothing of a tracked upstream is needed, so an upstream that is
+        // down or broken does not stop the distribution side.
         Command::Catalog(args) => {
-            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_sources(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::catalog(&cloud, &workspace, args).await
         }
@@ -254,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let catalogue = match &args.from {
                 Some(from) => distribution::read_catalogue(from).await?,
                 None => {
-                    let workspace = Workspace::load_without_files(&args.paths.paths).await?;
+                    let workspace = Workspace::load_without_sources(&args.paths.paths).await?;
                     let cloud = connect(&args.aws, &workspace.stacks).await?;
                     workspace.catalogue(&cloud, std::slice::from_ref(&args.region)).await?
                 }
@@ -262,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             distribution::resolve(&catalogue, args).await
         }
         Command::Serve(args) => {
-            let workspace = Workspace::load_without_files(&args.paths.paths).await?;
+            let workspace = Workspace::load_without_sources(&args.paths.paths).await?;
             let cloud = connect(&args.aws, &workspace.stacks).await?;
             distribution::serve(cloud, workspace, args).await
         }

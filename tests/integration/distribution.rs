@@ -34,14 +34,14 @@ fn json(files: &BTreeMap<String, Vec<u8>>, path: &str) -> serde_json::Value {
     serde_json::from_slice(files.get(path).unwrap_or_else(|| panic!("no {path} in {:?}", files.keys()))).unwrap()
 }
 
-struct Answer {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
+pub struct Answer {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
 }
 
 /// A GET with `headers`, answered whatever its status.
-async fn get(url: String, headers: Vec<(&'static str, String)>) -> Answer {
+pub async fn get(url: String, headers: Vec<(&'static str, String)>) -> Answer {
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut request = agent.get(&url);
@@ -59,6 +59,41 @@ async fn get(url: String, headers: Vec<(&'static str, String)>) -> Answer {
     })
     .await
     .unwrap()
+}
+
+/// A running `amiplan serve` of `stack.yaml` and where it listens.
+pub struct Serving {
+    pub server: tokio::process::Child,
+    pub base: String,
+}
+
+impl Serving {
+    /// Starts `amiplan serve` in `dir` on a free loopback port, reading AWS again every
+    /// `refresh`, and waits until it has read the catalogue once.
+    pub async fn start(endpoint: &str, dir: &Path, refresh: &str) -> Serving {
+        let args = ["serve", "stack.yaml", "--listen", "127.0.0.1:0", "--refresh", refresh];
+        let mut command = tokio::process::Command::from(amiplan_command(endpoint, dir, &args));
+        let mut server = command.stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+        let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().unwrap_or_default();
+        let base = first.split("listening on ").nth(1).and_then(|r| r.split(' ').next());
+        let base = base.unwrap_or_else(|| panic!("serve did not start: {first}")).to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(format!("{base}/healthz"), vec![]).await.status != 200 {
+            assert!(Instant::now() < deadline, "serve never read the catalogue");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Serving { server, base }
+    }
+
+    /// Stops it as a service manager would, with SIGTERM, and expects a clean exit.
+    pub async fn stop(mut self) {
+        let pid = self.server.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let waited = tokio::time::timeout(Duration::from_secs(20), self.server.wait()).await;
+        let status = waited.expect("stops on SIGTERM").unwrap();
+        assert!(status.success(), "{status:?}");
+    }
 }
 
 async fn ami(moto: &Moto, region: &str, name: &str) -> String {
@@ -157,20 +192,8 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
     let stable_gp3 = ami(&moto, "eu-west-1", "cat-2-gp3").await;
 
     // serve: the same answers from memory; revalidation; stale but serving without AWS; SIGTERM.
-    let mut command = tokio::process::Command::from(amiplan_command(
-        &moto.endpoint,
-        &dir,
-        &["serve", "stack.yaml", "--listen", "127.0.0.1:0", "--refresh", "1s"],
-    ));
-    let mut server = command.stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().unwrap();
-    let base = first.split("listening on ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(format!("{base}/healthz"), vec![]).await.status != 200 {
-        assert!(Instant::now() < deadline, "serve never read the catalogue");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let serving = Serving::start(&moto.endpoint, &dir, "1s").await;
+    let base = serving.base.clone();
     let resolve_url = format!("{base}/v1/resolve?region=eu-west-1&arch=x86_64&volume_type=gp3&channel=stable");
     let answer = get(resolve_url.clone(), vec![]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -201,8 +224,5 @@ async fn files_resolve_and_serve_agree_and_serve_outlives_aws() {
     assert_eq!(stale.status, 200, "still answering without AWS");
     assert!(stale.body.contains(&stable_gp3) && stale.headers.contains_key("warning"), "{:?}", stale.headers);
 
-    let pid = server.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(20), server.wait()).await.expect("stops on SIGTERM").unwrap();
-    assert!(status.success(), "{status:?}");
+    serving.stop().await;
 }

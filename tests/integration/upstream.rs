@@ -2,6 +2,7 @@
 //! upstream's index and checksum files (served on 127.0.0.1) at every plan, against moto behind
 //! the rules proxy; the helper that downloads what upstream named is a real VM (`machines.rs`).
 
+use crate::distribution::{Serving, get};
 use crate::machines::{Runner, images, passed};
 use crate::proxy::rules::Rule;
 use crate::proxy::{Faults, Proxy};
@@ -90,6 +91,30 @@ async fn spot_helper_served_both_encryptions(
     assert!(proxy.enforced(Rule::ConsoleOutput) > 2, "the buffered console was empty until posted");
 }
 
+/// `resolve`, `catalog` and `serve` of the live stack give the first version's encrypted AMI.
+async fn distribution_reads_no_upstream(moto: &Moto, proxy: &Proxy, dir: &std::path::Path) {
+    let live = moto.images_named("us-east-1", "tracked-20261122T1700Z-gp3-encrypted").await;
+    let encrypted = live[0].image_id().unwrap();
+    let query = ["--region", "us-east-1", "--arch", "x86_64", "--variant", "encryption=encrypted"];
+    let resolved = amiplan_at(&proxy.endpoint, dir, &[&["resolve", "stack.yaml", "--json"][..], &query].concat());
+    expect_code(&resolved, 0);
+    let found: serde_json::Value = serde_json::from_str(&stdout(&resolved)).unwrap();
+    assert_eq!((found["image_id"].as_str(), found["version"].as_str()), (Some(encrypted), Some("20261122T1700Z")));
+    expect_code(&amiplan_at(&proxy.endpoint, dir, &["catalog", "stack.yaml", "--out", "catalogue"]), 0);
+    let flat = std::fs::read_to_string(dir.join("catalogue/amis.json")).unwrap();
+    let flat: serde_json::Value = serde_json::from_str(&flat).unwrap();
+    let listed: Vec<&str> =
+        flat["regions"]["us-east-1"].as_array().unwrap().iter().filter_map(|e| e["image_id"].as_str()).collect();
+    assert_eq!(listed.len(), 2, "{flat:#}");
+    assert!(listed.contains(&encrypted), "{flat:#}");
+    let serving = Serving::start(&proxy.endpoint, dir, "5m").await;
+    let url = format!("{}/v1/resolve?region=us-east-1&arch=x86_64&encryption=encrypted", serving.base);
+    let answer = get(url, vec![]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains(encrypted), "{}", answer.body);
+    serving.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_a_spot_helper_builds_both_encryptions() {
     let moto = Moto::start();
@@ -165,9 +190,12 @@ async fn a_scheduled_plan_exits_2_when_upstream_publishes_and_a_spot_helper_buil
     assert!(stderr(&invalid).contains("mars-north-1"), "{}", stderr(&invalid));
     assert_eq!(files.requests(), requests, "upstream is not read for an invalid manifest");
 
-    // Destroy needs nothing of upstream: with its newest digest still missing (plan fails, as
-    // above), the stack is planned for removal and removed whole, and upstream is never read.
+    // Neither the distribution side nor destroy needs anything of upstream: with its newest
+    // digest still missing (plan fails, as above), resolve, catalog and serve give the AMIs
+    // that are live, of the version they were built as; then the stack is planned for removal
+    // and removed whole. Upstream is never read.
     std::fs::write(dir.join("stack.yaml"), manifest(&files, "[us-east-1]")).unwrap();
+    distribution_reads_no_upstream(&moto, &proxy, &dir).await;
     let planned = amiplan_at(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--destroy", "--regions", "manifest"]);
     expect_code(&planned, 0);
     let text = stdout(&planned);
