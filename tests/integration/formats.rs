@@ -337,7 +337,8 @@ async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
 /// more blocks than EBS accepts in a second is never throttled: its requests keep under 1,000
 /// a second for the snapshot, the retries of the new snapshot's not-found window included.
 /// (That retries wait their turn in the pacing is not what decides it here: with only first
-/// attempts paced, the debug build's retries stayed under the rate too.)
+/// attempts paced, the debug build's retries stayed under the rate too; see
+/// `a_retried_block_waits_its_turn_like_a_new_one`.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fast_upload_keeps_under_the_per_snapshot_request_rate() {
     let moto = Moto::start();
@@ -387,4 +388,37 @@ async fn a_throttled_upload_waits_and_lands_whole() {
     assert!(proxy.enforced(Rule::SnapshotBlockRate) > 0, "the rule throttled the upload");
     let completed = proxy.calls().iter().filter(|c| c.operation == "CompleteSnapshot").count();
     assert_eq!(completed, 1);
+}
+
+/// Rule `snapshot-block-rate` counts every request, a failed one too: a retried block must wait
+/// for its turn like a new one. The pacing is set slow here (one request per 30 ms, 33 a second,
+/// under a rate of 45) so that the machine's speed does not decide it, and half of all requests
+/// fail with InternalServerException and are retried at once. Retries that did not wait their
+/// turn would come on top of the paced first attempts, about 66 requests a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_block_waits_its_turn_like_a_new_one() {
+    let moto = Moto::start();
+    let mut faults = Faults { ebs_sink: true, server_error: 0.5, ..Faults::default() };
+    faults.rules.blocks_per_second = 45;
+    let proxy = Proxy::start(&moto.raw, faults, 7).await;
+    let dir = workdir("block-rate-retries");
+    let path = dir.join("disk.raw");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for index in 0..100u32 {
+        let mut block = vec![(index % 251) as u8 + 1; BLOCK];
+        block[..4].copy_from_slice(&index.to_le_bytes());
+        file.write_all(&block).unwrap();
+    }
+    drop(file);
+    let retry = amiplan::cloud::retry::RetryPolicy { max_attempts: 30, ..amiplan::cloud::retry::RetryPolicy::fast() };
+    let tuning = Tuning { retry, block_interval: std::time::Duration::from_millis(30), ..Tuning::default() };
+    let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, tuning);
+    let info = inspect_with(&path, None, None).unwrap();
+    let upload = upload_of(info, BTreeMap::from([("amiplan:stack".to_string(), "retries".to_string())]), "retries-1");
+    cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
+    let puts = proxy.calls().iter().filter(|c| c.operation == "PutSnapshotBlock").count();
+    assert!(puts > 150, "half of the requests failed and were retried: {puts} for 100 blocks");
+    let busiest = proxy.busiest_second("PutSnapshotBlock");
+    assert_eq!(proxy.enforced(Rule::SnapshotBlockRate), 0, "{busiest} requests in the busiest second");
+    assert!(busiest <= 45, "{busiest}");
 }

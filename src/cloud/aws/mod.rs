@@ -43,6 +43,7 @@ mod upload;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -105,11 +106,15 @@ pub struct Tuning {
     /// blocks in memory, which keeps amiplan's peak RSS under 64 MiB during an upload. A source
     /// whose reading needs memory of its own (xz's decoder threads) gets fewer.
     pub upload_concurrency: usize,
+    /// The least time between two PutSnapshotBlock requests of one upload, retries included:
+    /// by default 1.1 ms, under EBS's per-snapshot rate (`upload.rs`). Tests set a longer one to see
+    /// the pacing apart from the machine's speed.
+    pub block_interval: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { retry: RetryPolicy::default(), upload_concurrency: 48 }
+        Tuning { retry: RetryPolicy::default(), upload_concurrency: 48, block_interval: upload::PUT_INTERVAL }
     }
 }
 
@@ -159,10 +164,12 @@ impl AwsCloud {
         Ok(AwsCloud::from_config(config, tuning))
     }
 
-    /// A cloud on an SDK configuration made elsewhere (the tests' configuration for moto).
+    /// A cloud on an SDK configuration made elsewhere (the tests' configuration for moto). The
+    /// SDK's retries are switched off whatever that configuration says, as in [`AwsCloud::connect`]:
+    /// a retry inside the SDK would also pass by the upload's pacing of PutSnapshotBlock.
     pub fn from_config(config: aws_types::SdkConfig, tuning: Tuning) -> AwsCloud {
         AwsCloud {
-            config,
+            config: config.into_builder().retry_config(RetryConfig::disabled()).build(),
             tuning,
             ec2: Mutex::default(),
             ebs: Mutex::default(),

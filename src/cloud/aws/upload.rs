@@ -29,7 +29,7 @@ const START_SNAPSHOT_TIMEOUT_MINUTES: i32 = 60;
 /// EBS allows 1,000 PutSnapshotBlock requests per second per snapshot ("Amazon EBS quotas",
 /// https://docs.aws.amazon.com/ebs/latest/userguide/ebs-resource-quotas.html); requests are
 /// spaced to stay under it whatever the latency, so a fast link is not throttled into retries.
-const PUT_INTERVAL: Duration = Duration::from_micros(1_100);
+pub(super) const PUT_INTERVAL: Duration = Duration::from_micros(1_100);
 
 /// Blocks read ahead of the requests: enough to keep them fed while the reader decompresses.
 const QUEUED_BLOCKS: usize = 8;
@@ -97,7 +97,7 @@ impl AwsCloud {
         let reading = Arc::clone(source);
         let hash = inspected.is_none();
         let reader = tokio::task::spawn_blocking(move || read_and_digest(reading.as_ref(), hash, &sender));
-        let pace = Arc::new(Pace::new(PUT_INTERVAL));
+        let pace = Arc::new(Pace::new(self.tuning.block_interval));
         // A block waits for its turn before it takes a place among the requests in flight: where
         // the rate, not the answers, sets the pace (a fast link), only the blocks being sent are
         // held, not every place's worth.
