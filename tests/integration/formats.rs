@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 
 use amiplan::cloud::aws::{AwsCloud, Tuning};
-use amiplan::cloud::{NoProgress, SnapshotUpload, Snapshots};
-use amiplan::source::{FileIdentity, SourceInfo, inspect_with};
+use amiplan::cloud::{BlockDigest, BlockSource, NoProgress, SnapshotUpload, Snapshots};
+use amiplan::source::{FileIdentity, inspect_with};
 
 use crate::lifecycle::read_snapshot;
 use crate::proxy::rules::Rule;
@@ -52,9 +54,9 @@ fn write_as(dir: &Path, name: &str, data: &[u8]) {
 }
 
 /// A plain 1 GiB upload of `info`, as the executor would ask for it.
-fn upload_of(info: SourceInfo, tags: BTreeMap<String, String>, client_token: &str) -> SnapshotUpload {
+fn upload_of(source: impl BlockSource + 'static, tags: BTreeMap<String, String>, client_token: &str) -> SnapshotUpload {
     SnapshotUpload {
-        source: Arc::new(info),
+        source: Arc::new(source),
         label: "upload".into(),
         volume_size_gib: 1,
         encrypted: false,
@@ -388,6 +390,92 @@ async fn a_throttled_upload_waits_and_lands_whole() {
     assert!(proxy.enforced(Rule::SnapshotBlockRate) > 0, "the rule throttled the upload");
     let completed = proxy.calls().iter().filter(|c| c.operation == "CompleteSnapshot").count();
     assert_eq!(completed, 1);
+}
+
+/// Blocks that count themselves: how many are alive at once, and the most there ever were.
+#[derive(Debug, Default)]
+struct CountedBlocks {
+    blocks: u64,
+    alive: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+/// One block's data, counted while any request holds it.
+struct Counted {
+    data: Vec<u8>,
+    alive: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, SeqCst);
+    }
+}
+
+impl BlockSource for CountedBlocks {
+    fn blocks(&self) -> Option<&[BlockDigest]> {
+        None
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.blocks * BLOCK as u64
+    }
+
+    fn read_blocks(&self, each: &mut dyn FnMut(u64, bytes::Bytes) -> std::io::Result<()>) -> std::io::Result<()> {
+        for index in 0..self.blocks {
+            let alive = self.alive.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(alive, SeqCst);
+            let data = vec![(index % 251) as u8 + 1; BLOCK];
+            each(index, bytes::Bytes::from_owner(Counted { data, alive: Arc::clone(&self.alive) }))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, _: Vec<BlockDigest>) {}
+
+    fn unchanged(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "counted blocks".to_string()
+    }
+}
+
+/// Where the rate, not the answers, sets the pace (a fast link; here the pacing slowed to one
+/// request per 50 ms against a sink that answers at once), an upload holds only the blocks it is
+/// sending, not one for each of its 48 places: a block waits for its turn before it takes a
+/// place. Held at most: the 8 queued, the one the reader is handing on, the one waiting for its
+/// turn, and those on the wire (one, or a few when an answer is slow). Had each place taken a
+/// block before its turn, 48 more would be held.
+#[tokio::test(flavor = "multi_thread")]
+async fn where_the_rate_sets_the_pace_only_the_blocks_being_sent_are_held() {
+    let moto = Moto::start();
+    let mut faults = Faults { ebs_sink: true, ..Faults::default() };
+    // A new snapshot's not-found window is retried out with each block keeping its place; with
+    // the window, its failed blocks are held through their backoff too. Without it, what is
+    // held is what the pacing alone lets through.
+    faults.rules.snapshot_unseen_for = std::time::Duration::ZERO;
+    let proxy = Proxy::start(&moto.raw, faults, 3).await;
+    let tuning = Tuning { block_interval: std::time::Duration::from_millis(50), ..Tuning::default() };
+    assert_eq!(tuning.upload_concurrency, 48);
+    let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, tuning);
+    let source = CountedBlocks { blocks: 64, ..CountedBlocks::default() };
+    let (alive, most) = (Arc::clone(&source.alive), Arc::clone(&source.most));
+    let upload = upload_of(source, BTreeMap::from([("amiplan:stack".to_string(), "held".to_string())]), "held-1");
+    cloud.upload_snapshot("us-east-1", &upload, &NoProgress).await.unwrap();
+    drop(upload);
+    let most = most.load(SeqCst);
+    assert_eq!(alive.load(SeqCst), 0, "every block was let go");
+    assert!(most <= 16, "{most} blocks held at once");
+    let puts = proxy.calls().iter().filter(|c| c.operation == "PutSnapshotBlock").count();
+    assert!(puts >= 64, "{puts}");
 }
 
 /// Rule `snapshot-block-rate` counts every request, a failed one too: a retried block must wait
