@@ -106,6 +106,30 @@ mod tests {
         assert_eq!((again.as_ptr(), again.len(), again[0]), (address, BLOCK_SIZE, 7));
     }
 
+    /// Whether glibc gave the allocation at `data` a mapping of its own: the IS_MMAPPED bit of the
+    /// size word in front of it (malloc/malloc.c, "chunk representations").
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn mapped_apart(data: *const u8) -> bool {
+        // SAFETY: every glibc allocation has its chunk's size word just before it.
+        unsafe { data.cast::<usize>().sub(1).read() & 0x2 != 0 }
+    }
+
+    /// With glibc's own rule, freeing a 4 MiB mapping would raise the threshold to 4 MiB and the
+    /// 1 MiB after it would come from the heap; with the threshold fixed it is still mapped, so
+    /// its pages go back when it is freed.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn once_a_pass_starts_large_allocations_keep_mappings_of_their_own() {
+        let _pool = BlockPool::new();
+        let large = vec![1u8; 4 << 20];
+        assert!(mapped_apart(large.as_ptr()));
+        drop(large);
+        let after = vec![1u8; 1 << 20];
+        assert!(mapped_apart(after.as_ptr()), "1 MiB after a freed 4 MiB is still mapped apart");
+        let small = vec![1u8; 64 << 10];
+        assert!(!mapped_apart(small.as_ptr()), "smaller ones come from the heap");
+    }
+
     #[test]
     fn blocks_outliving_their_pass_are_freed() {
         let pool = BlockPool::new();
