@@ -33,7 +33,8 @@ pub fn first_line(error: &anyhow::Error, endpoint: Option<&str>) -> Option<(Stri
         (None, ErrorClass::Throttling) => format!(
             "AWS kept throttling {call} until the call's deadline{answered}: lower --parallelism, or run again later (other tools in the account share the limit)"
         ),
-        (Some(Cause::UnknownProfile), _) | (None, _) => return None,
+        // A launch without capacity fails its node: the run's report says what to do.
+        (Some(Cause::UnknownProfile | Cause::NoCapacity), _) | (None, _) => return None,
     };
     Some((line, true))
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::{Node, NodeKind};
 use crate::cloud::BuildHosts;
 use crate::cloud::retry::{Poll, RetryPolicy, WaitError, wait_until};
-use crate::cloud::{BuildResource, Cloud, CloudError, ErrorClass, Placement, ResourceKind, ResourceStatus, State};
+use crate::cloud::{
+    BuildResource, Cause, Cloud, CloudError, ErrorClass, Placement, ResourceKind, ResourceStatus, State,
+};
 
 /// How long each kind of resource may take to become ready. Defaults follow what AWS needs in
 /// practice (cross-region copies of large images take well over half an hour) rather than the
@@ -117,7 +119,14 @@ impl StepError {
 
 impl From<CloudError> for StepError {
     fn from(error: CloudError) -> Self {
-        StepError { resource: error.resource.clone(), message: error.to_string() }
+        let mut message = error.to_string();
+        if error.cause == Some(Cause::NoCapacity) {
+            // AWS's message names the type and the zone; what to change is for amiplan to say.
+            message.push_str(
+                " (EC2 had none free until the call's deadline: run again later, or choose another `build.helper.instance_type` or `test.instance_type`)",
+            );
+        }
+        StepError { resource: error.resource.clone(), message }
     }
 }
 

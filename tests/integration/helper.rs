@@ -633,6 +633,54 @@ async fn every_create_of_a_build_survives_a_lost_answer_without_a_duplicate() {
     assert_eq!(moto.images_named(REGION, "helper-lost-gp3").await.len(), 1);
 }
 
+/// EC2's InsufficientInstanceCapacity (a server error: none of the type free in the zone now) is
+/// waited out with backoff: a shortage that passes costs a few attempts of RunInstances with the
+/// same client token, and one helper is launched; one that outlasts the call's deadline fails
+/// the helper with a report line saying what to do, and the next apply converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_shortage_is_waited_out_and_said_plainly_when_it_lasts() {
+    const SHORTAGE: (u16, &str, &str) = (
+        500,
+        "InsufficientInstanceCapacity",
+        "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested (us-east-1a).",
+    );
+    let moto = Moto::start();
+    let stack = "helper-capacity";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    let lasting = vec![("RunInstances", SHORTAGE.0, SHORTAGE.1, SHORTAGE.2)];
+    let proxy = Proxy::start(&moto.raw, Faults { answer_with: lasting, ..Faults::default() }, 53).await;
+    let deadline = ["--attempt-timeout", "2s", "--call-deadline", "8s"];
+    let stopped = amiplan_async(&proxy.endpoint, &dir, &[&apply[..], &deadline].concat()).await;
+    expect_code(&stopped, 1);
+    let report = stdout(&stopped);
+    let failed = report.lines().find(|l| l.contains("FAILED helper/helper-capacity@us-east-1")).unwrap_or_default();
+    assert!(
+        failed.contains("RunInstances in us-east-1 failed: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity")
+            && failed.ends_with("(EC2 had none free until the call's deadline: run again later, or choose another `build.helper.instance_type` or `test.instance_type`)"),
+        "{report}"
+    );
+    let launches = proxy.calls().iter().filter(|c| c.operation == "RunInstances").count();
+    assert!(launches > 2, "retried until the deadline: {launches} attempts");
+    drop(proxy);
+
+    let passing = vec![("RunInstances", 2, SHORTAGE.0, SHORTAGE.1, SHORTAGE.2)];
+    let proxy = Proxy::start(&moto.raw, Faults { answer_first_with: passing, ..Faults::default() }, 54).await;
+    let (applied, ()) = tokio::join!(amiplan_async(&proxy.endpoint, &dir, &apply), play_helper(&moto, &proxy, stack));
+    expect_code(&applied, 0);
+    let launches: Vec<_> = proxy.calls().into_iter().filter(|c| c.operation == "RunInstances").collect();
+    assert_eq!(launches.len(), 3, "two answered with the shortage, the third launched");
+    let tokens: std::collections::BTreeSet<_> = launches.iter().map(|c| c.param("ClientToken")).collect();
+    assert_eq!(tokens.len(), 1, "one launch, one token: {tokens:?}");
+    let ec2 = moto.ec2(REGION).await;
+    let by_stack = Filter::builder().name("tag:amiplan:stack").values(stack).build();
+    let instances = ec2.describe_instances().filters(by_stack).send().await.unwrap();
+    assert_eq!(instances.reservations().iter().flat_map(|r| r.instances()).count(), 1, "one helper");
+    assert_eq!(moto.images_named(REGION, "helper-capacity-gp3").await.len(), 1);
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
+}
+
 /// Regression: the plan reads an existing helper subnet (its zone and route out); a subnet that
 /// no longer exists must not keep `destroy` from removing what the stack owns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

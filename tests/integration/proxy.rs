@@ -70,6 +70,9 @@ pub struct Faults {
     /// Operations answered with an error instead, every time: (operation, HTTP status, code,
     /// message), as AWS answers them (an expired token, a denied action).
     pub answer_with: Vec<(&'static str, u16, &'static str, &'static str)>,
+    /// Operations answered with an error only their first so many times, then let through (a
+    /// shortage that passes): (operation, times, HTTP status, code, message).
+    pub answer_first_with: Vec<(&'static str, usize, u16, &'static str, &'static str)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +187,8 @@ struct State {
     forwarded_mutating: Vec<String>,
     /// Operations whose first answer was lost already.
     answers_lost: HashSet<String>,
+    /// How often each operation of `Faults::answer_first_with` was answered with its error.
+    answered_first: HashMap<String, usize>,
     /// Instances a TerminateInstances forwarded to moto terminated.
     terminated: HashSet<String>,
 }
@@ -242,6 +247,7 @@ impl Proxy {
             image_requests: HashMap::new(),
             forwarded_mutating: Vec::new(),
             answers_lost: HashSet::new(),
+            answered_first: HashMap::new(),
             terminated: HashSet::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -648,6 +654,16 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     if let Some((_, status, code, message)) = faults.answer_with.iter().find(|(op, ..)| *op == call.operation) {
         let status = StatusCode::from_u16(*status).unwrap();
         return (Verdict::Answer(error_with(call, status, code, message)), latency, None);
+    }
+    if let Some((_, times, status, code, message)) =
+        faults.answer_first_with.iter().find(|(op, ..)| *op == call.operation)
+    {
+        let answered = state.answered_first.entry(call.operation.clone()).or_default();
+        if *answered < *times {
+            *answered += 1;
+            let status = StatusCode::from_u16(*status).unwrap();
+            return (Verdict::Answer(error_with(call, status, code, message)), latency, None);
+        }
     }
     if in_burst || roll < faults.throttle {
         state.injected.throttled += 1;

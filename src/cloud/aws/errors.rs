@@ -33,7 +33,7 @@ where
         Some(Cause::NoCredentials | Cause::UnknownProfile | Cause::ExpiredCredentials | Cause::InvalidCredentials) => {
             ErrorClass::Denied
         }
-        Some(Cause::Unreachable) | None => classify(code.as_deref(), status),
+        Some(Cause::Unreachable | Cause::NoCapacity) | None => classify(code.as_deref(), status),
     };
     CloudError::new(operation, region, class, message).with_code(code).with_cause(cause)
 }
@@ -70,6 +70,7 @@ where
             | "InvalidAccessKeyId"
             | "IncompleteSignature",
         ) => return Some(Cause::InvalidCredentials),
+        Some("InsufficientInstanceCapacity") => return Some(Cause::NoCapacity),
         _ => {}
     }
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
@@ -146,7 +147,12 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             | "SlowDown"
             | "SnapshotCreationPerVolumeRateExceeded"
             // Parameter Store: another update of the same parameter is under way.
-            | "TooManyUpdates",
+            | "TooManyUpdates"
+            // EBS direct (StartSnapshot): too many of the account's requests at once.
+            | "ConcurrentLimitExceededException"
+            // EC2 has none of the instance type free in that zone now (a server error in EC2's
+            // list of error codes; AWS's advice is to wait and try again, or another type).
+            | "InsufficientInstanceCapacity",
         ) => ErrorClass::Throttling,
         Some(
             "InternalError"
@@ -189,6 +195,9 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
         {
             ErrorClass::NotFound
         }
+        // A code amiplan does not know: a server error (HTTP 5xx) is AWS's to get over, the
+        // rest the request's.
+        Some(_) if http_status.is_some_and(|status| status >= 500) => ErrorClass::Transient,
         Some(_) => ErrorClass::Fatal,
         None => match http_status {
             Some(429) => ErrorClass::Throttling,
@@ -224,6 +233,10 @@ mod tests {
         assert_eq!(classify(Some("InternalServerError"), Some(500)), ErrorClass::Transient);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
+        assert_eq!(classify(Some("InsufficientInstanceCapacity"), Some(500)), ErrorClass::Throttling);
+        assert_eq!(classify(Some("ConcurrentLimitExceededException"), Some(400)), ErrorClass::Throttling);
+        assert_eq!(classify(Some("InsufficientHostCapacity"), Some(500)), ErrorClass::Transient);
+        assert_eq!(classify(Some("SomethingNew"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
         assert_eq!(classify(None, None), ErrorClass::Transient);
     }
