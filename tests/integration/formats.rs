@@ -67,6 +67,22 @@ fn upload_of(source: impl BlockSource + 'static, tags: BTreeMap<String, String>,
     }
 }
 
+/// Block `index` of an image whose blocks all hold data, each its own.
+fn distinct_block(index: u64) -> Vec<u8> {
+    let mut block = vec![(index % 251) as u8 + 1; BLOCK];
+    block[..8].copy_from_slice(&index.to_le_bytes());
+    block
+}
+
+/// An image of `blocks` such blocks at `path`.
+fn write_distinct_blocks(path: &Path, blocks: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for index in 0..blocks {
+        file.write_all(&distinct_block(index)).unwrap();
+    }
+    file.flush().unwrap();
+}
+
 /// Bytes as the progress lines write them (indicatif's binary units).
 fn indicatif_mib(bytes: usize) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -348,14 +364,8 @@ async fn a_fast_upload_keeps_under_the_per_snapshot_request_rate() {
     let proxy = Proxy::start(&moto.raw, sink, 1).await;
     let dir = workdir("block-rate");
     let path = dir.join("disk.raw");
-    // 1,100 blocks, each with data of its own: more than a second's worth at EBS's rate.
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    for index in 0..1_100u32 {
-        let mut block = vec![(index % 251) as u8 + 1; BLOCK];
-        block[..4].copy_from_slice(&index.to_le_bytes());
-        file.write_all(&block).unwrap();
-    }
-    drop(file);
+    // More than a second's worth at EBS's rate.
+    write_distinct_blocks(&path, 1_100);
 
     let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, Tuning::default());
     let info = inspect_with(&path, None, None).unwrap();
@@ -431,7 +441,7 @@ impl BlockSource for CountedBlocks {
         for index in 0..self.blocks {
             let alive = self.alive.fetch_add(1, SeqCst) + 1;
             self.most.fetch_max(alive, SeqCst);
-            let data = vec![(index % 251) as u8 + 1; BLOCK];
+            let data = distinct_block(index);
             each(index, bytes::Bytes::from_owner(Counted { data, alive: Arc::clone(&self.alive) }))?;
         }
         Ok(())
@@ -491,13 +501,7 @@ async fn a_retried_block_waits_its_turn_like_a_new_one() {
     let proxy = Proxy::start(&moto.raw, faults, 7).await;
     let dir = workdir("block-rate-retries");
     let path = dir.join("disk.raw");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    for index in 0..100u32 {
-        let mut block = vec![(index % 251) as u8 + 1; BLOCK];
-        block[..4].copy_from_slice(&index.to_le_bytes());
-        file.write_all(&block).unwrap();
-    }
-    drop(file);
+    write_distinct_blocks(&path, 100);
     let retry = amiplan::cloud::retry::RetryPolicy { max_attempts: 30, ..amiplan::cloud::retry::RetryPolicy::fast() };
     let tuning = Tuning { retry, block_interval: std::time::Duration::from_millis(30), ..Tuning::default() };
     let cloud = AwsCloud::from_config(config_at(&proxy.endpoint, "us-east-1").await, tuning);
