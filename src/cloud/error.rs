@@ -55,8 +55,8 @@ pub enum Cause {
     InvalidCredentials,
     /// No connection to the endpoint: refused, unresolvable or timed out (`Transient`).
     Unreachable,
-    /// EC2 has none of the instance type free in the zone now (`Throttling`: waited out until
-    /// the call's deadline).
+    /// EC2 has none of the instance type free in the zone now, `InsufficientInstanceCapacity`
+    /// (`Throttling`: waited out until the call's deadline).
     NoCapacity,
 }
 

@@ -53,7 +53,7 @@ fn write_as(dir: &Path, name: &str, data: &[u8]) {
     }
 }
 
-/// A plain 1 GiB upload of `info`, as the executor would ask for it.
+/// A plain 1 GiB upload of `source`, as the executor would ask for it.
 fn upload_of(source: impl BlockSource + 'static, tags: BTreeMap<String, String>, client_token: &str) -> SnapshotUpload {
     SnapshotUpload {
         source: Arc::new(source),

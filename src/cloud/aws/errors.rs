@@ -33,7 +33,10 @@ where
         Some(Cause::NoCredentials | Cause::UnknownProfile | Cause::ExpiredCredentials | Cause::InvalidCredentials) => {
             ErrorClass::Denied
         }
-        Some(Cause::Unreachable | Cause::NoCapacity) | None => classify(code.as_deref(), status),
+        // EC2 has none of the instance type free in that zone now: a server error in EC2's list
+        // of error codes, which AWS advises waiting out (or trying another type).
+        Some(Cause::NoCapacity) => ErrorClass::Throttling,
+        Some(Cause::Unreachable) | None => classify(code.as_deref(), status),
     };
     CloudError::new(operation, region, class, message).with_code(code).with_cause(cause)
 }
@@ -149,10 +152,7 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             // Parameter Store: another update of the same parameter is under way.
             | "TooManyUpdates"
             // EBS direct (StartSnapshot): too many of the account's requests at once.
-            | "ConcurrentLimitExceededException"
-            // EC2 has none of the instance type free in that zone now (a server error in EC2's
-            // list of error codes; AWS's advice is to wait and try again, or another type).
-            | "InsufficientInstanceCapacity",
+            | "ConcurrentLimitExceededException",
         ) => ErrorClass::Throttling,
         Some(
             "InternalError"
@@ -233,7 +233,6 @@ mod tests {
         assert_eq!(classify(Some("InternalServerError"), Some(500)), ErrorClass::Transient);
         assert_eq!(classify(Some("InvalidParameterValue"), Some(400)), ErrorClass::Fatal);
         assert_eq!(classify(Some("ValidationException"), Some(400)), ErrorClass::Fatal);
-        assert_eq!(classify(Some("InsufficientInstanceCapacity"), Some(500)), ErrorClass::Throttling);
         assert_eq!(classify(Some("ConcurrentLimitExceededException"), Some(400)), ErrorClass::Throttling);
         assert_eq!(classify(Some("InsufficientHostCapacity"), Some(500)), ErrorClass::Transient);
         assert_eq!(classify(Some("SomethingNew"), Some(400)), ErrorClass::Fatal);
