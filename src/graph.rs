@@ -81,6 +81,7 @@ impl DesiredGraph {
             tags: stack.tags.clone(),
             sharing: Sharing::default(),
             deprecation: None,
+            protection: None,
             gated: false,
         })
     }
@@ -144,6 +145,7 @@ impl DesiredGraph {
                 tags: node_tags,
                 sharing: Sharing::default(),
                 deprecation: None,
+                protection: None,
                 gated: false,
             });
             match (prepared, &stack.helper, plain) {
@@ -199,6 +201,7 @@ impl DesiredGraph {
                     tags: image_tags.clone(),
                     sharing: if seed { Sharing::default() } else { stack.sharing.clone() },
                     deprecation: stack.deprecation.filter(|_| !seed),
+                    protection: stack.protection.filter(|_| !seed),
                     gated: tested_here,
                 });
                 match primary {
@@ -276,6 +279,7 @@ impl DesiredGraph {
                     tags: if is_channel { stack.tags.clone() } else { tags.clone() },
                     sharing: stack.sharing.clone(),
                     deprecation: None,
+                    protection: None,
                     gated: false,
                 });
                 let after: Vec<NodeIndex> = if waits_for_all {
@@ -303,6 +307,7 @@ impl DesiredGraph {
                 tags: BTreeMap::new(),
                 sharing: Sharing::default(),
                 deprecation: None,
+                protection: None,
                 gated: false,
             });
             // The files name every AMI and parameter of the stack: written after all of them.
@@ -329,6 +334,7 @@ impl DesiredGraph {
             tags: BTreeMap::new(),
             sharing: Sharing::default(),
             deprecation: None,
+            protection: None,
             gated: false,
         });
     }
@@ -358,6 +364,7 @@ impl DesiredGraph {
                 tags,
                 sharing: Sharing::default(),
                 deprecation: None,
+                protection: None,
                 gated: false,
             }
         };
@@ -502,7 +509,8 @@ impl DesiredGraph {
                 hasher.update(format!("\0{key}={value}").as_bytes());
             }
             let sharing = node.sharing.describe();
-            hasher.update(format!("\0{:?}\0{sharing}\0{:?}\n", node.description, node.deprecation).as_bytes());
+            let (description, deprecation, protection) = (&node.description, node.deprecation, node.protection);
+            hasher.update(format!("\0{description:?}\0{sharing}\0{deprecation:?}\0{protection:?}\n").as_bytes());
         }
         hex::encode(&hasher.finalize()[..16])
     }

@@ -557,6 +557,9 @@ pub struct AmiOutput {
     pub shared_with: Option<Sharing>,
     /// When AWS deprecates it (RFC 3339).
     pub deprecation: Option<String>,
+    /// Its deregistration protection: `off`, `with-cooldown`, `without-cooldown`, or lifted and
+    /// cooling down.
+    pub deregistration_protection: String,
     /// Whether the AMI matches the manifest (false when a plan would replace it).
     pub current: bool,
 }
@@ -593,6 +596,7 @@ fn outputs_of(workspace: &Workspace, observed: &Observed, plan: &Plan) -> Output
             public: resource.public,
             shared_with: resource.sharing.clone(),
             deprecation: resource.deprecation.clone(),
+            deregistration_protection: resource.protection.to_string(),
             current: change.action != Action::Replace,
         };
         let name = node.name.clone().unwrap_or_default();

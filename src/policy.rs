@@ -59,6 +59,9 @@ pub fn needs(graph: &DesiredGraph) -> Needs {
             if node.deprecation.is_some() {
                 needs.capabilities.insert(Capability::Deprecation);
             }
+            if node.protection.is_some() {
+                needs.capabilities.insert(Capability::Protection);
+            }
         }
         let key = match &node.spec {
             Spec::Snapshot(snapshot) => snapshot.kms_key.as_ref(),

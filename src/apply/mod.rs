@@ -306,7 +306,8 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let _slot = self.slot(&change.region).await;
         let started = Instant::now();
         self.emit(change, Phase::Started, Some(&id), None, None, None);
-        let result = resource::delete(self, change.kind, &change.region, &id, &change.with_snapshots).await;
+        let result =
+            resource::delete(self, change.kind, &change.region, &id, &change.with_snapshots, &change.protection).await;
         match result {
             // A replace reports once, after its create half.
             Ok(()) if change.action == Action::Replace => true,

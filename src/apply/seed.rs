@@ -53,7 +53,7 @@ impl<C: Cloud> Executor<'_, C> {
                     let result = if change.kind.is_image() {
                         resource::image::remove_source(self, &change.region, &id, own).await
                     } else {
-                        resource::delete(self, change.kind, &change.region, &id, &[]).await
+                        resource::delete(self, change.kind, &change.region, &id, &[], &Default::default()).await
                     };
                     let removed = result.is_ok();
                     let outcome = match result {

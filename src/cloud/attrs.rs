@@ -58,6 +58,27 @@ pub enum Imds {
     V2,
 }
 
+/// Deregistration protection of the stack's AMIs (EC2 user guide, "Protect an AMI from
+/// deregistration"): while it is on, AWS refuses to deregister the AMI. With a cooldown, AWS
+/// still refuses for 24 hours after protection is lifted; without, not at all.
+// No doc comment per variant: the schema then lists the words, and a wrong one is reported as
+// "not one of" them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protection {
+    WithCooldown,
+    WithoutCooldown,
+}
+
+impl Protection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protection::WithCooldown => "with-cooldown",
+            Protection::WithoutCooldown => "without-cooldown",
+        }
+    }
+}
+
 impl Architecture {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -99,6 +99,9 @@ pub struct LiveResource {
     /// For AMIs: when AWS deprecates them (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecation: Option<String>,
+    /// For AMIs: their deregistration protection.
+    #[serde(default, skip_serializing_if = "LiveProtection::is_off")]
+    pub protection: LiveProtection,
     /// For AMIs whose launch permissions were read: who may launch them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
@@ -138,6 +141,7 @@ impl LiveResource {
             snapshot_ids: vec![],
             created: None,
             deprecation: None,
+            protection: LiveProtection::Off,
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
@@ -154,6 +158,46 @@ impl LiveResource {
 
     pub fn node(&self) -> Option<&str> {
         self.tags.get(tags::NODE).map(String::as_str)
+    }
+}
+
+/// An AMI's deregistration protection as AWS reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LiveProtection {
+    #[default]
+    Off,
+    /// AWS refuses to deregister the AMI.
+    On(super::Protection),
+    /// Lifted, but AWS refuses deregistration until the cooldown ends: at `until` (RFC 3339),
+    /// where AWS says.
+    CoolingDown { until: Option<String> },
+}
+
+impl LiveProtection {
+    pub fn is_off(&self) -> bool {
+        *self == LiveProtection::Off
+    }
+
+    /// Whether it is what a manifest's setting asks for (`None`: no protection).
+    pub fn is(&self, wanted: Option<super::Protection>) -> bool {
+        match (self, wanted) {
+            (LiveProtection::On(have), Some(want)) => *have == want,
+            // Lifted already: what remains of a cooldown is AWS's to end.
+            (LiveProtection::Off | LiveProtection::CoolingDown { .. }, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for LiveProtection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LiveProtection::Off => f.write_str("off"),
+            LiveProtection::On(protection) => f.write_str(protection.as_str()),
+            LiveProtection::CoolingDown { until: Some(until) } => write!(f, "lifted, cooling down until {until}"),
+            LiveProtection::CoolingDown { until: None } => f.write_str("lifted, cooling down"),
+        }
     }
 }
 

@@ -18,10 +18,10 @@ pub mod tags;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-pub use attrs::{ImageAttrs, VolumeType};
+pub use attrs::{ImageAttrs, Protection, VolumeType};
 pub use blocks::{BlockDigest, BlockSource, EBS_BLOCK_SIZE};
 pub use error::{Cause, CloudError, ErrorClass};
-pub use live::{LiveResource, PublicAccess, ResourceKind, State};
+pub use live::{LiveProtection, LiveResource, PublicAccess, ResourceKind, State};
 pub use progress::{NoProgress, Progress};
 pub use sharing::Sharing;
 
@@ -281,6 +281,14 @@ pub trait Images: Sync {
         region: &str,
         id: &str,
         at: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Turns the AMI's deregistration protection on as `protection` says, or lifts it when
+    /// `None` (with a cooldown, AWS then refuses deregistration for 24 hours).
+    fn set_image_protection(
+        &self,
+        region: &str,
+        id: &str,
+        protection: Option<Protection>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
     /// The root device of any AMI the account can see (the helper's base AMI).
     fn root_device(&self, region: &str, image: &str) -> impl Future<Output = Result<RootDevice, CloudError>> + Send;

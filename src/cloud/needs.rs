@@ -41,6 +41,8 @@ pub enum Capability {
     PublicImages,
     /// AMIs deprecated at a time.
     Deprecation,
+    /// AMIs protected from deregistration.
+    Protection,
     /// Boot tests on instances of the new AMIs.
     BootTest,
 }

@@ -29,6 +29,11 @@ pub struct Manifest {
     /// Deprecate every AMI and copy: `365d` after its creation, or on a date (`2027-06-01`).
     #[serde(default)]
     pub deprecate_after: Option<String>,
+    /// Protect every AMI and copy from deregistration (by anyone: amiplan lifts it before it
+    /// deregisters one, and the plan says so). `with-cooldown`: once lifted, AWS still refuses
+    /// deregistration for 24 hours.
+    #[serde(default)]
+    pub deregistration_protection: Option<crate::cloud::Protection>,
     /// Boot-test every new AMI before it is copied or published.
     #[serde(default)]
     pub test: Option<Test>,

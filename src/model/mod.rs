@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::cloud::ImageAttrs;
-use crate::cloud::Sharing;
+use crate::cloud::{Protection, Sharing};
 use crate::deprecation::Deprecation;
 use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
@@ -43,6 +43,7 @@ pub struct Stack {
     pub kms_keys: BTreeMap<String, String>,
     pub sharing: Sharing,
     pub deprecation: Option<Deprecation>,
+    pub protection: Option<Protection>,
     pub test: Option<TestSpec>,
     pub version: Option<String>,
     /// Versions to keep, the current one included.
@@ -330,6 +331,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         catalog: check_catalog(loaded, &variants, &mut report),
         upstream: loaded.upstream.clone(),
         notices: notices::notices(loaded),
+        protection: m.deregistration_protection,
         deprecation: m
             .deprecate_after
             .as_deref()

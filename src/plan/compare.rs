@@ -14,8 +14,9 @@ pub(super) fn compare(node: &Node, live: &LiveResource, now: i64) -> Change {
 /// because AWS would refuse it (said in the change's reasons too, and warned about).
 pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Option<Reason>) {
     if node.gated && !live.tags.contains_key(tags::TESTED) {
-        // Until its test passes, an AMI stays private and is not deprecated.
-        let untested = Node { gated: false, sharing: Sharing::default(), deprecation: None, ..node.clone() };
+        // Until its test passes, an AMI stays private, is not deprecated and is not protected.
+        let untested =
+            Node { gated: false, sharing: Sharing::default(), deprecation: None, protection: None, ..node.clone() };
         return judge(&untested, live, now);
     }
     let mut change = Change::new(&node.stack, &node.id, node.kind(), &node.region, Action::NoOp, Some(&live.id));

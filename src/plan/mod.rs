@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::{LiveResource, ResourceKind};
+use crate::cloud::{LiveProtection, LiveResource, ResourceKind};
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::observe::Observed;
 use crate::resource::Spec;
@@ -60,6 +60,9 @@ pub struct Change {
     /// With AMI deletes: the snapshots behind the AMI that go with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub with_snapshots: Vec<String>,
+    /// With AMI deletes: the deregistration protection the AMI has, lifted before it goes.
+    #[serde(default, skip_serializing_if = "LiveProtection::is_off")]
+    pub protection: LiveProtection,
     /// A resource created for a build and removed after it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
@@ -93,6 +96,7 @@ impl Change {
             reasons: vec![],
             diffs: vec![],
             with_snapshots: vec![],
+            protection: LiveProtection::Off,
             transient: kind.is_transient(),
             until_copied: false,
             retire: false,
@@ -365,6 +369,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.extend(files);
     }
     assign_snapshots(&mut changes, observed);
+    note_protection(&mut changes, observed);
     for change in changes.iter_mut().filter(|c| matches!(c.action, Action::Create | Action::Replace)) {
         if let Some(node) = desired.get(&change.node) {
             change.planned = planned::planned(node, desired, change, now);
@@ -443,6 +448,23 @@ fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
             if keep.insert((change.region.clone(), snapshot.clone())) {
                 change.with_snapshots.push(snapshot.clone());
             }
+        }
+    }
+}
+
+/// Gives each AMI delete (or replace) the deregistration protection it has, to be lifted first,
+/// and says so: with a cooldown, AWS keeps the AMI 24 hours more, and a later run removes it.
+fn note_protection(changes: &mut [Change], observed: &Observed) {
+    let live: HashMap<(&str, &str), &LiveResource> =
+        observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
+    let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
+    for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
+        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
+            continue;
+        };
+        if !image.protection.is_off() {
+            change.protection = image.protection.clone();
+            change.reasons.push(Reason::Protected(image.protection.clone()));
         }
     }
 }

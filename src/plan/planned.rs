@@ -34,6 +34,9 @@ pub(super) fn planned(node: &Node, desired: &DesiredGraph, change: &Change, now:
             if let Some(at) = node.deprecation {
                 planned.insert("deprecation".into(), format!("{}{gate}", deprecation_text(at, now)));
             }
+            if let Some(protection) = node.protection {
+                planned.insert("deregistration_protection".into(), format!("{}{gate}", protection.as_str()));
+            }
         }
         Spec::Snapshot(snapshot) => {
             if let MadeBy::Upload { source } = &snapshot.made_by {

@@ -49,6 +49,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         kms_keys: BTreeMap::new(),
         sharing: Sharing::default(),
         deprecation: None,
+        protection: None,
         test: None,
         version: None,
         keep_versions: None,
@@ -96,6 +97,7 @@ fn applied(graph: &DesiredGraph) -> Vec<LiveResource> {
             snapshot_ids: if is_image { vec![format!("snap-of-{id}")] } else { vec![] },
             created: Some(format!("2026-01-01T00:00:{i:02}Z")),
             deprecation: None,
+            protection: Default::default(),
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
@@ -188,6 +190,53 @@ fn a_deprecation_aws_would_refuse_for_an_old_public_ami_is_explained_not_planned
     );
     live.created = Some("2026-01-01T00:00:00.000Z".into());
     assert_eq!(compare::compare(&node, &live, NOW).action, Action::Update, "within two years it is planned");
+}
+
+/// Deregistration protection changes in place, waits for a boot test like sharing, and every
+/// delete of a protected AMI carries what it must lift and says so.
+#[test]
+fn protection_changes_in_place_and_a_protected_ami_is_lifted_before_it_goes() {
+    use crate::cloud::{LiveProtection, Protection};
+    let protected = Stack { protection: Some(Protection::WithCooldown), ..stack(&[VolumeType::Gp3], &["us-east-1"]) };
+    let desired = graph(&protected, "aa");
+    let mut live = applied(&desired);
+    let plan_of =
+        |live: &[LiveResource], destroy: bool| plan(&desired, &observed(live.to_vec()), &stacks(), destroy, NOW);
+    let image = |plan: &Plan| action_of(plan, "image/demo-gp3@us-east-1")[0].clone();
+
+    let change = image(&plan_of(&live, false));
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(change.diffs[0].attribute, Attribute::Protection);
+    assert_eq!(
+        (change.diffs[0].before.as_deref(), change.diffs[0].after.as_deref()),
+        (Some("off"), Some("with-cooldown"))
+    );
+
+    let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
+    ami.protection = LiveProtection::On(Protection::WithCooldown);
+    assert!(!plan_of(&live, false).has_changes());
+    let destroyed = image(&plan_of(&live, true));
+    assert_eq!(destroyed.action, Action::Delete);
+    assert_eq!(destroyed.protection, LiveProtection::On(Protection::WithCooldown));
+    assert!(
+        destroyed.reasons.iter().any(|r| r.to_string().contains("with its cooldown AWS keeps the AMI 24 hours more"))
+    );
+
+    // Lifted by an earlier run: nothing more to lift, and the cooldown is said with its end.
+    let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
+    ami.protection = LiveProtection::CoolingDown { until: Some("2026-06-02T00:00:00Z".into()) };
+    let destroyed = image(&plan_of(&live, true));
+    assert!(destroyed.reasons.iter().any(|r| r.to_string().contains("until its cooldown ends (2026-06-02T00:00:00Z)")));
+    let unprotected = Stack { protection: None, ..protected.clone() };
+    let plan = plan(&graph(&unprotected, "aa"), &observed(live.clone()), &stacks(), false, NOW);
+    assert!(!plan.has_changes(), "a cooldown under way is already what no protection asks for: {plan:#?}");
+
+    // An AMI waiting for its boot test is not protected yet.
+    let mut gated = desired.nodes().find(|n| n.kind() == NodeKind::Image).unwrap().clone();
+    gated.gated = true;
+    let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
+    ami.protection = LiveProtection::Off;
+    assert_eq!(compare::compare(&gated, ami, NOW).action, Action::NoOp);
 }
 
 #[test]

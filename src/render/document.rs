@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{Action, Change, Plan};
 
 /// `MAJOR.MINOR` of the document below.
-pub const FORMAT_VERSION: &str = "1.1";
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// A plan: what apply (or destroy) would do, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -117,6 +117,11 @@ pub struct ChangeDocument {
     pub retire: bool,
     /// With AMI deletes: the snapshots deleted with the AMI.
     pub with_snapshots: Vec<String>,
+    /// With AMI deletes: the deregistration protection lifted first (`with-cooldown`,
+    /// `without-cooldown`, or a cooldown already under way), `null` for none. With a cooldown
+    /// AWS keeps the AMI 24 hours more, and the delete is done by a later run. Since format 1.2.
+    #[serde(default)]
+    pub deregistration_protection: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -234,6 +239,7 @@ impl ChangeDocument {
             until_copied: change.until_copied,
             retire: change.retire,
             with_snapshots: change.with_snapshots.clone(),
+            deregistration_protection: (!change.protection.is_off()).then(|| change.protection.to_string()),
         }
     }
 }

@@ -17,6 +17,7 @@ fn change(action: Action, node: &str, live: Option<&str>) -> Change {
         reasons: vec![],
         diffs: vec![],
         with_snapshots: vec![],
+        protection: Default::default(),
         transient: false,
         until_copied: false,
         retire: false,
@@ -66,6 +67,7 @@ fn every_action() -> Plan {
     let mut delete = change(Action::Delete, "image/old@eu-west-1", Some("ami-9"));
     delete.reasons = vec![Reason::NoLongerWanted];
     delete.with_snapshots = vec!["snap-9".into()];
+    delete.protection = crate::cloud::LiveProtection::On(crate::cloud::Protection::WithoutCooldown);
     let mut plan = plan_of(
         vec![
             change(Action::Create, "snapshot/demo-root@us-east-1", None),

@@ -21,6 +21,8 @@ pub enum Attribute {
     /// Who may create volumes from the AMI's snapshots.
     CreateVolumePermission,
     Deprecation,
+    /// Deregistration protection.
+    Protection,
     /// A parameter's value.
     Value,
     /// One catalogue file, by its path under the prefix (its entity tag is the value).
@@ -38,6 +40,7 @@ impl std::fmt::Display for Attribute {
             Attribute::LaunchPermission => f.write_str("launch_permission"),
             Attribute::CreateVolumePermission => f.write_str("create_volume_permission"),
             Attribute::Deprecation => f.write_str("deprecation"),
+            Attribute::Protection => f.write_str("deregistration_protection"),
             Attribute::Value => f.write_str("value"),
             Attribute::Tag(key) => write!(f, "tags.{key}"),
             Attribute::File(path) => write!(f, "files.{path}"),
@@ -59,6 +62,7 @@ impl From<String> for Attribute {
             "launch_permission" => Attribute::LaunchPermission,
             "create_volume_permission" => Attribute::CreateVolumePermission,
             "deprecation" => Attribute::Deprecation,
+            "deregistration_protection" => Attribute::Protection,
             "value" => Attribute::Value,
             _ => match (text.strip_prefix("tags."), text.strip_prefix("files.")) {
                 (Some(key), _) => Attribute::Tag(key.to_string()),

@@ -5,7 +5,10 @@ use std::time::Duration;
 use super::steps::{Inputs, StepError, Steps, input, settle};
 use super::{AttrDiff, Attribute, Node, NodeKind, Pairs, or_empty, update_tags};
 use crate::cloud::retry::{Poll, wait_until};
-use crate::cloud::{CloudError, ImageAttrs, ImageRegistration, LiveResource, ResourceStatus, Sharing, State};
+use crate::cloud::{
+    CloudError, ErrorClass, ImageAttrs, ImageRegistration, LiveProtection, LiveResource, Protection, ResourceStatus,
+    Sharing, State,
+};
 use crate::cloud::{Images, Permissions};
 use crate::deprecation;
 use crate::source::SourceAddress;
@@ -120,7 +123,8 @@ async fn share<S: Steps>(steps: &S, node: &Node, id: &str, snapshots: &[String])
     Ok(())
 }
 
-/// A new AMI is private and not deprecated: only what the node wants beyond that needs calls.
+/// A new AMI is private, not deprecated and not protected: only what the node wants beyond that
+/// needs calls.
 pub async fn publish<S: Steps>(steps: &S, node: &Node, id: &str, status: &ResourceStatus) -> Result<(), StepError> {
     if !node.sharing.is_private() {
         share(steps, node, id, &status.snapshot_ids).await?;
@@ -132,6 +136,10 @@ pub async fn publish<S: Steps>(steps: &S, node: &Node, id: &str, status: &Resour
             .set_image_deprecation(&node.region, id, Some(&at))
             .await
             .map_err(|e| StepError::from(e).on(id))?;
+    }
+    if let Some(protection) = node.protection {
+        let cloud = steps.cloud();
+        cloud.set_image_protection(&node.region, id, Some(protection)).await.map_err(|e| StepError::from(e).on(id))?;
     }
     Ok(())
 }
@@ -153,6 +161,7 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
             Attribute::Deprecation => {
                 cloud.set_image_deprecation(region, id, diff.after.as_deref()).await.map_err(fail)?
             }
+            Attribute::Protection => cloud.set_image_protection(region, id, node.protection).await.map_err(fail)?,
             Attribute::LaunchPermission | Attribute::CreateVolumePermission if !shared => {
                 share(steps, node, id, &status.snapshot_ids).await?;
                 shared = true;
@@ -170,8 +179,38 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
     update_tags(steps, region, id, diffs).await
 }
 
-/// Deregisters the AMI, then deletes the snapshots behind it that go with it.
-pub async fn delete<S: Steps>(steps: &S, region: &str, id: &str, with_snapshots: &[String]) -> Result<(), CloudError> {
+/// Deregisters the AMI, then deletes the snapshots behind it that go with it. Protection the
+/// plan found is lifted first; while a cooldown runs AWS refuses the deregistration, and the
+/// error says until when.
+pub async fn delete<S: Steps>(
+    steps: &S,
+    region: &str,
+    id: &str,
+    with_snapshots: &[String],
+    protection: &LiveProtection,
+) -> Result<(), CloudError> {
+    let cooling = |until: Option<String>| {
+        let until = until.map_or("24 hours after protection was lifted".into(), |t| format!("until {t}"));
+        let message = format!(
+            "deregistration protection is lifted, but its cooldown keeps the AMI {until}: run again after that"
+        );
+        CloudError::new("DeregisterImage", region, ErrorClass::Fatal, message).on(id)
+    };
+    match protection {
+        LiveProtection::Off => {}
+        LiveProtection::On(Protection::WithoutCooldown) => steps.cloud().set_image_protection(region, id, None).await?,
+        LiveProtection::On(Protection::WithCooldown) => {
+            steps.cloud().set_image_protection(region, id, None).await?;
+            let until = deprecation::format(deprecation::now() + 24 * 3600);
+            return Err(cooling(Some(format!("about {until}"))));
+        }
+        LiveProtection::CoolingDown { until } => {
+            let ended = until.as_deref().and_then(deprecation::parse).is_some_and(|t| t <= deprecation::now());
+            if !ended {
+                return Err(cooling(until.clone()));
+            }
+        }
+    }
     steps.cloud().deregister_image(region, id).await?;
     for snapshot in with_snapshots {
         super::snapshot::delete_after_images(steps, region, snapshot).await?;
@@ -189,7 +228,8 @@ pub async fn remove_source<S: Steps>(
 ) -> Result<(), CloudError> {
     let status = steps.cloud().image_status(region, id).await?;
     let behind: Vec<String> = status.snapshot_ids.into_iter().filter(|s| !removed_apart.contains(s)).collect();
-    delete(steps, region, id, &behind).await
+    // The copies' source is never protected (see graph).
+    delete(steps, region, id, &behind, &LiveProtection::Off).await
 }
 
 /// What of an AMI can change in place and differs: description, launch permissions,
@@ -223,6 +263,13 @@ pub(super) fn in_place(node: &Node, live: &LiveResource, now: i64) -> Vec<AttrDi
         // told an earlier time) and cannot be undeprecated: without a declared time, AWS's
         // default stands. Any other AMI's deprecation the manifest does not ask for goes.
         diffs.push(AttrDiff { attribute: Attribute::Deprecation, before: live.deprecation.clone(), after: None });
+    }
+    if !live.protection.is(node.protection) {
+        diffs.push(AttrDiff {
+            attribute: Attribute::Protection,
+            before: Some(live.protection.to_string()),
+            after: Some(node.protection.map_or("off", Protection::as_str).to_string()),
+        });
     }
     let want = node.sharing.for_snapshots();
     if let Some((snapshot, have)) = live.snapshot_sharing.iter().find(|(_, have)| *have != want) {

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::cloud::Tagging;
-use crate::cloud::{CloudError, LiveResource, ResourceKind, State};
+use crate::cloud::{CloudError, LiveProtection, LiveResource, ResourceKind, State};
 use crate::tags;
 pub use diff::{AttrDiff, Attribute};
 pub use node::{Node, spec_hash};
@@ -369,16 +369,17 @@ impl Spec {
 }
 
 /// Deletes the live resource `id` of a node of `kind` (a node that may no longer be desired).
-/// An AMI takes `with_snapshots` with it.
+/// An AMI takes `with_snapshots` with it, and lifts its `protection` first.
 pub async fn delete<S: Steps>(
     steps: &S,
     kind: NodeKind,
     region: &str,
     id: &str,
     with_snapshots: &[String],
+    protection: &LiveProtection,
 ) -> Result<(), CloudError> {
     match kind {
-        NodeKind::Image | NodeKind::ImageCopy => image::delete(steps, region, id, with_snapshots).await,
+        NodeKind::Image | NodeKind::ImageCopy => image::delete(steps, region, id, with_snapshots, protection).await,
         NodeKind::Snapshot => snapshot::delete_after_images(steps, region, id).await,
         NodeKind::Vpc
         | NodeKind::Subnet

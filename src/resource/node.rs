@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::{NodeKind, Spec};
-use crate::cloud::Sharing;
+use crate::cloud::{Protection, Sharing};
 use crate::deprecation::Deprecation;
 use crate::tags;
 
@@ -28,6 +28,8 @@ pub struct Node {
     pub sharing: Sharing,
     /// When the AMI is deprecated (images only).
     pub deprecation: Option<Deprecation>,
+    /// Deregistration protection (images only).
+    pub protection: Option<Protection>,
     /// Images with a boot test: shared and deprecated only once the test passed.
     pub gated: bool,
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::{LiveProtection, Protection};
+
 /// One reason of a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", from = "String")]
@@ -51,6 +53,8 @@ pub enum Reason {
     StillPending {
         id: String,
     },
+    /// An AMI to be deregistered that is protected from it: protection is lifted first.
+    Protected(LiveProtection),
     /// Something the manifest asks for that AWS would refuse: left as it is.
     Refused(String),
     // Builds and tests.
@@ -150,6 +154,18 @@ impl std::fmt::Display for Reason {
             Reason::SpecChanged { live, wanted } => write!(f, "attributes changed (spec {live} → {wanted})"),
             Reason::Adopt { id } => write!(f, "adopt {id} found by its name without amiplan tags"),
             Reason::StillPending { id } => write!(f, "{id} is still pending: apply waits for it"),
+            Reason::Protected(LiveProtection::On(Protection::WithoutCooldown)) => {
+                f.write_str("deregistration protection is lifted first")
+            }
+            Reason::Protected(LiveProtection::On(Protection::WithCooldown)) => f.write_str(
+                "deregistration protection is lifted first; with its cooldown AWS keeps the AMI 24 hours more: run again after that",
+            ),
+            Reason::Protected(LiveProtection::CoolingDown { until }) => write!(
+                f,
+                "deregistration protection was lifted; AWS keeps the AMI until its cooldown ends ({}): run again after that",
+                until.as_deref().unwrap_or("24 hours after it was lifted")
+            ),
+            Reason::Protected(LiveProtection::Off) => f.write_str("not protected"),
             Reason::Refused(why) => f.write_str(why),
             Reason::ForTheBuild => f.write_str("transient: created for the build, removed after"),
             Reason::UntilCopied => {

@@ -191,6 +191,7 @@ impl FakeCloud {
             snapshot_ids,
             created: Some(format!("{:08}", state.next_id)),
             deprecation: None,
+            protection: Default::default(),
             sharing: None,
             snapshot_sharing: vec![],
             value: None,
@@ -383,12 +384,37 @@ impl Images for FakeCloud {
         self.modify(region, id, |live| live.deprecation = at.map(str::to_string))
     }
 
+    async fn set_image_protection(
+        &self,
+        region: &str,
+        id: &str,
+        protection: Option<amiplan::cloud::Protection>,
+    ) -> Result<(), CloudError> {
+        use amiplan::cloud::{LiveProtection, Protection};
+        let on = protection.is_some();
+        self.call(
+            if on { "EnableImageDeregistrationProtection" } else { "DisableImageDeregistrationProtection" },
+            region,
+        )?;
+        self.modify(region, id, |live| {
+            live.protection = match (protection, &live.protection) {
+                (Some(protection), _) => LiveProtection::On(protection),
+                (None, LiveProtection::On(Protection::WithCooldown)) => LiveProtection::CoolingDown { until: None },
+                (None, _) => LiveProtection::Off,
+            }
+        })
+    }
+
     async fn root_device(&self, region: &str, _image: &str) -> Result<amiplan::cloud::RootDevice, CloudError> {
         Err(no_builds("DescribeImages", region))
     }
 
     async fn deregister_image(&self, region: &str, id: &str) -> Result<(), CloudError> {
         self.call("DeregisterImage", region)?;
+        let key = (region.to_string(), id.to_string());
+        if self.state.lock().unwrap().resources.get(&key).is_some_and(|live| !live.protection.is_off()) {
+            return Err(CloudError::new("DeregisterImage", region, ErrorClass::Fatal, "the AMI is protected"));
+        }
         self.state.lock().unwrap().resources.remove(&(region.to_string(), id.to_string()));
         Ok(())
     }

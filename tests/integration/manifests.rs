@@ -361,6 +361,9 @@ fn the_policy_follows_the_manifests_features_without_aws() {
     let own = statement(&direct, "ChangeAndRemoveTheStacksOwnResources").unwrap();
     assert_eq!(own["Condition"]["StringEquals"]["aws:ResourceTag/amiplan:stack"], serde_json::json!(["ok"]));
     assert!(!actions(Some(own)).contains(&"ec2:EnableImageDeprecation"));
+    // Protection is lifted from any AMI of the stack before it is deregistered, declared or not.
+    assert!(!actions(Some(own)).contains(&"ec2:EnableImageDeregistrationProtection"));
+    assert!(actions(Some(own)).contains(&"ec2:DisableImageDeregistrationProtection"));
     assert!(!actions(statement(&direct, "Discover")).contains(&"ec2:GetImageBlockPublicAccessState"));
 
     // A role that prunes removes any stack's resources, from any build.
@@ -380,10 +383,10 @@ fn the_policy_follows_the_manifests_features_without_aws() {
     let public = policy_of(&format!("{VALID}publish: {{ public: true }}\n"));
     assert!(actions(statement(&public, "Discover")).contains(&"ec2:GetImageBlockPublicAccessState"));
 
-    // Shared, deprecated, encrypted with a named key, catalogued: each adds its own actions,
-    // parameters and objects scoped to the manifest's names.
+    // Shared, deprecated, protected, encrypted with a named key, catalogued: each adds its own
+    // actions, parameters and objects scoped to the manifest's names.
     let full = policy_of(&format!(
-        "version: \"1\"\n{}deprecate_after: 365d\npublish: {{ accounts: [\"210987654321\"] }}\ncatalog:\n  ssm: {{ prefix: /acme/ok }}\n  s3: {{ bucket: acme-amis, prefix: catalog, region: us-east-1 }}\n",
+        "version: \"1\"\n{}deprecate_after: 365d\nderegistration_protection: with-cooldown\npublish: {{ accounts: [\"210987654321\"] }}\ncatalog:\n  ssm: {{ prefix: /acme/ok }}\n  s3: {{ bucket: acme-amis, prefix: catalog, region: us-east-1 }}\n",
         VALID
             .replace("ok-{volume_type}", "ok-{version}-{volume_type}-{encryption}")
             .replace(
@@ -393,6 +396,8 @@ fn the_policy_follows_the_manifests_features_without_aws() {
             .replace("variants:\n", "variants:\n  encrypted: [false, true]\n")
     ));
     assert!(actions(statement(&full, "ChangeAndRemoveTheStacksOwnResources")).contains(&"ec2:EnableImageDeprecation"));
+    let own = actions(statement(&full, "ChangeAndRemoveTheStacksOwnResources"));
+    assert!(own.contains(&"ec2:EnableImageDeregistrationProtection"), "{own:?}");
     assert!(actions(statement(&full, "Discover")).contains(&"ec2:GetEbsEncryptionByDefault"));
     let parameters = statement(&full, "TheManifestsParameters").expect("a parameters statement");
     assert_eq!(

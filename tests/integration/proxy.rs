@@ -159,6 +159,8 @@ struct State {
     consoles: HashMap<String, Console>,
     /// Deprecation times set through the proxy (moto has no deprecation API), per AMI.
     deprecations: HashMap<String, String>,
+    /// Deregistration protection set through the proxy (moto has no such API), per AMI.
+    protections: HashMap<String, Protected>,
     /// Client tokens' first uses (rule `client-tokens`).
     tokens: HashMap<String, TokenUse>,
     /// Instance types of the instances launched through the proxy.
@@ -234,6 +236,7 @@ impl Proxy {
             most_in_flight: HashMap::new(),
             consoles: HashMap::new(),
             deprecations: HashMap::new(),
+            protections: HashMap::new(),
             tokens: HashMap::new(),
             instance_types: HashMap::new(),
             image_created: HashMap::new(),
@@ -491,11 +494,19 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         }
     }
     if call.operation == "DescribeImages" {
-        let deprecations = shared.state.lock().unwrap().deprecations.clone();
+        let (deprecations, protections) = {
+            let state = shared.state.lock().unwrap();
+            (state.deprecations.clone(), state.protections.clone())
+        };
         let mut text = String::from_utf8_lossy(&bytes).into_owned();
         for (image, at) in deprecations {
             let id = format!("<imageId>{image}</imageId>");
             text = text.replace(&id, &format!("{id}<deprecationTime>{at}</deprecationTime>"));
+        }
+        for (image, protected) in protections {
+            let Some(word) = protected.word() else { continue };
+            let id = format!("<imageId>{image}</imageId>");
+            text = text.replace(&id, &format!("{id}<deregistrationProtection>{word}</deregistrationProtection>"));
         }
         bytes = Bytes::from(text);
     }
@@ -694,6 +705,25 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
                 Some(at) => state.deprecations.insert(image, at),
                 None => state.deprecations.remove(&image),
             };
+            return (Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")), latency, None);
+        }
+        "EnableImageDeregistrationProtection" => {
+            let cooldown = param("WithCooldown").is_some_and(|v| v == "true");
+            state.protections.insert(param("ImageId").unwrap_or_default(), Protected::On { cooldown });
+            return (Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")), latency, None);
+        }
+        "DisableImageDeregistrationProtection" => {
+            let image = param("ImageId").unwrap_or_default();
+            let lifted = match state.protections.remove(&image) {
+                Some(Protected::On { cooldown: true }) => {
+                    Some(Protected::CoolingDown(SystemTime::now() + state.faults.rules.protection_cooldown))
+                }
+                Some(Protected::On { cooldown: false }) | None => None,
+                cooling => cooling,
+            };
+            if let Some(lifted) = lifted {
+                state.protections.insert(image, lifted);
+            }
             return (Verdict::Answer(ok_answer(&call.operation, "<return>true</return>")), latency, None);
         }
         "GetSnapshotBlockPublicAccessState" if faults.snapshot_block_public_access.is_some() => {
@@ -1009,10 +1039,48 @@ fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
             }
         }
     }
+    if rules.on(Rule::DeregistrationProtection)
+        && call.operation == "DeregisterImage"
+        && let Some(word) = state.protections.get(call.param("ImageId").unwrap_or_default()).and_then(Protected::word)
+    {
+        let message = format!("The AMI has deregistration protection ({word}): disable it before deregistering");
+        return enforced(state, Rule::DeregistrationProtection, refuse("OperationNotPermitted", &message));
+    }
     if rules.on(Rule::DeprecationLimits) {
         return deprecation_rules(state, call);
     }
     None
+}
+
+/// An AMI's deregistration protection as the proxy plays it.
+#[derive(Debug, Clone, Copy)]
+enum Protected {
+    On {
+        cooldown: bool,
+    },
+    /// Lifted; protected still until then (rule `deregistration-protection`).
+    CoolingDown(SystemTime),
+}
+
+impl Protected {
+    /// What DescribeImages says of it, while it protects the AMI.
+    fn word(&self) -> Option<String> {
+        use aws_smithy_types::date_time::Format;
+        match self {
+            Protected::On { cooldown: true } => Some("enabled-with-cooldown".into()),
+            Protected::On { cooldown: false } => Some("enabled-without-cooldown".into()),
+            Protected::CoolingDown(until) if *until > SystemTime::now() => {
+                // Rounded up: a client that waits until the time said must find it over.
+                let since = until.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+                let secs = since.as_secs() as i64 + i64::from(since.subsec_nanos() > 0);
+                Some(format!(
+                    "disabled-until {}",
+                    aws_smithy_types::DateTime::from_secs(secs).fmt(Format::DateTime).ok()?
+                ))
+            }
+            Protected::CoolingDown(_) => None,
+        }
+    }
 }
 
 /// The deprecation API as AWS enforces it (moto has none): limits on the time, and public AMIs

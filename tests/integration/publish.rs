@@ -266,6 +266,92 @@ async fn deprecation_lands_on_every_ami_and_copy_changes_in_place_and_blocked_pu
     expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
 }
 
+/// moto has no deregistration protection: the proxy plays it, and its rule
+/// `deregistration-protection` refuses to deregister a protected AMI, and one protected with a
+/// cooldown until the cooldown (seconds here, 24 hours on AWS) is over. Protection lands on every
+/// AMI and copy, changes and goes in place, and destroy lifts it before it deregisters: at once
+/// without a cooldown, by a second run after one.
+#[tokio::test(flavor = "multi_thread")]
+async fn deregistration_protection_lands_changes_in_place_and_is_lifted_before_destroy() {
+    use crate::proxy::rules::Rule;
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.raw, Faults::default(), 8).await;
+    let cooldown = Faults::default().rules.protection_cooldown;
+    let dir = workdir("protection");
+    sample_image(&dir.join("disk.raw"), 2, 23);
+    let with = |protection: &str| format!("{}{protection}", manifest("us-east-1, eu-west-1", "{ public: false }"));
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
+    let protections = || async {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout(&run(&["output", "stack.yaml", "--json"]).await)).unwrap();
+        let amis = json["stacks"]["pub"].as_object().unwrap().values().flat_map(|r| r.as_object().unwrap().values());
+        amis.map(|ami| ami["deregistration_protection"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+    const PLAN: &[&str] = &["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"];
+    const APPLY: &[&str] = &["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    const DESTROY: &[&str] = &["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+
+    write(&dir, &with("deregistration_protection: without-cooldown\n"));
+    let planned = run(PLAN).await;
+    assert!(stdout(&planned).contains("without-cooldown"), "the plan says what each AMI gets: {}", stdout(&planned));
+    expect_code(&run(APPLY).await, 0);
+    assert_eq!(count("EnableImageDeregistrationProtection"), 4, "every AMI and copy");
+    assert_eq!(protections().await, vec!["without-cooldown"; 4]);
+    expect_code(&run(PLAN).await, 0);
+
+    // Dropped from the manifest: lifted in place, nothing replaced.
+    write(&dir, &with(""));
+    let changed = run(PLAN).await;
+    expect_code(&changed, 2);
+    assert!(stdout(&changed).contains("Plan: 0 to create, 4 to update in place, 0 to replace, 0 to delete"));
+    expect_code(&run(APPLY).await, 0);
+    assert_eq!(protections().await, vec!["off"; 4]);
+
+    // Back with a cooldown, then destroyed: protection is lifted, and AWS keeps the AMIs until
+    // the cooldown is over; destroy says so and fails, and a run after it removes everything.
+    write(&dir, &with("deregistration_protection: with-cooldown\n"));
+    expect_code(&run(APPLY).await, 0);
+    assert_eq!(protections().await, vec!["with-cooldown"; 4]);
+    expect_code(&run(PLAN).await, 0);
+    let planned = run(&["plan", "stack.yaml", "--destroy", "--regions", "manifest"]).await;
+    assert!(
+        stdout(&planned)
+            .contains("deregistration protection is lifted first; with its cooldown AWS keeps the AMI 24 hours more"),
+        "{}",
+        stdout(&planned)
+    );
+    let json = run(&["plan", "stack.yaml", "--destroy", "--regions", "manifest", "--json"]).await;
+    let document: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let lifted: Vec<&str> = document["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "image" || c["kind"] == "image-copy")
+        .map(|c| c["deregistration_protection"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(lifted, vec!["with-cooldown"; 4], "the JSON plan says what each delete lifts");
+    let first = run(DESTROY).await;
+    expect_code(&first, 1);
+    let said = format!("{}{}", stdout(&first), stderr(&first));
+    assert!(said.contains("its cooldown keeps the AMI"), "{said}");
+    assert_eq!(count("DeregisterImage"), 0, "nothing is deregistered while AWS would refuse it");
+    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 2);
+    let planned = run(&["plan", "stack.yaml", "--destroy", "--regions", "manifest"]).await;
+    assert!(stdout(&planned).contains("AWS keeps the AMI until its cooldown ends ("), "{}", stdout(&planned));
+    tokio::time::sleep(cooldown).await;
+    expect_code(&run(DESTROY).await, 0);
+    assert_eq!(
+        proxy.enforced(Rule::DeregistrationProtection),
+        0,
+        "amiplan never asked AWS to deregister a protected AMI"
+    );
+    for region in ["us-east-1", "eu-west-1"] {
+        assert!(moto.stack_images(region, "pub").await.is_empty(), "{region}");
+        assert!(moto.stack_snapshots(region, "pub").await.is_empty(), "{region}");
+    }
+}
+
 fn versioned(version: u32) -> String {
     format!(
         "stack: ret

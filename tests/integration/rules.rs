@@ -35,10 +35,11 @@ pub enum Rule {
     BlockChecksums,
     StartedSnapshotsPending,
     SnapshotBlockRate,
+    DeregistrationProtection,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 20] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -58,6 +59,7 @@ impl Rule {
         Rule::BlockChecksums,
         Rule::StartedSnapshotsPending,
         Rule::SnapshotBlockRate,
+        Rule::DeregistrationProtection,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +83,7 @@ impl Rule {
             Rule::BlockChecksums => "block-checksums",
             Rule::StartedSnapshotsPending => "started-snapshots-pending",
             Rule::SnapshotBlockRate => "snapshot-block-rate",
+            Rule::DeregistrationProtection => "deregistration-protection",
         }
     }
 
@@ -141,6 +144,9 @@ impl Rule {
             Rule::SnapshotBlockRate => {
                 "EBS user guide, Quotas for Amazon EBS (ebs-resource-quotas.html): PutSnapshotBlock requests per snapshot, 1,000 per second; beyond it EBS answers RequestThrottledException (EBS direct APIs reference, Errors: reason RESOURCE_LEVEL_THROTTLE)"
             }
+            Rule::DeregistrationProtection => {
+                "EC2 API reference, EnableImageDeregistrationProtection and DisableImageDeregistrationProtection: while protection is enabled the AMI can't be deregistered; with WithCooldown it stays protected for 24 hours after protection is disabled"
+            }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
             }
@@ -166,6 +172,9 @@ pub struct Rules {
     pub vpc_quota: usize,
     /// PutSnapshotBlock requests EBS accepts per snapshot in any second.
     pub blocks_per_second: usize,
+    /// How long an AMI protected with a cooldown stays protected once protection is lifted
+    /// (24 hours on AWS).
+    pub protection_cooldown: Duration,
 }
 
 impl Default for Rules {
@@ -182,6 +191,7 @@ impl Default for Rules {
             denied_regions: vec!["me-central-1".to_string()],
             vpc_quota: 5,
             blocks_per_second: 1_000,
+            protection_cooldown: Duration::from_secs(4),
         }
     }
 }

@@ -8,7 +8,9 @@ use aws_smithy_types::date_time::Format;
 
 use super::discovery::image_snapshots;
 use super::{AwsCloud, Missing, missing, states, tag_spec};
-use crate::cloud::{CloudError, ErrorClass, ImageCopy, ImageRegistration, Images, ResourceStatus, RootDevice, Tagging};
+use crate::cloud::{
+    CloudError, ErrorClass, ImageCopy, ImageRegistration, Images, Protection, ResourceStatus, RootDevice, Tagging,
+};
 
 impl Images for AwsCloud {
     async fn register_image(&self, region: &str, image: &ImageRegistration) -> Result<String, CloudError> {
@@ -129,6 +131,31 @@ impl Images for AwsCloud {
             .on(id)
             .fresh()
             .send(|| ec2.enable_image_deprecation().image_id(id).deprecate_at(time).send())
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_image_protection(
+        &self,
+        region: &str,
+        id: &str,
+        protection: Option<Protection>,
+    ) -> Result<(), CloudError> {
+        let ec2 = self.ec2(region);
+        let Some(protection) = protection else {
+            return self
+                .call("DisableImageDeregistrationProtection", region)
+                .on(id)
+                .fresh()
+                .send(|| ec2.disable_image_deregistration_protection().image_id(id).send())
+                .await
+                .map(|_| ());
+        };
+        let cooldown = protection == Protection::WithCooldown;
+        self.call("EnableImageDeregistrationProtection", region)
+            .on(id)
+            .fresh()
+            .send(|| ec2.enable_image_deregistration_protection().image_id(id).with_cooldown(cooldown).send())
             .await
             .map(|_| ())
     }

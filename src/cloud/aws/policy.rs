@@ -36,12 +36,14 @@ const BASE_READS: &[&str] = &[
 const BASE_MAKES: &[&str] = &["ec2:CreateKeyPair", "ec2:CreateTags", "ec2:DeleteKeyPair", "ec2:RegisterImage"];
 
 /// Changed or removed by every stack, on its own resources only: retention and `destroy`
-/// remove images and snapshots; sharing and deprecation a manifest no longer asks for are undone.
+/// remove images and snapshots (lifting their deregistration protection first); sharing,
+/// deprecation and protection a manifest no longer asks for are undone.
 const BASE_OWN: &[&str] = &[
     "ec2:DeleteSnapshot",
     "ec2:DeleteTags",
     "ec2:DeregisterImage",
     "ec2:DisableImageDeprecation",
+    "ec2:DisableImageDeregistrationProtection",
     "ec2:ModifyImageAttribute",
     "ec2:ModifySnapshotAttribute",
 ];
@@ -105,6 +107,7 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
             (&["ec2:GetImageBlockPublicAccessState", "ec2:GetSnapshotBlockPublicAccessState"], &[], &[])
         }
         Capability::Deprecation => (&[], &[], &["ec2:EnableImageDeprecation"]),
+        Capability::Protection => (&[], &[], &["ec2:EnableImageDeregistrationProtection"]),
         Capability::BootTest => (
             INSTANCE_READS,
             &["ec2:CreateSecurityGroup", "ec2:RunInstances"],

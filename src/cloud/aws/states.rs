@@ -1,6 +1,6 @@
 //! AWS's state words, read into [`State`]: the only place that knows them.
 
-use crate::cloud::{PublicAccess, State};
+use crate::cloud::{LiveProtection, Protection, PublicAccess, State};
 
 /// An AMI's state (`pending`, `available`, `invalid`, `deregistered`, `failed`, `error`, …).
 pub(super) fn image(word: &str) -> State {
@@ -10,6 +10,24 @@ pub(super) fn image(word: &str) -> State {
         "deregistered" => State::Deleted,
         "invalid" | "failed" | "error" => State::Failed(word.to_string()),
         other => State::Other(other.to_string()),
+    }
+}
+
+/// An AMI's `DeregistrationProtection`: `disabled`, `enabled-with-cooldown`,
+/// `enabled-without-cooldown`, and while a cooldown runs after protection was lifted, `disabled`
+/// followed by when it ends (taken as a cooldown whatever follows, with the time where it
+/// parses). Absent on AMIs that never had protection.
+pub(super) fn protection(word: Option<&str>) -> LiveProtection {
+    match word.map(str::trim) {
+        None | Some("" | "disabled") => LiveProtection::Off,
+        Some("enabled-with-cooldown") => LiveProtection::On(Protection::WithCooldown),
+        Some(word) if word.starts_with("enabled") => LiveProtection::On(Protection::WithoutCooldown),
+        Some(word) => {
+            let rest = word.strip_prefix("disabled").unwrap_or(word);
+            let time = rest.trim_start_matches(|c: char| !c.is_ascii_digit());
+            let until = time.parse::<jiff::Timestamp>().ok().map(|_| time.to_string());
+            LiveProtection::CoolingDown { until }
+        }
     }
 }
 
@@ -80,5 +98,18 @@ mod tests {
         assert_eq!(volume("in-use"), State::Ready);
         assert_eq!(instance("shutting-down"), State::ShuttingDown);
         assert_eq!(network("pending"), State::Pending);
+    }
+
+    #[test]
+    fn deregistration_protection_reads_every_word_and_takes_an_unknown_disabled_form_as_a_cooldown() {
+        assert_eq!(protection(None), LiveProtection::Off);
+        assert_eq!(protection(Some("disabled")), LiveProtection::Off);
+        assert_eq!(protection(Some("enabled-with-cooldown")), LiveProtection::On(Protection::WithCooldown));
+        assert_eq!(protection(Some("enabled-without-cooldown")), LiveProtection::On(Protection::WithoutCooldown));
+        let until = Some("2026-12-08T03:00:00Z".to_string());
+        assert_eq!(protection(Some("disabled-until 2026-12-08T03:00:00Z")), LiveProtection::CoolingDown { until });
+        let until = Some("2026-12-08T03:00:00.000Z".to_string());
+        assert_eq!(protection(Some("disabled until 2026-12-08T03:00:00.000Z")), LiveProtection::CoolingDown { until });
+        assert_eq!(protection(Some("disabled-pending")), LiveProtection::CoolingDown { until: None });
     }
 }
