@@ -25,6 +25,8 @@ pub enum Phase {
     Succeeded,
     Failed,
     Skipped,
+    /// Done as far as AWS allows now; a later run does the rest (the event's `error` says when).
+    Waiting,
 }
 
 #[derive(Debug, Serialize)]

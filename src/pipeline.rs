@@ -483,6 +483,8 @@ impl Converged {
         match self {
             Converged::NoChanges(_) => exit::OK,
             Converged::Applied { report, .. } if report.interrupted => exit::INTERRUPTED,
+            // A destroy's promise is that nothing is left.
+            Converged::Applied { plan, report } if plan.destroy && report.waiting() => exit::ERROR,
             Converged::Applied { report, .. } if report.succeeded() => exit::OK,
             Converged::Applied { .. } => exit::ERROR,
             Converged::InterruptedWaiting(_) => exit::INTERRUPTED,

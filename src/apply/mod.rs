@@ -28,7 +28,7 @@ use crate::graph::{DesiredGraph, NodeKind};
 use crate::plan::{Action, Change, Plan};
 pub use crate::resource::steps::Deadlines;
 use crate::resource::steps::{Inputs, StepError, Steps};
-use crate::resource::{self, Node, Update};
+use crate::resource::{self, Node, Removal, Update};
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -70,6 +70,10 @@ pub enum Outcome {
     Failed(String),
     /// Not attempted: a dependency failed, or the run was interrupted.
     Skipped(String),
+    /// Done as far as AWS allows now; the rest is left to a run after the time said (an AMI
+    /// whose deregistration protection's cooldown keeps it). Not a failure of an apply; a
+    /// destroy that leaves anything behind is one.
+    Waiting(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +100,11 @@ pub struct Report {
 impl Report {
     pub fn succeeded(&self) -> bool {
         !self.interrupted && self.nodes.iter().all(|n| !matches!(n.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
+    }
+
+    /// Whether anything is left for a later run (see [`Outcome::Waiting`]).
+    pub fn waiting(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(n.outcome, Outcome::Waiting(_)))
     }
 }
 
@@ -173,6 +182,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let said = match (&outcome, &resource) {
             (Outcome::Failed(error), _) => format!("failed: {error}"),
             (Outcome::Skipped(why), _) => format!("skipped: {why}"),
+            (Outcome::Waiting(why), _) => format!("waiting: {why}"),
             (Outcome::Created, Some(id)) => format!("created {id}"),
             (Outcome::Updated, Some(id)) => format!("updated {id}"),
             (Outcome::Deleted, Some(id)) => format!("deleted {id}"),
@@ -182,6 +192,7 @@ impl<'a, C: Cloud> Executor<'a, C> {
         let (phase, error) = match &outcome {
             Outcome::Failed(error) => (Phase::Failed, Some(error.as_str())),
             Outcome::Skipped(why) => (Phase::Skipped, Some(why.as_str())),
+            Outcome::Waiting(why) => (Phase::Waiting, Some(why.as_str())),
             _ => (Phase::Succeeded, None),
         };
         let reports = self.collected.lock().expect("collected lock").get(&change.node).cloned();
@@ -310,9 +321,18 @@ impl<'a, C: Cloud> Executor<'a, C> {
             resource::delete(self, change.kind, &change.region, &id, &change.with_snapshots, &change.protection).await;
         match result {
             // A replace reports once, after its create half.
-            Ok(()) if change.action == Action::Replace => true,
-            Ok(()) => {
+            Ok(Removal::Done) if change.action == Action::Replace => true,
+            Ok(Removal::Done) => {
                 self.record(change, Some(id), Outcome::Deleted, started);
+                true
+            }
+            // The new AMI cannot be made while the old one keeps its name.
+            Ok(Removal::AfterCooldown(why)) if change.action == Action::Replace => {
+                self.record(change, Some(id), Outcome::Failed(why), started);
+                false
+            }
+            Ok(Removal::AfterCooldown(why)) => {
+                self.record(change, Some(id), Outcome::Waiting(why), started);
                 true
             }
             Err(error) => {

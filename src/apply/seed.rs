@@ -53,7 +53,10 @@ impl<C: Cloud> Executor<'_, C> {
                     let result = if change.kind.is_image() {
                         resource::image::remove_source(self, &change.region, &id, own).await
                     } else {
-                        resource::delete(self, change.kind, &change.region, &id, &[], &Default::default()).await
+                        // A snapshot: deleted at once, or not.
+                        resource::delete(self, change.kind, &change.region, &id, &[], &Default::default())
+                            .await
+                            .map(drop)
                     };
                     let removed = result.is_ok();
                     let outcome = match result {

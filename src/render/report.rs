@@ -43,6 +43,8 @@ pub fn report(report: &Report, style: Style) -> String {
             out,
             "\nInterrupted ({counts}). Everything made so far is tagged; run apply again to resume, or destroy to remove it."
         )
+    } else if report.succeeded() && report.waiting() {
+        writeln!(out, "\nDone as far as AWS allows now: {counts}. What waits needs a run after the time it says.")
     } else if report.succeeded() {
         writeln!(out, "\nDone: {counts}.")
     } else {
@@ -73,6 +75,7 @@ fn line(out: &mut String, node: &NodeReport, style: Style) {
             }
         }
         Outcome::Skipped(why) => writeln!(out, "    {} {}: {why}", style.yellow("skipped"), node.node),
+        Outcome::Waiting(why) => writeln!(out, "    {} {}{id}: {why}", style.yellow("waiting"), node.node),
     };
     if let Some(reports) = &node.reports {
         let _ = writeln!(out, "      reports: {}", reports.display());
@@ -87,6 +90,7 @@ fn word(outcome: &Outcome) -> &'static str {
         Outcome::Unchanged => "unchanged",
         Outcome::Failed(_) => "failed",
         Outcome::Skipped(_) => "skipped",
+        Outcome::Waiting(_) => "waiting",
     }
 }
 

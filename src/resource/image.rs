@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use super::steps::{Inputs, StepError, Steps, input, settle};
-use super::{AttrDiff, Attribute, Node, NodeKind, Pairs, or_empty, update_tags};
+use super::{AttrDiff, Attribute, Node, NodeKind, Pairs, Removal, or_empty, update_tags};
 use crate::cloud::retry::{Poll, wait_until};
 use crate::cloud::{
-    CloudError, ErrorClass, ImageAttrs, ImageRegistration, LiveProtection, LiveResource, Protection, ResourceStatus,
-    Sharing, State,
+    CloudError, ImageAttrs, ImageRegistration, LiveProtection, LiveResource, Protection, ResourceStatus, Sharing, State,
 };
 use crate::cloud::{Images, Permissions};
 use crate::deprecation;
@@ -180,21 +179,20 @@ pub async fn update<S: Steps>(steps: &S, node: &Node, diffs: &[AttrDiff], id: &s
 }
 
 /// Deregisters the AMI, then deletes the snapshots behind it that go with it. Protection the
-/// plan found is lifted first; while a cooldown runs AWS refuses the deregistration, and the
-/// error says until when.
+/// plan found is lifted first; while a cooldown runs AWS refuses the deregistration, which is
+/// then left to a later run, and the answer says from when.
 pub async fn delete<S: Steps>(
     steps: &S,
     region: &str,
     id: &str,
     with_snapshots: &[String],
     protection: &LiveProtection,
-) -> Result<(), CloudError> {
-    let cooling = |until: Option<String>| {
+) -> Result<Removal, CloudError> {
+    let after_cooldown = |until: Option<String>| {
         let until = until.map_or("24 hours after protection was lifted".into(), |t| format!("until {t}"));
-        let message = format!(
-            "deregistration protection is lifted, but its cooldown keeps the AMI {until}: run again after that"
-        );
-        CloudError::new("DeregisterImage", region, ErrorClass::Fatal, message).on(id)
+        Removal::AfterCooldown(format!(
+            "deregistration protection is lifted, and its cooldown keeps the AMI {until}: a run after that removes it"
+        ))
     };
     match protection {
         LiveProtection::Off => {}
@@ -202,12 +200,12 @@ pub async fn delete<S: Steps>(
         LiveProtection::On(Protection::WithCooldown) => {
             steps.cloud().set_image_protection(region, id, None).await?;
             let until = deprecation::format(deprecation::now() + 24 * 3600);
-            return Err(cooling(Some(format!("about {until}"))));
+            return Ok(after_cooldown(Some(format!("about {until}"))));
         }
         LiveProtection::CoolingDown { until } => {
             let ended = until.as_deref().and_then(deprecation::parse).is_some_and(|t| t <= deprecation::now());
             if !ended {
-                return Err(cooling(until.clone()));
+                return Ok(after_cooldown(until.clone()));
             }
         }
     }
@@ -215,7 +213,7 @@ pub async fn delete<S: Steps>(
     for snapshot in with_snapshots {
         super::snapshot::delete_after_images(steps, region, snapshot).await?;
     }
-    Ok(())
+    Ok(Removal::Done)
 }
 
 /// Removes an AMI that was only the source of copies, with the snapshots behind it except those
@@ -228,8 +226,8 @@ pub async fn remove_source<S: Steps>(
 ) -> Result<(), CloudError> {
     let status = steps.cloud().image_status(region, id).await?;
     let behind: Vec<String> = status.snapshot_ids.into_iter().filter(|s| !removed_apart.contains(s)).collect();
-    // The copies' source is never protected (see graph).
-    delete(steps, region, id, &behind, &LiveProtection::Off).await
+    // The copies' source is never protected (see graph): it goes at once.
+    delete(steps, region, id, &behind, &LiveProtection::Off).await.map(drop)
 }
 
 /// What of an AMI can change in place and differs: description, launch permissions,

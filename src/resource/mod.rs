@@ -368,6 +368,15 @@ impl Spec {
     }
 }
 
+/// What a delete came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Done,
+    /// An AMI whose deregistration protection's cooldown keeps it: nothing more can be done
+    /// before then, said.
+    AfterCooldown(String),
+}
+
 /// Deletes the live resource `id` of a node of `kind` (a node that may no longer be desired).
 /// An AMI takes `with_snapshots` with it, and lifts its `protection` first.
 pub async fn delete<S: Steps>(
@@ -377,9 +386,11 @@ pub async fn delete<S: Steps>(
     id: &str,
     with_snapshots: &[String],
     protection: &LiveProtection,
-) -> Result<(), CloudError> {
-    match kind {
-        NodeKind::Image | NodeKind::ImageCopy => image::delete(steps, region, id, with_snapshots, protection).await,
+) -> Result<Removal, CloudError> {
+    let removed = match kind {
+        NodeKind::Image | NodeKind::ImageCopy => {
+            return image::delete(steps, region, id, with_snapshots, protection).await;
+        }
         NodeKind::Snapshot => snapshot::delete_after_images(steps, region, id).await,
         NodeKind::Vpc
         | NodeKind::Subnet
@@ -394,7 +405,8 @@ pub async fn delete<S: Steps>(
         NodeKind::PublicAccess => Ok(()),
         NodeKind::Parameter => parameter::delete(steps, region, id).await,
         NodeKind::CatalogFiles => catalog_files::delete(steps, region, id).await,
-    }
+    };
+    removed.map(|()| Removal::Done)
 }
 
 /// What an update of a node is to do, and what it has to do it with.

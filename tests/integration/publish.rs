@@ -308,12 +308,29 @@ async fn deregistration_protection_lands_changes_in_place_and_is_lifted_before_d
     expect_code(&run(APPLY).await, 0);
     assert_eq!(protections().await, vec!["off"; 4]);
 
-    // Back with a cooldown, then destroyed: protection is lifted, and AWS keeps the AMIs until
-    // the cooldown is over; destroy says so and fails, and a run after it removes everything.
+    // Back with a cooldown. A variant dropped from the manifest: its AMIs' protection is lifted,
+    // and AWS keeps them until the cooldown is over. The apply says so and succeeds (a
+    // scheduled apply is not red for a day); a run after the cooldown removes them.
     write(&dir, &with("deregistration_protection: with-cooldown\n"));
     expect_code(&run(APPLY).await, 0);
     assert_eq!(protections().await, vec!["with-cooldown"; 4]);
     expect_code(&run(PLAN).await, 0);
+    write(&dir, &with("deregistration_protection: with-cooldown\n").replace("[gp3, standard]", "[gp3]"));
+    let dropped = run(APPLY).await;
+    expect_code(&dropped, 0);
+    assert!(stdout(&dropped).contains("waiting image/pub-standard@us-east-1 ami-"), "{}", stdout(&dropped));
+    assert!(stdout(&dropped).contains("Done as far as AWS allows now"), "{}", stdout(&dropped));
+    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 2, "kept by AWS's cooldown");
+    let still = run(APPLY).await;
+    expect_code(&still, 0);
+    assert!(stdout(&still).contains("until its cooldown ends ("), "{}", stdout(&still));
+    tokio::time::sleep(cooldown).await;
+    expect_code(&run(APPLY).await, 0);
+    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 1, "removed once the cooldown was over");
+    expect_code(&run(PLAN).await, 0);
+
+    // Destroyed: the same, but a destroy that leaves anything behind fails, and a run after the
+    // cooldown removes everything.
     let planned = run(&["plan", "stack.yaml", "--destroy", "--regions", "manifest"]).await;
     assert!(
         stdout(&planned)
@@ -330,13 +347,15 @@ async fn deregistration_protection_lands_changes_in_place_and_is_lifted_before_d
         .filter(|c| c["kind"] == "image" || c["kind"] == "image-copy")
         .map(|c| c["deregistration_protection"].as_str().unwrap_or("none"))
         .collect();
-    assert_eq!(lifted, vec!["with-cooldown"; 4], "the JSON plan says what each delete lifts");
+    assert_eq!(lifted, vec!["with-cooldown"; 2], "the JSON plan says what each delete lifts");
+    let deregistered = count("DeregisterImage");
     let first = run(DESTROY).await;
     expect_code(&first, 1);
     let said = format!("{}{}", stdout(&first), stderr(&first));
     assert!(said.contains("its cooldown keeps the AMI"), "{said}");
-    assert_eq!(count("DeregisterImage"), 0, "nothing is deregistered while AWS would refuse it");
-    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 2);
+    assert_eq!(count("DeregisterImage"), deregistered, "nothing is deregistered while AWS would refuse it");
+    assert!(said.contains("waiting image/pub-gp3@us-east-1"), "{said}");
+    assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 1);
     let planned = run(&["plan", "stack.yaml", "--destroy", "--regions", "manifest"]).await;
     assert!(stdout(&planned).contains("AWS keeps the AMI until its cooldown ends ("), "{}", stdout(&planned));
     tokio::time::sleep(cooldown).await;
