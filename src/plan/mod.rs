@@ -369,7 +369,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
         changes.extend(files);
     }
     assign_snapshots(&mut changes, observed);
-    note_protection(&mut changes, observed);
+    note_protection(&mut changes, observed, destroy, now);
     for change in changes.iter_mut().filter(|c| matches!(c.action, Action::Create | Action::Replace)) {
         if let Some(node) = desired.get(&change.node) {
             change.planned = planned::planned(node, desired, change, now);
@@ -378,6 +378,13 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     let cost = cost::estimate(&changes, desired, &observed.resources);
     let mut warnings = account_warnings;
     warnings.extend(network_warnings);
+    // A removal AWS holds back shows no change; it is said rather than left unseen.
+    warnings.extend(
+        changes
+            .iter()
+            .filter(|c| c.action == Action::NoOp && matches!(c.protection, LiveProtection::CoolingDown { .. }))
+            .map(|c| format!("{}: {}", c.node, Reason::Protected(c.protection.clone()))),
+    );
     warnings.extend(catalog_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
@@ -454,18 +461,58 @@ fn assign_snapshots(changes: &mut [Change], observed: &Observed) {
 
 /// Gives each AMI delete (or replace) the deregistration protection it has, to be lifted first,
 /// and says so: with a cooldown, AWS keeps the AMI 24 hours more, and a later run removes it.
-fn note_protection(changes: &mut [Change], observed: &Observed) {
+/// Until then, an apply leaves an AMI whose cooldown runs as it is (nothing can be done to it:
+/// a scheduled plan shows no change), and the snapshots behind an AMI that stays this run are
+/// kept too, rather than waited on until their delete's deadline.
+fn note_protection(changes: &mut [Change], observed: &Observed, destroy: bool, now: i64) {
     let live: HashMap<(&str, &str), &LiveResource> =
         observed.resources.iter().map(|r| ((r.region.as_str(), r.id.as_str()), r)).collect();
     let removed = |c: &Change| matches!(c.action, Action::Delete | Action::Replace);
+    let mut staying: HashMap<(String, String), String> = HashMap::new();
     for change in changes.iter_mut().filter(|c| c.kind.is_image() && removed(c)) {
         let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
             continue;
         };
-        if !image.protection.is_off() {
+        // Whether AWS keeps the AMI past this run: lifted now with a cooldown, or cooling down
+        // still (an end AWS does not say is waited for by its word turning `disabled`).
+        let (stays, cooling_until) = match &image.protection {
+            LiveProtection::Off | LiveProtection::On(crate::cloud::Protection::WithoutCooldown) => (false, None),
+            LiveProtection::On(crate::cloud::Protection::WithCooldown) => (true, None),
+            LiveProtection::CoolingDown { until } => {
+                let until = until.as_deref().and_then(crate::deprecation::parse);
+                (until.is_none_or(|until| until > now), until)
+            }
+        };
+        if !stays {
+            continue;
+        }
+        for snapshot in &image.snapshot_ids {
+            staying.insert((change.region.clone(), snapshot.clone()), image.id.clone());
+        }
+        change.with_snapshots.clear();
+        if !destroy && change.action == Action::Delete && cooling_until.is_some() {
+            change.action = Action::NoOp;
+            change.retire = false;
+            change.reasons.clear();
+        }
+    }
+    for change in changes.iter_mut().filter(|c| c.kind.is_image() && c.live_id.is_some()) {
+        let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
+            continue;
+        };
+        if !image.protection.is_off() && (removed(change) || staying.values().any(|id| *id == image.id)) {
             change.protection = image.protection.clone();
             change.reasons.push(Reason::Protected(image.protection.clone()));
         }
+    }
+    for change in changes.iter_mut().filter(|c| c.kind == NodeKind::Snapshot && c.action == Action::Delete) {
+        let Some(image) = change.live_id.as_ref().and_then(|id| staying.get(&(change.region.clone(), id.clone())))
+        else {
+            continue;
+        };
+        change.action = Action::NoOp;
+        change.retire = false;
+        change.reasons = vec![Reason::BehindProtected { image: image.clone() }];
     }
 }
 

@@ -212,21 +212,39 @@ fn protection_changes_in_place_and_a_protected_ami_is_lifted_before_it_goes() {
         (Some("off"), Some("with-cooldown"))
     );
 
+    let snapshot = live.iter().find(|r| r.kind == ResourceKind::Snapshot).unwrap().id.clone();
     let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
     ami.protection = LiveProtection::On(Protection::WithCooldown);
+    ami.snapshot_ids = vec![snapshot];
     assert!(!plan_of(&live, false).has_changes());
-    let destroyed = image(&plan_of(&live, true));
+    let destroy = plan_of(&live, true);
+    let destroyed = image(&destroy);
     assert_eq!(destroyed.action, Action::Delete);
     assert_eq!(destroyed.protection, LiveProtection::On(Protection::WithCooldown));
     assert!(
         destroyed.reasons.iter().any(|r| r.to_string().contains("with its cooldown AWS keeps the AMI 24 hours more"))
     );
+    // AWS keeps the AMI past this run, and so the snapshot behind it: not waited on in vain.
+    assert!(destroyed.with_snapshots.is_empty());
+    let snapshot = destroy.changes.iter().find(|c| c.kind == NodeKind::Snapshot).unwrap();
+    assert_eq!(snapshot.action, Action::NoOp, "{snapshot:?}");
+    assert!(snapshot.reasons[0].to_string().starts_with("kept while ami-"), "{:?}", snapshot.reasons);
 
     // Lifted by an earlier run: nothing more to lift, and the cooldown is said with its end.
     let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
     ami.protection = LiveProtection::CoolingDown { until: Some("2026-06-02T00:00:00Z".into()) };
     let destroyed = image(&plan_of(&live, true));
     assert!(destroyed.reasons.iter().any(|r| r.to_string().contains("until its cooldown ends (2026-06-02T00:00:00Z)")));
+    // An apply during the cooldown leaves a no longer wanted AMI as it is, saying until when, and
+    // deletes it once the cooldown is over.
+    let other = Stack { protection: None, ..stack(&[VolumeType::Standard], &["us-east-1"]) };
+    let dropped = plan(&graph(&other, "aa"), &observed(live.clone()), &stacks(), false, NOW);
+    let kept = action_of(&dropped, "image/demo-gp3@us-east-1")[0];
+    assert_eq!(kept.action, Action::NoOp, "{kept:?}");
+    assert_eq!(kept.reasons.len(), 1, "{:?}", kept.reasons);
+    let day_later = crate::deprecation::parse("2026-06-02T00:00:01Z").unwrap();
+    let over = plan(&graph(&other, "aa"), &observed(live.clone()), &stacks(), false, day_later);
+    assert_eq!(action_of(&over, "image/demo-gp3@us-east-1")[0].action, Action::Delete);
     let unprotected = Stack { protection: None, ..protected.clone() };
     let plan = plan(&graph(&unprotected, "aa"), &observed(live.clone()), &stacks(), false, NOW);
     assert!(!plan.has_changes(), "a cooldown under way is already what no protection asks for: {plan:#?}");

@@ -55,6 +55,10 @@ pub enum Reason {
     },
     /// An AMI to be deregistered that is protected from it: protection is lifted first.
     Protected(LiveProtection),
+    /// A snapshot kept while the AMI in front of it waits for its protection's cooldown.
+    BehindProtected {
+        image: String,
+    },
     /// Something the manifest asks for that AWS would refuse: left as it is.
     Refused(String),
     // Builds and tests.
@@ -166,6 +170,10 @@ impl std::fmt::Display for Reason {
                 until.as_deref().unwrap_or("24 hours after it was lifted")
             ),
             Reason::Protected(LiveProtection::Off) => f.write_str("not protected"),
+            Reason::BehindProtected { image } => write!(
+                f,
+                "kept while {image} in front of it waits for its deregistration protection's cooldown: a later run removes both"
+            ),
             Reason::Refused(why) => f.write_str(why),
             Reason::ForTheBuild => f.write_str("transient: created for the build, removed after"),
             Reason::UntilCopied => {

@@ -321,7 +321,8 @@ async fn deregistration_protection_lands_changes_in_place_and_is_lifted_before_d
     assert!(stdout(&dropped).contains("waiting image/pub-standard@us-east-1 ami-"), "{}", stdout(&dropped));
     assert!(stdout(&dropped).contains("Done as far as AWS allows now"), "{}", stdout(&dropped));
     assert_eq!(moto.stack_images("us-east-1", "pub").await.len(), 2, "kept by AWS's cooldown");
-    let still = run(APPLY).await;
+    // During the cooldown nothing can be done: no change, and a warning says until when.
+    let still = run(PLAN).await;
     expect_code(&still, 0);
     assert!(stdout(&still).contains("until its cooldown ends ("), "{}", stdout(&still));
     tokio::time::sleep(cooldown).await;
