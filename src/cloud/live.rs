@@ -179,6 +179,16 @@ impl LiveProtection {
         *self == LiveProtection::Off
     }
 
+    /// When a cooldown under way ends (seconds since the epoch), where AWS said a time.
+    pub fn cooldown_end(&self) -> Option<i64> {
+        match self {
+            LiveProtection::CoolingDown { until: Some(until) } => {
+                until.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+            }
+            _ => None,
+        }
+    }
+
     /// Whether it is what a manifest's setting asks for (`None`: no protection).
     pub fn is(&self, wanted: Option<super::Protection>) -> bool {
         match (self, wanted) {

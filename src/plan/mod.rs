@@ -478,8 +478,8 @@ fn note_protection(changes: &mut [Change], observed: &Observed, destroy: bool, n
         let (stays, cooling_until) = match &image.protection {
             LiveProtection::Off | LiveProtection::On(crate::cloud::Protection::WithoutCooldown) => (false, None),
             LiveProtection::On(crate::cloud::Protection::WithCooldown) => (true, None),
-            LiveProtection::CoolingDown { until } => {
-                let until = until.as_deref().and_then(crate::deprecation::parse);
+            LiveProtection::CoolingDown { .. } => {
+                let until = image.protection.cooldown_end();
                 (until.is_none_or(|until| until > now), until)
             }
         };

@@ -203,7 +203,7 @@ pub async fn delete<S: Steps>(
             return Ok(after_cooldown(Some(format!("about {until}"))));
         }
         LiveProtection::CoolingDown { until } => {
-            let ended = until.as_deref().and_then(deprecation::parse).is_some_and(|t| t <= deprecation::now());
+            let ended = protection.cooldown_end().is_some_and(|end| end <= deprecation::now());
             if !ended {
                 return Ok(after_cooldown(until.clone()));
             }
