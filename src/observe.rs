@@ -13,6 +13,7 @@ use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, 
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::resource::catalog_files::{self, CatalogFiles};
+use crate::resource::public_access::PublicImages;
 use crate::resource::{Node, Spec, helper, parameter};
 use crate::tags;
 
@@ -35,6 +36,9 @@ pub struct Observed {
     /// Snapshot block public access state per region with public AMIs, where AWS answers it.
     #[serde(default)]
     pub snapshot_block_public_access: BTreeMap<String, PublicAccess>,
+    /// The account's public AMIs and their quota, per region with public AMIs.
+    #[serde(default)]
+    pub public_images: BTreeMap<String, PublicImages>,
     /// Per region, AMIs launch templates use (→ template name), read where a plan may
     /// deregister owned AMIs that no node wants.
     #[serde(default)]
@@ -299,6 +303,13 @@ pub async fn observe<C: Cloud>(
     }))
     .await;
     let snapshot_block_public_access = states.into_iter().flatten().collect();
+    let public_images = try_join_all(public_regions.iter().map(|region| async move {
+        let (count, quota) = futures::join!(cloud.public_image_count(region), cloud.public_image_quota(region));
+        Ok::<_, CloudError>((region.to_string(), PublicImages { count: count?, quota }))
+    }))
+    .await?
+    .into_iter()
+    .collect();
     let launch_templates = read_launch_templates(cloud, graph, &resources).await?;
     // What other stacks own is reported, or pruned when asked, but never part of this plan's
     // live state otherwise: a saved plan does not go stale when another stack changes.
@@ -313,6 +324,7 @@ pub async fn observe<C: Cloud>(
         helper_amis,
         block_public_access,
         snapshot_block_public_access,
+        public_images,
         launch_templates,
         routes_out,
         zones,

@@ -215,6 +215,11 @@ pub trait Account: Sync {
     /// The account's snapshot block public access setting in the region, or `None` where the
     /// API does not answer it.
     fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<PublicAccess>> + Send;
+    /// How many public AMIs the account owns in the region, amiplan's or not.
+    fn public_image_count(&self, region: &str) -> impl Future<Output = Result<usize, CloudError>> + Send;
+    /// The account's quota of public AMIs in the region (its applied value, or the default where
+    /// none applies), or `None` where Service Quotas does not answer.
+    fn public_image_quota(&self, region: &str) -> impl Future<Output = Option<u32>> + Send;
 }
 
 /// Finding what exists.

@@ -1,7 +1,7 @@
 //! The plan's part of helper builds and instances: whether a build must run, the helper's AMI,
-//! how it reaches its image, where instances are placed, and the VPC quota.
+//! how it reaches its image, and where instances are placed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::claim::{Claims, preference};
 use super::compare::compare;
@@ -154,24 +154,4 @@ pub(super) fn resolve_placement(
         }
     }
     None
-}
-
-/// AWS allows 5 VPCs per region by default (a quota that can be raised): warn before a build's
-/// temporary VPCs would exceed it, rather than fail half-way.
-pub(super) fn vpc_quota_warnings(changes: &[Change], observed: &Observed) -> Vec<String> {
-    const DEFAULT_QUOTA: usize = 5;
-    let mut new: BTreeMap<&str, usize> = BTreeMap::new();
-    for change in changes.iter().filter(|c| c.kind == NodeKind::Vpc && c.action == Action::Create) {
-        *new.entry(change.region.as_str()).or_default() += 1;
-    }
-    new.into_iter()
-        .filter_map(|(region, added)| {
-            let existing = *observed.vpc_counts.get(region)?;
-            (existing + added > DEFAULT_QUOTA).then(|| {
-                format!(
-                    "{region} has {existing} VPCs and the helper builds would add {added}: AWS's default quota is {DEFAULT_QUOTA} per region (VpcLimitExceeded) unless it was raised; free one, raise the quota, or use `network: {{ subnet: … }}`"
-                )
-            })
-        })
-        .collect()
 }

@@ -17,14 +17,16 @@ mod compare;
 pub mod cost;
 mod gate;
 mod planned;
+mod quota;
 mod retention;
 mod seed;
 
-use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building, vpc_quota_warnings};
+use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building};
 use catalog::{files_change, orphan_parameter, parameter_change, pinned_versions};
 use claim::{claim, preference};
 use compare::judge;
 use gate::test_change;
+use quota::{public_image_quota_warnings, vpc_quota_warnings};
 use retention::{Retention, retention};
 use seed::Seeds;
 
@@ -387,6 +389,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     );
     warnings.extend(catalog_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
+    if !destroy {
+        warnings.extend(public_image_quota_warnings(&changes, desired, observed));
+    }
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
         format!(
             "EBS encryption by default is on in {region}: the `unencrypted` AMIs made there will be encrypted with the account's default key, and AWS refuses to make such AMIs public or to share them with other accounts; turn it off for the build (`aws ec2 disable-ebs-encryption-by-default --region {region}`) or publish encrypted variants with a customer managed key"

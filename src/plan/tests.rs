@@ -117,6 +117,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         older_digests: BTreeMap::new(),
         block_public_access: BTreeMap::new(),
         snapshot_block_public_access: BTreeMap::new(),
+        public_images: BTreeMap::new(),
         launch_templates: BTreeMap::new(),
         routes_out: BTreeMap::new(),
         zones: BTreeMap::new(),
@@ -255,6 +256,59 @@ fn protection_changes_in_place_and_a_protected_ami_is_lifted_before_it_goes() {
     let ami = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
     ami.protection = LiveProtection::Off;
     assert_eq!(compare::compare(&gated, ami, NOW).action, Action::NoOp);
+}
+
+/// The account's public AMI quota is judged against the apply's peak: what is public now, less
+/// what the apply deletes first, plus what it makes public.
+#[test]
+fn making_amis_public_past_the_accounts_quota_is_warned_of_before_the_apply() {
+    use crate::resource::public_access::PublicImages;
+    let public = Stack {
+        sharing: Sharing { public: true, ..Sharing::default() },
+        ..stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"])
+    };
+    let desired = graph(&public, "aa");
+    let account = |count: usize| {
+        BTreeMap::from([
+            ("us-east-1".to_string(), PublicImages { count, quota: Some(5) }),
+            ("eu-west-1".to_string(), PublicImages { count: 0, quota: Some(5) }),
+        ])
+    };
+    let plan_with = |live: Vec<LiveResource>, count: usize, destroy: bool| {
+        let observed = Observed { public_images: account(count), ..observed(live) };
+        plan(&desired, &observed, &stacks(), destroy, NOW)
+    };
+    let quota_warnings = |plan: &Plan| plan.warnings.iter().filter(|w| w.contains("ResourceLimitExceeded")).count();
+
+    // Nothing live: two AMIs made public in each region; us-east-1 has 4 of its 5 already.
+    let first = plan_with(vec![], 4, false);
+    assert_eq!(quota_warnings(&first), 1, "{:?}", first.warnings);
+    let said = first.warnings.iter().find(|w| w.contains("ResourceLimitExceeded")).unwrap();
+    assert!(said.starts_with("us-east-1 has 4 public AMI(s) and this apply makes 2 more public"), "{said}");
+    assert_eq!(quota_warnings(&plan_with(vec![], 3, false)), 0, "3 + 2 is the quota, not past it");
+
+    // Live but private (an apply stopped before publishing): turning them public counts too.
+    let mut live = applied(&desired);
+    let first_us = plan_with(live.clone(), 4, false);
+    assert_eq!(quota_warnings(&first_us), 1, "{:?}", first_us.warnings);
+    // Public already: nothing is added, whatever the count.
+    for image in live.iter_mut().filter(|r| r.kind == ResourceKind::Image) {
+        image.public = true;
+    }
+    assert_eq!(quota_warnings(&plan_with(live.clone(), 9, false)), 0);
+    assert_eq!(quota_warnings(&plan_with(vec![], 9, true)), 0, "a destroy makes nothing public");
+
+    // A variant replaced by another: the dropped one's public AMI is deleted before the new one
+    // is made, so 5 public of 5 stays within the quota.
+    let other = Stack { variants: vec![public.variants[1].clone()], ..public.clone() };
+    let mut live = applied(&graph(&Stack { variants: vec![public.variants[0].clone()], ..public.clone() }, "aa"));
+    for image in live.iter_mut().filter(|r| r.kind == ResourceKind::Image) {
+        image.public = true;
+    }
+    let observed = Observed { public_images: account(5), ..observed(live) };
+    let swapped = plan(&graph(&other, "aa"), &observed, &stacks(), false, NOW);
+    assert!(swapped.changes.iter().any(|c| c.action == Action::Delete && c.kind == NodeKind::Image));
+    assert_eq!(quota_warnings(&swapped), 0, "{:?}", swapped.warnings);
 }
 
 #[test]

@@ -114,6 +114,65 @@ regions: [us-east-1]
     assert_eq!(ec2.describe_vpcs().send().await.unwrap().vpcs().len(), 5, "no VPC beyond the quota");
 }
 
+/// Rule `public-ami-quota`: AWS allows an account 5 public AMIs per region unless the quota was
+/// raised, and refuses to make one more public. The plan reads the account's public AMIs and its
+/// quota (Service Quotas: the proxy answers a quota left at its default with no applied value, so
+/// the default is asked for) and warns before anything is made; applied anyway, AWS's refusal is
+/// reported; once the quota is raised, the next apply publishes what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn making_amis_public_past_the_accounts_quota_is_warned_of_and_refused_until_it_is_raised() {
+    use aws_sdk_ec2::types::{Filter, LaunchPermission, LaunchPermissionModifications};
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 11).await;
+    // Four public AMIs the account has already, made by another tool.
+    let ec2 = moto.ec2("us-east-1").await;
+    for i in 0..4 {
+        let image = ec2.register_image().name(format!("other-{i}")).send().await.unwrap().image_id.unwrap();
+        let everyone = LaunchPermission::builder().group(aws_sdk_ec2::types::PermissionGroup::All).build();
+        let add = LaunchPermissionModifications::builder().add(everyone).build();
+        ec2.modify_image_attribute().image_id(image).launch_permission(add).send().await.unwrap();
+    }
+    let dir = workdir("public-quota");
+    sample_image(&dir.join("disk.raw"), 4, 9);
+    let text = "stack: quota\nsource: { file: disk.raw }\nbuild: { region: us-east-1 }\nimage:\n  name: \"quota-{volume_type}\"\n  architecture: x86_64\nvariants:\n  volume_type: [gp3, standard]\nregions: [us-east-1]\npublish: { public: true }\n";
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
+    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+    let ours_public = || async {
+        let public = Filter::builder().name("is-public").values("true").build();
+        let out = ec2.describe_images().owners("self").filters(public).send().await.unwrap();
+        out.images().iter().filter(|i| i.name().is_some_and(|n| n.starts_with("quota-"))).count()
+    };
+
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
+    expect_code(&planned, 0);
+    assert!(
+        stdout(&planned).contains(
+            "us-east-1 has 4 public AMI(s) and this apply makes 2 more public: the account's quota there is 5"
+        ),
+        "{}",
+        stdout(&planned)
+    );
+    assert_eq!((count("GetServiceQuota"), count("GetAWSDefaultServiceQuota")), (1, 1), "the default, asked for");
+
+    let applied = run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await;
+    expect_code(&applied, 1);
+    let said = format!("{}{}", stdout(&applied), stderr(&applied));
+    assert!(said.contains("ResourceLimitExceeded") && said.contains("quota of 5"), "{said}");
+    assert_eq!(ours_public().await, 1, "one AMI made public, the other refused");
+
+    let mut raised = proxy.rules();
+    raised.public_ami_quota = 10;
+    proxy.set_rules(raised);
+    let raised = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
+    expect_code(&raised, 2);
+    assert!(!stdout(&raised).contains("ResourceLimitExceeded"), "{}", stdout(&raised));
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(ours_public().await, 2);
+    expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 0);
+    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+}
+
 /// Rule `ebs-encryption-by-default`: in an account that encrypts every new snapshot, an
 /// `unencrypted` AMI is in fact encrypted with the default key, and AWS refuses to make it
 /// public. The plan says so before anything is created.

@@ -267,6 +267,17 @@ impl Account for FakeCloud {
     async fn snapshot_block_public_access(&self, _region: &str) -> Option<amiplan::cloud::PublicAccess> {
         None
     }
+
+    async fn public_image_count(&self, region: &str) -> Result<usize, CloudError> {
+        self.call("DescribeImages", region)?;
+        let state = self.state.lock().unwrap();
+        Ok(state.resources.values().filter(|r| r.region == region && r.kind == ResourceKind::Image && r.public).count())
+    }
+
+    // The fake plays no Service Quotas: the quota is unknown, as where Service Quotas does not answer.
+    async fn public_image_quota(&self, _region: &str) -> Option<u32> {
+        None
+    }
 }
 
 impl Discovery for FakeCloud {

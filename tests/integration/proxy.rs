@@ -126,7 +126,7 @@ impl Call {
     /// Whether the service speaks JSON (EBS direct, Parameter Store) rather than EC2's query
     /// protocol: its errors are JSON, and named differently.
     pub fn json(&self) -> bool {
-        matches!(self.service.as_str(), "ebs" | "ssm")
+        matches!(self.service.as_str(), "ebs" | "ssm" | "servicequotas")
     }
 
     /// Anything but Describe/Get/List changes something.
@@ -202,6 +202,9 @@ struct Shared {
     /// Held for reading while a TerminateInstances is with moto, and for writing by a test
     /// powering an instance off: see [`Proxy::hold_terminations`].
     terminations: tokio::sync::RwLock<()>,
+    /// Held by a request making an AMI public from its check against the quota to its answer,
+    /// so that two at once are counted one after the other (rule `public-ami-quota`).
+    publishing: tokio::sync::Mutex<()>,
 }
 
 pub struct Proxy {
@@ -259,6 +262,7 @@ impl Proxy {
             client,
             state: Mutex::new(state),
             terminations: tokio::sync::RwLock::default(),
+            publishing: tokio::sync::Mutex::default(),
         });
         let server_shared = Arc::clone(&shared);
         let server = tokio::spawn(async move {
@@ -355,6 +359,11 @@ impl Proxy {
         self.shared.state.lock().unwrap().faults.rules.clone()
     }
 
+    /// Changes the rules in force from the next request on (a quota raised during a test).
+    pub fn set_rules(&self, rules: Rules) {
+        self.shared.state.lock().unwrap().faults.rules = rules;
+    }
+
     /// amiplan's RunInstances request that launched `instance`.
     #[allow(dead_code)]
     pub fn launch_of(&self, instance: &str) -> Option<Call> {
@@ -433,12 +442,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mut call = identify(&parts, &body);
     call.resource_stacks = crate::call_record::resource_stacks(&shared.client, &shared.upstream, &call).await;
-    if let Some(refusal) = placement_refusal(&shared, &call, &parts).await {
-        let (rule, code) = match call.operation.as_str() {
-            "CreateVpc" => (Rule::VpcQuota, "VpcLimitExceeded"),
-            "RunInstances" => (Rule::InstanceTypeOfferings, "Unsupported"),
-            _ => (Rule::EbsEncryptionByDefault, "InvalidParameter"),
-        };
+    let publishing = match makes_public(&call) {
+        true => Some(shared.publishing.lock().await),
+        false => None,
+    };
+    if let Some((rule, code, refusal)) = placement_refusal(&shared, &call, &parts).await {
         let mut state = shared.state.lock().unwrap();
         state.calls.push(call.clone());
         *state.enforced.entry(rule.name()).or_default() += 1;
@@ -477,6 +485,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         state.terminated.extend(referenced_ids(&call));
     }
     drop(terminating);
+    // moto made it public (or refused): the next one is counted against what it holds now.
+    drop(publishing);
     let (mut answer_parts, mut bytes) = forwarded?;
 
     remember_created(&shared, &call, &bytes);
@@ -730,6 +740,23 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             let value = faults.snapshot_block_public_access.clone().unwrap_or_default();
             return (Verdict::Answer(ok_answer(&call.operation, &format!("<state>{value}</state>"))), latency, None);
         }
+        // moto's Service Quotas knows only VPC quotas: the proxy answers EC2's public AMI quota
+        // from its rule. A quota left at its default has no applied value (the API reference
+        // allows GetServiceQuota to answer so: NoSuchResourceException), so that clients are
+        // seen to fall back to GetAWSDefaultServiceQuota.
+        "GetServiceQuota" | "GetAWSDefaultServiceQuota"
+            if param("ServiceCode").as_deref() == Some("ec2") && param("QuotaCode").as_deref() == Some(PUBLIC_AMIS) =>
+        {
+            let quota = faults.rules.public_ami_quota;
+            let default = call.operation == "GetAWSDefaultServiceQuota";
+            if !default && quota == rules::DEFAULT_PUBLIC_AMI_QUOTA {
+                let message = "The request failed because the specified service does not exist.";
+                let answer = error_with(call, StatusCode::BAD_REQUEST, "NoSuchResourceException", message);
+                return (Verdict::Answer(answer), latency, None);
+            }
+            let value = if default { rules::DEFAULT_PUBLIC_AMI_QUOTA } else { quota };
+            return (Verdict::Answer(quota_answer(value)), latency, None);
+        }
         "GetImageBlockPublicAccessState" if faults.block_public_access.is_some() => {
             let value = faults.block_public_access.clone().unwrap_or_default();
             let body = format!("<imageBlockPublicAccessState>{value}</imageBlockPublicAccessState>");
@@ -791,16 +818,39 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
     (Verdict::Forward { pending }, latency, kill)
 }
 
-/// Rule `instance-type-offerings`: a RunInstances in a subnet whose Availability Zone does not
-/// offer the instance type is refused, as AWS does. The subnet's zone and the offerings are
-/// asked of moto itself, whose offerings data is AWS's.
-async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::request::Parts) -> Option<String> {
+/// The rules judged on what moto holds, asked of moto itself: the VPC and public AMI quotas,
+/// sharing under encryption by default, and instance type offerings (a RunInstances in a subnet
+/// whose Availability Zone does not offer the instance type is refused, as AWS does; moto's
+/// offerings data is AWS's). The rule, AWS's error code and its message.
+async fn placement_refusal(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+) -> Option<(Rule, &'static str, String)> {
     let rules = shared.state.lock().unwrap().faults.rules.clone();
     if call.operation == "CreateVpc" && rules.on(Rule::VpcQuota) {
         let vpcs = ask_moto(shared, parts, "Action=DescribeVpcs&Version=2016-11-15".into()).await?;
         let count = vpcs.matches("<vpcId>").count();
-        return (count >= rules.vpc_quota)
-            .then(|| format!("The maximum number of VPCs has been reached ({} in {}).", rules.vpc_quota, call.region));
+        return (count >= rules.vpc_quota).then(|| {
+            let message =
+                format!("The maximum number of VPCs has been reached ({} in {}).", rules.vpc_quota, call.region);
+            (Rule::VpcQuota, "VpcLimitExceeded", message)
+        });
+    }
+    if rules.on(Rule::PublicAmiQuota) && makes_public(call) {
+        let question =
+            "Action=DescribeImages&Version=2016-11-15&Owner.1=self&Filter.1.Name=is-public&Filter.1.Value.1=true";
+        let public = ask_moto(shared, parts, question.into()).await?;
+        let image = call.param("ImageId").unwrap_or_default();
+        let already = public.contains(&format!("<imageId>{image}</imageId>"));
+        let count = public.matches("<imageId>").count();
+        if !already && count >= rules.public_ami_quota {
+            let message = format!(
+                "You have reached your quota of {} for the number of public images allowed in this Region. Deregister unused public images or make them private, or request an increase in your public AMIs quota.",
+                rules.public_ami_quota
+            );
+            return Some((Rule::PublicAmiQuota, "ResourceLimitExceeded", message));
+        }
     }
     let shares = |prefix: &str| call.params.iter().any(|(k, _)| k.starts_with(prefix));
     if rules.on(Rule::EbsEncryptionByDefault)
@@ -816,11 +866,12 @@ async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::re
         // with the default key, which can be neither public nor shared with other accounts.
         let setting = ask_moto(shared, parts, "Action=GetEbsEncryptionByDefault&Version=2016-11-15".into()).await?;
         return setting.contains("<ebsEncryptionByDefault>true</ebsEncryptionByDefault>").then(|| {
-            format!(
+            let message = format!(
                 "{} cannot be shared: its snapshots are encrypted with the account's default EBS key (encryption by default is on in {})",
                 call.param("ImageId").or(call.param("SnapshotId")).unwrap_or("the resource"),
                 call.region
-            )
+            );
+            (Rule::EbsEncryptionByDefault, "InvalidParameter", message)
         });
     }
     if call.operation != "RunInstances" || !rules.on(Rule::InstanceTypeOfferings) {
@@ -840,7 +891,10 @@ async fn placement_refusal(shared: &Shared, call: &Call, parts: &hyper::http::re
     )
     .await?;
     (!offerings.contains(&format!("<location>{zone}</location>"))).then(|| {
-        format!("Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone}).")
+        let message = format!(
+            "Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone})."
+        );
+        (Rule::InstanceTypeOfferings, "Unsupported", message)
     })
 }
 
@@ -872,6 +926,15 @@ async fn unchecked_image_parameter(
             .body(Full::new(Bytes::from(body)))
             .unwrap(),
     )
+}
+
+/// A ModifyImageAttribute that grants everyone launch permission.
+fn makes_public(call: &Call) -> bool {
+    call.operation == "ModifyImageAttribute"
+        && call
+            .params
+            .iter()
+            .any(|(k, v)| k.starts_with("LaunchPermission.Add.") && k.ends_with(".Group") && v == "all")
 }
 
 /// Asks moto an EC2 question of its own, in the region of the request being judged.
@@ -1248,6 +1311,29 @@ fn ok_answer(operation: &str, inner: &str) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
+/// The Service Quotas code of EC2's "Public AMIs" quota.
+const PUBLIC_AMIS: &str = "L-0E3CBAB9";
+
+/// GetServiceQuota's (or GetAWSDefaultServiceQuota's) answer for the public AMI quota.
+fn quota_answer(value: usize) -> Response<Full<Bytes>> {
+    let quota = serde_json::json!({
+        "ServiceCode": "ec2",
+        "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+        "QuotaCode": PUBLIC_AMIS,
+        "QuotaName": "Public AMIs",
+        "Value": value as f64,
+        "Unit": "None",
+        "Adjustable": true,
+        "GlobalQuota": false,
+    });
+    let body = serde_json::json!({ "Quota": quota }).to_string();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
 /// GetConsoleOutput's answer, base64 as EC2 sends it.
 fn console_answer(instance: &str, text: &str) -> Response<Full<Bytes>> {
     use base64::Engine as _;
@@ -1361,7 +1447,7 @@ fn identify_operation(parts: &hyper::http::request::Parts, body: &Bytes) -> Call
         params.extend(json_params(body));
         return Call::new(service, operation.to_string(), region, params);
     }
-    if service == "ssm" {
+    if service == "ssm" || service == "servicequotas" {
         // awsJson1_1: `X-Amz-Target: AmazonSSM.PutParameter` and a JSON body.
         let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
         let operation = target.rsplit('.').next().unwrap_or_default().to_string();

@@ -36,10 +36,11 @@ pub enum Rule {
     StartedSnapshotsPending,
     SnapshotBlockRate,
     DeregistrationProtection,
+    PublicAmiQuota,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -60,6 +61,7 @@ impl Rule {
         Rule::StartedSnapshotsPending,
         Rule::SnapshotBlockRate,
         Rule::DeregistrationProtection,
+        Rule::PublicAmiQuota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +86,7 @@ impl Rule {
             Rule::StartedSnapshotsPending => "started-snapshots-pending",
             Rule::SnapshotBlockRate => "snapshot-block-rate",
             Rule::DeregistrationProtection => "deregistration-protection",
+            Rule::PublicAmiQuota => "public-ami-quota",
         }
     }
 
@@ -147,12 +150,18 @@ impl Rule {
             Rule::DeregistrationProtection => {
                 "EC2 API reference, EnableImageDeregistrationProtection and DisableImageDeregistrationProtection: while protection is enabled the AMI can't be deregistered; with WithCooldown it stays protected for 24 hours after protection is disabled"
             }
+            Rule::PublicAmiQuota => {
+                "EC2 user guide, AMI quotas (ami-quotas.html): public AMIs per Region, 5 by default, adjustable (Service Quotas code L-0E3CBAB9); making one more AMI public answers ResourceLimitExceeded (You have reached your quota of N for the number of public images allowed in this Region)"
+            }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
             }
         }
     }
 }
+
+/// AWS's default quota of public AMIs per region.
+pub const DEFAULT_PUBLIC_AMI_QUOTA: usize = 5;
 
 /// The rules in force and their parameters.
 #[derive(Debug, Clone)]
@@ -170,6 +179,8 @@ pub struct Rules {
     pub denied_regions: Vec<String>,
     /// VPCs per region (AWS's default quota).
     pub vpc_quota: usize,
+    /// Public AMIs per region the account may have (its "Public AMIs" quota).
+    pub public_ami_quota: usize,
     /// PutSnapshotBlock requests EBS accepts per snapshot in any second.
     pub blocks_per_second: usize,
     /// How long an AMI protected with a cooldown stays protected once protection is lifted
@@ -190,6 +201,7 @@ impl Default for Rules {
             // Listed by moto's DescribeRegions, used by no test manifest.
             denied_regions: vec!["me-central-1".to_string()],
             vpc_quota: 5,
+            public_ami_quota: DEFAULT_PUBLIC_AMI_QUOTA,
             blocks_per_second: 1_000,
             protection_cooldown: Duration::from_secs(4),
         }

@@ -1,9 +1,14 @@
 //! The account and what it allows in each region.
 
+use aws_config::Region;
 use aws_sdk_ec2::types::{Filter, LocationType};
 
-use super::{AwsCloud, states};
+use super::{AwsCloud, Missing, states};
 use crate::cloud::{Account, CloudError, PublicAccess};
+
+/// The Service Quotas code of Amazon EC2's "Public AMIs" quota (a region's public AMIs per
+/// account; 5 by default: "AMI quotas" in the Amazon EC2 User Guide).
+pub const PUBLIC_AMIS_QUOTA: &str = "L-0E3CBAB9";
 
 impl Account for AwsCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
@@ -66,5 +71,44 @@ impl Account for AwsCloud {
                 None
             }
         }
+    }
+
+    async fn public_image_count(&self, region: &str) -> Result<usize, CloudError> {
+        let public = Filter::builder().name("is-public").values("true").build();
+        Ok(self.describe_images(region, vec![public]).await?.len())
+    }
+
+    async fn public_image_quota(&self, region: &str) -> Option<u32> {
+        let config = aws_sdk_servicequotas::config::Builder::from(&self.config).region(Region::new(region.to_string()));
+        let quotas = aws_sdk_servicequotas::Client::from_conf(config.build());
+        // Asked once each, without retries, like the block public access states: where Service
+        // Quotas does not answer, the quota is unknown and the plan says nothing of it.
+        let applied = self
+            .call("GetServiceQuota", region)
+            .once(|| quotas.get_service_quota().service_code("ec2").quota_code(PUBLIC_AMIS_QUOTA).send())
+            .await
+            .map(|out| out.quota)
+            .or_none();
+        let quota = match applied {
+            Ok(Some(quota)) => quota,
+            // No value applies to the account (the API reference allows it): the default does.
+            Ok(None) => self
+                .call("GetAWSDefaultServiceQuota", region)
+                .once(|| {
+                    quotas.get_aws_default_service_quota().service_code("ec2").quota_code(PUBLIC_AMIS_QUOTA).send()
+                })
+                .await
+                .map(|out| out.quota)
+                .unwrap_or_else(|error| {
+                    tracing::debug!(%error, "public AMI quota unknown");
+                    None
+                }),
+            Err(error) => {
+                tracing::debug!(%error, "public AMI quota unknown");
+                None
+            }
+        };
+        // Quotas are whole numbers sent as doubles.
+        quota.and_then(|q| q.value).filter(|v| v.is_finite() && *v >= 0.0).map(|v| v.min(f64::from(u32::MAX)) as u32)
     }
 }

@@ -126,6 +126,7 @@ pub fn iam_action(operation: &str) -> String {
         | "PutParameter"
         | "ListTagsForResource" => "ssm",
         "DeleteObject" | "GetObject" | "GetObjectTagging" | "ListObjectsV2" | "PresignPutObject" | "PutObject" => "s3",
+        "GetServiceQuota" | "GetAWSDefaultServiceQuota" => "servicequotas",
         _ => "ec2",
     };
     let action = match operation {
@@ -189,6 +190,8 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
             if code.ends_with(".NotFound")
                 || code.ends_with("NotFound")
                 || code == "ResourceNotFoundException"
+                // Service Quotas': no value of that quota applies to the account.
+                || code == "NoSuchResourceException"
                 // S3's.
                 || code == "NoSuchKey"
                 || code == "NoSuchBucket" =>
@@ -228,6 +231,7 @@ mod tests {
         assert_eq!(classify(Some("ParameterAlreadyExists"), Some(400)), ErrorClass::Duplicate);
         assert_eq!(classify(Some("ParameterNotFound"), Some(400)), ErrorClass::NotFound);
         assert_eq!(classify(Some("NoSuchKey"), Some(404)), ErrorClass::NotFound);
+        assert_eq!(classify(Some("NoSuchResourceException"), Some(400)), ErrorClass::NotFound);
         assert_eq!(classify(Some("SlowDown"), Some(503)), ErrorClass::Throttling);
         assert_eq!(classify(Some("TooManyUpdates"), Some(400)), ErrorClass::Throttling);
         assert_eq!(classify(Some("InternalServerError"), Some(500)), ErrorClass::Transient);

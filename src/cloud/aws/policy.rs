@@ -3,7 +3,7 @@
 //! resources tagged with their stacks, objects and parameters to their buckets and prefixes.
 //!
 //! Sources: the Service Authorization Reference's pages for Amazon EC2, Amazon EBS direct APIs,
-//! AWS Systems Manager, Amazon S3 and AWS KMS (which actions take which resources and condition
+//! AWS Systems Manager, Amazon S3, Service Quotas and AWS KMS (which actions take which resources and condition
 //! keys); "Control access to EC2 resources using resource tags" (`aws:ResourceTag/…` on the
 //! delete, modify and deprecation actions below); "Grant permission to tag resources during
 //! creation" (tagging at creation needs `ec2:CreateTags`); PutObject's page (a `Tagging` header
@@ -103,9 +103,16 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
         Capability::EncryptSnapshot => (&[], &["ec2:CopySnapshot"], &[]),
         Capability::Copies => (&[], &["ec2:CopyImage"], &[]),
         Capability::Sharing => (&["ec2:GetEbsEncryptionByDefault"], &[], &[]),
-        Capability::PublicImages => {
-            (&["ec2:GetImageBlockPublicAccessState", "ec2:GetSnapshotBlockPublicAccessState"], &[], &[])
-        }
+        Capability::PublicImages => (
+            &[
+                "ec2:GetImageBlockPublicAccessState",
+                "ec2:GetSnapshotBlockPublicAccessState",
+                "servicequotas:GetAWSDefaultServiceQuota",
+                "servicequotas:GetServiceQuota",
+            ],
+            &[],
+            &[],
+        ),
         Capability::Deprecation => (&[], &[], &["ec2:EnableImageDeprecation"]),
         Capability::Protection => (&[], &[], &["ec2:EnableImageDeregistrationProtection"]),
         Capability::BootTest => (
