@@ -9,7 +9,9 @@ use futures::future::{join_all, try_join_all};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cloud::{Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, ResourceKind, RouteOut};
+use crate::cloud::{
+    Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, Quota, ResourceKind, RouteOut,
+};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
 use crate::resource::catalog_files::{self, CatalogFiles};
@@ -60,6 +62,9 @@ pub struct Observed {
     /// VPCs per region where a helper build makes a temporary one (against the quota).
     #[serde(default)]
     pub vpc_counts: BTreeMap<String, usize>,
+    /// The account's VPC quota in those regions, where Service Quotas answers.
+    #[serde(default)]
+    pub vpc_quotas: BTreeMap<String, u32>,
     /// Regions skipped because access there is denied (no manifest targets them), with AWS's
     /// answer.
     #[serde(default)]
@@ -259,14 +264,13 @@ pub async fn observe<C: Cloud>(
     .collect();
     let vpc_regions: BTreeSet<&str> =
         graph.nodes().filter(|n| n.kind() == NodeKind::Vpc).map(|n| n.region.as_str()).collect();
-    let vpc_counts = try_join_all(
-        vpc_regions
-            .into_iter()
-            .map(|region| async move { Ok::<_, CloudError>((region.to_string(), cloud.vpc_count(region).await?)) }),
-    )
-    .await?
-    .into_iter()
-    .collect();
+    let vpcs = try_join_all(vpc_regions.into_iter().map(|region| async move {
+        let (count, quota) = futures::join!(cloud.vpc_count(region), cloud.quota(region, Quota::Vpcs));
+        Ok::<_, CloudError>((region.to_string(), count?, quota))
+    }))
+    .await?;
+    let vpc_counts = vpcs.iter().map(|(region, count, _)| (region.clone(), *count)).collect();
+    let vpc_quotas = vpcs.into_iter().filter_map(|(region, _, quota)| Some((region, quota?))).collect();
 
     let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
@@ -304,7 +308,7 @@ pub async fn observe<C: Cloud>(
     .await;
     let snapshot_block_public_access = states.into_iter().flatten().collect();
     let public_images = try_join_all(public_regions.iter().map(|region| async move {
-        let (count, quota) = futures::join!(cloud.public_image_count(region), cloud.public_image_quota(region));
+        let (count, quota) = futures::join!(cloud.public_image_count(region), cloud.quota(region, Quota::PublicImages));
         Ok::<_, CloudError>((region.to_string(), PublicImages { count: count?, quota }))
     }))
     .await?
@@ -330,6 +334,7 @@ pub async fn observe<C: Cloud>(
         zones,
         subnet_zones,
         vpc_counts,
+        vpc_quotas,
         encrypted_by_default,
         denied_regions,
     })

@@ -217,9 +217,18 @@ pub trait Account: Sync {
     fn snapshot_block_public_access(&self, region: &str) -> impl Future<Output = Option<PublicAccess>> + Send;
     /// How many public AMIs the account owns in the region, amiplan's or not.
     fn public_image_count(&self, region: &str) -> impl Future<Output = Result<usize, CloudError>> + Send;
-    /// The account's quota of public AMIs in the region (its applied value, or the default where
-    /// none applies), or `None` where Service Quotas does not answer.
-    fn public_image_quota(&self, region: &str) -> impl Future<Output = Option<u32>> + Send;
+    /// The account's `quota` in the region (its applied value, or the default where none
+    /// applies), or `None` where Service Quotas does not answer.
+    fn quota(&self, region: &str, quota: Quota) -> impl Future<Output = Option<u32>> + Send;
+}
+
+/// A quota of the account's that a plan is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Public AMIs per region.
+    PublicImages,
+    /// VPCs per region.
+    Vpcs,
 }
 
 /// Finding what exists.

@@ -8,10 +8,11 @@ use crate::graph::{DesiredGraph, NodeKind};
 use crate::observe::Observed;
 use crate::resource::Spec;
 
-/// AWS allows 5 VPCs per region by default (a quota that can be raised): warn before a build's
-/// temporary VPCs would exceed it, rather than fail half-way.
+/// Warns before a build's temporary VPCs would take a region past the account's VPC quota,
+/// rather than fail half-way. Where Service Quotas did not answer, AWS's default (5 per region)
+/// is assumed, and said to be.
 pub(super) fn vpc_quota_warnings(changes: &[Change], observed: &Observed) -> Vec<String> {
-    const DEFAULT_QUOTA: usize = 5;
+    const DEFAULT_QUOTA: u32 = 5;
     let mut new: BTreeMap<&str, usize> = BTreeMap::new();
     for change in changes.iter().filter(|c| c.kind == NodeKind::Vpc && c.action == Action::Create) {
         *new.entry(change.region.as_str()).or_default() += 1;
@@ -19,9 +20,13 @@ pub(super) fn vpc_quota_warnings(changes: &[Change], observed: &Observed) -> Vec
     new.into_iter()
         .filter_map(|(region, added)| {
             let existing = *observed.vpc_counts.get(region)?;
-            (existing + added > DEFAULT_QUOTA).then(|| {
+            let (quota, known) = match observed.vpc_quotas.get(region) {
+                Some(quota) => (*quota, format!("the account's quota there is {quota}")),
+                None => (DEFAULT_QUOTA, format!("AWS's default quota is {DEFAULT_QUOTA} per region unless it was raised")),
+            };
+            (existing + added > quota as usize).then(|| {
                 format!(
-                    "{region} has {existing} VPCs and the helper builds would add {added}: AWS's default quota is {DEFAULT_QUOTA} per region (VpcLimitExceeded) unless it was raised; free one, raise the quota, or use `network: {{ subnet: … }}`"
+                    "{region} has {existing} VPCs and the helper builds would add {added}: {known} (VpcLimitExceeded); free one, raise the quota, or use `network: {{ subnet: … }}`"
                 )
             })
         })

@@ -123,6 +123,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         zones: BTreeMap::new(),
         subnet_zones: BTreeMap::new(),
         vpc_counts: BTreeMap::new(),
+        vpc_quotas: BTreeMap::new(),
         encrypted_by_default: BTreeSet::new(),
         denied_regions: BTreeMap::new(),
         foreign: vec![],

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Pairs;
 use crate::cloud::PublicAccess;
-use crate::cloud::aws::PUBLIC_AMIS_QUOTA;
+use crate::cloud::Quota;
+use crate::cloud::aws::quota_code;
 
 /// The account's public AMIs in a region, and how many AWS allows it there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,8 +64,9 @@ impl PublicSharing {
         let peak = count.saturating_sub(freeing) + adding;
         (adding > 0 && peak > *quota as usize).then(|| {
             let freed = if freeing > 0 { format!(" ({freeing} of them removed first)") } else { String::new() };
+            let (service, code) = quota_code(Quota::PublicImages);
             format!(
-                "{region} has {count} public AMI(s){freed} and this apply makes {adding} more public: the account's quota there is {quota} (Service Quotas: Amazon EC2, \"Public AMIs\"), and AWS refuses to make an AMI public past it (ResourceLimitExceeded); older versions are removed only after the new ones are public. Raise the quota (`aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {PUBLIC_AMIS_QUOTA} --desired-value N --region {region}`), keep fewer versions (`retention.keep`), or make some AMIs private"
+                "{region} has {count} public AMI(s){freed} and this apply makes {adding} more public: the account's quota there is {quota} (Service Quotas: Amazon EC2, \"Public AMIs\"), and AWS refuses to make an AMI public past it (ResourceLimitExceeded); older versions are removed only after the new ones are public. Raise the quota (`aws service-quotas request-service-quota-increase --service-code {service} --quota-code {code} --desired-value N --region {region}`), keep fewer versions (`retention.keep`), or make some AMIs private"
             )
         })
     }

@@ -103,7 +103,8 @@ regions: [us-east-1]
     let planned = amiplan_async(&moto.endpoint, &dir, &[&["plan", "stack.yaml"][..], &args].concat()).await;
     expect_code(&planned, 0);
     assert!(
-        stdout(&planned).contains("us-east-1 has 5 VPCs and the helper builds would add 1"),
+        stdout(&planned)
+            .contains("us-east-1 has 5 VPCs and the helper builds would add 1: the account's quota there is 5"),
         "{}",
         stdout(&planned)
     );
@@ -112,6 +113,15 @@ regions: [us-east-1]
     expect_code(&applied, 1);
     assert!(stdout(&applied).contains("VpcLimitExceeded"), "{}", stdout(&applied));
     assert_eq!(ec2.describe_vpcs().send().await.unwrap().vpcs().len(), 5, "no VPC beyond the quota");
+
+    // The quota read is the account's own: raised, the same plan warns of nothing.
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 5).await;
+    let mut raised = proxy.rules();
+    raised.vpc_quota = 6;
+    proxy.set_rules(raised);
+    let planned = amiplan_async(&proxy.endpoint, &dir, &[&["plan", "stack.yaml"][..], &args].concat()).await;
+    expect_code(&planned, 0);
+    assert!(!stdout(&planned).contains("VpcLimitExceeded"), "{}", stdout(&planned));
 }
 
 /// Rule `public-ami-quota`: AWS allows an account 5 public AMIs per region unless the quota was

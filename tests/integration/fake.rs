@@ -274,8 +274,8 @@ impl Account for FakeCloud {
         Ok(state.resources.values().filter(|r| r.region == region && r.kind == ResourceKind::Image && r.public).count())
     }
 
-    // The fake plays no Service Quotas: the quota is unknown, as where Service Quotas does not answer.
-    async fn public_image_quota(&self, _region: &str) -> Option<u32> {
+    // The fake plays no Service Quotas: quotas are unknown, as where Service Quotas does not answer.
+    async fn quota(&self, _region: &str, _quota: amiplan::cloud::Quota) -> Option<u32> {
         None
     }
 }

@@ -755,7 +755,16 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
                 return (Verdict::Answer(answer), latency, None);
             }
             let value = if default { rules::DEFAULT_PUBLIC_AMI_QUOTA } else { quota };
-            return (Verdict::Answer(quota_answer(value)), latency, None);
+            return (Verdict::Answer(quota_answer("ec2", PUBLIC_AMIS, "Public AMIs", value)), latency, None);
+        }
+        // moto answers the VPC quota's default (5); a test that raised it gets the raised value.
+        "GetServiceQuota"
+            if param("ServiceCode").as_deref() == Some("vpc")
+                && param("QuotaCode").as_deref() == Some(VPCS)
+                && faults.rules.vpc_quota != 5 =>
+        {
+            let answer = quota_answer("vpc", VPCS, "VPCs per Region", faults.rules.vpc_quota);
+            return (Verdict::Answer(answer), latency, None);
         }
         "GetImageBlockPublicAccessState" if faults.block_public_access.is_some() => {
             let value = faults.block_public_access.clone().unwrap_or_default();
@@ -1314,13 +1323,15 @@ fn ok_answer(operation: &str, inner: &str) -> Response<Full<Bytes>> {
 /// The Service Quotas code of EC2's "Public AMIs" quota.
 const PUBLIC_AMIS: &str = "L-0E3CBAB9";
 
-/// GetServiceQuota's (or GetAWSDefaultServiceQuota's) answer for the public AMI quota.
-fn quota_answer(value: usize) -> Response<Full<Bytes>> {
+/// The Service Quotas code of VPC's "VPCs per Region" quota.
+const VPCS: &str = "L-F678F1CE";
+
+/// GetServiceQuota's (or GetAWSDefaultServiceQuota's) answer.
+fn quota_answer(service: &str, code: &str, name: &str, value: usize) -> Response<Full<Bytes>> {
     let quota = serde_json::json!({
-        "ServiceCode": "ec2",
-        "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
-        "QuotaCode": PUBLIC_AMIS,
-        "QuotaName": "Public AMIs",
+        "ServiceCode": service,
+        "QuotaCode": code,
+        "QuotaName": name,
         "Value": value as f64,
         "Unit": "None",
         "Adjustable": true,

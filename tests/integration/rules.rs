@@ -177,7 +177,7 @@ pub struct Rules {
     pub stall: Vec<&'static str>,
     /// Regions an organization policy denies.
     pub denied_regions: Vec<String>,
-    /// VPCs per region (AWS's default quota).
+    /// VPCs per region the account may have (its "VPCs per Region" quota; 5 by default).
     pub vpc_quota: usize,
     /// Public AMIs per region the account may have (its "Public AMIs" quota).
     pub public_ami_quota: usize,

@@ -4,11 +4,17 @@ use aws_config::Region;
 use aws_sdk_ec2::types::{Filter, LocationType};
 
 use super::{AwsCloud, Missing, states};
-use crate::cloud::{Account, CloudError, PublicAccess};
+use crate::cloud::{Account, CloudError, PublicAccess, Quota};
 
-/// The Service Quotas code of Amazon EC2's "Public AMIs" quota (a region's public AMIs per
-/// account; 5 by default: "AMI quotas" in the Amazon EC2 User Guide).
-pub const PUBLIC_AMIS_QUOTA: &str = "L-0E3CBAB9";
+/// The service and quota codes of a quota in Service Quotas: Amazon EC2's "Public AMIs" (5 by
+/// default: "AMI quotas" in the Amazon EC2 User Guide) and Amazon VPC's "VPCs per Region" (5
+/// by default: "Amazon VPC quotas").
+pub fn quota_code(quota: Quota) -> (&'static str, &'static str) {
+    match quota {
+        Quota::PublicImages => ("ec2", "L-0E3CBAB9"),
+        Quota::Vpcs => ("vpc", "L-F678F1CE"),
+    }
+}
 
 impl Account for AwsCloud {
     async fn account_id(&self) -> Result<String, CloudError> {
@@ -78,14 +84,15 @@ impl Account for AwsCloud {
         Ok(self.describe_images(region, vec![public]).await?.len())
     }
 
-    async fn public_image_quota(&self, region: &str) -> Option<u32> {
+    async fn quota(&self, region: &str, quota: Quota) -> Option<u32> {
+        let (service, code) = quota_code(quota);
         let config = aws_sdk_servicequotas::config::Builder::from(&self.config).region(Region::new(region.to_string()));
         let quotas = aws_sdk_servicequotas::Client::from_conf(config.build());
         // Asked once each, without retries, like the block public access states: where Service
         // Quotas does not answer, the quota is unknown and the plan says nothing of it.
         let applied = self
             .call("GetServiceQuota", region)
-            .once(|| quotas.get_service_quota().service_code("ec2").quota_code(PUBLIC_AMIS_QUOTA).send())
+            .once(|| quotas.get_service_quota().service_code(service).quota_code(code).send())
             .await
             .map(|out| out.quota)
             .or_none();
@@ -94,17 +101,15 @@ impl Account for AwsCloud {
             // No value applies to the account (the API reference allows it): the default does.
             Ok(None) => self
                 .call("GetAWSDefaultServiceQuota", region)
-                .once(|| {
-                    quotas.get_aws_default_service_quota().service_code("ec2").quota_code(PUBLIC_AMIS_QUOTA).send()
-                })
+                .once(|| quotas.get_aws_default_service_quota().service_code(service).quota_code(code).send())
                 .await
                 .map(|out| out.quota)
                 .unwrap_or_else(|error| {
-                    tracing::debug!(%error, "public AMI quota unknown");
+                    tracing::debug!(%error, ?quota, "quota unknown");
                     None
                 }),
             Err(error) => {
-                tracing::debug!(%error, "public AMI quota unknown");
+                tracing::debug!(%error, ?quota, "quota unknown");
                 None
             }
         };

@@ -51,7 +51,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
-pub use account::PUBLIC_AMIS_QUOTA;
+pub use account::quota_code;
 use errors::{HasStatus, sdk_error};
 pub use errors::{aws_error, classify, iam_action};
 pub use policy::{KEY_ACTIONS, iam_policy};

@@ -79,7 +79,8 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
             &["ec2:DeleteSecurityGroup", "ec2:DeleteVolume", "ec2:TerminateInstances"],
         ),
         Capability::OwnNetwork => (
-            &[],
+            // The VPC quota the plan checks a build's temporary VPC against.
+            &["servicequotas:GetAWSDefaultServiceQuota", "servicequotas:GetServiceQuota"],
             // A route table's association is no resource IAM can tag: disassociating it is
             // scoped by region.
             &[
