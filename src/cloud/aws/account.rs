@@ -89,7 +89,7 @@ impl Account for AwsCloud {
         let config = aws_sdk_servicequotas::config::Builder::from(&self.config).region(Region::new(region.to_string()));
         let quotas = aws_sdk_servicequotas::Client::from_conf(config.build());
         // Asked once each, without retries, like the block public access states: where Service
-        // Quotas does not answer, the quota is unknown and the plan says nothing of it.
+        // Quotas does not answer, the quota is unknown, and the plan makes do without it.
         let applied = self
             .call("GetServiceQuota", region)
             .once(|| quotas.get_service_quota().service_code(service).quota_code(code).send())

@@ -2,13 +2,13 @@
 //! features make amiplan call, creation scoped to their regions, removal and changes scoped to
 //! resources tagged with their stacks, objects and parameters to their buckets and prefixes.
 //!
-//! Sources: the Service Authorization Reference's pages for Amazon EC2, Amazon EBS direct APIs,
-//! AWS Systems Manager, Amazon S3, Service Quotas and AWS KMS (which actions take which resources and condition
-//! keys); "Control access to EC2 resources using resource tags" (`aws:ResourceTag/…` on the
-//! delete, modify and deprecation actions below); "Grant permission to tag resources during
+//! Sources: the Service Authorization Reference's pages for Amazon EC2, Amazon EBS direct APIs, AWS
+//! Systems Manager, Amazon S3, Service Quotas and AWS KMS (which actions take which resources and
+//! condition keys); "Control access to EC2 resources using resource tags" (`aws:ResourceTag/…` on
+//! the delete, modify and deprecation actions below); "Grant permission to tag resources during
 //! creation" (tagging at creation needs `ec2:CreateTags`); PutObject's page (a `Tagging` header
-//! needs `s3:PutObjectTagging`); "Permissions for IAM users" in the EBS encryption guide (the
-//! KMS actions EC2 and EBS call with the caller's credentials for a customer managed key).
+//! needs `s3:PutObjectTagging`); "Permissions for IAM users" in the EBS encryption guide (the KMS
+//! actions EC2 and EBS call with the caller's credentials for a customer managed key).
 
 use std::collections::BTreeSet;
 
