@@ -189,6 +189,18 @@ impl LiveProtection {
         }
     }
 
+    /// Whether AWS keeps the AMI past a run at `now` (seconds since the epoch) that deletes it:
+    /// protection lifted with a cooldown, or a cooldown not yet over (one whose end AWS does not
+    /// say is over when AWS says the protection is `disabled`). Protection without a cooldown is
+    /// lifted and the AMI deregistered in the same run.
+    pub fn outlasts_run(&self, now: i64) -> bool {
+        match self {
+            LiveProtection::Off | LiveProtection::On(super::Protection::WithoutCooldown) => false,
+            LiveProtection::On(super::Protection::WithCooldown) => true,
+            LiveProtection::CoolingDown { .. } => self.cooldown_end().is_none_or(|until| until > now),
+        }
+    }
+
     /// Whether it is what a manifest's setting asks for (`None`: no protection).
     pub fn is(&self, wanted: Option<super::Protection>) -> bool {
         match (self, wanted) {

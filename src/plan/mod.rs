@@ -390,7 +390,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     warnings.extend(catalog_warnings);
     warnings.extend(vpc_quota_warnings(&changes, observed));
     if !destroy {
-        warnings.extend(public_image_quota_warnings(&changes, desired, observed));
+        warnings.extend(public_image_quota_warnings(&changes, desired, observed, now));
     }
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
         format!(
@@ -478,19 +478,10 @@ fn note_protection(changes: &mut [Change], observed: &Observed, destroy: bool, n
         let Some(image) = change.live_id.as_deref().and_then(|id| live.get(&(change.region.as_str(), id))) else {
             continue;
         };
-        // Whether AWS keeps the AMI past this run: lifted now with a cooldown, or cooling down
-        // still (an end AWS does not say is waited for by its word turning `disabled`).
-        let (stays, cooling_until) = match &image.protection {
-            LiveProtection::Off | LiveProtection::On(crate::cloud::Protection::WithoutCooldown) => (false, None),
-            LiveProtection::On(crate::cloud::Protection::WithCooldown) => (true, None),
-            LiveProtection::CoolingDown { .. } => {
-                let until = image.protection.cooldown_end();
-                (until.is_none_or(|until| until > now), until)
-            }
-        };
-        if !stays {
+        if !image.protection.outlasts_run(now) {
             continue;
         }
+        let cooling_until = image.protection.cooldown_end();
         for snapshot in &image.snapshot_ids {
             staying.insert((change.region.clone(), snapshot.clone()), image.id.clone());
         }

@@ -1,7 +1,7 @@
 //! AWS's quotas that an apply would run into half-way, checked by the plan against what was
 //! read: the VPCs helper builds make, and the AMIs made public.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::{Action, Change};
 use crate::graph::{DesiredGraph, NodeKind};
@@ -42,11 +42,12 @@ pub(super) fn public_image_quota_warnings(
     changes: &[Change],
     desired: &DesiredGraph,
     observed: &Observed,
+    now: i64,
 ) -> Vec<String> {
-    let public_now = |change: &Change| {
-        let id = change.live_id.as_deref();
-        observed.resources.iter().any(|r| r.region == change.region && Some(r.id.as_str()) == id && r.public)
-    };
+    let public: HashSet<(&str, &str)> =
+        observed.resources.iter().filter(|r| r.public).map(|r| (r.region.as_str(), r.id.as_str())).collect();
+    let public_now =
+        |change: &Change| change.live_id.as_deref().is_some_and(|id| public.contains(&(change.region.as_str(), id)));
     // Per region: (made public, public ones removed first).
     let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for change in changes.iter().filter(|c| c.kind.is_image() && !c.until_copied) {
@@ -54,7 +55,7 @@ pub(super) fn public_image_quota_warnings(
         let removed_first = match change.action {
             Action::Replace => true,
             // An AMI AWS keeps through its cooldown stays public until a later run.
-            Action::Delete => !change.retire && change.protection.is_off(),
+            Action::Delete => !change.retire && !change.protection.outlasts_run(now),
             _ => false,
         };
         if removed_first && public_now(change) {

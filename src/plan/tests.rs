@@ -263,6 +263,7 @@ fn protection_changes_in_place_and_a_protected_ami_is_lifted_before_it_goes() {
 /// what the apply deletes first, plus what it makes public.
 #[test]
 fn making_amis_public_past_the_accounts_quota_is_warned_of_before_the_apply() {
+    use crate::cloud::{LiveProtection, Protection};
     use crate::resource::public_access::PublicImages;
     let public = Stack {
         sharing: Sharing { public: true, ..Sharing::default() },
@@ -306,10 +307,26 @@ fn making_amis_public_past_the_accounts_quota_is_warned_of_before_the_apply() {
     for image in live.iter_mut().filter(|r| r.kind == ResourceKind::Image) {
         image.public = true;
     }
-    let observed = Observed { public_images: account(5), ..observed(live) };
-    let swapped = plan(&graph(&other, "aa"), &observed, &stacks(), false, NOW);
+    let swap_with = |protection: LiveProtection| {
+        let mut live = live.clone();
+        for image in live.iter_mut().filter(|r| r.kind == ResourceKind::Image) {
+            image.protection = protection.clone();
+        }
+        let observed = Observed { public_images: account(5), ..observed(live) };
+        plan(&graph(&other, "aa"), &observed, &stacks(), false, NOW)
+    };
+    let swapped = swap_with(LiveProtection::Off);
     assert!(swapped.changes.iter().any(|c| c.action == Action::Delete && c.kind == NodeKind::Image));
     assert_eq!(quota_warnings(&swapped), 0, "{:?}", swapped.warnings);
+    // Protection without a cooldown is lifted and the AMI deregistered in the same run, as is
+    // one whose cooldown is over; one lifted with a cooldown stays public past the run.
+    let without_cooldown = swap_with(LiveProtection::On(Protection::WithoutCooldown));
+    assert_eq!(quota_warnings(&without_cooldown), 0, "{:?}", without_cooldown.warnings);
+    let cooled = swap_with(LiveProtection::CoolingDown { until: Some("2020-01-01T00:00:00Z".into()) });
+    assert_eq!(quota_warnings(&cooled), 0, "{:?}", cooled.warnings);
+    let with_cooldown = swap_with(LiveProtection::On(Protection::WithCooldown));
+    assert!(with_cooldown.changes.iter().any(|c| c.action == Action::Delete && c.kind == NodeKind::Image));
+    assert_eq!(quota_warnings(&with_cooldown), 1, "{:?}", with_cooldown.warnings);
 }
 
 #[test]
