@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{
-    Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, Quota, ResourceKind, RouteOut,
+    Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, Quota, ResourceKind, RouteOut, Sharing,
 };
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
@@ -65,6 +65,10 @@ pub struct Observed {
     /// The account's VPC quota in those regions, where Service Quotas answers.
     #[serde(default)]
     pub vpc_quotas: BTreeMap<String, u32>,
+    /// The account's "AMI sharing" quota, where Service Quotas answers, in regions where an AMI
+    /// is to be shared with more entities than AWS allows by default.
+    #[serde(default)]
+    pub sharing_quotas: BTreeMap<String, u32>,
     /// Regions skipped because access there is denied (no manifest targets them), with AWS's
     /// answer.
     #[serde(default)]
@@ -271,6 +275,19 @@ pub async fn observe<C: Cloud>(
     .await?;
     let vpc_counts = vpcs.iter().map(|(region, count, _)| (region.clone(), *count)).collect();
     let vpc_quotas = vpcs.into_iter().filter_map(|(region, _, quota)| Some((region, quota?))).collect();
+    // The quota cannot be lowered: at or under AWS's default there is nothing to ask.
+    let widely_shared: BTreeSet<&str> = graph
+        .nodes()
+        .filter(|n| n.kind().is_image() && n.sharing.entities() > Sharing::DEFAULT_ENTITY_QUOTA)
+        .map(|n| n.region.as_str())
+        .collect();
+    let sharing_quotas = join_all(widely_shared.into_iter().map(|region| async move {
+        cloud.quota(region, Quota::ImageSharing).await.map(|quota| (region.to_string(), quota))
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
 
     let (found, denied): (Vec<_>, Vec<_>) = found.into_iter().unzip();
     let denied_regions: BTreeMap<String, String> = denied.into_iter().flatten().collect();
@@ -335,6 +352,7 @@ pub async fn observe<C: Cloud>(
         subnet_zones,
         vpc_counts,
         vpc_quotas,
+        sharing_quotas,
         encrypted_by_default,
         denied_regions,
     })

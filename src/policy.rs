@@ -56,6 +56,9 @@ pub fn needs(graph: &DesiredGraph) -> Needs {
             if node.sharing.public || node.sharing.names_anyone() {
                 needs.capabilities.insert(Capability::Sharing);
             }
+            if node.sharing.entities() > crate::cloud::Sharing::DEFAULT_ENTITY_QUOTA {
+                needs.capabilities.insert(Capability::WideSharing);
+            }
             if node.deprecation.is_some() {
                 needs.capabilities.insert(Capability::Deprecation);
             }

@@ -229,6 +229,8 @@ pub enum Quota {
     PublicImages,
     /// VPCs per region.
     Vpcs,
+    /// Accounts, organizations and OUs one AMI may be shared with, per region.
+    ImageSharing,
 }
 
 /// Finding what exists.

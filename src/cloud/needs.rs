@@ -39,6 +39,9 @@ pub enum Capability {
     Sharing,
     /// Public AMIs: the account's block public access settings are read.
     PublicImages,
+    /// AMIs shared with more accounts, organizations and OUs than AWS allows by default: the
+    /// account's quota is read.
+    WideSharing,
     /// AMIs deprecated at a time.
     Deprecation,
     /// AMIs protected from deregistration.

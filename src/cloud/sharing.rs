@@ -21,6 +21,10 @@ pub struct Sharing {
 }
 
 impl Sharing {
+    /// How many entities AWS lets one AMI be shared with unless the account's "AMI sharing"
+    /// quota was raised (it cannot be lowered): "AMI quotas" in the Amazon EC2 User Guide.
+    pub const DEFAULT_ENTITY_QUOTA: usize = 1_000;
+
     pub fn is_private(&self) -> bool {
         *self == Sharing::default()
     }
@@ -29,6 +33,12 @@ impl Sharing {
     /// at a time (DescribeImages reports the public flag for every AMI at once).
     pub fn names_anyone(&self) -> bool {
         !(self.accounts.is_empty() && self.organizations.is_empty() && self.organizational_units.is_empty())
+    }
+
+    /// The entities the AMI quota "AMI sharing" counts: accounts, organizations and OUs, each
+    /// one whatever the number of accounts in it (everyone is the public AMI quota's).
+    pub fn entities(&self) -> usize {
+        self.accounts.len() + self.organizations.len() + self.organizational_units.len()
     }
 
     /// What the snapshots behind the AMIs get: createVolumePermission takes accounts and `all`,

@@ -26,7 +26,7 @@ use catalog::{files_change, orphan_parameter, parameter_change, pinned_versions}
 use claim::{claim, preference};
 use compare::judge;
 use gate::test_change;
-use quota::{public_image_quota_warnings, vpc_quota_warnings};
+use quota::{public_image_quota_warnings, sharing_quota_warnings, vpc_quota_warnings};
 use retention::{Retention, retention};
 use seed::Seeds;
 
@@ -391,6 +391,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
     warnings.extend(vpc_quota_warnings(&changes, observed));
     if !destroy {
         warnings.extend(public_image_quota_warnings(&changes, desired, observed, now));
+        warnings.extend(sharing_quota_warnings(&changes, desired, observed));
     }
     warnings.extend(observed.encrypted_by_default.iter().map(|region| {
         format!(

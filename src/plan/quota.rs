@@ -1,9 +1,11 @@
 //! AWS's quotas that an apply would run into half-way, checked by the plan against what was
-//! read: the VPCs helper builds make, and the AMIs made public.
+//! read: the VPCs helper builds make, the AMIs made public, and whom one AMI is shared with.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Action, Change};
+use crate::cloud::aws::quota_code;
+use crate::cloud::{Quota, Sharing};
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::observe::Observed;
 use crate::resource::Spec;
@@ -79,6 +81,50 @@ pub(super) fn public_image_quota_warnings(
                 sharing.over_quota(&node.region, observed.public_images.get(&node.region), adding, freeing)
             }
             _ => None,
+        })
+        .collect()
+}
+
+/// Where AMIs are to be shared with more accounts, organizations and OUs each than the account's
+/// "AMI sharing" quota allows: AWS refuses the launch permissions past it, after the AMIs are
+/// made. Only AMIs that gain an entity count; where Service Quotas did not answer, AWS's default
+/// is assumed, and said to be.
+pub(super) fn sharing_quota_warnings(changes: &[Change], desired: &DesiredGraph, observed: &Observed) -> Vec<String> {
+    let live_sharing: HashMap<(&str, &str), &Sharing> = observed
+        .resources
+        .iter()
+        .filter_map(|r| Some(((r.region.as_str(), r.id.as_str()), r.sharing.as_ref()?)))
+        .collect();
+    // Per region: the AMIs past the quota, and the most entities one of them is to be shared with.
+    let mut over: BTreeMap<&str, (usize, usize, Option<u32>)> = BTreeMap::new();
+    for change in changes.iter().filter(|c| c.kind.is_image() && !c.until_copied && c.action != Action::Delete) {
+        let Some(wanted) = desired.get(&change.node).map(|n| &n.sharing) else { continue };
+        let quota = observed.sharing_quotas.get(&change.region).copied();
+        let allowed = quota.map_or(Sharing::DEFAULT_ENTITY_QUOTA, |q| q as usize);
+        if wanted.entities() <= allowed {
+            continue;
+        }
+        let live = change.live_id.as_deref().and_then(|id| live_sharing.get(&(change.region.as_str(), id)));
+        let gains = match change.action {
+            Action::Create | Action::Replace => true,
+            _ => live.is_none_or(|live| wanted.minus(live).entities() > 0),
+        };
+        if gains {
+            let (amis, most, _) = over.entry(change.region.as_str()).or_insert((0, 0, quota));
+            *amis += 1;
+            *most = (*most).max(wanted.entities());
+        }
+    }
+    let (service, code) = quota_code(Quota::ImageSharing);
+    over.into_iter()
+        .map(|(region, (amis, most, quota))| {
+            let known = match quota {
+                Some(quota) => format!("the account's quota there is {quota} per AMI"),
+                None => format!("AWS's default quota is {} per AMI unless it was raised", Sharing::DEFAULT_ENTITY_QUOTA),
+            };
+            format!(
+                "{region}: {amis} AMI(s) are to be shared with {most} accounts, organizations and OUs each: {known} (Service Quotas: Amazon EC2, \"AMI sharing\"), and AWS refuses the launch permissions past it once the AMIs are made; share with organizations or OUs instead (the accounts in them do not count), or raise the quota (`aws service-quotas request-service-quota-increase --service-code {service} --quota-code {code} --desired-value N --region {region}`)"
+            )
         })
         .collect()
 }

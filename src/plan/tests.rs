@@ -124,6 +124,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         subnet_zones: BTreeMap::new(),
         vpc_counts: BTreeMap::new(),
         vpc_quotas: BTreeMap::new(),
+        sharing_quotas: BTreeMap::new(),
         encrypted_by_default: BTreeSet::new(),
         denied_regions: BTreeMap::new(),
         foreign: vec![],
@@ -327,6 +328,57 @@ fn making_amis_public_past_the_accounts_quota_is_warned_of_before_the_apply() {
     let with_cooldown = swap_with(LiveProtection::On(Protection::WithCooldown));
     assert!(with_cooldown.changes.iter().any(|c| c.action == Action::Delete && c.kind == NodeKind::Image));
     assert_eq!(quota_warnings(&with_cooldown), 1, "{:?}", with_cooldown.warnings);
+}
+
+/// AWS refuses to share one AMI with more accounts, organizations and OUs than the account's
+/// "AMI sharing" quota: the plan says so where an AMI would gain one past it, against the quota
+/// read, or AWS's default where none was.
+#[test]
+fn sharing_an_ami_past_the_accounts_sharing_quota_is_warned_of_before_the_apply() {
+    let accounts = |n: usize| (0..n).map(|i| format!("{:012}", 100_000_000_000 + i)).collect();
+    let shared = |n: usize| Stack {
+        sharing: Sharing {
+            accounts: accounts(n),
+            organizations: BTreeSet::from(["arn:aws:organizations::111122223333:organization/o-abcdefghij".into()]),
+            ..Sharing::default()
+        },
+        ..stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1", "eu-west-1"])
+    };
+    let plan_with = |stack: &Stack, live: Vec<LiveResource>, quotas: &[(&str, u32)]| {
+        let sharing_quotas = quotas.iter().map(|(region, quota)| (region.to_string(), *quota)).collect();
+        plan(&graph(stack, "aa"), &Observed { sharing_quotas, ..observed(live) }, &stacks(), false, NOW)
+    };
+    let warnings = |plan: &Plan| -> Vec<String> {
+        plan.warnings.iter().filter(|w| w.contains("\"AMI sharing\"")).cloned().collect()
+    };
+
+    // 999 accounts and an organization: AWS's default, not past it.
+    assert_eq!(warnings(&plan_with(&shared(999), vec![], &[])), Vec::<String>::new());
+    // One more: past the default in both regions, two AMIs in each.
+    let past = warnings(&plan_with(&shared(1_000), vec![], &[]));
+    assert_eq!(past.len(), 2, "{past:?}");
+    assert!(
+        past[0].starts_with("eu-west-1: 2 AMI(s) are to be shared with 1001 accounts, organizations and OUs each: AWS's default quota is 1000 per AMI unless it was raised"),
+        "{}",
+        past[0]
+    );
+    assert!(past[0].contains("--quota-code L-70015FFA"), "{}", past[0]);
+    // The quota read: raised in one region, not in the other.
+    let raised = warnings(&plan_with(&shared(1_000), vec![], &[("us-east-1", 2_000), ("eu-west-1", 1_000)]));
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(raised[0].starts_with("eu-west-1:") && raised[0].contains("the account's quota there is 1000 per AMI"));
+
+    // Live AMIs shared with all of them already gain nothing, whatever is known of the quota;
+    // one more account is a gain again.
+    let desired = graph(&shared(1_000), "aa");
+    let mut live = applied(&desired);
+    for image in live.iter_mut().filter(|r| r.kind == ResourceKind::Image) {
+        image.sharing = Some(shared(1_000).sharing.clone());
+        image.snapshot_sharing =
+            image.snapshot_ids.iter().map(|s| (s.clone(), shared(1_000).sharing.for_snapshots())).collect();
+    }
+    assert_eq!(warnings(&plan_with(&shared(1_000), live.clone(), &[])), Vec::<String>::new());
+    assert_eq!(warnings(&plan_with(&shared(1_001), live, &[])).len(), 2);
 }
 
 #[test]

@@ -183,6 +183,80 @@ async fn making_amis_public_past_the_accounts_quota_is_warned_of_and_refused_unt
     expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
 }
 
+/// Rule `ami-sharing-quota`: AWS lets one AMI be shared with 1,000 accounts, organizations and
+/// OUs unless the quota was raised. Up to the default the plan asks nothing; past it, it reads
+/// the quota and warns before anything is made; applied anyway, the refusal is reported and the
+/// AMI stays private; once the quota is raised, the next apply shares it with all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_an_ami_past_the_accounts_sharing_quota_is_warned_of_and_refused_until_it_is_raised() {
+    use aws_sdk_ec2::types::ImageAttributeName;
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 12).await;
+    let dir = workdir("sharing-quota");
+    sample_image(&dir.join("disk.raw"), 4, 10);
+    let write = |accounts: usize| {
+        let accounts: Vec<String> = (0..accounts).map(|i| format!("\"{}\"", 300_000_000_000u64 + i as u64)).collect();
+        let text = format!(
+            "stack: widely\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage:\n  name: \"widely-{{volume_type}}\"\n  architecture: x86_64\nvariants:\n  volume_type: [gp3]\nregions: [us-east-1]\npublish:\n  organizations: [\"arn:aws:organizations::111122223333:organization/o-abcdefghij\"]\n  accounts: [{}]\n",
+            accounts.join(", ")
+        );
+        std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    };
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
+    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+    let ec2 = moto.ec2("us-east-1").await;
+    let shared_with = || async {
+        let images = ec2.describe_images().owners("self").send().await.unwrap();
+        let image = images
+            .images()
+            .iter()
+            .find(|i| i.name() == Some("widely-gp3"))
+            .expect("the AMI")
+            .image_id()
+            .unwrap()
+            .to_string();
+        let attribute = ec2.describe_image_attribute().image_id(image).attribute(ImageAttributeName::LaunchPermission);
+        attribute.send().await.unwrap().launch_permissions().len()
+    };
+
+    // 999 accounts and an organization: AWS's default allows it, and nothing is asked.
+    write(999);
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
+    expect_code(&planned, 0);
+    assert!(!stdout(&planned).contains("AMI sharing"), "{}", stdout(&planned));
+    assert_eq!(count("GetServiceQuota") + count("GetAWSDefaultServiceQuota"), 0);
+
+    write(1_000);
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
+    expect_code(&planned, 0);
+    assert!(
+        stdout(&planned).contains(
+            "us-east-1: 1 AMI(s) are to be shared with 1001 accounts, organizations and OUs each: the account's quota there is 1000 per AMI"
+        ),
+        "{}",
+        stdout(&planned)
+    );
+    assert_eq!((count("GetServiceQuota"), count("GetAWSDefaultServiceQuota")), (1, 1), "the default, asked for");
+
+    let applied = run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await;
+    expect_code(&applied, 1);
+    let said = format!("{}{}", stdout(&applied), stderr(&applied));
+    assert!(said.contains("ResourceLimitExceeded") && said.contains("quota of 1000"), "{said}");
+    assert_eq!(shared_with().await, 0, "made, and refused its launch permissions");
+
+    let mut raised = proxy.rules();
+    raised.ami_sharing_quota = 1_500;
+    proxy.set_rules(raised);
+    let raised = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
+    expect_code(&raised, 2);
+    assert!(!stdout(&raised).contains("AMI sharing"), "{}", stdout(&raised));
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(shared_with().await, 1_001);
+    expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 0);
+    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(proxy.enforced(Rule::AmiSharingQuota), 1);
+}
+
 /// Rule `ebs-encryption-by-default`: in an account that encrypts every new snapshot, an
 /// `unencrypted` AMI is in fact encrypted with the default key, and AWS refuses to make it
 /// public. The plan says so before anything is created.

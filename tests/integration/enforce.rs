@@ -1,6 +1,7 @@
 //! The proxy's enforcement of AWS's rules (see `rules.rs`): what it answers itself instead of
 //! forwarding to moto, judged on the request, on what the proxy remembers, or on what moto holds.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -43,6 +44,11 @@ pub(super) async fn placement_refusal(
             );
             return Some((Rule::PublicAmiQuota, "ResourceLimitExceeded", message));
         }
+    }
+    if rules.on(Rule::AmiSharingQuota)
+        && let Some(refusal) = sharing_past_quota(shared, call, parts, rules.ami_sharing_quota).await
+    {
+        return Some(refusal);
     }
     let shares = |prefix: &str| call.params.iter().any(|(k, _)| k.starts_with(prefix));
     if rules.on(Rule::EbsEncryptionByDefault)
@@ -121,6 +127,63 @@ pub(super) async fn unchecked_image_parameter(
 }
 
 /// A ModifyImageAttribute that grants everyone launch permission.
+/// Rule `ami-sharing-quota`: a ModifyImageAttribute that would leave the AMI shared with more
+/// accounts, organizations and OUs than `quota`, counted on what moto holds for it.
+async fn sharing_past_quota(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+    quota: usize,
+) -> Option<(Rule, &'static str, String)> {
+    const ENTITIES: [&str; 3] = ["UserId", "OrganizationArn", "OrganizationalUnitArn"];
+    let named = |change: &str| -> BTreeSet<String> {
+        let prefix = format!("LaunchPermission.{change}.");
+        call.params
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && ENTITIES.iter().any(|e| k.ends_with(&format!(".{e}"))))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let adding = named("Add");
+    if call.operation != "ModifyImageAttribute" || adding.is_empty() {
+        return None;
+    }
+    let image = call.param("ImageId")?;
+    let question =
+        format!("Action=DescribeImageAttribute&Version=2016-11-15&Attribute=launchPermission&ImageId={image}");
+    let held = ask_moto(shared, parts, question).await?;
+    let mut entities: BTreeSet<String> = ENTITIES
+        .iter()
+        .flat_map(|entity| {
+            let tag = format!("{}{}", entity[..1].to_lowercase(), &entity[1..]);
+            all_between(&held, &format!("<{tag}>"), &format!("</{tag}>"))
+        })
+        .collect();
+    entities.extend(adding);
+    for removed in named("Remove") {
+        entities.remove(&removed);
+    }
+    (entities.len() > quota).then(|| {
+        let message = format!(
+            "You have reached your quota of {quota} for the number of entities that an AMI can be shared with in this Region ({image} would be shared with {}).",
+            entities.len()
+        );
+        (Rule::AmiSharingQuota, "ResourceLimitExceeded", message)
+    })
+}
+
+/// Every value between `open` and `close` in `text`.
+fn all_between(text: &str, open: &str, close: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(value) = between(rest, open, close) {
+        let end = rest.find(open).expect("found") + open.len() + value.len() + close.len();
+        found.push(value);
+        rest = &rest[end..];
+    }
+    found
+}
+
 pub(super) fn makes_public(call: &Call) -> bool {
     call.operation == "ModifyImageAttribute"
         && call

@@ -41,7 +41,7 @@ use tokio::sync::oneshot;
 use enforce::{Protected, enforce_rules, makes_public, placement_refusal, unchecked_image_parameter};
 use rules::{Console, Rule, Rules, TokenUse};
 pub(crate) use wire::between;
-use wire::{PUBLIC_AMIS, VPCS, console_answer, error, error_with, identify, ok_answer, quota_answer};
+use wire::{AMI_SHARING, PUBLIC_AMIS, VPCS, console_answer, error, error_with, identify, ok_answer, quota_answer};
 
 /// What to inject. Rates are probabilities per call.
 #[derive(Debug, Clone, Default)]
@@ -748,22 +748,29 @@ fn judge(shared: &Shared, call: &Call) -> (Verdict, Duration, Option<oneshot::Se
             let value = faults.snapshot_block_public_access.clone().unwrap_or_default();
             return (Verdict::Answer(ok_answer(&call.operation, &format!("<state>{value}</state>"))), latency, None);
         }
-        // moto's Service Quotas knows only VPC quotas: the proxy answers EC2's public AMI quota
-        // from its rule. A quota left at its default has no applied value (the API reference
-        // allows GetServiceQuota to answer so: NoSuchResourceException), so that clients are
-        // seen to fall back to GetAWSDefaultServiceQuota.
-        "GetServiceQuota" | "GetAWSDefaultServiceQuota"
-            if param("ServiceCode").as_deref() == Some("ec2") && param("QuotaCode").as_deref() == Some(PUBLIC_AMIS) =>
-        {
-            let quota = faults.rules.public_ami_quota;
+        // moto's Service Quotas knows only VPC quotas: the proxy answers EC2's AMI quotas from
+        // its rules. A quota left at its default has no applied value (the API reference allows
+        // GetServiceQuota to answer so: NoSuchResourceException), so that clients are seen to
+        // fall back to GetAWSDefaultServiceQuota.
+        "GetServiceQuota" | "GetAWSDefaultServiceQuota" if param("ServiceCode").as_deref() == Some("ec2") => {
+            let code = param("QuotaCode").unwrap_or_default();
+            let (name, quota, default_quota) = match code.as_str() {
+                PUBLIC_AMIS => ("Public AMIs", faults.rules.public_ami_quota, rules::DEFAULT_PUBLIC_AMI_QUOTA),
+                AMI_SHARING => ("AMI sharing", faults.rules.ami_sharing_quota, rules::DEFAULT_AMI_SHARING_QUOTA),
+                _ => {
+                    let message = format!("The proxy plays no EC2 quota {code}.");
+                    let answer = error_with(call, StatusCode::BAD_REQUEST, "NoSuchResourceException", &message);
+                    return (Verdict::Answer(answer), latency, None);
+                }
+            };
             let default = call.operation == "GetAWSDefaultServiceQuota";
-            if !default && quota == rules::DEFAULT_PUBLIC_AMI_QUOTA {
+            if !default && quota == default_quota {
                 let message = "The request failed because the specified service does not exist.";
                 let answer = error_with(call, StatusCode::BAD_REQUEST, "NoSuchResourceException", message);
                 return (Verdict::Answer(answer), latency, None);
             }
-            let value = if default { rules::DEFAULT_PUBLIC_AMI_QUOTA } else { quota };
-            return (Verdict::Answer(quota_answer("ec2", PUBLIC_AMIS, "Public AMIs", value)), latency, None);
+            let value = if default { default_quota } else { quota };
+            return (Verdict::Answer(quota_answer("ec2", &code, name, value)), latency, None);
         }
         // moto answers the VPC quota's default (5); a test that raised it gets the raised value.
         "GetServiceQuota"

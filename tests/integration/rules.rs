@@ -37,10 +37,11 @@ pub enum Rule {
     SnapshotBlockRate,
     DeregistrationProtection,
     PublicAmiQuota,
+    AmiSharingQuota,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -62,6 +63,7 @@ impl Rule {
         Rule::SnapshotBlockRate,
         Rule::DeregistrationProtection,
         Rule::PublicAmiQuota,
+        Rule::AmiSharingQuota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +89,7 @@ impl Rule {
             Rule::SnapshotBlockRate => "snapshot-block-rate",
             Rule::DeregistrationProtection => "deregistration-protection",
             Rule::PublicAmiQuota => "public-ami-quota",
+            Rule::AmiSharingQuota => "ami-sharing-quota",
         }
     }
 
@@ -153,6 +156,9 @@ impl Rule {
             Rule::PublicAmiQuota => {
                 "EC2 user guide, AMI quotas (ami-quotas.html): public AMIs per Region, 5 by default, adjustable (Service Quotas code L-0E3CBAB9); making one more AMI public answers ResourceLimitExceeded (You have reached your quota of N for the number of public images allowed in this Region)"
             }
+            Rule::AmiSharingQuota => {
+                "EC2 user guide, AMI quotas (ami-quotas.html): AMI sharing, the entities (organizations, OUs and accounts; not the accounts in them) one AMI can be shared with in a Region, 1,000 by default, adjustable (Service Quotas code L-70015FFA). The page names no error: the proxy answers as for the public AMI quota, ResourceLimitExceeded"
+            }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
             }
@@ -162,6 +168,9 @@ impl Rule {
 
 /// AWS's default quota of public AMIs per region.
 pub const DEFAULT_PUBLIC_AMI_QUOTA: usize = 5;
+
+/// AWS's default quota of entities one AMI can be shared with.
+pub const DEFAULT_AMI_SHARING_QUOTA: usize = 1_000;
 
 /// The rules in force and their parameters.
 #[derive(Debug, Clone)]
@@ -181,6 +190,8 @@ pub struct Rules {
     pub vpc_quota: usize,
     /// Public AMIs per region the account may have (its "Public AMIs" quota).
     pub public_ami_quota: usize,
+    /// Accounts, organizations and OUs one AMI can be shared with (its "AMI sharing" quota).
+    pub ami_sharing_quota: usize,
     /// PutSnapshotBlock requests EBS accepts per snapshot in any second.
     pub blocks_per_second: usize,
     /// How long an AMI protected with a cooldown stays protected once protection is lifted
@@ -202,6 +213,7 @@ impl Default for Rules {
             denied_regions: vec!["me-central-1".to_string()],
             vpc_quota: 5,
             public_ami_quota: DEFAULT_PUBLIC_AMI_QUOTA,
+            ami_sharing_quota: DEFAULT_AMI_SHARING_QUOTA,
             blocks_per_second: 1_000,
             protection_cooldown: Duration::from_secs(4),
         }

@@ -29,6 +29,9 @@ pub(super) fn ok_answer(operation: &str, inner: &str) -> Response<Full<Bytes>> {
 /// The Service Quotas code of EC2's "Public AMIs" quota.
 pub(super) const PUBLIC_AMIS: &str = "L-0E3CBAB9";
 
+/// The Service Quotas code of EC2's "AMI sharing" quota.
+pub(super) const AMI_SHARING: &str = "L-70015FFA";
+
 /// The Service Quotas code of VPC's "VPCs per Region" quota.
 pub(super) const VPCS: &str = "L-F678F1CE";
 

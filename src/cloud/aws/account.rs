@@ -7,12 +7,14 @@ use super::{AwsCloud, Missing, states};
 use crate::cloud::{Account, CloudError, PublicAccess, Quota};
 
 /// The service and quota codes of a quota in Service Quotas: Amazon EC2's "Public AMIs" (5 by
-/// default: "AMI quotas" in the Amazon EC2 User Guide) and Amazon VPC's "VPCs per Region" (5
-/// by default: "Amazon VPC quotas").
+/// default) and "AMI sharing" (1,000 entities per AMI by default), both in "AMI quotas" of the
+/// Amazon EC2 User Guide, and Amazon VPC's "VPCs per Region" (5 by default: "Amazon VPC
+/// quotas").
 pub fn quota_code(quota: Quota) -> (&'static str, &'static str) {
     match quota {
         Quota::PublicImages => ("ec2", "L-0E3CBAB9"),
         Quota::Vpcs => ("vpc", "L-F678F1CE"),
+        Quota::ImageSharing => ("ec2", "L-70015FFA"),
     }
 }
 

@@ -114,6 +114,10 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
             &[],
             &[],
         ),
+        // The "AMI sharing" quota the plan checks the manifest's launch permissions against.
+        Capability::WideSharing => {
+            (&["servicequotas:GetAWSDefaultServiceQuota", "servicequotas:GetServiceQuota"], &[], &[])
+        }
         Capability::Deprecation => (&[], &[], &["ec2:EnableImageDeprecation"]),
         Capability::Protection => (&[], &[], &["ec2:EnableImageDeregistrationProtection"]),
         Capability::BootTest => (
