@@ -427,6 +427,12 @@ fn the_policy_follows_the_manifests_features_without_aws() {
     );
     assert_eq!(actions(statement(&read_only, "CatalogueFiles")), ["s3:GetObject", "s3:GetObjectTagging"]);
 
+    // The sharing quota is read only where an AMI is shared past AWS's default 1,000 entities.
+    assert!(!actions(statement(&full, "Discover")).contains(&"servicequotas:GetServiceQuota"));
+    let accounts: Vec<String> = (0..1_001).map(|i| format!("\"{}\"", 300_000_000_000u64 + i)).collect();
+    let wide = policy_of(&format!("{VALID}publish: {{ accounts: [{}] }}\n", accounts.join(", ")));
+    assert!(actions(statement(&wide, "Discover")).contains(&"servicequotas:GetServiceQuota"));
+
     // The policy follows from the manifest's shape: written where the image is not, it is the
     // same, and so is the graph.
     assert_eq!(policy_of(VALID), direct);
