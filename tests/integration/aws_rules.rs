@@ -147,40 +147,54 @@ async fn making_amis_public_past_the_accounts_quota_is_warned_of_and_refused_unt
     let text = "stack: quota\nsource: { file: disk.raw }\nbuild: { region: us-east-1 }\nimage:\n  name: \"quota-{volume_type}\"\n  architecture: x86_64\nvariants:\n  volume_type: [gp3, standard]\nregions: [us-east-1]\npublish: { public: true }\n";
     std::fs::write(dir.join("stack.yaml"), text).unwrap();
     let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
-    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
     let ours_public = || async {
         let public = Filter::builder().name("is-public").values("true").build();
         let out = ec2.describe_images().owners("self").filters(public).send().await.unwrap();
         out.images().iter().filter(|i| i.name().is_some_and(|n| n.starts_with("quota-"))).count()
     };
 
-    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
-    expect_code(&planned, 0);
-    assert!(
-        stdout(&planned).contains(
-            "us-east-1 has 4 public AMI(s) and this apply makes 2 more public: the account's quota there is 5"
-        ),
-        "{}",
-        stdout(&planned)
-    );
-    assert_eq!((count("GetServiceQuota"), count("GetAWSDefaultServiceQuota")), (1, 1), "the default, asked for");
+    let warning = "us-east-1 has 4 public AMI(s) and this apply makes 2 more public: the account's quota there is 5";
+    warned_then_refused(&proxy, &dir, warning, "quota of 5").await;
+    assert_eq!(ours_public().await, 1, "one AMI made public, the other refused");
+    raised_then_converged(&proxy, &dir, "ResourceLimitExceeded", |rules| rules.public_ami_quota = 10).await;
+    assert_eq!(ours_public().await, 2);
+    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+}
 
-    let applied = run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await;
+/// What the AMI quota tests share: the plan warns (having asked Service Quotas for the quota,
+/// then for its default) and the apply anyway is refused with AWS's `ResourceLimitExceeded`.
+async fn warned_then_refused(proxy: &crate::proxy::Proxy, dir: &std::path::Path, warning: &str, refusal: &str) {
+    let asked = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+    let before = (asked("GetServiceQuota"), asked("GetAWSDefaultServiceQuota"));
+    let planned = amiplan_async(&proxy.endpoint, dir, &["plan", "stack.yaml", "--regions", "manifest"]).await;
+    expect_code(&planned, 0);
+    assert!(stdout(&planned).contains(warning), "{}", stdout(&planned));
+    let after = (asked("GetServiceQuota"), asked("GetAWSDefaultServiceQuota"));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1), "the default, asked for");
+    let applied =
+        amiplan_async(&proxy.endpoint, dir, &["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await;
     expect_code(&applied, 1);
     let said = format!("{}{}", stdout(&applied), stderr(&applied));
-    assert!(said.contains("ResourceLimitExceeded") && said.contains("quota of 5"), "{said}");
-    assert_eq!(ours_public().await, 1, "one AMI made public, the other refused");
+    assert!(said.contains("ResourceLimitExceeded") && said.contains(refusal), "{said}");
+}
 
-    let mut raised = proxy.rules();
-    raised.public_ami_quota = 10;
-    proxy.set_rules(raised);
+/// Then the quota is raised: the plan has changes and no longer says `warned`, the apply
+/// converges, and a plan after it has no change.
+async fn raised_then_converged(
+    proxy: &crate::proxy::Proxy,
+    dir: &std::path::Path,
+    warned: &str,
+    raise: impl FnOnce(&mut crate::proxy::rules::Rules),
+) {
+    let mut rules = proxy.rules();
+    raise(&mut rules);
+    proxy.set_rules(rules);
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, dir, args);
     let raised = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
     expect_code(&raised, 2);
-    assert!(!stdout(&raised).contains("ResourceLimitExceeded"), "{}", stdout(&raised));
+    assert!(!stdout(&raised).contains(warned), "{}", stdout(&raised));
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
-    assert_eq!(ours_public().await, 2);
     expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 0);
-    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
 }
 
 /// Rule `ami-sharing-quota`: AWS lets one AMI be shared with 1,000 accounts, organizations and
@@ -227,32 +241,11 @@ async fn sharing_an_ami_past_the_accounts_sharing_quota_is_warned_of_and_refused
     assert_eq!(count("GetServiceQuota") + count("GetAWSDefaultServiceQuota"), 0);
 
     write(1_000);
-    let planned = run(&["plan", "stack.yaml", "--regions", "manifest"]).await;
-    expect_code(&planned, 0);
-    assert!(
-        stdout(&planned).contains(
-            "us-east-1: 1 AMI(s) are to be shared with 1001 accounts, organizations and OUs each: the account's quota there is 1000 per AMI"
-        ),
-        "{}",
-        stdout(&planned)
-    );
-    assert_eq!((count("GetServiceQuota"), count("GetAWSDefaultServiceQuota")), (1, 1), "the default, asked for");
-
-    let applied = run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await;
-    expect_code(&applied, 1);
-    let said = format!("{}{}", stdout(&applied), stderr(&applied));
-    assert!(said.contains("ResourceLimitExceeded") && said.contains("quota of 1000"), "{said}");
+    let warning = "us-east-1: 1 AMI(s) are to be shared with 1001 accounts, organizations and OUs each: the account's quota there is 1000 per AMI";
+    warned_then_refused(&proxy, &dir, warning, "quota of 1000").await;
     assert_eq!(shared_with().await, 0, "made, and refused its launch permissions");
-
-    let mut raised = proxy.rules();
-    raised.ami_sharing_quota = 1_500;
-    proxy.set_rules(raised);
-    let raised = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
-    expect_code(&raised, 2);
-    assert!(!stdout(&raised).contains("AMI sharing"), "{}", stdout(&raised));
-    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    raised_then_converged(&proxy, &dir, "AMI sharing", |rules| rules.ami_sharing_quota = 1_500).await;
     assert_eq!(shared_with().await, 1_001);
-    expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 0);
     expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
     assert_eq!(proxy.enforced(Rule::AmiSharingQuota), 1);
 }
