@@ -477,6 +477,10 @@ impl<'a> Runner<'a> {
         };
         args.extend(["-netdev".into(), format!("user,id=n0,restrict=on{forward}")]);
         args.extend(["-device".into(), "virtio-net-pci,netdev=n0,romfile=".into()]);
+        // EC2's processors have RDRAND, so an instance's kernel has its random numbers at once;
+        // QEMU's emulated default processor has none, and a guest under a busy host once waited
+        // out the helper job's 20 minutes in getrandom. An entropy source stands in for RDRAND.
+        args.extend(["-device".into(), "virtio-rng-pci".into()]);
 
         let started = Instant::now();
         let mut qemu = tokio::process::Command::new("qemu-system-x86_64")
