@@ -557,6 +557,19 @@ mod tests {
         assert_ne!(job.id, prepare("other", &origin).unwrap().id);
     }
 
+    /// A GPT bootstrap of a stage3 that runs `script`.
+    fn gpt_bootstrap(script: PathBuf) -> Origin {
+        Origin::Bootstrap(BootstrapSpec {
+            tarball: "https://example.org/stage3.tar.xz".into(),
+            sha256: "cd".repeat(32),
+            script,
+            finalize: None,
+            files: Default::default(),
+            label: "root".into(),
+            layout: DiskLayout::Gpt(Architecture::X86_64),
+        })
+    }
+
     /// FAT holds no owners or links: the tarball is unpacked before the EFI system partition is
     /// mounted under it, and the boot loader is installed after both.
     #[test]
@@ -565,15 +578,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("provision.sh");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        let origin = Origin::Bootstrap(BootstrapSpec {
-            tarball: "https://example.org/stage3.tar.xz".into(),
-            sha256: "cd".repeat(32),
-            script,
-            finalize: None,
-            files: Default::default(),
-            label: "root".into(),
-            layout: DiskLayout::Gpt(Architecture::X86_64),
-        });
+        let origin = gpt_bootstrap(script);
         let job = prepare("order", &origin).unwrap();
         let script = job.script("vol-0123");
         let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("no {needle:?} in the job"));
@@ -592,15 +597,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("big.sh");
         std::fs::write(&script, vec![b'x'; 20_000]).unwrap();
-        let origin = Origin::Bootstrap(BootstrapSpec {
-            tarball: "https://example.org/stage3.tar.xz".into(),
-            sha256: "cd".repeat(32),
-            script,
-            finalize: None,
-            files: Default::default(),
-            label: "root".into(),
-            layout: DiskLayout::Gpt(Architecture::X86_64),
-        });
+        let origin = gpt_bootstrap(script);
         assert!(matches!(prepare("big", &origin), Err(JobError::TooLarge { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -96,7 +96,7 @@ pub(super) fn sharing_quota_warnings(changes: &[Change], desired: &DesiredGraph,
         .filter_map(|r| Some(((r.region.as_str(), r.id.as_str()), r.sharing.as_ref()?)))
         .collect();
     // Per region: the AMIs past the quota, and the most entities one of them is to be shared with.
-    let mut over: BTreeMap<&str, (usize, usize, Option<u32>)> = BTreeMap::new();
+    let mut over: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for change in changes.iter().filter(|c| c.kind.is_image() && !c.until_copied && c.action != Action::Delete) {
         let Some(wanted) = desired.get(&change.node).map(|n| &n.sharing) else { continue };
         let quota = observed.sharing_quotas.get(&change.region).copied();
@@ -110,15 +110,15 @@ pub(super) fn sharing_quota_warnings(changes: &[Change], desired: &DesiredGraph,
             _ => live.is_none_or(|live| wanted.minus(live).entities() > 0),
         };
         if gains {
-            let (amis, most, _) = over.entry(change.region.as_str()).or_insert((0, 0, quota));
+            let (amis, most) = over.entry(change.region.as_str()).or_default();
             *amis += 1;
             *most = (*most).max(wanted.entities());
         }
     }
     let (service, code) = quota_code(Quota::ImageSharing);
     over.into_iter()
-        .map(|(region, (amis, most, quota))| {
-            let known = match quota {
+        .map(|(region, (amis, most))| {
+            let known = match observed.sharing_quotas.get(region) {
                 Some(quota) => format!("the account's quota there is {quota} per AMI"),
                 None => format!("AWS's default quota is {} per AMI unless it was raised", Sharing::DEFAULT_ENTITY_QUOTA),
             };
