@@ -1,6 +1,8 @@
 //! The AWS rules themselves (see `rules.rs`), and the behaviours they ask of amiplan that no
 //! other test module covers: denied regions, AWS's default deprecation of public AMIs.
 
+use aws_sdk_ec2::types::SnapshotAttributeName;
+
 use crate::proxy::rules::Rule;
 use crate::support::*;
 
@@ -246,8 +248,55 @@ async fn sharing_an_ami_past_the_accounts_sharing_quota_is_warned_of_and_refused
     assert_eq!(shared_with().await, 0, "made, and refused its launch permissions");
     raised_then_converged(&proxy, &dir, "AMI sharing", |rules| rules.ami_sharing_quota = 1_500).await;
     assert_eq!(shared_with().await, 1_001);
+    // Its snapshot is shared with the 1,000 accounts (organizations take no part), in requests
+    // of at most 500 (rule `snapshot-permission-batch`).
+    let images = ec2.describe_images().owners("self").send().await.unwrap();
+    let image = images.images().iter().find(|i| i.name() == Some("widely-gp3")).unwrap();
+    let snapshot = image.block_device_mappings()[0].ebs().unwrap().snapshot_id().unwrap();
+    let attribute = ec2.describe_snapshot_attribute().snapshot_id(snapshot);
+    let permissions = attribute.attribute(SnapshotAttributeName::CreateVolumePermission).send().await.unwrap();
+    assert_eq!(permissions.create_volume_permissions().len(), 1_000);
+    assert_eq!(count("ModifySnapshotAttribute"), 2);
     expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
     assert_eq!(proxy.enforced(Rule::AmiSharingQuota), 1);
+    assert_eq!(proxy.enforced(Rule::SnapshotPermissionBatch), 0);
+}
+
+/// Rule `snapshot-permission-batch`: AWS takes at most 500 createVolumePermission changes in one
+/// ModifySnapshotAttribute, and grants or revocations, not both (moto takes any number of both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_takes_at_most_500_permission_changes_and_one_direction_per_request() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    use aws_sdk_ec2::types::{CreateVolumePermission, CreateVolumePermissionModifications, OperationType};
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 18).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config_at(&proxy.endpoint, "us-east-1").await);
+    let volume = ec2.create_volume().availability_zone("us-east-1a").size(1).send().await.unwrap();
+    let snapshot = ec2.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
+    let snapshot = snapshot.snapshot_id().unwrap();
+    let accounts = |from: u64, n: u64| (from..from + n).map(|i| format!("{:012}", 400_000_000_000 + i)).collect();
+    let add = |ids: Vec<String>| {
+        ec2.modify_snapshot_attribute()
+            .snapshot_id(snapshot)
+            .attribute(SnapshotAttributeName::CreateVolumePermission)
+            .operation_type(OperationType::Add)
+            .set_user_ids(Some(ids))
+            .send()
+    };
+    let refused = add(accounts(0, 501)).await.expect_err("501 changes in one request");
+    assert_eq!(refused.code(), Some("InvalidParameterValue"), "{refused:?}");
+    add(accounts(0, 500)).await.expect("500 changes");
+    let both = CreateVolumePermissionModifications::builder()
+        .add(CreateVolumePermission::builder().user_id(format!("{:012}", 400_000_000_999u64)).build())
+        .remove(CreateVolumePermission::builder().user_id(format!("{:012}", 400_000_000_000u64)).build())
+        .build();
+    let modify = ec2.modify_snapshot_attribute().snapshot_id(snapshot).create_volume_permission(both);
+    let refused = modify.send().await.expect_err("a grant and a revocation in one request");
+    assert_eq!(refused.code(), Some("InvalidParameterCombination"), "{refused:?}");
+    let attribute = ec2.describe_snapshot_attribute().snapshot_id(snapshot);
+    let held = attribute.attribute(SnapshotAttributeName::CreateVolumePermission).send().await.unwrap();
+    assert_eq!(held.create_volume_permissions().len(), 500, "only the accepted request took effect");
+    assert_eq!(proxy.enforced(Rule::SnapshotPermissionBatch), 2);
 }
 
 /// Rule `ebs-encryption-by-default`: in an account that encrypts every new snapshot, an

@@ -126,7 +126,6 @@ pub(super) async fn unchecked_image_parameter(
     )
 }
 
-/// A ModifyImageAttribute that grants everyone launch permission.
 /// Rule `ami-sharing-quota`: a ModifyImageAttribute that would leave the AMI shared with more
 /// accounts, organizations and OUs than `quota`, counted on what moto holds for it.
 async fn sharing_past_quota(
@@ -184,12 +183,34 @@ fn all_between(text: &str, open: &str, close: &str) -> Vec<String> {
     found
 }
 
+/// A ModifyImageAttribute that grants everyone launch permission.
 pub(super) fn makes_public(call: &Call) -> bool {
     call.operation == "ModifyImageAttribute"
         && call
             .params
             .iter()
             .any(|(k, v)| k.starts_with("LaunchPermission.Add.") && k.ends_with(".Group") && v == "all")
+}
+
+/// Rule `snapshot-permission-batch`: a ModifySnapshotAttribute with more than 500 grants or
+/// revocations, or with both, in either of AWS's two forms (OperationType with UserId.N and
+/// UserGroup.N, or CreateVolumePermission.Add.N / .Remove.N).
+fn snapshot_permission_batch(call: &Call) -> Option<(&'static str, String)> {
+    let listed = |prefix: &str| call.params.iter().filter(|(k, _)| k.starts_with(prefix)).count();
+    let (adds, removes) = (listed("CreateVolumePermission.Add."), listed("CreateVolumePermission.Remove."));
+    let (direct, operation) = (listed("UserId.") + listed("UserGroup."), call.param("OperationType"));
+    let adding = adds > 0 || (direct > 0 && operation == Some("add"));
+    let removing = removes > 0 || (direct > 0 && operation == Some("remove"));
+    if adding && removing {
+        let message = "You cannot both add and remove create volume permissions in a single operation".to_string();
+        return Some(("InvalidParameterCombination", message));
+    }
+    let modifications = adds + removes + direct;
+    (modifications > 500).then(|| {
+        let message =
+            format!("You can make up to 500 modifications to a snapshot in a single operation ({modifications} asked)");
+        ("InvalidParameterValue", message)
+    })
 }
 
 /// Asks moto an EC2 question of its own, in the region of the request being judged.
@@ -307,6 +328,11 @@ pub(super) fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
             if fresh(state, volume, rules.volume_creating_for) {
                 let message = format!("vol '{volume}' is not 'available'.");
                 return enforced(state, Rule::AttachNeedsAvailable, refuse("IncorrectState", &message));
+            }
+        }
+        "ModifySnapshotAttribute" if rules.on(Rule::SnapshotPermissionBatch) => {
+            if let Some((code, message)) = snapshot_permission_batch(call) {
+                return enforced(state, Rule::SnapshotPermissionBatch, refuse(code, &message));
             }
         }
         "StartSnapshot" if rules.on(Rule::StartSnapshotKeyArn) => {

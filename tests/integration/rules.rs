@@ -38,10 +38,11 @@ pub enum Rule {
     DeregistrationProtection,
     PublicAmiQuota,
     AmiSharingQuota,
+    SnapshotPermissionBatch,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 22] = [
+    pub const ALL: [Rule; 23] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -64,6 +65,7 @@ impl Rule {
         Rule::DeregistrationProtection,
         Rule::PublicAmiQuota,
         Rule::AmiSharingQuota,
+        Rule::SnapshotPermissionBatch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Rule {
             Rule::DeregistrationProtection => "deregistration-protection",
             Rule::PublicAmiQuota => "public-ami-quota",
             Rule::AmiSharingQuota => "ami-sharing-quota",
+            Rule::SnapshotPermissionBatch => "snapshot-permission-batch",
         }
     }
 
@@ -158,6 +161,9 @@ impl Rule {
             }
             Rule::AmiSharingQuota => {
                 "EC2 user guide, AMI quotas (ami-quotas.html): AMI sharing, the entities (organizations, OUs and accounts; not the accounts in them) one AMI can be shared with in a Region, 1,000 by default, adjustable (Service Quotas code L-70015FFA). The page names no error: the proxy answers as for the public AMI quota, ResourceLimitExceeded"
+            }
+            Rule::SnapshotPermissionBatch => {
+                "EC2 API reference, ModifySnapshotAttribute (API_ModifySnapshotAttribute.html): up to 500 modifications to a snapshot in a single operation, and accounts are added or removed, not both, in one operation. The page names no error: the proxy answers InvalidParameterValue and InvalidParameterCombination"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
