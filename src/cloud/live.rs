@@ -49,6 +49,9 @@ pub enum State {
     /// Being deleted, or deleted (a volume `deleting`, an AMI `deregistered`).
     Deleting,
     Deleted,
+    /// An AMI its owner disabled: it cannot be launched or shared until it is enabled again,
+    /// and it still holds its name and its snapshots.
+    Disabled,
     /// Failed for good, in AWS's word (`failed`, `error`, `invalid`, …).
     Failed(String),
     /// A state word this version does not know: treated as not usable, shown as AWS said it.
@@ -74,6 +77,7 @@ impl std::fmt::Display for State {
             State::Terminated => "terminated",
             State::Detached => "detached",
             State::Incomplete => "incomplete",
+            State::Disabled => "disabled",
             State::Deleting => "deleting",
             State::Deleted => "deleted",
             State::Failed(word) | State::Other(word) => word,

@@ -41,6 +41,13 @@ pub(super) fn judge(node: &Node, live: &LiveResource, now: i64) -> (Change, Opti
         // Never updated in place: adopted as they are (a running helper keeps running).
         return (change, None);
     }
+    if live.state == State::Disabled {
+        // Its owner stopped its launches on purpose, and AWS refuses to share it: neither
+        // replaced nor changed, and said so.
+        let why = Reason::Disabled { id: live.id.clone() };
+        change.reasons.push(why.clone());
+        return (change, Some(why));
+    }
     if live.node().is_none() {
         change.reasons.push(Reason::Adopt { id: live.id.clone() });
     }

@@ -576,6 +576,32 @@ fn destroy_deletes_everything_owned_dependents_first() {
     assert!(plan.changes.iter().all(|c| c.action == Action::Delete));
 }
 
+/// An AMI its owner disabled is left as it is, shared with no one, and said to be; destroy
+/// still deregisters it (before its snapshot, which AWS keeps while the AMI is there).
+#[test]
+fn a_disabled_ami_is_left_as_it_is_and_still_destroyed() {
+    let stack = Stack {
+        sharing: Sharing { accounts: ["111122223333".to_string()].into(), ..Sharing::default() },
+        ..stack(&[VolumeType::Gp3], &["us-east-1"])
+    };
+    let desired = graph(&stack, "aa");
+    let mut live = applied(&desired);
+    let image = live.iter_mut().find(|r| r.kind == ResourceKind::Image).unwrap();
+    image.state = State::Disabled;
+    image.sharing = Some(Sharing::default());
+    let id = image.id.clone();
+    let planned = plan(&desired, &observed(live.clone()), &stacks(), false, NOW);
+    let held = action_of(&planned, "image/demo-gp3@us-east-1");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].action, Action::NoOp, "neither replaced nor shared: {held:?}");
+    assert!(held[0].reasons.contains(&Reason::Disabled { id: id.clone() }), "{held:?}");
+    assert!(planned.warnings.iter().any(|w| w.contains(&format!("{id} is disabled"))), "{:?}", planned.warnings);
+    assert!(planned.changes.iter().all(|c| c.action == Action::NoOp), "{:#?}", planned.changes);
+    let destroy = plan(&desired, &observed(live), &stacks(), true, NOW);
+    let order: Vec<(&str, Action)> = destroy.changes.iter().map(|c| (c.node.as_str(), c.action)).collect();
+    assert_eq!(order, [("image/demo-gp3@us-east-1", Action::Delete), ("snapshot/demo-root@us-east-1", Action::Delete)]);
+}
+
 #[test]
 fn an_interrupted_upload_is_replaced_but_a_finished_pending_one_is_awaited() {
     let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");

@@ -422,7 +422,9 @@ impl Spec {
     /// error): among duplicates it comes last, and it is replaced.
     pub fn failed(&self, live: &LiveResource) -> Option<Reason> {
         let failed = match self {
-            Spec::Snapshot(_) | Spec::Image(_) | Spec::Copy(_) => !matches!(live.state, State::Ready | State::Pending),
+            Spec::Snapshot(_) | Spec::Image(_) | Spec::Copy(_) => {
+                !matches!(live.state, State::Ready | State::Pending | State::Disabled)
+            }
             Spec::Volume(_) => volume::failed(&live.state),
             // A stopped helper is judged by `stale`; terminated ones are not even discovered.
             Spec::Vpc(_)

@@ -61,6 +61,10 @@ pub enum Reason {
     },
     /// Something the manifest asks for that AWS would refuse: left as it is.
     Refused(String),
+    /// An AMI its owner disabled: left disabled, and left as it is.
+    Disabled {
+        id: String,
+    },
     // Builds and tests.
     ForTheBuild,
     /// The copies' source of a stack that does not keep it: removed once the copies are done.
@@ -175,6 +179,10 @@ impl std::fmt::Display for Reason {
                 "kept while {image} in front of it waits for its deregistration protection's cooldown: a later run removes both"
             ),
             Reason::Refused(why) => f.write_str(why),
+            Reason::Disabled { id } => write!(
+                f,
+                "{id} is disabled: amiplan leaves it as it is (AWS neither launches nor shares a disabled AMI) until it is enabled again (`aws ec2 enable-image`); destroy and retention still remove it"
+            ),
             Reason::ForTheBuild => f.write_str("transient: created for the build, removed after"),
             Reason::UntilCopied => {
                 f.write_str("the copies' source: removed once they are done (`build.keep_image: false`)")

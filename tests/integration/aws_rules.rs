@@ -299,6 +299,62 @@ async fn a_snapshot_takes_at_most_500_permission_changes_and_one_direction_per_r
     assert_eq!(proxy.enforced(Rule::SnapshotPermissionBatch), 2);
 }
 
+/// Rule `disabled-amis`: an AMI disabled by hand (DisableImage) loses its launch permissions and
+/// leaves DescribeImages unless disabled AMIs are asked for. amiplan still finds it: the plan
+/// leaves it as it is and says so, nothing is made again under its name, and destroy removes it
+/// and its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    use aws_sdk_ec2::types::{Filter, ImageAttributeName, ImageState, LaunchPermission, LaunchPermissionModifications};
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 19).await;
+    let dir = manifest("disabled", "us-east-1", "publish: { accounts: [\"111122223333\"] }\n");
+    let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
+    let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    let ec2 = aws_sdk_ec2::Client::new(&config_at(&proxy.endpoint, "us-east-1").await);
+    let ours = ec2.describe_images().owners("self").send().await.unwrap();
+    let [made] = ours.images() else { panic!("one AMI: {ours:?}") };
+    let image = made.image_id().unwrap().to_string();
+    ec2.disable_image().image_id(&image).send().await.unwrap();
+
+    // As AWS has it: left out unless asked for, and shared with no one.
+    assert!(ec2.describe_images().owners("self").send().await.unwrap().images().is_empty());
+    let disabled = ec2.describe_images().owners("self").include_disabled(true).send().await.unwrap();
+    assert_eq!(disabled.images()[0].state(), Some(&ImageState::Disabled));
+    let launch = ec2.describe_image_attribute().image_id(&image).attribute(ImageAttributeName::LaunchPermission);
+    assert!(launch.send().await.unwrap().launch_permissions().is_empty());
+    let grant = LaunchPermission::builder().user_id("111122223333").build();
+    let add = LaunchPermissionModifications::builder().add(grant).build();
+    let refused = ec2.modify_image_attribute().image_id(&image).launch_permission(add).send().await;
+    assert_eq!(refused.expect_err("a disabled AMI is not shared").code(), Some("OperationNotPermitted"));
+
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
+    expect_code(&planned, 0);
+    assert!(stdout(&planned).contains(&format!("{image} is disabled")), "{}", stdout(&planned));
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(count("RegisterImage"), 1, "nothing made again under its name");
+    assert_eq!(proxy.enforced(Rule::DisabledAmis), 1, "amiplan shared nothing");
+    // Enabled again, it is shared again; disabled again, it is left again.
+    ec2.enable_image().image_id(&image).send().await.unwrap();
+    expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 2);
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    let launch = ec2.describe_image_attribute().image_id(&image).attribute(ImageAttributeName::LaunchPermission);
+    assert_eq!(launch.send().await.unwrap().launch_permissions().len(), 1);
+    ec2.disable_image().image_id(&image).send().await.unwrap();
+
+    let ours = Filter::builder().name("tag:amiplan:stack").values("disabled").build();
+    let left = || async {
+        let images = ec2.describe_images().owners("self").include_disabled(true).filters(ours.clone());
+        let snapshots = ec2.describe_snapshots().owner_ids("self").filters(ours.clone());
+        (images.send().await.unwrap().images().len(), snapshots.send().await.unwrap().snapshots().len())
+    };
+    assert_eq!(left().await, (1, 1));
+    expect_code(&run(&["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!(left().await, (0, 0), "the disabled AMI and its snapshot are gone");
+}
+
 /// Rule `ebs-encryption-by-default`: in an account that encrypts every new snapshot, an
 /// `unencrypted` AMI is in fact encrypted with the default key, and AWS refuses to make it
 /// public. The plan says so before anything is created.

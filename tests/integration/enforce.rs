@@ -50,6 +50,11 @@ pub(super) async fn placement_refusal(
     {
         return Some(refusal);
     }
+    if rules.on(Rule::DisabledAmis)
+        && let Some(refusal) = sharing_a_disabled_image(shared, call, parts).await
+    {
+        return Some(refusal);
+    }
     let shares = |prefix: &str| call.params.iter().any(|(k, _)| k.starts_with(prefix));
     if rules.on(Rule::EbsEncryptionByDefault)
         && match call.operation.as_str() {
@@ -169,6 +174,49 @@ async fn sharing_past_quota(
         );
         (Rule::AmiSharingQuota, "ResourceLimitExceeded", message)
     })
+}
+
+/// Rule `disabled-amis`: a ModifyImageAttribute granting launch permissions to a disabled AMI.
+async fn sharing_a_disabled_image(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+) -> Option<(Rule, &'static str, String)> {
+    let grants = call.params.iter().any(|(k, _)| k.starts_with("LaunchPermission.Add."));
+    if call.operation != "ModifyImageAttribute" || !grants {
+        return None;
+    }
+    let image = call.param("ImageId")?;
+    let held = ask_moto(shared, parts, format!("Action=DescribeImages&Version=2016-11-15&ImageId.1={image}")).await?;
+    held.contains("<imageState>disabled</imageState>").then(|| {
+        let message = format!("{image} is disabled: a disabled AMI can't be shared");
+        (Rule::DisabledAmis, "OperationNotPermitted", message)
+    })
+}
+
+/// Rule `disabled-amis`, once moto has disabled an AMI: AWS removes every launch permission of
+/// a disabled AMI, and moto keeps them, so the proxy revokes them.
+pub(super) async fn revoke_disabled_permissions(shared: &Shared, call: &Call, parts: &hyper::http::request::Parts) {
+    let Some(image) = call.param("ImageId") else { return };
+    let question =
+        format!("Action=DescribeImageAttribute&Version=2016-11-15&Attribute=launchPermission&ImageId={image}");
+    let Some(held) = ask_moto(shared, parts, question).await else { return };
+    let mut revoke = format!("Action=ModifyImageAttribute&Version=2016-11-15&ImageId={image}");
+    let mut n = 0;
+    for (tag, field) in [
+        ("group", "Group"),
+        ("userId", "UserId"),
+        ("organizationArn", "OrganizationArn"),
+        ("organizationalUnitArn", "OrganizationalUnitArn"),
+    ] {
+        for value in all_between(&held, &format!("<{tag}>"), &format!("</{tag}>")) {
+            n += 1;
+            revoke.push_str(&format!("&LaunchPermission.Remove.{n}.{field}={value}"));
+        }
+    }
+    if n > 0 {
+        ask_moto(shared, parts, revoke).await;
+    }
 }
 
 /// Every value between `open` and `close` in `text`.

@@ -38,10 +38,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
 
-use enforce::{Protected, enforce_rules, makes_public, placement_refusal, unchecked_image_parameter};
+use enforce::{
+    Protected, enforce_rules, makes_public, placement_refusal, revoke_disabled_permissions, unchecked_image_parameter,
+};
 use rules::{Console, Rule, Rules, TokenUse};
 pub(crate) use wire::between;
-use wire::{AMI_SHARING, PUBLIC_AMIS, VPCS, console_answer, error, error_with, identify, ok_answer, quota_answer};
+use wire::{
+    AMI_SHARING, PUBLIC_AMIS, VPCS, console_answer, error, error_with, identify, ok_answer, quota_answer,
+    without_images,
+};
 
 /// What to inject. Rates are probabilities per call.
 #[derive(Debug, Clone, Default)]
@@ -497,6 +502,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     drop(publishing);
     let (mut answer_parts, mut bytes) = forwarded?;
 
+    let rules = shared.state.lock().unwrap().faults.rules.clone();
+    if call.operation == "DisableImage" && answer_parts.status.is_success() && rules.on(Rule::DisabledAmis) {
+        revoke_disabled_permissions(&shared, &call, &parts).await;
+    }
     remember_created(&shared, &call, &bytes);
     if answer_parts.status.is_success() {
         bytes = started_snapshots_pending(&shared, &call, bytes);
@@ -517,6 +526,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
             (state.deprecations.clone(), state.protections.clone())
         };
         let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if rules.on(Rule::DisabledAmis) && call.param("IncludeDisabled") != Some("true") {
+            text = without_images(&text, |image| image.contains("<imageState>disabled</imageState>"));
+        }
         for (image, at) in deprecations {
             let id = format!("<imageId>{image}</imageId>");
             text = text.replace(&id, &format!("{id}<deprecationTime>{at}</deprecationTime>"));

@@ -39,10 +39,11 @@ pub enum Rule {
     PublicAmiQuota,
     AmiSharingQuota,
     SnapshotPermissionBatch,
+    DisabledAmis,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 23] = [
+    pub const ALL: [Rule; 24] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -66,6 +67,7 @@ impl Rule {
         Rule::PublicAmiQuota,
         Rule::AmiSharingQuota,
         Rule::SnapshotPermissionBatch,
+        Rule::DisabledAmis,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Rule {
             Rule::PublicAmiQuota => "public-ami-quota",
             Rule::AmiSharingQuota => "ami-sharing-quota",
             Rule::SnapshotPermissionBatch => "snapshot-permission-batch",
+            Rule::DisabledAmis => "disabled-amis",
         }
     }
 
@@ -164,6 +167,9 @@ impl Rule {
             }
             Rule::SnapshotPermissionBatch => {
                 "EC2 API reference, ModifySnapshotAttribute (API_ModifySnapshotAttribute.html): up to 500 modifications to a snapshot in a single operation, and accounts are added or removed, not both, in one operation. The page names no error: the proxy answers InvalidParameterValue and InvalidParameterCombination"
+            }
+            Rule::DisabledAmis => {
+                "EC2 API reference, DisableImage (API_DisableImage.html), and EC2 user guide, Disable an AMI (disable-an-ami.html): a disabled AMI loses every launch permission, can't be shared, and does not appear in DescribeImages unless IncludeDisabled is set. The pages name no error for sharing one: the proxy answers OperationNotPermitted"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"

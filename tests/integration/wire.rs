@@ -14,6 +14,38 @@ pub(crate) fn between(text: &str, open: &str, close: &str) -> Option<String> {
     Some(text[start..end].to_string())
 }
 
+/// A DescribeImages answer without the images whose XML `drop` picks: the top-level `<item>`s
+/// of its `<imagesSet>` (an image's own lists hold `<item>`s too).
+pub(super) fn without_images(text: &str, drop: impl Fn(&str) -> bool) -> String {
+    let (open, close) = ("<item>", "</item>");
+    let Some(set) = text.find("<imagesSet>") else { return text.to_string() };
+    let (mut kept, mut depth, mut pos, mut start, mut copied) = (String::new(), 0usize, set, 0, 0);
+    loop {
+        let next_open = text[pos..].find(open).map(|i| i + pos);
+        let next_close = text[pos..].find(close).map(|i| i + pos);
+        match (next_open, next_close) {
+            (Some(o), Some(c)) if o < c => {
+                if depth == 0 {
+                    start = o;
+                }
+                depth += 1;
+                pos = o + open.len();
+            }
+            (_, Some(c)) if depth > 0 => {
+                depth -= 1;
+                pos = c + close.len();
+                if depth == 0 && drop(&text[start..pos]) {
+                    kept.push_str(&text[copied..start]);
+                    copied = pos;
+                }
+            }
+            _ => break,
+        }
+    }
+    kept.push_str(&text[copied..]);
+    kept
+}
+
 /// A successful EC2 answer to `operation` with `inner` as its body.
 pub(super) fn ok_answer(operation: &str, inner: &str) -> Response<Full<Bytes>> {
     let body = format!(

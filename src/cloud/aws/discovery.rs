@@ -77,10 +77,13 @@ fn live_snapshot(region: &str, snapshot: &Snapshot) -> LiveResource {
 }
 
 impl AwsCloud {
-    /// Owned AMIs matching `filters`, every page.
+    /// Owned AMIs matching `filters`, every page, disabled ones included: EC2 leaves them out
+    /// unless asked (DisableImage), yet they keep their names and snapshots, and destroy must
+    /// find them.
     pub(super) async fn describe_images(&self, region: &str, filters: Vec<Filter>) -> Result<Vec<Image>, CloudError> {
         let ec2 = self.ec2(region);
-        describe!(self, region, "DescribeImages", ec2.describe_images().owners("self"), filters).await
+        let request = ec2.describe_images().owners("self").include_disabled(true);
+        describe!(self, region, "DescribeImages", request, filters).await
     }
 
     /// Every resource of `kind` matching `filters` (a tag filter, at least), as live resources.

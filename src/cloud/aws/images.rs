@@ -84,8 +84,8 @@ impl Images for AwsCloud {
 
     async fn image_status(&self, region: &str, id: &str) -> Result<ResourceStatus, CloudError> {
         let ec2 = self.ec2(region);
-        let out =
-            self.call("DescribeImages", region).on(id).send(|| ec2.describe_images().image_ids(id).send()).await?;
+        let request = ec2.describe_images().image_ids(id).include_disabled(true);
+        let out = self.call("DescribeImages", region).on(id).send(|| request.clone().send()).await?;
         let image =
             out.images().first().ok_or_else(|| missing("DescribeImages", region, "InvalidAMIID.NotFound", id))?;
         Ok(ResourceStatus {

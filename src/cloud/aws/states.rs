@@ -2,11 +2,13 @@
 
 use crate::cloud::{LiveProtection, Protection, PublicAccess, State};
 
-/// An AMI's state (`pending`, `available`, `invalid`, `deregistered`, `failed`, `error`, …).
+/// An AMI's state (`pending`, `available`, `invalid`, `deregistered`, `failed`, `error`,
+/// `disabled`, …).
 pub(super) fn image(word: &str) -> State {
     match word {
         "pending" => State::Pending,
         "available" => State::Ready,
+        "disabled" => State::Disabled,
         "deregistered" => State::Deleted,
         "invalid" | "failed" | "error" => State::Failed(word.to_string()),
         other => State::Other(other.to_string()),
@@ -93,6 +95,7 @@ mod tests {
     fn aws_words_read_as_states() {
         assert_eq!(image("available"), State::Ready);
         assert_eq!(image("failed"), State::Failed("failed".into()));
+        assert_eq!(image("disabled"), State::Disabled);
         assert_eq!(snapshot("completed"), State::Ready);
         assert_eq!(snapshot("recovering"), State::Other("recovering".into()));
         assert_eq!(volume("in-use"), State::Ready);
