@@ -124,7 +124,15 @@ fn target(
         desired.dependencies(&node.id)
     };
     let settled = waits_for.iter().all(|id| changes.get(id).is_some_and(|c| c.action == Action::NoOp));
-    match changes.get(image_node.as_str()).and_then(|c| c.live_id.as_ref()) {
+    let image = changes.get(image_node.as_str());
+    if let Some(change) = image
+        && let Some(why) = change.reasons.iter().find(|r| matches!(r, Reason::Disabled { .. }))
+    {
+        // Parameter Store never stores an AMI that cannot be launched, and no one should be
+        // pointed at it: the parameter keeps what it names.
+        return Target::Held(why.to_string());
+    }
+    match image.and_then(|c| c.live_id.as_ref()) {
         Some(ami) if settled => Target::Known(ami.clone()),
         _ => Target::AfterApply,
     }

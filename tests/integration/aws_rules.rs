@@ -309,7 +309,15 @@ async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
     use aws_sdk_ec2::types::{Filter, ImageAttributeName, ImageState, LaunchPermission, LaunchPermissionModifications};
     let moto = Moto::start();
     let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 19).await;
-    let dir = manifest("disabled", "us-east-1", "publish: { accounts: [\"111122223333\"] }\n");
+    let dir = workdir("disabled");
+    sample_image(&dir.join("disk.raw"), 4, 11);
+    let write = |channels: &str| {
+        let text = format!(
+            "stack: disabled\nversion: \"1\"\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage:\n  name: \"disabled-{{version}}\"\n  architecture: x86_64\nregions: [us-east-1]\npublish: {{ accounts: [\"111122223333\"] }}\ncatalog: {{ channels: {{ {channels} }}, ssm: {{ prefix: /acme/disabled }} }}\n"
+        );
+        std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    };
+    write("");
     let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
     let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
@@ -336,6 +344,12 @@ async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
     assert_eq!(count("RegisterImage"), 1, "nothing made again under its name");
     assert_eq!(proxy.enforced(Rule::DisabledAmis), 1, "amiplan shared nothing");
+    // A channel added now does not point anyone at it.
+    write("stable: \"1\"");
+    let planned = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
+    expect_code(&planned, 0);
+    let held = format!("channel stable held back: 1 is not out everywhere ({image} is disabled");
+    assert!(stdout(&planned).contains(&held), "{}", stdout(&planned));
     // Enabled again, it is shared again; disabled again, it is left again.
     ec2.enable_image().image_id(&image).send().await.unwrap();
     expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 2);
