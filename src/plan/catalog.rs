@@ -126,7 +126,8 @@ fn target(
     let settled = waits_for.iter().all(|id| changes.get(id).is_some_and(|c| c.action == Action::NoOp));
     let image = changes.get(image_node.as_str());
     if let Some(change) = image
-        && let Some(why) = change.reasons.iter().find(|r| matches!(r, Reason::Disabled { .. }))
+        && let Some(why) =
+            change.reasons.iter().find(|r| matches!(r, Reason::Disabled { .. } | Reason::BehindDisabled { .. }))
     {
         // Parameter Store never stores an AMI that cannot be launched, and no one should be
         // pointed at it: the parameter keeps what it names.

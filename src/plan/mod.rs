@@ -15,6 +15,7 @@ mod catalog;
 mod claim;
 mod compare;
 pub mod cost;
+mod disabled;
 mod gate;
 mod planned;
 mod quota;
@@ -314,6 +315,9 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
             let reason = Reason::DuplicateOf { kept };
             changes.push(delete(node.stack.clone(), node.id.clone(), node.kind(), duplicate, reason));
         }
+    }
+    if !destroy {
+        network_warnings.extend(disabled::hold_behind_disabled(desired, &mut changes));
     }
     let mut catalog_warnings = Vec::new();
     if !destroy {

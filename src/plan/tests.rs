@@ -648,10 +648,10 @@ fn retention_keeps_the_newest_versions_and_spares_launch_template_amis() {
     assert_eq!(kept.reasons, ["kept: launch template `web` still uses it"]);
 }
 
-#[test]
-fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
-    let dir = std::env::temp_dir().join(format!("amiplan-gate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A public stack built in us-east-1 and copied to eu-west-1, its AMI boot-tested first (the
+/// test script lives in `dir`).
+fn gated_graph(dir: &std::path::Path) -> DesiredGraph {
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("t.sh"), "true\n").unwrap();
     let mut gated = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
     gated.sharing = Sharing { public: true, ..Sharing::default() };
@@ -666,11 +666,41 @@ fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
     });
     let job = crate::job::prepare_test("demo", &dir.join("t.sh"), None).unwrap();
     let sources = HashMap::from([(gated.name.clone(), Prepared::Upload(source("a")))]);
-    let desired = DesiredGraph::build_with_tests(
-        std::slice::from_ref(&gated),
-        &sources,
-        &HashMap::from([("demo".to_string(), job)]),
-    );
+    DesiredGraph::build_with_tests(std::slice::from_ref(&gated), &sources, &HashMap::from([("demo".to_string(), job)]))
+}
+
+/// Nothing starts from a disabled AMI: not its boot test (AWS launches no disabled AMI), and not
+/// the copies behind the test; each is said to wait for the AMI to be enabled.
+#[test]
+fn nothing_is_tested_or_copied_from_a_disabled_ami() {
+    let dir = std::env::temp_dir().join(format!("amiplan-disabled-{}", std::process::id()));
+    let desired = gated_graph(&dir);
+    let mut live: Vec<LiveResource> =
+        applied(&desired).into_iter().filter(|r| r.node() != Some("image/demo-gp3@eu-west-1")).collect();
+    let image = live.iter_mut().find(|r| r.node() == Some("image/demo-gp3@us-east-1")).unwrap();
+    image.state = State::Disabled;
+    let id = image.id.clone();
+    let planned = plan(&desired, &observed(live.clone()), &stacks(), false, NOW);
+    let behind = Reason::BehindDisabled { image: id.clone() };
+    for node in ["test/demo-gp3@us-east-1", "image/demo-gp3@eu-west-1"] {
+        let held = action_of(&planned, node);
+        assert_eq!((held[0].action, held[0].reasons.contains(&behind)), (Action::NoOp, true), "{node}: {held:?}");
+        assert!(planned.warnings.iter().any(|w| w.starts_with(node) && w.contains(&id)), "{:?}", planned.warnings);
+    }
+    assert!(!planned.has_changes(), "{planned:#?}");
+
+    // Enabled again, it is tested and copied.
+    live.iter_mut().find(|r| r.id == id).unwrap().state = State::Ready;
+    let enabled = plan(&desired, &observed(live), &stacks(), false, NOW);
+    assert_eq!(action_of(&enabled, "test/demo-gp3@us-east-1")[0].action, Action::Create);
+    assert_eq!(action_of(&enabled, "image/demo-gp3@eu-west-1")[0].action, Action::Create);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_untested_ami_is_kept_private_and_tested_before_anything_else() {
+    let dir = std::env::temp_dir().join(format!("amiplan-gate-{}", std::process::id()));
+    let desired = gated_graph(&dir);
     let copy = "image/demo-gp3@eu-west-1";
     assert!(desired.dependencies(copy).contains(&"test/demo-gp3@us-east-1"), "copies wait for the test");
 

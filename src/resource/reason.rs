@@ -65,6 +65,10 @@ pub enum Reason {
     Disabled {
         id: String,
     },
+    /// Not made, or not run: it would be made or run from a disabled AMI.
+    BehindDisabled {
+        image: String,
+    },
     // Builds and tests.
     ForTheBuild,
     /// The copies' source of a stack that does not keep it: removed once the copies are done.
@@ -179,6 +183,9 @@ impl std::fmt::Display for Reason {
                 "kept while {image} in front of it waits for its deregistration protection's cooldown: a later run removes both"
             ),
             Reason::Refused(why) => f.write_str(why),
+            Reason::BehindDisabled { image } => {
+                write!(f, "not made or run: it would start from {image}, which is disabled, until it is enabled again")
+            }
             Reason::Disabled { id } => write!(
                 f,
                 "{id} is disabled: amiplan leaves it as it is (AWS neither launches nor shares a disabled AMI) until it is enabled again (`aws ec2 enable-image`); destroy and retention still remove it"

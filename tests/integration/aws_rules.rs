@@ -311,13 +311,13 @@ async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
     let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 19).await;
     let dir = workdir("disabled");
     sample_image(&dir.join("disk.raw"), 4, 11);
-    let write = |channels: &str| {
+    let write = |channels: &str, regions: &str| {
         let text = format!(
-            "stack: disabled\nversion: \"1\"\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage:\n  name: \"disabled-{{version}}\"\n  architecture: x86_64\nregions: [us-east-1]\npublish: {{ accounts: [\"111122223333\"] }}\ncatalog: {{ channels: {{ {channels} }}, ssm: {{ prefix: /acme/disabled }} }}\n"
+            "stack: disabled\nversion: \"1\"\nsource: {{ file: disk.raw }}\nbuild: {{ region: us-east-1 }}\nimage:\n  name: \"disabled-{{version}}\"\n  architecture: x86_64\nregions: [{regions}]\npublish: {{ accounts: [\"111122223333\"] }}\ncatalog: {{ channels: {{ {channels} }}, ssm: {{ prefix: /acme/disabled }} }}\n"
         );
         std::fs::write(dir.join("stack.yaml"), text).unwrap();
     };
-    write("");
+    write("", "us-east-1");
     let run = |args: &'static [&'static str]| amiplan_async(&proxy.endpoint, &dir, args);
     let count = |operation: &str| proxy.calls().iter().filter(|c| c.operation == operation).count();
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
@@ -344,18 +344,25 @@ async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
     assert_eq!(count("RegisterImage"), 1, "nothing made again under its name");
     assert_eq!(proxy.enforced(Rule::DisabledAmis), 1, "amiplan shared nothing");
-    // A channel added now does not point anyone at it.
-    write("stable: \"1\"");
+    // A channel added now does not point anyone at it, and a region added gets no copy of it.
+    write("stable: \"1\"", "us-east-1, eu-west-1");
     let planned = run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await;
     expect_code(&planned, 0);
     let held = format!("channel stable held back: 1 is not out everywhere ({image} is disabled");
     assert!(stdout(&planned).contains(&held), "{}", stdout(&planned));
-    // Enabled again, it is shared again; disabled again, it is left again.
+    let copy = format!("image/disabled-1@eu-west-1: not made or run: it would start from {image}, which is disabled");
+    assert!(stdout(&planned).contains(&copy), "{}", stdout(&planned));
+    let puts = || proxy.calls().iter().filter(|c| c.param("Name").is_some_and(|n| n.contains("/stable/"))).count();
+    expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
+    assert_eq!((count("CopyImage"), puts()), (0, 0));
+    // Enabled again, it is shared, copied and named again; disabled again, it is left again.
     ec2.enable_image().image_id(&image).send().await.unwrap();
     expect_code(&run(&["plan", "stack.yaml", "--regions", "manifest", "--detailed-exitcode"]).await, 2);
     expect_code(&run(&["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"]).await, 0);
     let launch = ec2.describe_image_attribute().image_id(&image).attribute(ImageAttributeName::LaunchPermission);
     assert_eq!(launch.send().await.unwrap().launch_permissions().len(), 1);
+    assert_eq!(count("CopyImage"), 1);
+    assert!(puts() > 0, "the channel is written");
     ec2.disable_image().image_id(&image).send().await.unwrap();
 
     let ours = Filter::builder().name("tag:amiplan:stack").values("disabled").build();
