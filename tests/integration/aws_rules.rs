@@ -301,8 +301,9 @@ async fn a_snapshot_takes_at_most_500_permission_changes_and_one_direction_per_r
 
 /// Rule `disabled-amis`: an AMI disabled by hand (DisableImage) loses its launch permissions and
 /// leaves DescribeImages unless disabled AMIs are asked for. amiplan still finds it: the plan
-/// leaves it as it is and says so, nothing is made again under its name, and destroy removes it
-/// and its snapshot.
+/// leaves it as it is and says so, nothing is made again under its name, nothing starts from it
+/// (a new channel, a new region's copy) until it is enabled, and destroy removes it and its
+/// snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_ami_is_left_as_it_is_and_destroy_still_removes_it() {
     use aws_sdk_ec2::error::ProvideErrorMetadata;
