@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::cloud::{LiveResource, ResourceKind};
+use crate::cloud::{LiveResource, ResourceKind, State};
 use crate::graph::{DesiredGraph, Node, NodeKind};
 use crate::observe::Observed;
 use crate::tags;
@@ -48,8 +48,9 @@ pub(super) fn claim<'a>(desired: &'a DesiredGraph, observed: &'a Observed, stack
 }
 
 /// Sort key among several live resources for one node: the healthiest, matching, oldest first.
+/// A disabled AMI is not broken, but an available one serves the node better.
 pub(super) fn preference<'a>(node: &Node, live: &'a LiveResource) -> (bool, bool, bool, Option<&'a str>, &'a str) {
-    let broken = node.spec.failed(live).is_some();
+    let broken = node.spec.failed(live).is_some() || live.state == State::Disabled;
     let mismatch = live.tags.get(tags::SPEC).is_some_and(|h| *h != node.spec_hash_for(live));
     let untagged = live.node().is_none();
     (broken, mismatch, untagged, live.created.as_deref(), live.id.as_str())

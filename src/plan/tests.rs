@@ -550,6 +550,22 @@ fn duplicates_keep_the_oldest_and_delete_the_rest() {
     assert_eq!(changes[1].reasons, vec!["duplicate of ami-001"]);
 }
 
+/// Of two AMIs for one node, an available one is kept over an older disabled one.
+#[test]
+fn an_available_duplicate_is_kept_over_a_disabled_one() {
+    let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
+    let mut live = applied(&desired);
+    let mut twin = live[1].clone();
+    twin.id = "ami-999".into();
+    twin.created = Some("2026-02-01T00:00:00Z".into());
+    live[1].state = State::Disabled;
+    live.push(twin);
+    let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
+    let changes = action_of(&plan, "image/demo-gp3@us-east-1");
+    assert_eq!((changes[0].action, changes[0].live_id.as_deref()), (Action::NoOp, Some("ami-999")));
+    assert_eq!((changes[1].action, changes[1].live_id.as_deref()), (Action::Delete, Some("ami-001")));
+}
+
 #[test]
 fn removed_variants_are_deleted_and_foreign_resources_ignored() {
     let both = graph(&stack(&[VolumeType::Gp3, VolumeType::Standard], &["us-east-1"]), "aa");
