@@ -535,14 +535,16 @@ fn untagged_ami_with_the_desired_name_is_adopted() {
     assert!(image.diffs.iter().any(|d| d.attribute == "tags.amiplan:node"));
 }
 
+/// A second AMI claiming the same node as `image`, made later.
+fn later_twin(image: &LiveResource) -> LiveResource {
+    LiveResource { id: "ami-999".into(), created: Some("2026-02-01T00:00:00Z".into()), ..image.clone() }
+}
+
 #[test]
 fn duplicates_keep_the_oldest_and_delete_the_rest() {
     let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
     let mut live = applied(&desired);
-    let mut twin = live[1].clone();
-    twin.id = "ami-999".into();
-    twin.created = Some("2026-02-01T00:00:00Z".into());
-    live.push(twin);
+    live.push(later_twin(&live[1]));
     let plan = plan(&desired, &observed(live), &stacks(), false, NOW);
     let changes = action_of(&plan, "image/demo-gp3@us-east-1");
     assert_eq!((changes[0].action, changes[0].live_id.as_deref()), (Action::NoOp, Some("ami-001")));
@@ -555,9 +557,7 @@ fn duplicates_keep_the_oldest_and_delete_the_rest() {
 fn an_available_duplicate_is_kept_over_a_disabled_one() {
     let desired = graph(&stack(&[VolumeType::Gp3], &["us-east-1"]), "aa");
     let mut live = applied(&desired);
-    let mut twin = live[1].clone();
-    twin.id = "ami-999".into();
-    twin.created = Some("2026-02-01T00:00:00Z".into());
+    let twin = later_twin(&live[1]);
     live[1].state = State::Disabled;
     live.push(twin);
     let plan = plan(&desired, &observed(live), &stacks(), false, NOW);

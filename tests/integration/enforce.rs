@@ -11,8 +11,9 @@ use hyper::{Request, Response, StatusCode};
 use super::rules::{self, Rule, TokenUse};
 use super::{Call, Shared, State, Verdict, between, console_answer, error_with, ok_answer};
 
-/// The rules judged on what moto holds, asked of moto itself: the VPC and public AMI quotas,
-/// sharing under encryption by default, and instance type offerings (a RunInstances in a subnet
+/// The rules judged on what moto holds, asked of moto itself: the VPC, public AMI and AMI
+/// sharing quotas, sharing a disabled AMI, sharing under encryption by default, and instance
+/// type offerings (a RunInstances in a subnet
 /// whose Availability Zone does not offer the instance type is refused, as AWS does; moto's
 /// offerings data is AWS's). The rule, AWS's error code and its message.
 pub(super) async fn placement_refusal(
