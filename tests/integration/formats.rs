@@ -325,12 +325,14 @@ async fn blocks_that_differ_from_their_digests_are_refused() {
 
 /// While it decodes xz, whose decoder threads take 12 MiB, the upload keeps half as many
 /// PutSnapshotBlock requests in flight as for a raw image, so that its peak memory stays the
-/// same: seen on the wire, with every request held 200 ms so that they pile up.
+/// same: seen on the wire, with every request held a second so that they pile up. (Held 200 ms,
+/// a debug build on a busy machine once decoded too slowly to fill more than 16 of the 24
+/// places; a second asks the decoder for 24 blocks a second, not 120.)
 #[tokio::test(flavor = "multi_thread")]
 async fn an_xz_upload_keeps_fewer_blocks_in_flight_than_a_raw_one() {
     let moto = Moto::start();
     let slow = Faults {
-        latency_by_operation: [("PutSnapshotBlock".to_string(), std::time::Duration::from_millis(200))].into(),
+        latency_by_operation: [("PutSnapshotBlock".to_string(), std::time::Duration::from_secs(1))].into(),
         ..Faults::default()
     };
     let dir = workdir("in-flight");
