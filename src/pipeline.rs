@@ -116,6 +116,7 @@ impl Workspace {
             return Ok(Workspace::unread(stacks));
         }
         let mut prepared = HashMap::new();
+        let mut too_small = Vec::new();
         for stack in &stacks {
             let context = || format!("stack {} ({})", stack.name, stack.manifest.display());
             let ready = match stack.local_source() {
@@ -125,11 +126,18 @@ impl Workspace {
                         tokio::task::spawn_blocking(move || source::inspect_or_defer(&path, expected.as_deref()))
                             .await?
                             .with_context(context)?;
+                    let image = format!("the image in {}", info.path.display());
+                    too_small.extend(stack.volume_problem(info.size_bytes, &image));
                     Prepared::Upload(std::sync::Arc::new(info))
                 }
                 None => Prepared::Helper(job::prepare(&stack.name, &stack.source).with_context(context)?),
             };
             prepared.insert(stack.name.clone(), ready);
+        }
+        // Before any AWS call: on AWS such an upload fails part-way, its blocks past the volume
+        // refused (moto takes them, and the AMI would lose them).
+        if !too_small.is_empty() {
+            return Err(manifest::Invalid(too_small).into());
         }
         let mut tests = HashMap::new();
         for stack in &stacks {

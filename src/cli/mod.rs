@@ -21,10 +21,10 @@ use crate::cloud::needs::Access;
 use crate::cloud::retry::RetryPolicy;
 use crate::console::{errln, out, outln};
 use crate::events::Events;
-use crate::manifest::{self, Invalid, LocalFiles};
+use crate::manifest::{self, Invalid};
 use crate::model::Stack;
 use crate::observe::RegionScope;
-use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace, load_stacks};
+use crate::pipeline::{self, Converged, Review, Run, SavedPlan, Workspace};
 use crate::plan::Plan;
 use crate::render::{self, Style};
 pub use args::Cli;
@@ -172,7 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Validate(paths) => {
-            let stacks = load_stacks(&paths.paths, LocalFiles::Used)?;
+            // The whole workspace, as plan loads it: the images' sizes and the jobs' scripts are
+            // checked too, without an AWS call.
+            let stacks = Workspace::load(&paths.paths).await?.stacks;
             for notice in stacks.iter().flat_map(|s| &s.notices) {
                 errln!("warning: {notice}");
             }

@@ -105,6 +105,23 @@ impl VolumeType {
             VolumeType::Gp3 => "gp3",
         }
     }
+
+    /// The largest root volume of this type an AMI may name, in GiB (EC2 API reference,
+    /// EbsBlockDevice, VolumeSize: gp2 and gp3 1-16,384, standard 1-1,024). CreateVolume now
+    /// takes larger gp3 volumes, but the block device mappings of AMIs and launch templates
+    /// still document 16,384, so that is what amiplan allows.
+    pub fn max_size_gib(self) -> u32 {
+        match self {
+            VolumeType::Standard => 1024,
+            VolumeType::Gp2 | VolumeType::Gp3 => 16_384,
+        }
+    }
+}
+
+/// The smallest EBS volume (whole GiB, at least 1) that holds `bytes`. The model checks
+/// manifests with it and the source sizes volumes with it, so both round alike.
+pub fn volume_gib_for(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 30).max(1)).unwrap_or(u32::MAX)
 }
 
 impl BootMode {

@@ -8,6 +8,7 @@ pub mod upstream;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use locate::{Position, PositionIndex};
 pub use raw::Manifest;
@@ -44,7 +45,8 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 pub struct Loaded {
     pub path: PathBuf,
     pub manifest: Manifest,
-    pub positions: PositionIndex,
+    /// Shared with the stack made from it ([`crate::model::Stack::at`]).
+    pub positions: Arc<PositionIndex>,
     /// What `source.upstream` resolved to, once [`upstream::resolve`] has run.
     pub upstream: Option<crate::manifest::upstream::Resolution>,
     /// Whether the files the manifest names must be there (see [`LocalFiles`]).
@@ -148,6 +150,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     }
     match serde_yaml_ng::from_str::<Manifest>(text) {
         Ok(manifest) => {
+            let positions = Arc::new(positions);
             Ok(Loaded { path: path.to_path_buf(), manifest, positions, upstream: None, local_files: LocalFiles::Used })
         }
         Err(err) => {

@@ -236,8 +236,9 @@ pub struct Build {
     pub region: String,
     #[serde(default)]
     pub method: BuildMethod,
-    /// Root volume size in GiB; defaults to the image size rounded up (required for helper
-    /// builds, which cannot see the image before they run).
+    /// Root volume size in GiB, at least the image's size; defaults to the image size rounded
+    /// up (required for helper builds, which cannot see the image before they run). At most
+    /// 1,024 with a `standard` volume type, 16,384 otherwise.
     #[serde(default)]
     pub volume_size: Option<u32>,
     /// Where the helper instance runs (`method: helper`): `create` (default) makes a temporary

@@ -1,14 +1,17 @@
 //! Validated desired state. A `Stack` can only be built from a manifest that passed every check,
-//! so later stages never re-validate. Checks are local: no AWS call, only the file system.
+//! so later stages never re-validate; only what needs the image inspected, its size, is checked
+//! once it is ([`Stack::volume_problem`]). Checks are local: no AWS call, only the file system.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use std::time::Duration;
 
 pub use crate::cloud::ImageAttrs;
 use crate::cloud::{Protection, Sharing};
 use crate::deprecation::Deprecation;
+use crate::manifest::locate::PositionIndex;
 use crate::manifest::raw::{Architecture, BootMode, HelperAmi, ImageFormat, Virtualization, VolumeType};
 use crate::manifest::{Diagnostic, Invalid, Loaded};
 
@@ -32,6 +35,9 @@ pub struct Stack {
     pub helper: Option<HelperSpec>,
     pub build_region: String,
     pub volume_size_gib: Option<u32>,
+    /// Where each part of the manifest is: some problems can only be found once the image is
+    /// inspected (its size), and they still point at `file:line:col`.
+    pub positions: Arc<PositionIndex>,
     /// Build region first, then the others in manifest order.
     pub regions: Vec<String>,
     /// Whether the build region's AMIs stay once copied (`build.keep_image`); when not, they
@@ -124,6 +130,43 @@ pub struct Variant {
 }
 
 impl Stack {
+    /// A problem with the value at `path` of the stack's manifest.
+    pub fn at(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: self.manifest.clone(), position: self.positions.find(path), message: message.into() }
+    }
+
+    /// Whether an image of `image_bytes` (`describe` says which) fits the stack's root volumes:
+    /// `build.volume_size` must hold it (EBS refuses blocks past the volume's end), and without
+    /// one, the image's own size must be a size every variant's volume type takes.
+    pub fn volume_problem(&self, image_bytes: u64, describe: &str) -> Option<Diagnostic> {
+        // The same rounding as the default size (`SourceInfo::min_volume_gib`).
+        let needed = crate::cloud::attrs::volume_gib_for(image_bytes);
+        let gib = |bytes: u64| format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30));
+        match self.volume_size_gib {
+            Some(size) if size < needed => Some(self.at(
+                "build.volume_size",
+                format!(
+                    "volume_size {size} GiB cannot hold {describe} ({}, {image_bytes} bytes): make it at least {needed}, or leave it out to use the image's size",
+                    gib(image_bytes)
+                ),
+            )),
+            Some(_) => None,
+            None => smallest_volume_type(&self.variants).filter(|smallest| needed > smallest.max_size_gib()).map(
+                |smallest| {
+                    self.at(
+                        "source.file",
+                        format!(
+                            "{describe} ({}, {image_bytes} bytes) needs a {needed} GiB volume, more than a {} volume holds ({} GiB, EC2's limit for an AMI's volumes): drop that volume type",
+                            gib(image_bytes),
+                            smallest.as_str(),
+                            smallest.max_size_gib()
+                        ),
+                    )
+                },
+            ),
+        }
+    }
+
     pub fn kms_key(&self, region: &str) -> Option<&str> {
         self.kms_keys.get(region).map(String::as_str)
     }
@@ -277,6 +320,18 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
     }
 
     let variants = expand(loaded, &mut report);
+    if let Some(size) = m.build.volume_size
+        && let Some(smallest) = smallest_volume_type(&variants).filter(|smallest| size > smallest.max_size_gib())
+    {
+        report(
+            "build.volume_size",
+            format!(
+                "volume_size {size} GiB is more than a {} volume holds ({} GiB, EC2's limit for an AMI's volumes): make it smaller or drop that volume type",
+                smallest.as_str(),
+                smallest.max_size_gib()
+            ),
+        );
+    }
     if let Origin::Bootstrap(bootstrap) = &mut source {
         bootstrap.layout = disk_layout(&variants, m.image.architecture, &mut report);
     }
@@ -318,6 +373,7 @@ fn check(loaded: &Loaded, problems: &mut Vec<Diagnostic>) -> Stack {
         helper,
         build_region: m.build.region.clone(),
         volume_size_gib: m.build.volume_size,
+        positions: Arc::clone(&loaded.positions),
         regions,
         keep_build_image: m.build.keep_image,
         variants: variants.clone(),
@@ -443,6 +499,11 @@ fn is_valid_stack_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && name.len() <= 64
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The variants' volume type that holds the least.
+fn smallest_volume_type(variants: &[Variant]) -> Option<VolumeType> {
+    variants.iter().map(|v| v.attrs.volume_type).min_by_key(|t| t.max_size_gib())
 }
 
 /// The cartesian product of the variant axes, each checked for combinations AWS refuses.
@@ -643,5 +704,47 @@ fn check_across(stacks: &[(&Loaded, Stack)], problems: &mut Vec<Diagnostic>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::manifest::{self, LocalFiles};
+
+    fn stack(build: &str, volume_types: &str) -> super::Stack {
+        let text = format!(
+            "stack: s\nsource: {{ file: disk.raw }}\nbuild: {build}\nimage: {{ name: \"s-{{volume_type}}\", architecture: x86_64 }}\nvariants: {{ volume_type: [{volume_types}] }}\nregions: [us-east-1]\n"
+        );
+        let mut loaded = manifest::parse(Path::new("m.yaml"), &text).unwrap();
+        // The image is not read here: its size is given to the check.
+        loaded.local_files = LocalFiles::Unused;
+        super::validate(&[loaded]).unwrap().remove(0)
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_volume_size_must_hold_the_image_and_is_pointed_at() {
+        let sized = stack("{ region: us-east-1, volume_size: 2 }", "gp3");
+        assert_eq!(sized.volume_problem(2 * GIB, "the image"), None);
+        let problem = sized.volume_problem(2 * GIB + 1, "the image").expect("one byte too many");
+        assert_eq!(
+            problem.to_string(),
+            "m.yaml:3:42: volume_size 2 GiB cannot hold the image (2.0 GiB, 2147483649 bytes): make it at least 3, or leave it out to use the image's size"
+        );
+    }
+
+    #[test]
+    fn without_a_volume_size_the_image_must_fit_every_variants_volume_type() {
+        let magnetic = stack("{ region: us-east-1 }", "gp3, standard");
+        assert_eq!(magnetic.volume_problem(1024 * GIB, "the image"), None);
+        let problem = magnetic.volume_problem(1024 * GIB + 1, "the image").expect("past 1,024 GiB");
+        assert!(problem.to_string().starts_with("m.yaml:2:17: the image (1024.0 GiB, 1099511627777 bytes) needs a 1025 GiB volume, more than a standard volume holds (1024 GiB"), "{problem}");
+        let ssd = stack("{ region: us-east-1 }", "gp2, gp3");
+        assert_eq!(ssd.volume_problem(16_384 * GIB, "the image"), None);
+        let problem = ssd.volume_problem(16_384 * GIB + 1, "the image").expect("past 16,384 GiB");
+        assert!(problem.to_string().contains("more than a gp2 volume holds (16384 GiB"), "{problem}");
     }
 }

@@ -41,6 +41,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         helper: None,
         build_region: regions[0].into(),
         volume_size_gib: None,
+        positions: Default::default(),
         regions: regions.iter().map(|r| r.to_string()).collect(),
         keep_build_image: true,
         variants,

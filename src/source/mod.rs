@@ -41,8 +41,6 @@ pub fn is_zero(block: &[u8]) -> bool {
     block.chunks(BLOCK_SIZE).all(|chunk| chunk == &ZERO_BLOCK[..chunk.len()])
 }
 
-const GIB: u64 = 1024 * 1024 * 1024;
-
 /// How content addresses begin, which tells them from the whole-file SHA-256 that amiplan
 /// wrote before content addresses into `amiplan:source` (64 hex digits, no prefix).
 pub const ADDRESS_PREFIX: &str = "sha256-blocks:";
@@ -121,7 +119,7 @@ impl std::fmt::Debug for SourceInfo {
 impl SourceInfo {
     /// The smallest EBS volume (whole GiB, at least 1) that holds the image.
     pub fn min_volume_gib(&self) -> u32 {
-        self.size_bytes.div_ceil(GIB).max(1) as u32
+        crate::cloud::attrs::volume_gib_for(self.size_bytes)
     }
 
     /// The blocks with data, once the image has been read.

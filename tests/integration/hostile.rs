@@ -15,6 +15,8 @@ fn corpus_dir() -> (std::path::PathBuf, Vec<String>) {
     let dir = workdir("hostile");
     std::fs::create_dir_all(dir.join("images")).unwrap();
     std::fs::write(dir.join("disk.raw"), b"x").unwrap();
+    // 3 GiB of holes: larger than a small volume_size, and nothing to read.
+    std::fs::File::create(dir.join("big.raw")).unwrap().set_len(3 << 30).unwrap();
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root).unwrap() {
         let path = entry.unwrap().path();
@@ -44,6 +46,11 @@ async fn every_hostile_manifest_is_refused_precisely_without_touching_aws() {
         assert_eq!(output.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(&format!("{name}:{expected}")), "{name}: expected `{name}:{expected}` in\n{err}");
     }
+    // validate loads what plan loads: the image's size is checked there too.
+    let name = "99-volume-smaller-than-the-image.yaml";
+    let output = amiplan_async(&proxy.endpoint, &dir, &["validate", name]).await;
+    expect_code(&output, 1);
+    assert!(stderr(&output).contains(&format!("{name}:4:42: volume_size 2 GiB cannot hold")), "{}", stderr(&output));
     assert!(proxy.calls().is_empty(), "hostile manifests reached AWS: {:?}", proxy.calls());
 }
 
