@@ -299,6 +299,79 @@ async fn a_snapshot_takes_at_most_500_permission_changes_and_one_direction_per_r
     assert_eq!(proxy.enforced(Rule::SnapshotPermissionBatch), 2);
 }
 
+/// Rule `snapshot-volume-bounds`: a block past the end of the volume a snapshot was started for
+/// is refused, the last one inside it is taken. amiplan sends none: a `build.volume_size` too
+/// small for the image is refused by validate and plan (hostile manifest 99), before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_block_past_the_end_of_its_snapshots_volume_is_refused() {
+    use aws_sdk_ebs::error::ProvideErrorMetadata;
+    use aws_sdk_ebs::primitives::ByteStream;
+    use aws_sdk_ebs::types::ChecksumAlgorithm;
+    use base64::Engine;
+    use sha2::Digest;
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 20).await;
+    let ebs = aws_sdk_ebs::Client::new(&config_at(&proxy.endpoint, "us-east-1").await);
+    let started = ebs.start_snapshot().volume_size(1).send().await.unwrap();
+    let snapshot = started.snapshot_id().unwrap();
+    let block = bytes::Bytes::from(vec![7u8; 512 * 1024]);
+    let checksum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&block));
+    let put = |index: i32| {
+        ebs.put_snapshot_block()
+            .snapshot_id(snapshot)
+            .block_index(index)
+            .block_data(ByteStream::from(block.clone()))
+            .data_length(512 * 1024)
+            .checksum(&checksum)
+            .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
+            .send()
+    };
+    let refused = put(2048).await.expect_err("block 2048 starts past a 1 GiB volume");
+    assert_eq!(refused.code(), Some("ValidationException"), "{refused:?}");
+    assert_eq!(proxy.enforced(Rule::SnapshotVolumeBounds), 1);
+    // A new snapshot is not found for a moment (rule `snapshot-not-found-window`): try again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match put(2047).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Some("ResourceNotFoundException") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the last block of a 1 GiB volume: {e:?}"),
+        }
+    }
+    assert_eq!(proxy.enforced(Rule::SnapshotVolumeBounds), 1);
+}
+
+/// Rule `ami-name-duplicate`: AWS refuses a second AMI under a name in use, where moto makes it.
+/// RegisterImage takes no client token: one whose answer was lost is sent again, refused as a
+/// duplicate, and the AMI the first attempt made is found by its name and kept. One AMI, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_whose_answer_was_lost_makes_one_ami_not_two() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    let moto = Moto::start();
+    let faults = crate::proxy::Faults { lose_first_answer_of: vec!["RegisterImage"], ..Default::default() };
+    let proxy = crate::proxy::Proxy::start(&moto.raw, faults, 21).await;
+    let dir = workdir("lost-registration");
+    sample_image(&dir.join("disk.raw"), 4, 12);
+    let text = "stack: lost-registration\nsource: { file: disk.raw }\nbuild: { region: us-east-1 }\nimage: { name: lost-registration, architecture: x86_64 }\nregions: [us-east-1]\n";
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    let applied = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
+    expect_code(&applied, 0);
+    let registrations = proxy.calls().iter().filter(|c| c.operation == "RegisterImage").count();
+    assert_eq!(registrations, 2, "the lost registration was sent again");
+    assert_eq!(moto.images_named("us-east-1", "lost-registration").await.len(), 1, "one AMI");
+    assert_eq!(proxy.enforced(Rule::AmiNameDuplicate), 1, "and refused as a duplicate");
+    expect_code(&amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml", "--detailed-exitcode"]).await, 0);
+    // The rule itself, as any client meets it.
+    let ec2 = aws_sdk_ec2::Client::new(&config_at(&proxy.endpoint, "us-east-1").await);
+    let again = ec2.register_image().name("lost-registration").root_device_name("/dev/xvda").send().await;
+    let refused = again.expect_err("a second AMI named lost-registration");
+    assert_eq!(refused.code(), Some("InvalidAMIName.Duplicate"), "{refused:?}");
+    expect_code(&amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve"]).await, 0);
+    assert!(moto.images_named("us-east-1", "lost-registration").await.is_empty());
+}
+
 /// Rule `disabled-amis`: an AMI disabled by hand (DisableImage) loses its launch permissions and
 /// leaves DescribeImages unless disabled AMIs are asked for. amiplan still finds it: the plan
 /// leaves it as it is and says so, nothing is made again under its name, nothing starts from it

@@ -12,10 +12,10 @@ use super::rules::{self, Rule, TokenUse};
 use super::{Call, Shared, State, Verdict, between, console_answer, error_with, ok_answer};
 
 /// The rules judged on what moto holds, asked of moto itself: the VPC, public AMI and AMI
-/// sharing quotas, sharing a disabled AMI, sharing under encryption by default, and instance
-/// type offerings (a RunInstances in a subnet
-/// whose Availability Zone does not offer the instance type is refused, as AWS does; moto's
-/// offerings data is AWS's). The rule, AWS's error code and its message.
+/// sharing quotas, sharing a disabled AMI, AMI names in use, sharing under encryption by
+/// default, and instance type offerings (a RunInstances in a subnet whose Availability Zone does
+/// not offer the instance type is refused, as AWS does; moto's offerings data is AWS's). The
+/// rule, AWS's error code and its message.
 pub(super) async fn placement_refusal(
     shared: &Shared,
     call: &Call,
@@ -53,6 +53,16 @@ pub(super) async fn placement_refusal(
     }
     if rules.on(Rule::DisabledAmis)
         && let Some(refusal) = sharing_a_disabled_image(shared, call, parts).await
+    {
+        return Some(refusal);
+    }
+    if rules.on(Rule::InstanceHolds)
+        && let Some(refusal) = super::holds::held_by_an_instance(shared, call, parts).await
+    {
+        return Some(refusal);
+    }
+    if rules.on(Rule::AmiNameDuplicate)
+        && let Some(refusal) = duplicate_ami_name(shared, call, parts).await
     {
         return Some(refusal);
     }
@@ -263,7 +273,7 @@ fn snapshot_permission_batch(call: &Call) -> Option<(&'static str, String)> {
 }
 
 /// Asks moto an EC2 question of its own, in the region of the request being judged.
-async fn ask_moto(shared: &Shared, parts: &hyper::http::request::Parts, body: String) -> Option<String> {
+pub(super) async fn ask_moto(shared: &Shared, parts: &hyper::http::request::Parts, body: String) -> Option<String> {
     let mut request = Request::builder().method("POST").uri(format!("{}/", shared.upstream));
     for name in ["authorization", "host", "x-amz-date"] {
         if let Some(value) = parts.headers.get(name) {
@@ -363,6 +373,12 @@ pub(super) fn enforce_rules(state: &mut State, call: &Call) -> Option<Verdict> {
         );
     }
     let fresh = |state: &State, id: &str, window: Duration| state.created.get(id).is_some_and(|t| t.elapsed() < window);
+    if call.operation == "PutSnapshotBlock"
+        && rules.on(Rule::SnapshotVolumeBounds)
+        && let Some(message) = past_the_volume(state, call)
+    {
+        return enforced(state, Rule::SnapshotVolumeBounds, refuse("ValidationException", &message));
+    }
     match call.operation.as_str() {
         "PutSnapshotBlock" if rules.on(Rule::SnapshotNotFoundWindow) => {
             let snapshot = call.param("SnapshotId").unwrap_or_default();
@@ -516,4 +532,45 @@ fn deprecation_rules(state: &mut State, call: &Call) -> Option<Verdict> {
         }
         _ => None,
     }
+}
+
+/// Rule `snapshot-volume-bounds`: why a block is not in its snapshot's volume, if it is not.
+fn past_the_volume(state: &State, call: &Call) -> Option<String> {
+    let snapshot = call.param("SnapshotId")?;
+    let index: u64 = call.param("BlockIndex")?.parse().ok()?;
+    let gib = *state.snapshot_volumes.get(snapshot)?;
+    // 2,048 blocks of 512 KiB to the GiB.
+    let blocks = gib * 2048;
+    (index >= blocks).then(|| {
+        format!(
+            "Block index {index} is past the end of the volume of {snapshot} ({gib} GiB: blocks 0 to {})",
+            blocks - 1
+        )
+    })
+}
+
+/// Rule `ami-name-duplicate`: a new AMI (RegisterImage, CopyImage) may not take a name one of the
+/// account's AMIs in the Region has, disabled ones included; a CopyImage repeating a client token
+/// is left to rule `client-tokens`, which answers it with the first AMI as AWS does.
+async fn duplicate_ami_name(
+    shared: &Shared,
+    call: &Call,
+    parts: &hyper::http::request::Parts,
+) -> Option<(Rule, &'static str, String)> {
+    if !matches!(call.operation.as_str(), "RegisterImage" | "CopyImage") {
+        return None;
+    }
+    let name = call.param("Name")?;
+    if let Some(key) = rules::token_key(call)
+        && shared.state.lock().unwrap().tokens.contains_key(&key)
+    {
+        return None;
+    }
+    let value: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    let question = format!(
+        "Action=DescribeImages&Version=2016-11-15&Owner.1=self&IncludeDisabled=true&Filter.1.Name=name&Filter.1.Value.1={value}"
+    );
+    let images = ask_moto(shared, parts, question).await?;
+    let id = between(&images, "<imageId>", "</imageId>")?;
+    Some((Rule::AmiNameDuplicate, "InvalidAMIName.Duplicate", format!("AMI name {name} is already in use by AMI {id}")))
 }

@@ -695,3 +695,106 @@ async fn destroy_works_when_the_manifests_subnet_is_gone() {
             .await;
     expect_code(&destroyed, 0);
 }
+
+/// Rule `instance-holds`: on AWS a helper holds its security group, subnet, internet gateway and
+/// scratch volume until it has terminated, and terminating takes a while. First the rule, by
+/// hand through the proxy; then a destroy of a stack whose helper is still running (its apply
+/// was killed), which must wait the termination out and leave nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_is_waited_for_while_it_shuts_down_before_its_network_goes() {
+    let moto = Moto::start();
+    let mut faults = Faults::default();
+    faults.rules.shutting_down_for = Duration::from_secs(3);
+    let proxy = Proxy::start(&moto.raw, faults, 47).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config_at(&proxy.endpoint, REGION).await);
+
+    let vpc = ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.9.0.0/24").availability_zone("us-east-1a");
+    let subnet = subnet.send().await.unwrap();
+    let subnet = subnet.subnet.unwrap().subnet_id.unwrap();
+    let group = ec2.create_security_group().group_name("held").description("held").vpc_id(&vpc).send().await;
+    let group = group.unwrap().group_id.unwrap();
+    let gateway = ec2.create_internet_gateway().send().await.unwrap().internet_gateway.unwrap();
+    let gateway = gateway.internet_gateway_id.unwrap();
+    ec2.attach_internet_gateway().internet_gateway_id(&gateway).vpc_id(&vpc).send().await.unwrap();
+    let image = moto.ec2(REGION).await.describe_images().owners("amazon").send().await.unwrap();
+    let image = image.images()[0].image_id().unwrap().to_string();
+    let interface = aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+        .device_index(0)
+        .subnet_id(&subnet)
+        .groups(&group)
+        .associate_public_ip_address(true)
+        .build();
+    let launched = ec2
+        .run_instances()
+        .image_id(&image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .network_interfaces(interface)
+        .send()
+        .await
+        .unwrap();
+    let instance = launched.instances()[0].instance_id().unwrap().to_string();
+    let refused = |code: &str, result: Result<(), String>| {
+        let error = result.expect_err("refused while the instance holds it");
+        assert!(error.contains(code), "{error}");
+    };
+    let said = |e: &dyn std::error::Error| aws_sdk_ec2::error::DisplayErrorContext(e).to_string();
+    let delete_group =
+        || async { ec2.delete_security_group().group_id(&group).send().await.map(|_| ()).map_err(|e| said(&e)) };
+    let delete_subnet =
+        || async { ec2.delete_subnet().subnet_id(&subnet).send().await.map(|_| ()).map_err(|e| said(&e)) };
+    let detach = || async {
+        let request = ec2.detach_internet_gateway().internet_gateway_id(&gateway).vpc_id(&vpc);
+        request.send().await.map(|_| ()).map_err(|e| said(&e))
+    };
+    refused("DependencyViolation", delete_group().await);
+    refused("DependencyViolation", delete_subnet().await);
+    refused("DependencyViolation", detach().await);
+    ec2.terminate_instances().instance_ids(&instance).send().await.unwrap();
+    let state = || async {
+        let out = ec2.describe_instances().instance_ids(&instance).send().await.unwrap();
+        let state = out.reservations()[0].instances()[0].state().and_then(|s| s.name().cloned());
+        state.map(|s| s.as_str().to_string()).unwrap_or_default()
+    };
+    assert_eq!(state().await, "shutting-down");
+    refused("DependencyViolation", delete_group().await);
+    refused("DependencyViolation", delete_subnet().await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state().await, "terminated");
+    detach().await.unwrap();
+    delete_group().await.unwrap();
+    delete_subnet().await.unwrap();
+
+    let stack = "helper-holds";
+    let dir = write_manifest(stack, &small_helper_manifest(stack));
+    let apply = ["apply", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let mut killed = tokio::process::Command::from(amiplan_command(&proxy.endpoint, &dir, &apply)).spawn().unwrap();
+    let helper = wait_for_helper(&moto, stack).await;
+    // Until the scratch volume is attached: everything the helper holds is there.
+    let attached = |proxy: &Proxy| proxy.calls().iter().any(|c| c.operation == "AttachVolume");
+    for _ in 0..600 {
+        if attached(&proxy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(attached(&proxy), "the helper's scratch volume was attached before the kill");
+    killed.start_kill().unwrap();
+    killed.wait().await.unwrap();
+    let enforced_before = proxy.enforced(Rule::InstanceHolds);
+    let destroy = ["destroy", "stack.yaml", "--auto-approve", "--regions", "manifest"];
+    let destroyed = amiplan_async(&proxy.endpoint, &dir, &destroy).await;
+    expect_code(&destroyed, 0);
+    assert!(
+        proxy.enforced(Rule::InstanceHolds) > enforced_before,
+        "destroy met the helper shutting down: {}",
+        stderr(&destroyed)
+    );
+    let terminated = moto.ec2(REGION).await.describe_instances().instance_ids(helper.instance_id().unwrap()).send();
+    let terminated = terminated.await.unwrap();
+    let state = terminated.reservations()[0].instances()[0].state().and_then(|s| s.name().cloned());
+    assert_eq!(state.map(|s| s.as_str().to_string()).as_deref(), Some("terminated"));
+    assert_eq!(leftovers(&moto, REGION, stack).await, Vec::<String>::new());
+}

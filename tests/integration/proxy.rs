@@ -18,6 +18,8 @@
 
 #[path = "enforce.rs"]
 mod enforce;
+#[path = "holds.rs"]
+mod holds;
 #[path = "rules.rs"]
 pub mod rules;
 #[path = "wire.rs"]
@@ -188,6 +190,8 @@ struct State {
     /// Snapshots started with the EBS direct APIs and not yet completed (rule
     /// `started-snapshots-pending`).
     started_snapshots: HashSet<String>,
+    /// The volume size in GiB of each snapshot started (rule `snapshot-volume-bounds`).
+    snapshot_volumes: HashMap<String, u64>,
     /// SHA-256 of each block written, per snapshot (rule `block-checksums`).
     block_digests: HashMap<String, std::collections::BTreeMap<u64, [u8; 32]>>,
     /// When each PutSnapshotBlock of the last second was accepted, per snapshot (rule
@@ -204,8 +208,10 @@ struct State {
     answers_lost: HashSet<String>,
     /// How often each operation of `Faults::answer_first_with` was answered with its error.
     answered_first: HashMap<String, usize>,
-    /// Instances a TerminateInstances forwarded to moto terminated.
-    terminated: HashSet<String>,
+    /// Instances a TerminateInstances forwarded to moto terminated, and when it answered.
+    terminated: HashMap<String, Instant>,
+    /// The instance each volume was last attached to through the proxy (rule `instance-holds`).
+    attachments: HashMap<String, String>,
 }
 
 struct Shared {
@@ -260,6 +266,7 @@ impl Proxy {
             stalled: HashSet::new(),
             enforced: HashMap::new(),
             block_digests: HashMap::new(),
+            snapshot_volumes: HashMap::new(),
             block_puts: HashMap::new(),
             started_snapshots: HashSet::new(),
             launches: HashMap::new(),
@@ -267,7 +274,8 @@ impl Proxy {
             forwarded_mutating: Vec::new(),
             answers_lost: HashSet::new(),
             answered_first: HashMap::new(),
-            terminated: HashSet::new(),
+            terminated: HashMap::new(),
+            attachments: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared {
@@ -357,7 +365,7 @@ impl Proxy {
     /// Whether a TerminateInstances that moto carried out named `instance`.
     #[allow(dead_code)]
     pub fn terminated(&self, instance: &str) -> bool {
-        self.shared.state.lock().unwrap().terminated.contains(instance)
+        self.shared.state.lock().unwrap().terminated.contains_key(instance)
     }
 
     /// The mutating calls that reached moto since the last [`Proxy::clear_calls`]: what
@@ -495,7 +503,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let forwarded = forward(&shared, &parts, body).await;
     if terminating.is_some() && forwarded.as_ref().is_ok_and(|(answer, _)| answer.status.is_success()) {
         let mut state = shared.state.lock().unwrap();
-        state.terminated.extend(referenced_ids(&call));
+        for instance in referenced_ids(&call) {
+            // Terminating a terminated instance again does not start its termination over.
+            state.terminated.entry(instance).or_insert_with(Instant::now);
+        }
     }
     drop(terminating);
     // moto made it public (or refused): the next one is counted against what it holds now.
@@ -508,7 +519,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     }
     remember_created(&shared, &call, &bytes);
     if answer_parts.status.is_success() {
+        remember_snapshot_volume(&shared, &call, &bytes);
+        holds::remember(&shared, &call);
         bytes = started_snapshots_pending(&shared, &call, bytes);
+        bytes = holds::show_shutting_down(&shared, &call, bytes);
     }
     remember_answer(&shared, &call, &answer_parts, &bytes);
     {
@@ -915,6 +929,18 @@ fn remember_created(shared: &Shared, call: &Call, body: &[u8]) {
     };
     if let Some(id) = id {
         shared.state.lock().unwrap().created.insert(id, Instant::now());
+    }
+}
+
+/// The volume a started snapshot stands for, from StartSnapshot's answer (rule
+/// `snapshot-volume-bounds`).
+fn remember_snapshot_volume(shared: &Shared, call: &Call, body: &[u8]) {
+    if call.operation != "StartSnapshot" {
+        return;
+    }
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+    if let (Some(id), Some(gib)) = (answer["SnapshotId"].as_str(), answer["VolumeSize"].as_u64()) {
+        shared.state.lock().unwrap().snapshot_volumes.insert(id.to_string(), gib);
     }
 }
 

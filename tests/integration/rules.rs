@@ -40,10 +40,13 @@ pub enum Rule {
     AmiSharingQuota,
     SnapshotPermissionBatch,
     DisabledAmis,
+    SnapshotVolumeBounds,
+    AmiNameDuplicate,
+    InstanceHolds,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 24] = [
+    pub const ALL: [Rule; 27] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -68,6 +71,9 @@ impl Rule {
         Rule::AmiSharingQuota,
         Rule::SnapshotPermissionBatch,
         Rule::DisabledAmis,
+        Rule::SnapshotVolumeBounds,
+        Rule::AmiNameDuplicate,
+        Rule::InstanceHolds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +102,9 @@ impl Rule {
             Rule::AmiSharingQuota => "ami-sharing-quota",
             Rule::SnapshotPermissionBatch => "snapshot-permission-batch",
             Rule::DisabledAmis => "disabled-amis",
+            Rule::SnapshotVolumeBounds => "snapshot-volume-bounds",
+            Rule::AmiNameDuplicate => "ami-name-duplicate",
+            Rule::InstanceHolds => "instance-holds",
         }
     }
 
@@ -171,6 +180,15 @@ impl Rule {
             Rule::DisabledAmis => {
                 "EC2 API reference, DisableImage (API_DisableImage.html), and EC2 user guide, Disable an AMI (disable-an-ami.html): a disabled AMI loses every launch permission, can't be shared, and does not appear in DescribeImages unless IncludeDisabled is set. The pages name no error for sharing one: the proxy answers OperationNotPermitted"
             }
+            Rule::SnapshotVolumeBounds => {
+                "EBS API reference, StartSnapshot (API_StartSnapshot.html: VolumeSize, the size of the volume in GiB) and PutSnapshotBlock (API_PutSnapshotBlock.html: BlockIndex, the logical offset of the data in the volume divided by 524,288): a block starts inside the volume or is not in it. The pages name no error for one past its end: the proxy answers ValidationException, the EBS direct APIs' error for input outside their constraints (reason INVALID_BLOCK among those listed)"
+            }
+            Rule::AmiNameDuplicate => {
+                "EC2 API reference, Error codes (errors-overview.html): InvalidAMIName.Duplicate, the specified AMI name is already in use by another AMI (of the account, in the Region); RegisterImage and CopyImage name the new AMI. A repeated CopyImage client token is answered with its first AMI instead (rule client-tokens)"
+            }
+            Rule::InstanceHolds => {
+                "EC2 API reference: DeleteSecurityGroup (a group associated with an instance or network interface → DependencyViolation), DeleteSubnet (terminate all running instances in the subnet first), DetachInternetGateway (the VPC must not contain running instances with public IPv4 addresses), DeleteVolume (the volume must be available, not attached); EC2 user guide, State change events for Amazon EC2 instances (monitoring-instance-state-changes.html): a terminated instance is shutting-down before it is terminated. Only DeleteSecurityGroup's page names its error: the proxy answers DependencyViolation for subnets and gateways as well, and VolumeInUse (moto's own answer for an attached volume) for volumes"
+            }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"
             }
@@ -209,6 +227,9 @@ pub struct Rules {
     /// How long an AMI protected with a cooldown stays protected once protection is lifted
     /// (24 hours on AWS).
     pub protection_cooldown: Duration,
+    /// How long an instance reads `shutting-down` after TerminateInstances (a minute or two
+    /// on AWS), holding what it uses.
+    pub shutting_down_for: Duration,
 }
 
 impl Default for Rules {
@@ -228,6 +249,7 @@ impl Default for Rules {
             ami_sharing_quota: DEFAULT_AMI_SHARING_QUOTA,
             blocks_per_second: 1_000,
             protection_cooldown: Duration::from_secs(4),
+            shutting_down_for: Duration::from_secs(2),
         }
     }
 }

@@ -14,32 +14,51 @@ pub(crate) fn between(text: &str, open: &str, close: &str) -> Option<String> {
     Some(text[start..end].to_string())
 }
 
-/// A DescribeImages answer without the images whose XML `drop` picks: the top-level `<item>`s
-/// of its `<imagesSet>` (an image's own lists hold `<item>`s too).
-pub(super) fn without_images(text: &str, drop: impl Fn(&str) -> bool) -> String {
+/// Where the top-level `<item>`s of every `<set>` of an EC2 answer are (an item's own lists
+/// hold `<item>`s too; a DescribeInstances answer has one `<instancesSet>` per reservation).
+pub(super) fn set_items(text: &str, set: &str) -> Vec<std::ops::Range<usize>> {
     let (open, close) = ("<item>", "</item>");
-    let Some(set) = text.find("<imagesSet>") else { return text.to_string() };
-    let (mut kept, mut depth, mut pos, mut start, mut copied) = (String::new(), 0usize, set, 0, 0);
-    loop {
-        let next_open = text[pos..].find(open).map(|i| i + pos);
-        let next_close = text[pos..].find(close).map(|i| i + pos);
-        match (next_open, next_close) {
-            (Some(o), Some(c)) if o < c => {
-                if depth == 0 {
-                    start = o;
+    let (set_open, set_close) = (format!("<{set}>"), format!("</{set}>"));
+    let mut items = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&set_open).map(|i| i + from + set_open.len()) {
+        // No set holds a set of its own name, so the first close ends this one.
+        let Some(end) = text[at..].find(&set_close).map(|i| i + at) else { break };
+        let (mut depth, mut pos, mut start) = (0usize, at, at);
+        loop {
+            let next_open = text[pos..end].find(open).map(|i| i + pos);
+            let next_close = text[pos..end].find(close).map(|i| i + pos);
+            match (next_open, next_close) {
+                (Some(o), Some(c)) if o < c => {
+                    if depth == 0 {
+                        start = o;
+                    }
+                    depth += 1;
+                    pos = o + open.len();
                 }
-                depth += 1;
-                pos = o + open.len();
-            }
-            (_, Some(c)) if depth > 0 => {
-                depth -= 1;
-                pos = c + close.len();
-                if depth == 0 && drop(&text[start..pos]) {
-                    kept.push_str(&text[copied..start]);
-                    copied = pos;
+                (_, Some(c)) if depth > 0 => {
+                    depth -= 1;
+                    pos = c + close.len();
+                    if depth == 0 {
+                        items.push(start..pos);
+                    }
                 }
+                _ => break,
             }
-            _ => break,
+        }
+        from = end + set_close.len();
+    }
+    items
+}
+
+/// A DescribeImages answer without the images whose XML `drop` picks.
+pub(super) fn without_images(text: &str, drop: impl Fn(&str) -> bool) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut copied = 0;
+    for item in set_items(text, "imagesSet") {
+        if drop(&text[item.clone()]) {
+            kept.push_str(&text[copied..item.start]);
+            copied = item.end;
         }
     }
     kept.push_str(&text[copied..]);
@@ -196,6 +215,9 @@ pub(super) fn identify_operation(parts: &hyper::http::request::Parts, body: &Byt
             .filter(|s| s.starts_with("snap-"))
             .map(|s| ("SnapshotId".to_string(), s.to_string()))
             .collect();
+        if operation == "PutSnapshotBlock" {
+            params.push(("BlockIndex".to_string(), segments[3].to_string()));
+        }
         params.extend(json_params(body));
         return Call::new(service, operation.to_string(), region, params);
     }
