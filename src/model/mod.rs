@@ -538,8 +538,14 @@ fn expand(loaded: &Loaded, report: &mut impl FnMut(&str, String)) -> Vec<Variant
         report("image.name", problem);
         return vec![];
     }
-    if image.tpm && !matches!(image.boot_mode, Some(BootMode::Uefi | BootMode::UefiPreferred)) {
-        report("image.tpm", "tpm needs boot_mode uefi or uefi-preferred".to_string());
+    // NitroTPM needs the instance booted on UEFI, which only `uefi` promises (EC2 user guide,
+    // NitroTPM prerequisites; `uefi-preferred` boots legacy BIOS where a type has no UEFI, and
+    // RegisterImage refuses TpmSupport with it, as Flatcar's release engineers found).
+    if image.tpm && image.boot_mode != Some(BootMode::Uefi) {
+        report(
+            "image.tpm",
+            "tpm needs boot_mode uefi (NitroTPM runs only on UEFI; uefi-preferred may boot legacy BIOS, and EC2 refuses it with a TPM)".to_string(),
+        );
     }
     if image.root_device.is_empty() || !image.root_device.starts_with("/dev/") {
         report(
