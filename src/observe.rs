@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cloud::{
-    Cloud, CloudError, DiscoveryQuery, ErrorClass, LiveResource, PublicAccess, Quota, ResourceKind, RouteOut, Sharing,
+    Cloud, CloudError, DiscoveryQuery, ErrorClass, InstanceTypeTraits, LiveResource, PublicAccess, Quota, ResourceKind,
+    RouteOut, Sharing,
 };
 use crate::graph::{DesiredGraph, NodeKind};
 use crate::manifest::raw::HelperAmi;
@@ -55,6 +56,9 @@ pub struct Observed {
     pub zones: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub subnet_zones: BTreeMap<String, String>,
+    /// What each boot test's instance type launches (`type@region`), where EC2 knows the type.
+    #[serde(default)]
+    pub instance_types: BTreeMap<String, InstanceTypeTraits>,
     /// Regions where the account encrypts every new volume and snapshot by default, among the
     /// regions of unencrypted AMIs that are to be shared.
     #[serde(default)]
@@ -233,6 +237,20 @@ pub async fn observe<C: Cloud>(
             placed_subnets.extend(subnet.map(|s| (node.region.clone(), s.to_string())));
         }
     }
+    // Boot tests launch amiplan's own AMIs, whose traits the plan knows: one read per region of
+    // what their instance types launch.
+    let mut test_types: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for node in graph.nodes().filter(|n| n.kind() == NodeKind::Test) {
+        if let Some((instance_type, _)) = node.spec.instance() {
+            test_types.entry(node.region.as_str()).or_default().push(instance_type.to_string());
+        }
+    }
+    let traits = test_types.into_iter().map(|(region, mut types)| async move {
+        types.sort();
+        types.dedup();
+        let found = cloud.instance_type_traits(region, &types).await?;
+        Ok::<_, CloudError>(found.into_iter().map(move |(t, traits)| (helper_ami_key(&t, region), traits)))
+    });
     let offerings = instance_types.iter().map(|(region, instance_type)| async move {
         let zones = cloud.instance_type_zones(region, instance_type).await?;
         Ok::<_, CloudError>((helper_ami_key(instance_type, region), zones))
@@ -243,15 +261,17 @@ pub async fn observe<C: Cloud>(
         let found = cloud.existing_subnet(region, subnet).await?;
         Ok::<_, CloudError>(found.map(|found| (helper_ami_key(subnet, region), found)))
     });
-    let ((found, resolved), (zones, subnets)) = futures::future::try_join(
+    let ((found, resolved), (zones, subnets), traits) = futures::future::try_join3(
         futures::future::try_join(try_join_all(queries), try_join_all(resolutions)),
         futures::future::try_join(try_join_all(offerings), try_join_all(subnet_reads)),
+        try_join_all(traits),
     )
     .await?;
     let subnets: Vec<(String, crate::cloud::ExistingSubnet)> = subnets.into_iter().flatten().collect();
     let routes_out = subnets.iter().map(|(key, subnet)| (key.clone(), subnet.route_out.clone())).collect();
     let subnet_zones = subnets.into_iter().map(|(key, subnet)| (key, subnet.availability_zone)).collect();
     let zones = zones.into_iter().collect();
+    let type_traits = traits.into_iter().flatten().collect();
 
     let shared_plain: BTreeSet<&str> = graph
         .nodes()
@@ -350,6 +370,7 @@ pub async fn observe<C: Cloud>(
         routes_out,
         zones,
         subnet_zones,
+        instance_types: type_traits,
         vpc_counts,
         vpc_quotas,
         sharing_quotas,

@@ -8,6 +8,7 @@ pub mod attrs;
 pub mod aws;
 mod blocks;
 mod error;
+mod instance_types;
 mod live;
 pub mod needs;
 mod progress;
@@ -21,6 +22,7 @@ use std::future::Future;
 pub use attrs::{ImageAttrs, Protection, VolumeType};
 pub use blocks::{BlockDigest, BlockSource, EBS_BLOCK_SIZE};
 pub use error::{Cause, CloudError, ErrorClass};
+pub use instance_types::{Ena, InstanceTypeTraits};
 pub use live::{LiveProtection, LiveResource, PublicAccess, ResourceKind, State};
 pub use progress::{NoProgress, Progress};
 pub use sharing::Sharing;
@@ -209,6 +211,13 @@ pub trait Account: Sync {
         region: &str,
         instance_type: &str,
     ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+    /// What each of `instance_types` can launch, for those EC2 knows in the region: one
+    /// paginated DescribeInstanceTypes, filtered by type (a type EC2 does not know is left out).
+    fn instance_type_traits(
+        &self,
+        region: &str,
+        instance_types: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, InstanceTypeTraits>, CloudError>> + Send;
     /// The account's image block public access setting in the region, or `None` where the API
     /// does not answer it.
     fn image_block_public_access(&self, region: &str) -> impl Future<Output = Option<PublicAccess>> + Send;

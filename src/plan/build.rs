@@ -155,3 +155,26 @@ pub(super) fn resolve_placement(
     }
     None
 }
+
+/// A boot test's instance type must launch the AMI it tests: EC2 refuses RunInstances of an AMI
+/// whose architecture, virtualization, boot mode, ENA or NitroTPM the type lacks, and the test
+/// would fail only once the AMI is made. A type EC2 does not describe is left to the offerings'
+/// warning.
+pub(super) fn check_test_type(
+    node: &Node,
+    desired: &DesiredGraph,
+    observed: &Observed,
+    change: &Change,
+) -> Option<String> {
+    if !matches!(change.action, Action::Create | Action::Replace) {
+        return None;
+    }
+    let Spec::Test(test) = &node.spec else { return None };
+    let attrs = &desired.get(&test.image_node)?.spec.ami()?.attrs;
+    let traits = observed.instance_types.get(&helper_ami_key(&test.instance_type, &node.region))?;
+    let why = traits.refusal(attrs)?;
+    Some(format!(
+        "{}: {} cannot launch the AMI it tests, as {why}: EC2 refuses the launch and the test fails; set test.instance_type to a type that launches it",
+        node.id, test.instance_type
+    ))
+}

@@ -22,7 +22,7 @@ mod quota;
 mod retention;
 mod seed;
 
-use build::{resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building};
+use build::{check_test_type, resolve_helper_ami, resolve_helper_network, resolve_placement, stacks_building};
 use catalog::{files_change, orphan_parameter, parameter_change, pinned_versions};
 use claim::{claim, preference};
 use compare::judge;
@@ -257,6 +257,7 @@ pub fn plan(desired: &DesiredGraph, observed: &Observed, stacks: &BTreeSet<Strin
                 if let Some(warning) = resolve_placement(node, desired, observed, &mut change) {
                     network_warnings.push(warning);
                 }
+                network_warnings.extend(check_test_type(node, desired, observed, &change));
                 changes.push(change);
             }
             continue;

@@ -123,6 +123,7 @@ fn observed(resources: Vec<LiveResource>) -> Observed {
         routes_out: BTreeMap::new(),
         zones: BTreeMap::new(),
         subnet_zones: BTreeMap::new(),
+        instance_types: BTreeMap::new(),
         vpc_counts: BTreeMap::new(),
         vpc_quotas: BTreeMap::new(),
         sharing_quotas: BTreeMap::new(),
@@ -668,6 +669,11 @@ fn retention_keeps_the_newest_versions_and_spares_launch_template_amis() {
 /// A public stack built in us-east-1 and copied to eu-west-1, its AMI boot-tested first (the
 /// test script lives in `dir`).
 fn gated_graph(dir: &std::path::Path) -> DesiredGraph {
+    gated_graph_with(dir, |_| {})
+}
+
+/// [`gated_graph`] of a stack `tweak` changed first.
+fn gated_graph_with(dir: &std::path::Path, tweak: impl FnOnce(&mut Stack)) -> DesiredGraph {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("t.sh"), "true\n").unwrap();
     let mut gated = stack(&[VolumeType::Gp3], &["us-east-1", "eu-west-1"]);
@@ -681,6 +687,7 @@ fn gated_graph(dir: &std::path::Path) -> DesiredGraph {
         reports: None,
         reports_bucket: None,
     });
+    tweak(&mut gated);
     let job = crate::job::prepare_test("demo", &dir.join("t.sh"), None).unwrap();
     let sources = HashMap::from([(gated.name.clone(), Prepared::Upload(source("a")))]);
     DesiredGraph::build_with_tests(std::slice::from_ref(&gated), &sources, &HashMap::from([("demo".to_string(), job)]))
@@ -896,4 +903,33 @@ fn a_helper_build_runs_for_the_source_of_new_copies_only() {
     let grown = plan(&desired, &observed(fewer), &stacks(), false, NOW);
     assert!(builds(&grown).contains(&NodeKind::Helper), "{:#?}", grown.changes);
     assert_eq!(action_of(&grown, "snapshot/demo-root@us-east-1")[0].action, Action::Create);
+}
+
+/// A boot test whose instance type cannot launch the AMI it tests is warned of before anything
+/// is made (EC2 would refuse the launch once the AMI exists); a type that can says nothing, nor
+/// does one EC2 does not describe (the offerings' warning speaks for it).
+#[test]
+fn a_boot_test_type_that_cannot_launch_its_ami_is_warned_of() {
+    use crate::cloud::{Ena, InstanceTypeTraits};
+    let dir = std::env::temp_dir().join(format!("amiplan-test-type-{}", std::process::id()));
+    let t3_small = InstanceTypeTraits {
+        architectures: vec![Architecture::X86_64],
+        virtualizations: vec![Virtualization::Hvm],
+        boot_modes: vec![BootMode::LegacyBios, BootMode::Uefi],
+        ena: Ena::Required,
+        nitro_tpm: true,
+    };
+    let warned = |desired: &DesiredGraph, described: bool| {
+        let instance_types =
+            BTreeMap::from_iter(described.then(|| ("t3.small@us-east-1".to_string(), t3_small.clone())));
+        let planned = plan(desired, &Observed { instance_types, ..observed(vec![]) }, &stacks(), false, NOW);
+        planned.warnings.into_iter().filter(|w| w.starts_with("test/demo-gp3@us-east-1")).collect::<Vec<_>>()
+    };
+    assert_eq!(warned(&gated_graph(&dir), true), Vec::<String>::new());
+    let without_ena = gated_graph_with(&dir, |stack| stack.variants[0].attrs.ena = false);
+    let said = warned(&without_ena, true);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("t3.small cannot launch the AMI it tests, as it requires ENA"), "{}", said[0]);
+    assert_eq!(warned(&without_ena, false), Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -372,6 +372,45 @@ async fn a_registration_whose_answer_was_lost_makes_one_ami_not_two() {
     assert!(moto.images_named("us-east-1", "lost-registration").await.is_empty());
 }
 
+/// Rule `instance-type-fits-image`: EC2 launches an AMI only on an instance type that has what
+/// the AMI needs; moto launches anything. A UEFI AMI tested on m4.large, which boots legacy BIOS
+/// only (test launches kept on such a type when their AMIs moved to UEFI): the plan reads what
+/// the type launches and warns before anything is made; applied anyway, the test's launch is
+/// refused, nothing runs and the AMI stays untested. A type that launches it is not warned of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_test_on_a_type_that_cannot_launch_its_ami_is_warned_of_and_refused() {
+    let moto = Moto::start();
+    let proxy = crate::proxy::Proxy::start(&moto.raw, crate::proxy::Faults::default(), 94).await;
+    let dir = workdir("test-type");
+    sample_image(&dir.join("disk.raw"), 4, 13);
+    std::fs::write(dir.join("t.sh"), "#!/bin/sh\ntrue\n").unwrap();
+    let text = "stack: test-type\nsource: { file: disk.raw }\nbuild: { region: us-east-1 }\nimage: { name: test-type, architecture: x86_64, boot_mode: uefi }\ntest: { script: t.sh, instance_type: m4.large }\nregions: [us-east-1]\n";
+    std::fs::write(dir.join("stack.yaml"), text).unwrap();
+    let said = |output: &std::process::Output| format!("{}\n{}", stdout(output), stderr(output));
+    let planned = amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml"]).await;
+    expect_code(&planned, 0);
+    let warning = "m4.large cannot launch the AMI it tests, as it cannot boot UEFI";
+    assert!(said(&planned).contains(warning), "{}", said(&planned));
+    let applied = amiplan_async(&proxy.endpoint, &dir, &["apply", "stack.yaml", "--auto-approve"]).await;
+    expect_code(&applied, 1);
+    assert!(said(&applied).contains("does not support an AMI with a boot mode of UEFI"), "{}", said(&applied));
+    assert_eq!(proxy.enforced(Rule::InstanceTypeFitsImage), 1);
+    let ec2 = moto.ec2("us-east-1").await;
+    let reservations = ec2.describe_instances().send().await.unwrap();
+    assert!(reservations.reservations().is_empty(), "nothing launched: {reservations:?}");
+    let image = moto.images_named("us-east-1", "test-type").await;
+    let tested = image[0].tags().iter().any(|t| t.key() == Some("amiplan:tested"));
+    assert!(!tested, "the AMI is not taken as tested");
+
+    // A type that launches it: nothing to warn of.
+    std::fs::write(dir.join("stack.yaml"), text.replace("m4.large", "t3.small")).unwrap();
+    let planned = amiplan_async(&proxy.endpoint, &dir, &["plan", "stack.yaml"]).await;
+    expect_code(&planned, 0);
+    assert!(!said(&planned).contains("cannot launch"), "{}", said(&planned));
+    expect_code(&amiplan_async(&proxy.endpoint, &dir, &["destroy", "stack.yaml", "--auto-approve"]).await, 0);
+    assert!(moto.images_named("us-east-1", "test-type").await.is_empty());
+}
+
 /// Rule `disabled-amis`: an AMI disabled by hand (DisableImage) loses its launch permissions and
 /// leaves DescribeImages unless disabled AMIs are asked for. amiplan still finds it: the plan
 /// leaves it as it is and says so, nothing is made again under its name, nothing starts from it

@@ -12,8 +12,8 @@ use super::rules::{self, Rule, TokenUse};
 use super::{Call, Shared, State, Verdict, between, console_answer, error_with, ok_answer};
 
 /// The rules judged on what moto holds, asked of moto itself: the VPC, public AMI and AMI
-/// sharing quotas, sharing a disabled AMI, AMI names in use, sharing under encryption by
-/// default, and instance type offerings (a RunInstances in a subnet whose Availability Zone does
+/// sharing quotas, sharing a disabled AMI, AMI names in use, what an instance type launches,
+/// sharing under encryption by default, and instance type offerings (a RunInstances in a subnet whose Availability Zone does
 /// not offer the instance type is refused, as AWS does; moto's offerings data is AWS's). The
 /// rule, AWS's error code and its message.
 pub(super) async fn placement_refusal(
@@ -63,6 +63,11 @@ pub(super) async fn placement_refusal(
     }
     if rules.on(Rule::AmiNameDuplicate)
         && let Some(refusal) = duplicate_ami_name(shared, call, parts).await
+    {
+        return Some(refusal);
+    }
+    if rules.on(Rule::InstanceTypeFitsImage)
+        && let Some(refusal) = super::launches::type_refuses_image(shared, call, parts).await
     {
         return Some(refusal);
     }

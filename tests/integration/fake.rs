@@ -260,6 +260,14 @@ impl Account for FakeCloud {
         Err(no_builds("DescribeInstanceTypeOfferings", region))
     }
 
+    async fn instance_type_traits(
+        &self,
+        region: &str,
+        _instance_types: &[String],
+    ) -> Result<std::collections::BTreeMap<String, amiplan::cloud::InstanceTypeTraits>, CloudError> {
+        Err(no_builds("DescribeInstanceTypes", region))
+    }
+
     async fn image_block_public_access(&self, _region: &str) -> Option<amiplan::cloud::PublicAccess> {
         None
     }

@@ -20,6 +20,8 @@
 mod enforce;
 #[path = "holds.rs"]
 mod holds;
+#[path = "launches.rs"]
+mod launches;
 #[path = "rules.rs"]
 pub mod rules;
 #[path = "wire.rs"]
@@ -212,6 +214,9 @@ struct State {
     terminated: HashMap<String, Instant>,
     /// The instance each volume was last attached to through the proxy (rule `instance-holds`).
     attachments: HashMap<String, String>,
+    /// What each AMI registered (or copied) through the proxy was registered with (rule
+    /// `instance-type-fits-image`): moto keeps none of it.
+    registered: HashMap<String, launches::Registered>,
 }
 
 struct Shared {
@@ -276,6 +281,7 @@ impl Proxy {
             answered_first: HashMap::new(),
             terminated: HashMap::new(),
             attachments: HashMap::new(),
+            registered: HashMap::new(),
         };
         let client = Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared {
@@ -521,6 +527,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     if answer_parts.status.is_success() {
         remember_snapshot_volume(&shared, &call, &bytes);
         holds::remember(&shared, &call);
+        launches::remember(&shared, &call, &bytes);
         bytes = started_snapshots_pending(&shared, &call, bytes);
         bytes = holds::show_shutting_down(&shared, &call, bytes);
     }

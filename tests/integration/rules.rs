@@ -43,10 +43,11 @@ pub enum Rule {
     SnapshotVolumeBounds,
     AmiNameDuplicate,
     InstanceHolds,
+    InstanceTypeFitsImage,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 27] = [
+    pub const ALL: [Rule; 28] = [
         Rule::ClientTokens,
         Rule::ConsoleOutput,
         Rule::HelperNetwork,
@@ -74,6 +75,7 @@ impl Rule {
         Rule::SnapshotVolumeBounds,
         Rule::AmiNameDuplicate,
         Rule::InstanceHolds,
+        Rule::InstanceTypeFitsImage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +107,7 @@ impl Rule {
             Rule::SnapshotVolumeBounds => "snapshot-volume-bounds",
             Rule::AmiNameDuplicate => "ami-name-duplicate",
             Rule::InstanceHolds => "instance-holds",
+            Rule::InstanceTypeFitsImage => "instance-type-fits-image",
         }
     }
 
@@ -188,6 +191,9 @@ impl Rule {
             }
             Rule::InstanceHolds => {
                 "EC2 API reference: DeleteSecurityGroup (a group associated with an instance or network interface → DependencyViolation), DeleteSubnet (terminate all running instances in the subnet first), DetachInternetGateway (the VPC must not contain running instances with public IPv4 addresses), DeleteVolume (the volume must be available, not attached); EC2 user guide, State change events for Amazon EC2 instances (monitoring-instance-state-changes.html): a terminated instance is shutting-down before it is terminated. Only DeleteSecurityGroup's page names its error: the proxy answers DependencyViolation for subnets and gateways as well, and VolumeInUse (moto's own answer for an attached volume) for volumes"
+            }
+            Rule::InstanceTypeFitsImage => {
+                "EC2 user guide: Linux AMI virtualization types (virtualization_types.html: current generation instance types run HVM AMIs only), Boot modes (ami-boot.html: UEFI needs an instance type built on the Nitro System, Graviton types boot UEFI only), Enable enhanced networking with ENA (enhanced-networking-ena.html: current generation types require an AMI with ENA enabled), NitroTPM requirements (enable-nitrotpm-prerequisites.html: a supported instance type); DescribeInstanceTypes (API_InstanceTypeInfo.html) says which a type has. The messages for an architecture, virtualization, UEFI and ENA mismatch are EC2's as its users report them (InvalidParameterValue, InvalidParameterCombination); for legacy BIOS on a UEFI-only type and for NitroTPM no message is documented: the proxy answers InvalidParameterValue and InvalidParameterCombination in its own words. RegisterImage's defaults (i386, paravirtual, no ENA) apply to what a request leaves out"
             }
             Rule::TagLimits => {
                 "EC2 user guide, Tag restrictions: keys up to 128 and values up to 256 characters (EBS direct APIs: 127 and 255)"

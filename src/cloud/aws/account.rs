@@ -1,10 +1,12 @@
 //! The account and what it allows in each region.
 
+use std::collections::BTreeMap;
+
 use aws_config::Region;
 use aws_sdk_ec2::types::{Filter, LocationType};
 
 use super::{AwsCloud, Missing, states};
-use crate::cloud::{Account, CloudError, PublicAccess, Quota};
+use crate::cloud::{Account, CloudError, InstanceTypeTraits, PublicAccess, Quota};
 
 /// The service and quota codes of a quota in Service Quotas: Amazon EC2's "Public AMIs" (5 by
 /// default) and "AMI sharing" (1,000 entities per AMI by default), both in "AMI quotas" of the
@@ -54,6 +56,23 @@ impl Account for AwsCloud {
         zones.sort();
         zones.dedup();
         Ok(zones)
+    }
+
+    async fn instance_type_traits(
+        &self,
+        region: &str,
+        instance_types: &[String],
+    ) -> Result<BTreeMap<String, InstanceTypeTraits>, CloudError> {
+        let ec2 = self.ec2(region);
+        // A filter, not InstanceTypes: a type EC2 does not know is no match, not an error that
+        // would keep the plan from saying so itself (no zone offers it).
+        let of_types = Filter::builder().name("instance-type").set_values(Some(instance_types.to_vec())).build();
+        let request = ec2.describe_instance_types();
+        let types = describe!(self, region, "DescribeInstanceTypes", request, vec![of_types]).await?;
+        Ok(types
+            .iter()
+            .filter_map(|info| Some((info.instance_type()?.as_str().to_string(), states::instance_type_traits(info))))
+            .collect())
     }
 
     async fn image_block_public_access(&self, region: &str) -> Option<PublicAccess> {

@@ -50,7 +50,7 @@ const BASE_OWN: &[&str] = &[
 
 /// What an instance of amiplan's (a helper, a boot test) needs read: discovery of the build
 /// resources, instance type offerings, the default subnet, the console.
-const INSTANCE_READS: &[&str] = &[
+const INSTANCE_READS: [&str; 9] = [
     "ec2:DescribeInstanceTypeOfferings",
     "ec2:DescribeInstances",
     "ec2:DescribeInternetGateways",
@@ -62,13 +62,26 @@ const INSTANCE_READS: &[&str] = &[
     "ec2:GetConsoleOutput",
 ];
 
+/// A boot test's reads: an instance's, and what its instance type launches (the plan checks
+/// the tested AMI against it).
+const BOOT_TEST_READS: [&str; 10] = {
+    let mut reads = [""; 10];
+    let mut i = 0;
+    while i < INSTANCE_READS.len() {
+        reads[i] = INSTANCE_READS[i];
+        i += 1;
+    }
+    reads[9] = "ec2:DescribeInstanceTypes";
+    reads
+};
+
 /// The IAM actions of one capability: (reads, makes in the manifests' regions, changes to own
 /// resources).
 fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'static str], &'static [&'static str]) {
     match capability {
         Capability::Upload => (&[], &["ebs:CompleteSnapshot", "ebs:PutSnapshotBlock", "ebs:StartSnapshot"], &[]),
         Capability::HelperBuild => (
-            INSTANCE_READS,
+            &INSTANCE_READS,
             &[
                 "ec2:AttachVolume",
                 "ec2:CreateSecurityGroup",
@@ -121,7 +134,7 @@ fn actions(capability: Capability) -> (&'static [&'static str], &'static [&'stat
         Capability::Deprecation => (&[], &[], &["ec2:EnableImageDeprecation"]),
         Capability::Protection => (&[], &[], &["ec2:EnableImageDeregistrationProtection"]),
         Capability::BootTest => (
-            INSTANCE_READS,
+            &BOOT_TEST_READS,
             &["ec2:CreateSecurityGroup", "ec2:RunInstances"],
             &["ec2:DeleteSecurityGroup", "ec2:TerminateInstances"],
         ),

@@ -1,6 +1,9 @@
 //! AWS's state words, read into [`State`]: the only place that knows them.
 
-use crate::cloud::{LiveProtection, Protection, PublicAccess, State};
+use aws_sdk_ec2::types::InstanceTypeInfo;
+
+use crate::cloud::attrs::{Architecture, BootMode, Virtualization};
+use crate::cloud::{Ena, InstanceTypeTraits, LiveProtection, Protection, PublicAccess, State};
 
 /// An AMI's state (`pending`, `available`, `invalid`, `deregistered`, `failed`, `error`,
 /// `disabled`, …).
@@ -84,6 +87,48 @@ pub(super) fn public_access(word: &str) -> PublicAccess {
         "block-new-sharing" => PublicAccess::BlockNewSharing,
         "block-all-sharing" => PublicAccess::BlockAllSharing,
         other => PublicAccess::Other(other.to_string()),
+    }
+}
+
+/// What DescribeInstanceTypes says an instance type launches. Words amiplan has no use for
+/// (i386, Mac architectures) are left out; a missing ENA word is taken as none.
+pub(super) fn instance_type_traits(info: &InstanceTypeInfo) -> InstanceTypeTraits {
+    let processor = info.processor_info();
+    let architectures = processor.map(|p| p.supported_architectures()).unwrap_or_default();
+    let ena = info.network_info().and_then(|n| n.ena_support()).map(|e| e.as_str());
+    InstanceTypeTraits {
+        architectures: architectures
+            .iter()
+            .filter_map(|a| match a.as_str() {
+                "x86_64" => Some(Architecture::X86_64),
+                "arm64" => Some(Architecture::Arm64),
+                _ => None,
+            })
+            .collect(),
+        virtualizations: info
+            .supported_virtualization_types()
+            .iter()
+            .filter_map(|v| match v.as_str() {
+                "hvm" => Some(Virtualization::Hvm),
+                "paravirtual" => Some(Virtualization::Paravirtual),
+                _ => None,
+            })
+            .collect(),
+        boot_modes: info
+            .supported_boot_modes()
+            .iter()
+            .filter_map(|b| match b.as_str() {
+                "legacy-bios" => Some(BootMode::LegacyBios),
+                "uefi" => Some(BootMode::Uefi),
+                _ => None,
+            })
+            .collect(),
+        ena: match ena {
+            Some("required") => Ena::Required,
+            Some("supported") => Ena::Supported,
+            _ => Ena::Unsupported,
+        },
+        nitro_tpm: info.nitro_tpm_support().is_some_and(|t| t.as_str() == "supported"),
     }
 }
 
