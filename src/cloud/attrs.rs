@@ -20,6 +20,26 @@ pub struct ImageAttrs {
     pub ramdisk_id: Option<String>,
 }
 
+#[cfg(test)]
+impl ImageAttrs {
+    /// An x86_64 HVM gp3 AMI with ENA and nothing else asked for: what unit tests start from.
+    pub fn plain() -> ImageAttrs {
+        ImageAttrs {
+            architecture: Architecture::X86_64,
+            virtualization: Virtualization::Hvm,
+            volume_type: VolumeType::Gp3,
+            encrypted: false,
+            boot_mode: None,
+            ena: true,
+            imds: None,
+            tpm: false,
+            root_device: "/dev/xvda".into(),
+            kernel_id: None,
+            ramdisk_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 pub enum Architecture {
     #[serde(rename = "x86_64")]

@@ -63,22 +63,8 @@ impl InstanceTypeTraits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::attrs::VolumeType;
-
     fn attrs() -> ImageAttrs {
-        ImageAttrs {
-            architecture: Architecture::X86_64,
-            virtualization: Virtualization::Hvm,
-            volume_type: VolumeType::Gp3,
-            encrypted: false,
-            boot_mode: None,
-            ena: true,
-            imds: None,
-            tpm: false,
-            root_device: "/dev/xvda".into(),
-            kernel_id: None,
-            ramdisk_id: None,
-        }
+        ImageAttrs::plain()
     }
 
     /// t3.small, as DescribeInstanceTypes describes it.

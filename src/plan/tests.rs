@@ -19,19 +19,7 @@ fn stack(volume_types: &[VolumeType], regions: &[&str]) -> Stack {
         .iter()
         .map(|&volume_type| Variant {
             name: format!("demo-{}", volume_type.as_str()),
-            attrs: ImageAttrs {
-                architecture: Architecture::X86_64,
-                virtualization: Virtualization::Hvm,
-                volume_type,
-                encrypted: false,
-                boot_mode: Some(BootMode::Uefi),
-                ena: true,
-                imds: None,
-                tpm: false,
-                root_device: "/dev/xvda".into(),
-                kernel_id: None,
-                ramdisk_id: None,
-            },
+            attrs: ImageAttrs { volume_type, boot_mode: Some(BootMode::Uefi), ..ImageAttrs::plain() },
         })
         .collect();
     Stack {
